@@ -1,0 +1,1 @@
+"""The expensive target side: boxes, LAMMPS data files, protocols, runs and interaction energies."""

@@ -1,0 +1,77 @@
+"""The LAMMPS force-field include file (``forcefield.lmp``) of a :class:`System`.
+
+Every i-j LJ pair is written explicitly (no ``pair_modify mix``): LAMMPS' mixing under
+``pair_style hybrid/overlay`` gave wrong Coulomb energies (LAMMPS issue #3030), and the
+DREIDING cross terms are then visible in the file. Hydrogen bonds use ``hbond/dreiding/lj``
+between every donor type (N/O/F bearing an ``H___A``) and every acceptor type (N/O/F).
+"""
+
+from __future__ import annotations
+
+from mdxfer.forcefield.parameters import angle_params, bond_params, lj_pair, load_table
+from mdxfer.md.box import System
+from mdxfer.md.datafile import angle_label, bond_label
+from mdxfer.md.protocol import Protocol, render
+
+
+def hbond_pairs(system: System) -> list[tuple[str, str]]:
+    """(donor type, acceptor type) pairs present in ``system``; empty without any H___A."""
+    table = load_table()["hbond"]
+    donors, acceptors = set(), set()
+    for ff in system.molecules:
+        donors |= {t for t in ff.donor_types if t.split("_")[0] in table["donor_elements"]}
+        acceptors |= ff.acceptor_types
+    if "H___A" not in system.types:
+        return []
+    return sorted((d, a) for d in donors for a in acceptors)
+
+
+def forcefield_include(system: System, protocol: Protocol) -> str:
+    """Text of ``forcefield.lmp`` for ``system`` under ``protocol`` (cut-off, H-bonds, tail)."""
+    tables = system.type_tables()
+    labels = tables["atom"]
+    num = {t: i + 1 for i, t in enumerate(labels)}
+    hb = hbond_pairs(system) if protocol.hbond else []
+    rc = protocol.cutoff_A
+    hbt = load_table()["hbond"]
+    lj_style = "lj/cut/coul/long"
+    if hb:
+        pair_style = (f"hybrid/overlay {lj_style} {rc:g} hbond/dreiding/lj {hbt['n']} "
+                      f"{hbt['r_inner']:g} {hbt['r_outer']:g} {hbt['angle_cutoff']:g}")
+        sub = f" {lj_style}"
+    else:
+        pair_style, sub = f"{lj_style} {rc:g}", ""
+    pair_lines = []
+    for i, ti in enumerate(labels):
+        for tj in labels[i:]:
+            eps, sig = lj_pair(ti, tj)
+            pair_lines.append(f"pair_coeff {num[ti]} {num[tj]}{sub} {eps:.6f} {sig:.6f}  # {ti} {tj}")
+    for donor, acc in hb:
+        i, j = sorted((num[donor], num[acc]))
+        flag = "i" if num[donor] == i else "j"
+        pair_lines.append(
+            f"pair_coeff {i} {j} hbond/dreiding/lj {num['H___A']} {flag} {hbt['D_hb']:g} "
+            f"{hbt['R_hb']:g} {hbt['n']}  # donor {donor}, acceptor {acc}"
+        )
+    if protocol.tail_correction:
+        pair_modify = f"pair_modify pair {lj_style} tail yes" if hb else "pair_modify tail yes"
+    else:
+        pair_modify = "# no long-range LJ tail correction"
+    bond_lines = []
+    for n, key in enumerate(tables["bond"], 1):
+        k, r0 = bond_params(*key)
+        bond_lines.append(f"bond_coeff {n} {k:.4f} {r0:.4f}  # {bond_label(key)}")
+    angle_lines = []
+    for n, key in enumerate(tables["angle"], 1):
+        k, th = angle_params(key)
+        angle_lines.append(f"angle_coeff {n} {k:.4f} {th:.4f}  # {angle_label(key)}")
+    dihedral_lines = [f"dihedral_coeff {n} {k:.6f} {d} {m}"
+                      for n, (k, d, m) in enumerate(tables["dihedral"], 1)]
+    improper_lines = [f"improper_coeff {n} {k:.6f} {w0:.4f}"
+                      for n, (k, w0) in enumerate(tables["improper"], 1)]
+    return render(
+        "forcefield.lmp", pair_style=pair_style, pair_coeffs="\n".join(pair_lines),
+        pair_modify=pair_modify, bond_coeffs="\n".join(bond_lines),
+        angle_coeffs="\n".join(angle_lines), dihedral_coeffs="\n".join(dihedral_lines),
+        improper_coeffs="\n".join(improper_lines), kspace_accuracy=f"{protocol.kspace_accuracy:g}",
+    )

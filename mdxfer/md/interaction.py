@@ -1,0 +1,343 @@
+"""Interaction energy with a partner (isoprene by default), as in seed 000.
+
+For the candidate and the partner: build a box of ``n_molecules`` (default 100), minimise,
+compress along z at 200 atm, run NVT at the plateau volume. Then stack the two equilibrated
+cells along z, compress and run NVT again. With NVT averages (kcal/mol):
+
+    E_int = E_tot - (E_chem + E_partner)
+
+reported for the total energy and for the potential energy alone, each with a standard error
+from block averaging (the three runs are independent, so errors add in quadrature).
+
+Each stage writes its outputs in its own directory and a ``<stage>.json`` summary last, via an
+atomic rename; a stage whose summary exists for the same protocol is not run again (resume).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import socket
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mdxfer import __version__
+from mdxfer.errors import LammpsError, MdxferError
+from mdxfer.forcefield import parametrize
+from mdxfer.forcefield.parameters import load_table
+from mdxfer.md.box import System, pack, stack
+from mdxfer.md.datafile import apply_state, read_state, write_data
+from mdxfer.md.ffinput import forcefield_include
+from mdxfer.md.lammps import Launcher, lammps_version, run_input
+from mdxfer.md.protocol import Protocol, render
+from mdxfer.md.thermo import concat_runs, is_finite, read_runs, summarize
+from mdxfer.molecule import canonical_smiles, embed, inchikey
+
+DEFAULT_PARTNER = "CC(=C)C=C"  # isoprene
+SPECIES_FILE = "species.json"
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON to ``path`` via a temporary file and an atomic rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=2, sort_keys=True, default=float)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())
+
+
+# ---------------------------------------------------------------- building systems
+
+def build_species_system(smiles: str, protocol: Protocol) -> System:
+    """The packed box of ``protocol.n_molecules`` copies of ``smiles`` (deterministic)."""
+    canon = canonical_smiles(smiles)
+    ff = parametrize(embed(canon, seed=protocol.seed), canon)
+    return pack(ff, protocol.n_molecules, box=protocol.box_A,
+                min_distance=protocol.min_distance_A, seed=protocol.seed)
+
+
+def _write_inputs(system: System, protocol: Protocol, workdir: Path, info: dict) -> None:
+    write_data(system, workdir / "system.data", title=info.get("title", "mdxfer system"))
+    (workdir / "forcefield.lmp").write_text(forcefield_include(system, protocol))
+    info = dict(info, n_atoms=system.n_atoms, n_molecules=system.n_molecules,
+                protocol=protocol.to_dict(), protocol_digest=protocol.digest(),
+                forcefield=load_table()["version"], initial_density_g_cm3=system.density,
+                box_A=list(map(float, system.box)))
+    write_json_atomic(workdir / SPECIES_FILE, info)
+
+
+def prepare_species(smiles: str, protocol: Protocol, workdir: str | Path) -> Path:
+    """Write ``system.data``, ``forcefield.lmp`` and ``species.json`` for one molecule's box."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    canon = canonical_smiles(smiles)
+    existing = workdir / SPECIES_FILE
+    if existing.exists():
+        info = read_json(existing)
+        if info.get("smiles") == canon and info.get("protocol_digest") == protocol.digest():
+            return workdir
+    system = build_species_system(canon, protocol)
+    _write_inputs(system, protocol, workdir, {
+        "kind": "species", "smiles": canon, "input_smiles": smiles, "inchikey": inchikey(canon),
+        "title": f"{protocol.n_molecules} x {inchikey(canon)}",
+        "molar_mass_g_mol": system.molecules[0].mass,
+    })
+    return workdir
+
+
+def prepare_stack(bottom_dir: str | Path, top_dir: str | Path, protocol: Protocol,
+                  workdir: str | Path) -> Path:
+    """Stack the NVT-equilibrated cells of ``bottom_dir`` (candidate) and ``top_dir``."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    existing = workdir / SPECIES_FILE
+    if existing.exists() and read_json(existing).get("protocol_digest") == protocol.digest():
+        return workdir
+    bottom = load_system(bottom_dir, "nvt")
+    top = load_system(top_dir, "nvt")
+    joined = stack(bottom, top, gap=protocol.stack_gap_A)
+    _write_inputs(joined, protocol, workdir, {
+        "kind": "stack", "bottom": str(Path(bottom_dir).resolve()),
+        "top": str(Path(top_dir).resolve()),
+        "bottom_smiles": read_json(Path(bottom_dir) / SPECIES_FILE)["smiles"],
+        "top_smiles": read_json(Path(top_dir) / SPECIES_FILE)["smiles"],
+        "title": "stacked cells", "interfaces": 2,
+    })
+    return workdir
+
+
+def load_system(workdir: str | Path, stage: str | None = None) -> System:
+    """Rebuild the :class:`System` of ``workdir``; with ``stage``, at that stage's final state."""
+    workdir = Path(workdir)
+    info = read_json(workdir / SPECIES_FILE)
+    protocol = Protocol(**{**info["protocol"], "box_A": tuple(info["protocol"]["box_A"])})
+    if info["kind"] == "species":
+        system = build_species_system(info["smiles"], protocol)
+    else:
+        system = stack(load_system(info["bottom"], "nvt"), load_system(info["top"], "nvt"),
+                       gap=protocol.stack_gap_A)
+    if stage is None:
+        return system
+    data = workdir / f"{stage}.data"
+    if not data.exists():
+        raise MdxferError(f"{workdir} has no {stage}.data: run the '{stage}' stage first.")
+    return apply_state(system, read_state(data))
+
+
+# ---------------------------------------------------------------- stages
+
+def _stage_done(workdir: Path, stage: str, protocol: Protocol) -> dict | None:
+    path = workdir / f"{stage}.json"
+    if path.exists():
+        summary = read_json(path)
+        if summary.get("protocol_digest") == protocol.digest():
+            return summary
+    return None
+
+
+def _kind(workdir: Path) -> str:
+    return read_json(workdir / SPECIES_FILE)["kind"]
+
+
+def _check_series(series, stage: str, workdir: Path) -> None:
+    if series.empty:
+        raise LammpsError(stage, "the log holds no thermo output", workdir=str(workdir))
+    if not is_finite(series):
+        raise LammpsError(stage, "non-finite energies in the thermo output (the system blew up)",
+                          workdir=str(workdir))
+
+
+def run_compress(workdir: str | Path, protocol: Protocol, launcher: Launcher | None = None,
+                 stage: str = "compress") -> dict[str, Any]:
+    """Minimise and compress along z (``fix npt ... z P P Pdamp``); writes ``compress.json``."""
+    workdir = Path(workdir)
+    done = _stage_done(workdir, stage, protocol)
+    if done:
+        return done
+    ps = protocol.stack_compress_ps if _kind(workdir) == "stack" else protocol.compress_ps
+    chunk_steps = min(protocol.steps(protocol.compress_chunk_ps), protocol.steps(ps))
+    n_chunks = max(1, math.ceil(protocol.steps(ps) / chunk_steps))
+    text = render(
+        "in.compress.lmp", stage=stage, data_in="system.data", data_out=f"{stage}.data",
+        timestep=f"{protocol.timestep_fs:g}", thermo_every=protocol.every(protocol.thermo_every_fs),
+        minimize_steps=protocol.minimize_steps, minimize_evals=10 * protocol.minimize_steps,
+        temperature=f"{protocol.temperature_K:g}", seed=protocol.seed % 900_000_000 + 1,
+        tdamp=f"{protocol.tdamp_fs:g}", pressure=f"{protocol.pressure_atm:g}",
+        pdamp=f"{protocol.pdamp_fs:g}", dump_every=protocol.every(protocol.dump_every_fs),
+        n_chunks=n_chunks, chunk_steps=chunk_steps,
+    )
+    (workdir / f"in.{stage}.lmp").write_text(text)
+    run = run_input(workdir, f"in.{stage}.lmp", stage, launcher)
+    runs = read_runs(run["log"])
+    series = concat_runs(runs[1:])  # runs[0] is the minimisation
+    _check_series(series, stage, workdir)
+    series.to_csv(workdir / f"{stage}.thermo.csv", index=False)
+    n = len(series)
+    k = max(1, int(round(n * protocol.compress_average_fraction)))
+    last = summarize(series.iloc[n - k:])
+    before = summarize(series.iloc[max(0, n - 2 * k):n - k]) if n >= 2 * k else last
+    drift = abs(last["density_g_cm3"] - before["density_g_cm3"]) / max(last["density_g_cm3"], 1e-9)
+    summary = {
+        "stage": stage, "protocol_digest": protocol.digest(), "steps": protocol.steps(ps),
+        "wall_s": run["wall_s"], "command": run["command"],
+        "lz_A": last["lz_A"], "lz_A_stderr": last["lz_A_stderr"],
+        "density_g_cm3": last["density_g_cm3"],
+        "density_g_cm3_stderr": last["density_g_cm3_stderr"],
+        "density_drift": drift, "plateau": bool(drift < 0.02),
+        "initial_lz_A": float(series["Lz"].iloc[0]), "final_lz_A": float(series["Lz"].iloc[-1]),
+    }
+    write_json_atomic(workdir / f"{stage}.json", summary)
+    return summary
+
+
+def run_nvt(workdir: str | Path, protocol: Protocol, launcher: Launcher | None = None,
+            stage: str = "nvt", compress_stage: str = "compress") -> dict[str, Any]:
+    """NVT at the mean compressed Lz; writes ``nvt.json`` with energy means and stderrs."""
+    workdir = Path(workdir)
+    done = _stage_done(workdir, stage, protocol)
+    if done:
+        return done
+    comp = read_json(workdir / f"{compress_stage}.json")
+    state = read_state(workdir / f"{compress_stage}.data")
+    z_scale = comp["lz_A"] / float(state.box[2])
+    ps = protocol.stack_nvt_ps if _kind(workdir) == "stack" else protocol.nvt_ps
+    text = render(
+        "in.nvt.lmp", stage=stage, data_in=f"{compress_stage}.data", data_out=f"{stage}.data",
+        timestep=f"{protocol.timestep_fs:g}", thermo_every=protocol.every(protocol.thermo_every_fs),
+        z_scale=f"{z_scale:.8f}", temperature=f"{protocol.temperature_K:g}",
+        tdamp=f"{protocol.tdamp_fs:g}", dump_every=protocol.every(protocol.dump_every_fs),
+        nvt_steps=protocol.steps(ps),
+    )
+    (workdir / f"in.{stage}.lmp").write_text(text)
+    run = run_input(workdir, f"in.{stage}.lmp", stage, launcher)
+    series = concat_runs(read_runs(run["log"]))
+    _check_series(series, stage, workdir)
+    series.to_csv(workdir / f"{stage}.thermo.csv", index=False)
+    stats = summarize(series, protocol.nvt_discard_fraction)
+    summary = {"stage": stage, "protocol_digest": protocol.digest(), "steps": protocol.steps(ps),
+               "wall_s": run["wall_s"], "command": run["command"], **stats}
+    write_json_atomic(workdir / f"{stage}.json", summary)
+    return summary
+
+
+def run_box(workdir: str | Path, protocol: Protocol, launcher: Launcher | None = None) -> dict:
+    """Compress then NVT in ``workdir`` (prepared by :func:`prepare_species`/``prepare_stack``)."""
+    comp = run_compress(workdir, protocol, launcher)
+    nvt = run_nvt(workdir, protocol, launcher)
+    return {"compress": comp, "nvt": nvt}
+
+
+# ---------------------------------------------------------------- the result
+
+def _warnings(protocol: Protocol, legs: dict[str, dict]) -> list[str]:
+    out = []
+    if protocol.name == "quick":
+        out.append("quick protocol: far too short to reach liquid density; energies are for "
+                   "testing the pipeline only, not for science.")
+    for name, leg in legs.items():
+        lz = leg["nvt"]["lz_A"]
+        if lz < 2 * protocol.cutoff_A:
+            out.append(f"{name}: the compressed cell is only {lz:.1f} Å high, less than twice the "
+                       f"{protocol.cutoff_A:g} Å cut-off; a thin slab sees its own images.")
+        if not leg["compress"]["plateau"]:
+            out.append(f"{name}: the density still changed by "
+                       f"{100 * leg['compress']['density_drift']:.1f}% over the last part of the "
+                       "compression; lengthen compress_ps or lower pdamp_fs.")
+    return out
+
+
+def combine(cand: dict, partner: dict, stacked: dict, protocol: Protocol,
+            meta: dict[str, Any]) -> dict[str, Any]:
+    """The result record: E_int = E_tot - (E_chem + E_partner) with stderrs (kcal/mol)."""
+    def q(*xs: float) -> float:
+        return float(math.sqrt(sum(x * x for x in xs)))
+
+    c, p, s = cand["nvt"], partner["nvt"], stacked["nvt"]
+    area = meta["box_xy_A2"]
+    e_int = s["etotal"] - (c["etotal"] + p["etotal"])
+    e_int_pe = s["pe"] - (c["pe"] + p["pe"])
+    result = {
+        **{k: v for k, v in meta.items() if k != "box_xy_A2"},
+        "protocol": protocol.name, "protocol_digest": protocol.digest(),
+        "E_int": e_int, "E_int_stderr": q(s["etotal_stderr"], c["etotal_stderr"], p["etotal_stderr"]),
+        "E_tot": s["etotal"], "E_tot_stderr": s["etotal_stderr"],
+        "E_chem": c["etotal"], "E_chem_stderr": c["etotal_stderr"],
+        "E_partner": p["etotal"], "E_partner_stderr": p["etotal_stderr"],
+        "E_int_pe": e_int_pe, "E_int_pe_stderr": q(s["pe_stderr"], c["pe_stderr"], p["pe_stderr"]),
+        "E_tot_pe": s["pe"], "E_chem_pe": c["pe"], "E_partner_pe": p["pe"],
+        "density_chem_g_cm3": c["density_g_cm3"], "density_partner_g_cm3": p["density_g_cm3"],
+        "density_stack_g_cm3": s["density_g_cm3"],
+        "lz_chem_A": c["lz_A"], "lz_partner_A": p["lz_A"], "lz_stack_A": s["lz_A"],
+        "temperature_stack_K": s["temp_K"],
+        "interfaces": 2, "interface_area_A2": 2 * area,
+        "E_int_per_area": e_int / (2 * area),
+        "note": "E in kcal/mol for whole boxes (NVT averages). The stack is fully periodic, so it "
+                "has two candidate/partner interfaces; E_int_per_area divides by both (kcal/mol/Å²).",
+        "warnings": _warnings(protocol, {"candidate": cand, "partner": partner, "stack": stacked}),
+    }
+    return result
+
+
+def provenance(launcher: Launcher) -> dict[str, Any]:
+    """mdxfer and LAMMPS versions, launch command, force-field version, host."""
+    return {"mdxfer_version": __version__, "lammps_version": lammps_version(),
+            "lammps_command": launcher.describe(), "forcefield": load_table()["version"],
+            "host": socket.gethostname(), "python": platform.python_version()}
+
+
+def interaction_energy(
+    smiles: str, protocol: Protocol, out: str | Path, partner: str = DEFAULT_PARTNER,
+    launcher: Launcher | None = None, partner_dir: str | Path | None = None,
+    progress=None,
+) -> dict[str, Any]:
+    """Run the whole procedure for ``smiles`` into ``out``; writes ``out/result.json``.
+
+    ``partner_dir`` reuses an already simulated partner box (same protocol). ``progress`` is an
+    optional callable ``progress(message)`` for status lines.
+    """
+    launcher = launcher or Launcher.from_env()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    say = progress or (lambda msg: None)
+    canon = canonical_smiles(smiles)
+    partner_canon = canonical_smiles(partner)
+    cand_dir = prepare_species(canon, protocol, out / "candidate")
+    pdir = Path(partner_dir) if partner_dir else out / "partner"
+    prepare_species(partner_canon, protocol, pdir)
+    legs = {}
+    for name, wd in (("candidate", cand_dir), ("partner", pdir)):
+        say(f"{name}: compress ({protocol.compress_ps:g} ps) and NVT ({protocol.nvt_ps:g} ps)")
+        legs[name] = run_box(wd, protocol, launcher)
+    stack_dir = prepare_stack(cand_dir, pdir, protocol, out / "stack")
+    say(f"stack: compress ({protocol.stack_compress_ps:g} ps) and NVT ({protocol.stack_nvt_ps:g} ps)")
+    legs["stack"] = run_box(stack_dir, protocol, launcher)
+    info = read_json(stack_dir / SPECIES_FILE)
+    meta = {"smiles": canon, "input_smiles": smiles, "inchikey": inchikey(canon),
+            "partner": partner_canon, "n_molecules": protocol.n_molecules,
+            "box_xy_A2": info["box_A"][0] * info["box_A"][1],
+            "wall_s": sum(leg[s]["wall_s"] for leg in legs.values() for s in ("compress", "nvt")),
+            **provenance(launcher)}
+    result = combine(legs["candidate"], legs["partner"], legs["stack"], protocol, meta)
+    write_json_atomic(out / "result.json", result)
+    try:
+        from mdxfer.md.plots import plot_legs
+
+        plot_legs({"candidate": cand_dir, "partner": pdir, "stack": stack_dir}, out)
+    except ImportError:  # pragma: no cover - matplotlib is a dependency
+        pass
+    return result
+
+
+def result_is_finite(result: dict[str, Any]) -> bool:
+    return all(np.isfinite(result[k]) for k in ("E_int", "E_int_stderr", "E_tot", "E_chem"))

