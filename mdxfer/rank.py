@@ -1,0 +1,192 @@
+"""Rank candidate molecules with a transferred ensemble (or a pretrained model).
+
+Input: the usual ``.smi`` format — one molecule per line, the SMILES first, then an optional
+name (the rest of the line), separated by whitespace; blank lines and lines starting with
+``#`` are skipped, and so is a first line whose first word is ``smiles`` (a header).
+Unparsable lines are reported with their line numbers and skipped, never fatal.
+
+Output: CSV with ``rank, smiles, name, mean, std, in_domain, domain_note``, best first
+(highest mean with ``maximize=True``). ``mean``/``std`` are the ensemble's mean and spread in
+the target's unit; ``in_domain`` is False for molecules outside the source data's elements or
+size (their predictions extrapolate).
+
+The library functions (:func:`load_ensemble`, :func:`predict`, :func:`predict_members`,
+:func:`embed`) are re-exported from :mod:`mdxfer.transfer` for active-learning code.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from mdxfer.featurize import DataError, _featurize_chunk
+from mdxfer.transfer import Ensemble, embed, in_domain, load_ensemble, predict, predict_members
+
+__all__ = ["SmiRecord", "read_smi", "rank_smiles", "rank_file", "load_ensemble", "predict",
+           "predict_members", "embed", "in_domain"]
+
+
+@dataclass
+class SmiRecord:
+    """One non-comment line of a ``.smi`` file."""
+
+    line: int
+    smiles: str
+    name: str
+
+
+def read_smi(path: str | Path) -> Iterator[SmiRecord]:
+    """Yield the molecules of a ``.smi`` file (line numbers start at 1)."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"Candidate file {path} does not exist.")
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for n, raw in enumerate(fh, start=1):
+            text = raw.strip()
+            if not text or text.startswith("#"):
+                continue
+            parts = text.split(None, 1)
+            if n == 1 and parts[0].lower() == "smiles":
+                continue
+            yield SmiRecord(n, parts[0], parts[1].strip() if len(parts) > 1 else "")
+
+
+def _chunks(records: Iterator[SmiRecord], size: int) -> Iterator[list[SmiRecord]]:
+    buf: list[SmiRecord] = []
+    for r in records:
+        buf.append(r)
+        if len(buf) == size:
+            yield buf
+            buf = []
+    if buf:
+        yield buf
+
+
+def _featurize_records(chunk: list[SmiRecord]):
+    gs, ok, bad = _featurize_chunk([r.smiles for r in chunk])
+    return chunk, gs, ok, bad
+
+
+@dataclass
+class Ranked:
+    """Ranking result, in input order (sort with :meth:`order`)."""
+
+    smiles: list[str]
+    names: list[str]
+    mean: np.ndarray
+    std: np.ndarray
+    notes: list[str]
+    bad_lines: list[tuple[int, str]]
+
+    def order(self, maximize: bool = True) -> np.ndarray:
+        """Indices best first; ties keep the input order."""
+        key = -self.mean if maximize else self.mean
+        return np.argsort(key, kind="stable")
+
+
+def rank_records(ensemble: Ensemble, records: Iterator[SmiRecord], chunk_size: int = 4096, jobs: int = 1,
+                 on_bad: Callable[[int, str], None] | None = None,
+                 on_progress: Callable[[int], None] | None = None) -> Ranked:
+    """Featurise and predict ``records`` chunk by chunk; ``jobs > 1`` featurises in worker
+    processes while the main process predicts. ``on_progress`` gets the last line number done."""
+    smiles, names, means, stds, notes, bad_lines = [], [], [], [], [], []
+    chunks = _chunks(records, chunk_size)
+    pool = None
+    if jobs > 1:
+        import multiprocessing as mp
+
+        pool = mp.get_context("fork").Pool(jobs)
+        results = pool.imap(_featurize_records, chunks)
+    else:
+        results = map(_featurize_records, chunks)
+    try:
+        for chunk, gs, ok, bad in results:
+            for i in bad:
+                bad_lines.append((chunk[i].line, chunk[i].smiles))
+                if on_bad:
+                    on_bad(chunk[i].line, chunk[i].smiles)
+            if ok:
+                good = [chunk[i] for i in ok]
+                p = ensemble.member_predictions_graphs(gs, [r.smiles for r in good])
+                means.append(p.mean(0))
+                stds.append(p.std(0, ddof=1) if p.shape[0] > 1 else np.zeros(p.shape[1]))
+                notes.extend(ensemble.applicability(gs))
+                smiles.extend(r.smiles for r in good)
+                names.extend(r.name for r in good)
+            if on_progress:
+                on_progress(chunk[-1].line)
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+    cat = (lambda xs: np.concatenate(xs) if xs else np.zeros(0))
+    return Ranked(smiles, names, cat(means), cat(stds), notes, bad_lines)
+
+
+def rank_smiles(ensemble: Ensemble, smiles: list[str], names: list[str] | None = None) -> Ranked:
+    """Rank an in-memory list (unparsable entries end up in ``bad_lines`` by 1-based position)."""
+    names = names or [""] * len(smiles)
+    recs = (SmiRecord(i + 1, s, n) for i, (s, n) in enumerate(zip(smiles, names)))
+    return rank_records(ensemble, recs)
+
+
+def write_ranked(ranked: Ranked, out: str | Path, maximize: bool = True, top: int | None = None) -> int:
+    """Write the ranking CSV; returns the number of rows written."""
+    order = ranked.order(maximize)
+    if top is not None:
+        order = order[:top]
+    out = Path(out)
+    if out.parent and not out.parent.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["rank", "smiles", "name", "mean", "std", "in_domain", "domain_note"])
+        for r, i in enumerate(order, start=1):
+            w.writerow([r, ranked.smiles[i], ranked.names[i], f"{ranked.mean[i]:.6g}", f"{ranked.std[i]:.4g}",
+                        not ranked.notes[i], ranked.notes[i]])
+    return len(order)
+
+
+def _count_lines(path: Path) -> int:
+    with open(path, "rb") as fh:
+        return sum(buf.count(b"\n") for buf in iter(lambda: fh.read(1 << 20), b""))
+
+
+def rank_file(candidates: str | Path, model_dir: str | Path, out: str | Path, maximize: bool = True,
+              top: int | None = None, jobs: int = 1, threads: int = 1, progress: bool = True,
+              on_bad: Callable[[int, str], None] | None = None) -> dict:
+    """Rank a ``.smi`` file with the model in ``model_dir`` and write ``out``. Returns counts
+    and throughput (molecules/s, including reading, featurising and predicting)."""
+    from mdxfer.model import set_threads
+
+    set_threads(threads)
+    t0 = time.perf_counter()
+    ens = load_ensemble(model_dir)
+    path = Path(candidates)
+    records = read_smi(path)
+    bar = None
+    if progress:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        bar = Progress(TextColumn("ranking"), BarColumn(), MofNCompleteColumn(), TextColumn("lines"),
+                       TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+        task = bar.add_task("rank", total=_count_lines(path) if path.exists() else None)
+        bar.start()
+    try:
+        ranked = rank_records(ens, records, jobs=jobs, on_bad=on_bad,
+                              on_progress=(lambda line: bar.update(task, completed=line)) if bar else None)
+    finally:
+        if bar is not None:
+            bar.stop()
+    n_written = write_ranked(ranked, out, maximize, top)
+    wall = time.perf_counter() - t0
+    return {"ranked": len(ranked.smiles), "written": n_written, "bad_lines": len(ranked.bad_lines),
+            "outside_domain": sum(bool(x) for x in ranked.notes), "wall_s": wall,
+            "molecules_per_s": (len(ranked.smiles) + len(ranked.bad_lines)) / wall if wall > 0 else float("nan"),
+            "target": ens.target_name, "unit": ens.target_unit, "members": len(ens.members), "mode": ens.mode}
