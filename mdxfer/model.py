@@ -315,7 +315,7 @@ def environment() -> dict[str, str]:
     import torch_geometric
 
     return {
-        "mdxfer": __version__, "torch": torch.__version__, "torch_geometric": torch_geometric.__version__,
-        "rdkit": rdkit.__version__, "numpy": np.__version__, "python": platform.python_version(),
+        "mdxfer": __version__, "torch": str(torch.__version__), "torch_geometric": str(torch_geometric.__version__),
+        "rdkit": str(rdkit.__version__), "numpy": str(np.__version__), "python": platform.python_version(),
         "machine": platform.machine(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
