@@ -92,3 +92,14 @@ def test_cli_build_writes_system_data_without_importing_torch(tmp_path):
     assert proc.stdout.split() == ["0", "False"], proc.stderr
     text = (tmp_path / "b" / "system.data").read_text()
     assert "1300 atoms" in text and "Atom Type Labels" in text
+
+
+def test_trajectory_reads_with_mdanalysis(quick_ethanol_run):
+    import MDAnalysis as mda
+
+    out, result = quick_ethanol_run
+    u = mda.Universe(str(out / "stack" / "system.data"), str(out / "stack" / "traj_nvt.dcd"),
+                     topology_format="DATA", atom_style="id resid type charge x y z")
+    assert len(u.atoms) == 20 * 9 + 20 * 13
+    assert len(u.trajectory) >= 2
+    assert u.trajectory[-1].dimensions[2] == pytest.approx(result["lz_stack_A"], rel=1e-3)

@@ -91,3 +91,14 @@ def test_user_launch_command_replaces_the_default(tmp_path, quick):
     wd = prepare_species("CCO", dataclasses.replace(quick, n_molecules=5), tmp_path / "cmd")
     e = point_energy(wd, custom)
     assert np.isfinite(e["PotEng"])
+
+
+def test_tail_correction_only_in_the_barostat_stage(tmp_path, quick, launcher):
+    p = dataclasses.replace(quick, tail_correction=True, n_molecules=8)
+    wd = prepare_species("CCO", p, tmp_path / "tail")
+    run_compress(wd, p, launcher)
+    run_nvt(wd, p, launcher)
+    assert "tail yes" in (wd / "in.compress.lmp").read_text()
+    assert "tail yes" not in (wd / "forcefield.lmp").read_text()
+    assert "tail yes" not in (wd / "in.nvt.lmp").read_text()
+    assert "tail yes" not in (wd / "nvt.log").read_text()

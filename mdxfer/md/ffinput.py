@@ -26,8 +26,27 @@ def hbond_pairs(system: System) -> list[tuple[str, str]]:
     return sorted((d, a) for d in donors for a in acceptors)
 
 
+def tail_command(protocol: Protocol, hybrid: bool) -> str:
+    """``pair_modify ... tail yes`` for barostat stages when the protocol asks for it.
+
+    The long-range LJ tail correction changes only the energy and the pressure, never the
+    forces. It is switched on while compressing (so the barostat sees the right pressure and the
+    liquid reaches the right density) and left off in NVT, where it would add a constant that
+    assumes a homogeneous fluid — wrong for the stacked, two-liquid cell, and a bias in E_int.
+    """
+    if not protocol.tail_correction:
+        return "# no LJ tail correction (tail_correction = false)"
+    if hybrid:
+        return "pair_modify     pair lj/cut/coul/long tail yes"
+    return "pair_modify     tail yes"
+
+
 def forcefield_include(system: System, protocol: Protocol) -> str:
-    """Text of ``forcefield.lmp`` for ``system`` under ``protocol`` (cut-off, H-bonds, tail)."""
+    """Text of ``forcefield.lmp`` for ``system`` under ``protocol`` (cut-off, H-bonds).
+
+    ``hybrid/overlay`` with ``hbond/dreiding/lj`` is used exactly when ``protocol.hbond`` and
+    :func:`hbond_pairs` is not empty.
+    """
     tables = system.type_tables()
     labels = tables["atom"]
     num = {t: i + 1 for i, t in enumerate(labels)}
@@ -53,10 +72,8 @@ def forcefield_include(system: System, protocol: Protocol) -> str:
             f"pair_coeff {i} {j} hbond/dreiding/lj {num['H___A']} {flag} {hbt['D_hb']:g} "
             f"{hbt['R_hb']:g} {hbt['n']}  # donor {donor}, acceptor {acc}"
         )
-    if protocol.tail_correction:
-        pair_modify = f"pair_modify pair {lj_style} tail yes" if hb else "pair_modify tail yes"
-    else:
-        pair_modify = "# no long-range LJ tail correction"
+    pair_modify = ("# no long-range LJ tail correction here (see tail_command: barostat stages "
+                   "only)")
     bond_lines = []
     for n, key in enumerate(tables["bond"], 1):
         k, r0 = bond_params(*key)

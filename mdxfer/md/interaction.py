@@ -32,7 +32,7 @@ from mdxfer.forcefield import parametrize
 from mdxfer.forcefield.parameters import load_table
 from mdxfer.md.box import System, pack, stack
 from mdxfer.md.datafile import apply_state, read_state, write_data
-from mdxfer.md.ffinput import forcefield_include
+from mdxfer.md.ffinput import forcefield_include, hbond_pairs, tail_command
 from mdxfer.md.lammps import Launcher, lammps_version, run_input
 from mdxfer.md.protocol import Protocol, render
 from mdxfer.md.thermo import concat_runs, is_finite, read_runs, summarize
@@ -73,6 +73,7 @@ def _write_inputs(system: System, protocol: Protocol, workdir: Path, info: dict)
     info = dict(info, n_atoms=system.n_atoms, n_molecules=system.n_molecules,
                 protocol=protocol.to_dict(), protocol_digest=protocol.digest(),
                 forcefield=load_table()["version"], initial_density_g_cm3=system.density,
+                hbond_pairs=hbond_pairs(system) if protocol.hbond else [],
                 box_A=list(map(float, system.box)))
     write_json_atomic(workdir / SPECIES_FILE, info)
 
@@ -176,6 +177,7 @@ def run_compress(workdir: str | Path, protocol: Protocol, launcher: Launcher | N
         tdamp=f"{protocol.tdamp_fs:g}", pressure=f"{protocol.pressure_atm:g}",
         pdamp=f"{protocol.pdamp_fs:g}", dump_every=protocol.every(protocol.dump_every_fs),
         n_chunks=n_chunks, chunk_steps=chunk_steps,
+        tail_command=tail_command(protocol, bool(read_json(workdir / SPECIES_FILE)["hbond_pairs"])),
     )
     (workdir / f"in.{stage}.lmp").write_text(text)
     run = run_input(workdir, f"in.{stage}.lmp", stage, launcher)
