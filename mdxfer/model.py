@@ -306,7 +306,21 @@ class TrainedModel:
             path = path / "model.pt"
         if not path.exists():
             raise DataError(f"No model at {path}; train one with `mdxfer pretrain --out DIR`.")
-        return cls.from_dict(torch.load(path, map_location="cpu", weights_only=True), str(path))
+        return cls.from_dict(read_torch_file(path), str(path))
+
+
+def read_torch_file(path: str | Path) -> dict[str, Any]:
+    """``torch.load(..., weights_only=True)``; an unreadable file raises :class:`DataError`."""
+    import pickle
+
+    try:
+        d = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"Cannot read {path}: {first}") from None
+    if not isinstance(d, dict):
+        raise DataError(f"{path} is not an mdxfer model file.")
+    return d
 
 
 def environment() -> dict[str, str]:

@@ -47,7 +47,8 @@ import torch
 
 from mdxfer.featurize import (FEATURIZER_VERSION, DataError, Featurized, GraphSet, applicability,
                               featurize_smiles, parse_smiles)
-from mdxfer.model import TargetScaler, TrainedModel, embed_graphs, environment, set_threads
+from mdxfer.model import (TargetScaler, TrainedModel, embed_graphs, environment, read_torch_file,
+                          set_threads)
 from mdxfer.train import parity_plot, regression_metrics
 
 ENSEMBLE_FORMAT = "mdxfer-ensemble"
@@ -315,7 +316,7 @@ def load_ensemble(path: str | Path) -> Ensemble:
     folder = path if path.is_dir() else path.parent
     ens_file = folder / "ensemble.pt" if path.is_dir() else path
     if ens_file.name == "ensemble.pt" and ens_file.exists():
-        d = torch.load(ens_file, map_location="cpu", weights_only=True)
+        d = read_torch_file(ens_file)
         if d.get("format") != ENSEMBLE_FORMAT:
             raise DataError(f"{ens_file} is not an mdxfer ensemble file.")
         if d.get("featurizer") != FEATURIZER_VERSION:

@@ -1,0 +1,184 @@
+"""Transfer to a small table built from real QM9 rows (polarisability, bohr³)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from mdxfer import qm9
+from mdxfer.featurize import DataError, featurize_smiles
+from mdxfer.model import TrainedModel, embed_graphs
+from mdxfer.train import PretrainSettings, pretrain
+from mdxfer.transfer import (ForestMember, HeadMember, LinearMember, TransferSettings, fit_member, load_ensemble,
+                             morgan_counts, predict, predict_members, read_target_table, transfer)
+
+FAST = dict(folds=3, repeats=2, max_epochs=300, patience=50)
+
+
+@pytest.fixture(scope="module")
+def base_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("base")
+    pretrain(out, PretrainSettings(n=300, n_val=60, preset="paper", max_epochs=25), progress=False,
+             use_cache=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    """24 QM9 molecules outside the pretraining subset; target = polarisability (bohr³)."""
+    df = qm9.load_qm9()
+    used = set(qm9.subset(300).qm9_index)
+    pool = df[~df.qm9_index.isin(used)]
+    rows = pool.sample(24, random_state=5)
+    path = tmp_path_factory.mktemp("data") / "pol.csv"
+    rows[["SMILES", "Polarizability_bohr3"]].rename(columns={"SMILES": "smiles", "Polarizability_bohr3": "target"}) \
+        .to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def finetuned(base_dir, table, tmp_path_factory):
+    out = tmp_path_factory.mktemp("finetune")
+    m = transfer(base_dir, table, out, TransferSettings(mode="finetune", **FAST), progress=False)
+    return out, m
+
+
+def _states_equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_finetune_changes_only_the_head(base_dir, finetuned):
+    out, m = finetuned
+    base = TrainedModel.load(base_dir)
+    ens = load_ensemble(out)
+    assert ens.mode == "finetune" and len(ens.members) == 6 == m["ensemble_size"]
+    # convolutions + pooling: bit-identical to the pretrained ones
+    assert _states_equal(ens.base.model.encoder.state_dict(), base.model.encoder.state_dict())
+    # the pretrained head in the bundle is untouched too
+    assert _states_equal(ens.base.model.head.state_dict(), base.model.head.state_dict())
+    for member in ens.members:
+        assert isinstance(member, HeadMember)
+        new, old = member.head.state_dict(), base.model.head.state_dict()
+        changed = [k for k in new if not torch.equal(new[k], old[k])]
+        assert changed, "a fine-tuned head kept the pretrained weights"
+        assert any(k.endswith("weight") for k in changed)
+
+
+def test_target_scaling_is_fitted_on_the_target(finetuned, table):
+    out, _ = finetuned
+    y = pd.read_csv(table).target.to_numpy()
+    ens = load_ensemble(out)
+    base_mean = ens.base.scaler.mean  # Cv, ~31 cal/(mol K)
+    for member in ens.members:
+        assert abs(member.scaler.mean - y.mean()) < 2 * y.std()
+        assert abs(member.scaler.mean - base_mean) > 20  # polarisability ~75 bohr³
+        assert member.info["lr"] == 1e-4
+
+
+def test_learning_rate_is_applied(base_dir, table):
+    base = TrainedModel.load(base_dir)
+    t = read_target_table(table)
+    f = featurize_smiles(list(t.smiles))
+    E = embed_graphs(base.model.encoder, f.graphs)
+    y = t.target.to_numpy()
+    idx = np.arange(len(y))
+    frozen = fit_member("finetune", base, E, None, y, idx, TransferSettings(lr=0.0, max_epochs=50, patience=50), 0)
+    moved = fit_member("finetune", base, E, None, y, idx, TransferSettings(lr=1e-4, max_epochs=50, patience=50), 0)
+    assert _states_equal(frozen.head.state_dict(), base.model.head.state_dict())
+    assert not _states_equal(moved.head.state_dict(), base.model.head.state_dict())
+
+
+def test_reported_metrics_and_files(finetuned):
+    out, m = finetuned
+    saved = json.loads((out / "metrics.json").read_text())
+    assert {"r2_train", "r2_val", "mae_val"} <= set(saved)
+    assert set(saved["methods"]) == {"finetune", "ridge", "rf", "fp_ridge"}
+    assert saved["methods"]["finetune"]["r2_val"] == pytest.approx(saved["r2_val"])
+    assert saved["folds"] == 3 and saved["repeats"] == 2 and saved["n"] == 24
+    assert isinstance(saved["transfer_beats_baseline"], bool)
+    assert (out / "parity.png").stat().st_size > 10_000
+    cvp = pd.read_csv(out / "cv_predictions.csv")
+    assert len(cvp) == 24 and {"finetune_cv_mean", "fp_ridge_cv_std", "in_domain"} <= set(cvp.columns)
+    # out-of-fold predictions are real predictions, not the targets echoed back
+    assert not np.allclose(cvp.finetune_cv_mean, cvp.target)
+    assert cvp.in_domain.all()
+
+
+def test_every_prediction_has_mean_and_spread(finetuned):
+    out, _ = finetuned
+    ens = load_ensemble(out)
+    smiles = list(qm9.subset(10, seed=99).SMILES) + ["not smiles"]
+    mean, std = predict(ens, smiles)
+    members = predict_members(ens, smiles)
+    assert members.shape == (6, 11)
+    assert np.allclose(mean[:10], members[:, :10].mean(0))
+    assert np.all(std[:10] > 0) and np.isnan(mean[10]) and np.isnan(std[10])
+    # polarisability of small molecules: tens of bohr³, not heat capacities
+    assert 20 < np.nanmean(mean) < 150
+
+
+@pytest.mark.parametrize("mode, kind", [("ridge", LinearMember), ("rf", ForestMember), ("fp_ridge", LinearMember)])
+def test_feature_extraction_and_baseline_modes_save_and_load(base_dir, table, tmp_path, mode, kind):
+    m = transfer(base_dir, table, tmp_path, TransferSettings(mode=mode, compare=(mode,), **FAST), progress=False)
+    assert m["mode"] == mode and set(m["methods"]) == {mode}
+    ens = load_ensemble(tmp_path)
+    assert all(isinstance(x, kind) for x in ens.members) and len(ens.members) == 6
+    smiles = list(pd.read_csv(table).smiles[:5])
+    mean, std = predict(ens, smiles)
+    assert np.all(np.isfinite(mean)) and np.all(std >= 0)
+    fresh = load_ensemble(tmp_path)  # same numbers after a second load
+    assert np.array_equal(predict(fresh, smiles)[0], mean)
+
+
+def test_auto_picks_lowest_cv_mae(base_dir, table, tmp_path):
+    m = transfer(base_dir, table, tmp_path, TransferSettings(mode="auto", compare=("ridge", "fp_ridge"), **FAST),
+                 progress=False)
+    maes = {k: v["mae_val"] for k, v in m["methods"].items()}
+    assert m["mode"] == min(maes, key=maes.get)
+
+
+def test_outside_domain_molecules_are_flagged(base_dir, table, tmp_path):
+    df = pd.read_csv(table)
+    extra = pd.DataFrame({"smiles": ["ClCC(=O)O", "CCCCCCCCCCO"], "target": [40.0, 120.0]})
+    path = tmp_path / "with_cl.csv"
+    pd.concat([df, extra]).to_csv(path, index=False)
+    m = transfer(base_dir, path, tmp_path / "out", TransferSettings(mode="ridge", compare=("ridge",), **FAST),
+                 progress=False)
+    assert m["n_outside_domain"] == 2
+    cvp = pd.read_csv(tmp_path / "out" / "cv_predictions.csv")
+    flagged = cvp[~cvp.in_domain]
+    assert flagged.smiles.tolist() == ["ClCC(=O)O", "CCCCCCCCCCO"]
+    assert flagged.domain_note.tolist() == ["elements Cl", "11 heavy atoms > 9"]
+
+
+def test_renamed_columns(base_dir, table, tmp_path):
+    df = pd.read_csv(table).rename(columns={"smiles": "SMILES", "target": "E_int_kcal_mol"})
+    path = tmp_path / "renamed.csv"
+    df.to_csv(path, index=False)
+    t = read_target_table(path, "SMILES", "E_int_kcal_mol")
+    assert len(t) == 24 and t.line.tolist()[:2] == [2, 3]
+
+
+def test_bad_tables_name_the_problem(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text("smiles,value\nCCO,1\n")
+    with pytest.raises(DataError, match="no column 'target'"):
+        read_target_table(p)
+    p.write_text("smiles,target\nCCO,1\nC1CC,2\nCCC,abc\nCCCC,3\nO,4\nN,5\n")
+    with pytest.raises(DataError) as err:
+        read_target_table(p)
+    assert "line 3" in str(err.value) and "C1CC" in str(err.value) and "line 4" in str(err.value)
+    p.write_text("smiles,target\nCCO,1\nCC,2\n")
+    with pytest.raises(DataError, match="at least 5"):
+        read_target_table(p)
+    with pytest.raises(DataError, match="does not exist"):
+        read_target_table(tmp_path / "missing.csv")
+
+
+def test_fingerprints_are_counts():
+    fp = morgan_counts(["CCCC", "xx"])
+    assert fp.shape == (2, 2048) and fp[0].max() >= 2 and fp[1].sum() == 0
