@@ -1,0 +1,131 @@
+"""Ranking ``.smi`` files: format, ordering, bad lines, CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mdxfer import qm9
+from mdxfer.featurize import DataError
+from mdxfer.rank import load_ensemble, predict, rank_file, rank_smiles, read_smi
+from mdxfer.train import PretrainSettings, pretrain
+from mdxfer.transfer import TransferSettings, transfer
+
+MDXFER = str(Path(sys.executable).parent / "mdxfer")
+COLUMNS = ["rank", "smiles", "name", "mean", "std", "in_domain", "domain_note"]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    pretrain(root / "base", PretrainSettings(n=300, n_val=60, preset="paper", max_epochs=25), progress=False,
+             use_cache=False)
+    df = qm9.load_qm9()
+    rows = df[~df.qm9_index.isin(set(qm9.subset(300).qm9_index))].sample(20, random_state=8)
+    table = root / "t.csv"
+    rows[["SMILES", "Polarizability_bohr3"]].set_axis(["smiles", "target"], axis=1).to_csv(table, index=False)
+    transfer(root / "base", table, root / "ens", TransferSettings(mode="ridge", compare=("ridge",), folds=4,
+                                                                  repeats=1), progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def smi_file(tmp_path_factory):
+    sub = qm9.subset(60, seed=21)
+    lines = ["smiles name", "# a comment line", ""]
+    for k, (s, i) in enumerate(zip(sub.SMILES, sub.qm9_index)):
+        lines.append(f"{s}\tqm9 {i}" if k % 2 else f"{s} qm9_{i}")
+        if k == 10:
+            lines.append("C1CC unclosed_ring")        # line 15
+        if k == 20:
+            lines.append("this_is_not_smiles")        # line 26
+    lines.append("ClCCl  dichloromethane")
+    lines.append("CCCC")                              # no name
+    path = tmp_path_factory.mktemp("smi") / "cands.smi"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_read_smi_format(smi_file):
+    recs = list(read_smi(smi_file))
+    assert len(recs) == 64  # 60 + 2 bad + 2 extra; header, comment and blank skipped
+    assert recs[0].line == 4 and recs[0].name.startswith("qm9_")
+    assert recs[1].name.startswith("qm9 ")           # a name may contain spaces (tab-separated)
+    assert recs[-2].name == "dichloromethane" and recs[-1].name == ""
+    assert [r.line for r in recs if r.smiles == "C1CC"] == [15]
+    assert [r.line for r in recs if r.smiles == "this_is_not_smiles"] == [26]
+
+
+def test_rank_file_orders_and_reports_bad_lines(models, smi_file, tmp_path):
+    bad = []
+    out = tmp_path / "ranked.csv"
+    r = rank_file(smi_file, models / "ens", out, progress=False, on_bad=lambda ln, s: bad.append((ln, s)))
+    assert bad == [(15, "C1CC"), (26, "this_is_not_smiles")]
+    assert r["ranked"] == 62 and r["written"] == 62 and r["bad_lines"] == 2
+    df = pd.read_csv(out, keep_default_na=False)
+    assert list(df.columns) == COLUMNS
+    assert df["rank"].tolist() == list(range(1, 63))
+    assert np.all(np.diff(df["mean"].to_numpy()) <= 0)  # best (highest) first
+    assert (df["std"] > 0).all()                         # a 4-member ensemble disagrees a little
+    dcm = df[df.name == "dichloromethane"].iloc[0]
+    assert not dcm.in_domain and dcm.domain_note == "elements Cl"
+    assert df[df.name != "dichloromethane"].in_domain.all()
+    # same numbers as the library's predict()
+    ens = load_ensemble(models / "ens")
+    mean, std = predict(ens, df.smiles.tolist())
+    assert np.allclose(mean, df["mean"], rtol=1e-5) and np.allclose(std, df["std"], rtol=1e-3)
+
+
+def test_minimize_and_top(models, smi_file, tmp_path):
+    out = tmp_path / "low.csv"
+    rank_file(smi_file, models / "ens", out, maximize=False, top=5, progress=False, on_bad=lambda *a: None)
+    df = pd.read_csv(out)
+    assert len(df) == 5 and np.all(np.diff(df["mean"]) >= 0)
+    full = tmp_path / "all.csv"
+    rank_file(smi_file, models / "ens", full, progress=False, on_bad=lambda *a: None)
+    everything = pd.read_csv(full)
+    assert df["mean"].iloc[0] == pytest.approx(everything["mean"].min())
+
+
+def test_pretraining_folder_ranks_by_source_property(models):
+    ens = load_ensemble(models / "base")
+    assert ens.mode == "pretrained" and len(ens.members) == 1
+    r = rank_smiles(ens, ["C", "CCCCCCO", "CC(C)(C)C(C)(C)C"], ["methane", "hexanol", "octane_iso"])
+    order = [r.names[i] for i in r.order(maximize=True)]
+    assert order[-1] == "methane"  # the smallest heat capacity, cal/(mol K)
+    assert np.all(r.std == 0)
+
+
+def test_cli_rank(models, smi_file, tmp_path):
+    out = tmp_path / "cli.csv"
+    res = subprocess.run([MDXFER, "rank", str(smi_file), "--model", str(models / "ens"), "--out", str(out),
+                          "--top", "3", "--minimize"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert f"{smi_file}:15: cannot parse SMILES 'C1CC'" in res.stderr.replace("\n", "")
+    assert ":26:" in res.stderr and "Traceback" not in res.stderr
+    df = pd.read_csv(out)
+    assert list(df.columns) == COLUMNS and len(df) == 3 and np.all(np.diff(df["mean"]) >= 0)
+
+
+def test_cli_errors_are_one_paragraph(models, tmp_path):
+    res = subprocess.run([MDXFER, "rank", str(tmp_path / "none.smi"), "--model", str(models / "ens")],
+                         capture_output=True, text=True)
+    assert res.returncode == 1 and "does not exist" in res.stderr and "Traceback" not in res.stderr
+    res = subprocess.run([MDXFER, "rank", str(tmp_path / "none.smi"), "--model", str(tmp_path)],
+                         capture_output=True, text=True)
+    assert res.returncode == 1 and "neither" in res.stderr and "Traceback" not in res.stderr
+    bad_table = tmp_path / "bad.csv"
+    bad_table.write_text("SMILES,y\nCCO,1\n")
+    res = subprocess.run([MDXFER, "transfer", "--base", str(models / "base"), "--data", str(bad_table),
+                          "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    assert res.returncode == 1 and "--smiles-col" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_missing_candidates_file_is_a_data_error(tmp_path):
+    with pytest.raises(DataError):
+        list(read_smi(tmp_path / "nope.smi"))
