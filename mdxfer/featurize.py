@@ -316,29 +316,32 @@ def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
 
 
 def featurize_mols(mols: Iterable[Chem.Mol]) -> GraphSet:
-    """Pack RDKit molecules into a :class:`GraphSet` (one-hot encoding done once for all)."""
-    atoms, bonds, n_nodes, n_edges = [], [], [0], [0]
+    """Pack RDKit molecules into a :class:`GraphSet`: the RDKit properties of all atoms and
+    bonds are gathered into two flat integer tables and one-hot encoded once."""
+    arows: list[tuple] = []
+    brows: list[tuple] = []
+    node_ptr, bond_ptr = [0], [0]
     for mol in mols:
-        a, b = atom_table(mol), bond_table(mol)
-        if len(b):
-            b = b.copy()
-            b[:, :2] += n_nodes[-1]
-        atoms.append(a)
-        bonds.append(b)
-        n_nodes.append(n_nodes[-1] + len(a))
-        n_edges.append(n_edges[-1] + 2 * len(b))
-    at = np.concatenate(atoms) if atoms else np.zeros((0, 8), dtype=np.int64)
-    bt = np.concatenate(bonds) if bonds else np.zeros((0, 6), dtype=np.int64)
-    bf = encode_bonds(bt)
+        arows.extend([(a.GetAtomicNum(), a.GetDegree(), a.GetValence(_IMPLICIT), a.GetFormalCharge(),
+                       a.GetNumRadicalElectrons(), int(a.GetHybridization()), a.GetIsAromatic(),
+                       a.GetTotalNumHs()) for a in mol.GetAtoms()])
+        brows.extend([(b.GetBeginAtomIdx(), b.GetEndAtomIdx(), int(b.GetBondType()), b.GetIsConjugated(),
+                       b.IsInRing(), int(b.GetStereo())) for b in mol.GetBonds()])
+        node_ptr.append(len(arows))
+        bond_ptr.append(len(brows))
+    at = np.array(arows, dtype=np.int64).reshape(-1, 8)
+    bt = np.array(brows, dtype=np.int64).reshape(-1, 6)
+    nptr, bptr = np.asarray(node_ptr, dtype=np.int64), np.asarray(bond_ptr, dtype=np.int64)
+    ends = bt[:, :2] + np.repeat(nptr[:-1], np.diff(bptr))[:, None]  # global atom numbers
     # bond i -> directed edges 2i (begin->end) and 2i+1 (end->begin), as DGL-LifeSci
-    src = np.stack([bt[:, 0], bt[:, 1]], axis=1).reshape(-1)
-    dst = np.stack([bt[:, 1], bt[:, 0]], axis=1).reshape(-1)
+    src = ends.reshape(-1)
+    dst = ends[:, ::-1].reshape(-1)
     return GraphSet(
         x=encode_atoms(at),
         edge_index=np.stack([src, dst]).astype(np.int64),
-        edge_attr=np.repeat(bf, 2, axis=0),
-        node_ptr=np.asarray(n_nodes, dtype=np.int64),
-        edge_ptr=np.asarray(n_edges, dtype=np.int64),
+        edge_attr=np.repeat(encode_bonds(bt), 2, axis=0),
+        node_ptr=nptr,
+        edge_ptr=2 * bptr,
         z=at[:, 0].astype(np.int16),
     )
 
