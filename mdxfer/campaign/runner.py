@@ -1,0 +1,526 @@
+"""Running a campaign: the task graph, state updates and resume.
+
+For every candidate the graph is ``build → compress → nvt`` (its own box), then
+``stack → compress → nvt → combine`` (the candidate cell under the partner cell), wired by Parsl
+futures. The partner's ``build → compress → nvt`` is submitted once per protocol and every
+pair waits on the same future (or on its finished directory from an earlier run).
+
+Resume: only the process holding ``<database>.lock`` runs; tasks left ``running`` by a killed
+run become ``pending``; finished pairs (in ``results``) are never submitted again, and inside a
+resubmitted task every stage whose ``<stage>.json`` exists for the protocol is skipped (the
+stage records it with ``ran = 0``). Library use::
+
+    from mdxfer.campaign import Campaign
+
+    with Campaign.open("campaign.toml") as camp:
+        camp.add_candidates(["CCO", "CC(C)O"])
+        camp.run()
+        rows = camp.results()          # one dict per candidate, E_int in kcal/mol
+"""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import os
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from mdxfer.campaign.spec import Candidate, CampaignError, CampaignSpec, load_spec
+from mdxfer.campaign.store import Store, content_key, pair_key, species_key
+
+Progress = Callable[[str], None]
+
+EXPORT_COLUMNS = [
+    "smiles", "status", "E_int", "E_int_stderr", "error",
+    "name", "canonical_smiles", "inchikey", "partner", "failed_stage", "error_class",
+    "E_int_pe", "E_int_pe_stderr", "E_tot", "E_tot_stderr", "E_chem", "E_chem_stderr",
+    "E_partner", "E_partner_stderr", "density_chem_g_cm3", "density_partner_g_cm3",
+    "density_stack_g_cm3", "lz_chem_A", "lz_partner_A", "lz_stack_A",
+    "protocol", "protocol_digest", "forcefield", "seed", "mdxfer_version", "lammps_version",
+    "lammps_command", "host", "wall_s", "partner_wall_s", "finished_at", "task_key", "workdir",
+]
+
+
+class RunnerLock:
+    """Exclusive, non-blocking ``flock`` on ``<database>.lock`` for the whole run; released
+    by the kernel when the process dies, so a ``kill -9`` never leaves a stale lock."""
+
+    def __init__(self, db: Path):
+        self.path = Path(str(db) + ".lock")
+        self.fh = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+")
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            owner = fh.read().strip() or "another process"
+            fh.close()
+            raise CampaignError(f"This campaign is already running ({owner}); wait for it or "
+                                "stop it before starting another run.") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {os.uname().nodename}")
+        fh.flush()
+        self.fh = fh
+
+    def release(self) -> None:
+        if self.fh:
+            self.fh.close()
+            self.fh = None
+
+    def __enter__(self) -> "RunnerLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+    @staticmethod
+    def held(db: Path) -> bool:
+        """Whether some process is running this campaign now."""
+        path = Path(str(db) + ".lock")
+        if not path.exists():
+            return False
+        with open(path, "a+") as fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        return False
+
+
+@dataclass
+class RunReport:
+    """What one ``run`` did. Times in seconds."""
+
+    run_id: int
+    candidates: int = 0
+    done: int = 0
+    failed: int = 0
+    requeued: int = 0
+    stages_ran: int = 0
+    stages_skipped: int = 0
+    wall_s: float = 0.0
+    app_s: float = 0.0
+    lammps_s: float = 0.0
+    messages: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Handle:
+    key: str           # task key
+    kind: str          # species | pair
+    stage: str
+    final: bool        # the task's last stage
+
+
+class _Failed:
+    """A species box that failed in an earlier run (not retried until `campaign retry`)."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The first non-dependency exception behind a Parsl ``DependencyError`` chain."""
+    from parsl.dataflow.errors import DependencyError
+
+    while isinstance(exc, DependencyError) and exc.dependent_exceptions_tids:
+        exc = exc.dependent_exceptions_tids[0][0]
+    return exc
+
+
+class Campaign:
+    """A campaign: its spec, its store, and the methods to grow, run and read it."""
+
+    def __init__(self, spec: CampaignSpec, store: Store):
+        from mdxfer.campaign.profiles import resolve_profile
+        from mdxfer.forcefield.parameters import load_table
+        from mdxfer.molecule import canonical_smiles, inchikey
+
+        self.spec, self.store = spec, store
+        self.profile = resolve_profile(spec)
+        self.protocol = spec.protocol
+        self.digest = self.protocol.digest()
+        self.forcefield = str(load_table()["version"])
+        self.partner = canonical_smiles(spec.partner)
+        self.partner_inchikey = inchikey(self.partner)
+        self.partner_key = species_key(self.partner, self.digest, self.forcefield)
+        self.root = spec.workdir / f"{self.digest}-{content_key(self.forcefield)[:6]}"
+        store.add_protocol(self.digest, self.protocol.name, self.protocol.to_dict())
+        store.ensure_task(self.partner_key, "species", self.partner, None, self.digest,
+                          self.forcefield, self._rel(self.species_dir(self.partner,
+                                                                      self.partner_inchikey)))
+        self.add_candidates(spec.candidates)
+
+    # ------------------------------------------------------------ opening
+    @classmethod
+    def open(cls, spec_or_path: CampaignSpec | str | Path) -> "Campaign":
+        """Open (creating if needed) the campaign of a spec or a campaign TOML file."""
+        spec = spec_or_path if isinstance(spec_or_path, CampaignSpec) else load_spec(spec_or_path)
+        spec.workdir.mkdir(parents=True, exist_ok=True)
+        return cls(spec, Store(spec.database, spec.sqlite_journal))
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> "Campaign":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ layout
+    def _rel(self, path: Path) -> str:
+        return str(path.relative_to(self.spec.workdir))
+
+    def species_dir(self, smiles: str, key_inchikey: str) -> Path:
+        """``<workdir>/<protocol digest>-<ff>/species/<InChIKey>-<hash>``: never the SMILES."""
+        return self.root / "species" / f"{key_inchikey}-{content_key(smiles)[:8]}"
+
+    def pair_dir(self, smiles: str, key_inchikey: str) -> Path:
+        """``<workdir>/<digest>-<ff>/pairs/<InChIKey>-<hash>__<partner InChIKey>-<hash>``."""
+        return self.root / "pairs" / (f"{key_inchikey}-{content_key(smiles)[:8]}__"
+                                      f"{self.partner_inchikey}-{content_key(self.partner)[:8]}")
+
+    # ------------------------------------------------------------ candidates
+    def add_candidates(self, items: Iterable[str | Candidate]) -> list[str]:
+        """Register candidates (SMILES strings or :class:`Candidate`); returns their pair task
+        keys. Invalid SMILES are stored as failed candidates with RDKit's reason."""
+        from mdxfer.errors import MdxferError
+        from mdxfer.molecule import canonical_smiles, inchikey
+
+        keys = []
+        for item in items:
+            cand = item if isinstance(item, Candidate) else Candidate(str(item))
+            try:
+                canon = canonical_smiles(cand.smiles)
+                ikey, error = inchikey(canon), None
+            except MdxferError as exc:
+                canon, ikey, error = None, None, str(exc)
+            mol_id = self.store.add_molecule(cand.smiles, cand.name, canon, ikey, error)
+            if canon is None:
+                key = content_key("invalid", cand.smiles, self.partner, self.digest,
+                                  self.forcefield)
+                self.store.ensure_task(key, "pair", None, self.partner, self.digest,
+                                       self.forcefield, None, state="failed", error=error,
+                                       error_class="molecule", failed_stage="parse")
+            else:
+                skey = species_key(canon, self.digest, self.forcefield)
+                self.store.ensure_task(skey, "species", canon, None, self.digest,
+                                       self.forcefield, self._rel(self.species_dir(canon, ikey)))
+                key = pair_key(canon, self.partner, self.digest, self.forcefield)
+                self.store.ensure_task(key, "pair", canon, self.partner, self.digest,
+                                       self.forcefield, self._rel(self.pair_dir(canon, ikey)))
+            self.store.link_candidate(mol_id, key)
+            keys.append(key)
+        return keys
+
+    # ------------------------------------------------------------ running
+    def run(self, candidates: Iterable[str | Candidate] | None = None,
+            progress: Progress | None = None) -> RunReport:
+        """Start or resume: run every pending candidate; returns a :class:`RunReport`.
+
+        Loads Parsl with this campaign's profile (run_dir under the work directory) for the
+        duration of the call; it must not be loaded already in this process.
+        """
+        import parsl
+
+        from mdxfer.campaign.profiles import build_config
+
+        if candidates is not None:
+            self.add_candidates(candidates)
+        say = progress or (lambda msg: None)
+        with RunnerLock(self.spec.database):
+            requeued = self.store.requeue_interrupted()
+            if requeued:
+                say(f"resuming: {requeued} task(s) interrupted earlier are pending again")
+            run_id = self.store.begin_run(self.spec.profile_name)
+            if not self.store.candidate_rows_pending(self.digest, self.partner, self.forcefield):
+                say("nothing to run: every candidate is done or failed "
+                    "(`mdxfer campaign retry FILE` runs the failed ones again)")
+                self.store.end_run(run_id, "finished")
+                return RunReport(run_id=run_id)
+            status = "failed"
+            try:
+                config = build_config(self.profile, self.spec.parsl_run_dir, self.spec.retry)
+                with parsl.load(config):
+                    report = _Graph(self, run_id, say).execute()
+                report.requeued = requeued
+                status = "finished"
+                return report
+            except KeyboardInterrupt:
+                status = "interrupted"
+                raise
+            finally:
+                if status != "finished":
+                    self.store.requeue_interrupted()
+                self.store.end_run(run_id, status)
+
+    def retry(self) -> int:
+        """Failed tasks (not invalid SMILES) become pending; returns how many."""
+        return self.store.reset_failed()
+
+    # ------------------------------------------------------------ reading
+    def results(self) -> list[dict[str, Any]]:
+        """One row per candidate (as in :data:`EXPORT_COLUMNS`): status, E_int and its stderr
+        in kcal/mol (None until done), the failure reason, provenance."""
+        out = []
+        for r in self.store.candidate_rows(self.digest, self.partner, self.forcefield):
+            row = {c: r.get(c) for c in EXPORT_COLUMNS}
+            row.update(smiles=r["input_smiles"], status=r["state"],
+                       error=r["error"] or r["molecule_error"], partner=self.partner,
+                       protocol=self.protocol.name, protocol_digest=self.digest,
+                       forcefield=self.forcefield, workdir=(str(self.spec.workdir / r["workdir"])
+                                                            if r["workdir"] else None))
+            if r["state"] != "done":
+                for k in ("seed", "mdxfer_version", "lammps_version", "lammps_command", "host"):
+                    row[k] = None
+            out.append(row)
+        return out
+
+    def export(self, path: str | Path) -> int:
+        """Write :meth:`results` as CSV (one row per candidate); returns the number of rows."""
+        rows = self.results()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=EXPORT_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, path)
+        return len(rows)
+
+    def status(self, top: int = 5) -> dict[str, Any]:
+        """Counts per state, failures with reasons, the best results so far, progress."""
+        rows = self.results()
+        counts = {s: 0 for s in ("pending", "running", "done", "failed")}
+        for r in rows:
+            counts[r["status"]] += 1
+        done = [r for r in rows if r["status"] == "done" and r["E_int"] is not None]
+        best = sorted(done, key=lambda r: r["E_int"])[:top]
+        tasks: dict[str, dict[str, int]] = {}
+        for t in self.store.query("SELECT kind, state, COUNT(*) AS n FROM tasks WHERE "
+                                  "protocol_digest = ? GROUP BY kind, state", (self.digest,)):
+            tasks.setdefault(t["kind"], {})[t["state"]] = t["n"]
+        partner = self.store.task(self.partner_key)
+        finished = counts["done"] + counts["failed"]
+        walls = [r["wall_s"] for r in done if r["wall_s"] is not None]
+        runs = [dict(r) for r in self.store.runs()]
+        return {
+            "campaign": self.spec.name, "database": str(self.spec.database),
+            "protocol": self.protocol.name, "protocol_digest": self.digest,
+            "partner": self.partner, "partner_state": partner["state"] if partner else None,
+            "candidates": len(rows), "counts": counts, "tasks": tasks,
+            "progress": finished / len(rows) if rows else 1.0,
+            "failures": [{k: r[k] for k in ("smiles", "failed_stage", "error_class", "error")}
+                         for r in rows if r["status"] == "failed"],
+            "best": [{k: r[k] for k in ("smiles", "name", "E_int", "E_int_stderr")}
+                     for r in best],
+            "mean_wall_s": sum(walls) / len(walls) if walls else None,
+            "runner_active": RunnerLock.held(self.spec.database),
+            "runs": len(runs), "last_run": runs[-1] if runs else None,
+        }
+
+
+class _Graph:
+    """One run's task graph: submits chains, follows their futures, writes the store."""
+
+    def __init__(self, campaign: Campaign, run_id: int, say: Progress):
+        from parsl import python_app
+
+        from mdxfer.campaign import apps
+        from mdxfer.campaign.profiles import (LAMMPS_LABEL, concurrency, light_label,
+                                              make_launcher, resource_spec)
+
+        self.c, self.store, self.run_id, self.say = campaign, campaign.store, run_id, say
+        self.protocol = campaign.protocol
+        self.launcher = make_launcher(campaign.profile)
+        self.resources = resource_spec(campaign.profile)
+        light = light_label(campaign.profile)
+        self.app = {
+            "build": python_app(apps.build_species, executors=[light]),
+            "stack": python_app(apps.stack_pair, executors=[light]),
+            "compress": python_app(apps.compress_stage, executors=[LAMMPS_LABEL]),
+            "nvt": python_app(apps.nvt_stage, executors=[LAMMPS_LABEL]),
+            "combine": python_app(apps.combine_pair, executors=[light]),
+        }
+        self.window = campaign.spec.max_in_flight or 2 * concurrency(campaign.profile)
+        self.in_flight: dict[Future, _Handle] = {}
+        self.species_nvt: dict[str, Future | _Failed | None] = {}
+        self.labels: dict[str, str] = {}      # workdir -> "candidate box" / "partner box"
+        self.failed_now: set[str] = set()
+        self.pair_smiles: dict[str, str] = {}
+        self.report = RunReport(run_id=run_id)
+
+    # ------------------------------------------------------------ submission
+    def _lammps(self, stage: str, wd: str, *after: Any) -> Future:
+        kwargs = {"parsl_resource_specification": self.resources} if self.resources else {}
+        return self.app[stage](wd, self.protocol, self.launcher, *after, **kwargs)
+
+    def _track(self, fut: Future, key: str, kind: str, stage: str, final: bool = False) -> None:
+        self.in_flight[fut] = _Handle(key, kind, stage, final)
+
+    def species(self, key: str) -> Future | _Failed | None:
+        """The NVT future of a species box; None when it is finished on disk already."""
+        if key in self.species_nvt:
+            return self.species_nvt[key]
+        row = self.store.task(key)
+        wd = self.c.spec.workdir / row["workdir"]
+        label = "partner box" if key == self.c.partner_key else "candidate box"
+        self.labels[str(wd)] = label
+        if row["state"] == "done" and (wd / "nvt.json").exists():
+            self.species_nvt[key] = None
+            return None
+        if row["state"] == "failed":
+            self.species_nvt[key] = _Failed(f"the {label} failed in stage "
+                                            f"'{row['failed_stage']}' ({row['error']})")
+            return self.species_nvt[key]
+        self.store.set_running(key, self.run_id)
+        b = self.app["build"](row["smiles"], self.protocol, str(wd))
+        comp = self._lammps("compress", str(wd), b)
+        nvt = self._lammps("nvt", str(wd), comp)
+        self._track(b, key, "species", "build")
+        self._track(comp, key, "species", "compress")
+        self._track(nvt, key, "species", "nvt", final=True)
+        self.species_nvt[key] = nvt
+        return nvt
+
+    def pair(self, row: dict[str, Any]) -> bool:
+        """Submit one candidate's chain; False when it failed at once (a failed box)."""
+        key, smiles = row["task_key"], row["canonical_smiles"]
+        cand_key = species_key(smiles, self.c.digest, self.c.forcefield)
+        deps = [self.species(cand_key), self.species(self.c.partner_key)]
+        self.pair_smiles[key] = row["input_smiles"]
+        for dep in deps:
+            if isinstance(dep, _Failed):
+                self.store.set_failed(key, "stack", dep.reason, "dependency", attempts=0)
+                self._finished_pair(key, f"failed: {dep.reason}", failed=True)
+                return False
+        cand_wd = self.c.spec.workdir / self.store.task(cand_key)["workdir"]
+        partner_wd = self.c.spec.workdir / self.store.task(self.c.partner_key)["workdir"]
+        wd = str(self.c.spec.workdir / row["workdir"])
+        meta = {"smiles": smiles, "input_smiles": row["input_smiles"],
+                "inchikey": row["inchikey"], "partner": self.c.partner,
+                "n_molecules": self.protocol.n_molecules, "forcefield": self.c.forcefield}
+        self.store.set_running(key, self.run_id)
+        s = self.app["stack"](str(cand_wd), str(partner_wd), self.protocol, wd,
+                              *[d for d in deps if d is not None])
+        comp = self._lammps("compress", wd, s)
+        nvt = self._lammps("nvt", wd, comp)
+        res = self.app["combine"](str(cand_wd), str(partner_wd), wd, self.protocol, meta,
+                                  self.launcher, nvt)
+        for fut, stage in ((s, "stack"), (comp, "compress"), (nvt, "nvt")):
+            self._track(fut, key, "pair", stage)
+        self._track(res, key, "pair", "combine", final=True)
+        return True
+
+    # ------------------------------------------------------------ completion
+    def _finished_pair(self, key: str, message: str, failed: bool) -> None:
+        if failed:
+            self.report.failed += 1
+        else:
+            self.report.done += 1
+        n = self.report.done + self.report.failed
+        self.say(f"[{n}/{self.report.candidates}] {self.pair_smiles.get(key, key)}: {message}")
+
+    def _attempts(self, fut: Future) -> int:
+        rec = getattr(fut, "task_record", None) or {}
+        return int(rec.get("fail_count", 0)) + 1
+
+    def _reason(self, h: _Handle, cause: BaseException) -> tuple[str, str, str]:
+        """(stage, failure class, message) of ``cause`` as seen by task ``h``."""
+        from mdxfer.campaign.apps import StageFailure, failure_class
+
+        if isinstance(cause, StageFailure):
+            label = self.labels.get(cause.workdir)
+            if h.kind == "pair" and label:
+                return cause.stage, cause.kind, (f"the {label} failed in stage '{cause.stage}': "
+                                                 f"{cause.message}")
+            return cause.stage, cause.kind, cause.message
+        return h.stage, failure_class(cause), f"{type(cause).__name__}: {cause}"
+
+    def handle(self, fut: Future) -> None:
+        from parsl.dataflow.errors import DependencyError
+
+        h = self.in_flight.pop(fut)
+        exc = fut.exception()
+        if exc is None:
+            rec = fut.result()
+            self.store.record_stage(h.key, self.run_id, rec, attempts=self._attempts(fut))
+            self.report.stages_ran += int(bool(rec.get("ran")))
+            self.report.stages_skipped += int(not rec.get("ran"))
+            self.report.app_s += rec.get("finished", 0) - rec.get("started", 0)
+            self.report.lammps_s += rec.get("lammps_s") or 0.0
+            if h.final and h.kind == "pair":
+                result = rec["result"]
+                self.store.record_result(h.key, result)
+                self._finished_pair(h.key, f"E_int = {result['E_int']:.2f} ± "
+                                    f"{result['E_int_stderr']:.2f} kcal/mol", failed=False)
+            elif h.final:
+                self.store.set_done(h.key, h.stage)
+            return
+        cause = root_cause(exc)
+        stage, kind, message = self._reason(h, cause)
+        if not isinstance(exc, DependencyError):
+            self.store.record_stage(h.key, self.run_id, {"stage": h.stage, "ran": True},
+                                    attempts=self._attempts(fut), status="failed", error=message)
+        if h.key not in self.failed_now:
+            self.failed_now.add(h.key)
+            self.store.set_failed(h.key, stage, message, kind,
+                                  attempts=0 if isinstance(exc, DependencyError)
+                                  else self._attempts(fut))
+        if h.final and h.kind == "pair":
+            self._finished_pair(h.key, f"failed in stage '{stage}' ({kind}): {message}",
+                                failed=True)
+
+    # ------------------------------------------------------------ the loop
+    def pending(self) -> list[dict[str, Any]]:
+        rows, seen = [], set()
+        for r in self.store.candidate_rows(self.c.digest, self.c.partner, self.c.forcefield):
+            if r["state"] == "pending" and r["task_key"] not in seen:
+                seen.add(r["task_key"])
+                rows.append(r)
+        return rows
+
+    def execute(self) -> RunReport:
+        start = time.perf_counter()
+        queue = self.pending()
+        self.report.candidates = len(queue)
+        active: set[str] = set()
+        if queue:
+            self.say(f"{len(queue)} candidate(s) to run, up to {self.window} at once; partner "
+                     f"{self.c.partner} ({self.protocol.name} protocol {self.c.digest})")
+        while queue or self.in_flight:
+            while queue and len(active) < self.window:
+                row = queue.pop(0)
+                if self.pair(row):
+                    active.add(row["task_key"])
+            if not self.in_flight:
+                continue
+            done, _ = wait(list(self.in_flight), return_when=FIRST_COMPLETED)
+            for fut in done:
+                h = self.in_flight[fut]
+                self.handle(fut)
+                if h.final and h.kind == "pair":
+                    active.discard(h.key)
+        self.report.wall_s = time.perf_counter() - start
+        return self.report
+
+
+def run_campaign(spec_or_path: CampaignSpec | str | Path,
+                 candidates: Iterable[str | Candidate] | None = None,
+                 progress: Progress | None = None) -> list[dict[str, Any]]:
+    """Open a campaign, add ``candidates``, run everything pending, return :meth:`results`."""
+    with Campaign.open(spec_or_path) as camp:
+        camp.run(candidates, progress=progress)
+        return camp.results()

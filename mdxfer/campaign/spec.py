@@ -1,0 +1,306 @@
+"""The campaign file: a TOML file naming candidates, partner, protocol, profile and database.
+
+Example (``mdxfer campaign init --out example.toml`` writes a commented one)::
+
+    [campaign]
+    name = "example"
+    database = "example.db"        # relative to this file
+    workdir = "example-runs"       # task directories and Parsl's run_dir, relative to this file
+    partner = "CC(=C)C=C"          # isoprene
+
+    [candidates]
+    smiles = ["CCO", "CC(C)=O", "CCCC"]
+    file = "candidates.smi"        # optional: one SMILES per line, optional name after it
+
+    [protocol]
+    preset = "quick"               # paper | quick | path of a protocol TOML
+    nvt_ps = 2.0                   # any Protocol field overrides the preset
+
+    [execution]
+    profile = "local"              # local | slurm | slurm-mpi | pbs | pbs-mpi
+    [execution.lammps]             # overrides of the profile's tables (see profiles.py)
+    ranks = 1
+
+    [retry]
+    max_retries = 2
+    retry_on = ["lost", "lammps"]
+
+Relative paths are resolved against the directory of the campaign file, never the working
+directory. Every error names the file and the key, and says what to write instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mdxfer.errors import MdxferError, ProtocolError
+from mdxfer.md.protocol import Protocol, load_protocol
+
+
+class CampaignError(MdxferError):
+    """A campaign file, profile or database is invalid or cannot be used."""
+
+
+#: Failure classes the retry policy can name (see :mod:`mdxfer.campaign.apps`).
+RETRYABLE = ("lost", "lammps", "error")
+#: Failure classes that never succeed on a retry of the same input.
+PERMANENT = ("molecule", "forcefield", "box", "protocol")
+
+_TOP_KEYS = {"campaign", "candidates", "protocol", "execution", "retry"}
+_CAMPAIGN_KEYS = {"name", "database", "workdir", "partner", "sqlite_journal", "max_in_flight"}
+_CANDIDATE_KEYS = {"smiles", "file"}
+_RETRY_KEYS = {"max_retries", "retry_on"}
+_EXECUTION_TABLES = {"executor", "provider", "lammps", "resources"}
+DEFAULT_PARTNER = "CC(=C)C=C"  # isoprene
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One candidate as the user wrote it: SMILES and an optional name (never used in paths)."""
+
+    smiles: str
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often a failed stage is tried again, and for which failure classes.
+
+    ``max_retries``: extra attempts per stage (Parsl ``Config(retries=...)``). ``retry_on``:
+    failure classes worth retrying — ``lost`` (worker/manager/node lost, walltime), ``lammps``
+    (LAMMPS exited non-zero or blew up), ``error`` (any other unexpected exception). Invalid
+    molecules, unsupported elements, packing and protocol errors are never retried.
+    """
+
+    max_retries: int = 2
+    retry_on: tuple[str, ...] = ("lost", "lammps")
+
+
+@dataclass(frozen=True)
+class CampaignSpec:
+    """A validated campaign: everything :class:`mdxfer.campaign.runner.Campaign` needs."""
+
+    name: str
+    database: Path
+    workdir: Path
+    partner: str
+    candidates: tuple[Candidate, ...]
+    protocol: Protocol
+    profile_name: str
+    execution: dict[str, dict[str, Any]] = field(default_factory=dict)
+    retry: RetryPolicy = RetryPolicy()
+    sqlite_journal: str = "wal"
+    max_in_flight: int | None = None
+    path: Path | None = None
+
+    @property
+    def parsl_run_dir(self) -> Path:
+        """Parsl's ``run_dir`` (logs, submit scripts): inside the campaign's work directory."""
+        return self.workdir / "parsl"
+
+    def replace(self, **changes: Any) -> "CampaignSpec":
+        return dataclasses.replace(self, **changes)
+
+
+def _where(path: Path | None) -> str:
+    return f"campaign file {path}" if path else "campaign"
+
+
+def _check_keys(table: dict, allowed: set[str], section: str, path: Path | None) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise CampaignError(
+            f"{_where(path)}: unknown key(s) {', '.join(map(repr, unknown))} in [{section}]. "
+            f"Allowed: {', '.join(sorted(allowed))}."
+        )
+
+
+def _str(value: Any, key: str, path: Path | None, allow_empty: bool = False) -> str:
+    if not isinstance(value, str) or (not allow_empty and not value.strip()):
+        raise CampaignError(f"{_where(path)}: {key} must be a non-empty string, got {value!r}.")
+    return value.strip()
+
+
+def read_smi(path: Path) -> list[Candidate]:
+    """Candidates from a ``.smi`` file: ``SMILES [name]`` per line; ``#`` starts a comment."""
+    if not path.is_file():
+        raise CampaignError(f"Candidate file {path} does not exist.")
+    out = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split(None, 1)
+        out.append(Candidate(parts[0], parts[1].strip() if len(parts) > 1 else ""))
+    return out
+
+
+def _candidates(table: dict, base: Path, path: Path | None) -> tuple[Candidate, ...]:
+    _check_keys(table, _CANDIDATE_KEYS, "candidates", path)
+    out: list[Candidate] = []
+    smiles = table.get("smiles", [])
+    if isinstance(smiles, str):
+        smiles = [smiles]
+    if not isinstance(smiles, list):
+        raise CampaignError(f"{_where(path)}: [candidates] smiles must be a list of strings.")
+    for item in smiles:
+        if isinstance(item, dict):  # {smiles = "...", name = "..."}
+            _check_keys(item, {"smiles", "name"}, "candidates.smiles", path)
+            out.append(Candidate(_str(item.get("smiles"), "candidate smiles", path),
+                                 str(item.get("name", ""))))
+        else:
+            out.append(Candidate(_str(item, "candidate smiles", path)))
+    if "file" in table:
+        out.extend(read_smi(_resolve(base, _str(table["file"], "[candidates] file", path))))
+    return tuple(out)
+
+
+def _resolve(base: Path, value: str) -> Path:
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else (base / p)
+
+
+def _protocol(table: dict, base: Path, path: Path | None) -> Protocol:
+    table = dict(table)
+    preset = table.pop("preset", "paper")
+    if not isinstance(preset, str):
+        raise CampaignError(f"{_where(path)}: [protocol] preset must be a name or a path.")
+    candidate_file = _resolve(base, preset)
+    name_or_path = str(candidate_file) if candidate_file.is_file() else preset
+    try:
+        return load_protocol(name_or_path, table)
+    except ProtocolError as exc:
+        raise CampaignError(f"{_where(path)}, [protocol]: {exc}") from exc
+
+
+def _retry(table: dict, path: Path | None) -> RetryPolicy:
+    _check_keys(table, _RETRY_KEYS, "retry", path)
+    n = table.get("max_retries", RetryPolicy.max_retries)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise CampaignError(f"{_where(path)}: [retry] max_retries must be an integer >= 0.")
+    on = table.get("retry_on", list(RetryPolicy.retry_on))
+    if not isinstance(on, list) or any(x not in RETRYABLE for x in on):
+        raise CampaignError(
+            f"{_where(path)}: [retry] retry_on must be a list drawn from {list(RETRYABLE)} "
+            f"(permanent failures {list(PERMANENT)} are never retried), got {on!r}."
+        )
+    return RetryPolicy(max_retries=n, retry_on=tuple(on))
+
+
+def _execution(table: dict, path: Path | None) -> tuple[str, dict[str, dict[str, Any]]]:
+    from mdxfer.campaign.profiles import PROFILES
+
+    table = dict(table)
+    profile = table.pop("profile", "local")
+    if profile not in PROFILES:
+        raise CampaignError(f"{_where(path)}: unknown profile {profile!r}; use one of "
+                            f"{', '.join(PROFILES)}.")
+    _check_keys(table, _EXECUTION_TABLES, "execution", path)
+    for key, sub in table.items():
+        if not isinstance(sub, dict):
+            raise CampaignError(f"{_where(path)}: [execution.{key}] must be a table.")
+    return profile, {k: dict(v) for k, v in table.items()}
+
+
+def spec_from_dict(data: dict[str, Any], base_dir: str | Path,
+                   path: Path | None = None) -> CampaignSpec:
+    """Validate parsed TOML ``data``; relative paths are taken from ``base_dir``."""
+    base = Path(base_dir).resolve()
+    _check_keys(data, _TOP_KEYS, "top level", path)
+    camp = data.get("campaign", {})
+    _check_keys(camp, _CAMPAIGN_KEYS, "campaign", path)
+    stem = path.stem if path else "campaign"
+    name = str(camp.get("name", stem))
+    database = _resolve(base, _str(camp.get("database", f"{stem}.db"), "[campaign] database", path))
+    workdir = _resolve(base, _str(camp.get("workdir", f"{stem}-runs"), "[campaign] workdir", path))
+    partner = _str(camp.get("partner", DEFAULT_PARTNER), "[campaign] partner", path)
+    journal = str(camp.get("sqlite_journal", "wal")).lower()
+    if journal not in ("wal", "delete", "truncate"):
+        raise CampaignError(f"{_where(path)}: [campaign] sqlite_journal must be 'wal' (default) "
+                            "or 'delete' (for databases on network file systems).")
+    max_in_flight = camp.get("max_in_flight")
+    if max_in_flight is not None and (not isinstance(max_in_flight, int) or max_in_flight < 1):
+        raise CampaignError(f"{_where(path)}: [campaign] max_in_flight must be a positive integer.")
+    try:
+        from mdxfer.molecule import canonical_smiles
+
+        canonical_smiles(partner)
+    except MdxferError as exc:
+        raise CampaignError(f"{_where(path)}: the partner is not a valid molecule: {exc}") from exc
+    profile, execution = _execution(data.get("execution", {}), path)
+    spec = CampaignSpec(
+        name=name, database=database, workdir=workdir, partner=partner,
+        candidates=_candidates(data.get("candidates", {}), base, path),
+        protocol=_protocol(data.get("protocol", {}), base, path),
+        profile_name=profile, execution=execution, retry=_retry(data.get("retry", {}), path),
+        sqlite_journal=journal, max_in_flight=max_in_flight, path=path,
+    )
+    from mdxfer.campaign.profiles import resolve_profile
+
+    resolve_profile(spec)  # validate the profile now, not when the first task starts
+    return spec
+
+
+def load_spec(path: str | Path) -> CampaignSpec:
+    """Read and validate a campaign TOML file."""
+    path = Path(path).expanduser().resolve()
+    if not path.is_file():
+        raise CampaignError(f"Campaign file {path} does not exist "
+                            "(write an example with `mdxfer campaign init --out FILE`).")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise CampaignError(f"Campaign file {path} is not valid TOML: {exc}.") from exc
+    return spec_from_dict(data, path.parent, path)
+
+
+EXAMPLE = '''\
+# mdxfer campaign file: interaction energies of many candidates with one partner molecule.
+# Run it:      mdxfer campaign run {file}
+# Watch it:    mdxfer campaign status {file}
+# Results:     mdxfer campaign export {file} --out results.csv
+# Relative paths below are relative to this file's directory.
+
+[campaign]
+name = "{stem}"
+database = "{stem}.db"            # SQLite (WAL): molecules, tasks, results with provenance
+workdir = "{stem}-runs"           # one directory per task, plus Parsl's logs in parsl/
+partner = "CC(=C)C=C"             # isoprene; simulated once per protocol, reused by every pair
+# max_in_flight = 8               # candidates submitted at once (default: 2 x workers)
+# sqlite_journal = "delete"       # if the database lives on NFS/Lustre (WAL needs a local disk)
+
+[candidates]
+# Inline SMILES, optionally with names: {{smiles = "CCO", name = "ethanol"}}
+smiles = ["CCO", "CC(C)=O", "CCCC"]
+# file = "candidates.smi"         # and/or a file: one SMILES per line, optional name after it
+
+[protocol]
+preset = "quick"                  # "paper" (100 molecules, 100 ps stages) | "quick" (a demo)
+                                  # | the path of a protocol TOML
+# Any protocol field overrides the preset (units in the name: _ps, _A, _fs, _K, _atm):
+# nvt_ps = 2.0
+# n_molecules = 20
+
+[execution]
+profile = "{profile}"             # local | slurm | slurm-mpi | pbs | pbs-mpi
+{execution}
+[retry]
+max_retries = 2                   # extra attempts of a failed stage
+retry_on = ["lost", "lammps"]     # lost = worker/node/walltime lost; lammps = LAMMPS crashed;
+                                  # "error" = anything unexpected. Bad SMILES and unsupported
+                                  # elements are never retried.
+'''
+
+
+def example_text(stem: str, profile: str = "local") -> str:
+    """The commented example campaign file (``mdxfer campaign init``)."""
+    from mdxfer.campaign.profiles import PROFILES, profile_toml
+
+    if profile not in PROFILES:
+        raise CampaignError(f"Unknown profile {profile!r}; use one of {', '.join(PROFILES)}.")
+    return EXAMPLE.format(stem=stem, file=f"{stem}.toml", profile=profile,
+                          execution=profile_toml(profile))

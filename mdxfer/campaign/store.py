@@ -1,0 +1,365 @@
+"""The campaign database: one SQLite file per campaign (WAL journal by default).
+
+Tables
+------
+``molecules``  every input SMILES as given (canonical SMILES, InChIKey, or why it is invalid)
+``tasks``      units of work keyed by content — ``species`` (one molecule's box) and ``pair``
+               (a candidate stacked on the partner, with E_int) — with their state
+               (pending, running, done, failed), last finished stage and failure reason
+``candidates`` which molecule asked for which pair task
+``results``    E_int and friends (kcal/mol) with provenance, one row per finished pair task
+``stage_runs`` one row per stage execution reported by a task (ran = 0: skipped, its output
+               already existed), with host, times and attempts: the audit trail of resumes
+``runs``       one row per ``campaign run`` (pid, host, start, end, status)
+``protocols``  the protocol behind every digest
+
+Task keys are content hashes of (kind, canonical SMILES, partner, protocol digest, force-field
+version): the same simulation has the same key in every campaign and is never run twice.
+Only the process running the campaign writes; it commits after every event, so a ``kill -9``
+loses at most the event in flight, never a finished result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import sqlite3
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+from mdxfer.campaign.spec import CampaignError
+
+SCHEMA_VERSION = 1
+STATES = ("pending", "running", "done", "failed")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS protocols (
+    digest TEXT PRIMARY KEY, name TEXT NOT NULL, json TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS molecules (
+    id INTEGER PRIMARY KEY,
+    input_smiles TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL DEFAULT '',
+    smiles TEXT,
+    inchikey TEXT,
+    error TEXT,
+    added_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tasks (
+    key TEXT PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('species', 'pair')),
+    smiles TEXT,
+    partner TEXT,
+    protocol_digest TEXT NOT NULL,
+    forcefield TEXT NOT NULL,
+    workdir TEXT,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'running', 'done', 'failed')),
+    stage TEXT,
+    error TEXT,
+    error_class TEXT,
+    failed_stage TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    started_at TEXT,
+    finished_at TEXT,
+    run_id INTEGER);
+CREATE INDEX IF NOT EXISTS tasks_state ON tasks (kind, state);
+CREATE TABLE IF NOT EXISTS candidates (
+    molecule_id INTEGER NOT NULL REFERENCES molecules (id),
+    task_key TEXT NOT NULL REFERENCES tasks (key),
+    PRIMARY KEY (molecule_id, task_key));
+CREATE TABLE IF NOT EXISTS results (
+    task_key TEXT PRIMARY KEY REFERENCES tasks (key),
+    smiles TEXT NOT NULL,
+    partner TEXT NOT NULL,
+    protocol_digest TEXT NOT NULL,
+    forcefield TEXT NOT NULL,
+    E_int REAL, E_int_stderr REAL, E_int_pe REAL, E_int_pe_stderr REAL,
+    E_tot REAL, E_tot_stderr REAL, E_chem REAL, E_chem_stderr REAL,
+    E_partner REAL, E_partner_stderr REAL,
+    density_chem_g_cm3 REAL, density_partner_g_cm3 REAL, density_stack_g_cm3 REAL,
+    lz_chem_A REAL, lz_partner_A REAL, lz_stack_A REAL,
+    mdxfer_version TEXT, lammps_version TEXT, lammps_command TEXT,
+    protocol_name TEXT, protocol_json TEXT, seed INTEGER,
+    host TEXT, wall_s REAL, partner_wall_s REAL,
+    warnings TEXT, record TEXT NOT NULL, created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS stage_runs (
+    id INTEGER PRIMARY KEY,
+    task_key TEXT NOT NULL REFERENCES tasks (key),
+    stage TEXT NOT NULL,
+    run_id INTEGER,
+    status TEXT NOT NULL CHECK (status IN ('done', 'failed')),
+    ran INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 1,
+    host TEXT, started_at TEXT, finished_at TEXT,
+    app_s REAL, lammps_s REAL, error TEXT);
+CREATE INDEX IF NOT EXISTS stage_runs_task ON stage_runs (task_key, stage);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    started_at TEXT NOT NULL, finished_at TEXT,
+    host TEXT NOT NULL, pid INTEGER NOT NULL, profile TEXT,
+    status TEXT NOT NULL, note TEXT);
+"""
+
+RESULT_COLUMNS = (
+    "E_int", "E_int_stderr", "E_int_pe", "E_int_pe_stderr", "E_tot", "E_tot_stderr", "E_chem",
+    "E_chem_stderr", "E_partner", "E_partner_stderr", "density_chem_g_cm3",
+    "density_partner_g_cm3", "density_stack_g_cm3", "lz_chem_A", "lz_partner_A", "lz_stack_A",
+    "mdxfer_version", "lammps_version", "lammps_command", "seed", "host", "wall_s",
+    "partner_wall_s",
+)
+
+
+def now() -> str:
+    """UTC time stamp, ISO 8601 with microseconds."""
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def iso(epoch: float | None) -> str | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, timezone.utc).isoformat(
+        timespec="microseconds")
+
+
+def content_key(*parts: str) -> str:
+    """24 hex digits of SHA-256 over ``parts`` (kind, SMILES, partner, protocol digest, ...)."""
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:24]
+
+
+def species_key(smiles: str, protocol_digest: str, forcefield: str) -> str:
+    """Key of one molecule's box (canonical ``smiles``) under a protocol and force field."""
+    return content_key("species", smiles, protocol_digest, forcefield)
+
+
+def pair_key(smiles: str, partner: str, protocol_digest: str, forcefield: str) -> str:
+    """Key of E_int(candidate ``smiles``, ``partner``) under a protocol and force field."""
+    return content_key("pair", smiles, partner, protocol_digest, forcefield)
+
+
+class Store:
+    """The campaign database. Use as a context manager or call :meth:`close`."""
+
+    def __init__(self, path: str | Path, journal: str = "wal", readonly: bool = False):
+        self.path = Path(path)
+        if readonly:
+            if not self.path.exists():
+                raise CampaignError(f"Campaign database {self.path} does not exist yet "
+                                    "(run `mdxfer campaign run FILE` first).")
+            self.conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30,
+                                        isolation_level=None)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute("PRAGMA busy_timeout = 30000")
+        if not readonly:
+            mode = self.conn.execute(f"PRAGMA journal_mode = {journal.upper()}").fetchone()[0]
+            if mode.lower() != journal.lower():
+                raise CampaignError(f"SQLite refused journal mode {journal!r} for {self.path} "
+                                    f"(got {mode!r}); set [campaign] sqlite_journal = 'delete' "
+                                    "on network file systems.")
+            self.conn.execute("PRAGMA synchronous = FULL")
+            self.conn.execute("PRAGMA foreign_keys = ON")
+            with self.transaction():
+                for stmt in SCHEMA.split(";"):
+                    if stmt.strip():
+                        self.conn.execute(stmt)
+                row = self.conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+                if row is None:
+                    self.conn.execute("INSERT INTO meta VALUES ('schema', ?)",
+                                      (str(SCHEMA_VERSION),))
+                elif int(row[0]) != SCHEMA_VERSION:
+                    raise CampaignError(f"{self.path} has schema version {row[0]}; this mdxfer "
+                                        f"reads version {SCHEMA_VERSION}.")
+
+    # ------------------------------------------------------------ plumbing
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on an exception)."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def query(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+        return self.conn.execute(sql, args).fetchall()
+
+    # ------------------------------------------------------------ molecules and tasks
+    def add_protocol(self, digest: str, name: str, data: dict[str, Any]) -> None:
+        with self.transaction() as c:
+            c.execute("INSERT OR IGNORE INTO protocols VALUES (?, ?, ?)",
+                      (digest, name, json.dumps(data, sort_keys=True)))
+
+    def add_molecule(self, input_smiles: str, name: str, smiles: str | None,
+                     inchikey: str | None, error: str | None) -> int:
+        """Insert (or find) a molecule by its input SMILES; returns its id."""
+        with self.transaction() as c:
+            c.execute("INSERT OR IGNORE INTO molecules (input_smiles, name, smiles, inchikey, "
+                      "error, added_at) VALUES (?, ?, ?, ?, ?, ?)",
+                      (input_smiles, name, smiles, inchikey, error, now()))
+            if name:
+                c.execute("UPDATE molecules SET name = ? WHERE input_smiles = ? AND name = ''",
+                          (name, input_smiles))
+            return c.execute("SELECT id FROM molecules WHERE input_smiles = ?",
+                             (input_smiles,)).fetchone()[0]
+
+    def ensure_task(self, key: str, kind: str, smiles: str | None, partner: str | None,
+                    protocol_digest: str, forcefield: str, workdir: str | None,
+                    state: str = "pending", error: str | None = None,
+                    error_class: str | None = None, failed_stage: str | None = None) -> None:
+        """Create the task unless it exists (an existing task keeps its state)."""
+        t = now()
+        with self.transaction() as c:
+            c.execute("INSERT OR IGNORE INTO tasks (key, kind, smiles, partner, protocol_digest, "
+                      "forcefield, workdir, state, error, error_class, failed_stage, created_at, "
+                      "updated_at, finished_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                      (key, kind, smiles, partner, protocol_digest, forcefield, workdir, state,
+                       error, error_class, failed_stage, t, t, t if state == "failed" else None))
+
+    def link_candidate(self, molecule_id: int, task_key: str) -> None:
+        with self.transaction() as c:
+            c.execute("INSERT OR IGNORE INTO candidates VALUES (?, ?)", (molecule_id, task_key))
+
+    def task(self, key: str) -> sqlite3.Row | None:
+        return self.conn.execute("SELECT * FROM tasks WHERE key = ?", (key,)).fetchone()
+
+    def tasks(self, kind: str | None = None, state: str | None = None) -> list[sqlite3.Row]:
+        sql, args = "SELECT * FROM tasks WHERE 1=1", []
+        if kind:
+            sql += " AND kind = ?"
+            args.append(kind)
+        if state:
+            sql += " AND state = ?"
+            args.append(state)
+        return self.query(sql + " ORDER BY rowid", tuple(args))
+
+    def set_running(self, key: str, run_id: int) -> None:
+        with self.transaction() as c:
+            c.execute("UPDATE tasks SET state = 'running', run_id = ?, started_at = ?, "
+                      "updated_at = ?, error = NULL, error_class = NULL, failed_stage = NULL "
+                      "WHERE key = ? AND state != 'done'", (run_id, now(), now(), key))
+
+    def set_done(self, key: str, stage: str) -> None:
+        with self.transaction() as c:
+            c.execute("UPDATE tasks SET state = 'done', stage = ?, finished_at = ?, updated_at = ?,"
+                      " error = NULL, error_class = NULL, failed_stage = NULL WHERE key = ?",
+                      (stage, now(), now(), key))
+
+    def set_failed(self, key: str, stage: str, error: str, error_class: str,
+                   attempts: int = 1) -> None:
+        with self.transaction() as c:
+            c.execute("UPDATE tasks SET state = 'failed', failed_stage = ?, error = ?, "
+                      "error_class = ?, attempts = attempts + ?, finished_at = ?, updated_at = ? "
+                      "WHERE key = ? AND state != 'done'",
+                      (stage, error, error_class, attempts, now(), now(), key))
+
+    def record_stage(self, key: str, run_id: int, rec: dict[str, Any], attempts: int = 1,
+                     status: str = "done", error: str | None = None) -> None:
+        """One stage execution as reported by the task (``rec`` from :mod:`apps`)."""
+        started, finished = rec.get("started"), rec.get("finished")
+        with self.transaction() as c:
+            c.execute("INSERT INTO stage_runs (task_key, stage, run_id, status, ran, attempts, "
+                      "host, started_at, finished_at, app_s, lammps_s, error) "
+                      "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                      (key, rec["stage"], run_id, status, int(bool(rec.get("ran"))), attempts,
+                       rec.get("host"), iso(started), iso(finished),
+                       (finished - started) if started and finished else None,
+                       rec.get("lammps_s"), error))
+            if status == "done":
+                c.execute("UPDATE tasks SET stage = ?, updated_at = ? WHERE key = ?",
+                          (rec["stage"], now(), key))
+
+    def record_result(self, key: str, result: dict[str, Any]) -> None:
+        """Store a pair's result and mark the task done, in one transaction."""
+        values = {k: result.get(k) for k in RESULT_COLUMNS}
+        cols = ", ".join(RESULT_COLUMNS)
+        marks = ", ".join("?" for _ in RESULT_COLUMNS)
+        with self.transaction() as c:
+            c.execute(
+                f"INSERT OR REPLACE INTO results (task_key, smiles, partner, protocol_digest, "
+                f"forcefield, {cols}, protocol_name, protocol_json, warnings, record, created_at) "
+                f"VALUES (?, ?, ?, ?, ?, {marks}, ?, ?, ?, ?, ?)",
+                (key, result["smiles"], result["partner"], result["protocol_digest"],
+                 result["forcefield"], *values.values(), result.get("protocol"),
+                 json.dumps(result.get("protocol_json"), sort_keys=True),
+                 json.dumps(result.get("warnings", [])),
+                 json.dumps(result, sort_keys=True, default=float), now()))
+            c.execute("UPDATE tasks SET state = 'done', stage = 'combine', finished_at = ?, "
+                      "updated_at = ?, error = NULL, error_class = NULL, failed_stage = NULL "
+                      "WHERE key = ?", (now(), now(), key))
+
+    def requeue_interrupted(self) -> int:
+        """Tasks left 'running' by a run that is gone become 'pending'; returns how many."""
+        with self.transaction() as c:
+            n = c.execute("UPDATE tasks SET state = 'pending', updated_at = ? "
+                          "WHERE state = 'running'", (now(),)).rowcount
+            c.execute("UPDATE runs SET status = 'interrupted' WHERE status = 'running'")
+        return n
+
+    def reset_failed(self) -> int:
+        """Failed tasks become 'pending' again, except inputs that are not molecules."""
+        with self.transaction() as c:
+            return c.execute("UPDATE tasks SET state = 'pending', error = NULL, error_class = NULL,"
+                             " failed_stage = NULL, updated_at = ? WHERE state = 'failed' AND "
+                             "smiles IS NOT NULL", (now(),)).rowcount
+
+    # ------------------------------------------------------------ runs
+    def begin_run(self, profile: str, note: str = "") -> int:
+        with self.transaction() as c:
+            cur = c.execute("INSERT INTO runs (started_at, host, pid, profile, status, note) "
+                            "VALUES (?, ?, ?, ?, 'running', ?)",
+                            (now(), socket.gethostname(), os.getpid(), profile, note))
+            return int(cur.lastrowid)
+
+    def end_run(self, run_id: int, status: str) -> None:
+        with self.transaction() as c:
+            c.execute("UPDATE runs SET finished_at = ?, status = ? WHERE id = ?",
+                      (now(), status, run_id))
+
+    # ------------------------------------------------------------ reading
+    def candidate_rows(self, protocol_digest: str, partner: str, forcefield: str
+                       ) -> list[dict[str, Any]]:
+        """One row per candidate molecule of this protocol/partner/force field, joined with its
+        pair task and result (``None`` columns where there is none)."""
+        rows = self.query(
+            "SELECT m.id AS molecule_id, m.input_smiles, m.name, m.smiles AS canonical_smiles, "
+            "m.inchikey, m.error AS molecule_error, t.key AS task_key, t.state, t.stage, "
+            "t.error, t.error_class, t.failed_stage, t.workdir, t.attempts, t.finished_at, "
+            "r.* FROM molecules m JOIN candidates c ON c.molecule_id = m.id "
+            "JOIN tasks t ON t.key = c.task_key LEFT JOIN results r ON r.task_key = t.key "
+            "WHERE t.kind = 'pair' AND t.protocol_digest = ? AND t.forcefield = ? "
+            "AND t.partner = ? ORDER BY m.id",
+            (protocol_digest, forcefield, partner))
+        return [dict(r) for r in rows]
+
+    def candidate_rows_pending(self, protocol_digest: str, partner: str, forcefield: str) -> int:
+        """How many candidate pair tasks of this protocol/partner/force field are pending."""
+        return self.conn.execute(
+            "SELECT COUNT(DISTINCT t.key) FROM candidates c JOIN tasks t ON t.key = c.task_key "
+            "WHERE t.kind = 'pair' AND t.state IN ('pending', 'running') AND "
+            "t.protocol_digest = ? AND t.forcefield = ? AND t.partner = ?",
+            (protocol_digest, forcefield, partner)).fetchone()[0]
+
+    def stage_runs(self, key: str | None = None) -> list[sqlite3.Row]:
+        if key:
+            return self.query("SELECT * FROM stage_runs WHERE task_key = ? ORDER BY id", (key,))
+        return self.query("SELECT * FROM stage_runs ORDER BY id")
+
+    def runs(self) -> list[sqlite3.Row]:
+        return self.query("SELECT * FROM runs ORDER BY id")
+
