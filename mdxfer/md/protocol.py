@@ -54,7 +54,7 @@ class Protocol:
     cutoff_A: float = 12.0
     kspace_accuracy: float = 1.0e-4
     hbond: bool = True
-    tail_correction: bool = False
+    tail_correction: bool = True
     seed: int = 12345
 
     def steps(self, ps: float) -> int:
