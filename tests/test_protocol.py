@@ -1,0 +1,52 @@
+import pytest
+
+from mdxfer.errors import ProtocolError
+from mdxfer.md.protocol import PRESETS, load_protocol, render
+
+
+def test_paper_preset_has_the_seed_numbers():
+    p = load_protocol("paper")
+    assert p.n_molecules == 100 and p.box_A == (30.0, 30.0, 200.0)
+    assert p.pressure_atm == 200 and p.temperature_K == 300 and p.timestep_fs == 1.0
+    assert p.steps(p.compress_ps) == 100_000 and p.steps(p.nvt_ps) == 100_000
+    assert p.steps(p.stack_compress_ps) == 100_000 and p.steps(p.stack_nvt_ps) == 100_000
+
+
+def test_quick_has_the_same_stages_and_fewer_steps():
+    q, p = PRESETS["quick"], PRESETS["paper"]
+    assert q.steps(q.compress_ps) < p.steps(p.compress_ps) / 10
+    assert q.steps(q.nvt_ps) < p.steps(p.nvt_ps) / 10
+    assert q.digest() != p.digest()
+
+
+def test_toml_file_and_overrides(tmp_path):
+    f = tmp_path / "mine.toml"
+    f.write_text('preset = "paper"\npdamp_fs = 100\nbox_A = [30, 30, 150]\nhbond = false\n')
+    p = load_protocol(str(f), {"nvt_ps": 50})
+    assert p.pdamp_fs == 100.0 and p.box_A == (30.0, 30.0, 150.0) and not p.hbond
+    assert p.nvt_ps == 50.0 and p.compress_ps == 100.0
+    assert p.name == "paper+mine"
+    assert p.digest() != load_protocol("paper").digest()
+
+
+@pytest.mark.parametrize("content, fragment", [
+    ("nvt_ps = -5", "must be positive"),
+    ("bogus_field = 1", "Unknown protocol field"),
+    ('preset = "fast"', "unknown preset"),
+    ("timestep_fs = 4", "unstable"),
+    ("hbond = 3", "true or false"),
+    ("box_A = [30, 30]", "list of 3"),
+    ("nvt_ps = ", "not valid TOML"),
+])
+def test_bad_protocol_files_are_refused(tmp_path, content, fragment):
+    f = tmp_path / "bad.toml"
+    f.write_text(content + "\n")
+    with pytest.raises(ProtocolError, match=fragment):
+        load_protocol(str(f))
+
+
+def test_unknown_preset_and_missing_template_value():
+    with pytest.raises(ProtocolError, match="Unknown protocol"):
+        load_protocol("no-such-preset")
+    with pytest.raises(ProtocolError, match="needs a value"):
+        render("in.nvt.lmp", stage="nvt")
