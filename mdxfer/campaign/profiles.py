@@ -278,8 +278,13 @@ def build_executors(profile: dict) -> list:
     light_threads = int(ex.pop("light_threads", 2))
     ex.pop("workers", None)
     provider = _provider(profile.get("provider", {}), kind)
-    if getattr(provider, "__class__").__name__ == "LocalProvider":
+    if type(provider).__name__ == "LocalProvider":
         ex.setdefault("address", "127.0.0.1")
+    interchange = Path(sys.executable).parent / "interchange.py"
+    if "interchange_launch_cmd" not in ex and interchange.exists():
+        # the interchange runs next to this process: use this environment's, PATH or not
+        # (a script path: MPIExecutor types this argument as a str, HTEX as a list)
+        ex["interchange_launch_cmd"] = str(interchange) if kind == "mpi" else [str(interchange)]
     executors = [cls(label=LAMMPS_LABEL, provider=provider, **ex)]
     if kind == "mpi":
         from parsl.executors import ThreadPoolExecutor
@@ -309,10 +314,11 @@ def build_config(profile: dict, run_dir: str | Path, retry: RetryPolicy | None =
 
     retry = retry or RetryPolicy()
     Path(run_dir).mkdir(parents=True, exist_ok=True)
+    local = profile.get("provider", {}).get("kind", "local") == "local"
     return Config(executors=build_executors(profile), run_dir=str(run_dir),
                   retries=retry.max_retries, retry_handler=retry_handler(retry),
                   usage_tracking=0, strategy="simple", max_idletime=120.0,
-                  initialize_logging=True)
+                  strategy_period=0.5 if local else 5.0, initialize_logging=True)
 
 
 def make_launcher(profile: dict) -> "CampaignLauncher":

@@ -129,6 +129,25 @@ class _Failed:
         self.reason = reason
 
 
+def terminate_children() -> int:
+    """SIGTERM this process's own child processes (LAMMPS runs of thread workers); Linux only.
+    Returns how many were signalled."""
+    import signal
+
+    pids: set[int] = set()
+    for children in Path("/proc/self/task").glob("*/children"):
+        try:
+            pids.update(int(p) for p in children.read_text().split())
+        except (OSError, ValueError):
+            continue
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            pass
+    return len(pids)
+
+
 def root_cause(exc: BaseException) -> BaseException:
     """The first non-dependency exception behind a Parsl ``DependencyError`` chain."""
     from parsl.dataflow.errors import DependencyError
@@ -141,7 +160,7 @@ def root_cause(exc: BaseException) -> BaseException:
 class Campaign:
     """A campaign: its spec, its store, and the methods to grow, run and read it."""
 
-    def __init__(self, spec: CampaignSpec, store: Store):
+    def __init__(self, spec: CampaignSpec, store: Store, readonly: bool = False):
         from mdxfer.campaign.profiles import resolve_profile
         from mdxfer.forcefield.parameters import load_table
         from mdxfer.molecule import canonical_smiles, inchikey
@@ -155,6 +174,9 @@ class Campaign:
         self.partner_inchikey = inchikey(self.partner)
         self.partner_key = species_key(self.partner, self.digest, self.forcefield)
         self.root = spec.workdir / f"{self.digest}-{content_key(self.forcefield)[:6]}"
+        self.readonly = readonly
+        if readonly:
+            return
         store.add_protocol(self.digest, self.protocol.name, self.protocol.to_dict())
         store.ensure_task(self.partner_key, "species", self.partner, None, self.digest,
                           self.forcefield, self._rel(self.species_dir(self.partner,
@@ -163,9 +185,12 @@ class Campaign:
 
     # ------------------------------------------------------------ opening
     @classmethod
-    def open(cls, spec_or_path: CampaignSpec | str | Path) -> "Campaign":
-        """Open (creating if needed) the campaign of a spec or a campaign TOML file."""
+    def open(cls, spec_or_path: CampaignSpec | str | Path, readonly: bool = False) -> "Campaign":
+        """Open (creating if needed) the campaign of a spec or a campaign TOML file and register
+        its candidates. ``readonly``: only read the existing database (status, export)."""
         spec = spec_or_path if isinstance(spec_or_path, CampaignSpec) else load_spec(spec_or_path)
+        if readonly:
+            return cls(spec, Store(spec.database, readonly=True), readonly=True)
         spec.workdir.mkdir(parents=True, exist_ok=True)
         return cls(spec, Store(spec.database, spec.sqlite_journal))
 
@@ -244,7 +269,7 @@ class Campaign:
             if requeued:
                 say(f"resuming: {requeued} task(s) interrupted earlier are pending again")
             run_id = self.store.begin_run(self.spec.profile_name)
-            if not self.store.candidate_rows_pending(self.digest, self.partner, self.forcefield):
+            if not self.store.count_pending(self.digest, self.partner, self.forcefield):
                 say("nothing to run: every candidate is done or failed "
                     "(`mdxfer campaign retry FILE` runs the failed ones again)")
                 self.store.end_run(run_id, "finished")
@@ -253,11 +278,18 @@ class Campaign:
             try:
                 config = build_config(self.profile, self.spec.parsl_run_dir, self.spec.retry)
                 with parsl.load(config):
-                    report = _Graph(self, run_id, say).execute()
+                    try:
+                        report = _Graph(self, run_id, say).execute()
+                    except BaseException:
+                        # before Parsl's clean-up waits for them: stop the LAMMPS runs that
+                        # thread workers of this process started (its own children only)
+                        if self.profile["executor"].get("kind") == "threads":
+                            terminate_children()
+                        raise
                 report.requeued = requeued
                 status = "finished"
                 return report
-            except KeyboardInterrupt:
+            except (KeyboardInterrupt, SystemExit):
                 status = "interrupted"
                 raise
             finally:
@@ -433,9 +465,11 @@ class _Graph:
         n = self.report.done + self.report.failed
         self.say(f"[{n}/{self.report.candidates}] {self.pair_smiles.get(key, key)}: {message}")
 
-    def _attempts(self, fut: Future) -> int:
+    def _attempts(self, fut: Future, failed: bool = False) -> int:
+        """Tries of the task behind ``fut`` (Parsl counts failures in ``fail_count``)."""
         rec = getattr(fut, "task_record", None) or {}
-        return int(rec.get("fail_count", 0)) + 1
+        fails = int(rec.get("fail_count", 0))
+        return max(1, fails) if failed else fails + 1
 
     def _reason(self, h: _Handle, cause: BaseException) -> tuple[str, str, str]:
         """(stage, failure class, message) of ``cause`` as seen by task ``h``."""
@@ -473,12 +507,13 @@ class _Graph:
         stage, kind, message = self._reason(h, cause)
         if not isinstance(exc, DependencyError):
             self.store.record_stage(h.key, self.run_id, {"stage": h.stage, "ran": True},
-                                    attempts=self._attempts(fut), status="failed", error=message)
+                                    attempts=self._attempts(fut, failed=True), status="failed",
+                                    error=message)
         if h.key not in self.failed_now:
             self.failed_now.add(h.key)
             self.store.set_failed(h.key, stage, message, kind,
                                   attempts=0 if isinstance(exc, DependencyError)
-                                  else self._attempts(fut))
+                                  else self._attempts(fut, failed=True))
         if h.final and h.kind == "pair":
             self._finished_pair(h.key, f"failed in stage '{stage}' ({kind}): {message}",
                                 failed=True)

@@ -155,7 +155,10 @@ def _candidates(table: dict, base: Path, path: Path | None) -> tuple[Candidate, 
         else:
             out.append(Candidate(_str(item, "candidate smiles", path)))
     if "file" in table:
-        out.extend(read_smi(_resolve(base, _str(table["file"], "[candidates] file", path))))
+        try:
+            out.extend(read_smi(_resolve(base, _str(table["file"], "[candidates] file", path))))
+        except CampaignError as exc:
+            raise CampaignError(f"{_where(path)}, [candidates] file: {exc}") from None
     return tuple(out)
 
 
@@ -241,7 +244,10 @@ def spec_from_dict(data: dict[str, Any], base_dir: str | Path,
     )
     from mdxfer.campaign.profiles import resolve_profile
 
-    resolve_profile(spec)  # validate the profile now, not when the first task starts
+    try:
+        resolve_profile(spec)  # validate the profile now, not when the first task starts
+    except CampaignError as exc:
+        raise CampaignError(f"{_where(path)}: {exc}") from None
     return spec
 
 

@@ -347,7 +347,7 @@ class Store:
             (protocol_digest, forcefield, partner))
         return [dict(r) for r in rows]
 
-    def candidate_rows_pending(self, protocol_digest: str, partner: str, forcefield: str) -> int:
+    def count_pending(self, protocol_digest: str, partner: str, forcefield: str) -> int:
         """How many candidate pair tasks of this protocol/partner/force field are pending."""
         return self.conn.execute(
             "SELECT COUNT(DISTINCT t.key) FROM candidates c JOIN tasks t ON t.key = c.task_key "

@@ -1,0 +1,206 @@
+"""``mdxfer campaign init | run | status | export | retry | profile``.
+
+Parsl is imported inside ``run`` and ``retry`` only; printing goes to stderr (rich), machine
+output (``status --json``, ``profile``) to stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from mdxfer.cli.common import console, friendly_errors
+
+campaign_app = typer.Typer(
+    name="campaign", no_args_is_help=True, add_completion=False,
+    help="Many interaction-energy simulations through Parsl (local, Slurm, PBS), kept in a "
+         "SQLite database and resumable.",
+)
+
+FILE_ARG = typer.Argument(..., help="The campaign TOML file.")
+
+
+def _sigterm_as_interrupt() -> None:
+    """A scheduler's SIGTERM stops the run like Ctrl-C: unfinished tasks go back to pending."""
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _fmt(x: float | None, digits: int = 2) -> str:
+    return "—" if x is None else f"{x:.{digits}f}"
+
+
+@friendly_errors
+def init_cmd(
+    out: Path = typer.Option(..., "--out", "-o", help="Campaign file to write (e.g. campaign.toml)."),
+    profile: str = typer.Option("local", help="Execution profile: local, slurm, slurm-mpi, pbs, pbs-mpi."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
+) -> None:
+    """Write a commented example campaign file (local profile, quick protocol, 3 candidates)."""
+    from mdxfer.campaign.spec import CampaignError, example_text, load_spec
+
+    if out.exists() and not force:
+        raise CampaignError(f"{out} exists; use --force to overwrite it.")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(example_text(out.stem, profile))
+    load_spec(out)  # the example must be valid as written
+    console.print(f"wrote {out}; run it with: mdxfer campaign run {out}", highlight=False)
+
+
+def _print_progress(msg: str) -> None:
+    console.print(msg, highlight=False, markup=False, soft_wrap=True)
+
+
+def _run(file: Path, quiet: bool) -> None:
+    from mdxfer.campaign.runner import Campaign
+
+    _sigterm_as_interrupt()
+    with Campaign.open(file) as camp:
+        console.print(f"campaign {camp.spec.name}: profile {camp.spec.profile_name}, protocol "
+                      f"{camp.protocol.name} ({camp.digest}), database {camp.spec.database}",
+                      highlight=False)
+        try:
+            report = camp.run(progress=None if quiet else _print_progress)
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted:[/] finished results are kept; run again to "
+                          "resume.", highlight=False)
+            sys.exit(130)
+        console.print(
+            f"run {report.run_id}: {report.done} done, {report.failed} failed of "
+            f"{report.candidates} submitted; stages run {report.stages_ran}, skipped "
+            f"(already finished) {report.stages_skipped}; {report.wall_s:.1f} s",
+            highlight=False)
+        _print_status(camp.status())
+
+
+@friendly_errors
+def run_cmd(
+    file: Path = FILE_ARG,
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No line per finished candidate."),
+) -> None:
+    """Start or resume a campaign: run every pending candidate."""
+    _run(file, quiet)
+
+
+@friendly_errors
+def retry_cmd(
+    file: Path = FILE_ARG,
+    run: bool = typer.Option(True, "--run/--no-run", help="Run them now (default) or only mark them pending."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No line per finished candidate."),
+) -> None:
+    """Mark failed tasks pending again (not invalid SMILES) and run them."""
+    from mdxfer.campaign.runner import Campaign, RunnerLock
+
+    with Campaign.open(file) as camp:
+        if RunnerLock.held(camp.spec.database):
+            from mdxfer.campaign.spec import CampaignError
+
+            raise CampaignError("The campaign is running; retry once that run has ended.")
+        n = camp.retry()
+    console.print(f"{n} failed task(s) are pending again", highlight=False)
+    if run and n:
+        _run(file, quiet)
+
+
+def _print_status(st: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    c = st["counts"]
+    running = (f"{c['running']} running" if st["runner_active"] or not c["running"] else
+               f"{c['running']} interrupted (`campaign run` resumes them)")
+    console.print(
+        f"[bold]{st['campaign']}[/]: {st['candidates']} candidates — {c['done']} done, "
+        f"{c['failed']} failed, {running}, {c['pending']} pending "
+        f"({100 * st['progress']:.0f}% finished); partner {st['partner']} "
+        f"{st['partner_state']}; runner {'active' if st['runner_active'] else 'idle'}",
+        highlight=False)
+    if st["mean_wall_s"]:
+        console.print(f"mean LAMMPS time per finished candidate {st['mean_wall_s']:.1f} s "
+                      "(its own box + the stack)", highlight=False)
+    if st["best"]:
+        table = Table(title="best so far (most negative E_int)")
+        for col in ("smiles", "name", "E_int (kcal/mol)"):
+            table.add_column(col)
+        for r in st["best"]:
+            table.add_row(r["smiles"], r["name"] or "",
+                          f"{_fmt(r['E_int'])} ± {_fmt(r['E_int_stderr'])}")
+        console.print(table)
+    if st["failures"]:
+        table = Table(title="failures")
+        for col in ("smiles", "stage", "class", "reason"):
+            table.add_column(col, overflow="fold")
+        for r in st["failures"]:
+            table.add_row(r["smiles"], r["failed_stage"] or "", r["error_class"] or "",
+                          r["error"] or "")
+        console.print(table)
+
+
+@friendly_errors
+def status_cmd(
+    file: Path = FILE_ARG,
+    top: int = typer.Option(5, "--top", help="How many of the best results to show."),
+    as_json: bool = typer.Option(False, "--json", help="Print the status as JSON on stdout."),
+) -> None:
+    """Counts per state, failures with reasons, best results so far, progress."""
+    from mdxfer.campaign.runner import Campaign
+
+    with Campaign.open(file, readonly=True) as camp:
+        st = camp.status(top=top)
+    if as_json:
+        typer.echo(json.dumps(st, indent=2, default=str))
+    else:
+        _print_status(st)
+
+
+@friendly_errors
+def export_cmd(
+    file: Path = FILE_ARG,
+    out: Path = typer.Option(..., "--out", "-o", help="CSV file to write."),
+) -> None:
+    """One CSV row per candidate: smiles, status, E_int, E_int_stderr, error, provenance."""
+    from mdxfer.campaign.runner import Campaign
+
+    with Campaign.open(file, readonly=True) as camp:
+        n = camp.export(out)
+    console.print(f"wrote {n} row(s) to {out}", highlight=False)
+
+
+@friendly_errors
+def profile_cmd(
+    file: Path = FILE_ARG,
+    script: bool = typer.Option(True, "--script/--no-script", help="Also print the batch job script (dry run: nothing is submitted)."),
+) -> None:
+    """Show the execution profile as resolved, the LAMMPS command and the job script."""
+    import tomli_w
+
+    from mdxfer.campaign.profiles import (concurrency, make_launcher, render_job_script,
+                                          resolve_profile)
+    from mdxfer.campaign.spec import load_spec
+
+    spec = load_spec(file)
+    profile = resolve_profile(spec)
+    typer.echo(f"# profile {spec.profile_name} as resolved for {file}")
+    typer.echo(tomli_w.dumps({"execution": profile}, multiline_strings=True))
+    typer.echo(f"# LAMMPS command: {make_launcher(profile).describe()} -in in.<stage>.lmp ...")
+    typer.echo(f"# concurrent LAMMPS runs at full scale: {concurrency(profile)}")
+    if script and profile["executor"].get("kind") != "threads":
+        typer.echo("# job script for one block (not submitted):")
+        typer.echo(render_job_script(profile))
+
+
+def register(app: typer.Typer) -> None:
+    """Attach ``mdxfer campaign ...`` to ``app``."""
+    campaign_app.command("init")(init_cmd)
+    campaign_app.command("run")(run_cmd)
+    campaign_app.command("status")(status_cmd)
+    campaign_app.command("export")(export_cmd)
+    campaign_app.command("retry")(retry_cmd)
+    campaign_app.command("profile")(profile_cmd)
+    app.add_typer(campaign_app, name="campaign")
