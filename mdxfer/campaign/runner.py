@@ -308,8 +308,9 @@ class Campaign:
         out = []
         for r in self.store.candidate_rows(self.digest, self.partner, self.forcefield):
             row = {c: r.get(c) for c in EXPORT_COLUMNS}
+            error = r["error"] or r["molecule_error"]
             row.update(smiles=r["input_smiles"], status=r["state"],
-                       error=r["error"] or r["molecule_error"], partner=self.partner,
+                       error=error.split("\n", 1)[0] if error else None, partner=self.partner,
                        protocol=self.protocol.name, protocol_digest=self.digest,
                        forcefield=self.forcefield, workdir=(str(self.spec.workdir / r["workdir"])
                                                             if r["workdir"] else None))

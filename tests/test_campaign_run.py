@@ -1,0 +1,323 @@
+"""Campaigns with real Parsl executors and real (short) LAMMPS runs, one rank each.
+
+The protocol is `quick` shortened further (8 molecules, 1 ps stages): fewer steps, never faked
+results. Every run loads Parsl with its run_dir under the campaign's work directory.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mdxfer.campaign import Campaign, load_spec
+from mdxfer.cli.main import app
+
+pytestmark = pytest.mark.slow
+
+TINY = {"preset": "quick", "n_molecules": 8, "compress_ps": 1.0, "nvt_ps": 1.0,
+        "stack_compress_ps": 1.0, "stack_nvt_ps": 1.0, "minimize_steps": 100}
+GOOD = ["CCO", "CC(C)=O", "CCCC"]
+INCHIKEY_DIR = re.compile(r"^[A-Z]{14}-[A-Z]{10}-[A-Z]-[0-9a-f]{8}$")
+
+
+def write_campaign(directory: Path, smiles: list[str], name: str = "camp", retry: str = "",
+                   campaign: str = "", execution: str = "") -> Path:
+    """A campaign file with the tiny protocol and the local profile (1 LAMMPS rank)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    proto = "\n".join(f"{k} = {json.dumps(v)}" for k, v in TINY.items())
+    text = (f"[campaign]\npartner = \"CC(=C)C=C\"\n{campaign}\n"
+            f"[candidates]\nsmiles = {json.dumps(smiles)}\n"
+            f"[protocol]\n{proto}\n"
+            f"[execution]\nprofile = \"local\"\n[execution.lammps]\nranks = 1\n{execution}\n"
+            f"{retry}")
+    path = directory / f"{name}.toml"
+    path.write_text(text)
+    return path
+
+
+def stage_files(workdir: Path) -> dict[str, int]:
+    """mtime (ns) of every stage summary and LAMMPS log under ``workdir``."""
+    out = {}
+    for pattern in ("*/species/*/*.json", "*/pairs/*/*.json", "*/*/*/*.log"):
+        for p in workdir.glob(pattern):
+            out[str(p.relative_to(workdir))] = p.stat().st_mtime_ns
+    return out
+
+
+def processes_in(directory: Path) -> list[int]:
+    """Processes (other than this one) whose working directory is inside ``directory``."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(proc / "cwd")
+        except OSError:
+            continue
+        if cwd.startswith(str(directory)):
+            pids.append(int(proc.name))
+    return pids
+
+
+def db_rows(db: Path, sql: str, args: tuple = ()) -> list[tuple]:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        return conn.execute(sql, args).fetchall()
+    finally:
+        conn.close()
+
+
+# ------------------------------------------------------------------ a whole campaign
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """3 good candidates, a bad SMILES and an unsupported element, run once on `local`."""
+    d = tmp_path_factory.mktemp("campaign")
+    path = write_campaign(d, GOOD + ["C1CC(", "C[Se]C"],
+                          retry='[retry]\nmax_retries = 2\nretry_on = ["lost", "lammps", "error"]\n')
+    messages: list[str] = []
+    t0 = time.perf_counter()
+    with Campaign.open(path) as camp:
+        report = camp.run(progress=messages.append)
+        rows = camp.results()
+        status = camp.status()
+    return {"path": path, "dir": d, "report": report, "rows": rows, "status": status,
+            "messages": messages, "wall_s": time.perf_counter() - t0}
+
+
+def test_three_candidates_finish_and_bad_ones_fail_with_their_reason(finished):
+    rows = {r["smiles"]: r for r in finished["rows"]}
+    assert set(rows) == set(GOOD) | {"C1CC(", "C[Se]C"}
+    for s in GOOD:
+        r = rows[s]
+        assert r["status"] == "done", r
+        assert math.isfinite(r["E_int"]) and r["E_int_stderr"] > 0
+        assert r["error"] is None
+    bad = rows["C1CC("]
+    assert bad["status"] == "failed" and bad["error_class"] == "molecule"
+    assert "Cannot parse SMILES 'C1CC('" in bad["error"] and bad["E_int"] is None
+    se = rows["C[Se]C"]
+    assert se["status"] == "failed" and se["error_class"] == "forcefield"
+    assert se["failed_stage"] == "build" and "Se" in se["error"]
+    report = finished["report"]
+    assert (report.done, report.failed) == (3, 1)  # the bad SMILES never reached Parsl
+    db = load_spec(finished["path"]).database
+    # permanent failures are not retried, even with retry_on = [..., "error"]
+    (attempts,) = db_rows(db, "SELECT attempts FROM stage_runs WHERE status = 'failed'")
+    assert attempts == (1,)
+
+
+def test_partner_box_is_simulated_once_and_shared(finished):
+    spec = load_spec(finished["path"])
+    with Campaign.open(spec, readonly=True) as camp:
+        pkey = camp.partner_key
+        partner_dir = spec.workdir / camp.store.task(pkey)["workdir"]
+        ran = db_rows(spec.database, "SELECT stage, COUNT(*) FROM stage_runs WHERE task_key = ? "
+                      "AND ran = 1 AND status = 'done' GROUP BY stage", (pkey,))
+    assert dict(ran) == {"build": 1, "compress": 1, "nvt": 1}
+    assert len(list(partner_dir.glob("*.log"))) == 2        # compress.log, nvt.log: one each
+    tops = set()
+    for r in finished["rows"]:
+        if r["status"] == "done":
+            info = json.loads((Path(r["workdir"]) / "species.json").read_text())
+            tops.add(info["top"])
+    assert tops == {str(partner_dir.resolve())}
+    walls = {r["partner_wall_s"] for r in finished["rows"] if r["status"] == "done"}
+    assert len(walls) == 1 and walls.pop() > 0
+
+
+def test_results_carry_provenance_and_match_the_files(finished):
+    db = load_spec(finished["path"]).database
+    rows = [r for r in finished["rows"] if r["status"] == "done"]
+    for r in rows:
+        for key in ("mdxfer_version", "lammps_version", "lammps_command", "host", "seed",
+                    "wall_s", "forcefield", "protocol_digest"):
+            assert r[key] not in (None, "", "unknown"), key
+        assert "guard.py" not in r["lammps_command"] and r["lammps_command"].endswith("lmp")
+        on_disk = json.loads((Path(r["workdir"]) / "result.json").read_text())
+        assert on_disk["E_int"] == pytest.approx(r["E_int"], rel=1e-12)
+        log_head = (Path(r["workdir"]) / "nvt.log").read_text().splitlines()[0]
+        assert log_head == f"LAMMPS ({r['lammps_version']})"
+    (proto,) = db_rows(db, "SELECT DISTINCT protocol_json FROM results")
+    assert json.loads(proto[0])["n_molecules"] == 8
+    # task directories are named by InChIKey + content hash, never by SMILES
+    spec = load_spec(finished["path"])
+    dirs = [p.name for p in spec.workdir.glob("*/species/*")]
+    assert len(dirs) == 5 and all(INCHIKEY_DIR.match(n) for n in dirs), dirs
+    pairs = [p.name.split("__") for p in spec.workdir.glob("*/pairs/*")]
+    assert len(pairs) == 3 and all(INCHIKEY_DIR.match(a) and INCHIKEY_DIR.match(b)
+                                   for a, b in pairs)
+    assert (spec.workdir / "parsl" / "000" / "parsl.log").exists()  # run_dir is not the CWD
+
+
+def test_campaign_equals_the_plain_pipeline(finished, tmp_path, launcher):
+    """The same candidate through mdxfer.md.interaction (reusing the campaign's partner box)
+    gives the same E_int: the campaign adds orchestration, not physics."""
+    from mdxfer.md.interaction import interaction_energy
+
+    spec = load_spec(finished["path"])
+    row = next(r for r in finished["rows"] if r["smiles"] == "CCO")
+    partner_dir = Path(json.loads((Path(row["workdir"]) / "species.json").read_text())["top"])
+    plain = interaction_energy("CCO", spec.protocol, tmp_path / "plain", launcher=launcher,
+                               partner_dir=partner_dir)
+    assert plain["E_int"] == pytest.approx(row["E_int"], rel=1e-9)
+    assert plain["E_int_stderr"] == pytest.approx(row["E_int_stderr"], rel=1e-9)
+
+
+def test_status_and_export_commands(finished, tmp_path):
+    path = finished["path"]
+    result = CliRunner().invoke(app, ["campaign", "status", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    st = json.loads(result.stdout)
+    assert st["counts"] == {"pending": 0, "running": 0, "done": 3, "failed": 2}
+    assert st["progress"] == 1.0 and st["partner_state"] == "done"
+    assert [b["E_int"] for b in st["best"]] == sorted(b["E_int"] for b in st["best"])
+    assert {f["smiles"] for f in st["failures"]} == {"C1CC(", "C[Se]C"}
+    text = CliRunner().invoke(app, ["campaign", "status", str(path)])
+    assert text.exit_code == 0
+    assert "3 done, 2 failed" in text.output and "best so far" in text.output
+    assert "unsupported" in text.output
+    out = tmp_path / "results.csv"
+    result = CliRunner().invoke(app, ["campaign", "export", str(path), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    with open(out) as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 5
+    assert list(rows[0])[:5] == ["smiles", "status", "E_int", "E_int_stderr", "error"]
+    by = {r["smiles"]: r for r in rows}
+    assert by["CCO"]["status"] == "done" and float(by["CCO"]["E_int"]) < 1e6
+    assert by["CCO"]["lammps_version"] and by["CCO"]["mdxfer_version"]
+    assert by["C[Se]C"]["status"] == "failed" and "Se" in by["C[Se]C"]["error"]
+
+
+def test_a_second_run_repeats_nothing(finished):
+    spec = load_spec(finished["path"])
+    before = stage_files(spec.workdir)
+    n_before = db_rows(spec.database, "SELECT COUNT(*) FROM stage_runs")[0][0]
+    with Campaign.open(spec) as camp:
+        report = camp.run()
+    assert report.candidates == 0 and report.stages_ran == 0
+    assert db_rows(spec.database, "SELECT COUNT(*) FROM stage_runs")[0][0] == n_before
+    assert stage_files(spec.workdir) == before
+
+
+# ------------------------------------------------------------------ kill -9 and resume
+
+def test_kill_9_mid_run_then_resume_repeats_no_finished_stage(tmp_path):
+    path = write_campaign(tmp_path / "k", GOOD, campaign="max_in_flight = 1")
+    spec = load_spec(path)
+    mdxfer = str(Path(sys.executable).parent / "mdxfer")
+    proc = subprocess.Popen([mdxfer, "campaign", "run", str(path)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 180
+    try:
+        while True:  # one candidate finished and LAMMPS running for the next one
+            assert proc.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline, "no result within 180 s"
+            try:
+                n = db_rows(spec.database, "SELECT COUNT(*) FROM results")[0][0]
+            except sqlite3.OperationalError:  # not created yet
+                n = 0
+            if n >= 1 and processes_in(spec.workdir):
+                break
+            time.sleep(0.05)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    time.sleep(0.5)
+    assert processes_in(spec.workdir) == []        # the guard took LAMMPS down with it
+    killed = stage_files(spec.workdir)
+    results_before = dict(db_rows(spec.database, "SELECT task_key, E_int FROM results"))
+    assert 1 <= len(results_before) < 3
+    states = dict(db_rows(spec.database, "SELECT state, COUNT(*) FROM tasks WHERE kind = 'pair' "
+                          "GROUP BY state"))
+    assert states.get("running", 0) >= 1           # left behind by the killed run
+
+    with Campaign.open(path) as camp:              # `campaign run` again
+        report = camp.run()
+        rows = camp.results()
+    assert report.requeued >= 1
+    assert [r["status"] for r in rows] == ["done"] * 3
+    after = stage_files(spec.workdir)
+    unchanged = {k: v for k, v in killed.items() if after.get(k) == v}
+    assert unchanged == killed                     # no finished stage was written again
+    assert set(after) > set(killed)
+    repeated = db_rows(spec.database, "SELECT task_key, stage, COUNT(*) FROM stage_runs WHERE "
+                       "ran = 1 AND status = 'done' GROUP BY task_key, stage HAVING COUNT(*) > 1")
+    assert repeated == []
+    for key, e_int in results_before.items():      # finished results kept, not recomputed
+        assert db_rows(spec.database, "SELECT E_int FROM results WHERE task_key = ?",
+                       (key,)) == [(e_int,)]
+        assert db_rows(spec.database, "SELECT COUNT(*) FROM stage_runs WHERE task_key = ? AND "
+                       "run_id = 2", (key,)) == [(0,)]
+    runs = db_rows(spec.database, "SELECT id, status FROM runs ORDER BY id")
+    assert runs == [(1, "interrupted"), (2, "finished")]
+
+
+# ------------------------------------------------------------------ a LAMMPS crash, retries
+
+def test_lammps_crash_fails_one_candidate_is_retried_then_fixed(tmp_path):
+    """A candidate whose data file is damaged makes LAMMPS exit with an ERROR: that candidate
+    fails (after the configured retries) with LAMMPS's reason; the other one finishes. After
+    the damage is repaired, `campaign retry` finishes it."""
+    from mdxfer.campaign.apps import build_species
+
+    path = write_campaign(tmp_path / "crash", ["CCO", "CCC"],
+                          retry='[retry]\nmax_retries = 1\nretry_on = ["lammps"]\n')
+    spec = load_spec(path)
+    with Campaign.open(spec) as camp:
+        species = camp.store.query("SELECT workdir FROM tasks WHERE kind='species' AND "
+                                   "smiles = 'CCC'")[0][0]
+        wd = spec.workdir / species
+        build_species("CCC", spec.protocol, str(wd))
+        data = wd / "system.data"
+        data.write_text(data.read_text()[: len(data.read_text()) // 2])
+        report = camp.run()
+        rows = {r["smiles"]: r for r in camp.results()}
+    assert (report.done, report.failed) == (1, 1)
+    assert rows["CCO"]["status"] == "done"
+    r = rows["CCC"]
+    assert r["status"] == "failed" and r["error_class"] == "lammps"
+    assert r["failed_stage"] == "compress" and "Unexpected end of data file" in r["error"]
+    attempts = db_rows(spec.database, "SELECT attempts FROM stage_runs WHERE status = 'failed'")
+    assert attempts == [(2,)]                     # first try + max_retries = 1
+
+    (wd / "species.json").unlink()                 # repair: the box is built again
+    result = CliRunner().invoke(app, ["campaign", "retry", str(path), "--quiet"])
+    assert result.exit_code == 0, result.output
+    with Campaign.open(spec, readonly=True) as camp:
+        rows = {r["smiles"]: r for r in camp.results()}
+    assert rows["CCC"]["status"] == "done" and math.isfinite(rows["CCC"]["E_int"])
+    assert rows["CCO"]["status"] == "done"
+
+
+# ------------------------------------------------------------------ HighThroughputExecutor
+
+def test_htex_executor_runs_a_campaign(tmp_path):
+    """The cluster executor (HTEX, here with a LocalProvider): tasks, their results and their
+    failures travel between processes."""
+    path = write_campaign(tmp_path / "htex", ["CCO", "C[Se]C"], execution=(
+        "[execution.executor]\nkind = \"htex\"\nmax_workers_per_node = 2\n"
+        "[execution.provider]\nkind = \"local\"\n"))
+    with Campaign.open(path) as camp:
+        report = camp.run()
+        rows = {r["smiles"]: r for r in camp.results()}
+    assert (report.done, report.failed) == (1, 1)
+    assert math.isfinite(rows["CCO"]["E_int"])
+    assert rows["C[Se]C"]["error_class"] == "forcefield" and "Se" in rows["C[Se]C"]["error"]
+    hosts = db_rows(load_spec(path).database,
+                    "SELECT DISTINCT host FROM stage_runs WHERE status = 'done'")
+    assert len(hosts) == 1
+    assert (load_spec(path).workdir / "parsl" / "000" / "lammps" / "interchange.log").exists()
