@@ -30,6 +30,8 @@ PROPERTY_COLUMNS = (
     "ZPVE_au", "InternalEnergy_0K_au", "InternalEnergy_298K_au", "Enthalphy_298K_au",
     "GibbsFreeEnergy_298K_au", CV_COLUMN,
 )
+#: short names for plots
+LABELS = {CV_COLUMN: "heat capacity Cv (298.15 K)"}
 UNITS = {CV_COLUMN: "cal/(mol K)", "Dipole_debye": "D", "Polarizability_bohr3": "bohr^3",
          "R2_bohr2": "bohr^2"}
 

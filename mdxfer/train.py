@@ -44,8 +44,9 @@ def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
 
 
 def parity_plot(path: str | Path, sets: list[tuple[str, np.ndarray, np.ndarray, np.ndarray | None]],
-                label: str, title: str = "") -> None:
-    """Predicted vs reference scatter with the diagonal; ``sets`` = (name, y, pred, pred_std)."""
+                label: str, title: str = "", r2: dict[str, float] | None = None) -> None:
+    """Predicted vs reference scatter with the diagonal; ``sets`` = (name, y, pred, pred_std).
+    The legend shows each set's R² (or ``r2[name]`` when given)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -56,15 +57,16 @@ def parity_plot(path: str | Path, sets: list[tuple[str, np.ndarray, np.ndarray, 
     hi = max(float(np.max(np.r_[y, p])) for _, y, p, _ in sets if len(y))
     pad = 0.04 * (hi - lo or 1.0)
     ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="0.5", lw=1, zorder=0)
-    for name, y, p, s in sets:
+    for k, (name, y, p, s) in enumerate(sets):
         if not len(y):
             continue
-        r2 = regression_metrics(y, p)["r2"] if len(y) > 1 else float("nan")
-        lab = f"{name} (n={len(y)}, R²={r2:.3f})"
+        value = (r2 or {}).get(name, regression_metrics(y, p)["r2"] if len(y) > 1 else float("nan"))
+        lab = f"{name} (n={len(y)}, R²={value:.3f})"
         if s is not None:
-            ax.errorbar(y, p, yerr=s, fmt="o", ms=4, alpha=0.8, elinewidth=0.8, label=lab)
+            ax.errorbar(y, p, yerr=s, fmt="o", ms=4, alpha=0.8, elinewidth=0.8, color=f"C{k}", label=lab)
         else:
-            ax.scatter(y, p, s=6 if len(y) > 200 else 16, alpha=0.5 if len(y) > 200 else 0.8, label=lab)
+            ax.scatter(y, p, s=6 if len(y) > 200 else 16, alpha=0.5 if len(y) > 200 else 0.8, color=f"C{k}",
+                       label=lab)
     ax.set_xlim(lo - pad, hi + pad)
     ax.set_ylim(lo - pad, hi + pad)
     ax.set_aspect("equal")
@@ -278,10 +280,11 @@ def pretrain(out_dir: str | Path, settings: PretrainSettings | None = None, thre
     TrainedModel(model, scaler, provenance).save(out / "model.pt")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     _write_history(out / "history.csv", state["history"])
-    label = f"{s.target} [{unit}]" if unit else s.target
+    name = qm9.LABELS.get(s.target, s.target)
+    label = f"{name} [{unit}]" if unit else name
     parity_plot(out / "parity.png", [("train", sp.train[s.target].to_numpy(), pred_tr, None),
                                      ("validation", y_val, pred_val, None)], label,
-                title=f"QM9 {s.target}, preset {cfg.preset}, {state['best_epoch']} epochs")
+                title=f"QM9 {name}, preset {cfg.preset}, best epoch {state['best_epoch']}")
     log(f"wrote {out / 'model.pt'}, metrics.json, parity.png")
     return metrics
 

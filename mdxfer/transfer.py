@@ -531,12 +531,14 @@ def transfer(base_dir: str | Path, data: str | Path, out_dir: str | Path, settin
     cvp.to_csv(out / "cv_predictions.csv", index=False)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     oof = res["oof"]
+    cv_name = f"cross-validation, mean ± sd of {s.repeats} repeats" if s.repeats > 1 else "cross-validation"
     parity_plot(out / "parity.png",
                 [("train (ensemble fit)", y, pm.mean(0), None),
-                 (f"cross-validation ({s.repeats}x{metrics['folds']}-fold)", y, oof.mean(0),
-                  oof.std(0) if s.repeats > 1 else None)],
+                 (cv_name, y, oof.mean(0), oof.std(0) if s.repeats > 1 else None)],
                 f"{target_col} {('[' + s.target_unit + ']') if s.target_unit else ''}".strip(),
-                title=f"transfer mode {chosen}; CV R² {metrics['r2_val']:.3f}, MAE {metrics['mae_val']:.3g}")
+                title=f"transfer mode {chosen}, {s.repeats}x{metrics['folds']}-fold CV: "
+                      f"R² {metrics['r2_val']:.3f}, MAE {metrics['mae_val']:.3g}",
+                r2={cv_name: metrics["r2_val"]})
     return metrics
 
 
