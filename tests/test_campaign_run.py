@@ -321,3 +321,19 @@ def test_htex_executor_runs_a_campaign(tmp_path):
                     "SELECT DISTINCT host FROM stage_runs WHERE status = 'done'")
     assert len(hosts) == 1
     assert (load_spec(path).workdir / "parsl" / "000" / "lammps" / "interchange.log").exists()
+
+
+# ------------------------------------------------------------------ the init example as written
+
+def test_init_example_runs_as_written(tmp_path):
+    """`campaign init` then `campaign run`: local profile, quick protocol, three candidates."""
+    path = tmp_path / "demo.toml"
+    runner = CliRunner()
+    assert runner.invoke(app, ["campaign", "init", "--out", str(path)]).exit_code == 0
+    result = runner.invoke(app, ["campaign", "run", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "3 done, 0 failed" in result.output
+    with Campaign.open(path, readonly=True) as camp:
+        rows = camp.results()
+    assert [r["status"] for r in rows] == ["done"] * 3
+    assert all(r["protocol"] == "quick" and math.isfinite(r["E_int"]) for r in rows)

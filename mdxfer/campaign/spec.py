@@ -32,6 +32,7 @@ directory. Every error names the file and the key, and says what to write instea
 from __future__ import annotations
 
 import dataclasses
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,8 +164,9 @@ def _candidates(table: dict, base: Path, path: Path | None) -> tuple[Candidate, 
 
 
 def _resolve(base: Path, value: str) -> Path:
+    """``value`` as an absolute path; relative ones are taken from ``base`` (the file's dir)."""
     p = Path(value).expanduser()
-    return p if p.is_absolute() else (base / p)
+    return Path(os.path.normpath(p if p.is_absolute() else base / p))
 
 
 def _protocol(table: dict, base: Path, path: Path | None) -> Protocol:
@@ -273,8 +275,10 @@ EXAMPLE = '''\
 
 [campaign]
 name = "{stem}"
-database = "{stem}.db"            # SQLite (WAL): molecules, tasks, results with provenance
-workdir = "{stem}-runs"           # one directory per task, plus Parsl's logs in parsl/
+# SQLite (WAL): molecules, tasks, results with provenance
+database = "{stem}.db"
+# one directory per task (named by InChIKey + hash), plus Parsl's logs in parsl/
+workdir = "{stem}-runs"
 partner = "CC(=C)C=C"             # isoprene; simulated once per protocol, reused by every pair
 # max_in_flight = 8               # candidates submitted at once (default: 2 x workers)
 # sqlite_journal = "delete"       # if the database lives on NFS/Lustre (WAL needs a local disk)
@@ -292,7 +296,8 @@ preset = "quick"                  # "paper" (100 molecules, 100 ps stages) | "qu
 # n_molecules = 20
 
 [execution]
-profile = "{profile}"             # local | slurm | slurm-mpi | pbs | pbs-mpi
+# local | slurm | slurm-mpi | pbs | pbs-mpi
+profile = "{profile}"
 {execution}
 [retry]
 max_retries = 2                   # extra attempts of a failed stage
