@@ -220,34 +220,34 @@ class Campaign:
     def add_candidates(self, items: Iterable[str | Candidate]) -> list[str]:
         """Register candidates (SMILES strings or :class:`Candidate`); returns their pair task
         keys. Invalid SMILES are stored as failed candidates with RDKit's reason."""
+        with self.store.transaction():  # one commit for the whole batch
+            return [self._add_one(item) for item in items]
+
+    def _add_one(self, item: str | Candidate) -> str:
         from mdxfer.errors import MdxferError
         from mdxfer.molecule import canonical_smiles, inchikey
 
-        keys = []
-        for item in items:
-            cand = item if isinstance(item, Candidate) else Candidate(str(item))
-            try:
-                canon = canonical_smiles(cand.smiles)
-                ikey, error = inchikey(canon), None
-            except MdxferError as exc:
-                canon, ikey, error = None, None, str(exc)
-            mol_id = self.store.add_molecule(cand.smiles, cand.name, canon, ikey, error)
-            if canon is None:
-                key = content_key("invalid", cand.smiles, self.partner, self.digest,
-                                  self.forcefield)
-                self.store.ensure_task(key, "pair", None, self.partner, self.digest,
-                                       self.forcefield, None, state="failed", error=error,
-                                       error_class="molecule", failed_stage="parse")
-            else:
-                skey = species_key(canon, self.digest, self.forcefield)
-                self.store.ensure_task(skey, "species", canon, None, self.digest,
-                                       self.forcefield, self._rel(self.species_dir(canon, ikey)))
-                key = pair_key(canon, self.partner, self.digest, self.forcefield)
-                self.store.ensure_task(key, "pair", canon, self.partner, self.digest,
-                                       self.forcefield, self._rel(self.pair_dir(canon, ikey)))
-            self.store.link_candidate(mol_id, key)
-            keys.append(key)
-        return keys
+        cand = item if isinstance(item, Candidate) else Candidate(str(item))
+        try:
+            canon = canonical_smiles(cand.smiles)
+            ikey, error = inchikey(canon), None
+        except MdxferError as exc:
+            canon, ikey, error = None, None, str(exc)
+        mol_id = self.store.add_molecule(cand.smiles, cand.name, canon, ikey, error)
+        if canon is None:
+            key = content_key("invalid", cand.smiles, self.partner, self.digest, self.forcefield)
+            self.store.ensure_task(key, "pair", None, self.partner, self.digest, self.forcefield,
+                                   None, state="failed", error=error, error_class="molecule",
+                                   failed_stage="parse")
+        else:
+            skey = species_key(canon, self.digest, self.forcefield)
+            self.store.ensure_task(skey, "species", canon, None, self.digest, self.forcefield,
+                                   self._rel(self.species_dir(canon, ikey)))
+            key = pair_key(canon, self.partner, self.digest, self.forcefield)
+            self.store.ensure_task(key, "pair", canon, self.partner, self.digest,
+                                   self.forcefield, self._rel(self.pair_dir(canon, ikey)))
+        self.store.link_candidate(mol_id, key)
+        return key
 
     # ------------------------------------------------------------ running
     def run(self, candidates: Iterable[str | Candidate] | None = None,

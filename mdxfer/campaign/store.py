@@ -144,6 +144,7 @@ class Store:
 
     def __init__(self, path: str | Path, journal: str = "wal", readonly: bool = False):
         self.path = Path(path)
+        self._depth = 0
         if readonly:
             if not self.path.exists():
                 raise CampaignError(f"Campaign database {self.path} does not exist yet "
@@ -187,13 +188,24 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on an exception)."""
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on an exception). Nested uses join
+        the outermost transaction (one commit for a batch of inserts)."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self.conn
+            finally:
+                self._depth -= 1
+            return
         self.conn.execute("BEGIN IMMEDIATE")
+        self._depth = 1
         try:
             yield self.conn
         except BaseException:
+            self._depth = 0
             self.conn.execute("ROLLBACK")
             raise
+        self._depth = 0
         self.conn.execute("COMMIT")
 
     def query(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
