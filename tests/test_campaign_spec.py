@@ -165,13 +165,15 @@ def test_pbs_gpu_profile_renders_its_job_script(tmp_path):
     assert "cd $PBS_O_WORKDIR" in script and "--available-accelerators 0 1 2 3" in script
 
 
-@pytest.mark.parametrize("profile, mpi_launcher, prefix", [
-    ("slurm-mpi", "srun", "srun --ntasks 8 --ntasks-per-node 4 --nodelist n1,n2 --nodes 2"),
-    ("pbs-mpi", "mpiexec", "mpiexec -n 8 -ppn 4 -hosts n1,n2"),
+@pytest.mark.parametrize("profile, mpi_launcher, expect, gpus", [
+    ("slurm-mpi", "srun", "srun --ntasks 8 --ntasks-per-node 4 --nodelist n1,n2 --nodes 2 "
+     "--gpus-per-task=1 --gpu-bind=closest", "1"),
+    ("pbs-mpi", "mpiexec", "mpiexec -n 8 -ppn 4 -hosts n1,n2", "4"),
 ])
 def test_mpi_profiles_use_mpiexecutor_and_the_parsl_mpi_prefix(tmp_path, monkeypatch, profile,
-                                                               mpi_launcher, prefix):
+                                                               mpi_launcher, expect, gpus):
     from parsl.executors import MPIExecutor, ThreadPoolExecutor
+    from parsl.executors.high_throughput.mpi_prefix_composer import compose_all
     from parsl.launchers import SimpleLauncher
 
     spec = _spec(tmp_path, profile)
@@ -185,10 +187,14 @@ def test_mpi_profiles_use_mpiexecutor_and_the_parsl_mpi_prefix(tmp_path, monkeyp
     assert res["num_nodes"] == 2 and res["ranks_per_node"] == 4
     assert lammps_ex.validate_resource_spec(res) is None  # Parsl accepts it
     launcher = make_launcher(prof)
-    assert launcher.describe().startswith("$PARSL_MPI_PREFIX lmp -sf gpu -pk gpu 4")
+    assert launcher.describe() == f"$PARSL_MPI_PREFIX lmp -sf gpu -pk gpu {gpus}"
+    # the prefix a worker on nodes n1, n2 gets from Parsl for this resource specification
+    prefix = compose_all(mpi_launcher, res, ["n1", "n2"])["PARSL_MPI_PREFIX"]
+    assert prefix.split() == expect.split()
     monkeypatch.setenv("PARSL_MPI_PREFIX", prefix)
     argv = launcher.argv()
-    assert argv[5:] == prefix.split() + ["lmp", "-sf", "gpu", "-pk", "gpu", "4"]
+    assert argv[5:] == expect.split() + ["lmp", "-sf", "gpu", "-pk", "gpu", gpus]
+    assert launcher.describe() == f"{expect} lmp -sf gpu -pk gpu {gpus}"
     assert "--enable_mpi_mode" in render_job_script(prof, tmp_path / "scripts")
 
 

@@ -73,7 +73,8 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                      "qos": "", "nodes_per_block": 4, "gpus_per_node": 4, "exclusive": True,
                      "walltime": "12:00:00", "init_blocks": 1, "min_blocks": 0, "max_blocks": 2,
                      "worker_init": _SLURM_GPU_INIT, "scheduler_options": ""},
-        "lammps": {"command": "lmp -sf gpu -pk gpu 4", "mpi_prefix": True, "guard": True},
+        # srun gives each rank one GPU of its own, so each rank uses "gpu 1"
+        "lammps": {"command": "lmp -sf gpu -pk gpu 1", "mpi_prefix": True, "guard": True},
         "resources": {"num_nodes": 2, "ranks_per_node": 4,
                       "launcher_options": "--gpus-per-task=1 --gpu-bind=closest"},
     },
@@ -96,8 +97,9 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
                      "cpus_per_node": 64, "select_options": "ngpus=4", "nodes_per_block": 4,
                      "walltime": "12:00:00", "init_blocks": 1, "min_blocks": 0, "max_blocks": 2,
                      "worker_init": _PBS_GPU_INIT, "scheduler_options": ""},
+        # every rank sees the node's 4 GPUs; the GPU package spreads a node's ranks over them
         "lammps": {"command": "lmp -sf gpu -pk gpu 4", "mpi_prefix": True, "guard": True},
-        "resources": {"num_nodes": 2, "ranks_per_node": 4, "launcher_options": "--cpu-bind core"},
+        "resources": {"num_nodes": 2, "ranks_per_node": 4, "launcher_options": ""},
     },
 }
 
