@@ -1,0 +1,200 @@
+"""Oracles: what answers "what is the target value of these molecules?".
+
+``CampaignOracle``  the real one: the picks become candidates of the MD campaign (the same
+                    campaign file and database), the campaign runs them through Parsl/LAMMPS
+                    (:class:`mdxfer.campaign.Campaign`), and the interaction energy ``E_int``
+                    (kcal/mol) comes back with its standard error. Failed simulations are
+                    reported as failed, never invented.
+``TableOracle``     a ``smiles,target`` CSV that answers instantly: the loop can be tested and
+                    benchmarked end to end through the same code path.
+
+Molecules are keyed by canonical SMILES (:func:`canonical`); every oracle maps them back.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from mdxfer.al.acquisition import ALError
+
+Log = Callable[[str], None]
+
+
+def canonical(smiles: str) -> str:
+    """The key of a molecule: RDKit canonical SMILES as the MD side writes it (raises
+    :class:`mdxfer.errors.MoleculeError` for invalid input)."""
+    from mdxfer.molecule import canonical_smiles
+
+    return canonical_smiles(smiles)
+
+
+@dataclass
+class Measurement:
+    """One oracle answer (``value``/``stderr`` in the target's unit)."""
+
+    smiles: str                   # canonical
+    status: str                   # "done" | "failed"
+    value: float | None = None
+    stderr: float | None = None
+    error: str | None = None
+
+
+class Oracle:
+    """Interface: :meth:`measure` a batch; :meth:`known` lists what is measured already."""
+
+    name = "oracle"
+    target = "target"
+    unit = ""
+
+    def measure(self, smiles: Sequence[str], log: Log | None = None) -> list[Measurement]:
+        raise NotImplementedError
+
+    def known(self) -> list[Measurement]:
+        """Measurements that exist before (or outside) the loop."""
+        return []
+
+
+class TableOracle(Oracle):
+    """Answers from a CSV (``smiles,target`` by default). Unknown molecules fail."""
+
+    name = "table"
+
+    def __init__(self, path: str | Path, smiles_col: str = "smiles", target_col: str = "target",
+                 unit: str = "", delay_s: float = 0.0):
+        import pandas as pd
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ALError(f"Oracle table {self.path} does not exist.")
+        df = pd.read_csv(self.path)
+        missing = [c for c in (smiles_col, target_col) if c not in df.columns]
+        if missing:
+            raise ALError(f"Oracle table {self.path} has no column {' or '.join(map(repr, missing))}; "
+                          f"its columns are {', '.join(map(repr, df.columns))}.")
+        values: dict[str, float] = {}
+        bad = []
+        for line, (s, y) in enumerate(zip(df[smiles_col], pd.to_numeric(df[target_col], errors="coerce")), 2):
+            try:
+                key = canonical(str(s))
+            except Exception:  # noqa: BLE001 - reported below with the line number
+                bad.append(f"line {line}: invalid SMILES {s!r}")
+                continue
+            if not np.isfinite(y):
+                bad.append(f"line {line}: target {y!r} is not a number")
+                continue
+            values.setdefault(key, float(y))
+        if bad:
+            more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
+            raise ALError(f"Oracle table {self.path}: " + "; ".join(bad[:5]) + more + ".")
+        self.values = values
+        self.target, self.unit, self.delay_s = target_col, unit, delay_s
+
+    def measure(self, smiles: Sequence[str], log: Log | None = None) -> list[Measurement]:
+        out = []
+        for s in smiles:
+            if self.delay_s:
+                time.sleep(self.delay_s)
+            if s in self.values:
+                out.append(Measurement(s, "done", self.values[s]))
+            else:
+                out.append(Measurement(s, "failed", error=f"{s} is not in the oracle table {self.path.name}"))
+        return out
+
+
+class CampaignOracle(Oracle):
+    """The MD campaign of a campaign spec: E_int(candidate, partner) in kcal/mol."""
+
+    name = "campaign"
+    target = "E_int"
+    unit = "kcal/mol"
+
+    def __init__(self, spec):
+        self.spec = spec
+
+    def _rows(self, camp) -> dict[str, dict]:
+        out = {}
+        for r in camp.results():
+            key = r.get("canonical_smiles")
+            if key is None:
+                try:
+                    key = canonical(r["smiles"])
+                except Exception:  # noqa: BLE001 - an invalid candidate has no key
+                    continue
+            # a molecule listed twice (two spellings) has one task: either row will do
+            out.setdefault(key, r)
+        return out
+
+    @staticmethod
+    def _measurement(key: str, row: dict | None) -> Measurement | None:
+        if row is None:
+            return None
+        if row["status"] == "done" and row.get("E_int") is not None:
+            return Measurement(key, "done", float(row["E_int"]),
+                               None if row.get("E_int_stderr") is None else float(row["E_int_stderr"]))
+        if row["status"] == "failed":
+            return Measurement(key, "failed", error=row.get("error") or "simulation failed")
+        return None
+
+    def known(self) -> list[Measurement]:
+        from mdxfer.campaign import Campaign
+
+        if not Path(self.spec.database).exists():
+            return []
+        with Campaign.open(self.spec) as camp:
+            rows = self._rows(camp)
+        return [m for k, r in rows.items() if (m := self._measurement(k, r)) is not None]
+
+    def measure(self, smiles: Sequence[str], log: Log | None = None) -> list[Measurement]:
+        from mdxfer.campaign import Campaign
+
+        with Campaign.open(self.spec) as camp:
+            camp.add_candidates(list(smiles))
+            camp.run(progress=log)
+            rows = self._rows(camp)
+        out = []
+        for s in smiles:
+            m = self._measurement(s, rows.get(s))
+            out.append(m or Measurement(s, "failed", error="the campaign finished without a result for it"))
+        return out
+
+
+def read_pool(path: str | Path, smiles_col: str = "smiles") -> tuple[list[str], list[str], list[str]]:
+    """Read a candidate pool: a ``.smi`` file (``SMILES [name]`` per line) or a CSV with a
+    ``smiles`` column. Returns (canonical SMILES, input SMILES, problems), duplicates removed
+    (first spelling kept); invalid molecules are listed in ``problems`` and skipped."""
+    path = Path(path)
+    if not path.is_file():
+        raise ALError(f"Pool file {path} does not exist.")
+    if path.suffix.lower() == ".csv":
+        import pandas as pd
+
+        df = pd.read_csv(path)
+        col = next((c for c in df.columns if c.lower() == smiles_col.lower()), None)
+        if col is None:
+            raise ALError(f"Pool file {path} has no {smiles_col!r} column; its columns are "
+                          f"{', '.join(map(repr, df.columns))}.")
+        items = [(i + 2, str(s)) for i, s in enumerate(df[col])]
+    else:
+        from mdxfer.rank import read_smi
+
+        items = [(r.line, r.smiles) for r in read_smi(path)]
+    keys, inputs, problems, seen = [], [], [], set()
+    for line, s in items:
+        try:
+            key = canonical(s)
+        except Exception as exc:  # noqa: BLE001 - MoleculeError and friends
+            problems.append(f"{path.name}:{line}: {exc}")
+            continue
+        if key in seen:
+            continue
+        seen.add(key)
+        keys.append(key)
+        inputs.append(s)
+    if not keys:
+        raise ALError(f"Pool file {path} holds no valid molecule.")
+    return keys, inputs, problems

@@ -1,0 +1,309 @@
+"""The loop's model: a transferred GCN as an ensemble, cheap enough to retrain every round.
+
+Transfer by **feature extraction** (seed 002): the pretrained QM9 network's frozen encoder
+(graph convolutions + pooling) turns every molecule into its pooled embedding. That is
+computed **once** for the whole pool (the encoder never changes), optionally concatenated with
+Morgan count fingerprints; each round only the small models on top are refitted:
+
+``ridge``     (default) ``members`` ridge regressions, each on a bootstrap resample of the
+              known molecules (penalty chosen by generalised cross-validation); the spread of
+              their predictions is the uncertainty, each one is a Thompson draw.
+``rf``        a random forest; its trees are the members.
+``finetune``  seed 000's fine-tuning of the pretrained fully connected head
+              (:func:`mdxfer.transfer.fit_member`), one head per bootstrap resample — the
+              expensive option (seconds to minutes per member).
+
+Features (``features``): ``embedding`` (the frozen GCN vector), ``embedding+morgan``
+(default: both blocks, each block scaled to the same total variance) or ``morgan`` (no
+transfer: the direct baseline). Columns are standardised over all molecules the loop knows
+of (pool + measured), which is legitimate because no target value is used.
+"""
+
+from __future__ import annotations
+
+import io
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from mdxfer.al.acquisition import ALError
+
+SURROGATES = ("ridge", "rf", "finetune")
+FEATURE_SETS = ("embedding+morgan", "embedding", "morgan")
+
+
+@dataclass(frozen=True)
+class SurrogateSettings:
+    """The model refitted every round. ``model_dir``: a pretraining folder (``mdxfer
+    pretrain --out DIR``) whose encoder is frozen; not needed for ``features = "morgan"``."""
+
+    model: str = "ridge"
+    features: str = "embedding+morgan"
+    members: int = 16
+    model_dir: str | None = None
+    cv_folds: int = 5
+    finetune_epochs: int = 2000
+    finetune_patience: int = 200
+
+    def __post_init__(self) -> None:
+        if self.model not in SURROGATES:
+            raise ALError(f"Unknown surrogate model {self.model!r}; choose one of {', '.join(SURROGATES)}.")
+        if self.features not in FEATURE_SETS:
+            raise ALError(f"Unknown feature set {self.features!r}; choose one of {', '.join(FEATURE_SETS)}.")
+        if self.members < 2:
+            raise ALError(f"An ensemble needs at least 2 members for a spread, got {self.members}.")
+        if self.model == "finetune" and self.features != "embedding":
+            raise ALError("Fine-tuning retrains the pretrained head, which reads the embedding "
+                          "only: use features = \"embedding\" with model = \"finetune\".")
+        if self.uses_embedding and not self.model_dir:
+            raise ALError(f"Features {self.features!r} need a pretrained model: set model_dir "
+                          "(a folder written by `mdxfer pretrain --out DIR`), or use "
+                          "features = \"morgan\" (no transfer).")
+
+    @property
+    def uses_embedding(self) -> bool:
+        return "embedding" in self.features
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------------------------
+# features, computed once
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class FeatureTable:
+    """Features of every molecule the loop knows (pool and measured), by row.
+
+    ``X``: the model's input (standardised); ``embedding``: the raw pooled GCN vectors (or
+    None); ``fps``: Morgan bit vectors for diversity; ``domain``: "" inside the source's
+    domain, else why not (None where unknown)."""
+
+    smiles: list[str]
+    X: np.ndarray
+    embedding: np.ndarray | None
+    fps: np.ndarray
+    domain: list[str | None]
+    settings: SurrogateSettings
+    base: Any = None  # the pretrained TrainedModel (fine-tuning needs its head)
+    row: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.row:
+            self.row = {s: i for i, s in enumerate(self.smiles)}
+
+    def rows(self, smiles: Sequence[str]) -> np.ndarray:
+        try:
+            return np.array([self.row[s] for s in smiles], dtype=np.int64)
+        except KeyError as exc:
+            raise ALError(f"Molecule {exc.args[0]!r} has no features (not in the pool or the "
+                          "measured set).") from None
+
+
+def _standardize(block: np.ndarray) -> np.ndarray:
+    block = block.astype(np.float64)
+    sd = block.std(0)
+    out = (block - block.mean(0)) / np.where(sd > 1e-12, sd, 1.0)
+    live = max(int((sd > 1e-12).sum()), 1)
+    return out / np.sqrt(live)  # each block gets the same total variance
+
+
+def compute_features(smiles: Sequence[str], settings: SurrogateSettings,
+                     log=None) -> FeatureTable:
+    """Featurise ``smiles`` (canonical SMILES) once: frozen-encoder embeddings, Morgan counts,
+    Morgan bits. Unparsable SMILES raise :class:`ALError`."""
+    from mdxfer.al.diversity import morgan_bits
+    from mdxfer.transfer import morgan_counts
+
+    smiles = list(smiles)
+    blocks, emb, base = [], None, None
+    domain: list[str | None] = [None] * len(smiles)
+    if settings.uses_embedding:
+        from mdxfer.rank import embed, in_domain, load_ensemble
+
+        ens = load_ensemble(settings.model_dir)
+        base = ens.base
+        emb = embed(ens, smiles)
+        bad = np.flatnonzero(~np.isfinite(emb).all(1))
+        if len(bad):
+            raise ALError(f"RDKit cannot featurise {len(bad)} molecule(s), e.g. {smiles[bad[0]]!r}.")
+        domain = in_domain(ens, smiles)
+        blocks.append(_standardize(emb))
+    if "morgan" in settings.features:
+        blocks.append(_standardize(morgan_counts(smiles)))
+    X = np.concatenate(blocks, axis=1).astype(np.float32)
+    if log:
+        log(f"features: {settings.features}, {X.shape[1]} columns for {len(smiles)} molecules")
+    return FeatureTable(smiles, X, emb, morgan_bits(smiles), domain, settings, base)
+
+
+# --------------------------------------------------------------------------------------------
+# ensembles
+# --------------------------------------------------------------------------------------------
+
+ALPHAS = np.logspace(-2, 4, 13)
+
+
+@dataclass
+class FittedEnsemble:
+    """A fitted ensemble; :meth:`predict_members` gives (n_members x n) in the target unit."""
+
+    kind: str
+    coef: np.ndarray | None = None          # ridge: (members x d)
+    intercept: np.ndarray | None = None     # ridge: (members,)
+    forest: Any = None                      # rf
+    heads: list | None = None               # finetune: HeadMember objects
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def predict_members(self, X: np.ndarray, emb: np.ndarray | None = None) -> np.ndarray:
+        if self.kind == "ridge":
+            return self.coef @ X.astype(np.float64).T + self.intercept[:, None]
+        if self.kind == "rf":
+            X64 = X.astype(np.float64)
+            return np.stack([t.predict(X64) for t in self.forest.estimators_])
+        if self.kind == "finetune":
+            return np.stack([h.predict(emb.astype(np.float32)) for h in self.heads])
+        raise ALError(f"unknown ensemble kind {self.kind!r}")
+
+    def to_bytes(self) -> tuple[str, bytes]:
+        """Serialise for the state database: (format, bytes). Ridge: ``npz`` (plain arrays);
+        random forest: ``joblib`` (a pickle: only load databases you trust); fine-tuned
+        heads: ``torch`` state dicts (``weights_only`` loadable)."""
+        buf = io.BytesIO()
+        if self.kind == "ridge":
+            np.savez_compressed(buf, coef=self.coef, intercept=self.intercept)
+            return "npz", buf.getvalue()
+        if self.kind == "rf":
+            import joblib
+
+            joblib.dump(self.forest, buf, compress=3)
+            return "joblib", buf.getvalue()
+        import torch
+
+        torch.save([h.to_dict() for h in self.heads], buf)
+        return "torch", buf.getvalue()
+
+
+def _fit_ridge(X: np.ndarray, y: np.ndarray, members: int, rng: np.random.Generator) -> FittedEnsemble:
+    from sklearn.linear_model import RidgeCV
+
+    n = len(y)
+    coefs, icpts, alphas = [], [], []
+    for _ in range(members):
+        idx = rng.integers(0, n, n)
+        if len(np.unique(idx)) < 3:  # degenerate resample of a tiny set
+            idx = np.arange(n)
+        m = RidgeCV(alphas=ALPHAS).fit(X[idx].astype(np.float64), y[idx])
+        coefs.append(np.asarray(m.coef_, dtype=np.float64))
+        icpts.append(float(m.intercept_))
+        alphas.append(float(m.alpha_))
+    return FittedEnsemble("ridge", np.stack(coefs), np.array(icpts),
+                          info={"alpha_median": float(np.median(alphas))})
+
+
+def _fit_rf(X: np.ndarray, y: np.ndarray, members: int, seed: int) -> FittedEnsemble:
+    from sklearn.ensemble import RandomForestRegressor
+
+    rf = RandomForestRegressor(n_estimators=max(members, 2), max_features=0.33, min_samples_leaf=1,
+                               random_state=seed, n_jobs=1).fit(X.astype(np.float64), y)
+    return FittedEnsemble("rf", forest=rf, info={"trees": len(rf.estimators_)})
+
+
+def _fit_finetune(table: FeatureTable, rows: np.ndarray, y: np.ndarray, members: int,
+                  rng: np.random.Generator) -> FittedEnsemble:
+    from mdxfer.transfer import TransferSettings, fit_member
+
+    s = table.settings
+    E = table.embedding[rows].astype(np.float32)
+    ts = TransferSettings(mode="finetune", max_epochs=s.finetune_epochs, patience=s.finetune_patience)
+    heads = []
+    n = len(y)
+    for k in range(members):
+        # subsamples without replacement: fine-tuning takes its early-stopping rows out of
+        # them, and a duplicated molecule would sit on both sides
+        idx = np.sort(rng.choice(n, size=max(3, int(round(0.8 * n))), replace=False))
+        heads.append(fit_member("finetune", table.base, E, None, y, idx, ts, int(rng.integers(1 << 30))))
+    return FittedEnsemble("finetune", heads=heads)
+
+
+def fit_ensemble(table: FeatureTable, smiles: Sequence[str], y: np.ndarray, seed: int,
+                 members: int | None = None) -> FittedEnsemble:
+    """Fit the surrogate on measured ``smiles``/``y`` (target unit)."""
+    s = table.settings
+    y = np.asarray(y, dtype=np.float64)
+    if len(y) < 3:
+        raise ALError(f"The model needs at least 3 measured molecules, got {len(y)}.")
+    rows = table.rows(smiles)
+    rng = np.random.default_rng(seed)
+    m = members or s.members
+    if s.model == "ridge":
+        return _fit_ridge(table.X[rows], y, m, rng)
+    if s.model == "rf":
+        return _fit_rf(table.X[rows], y, m, seed)
+    return _fit_finetune(table, rows, y, m, rng)
+
+
+def predict_rows(table: FeatureTable, ens: FittedEnsemble, rows: np.ndarray) -> np.ndarray:
+    """(n_members x len(rows)) predictions."""
+    emb = table.embedding[rows] if table.embedding is not None else None
+    return ens.predict_members(table.X[rows], emb)
+
+
+def cross_validate(table: FeatureTable, smiles: Sequence[str], y: np.ndarray, seed: int,
+                   folds: int | None = None) -> dict[str, Any]:
+    """k-fold cross-validation of the surrogate on the measured molecules: out-of-fold mean
+    and spread per molecule, R², MAE (target unit), Spearman's rank correlation, and the
+    fraction of out-of-fold targets inside mean ± 2 spread (calibration)."""
+    from scipy.stats import spearmanr
+    from sklearn.model_selection import KFold
+
+    from mdxfer.train import regression_metrics
+
+    y = np.asarray(y, dtype=np.float64)
+    n = len(y)
+    k = min(folds or table.settings.cv_folds, n)
+    if k < 2 or n < 6:
+        return {"folds": 0, "n": n}
+    smiles = list(smiles)
+    oof_mean, oof_std = np.full(n, np.nan), np.full(n, np.nan)
+    members = min(table.settings.members, 8)
+    for f, (tr, te) in enumerate(KFold(k, shuffle=True, random_state=seed).split(np.arange(n))):
+        ens = fit_ensemble(table, [smiles[i] for i in tr], y[tr], seed * 31 + f, members)
+        p = predict_rows(table, ens, table.rows([smiles[i] for i in te]))
+        oof_mean[te], oof_std[te] = p.mean(0), p.std(0, ddof=1)
+    m = regression_metrics(y, oof_mean)
+    rho = spearmanr(y, oof_mean).statistic if np.std(oof_mean) > 0 else float("nan")
+    cover = float(np.mean(np.abs(y - oof_mean) <= 2 * oof_std))
+    return {"folds": k, "n": n, "r2": m["r2"], "mae": m["mae"], "rmse": m["rmse"],
+            "spearman": float(rho), "coverage_2sd": cover, "mean_predictor_mae":
+            float(np.mean(np.abs(y - y.mean()))), "oof_mean": oof_mean.tolist(), "oof_std": oof_std.tolist()}
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """BLAS (numpy/scikit-learn) and torch on one thread: the other core belongs to LAMMPS,
+    and on a busy machine more threads are slower, not faster (ridge fits ran 5x slower)."""
+    from threadpoolctl import threadpool_limits
+
+    try:
+        import torch
+
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+    except ImportError:  # pragma: no cover
+        torch, before = None, None
+    try:
+        with threadpool_limits(1):
+            yield
+    finally:
+        if torch is not None:
+            torch.set_num_threads(before)
+
+
+def model_dir_default() -> Path:
+    """Where ``mdxfer pretrain --out runs/cv`` puts the QM9-Cv model (the documented place)."""
+    return Path("runs") / "cv"

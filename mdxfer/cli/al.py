@@ -1,0 +1,223 @@
+"""``mdxfer al run | status | report | benchmark | oracle``: the active-learning loop.
+
+torch, RDKit, scikit-learn and Parsl are imported inside the commands only.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+
+from mdxfer.cli.common import console, friendly_errors
+
+al_app = typer.Typer(
+    name="al", no_args_is_help=True, add_completion=False,
+    help="Active learning: rank a candidate pool with the transferred GCN, simulate the most "
+         "promising diverse batch, retrain, repeat.",
+)
+
+FILE_ARG = typer.Argument(..., help="Campaign TOML file with an [active_learning] section.")
+
+
+def _say(msg: str) -> None:
+    console.print(msg, highlight=False, markup=False, soft_wrap=True)
+
+
+def _label(cfg) -> str:
+    return cfg.target_column if cfg.oracle == "table" else "E_int [kcal/mol]"
+
+
+@friendly_errors
+def run_cmd(
+    file: Path = FILE_ARG,
+    max_rounds: Optional[int] = typer.Option(None, "--max-rounds", help="Stop after this many rounds in this call (resume later)."),
+    report: bool = typer.Option(True, "--report/--no-report", help="Rewrite the Markdown report after every round."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the final summary."),
+) -> None:
+    """Start or resume the loop: transfer on all results, rank the pool, pick, simulate, repeat.
+
+    A killed loop resumes at the round it was in (state lives in the campaign database).
+    """
+    from mdxfer.al.loop import load_al_config, open_loop
+    from mdxfer.al.report import write_report
+    from mdxfer.al.state import LoopLock
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    cfg = load_al_config(file)
+    log = (lambda m: None) if quiet else _say
+    s = cfg.settings
+    console.print(f"active learning on {cfg.pool_file.name}: oracle {cfg.oracle}, acquisition "
+                  f"{s.acquisition.name} ({'maximise' if s.acquisition.maximize else 'minimise'}), "
+                  f"diversity {s.diversity.method}, model {s.surrogate.model} on {s.surrogate.features}; "
+                  f"database {cfg.database}", highlight=False)
+    label = _label(cfg)
+    with LoopLock(cfg.database):
+        state_box: dict[str, Any] = {}
+
+        def on_round(info) -> None:
+            if report:
+                write_report(state_box["state"], cfg.report_dir, f"active learning: {cfg.path.name}", label,
+                             s.acquisition.maximize)
+
+        learner, state = open_loop(cfg, log=log, on_round=on_round)
+        state_box["state"] = state
+        try:
+            res = learner.run(max_rounds=max_rounds)
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted:[/] finished rounds and measurements are kept; run again to "
+                          "resume.", highlight=False)
+            state.close()
+            sys.exit(130)
+        if report:
+            path = write_report(state, cfg.report_dir, f"active learning: {cfg.path.name}", label,
+                                s.acquisition.maximize)
+            console.print(f"report: {path}", highlight=False)
+        state.close()
+    best = "—" if res["best_value"] is None else f"{res['best_value']:.4g} ({res['best_smiles']})"
+    typer.echo(f"{res['rounds']} round(s), {res['simulations']} simulation(s) by the loop; best {best}; "
+               f"{'budget spent' if res['finished'] else 'not finished: run again to continue'}")
+
+
+@friendly_errors
+def status_cmd(
+    file: Path = FILE_ARG,
+    as_json: bool = typer.Option(False, "--json", help="Print the status as JSON on stdout."),
+) -> None:
+    """Rounds, best found so far and cross-validated model quality per round."""
+    from rich.table import Table
+
+    from mdxfer.al.loop import load_al_config
+    from mdxfer.al.state import ALState, LoopLock
+
+    cfg = load_al_config(file)
+    with ALState(cfg.database, readonly=True) as state:
+        rounds = state.rounds()
+        limits = state.meta("limits") or {}
+        picks = state.picks()
+        obs = state.observations()
+    maximize = cfg.settings.acquisition.maximize
+    st = {"file": str(cfg.path), "database": str(cfg.database), "running": LoopLock.held(cfg.database),
+          "direction": "maximize" if maximize else "minimize", "limits": limits, "rounds": rounds,
+          "simulations": sum(p["status"] in ("done", "failed") for p in picks),
+          "pending": sum(p["status"] == "pending" for p in picks),
+          "failed": sum(p["status"] == "failed" for p in picks),
+          "known_before_loop": sum(o["source"] != "oracle" for o in obs)}
+    if as_json:
+        typer.echo(json.dumps(st, indent=2, default=str))
+        return
+    console.print(f"[bold]{cfg.path.name}[/]: {len(rounds)} round(s), {st['simulations']} simulation(s) by the "
+                  f"loop ({st['failed']} failed, {st['pending']} pending), {st['known_before_loop']} known "
+                  f"before; loop {'running' if st['running'] else 'idle'}; target "
+                  f"{'maximised' if maximize else 'minimised'}", highlight=False)
+    table = Table(title="rounds (CV: cross-validated on what the round's model was trained on)")
+    for col in ("round", "acq.", "trained on", "CV R²", "CV Spearman", "CV MAE", "picks", "sims so far",
+                "best so far", "best molecule", "state"):
+        table.add_column(col, overflow="fold")
+    f = (lambda x, d=3: "—" if x is None else f"{x:.{d}g}")
+    for r in rounds:
+        table.add_row(str(r["round"]), r["acquisition"], str(r["n_train"]), f(r["cv_r2"]), f(r["cv_spearman"]),
+                      f(r["cv_mae"]), str(r["n_picks"]), "—" if r["n_measured"] is None else str(r["n_measured"]),
+                      f(r["best_value"], 5), r["best_smiles"] or "—", r["state"])
+    console.print(table)
+
+
+@friendly_errors
+def report_cmd(
+    file: Path = FILE_ARG,
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder (default: the [active_learning] report folder)."),
+) -> None:
+    """Write the Markdown report: best so far, parity plot per round, picked molecules."""
+    from mdxfer.al.loop import load_al_config
+    from mdxfer.al.report import write_report
+    from mdxfer.al.state import ALState
+
+    cfg = load_al_config(file)
+    with ALState(cfg.database, readonly=True) as state:
+        path = write_report(state, out or cfg.report_dir, f"active learning: {cfg.path.name}", _label(cfg),
+                            cfg.settings.acquisition.maximize)
+    console.print(f"wrote {path}", highlight=False)
+
+
+@friendly_errors
+def benchmark_cmd(
+    oracle: Path = typer.Option(..., "--oracle", help="Table oracle: CSV with columns smiles,target; every molecule is the pool."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder: summary.json, summary.md/.csv, recovery.png."),
+    initial: int = typer.Option(20, "--initial", help="Random molecules simulated first (round 0)."),
+    batch: int = typer.Option(10, "--batch", help="Molecules per round."),
+    rounds: int = typer.Option(10, "--rounds", help="Acquisition rounds after round 0."),
+    seeds: int = typer.Option(3, "--seeds", help="Repeats with different seeds (initial sets)."),
+    minimize: bool = typer.Option(False, "--minimize", help="Look for the lowest targets (default: highest)."),
+    methods: Optional[List[str]] = typer.Option(None, "--method", help="Acquisitions to compare (repeatable; default all; random always)."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Pretrained model folder (mdxfer pretrain --out DIR); default runs/cv if it exists."),
+    features: Optional[str] = typer.Option(None, "--features", help="embedding+morgan (default with a model), embedding, or morgan (no transfer)."),
+    surrogate: str = typer.Option("ridge", "--surrogate", help="ridge (bootstrap ensemble) | rf | finetune."),
+    members: int = typer.Option(16, "--members", help="Ensemble members."),
+    diversity: str = typer.Option("maxmin", "--diversity", help="none | maxmin | sphere | cluster."),
+    shortlist: float = typer.Option(3.0, "--shortlist", help="maxmin/cluster: candidates considered, x batch."),
+    beta: float = typer.Option(1.0, "--beta", help="UCB weight on the spread."),
+    smiles_col: str = typer.Option("smiles", "--smiles-col"),
+    target_col: str = typer.Option("target", "--target-col"),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Each acquisition against random picking on a table oracle; recovery of the top 1 % / 5 %."""
+    from mdxfer.al.benchmark import run_benchmark
+    from mdxfer.al.diversity import Diversity
+    from mdxfer.al.surrogate import SurrogateSettings, model_dir_default
+
+    model_dir = model
+    if model_dir is None and features != "morgan" and model_dir_default().joinpath("model.pt").exists():
+        model_dir = model_dir_default()
+    if model_dir is None and features in (None, "embedding+morgan", "embedding"):
+        if features is not None:
+            from mdxfer.al.acquisition import ALError
+
+            raise ALError(f"--features {features} needs a pretrained model: --model DIR "
+                          "(make one with `mdxfer pretrain --out runs/cv`).")
+        console.print("[yellow]warning:[/] no pretrained model (--model, or runs/cv): using Morgan count "
+                      "fingerprints only, i.e. no transfer. Make one with `mdxfer pretrain --out runs/cv`.",
+                      highlight=False)
+        features = "morgan"
+    if model_dir is not None and not Path(model_dir).exists():
+        from mdxfer.al.acquisition import ALError
+
+        raise ALError(f"Model folder {model_dir} does not exist.")
+    s = SurrogateSettings(model=surrogate, features=features or "embedding+morgan", members=members,
+                          model_dir=str(model_dir) if model_dir and features != "morgan" else None)
+    summary = run_benchmark(oracle, out, initial, batch, rounds, seeds, minimize, methods, s,
+                            Diversity(diversity, shortlist), beta, smiles_col, target_col,
+                            log=None if quiet else _say)
+    typer.echo((out / "summary.md").read_text())
+    typer.echo(f"wrote {out}/summary.json, summary.md, summary.csv, recovery.png, best_so_far.png "
+               f"({summary['wall_s']:.0f} s)")
+
+
+@friendly_errors
+def oracle_cmd(
+    out: Path = typer.Option(..., "--out", "-o", help="CSV to write (smiles,target,qm9_index)."),
+    n: int = typer.Option(2400, "--n", help="Molecules."),
+    prop: str = typer.Option("Polarizability_bohr3", "--property", help="QM9 column used as the target."),
+    seed: int = typer.Option(1, "--seed"),
+) -> None:
+    """Write a QM9 table oracle (molecules outside the default pretraining subset)."""
+    from mdxfer.al.benchmark import make_qm9_oracle
+
+    path = make_qm9_oracle(out, n, prop, seed)
+    console.print(f"wrote {path}: {n} QM9 molecules, target = {prop}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Attach ``mdxfer al ...`` to ``app``."""
+    al_app.command("run")(run_cmd)
+    al_app.command("status")(status_cmd)
+    al_app.command("report")(report_cmd)
+    al_app.command("benchmark")(benchmark_cmd)
+    al_app.command("oracle")(oracle_cmd)
+    app.add_typer(al_app, name="al")
