@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from mdxfer import __version__
 from mdxfer.errors import LammpsError, MdxferError
@@ -162,6 +163,33 @@ def _check_series(series, stage: str, workdir: Path) -> None:
                           workdir=str(workdir))
 
 
+def precompression(info: dict[str, Any], protocol: Protocol) -> tuple[int, int, float]:
+    """(chunks, steps per chunk, box speed Å/fs) of the pre-compression, (0, 0, 0) for none.
+
+    Only a single-species gas box is pre-compressed: its height shrinks at constant speed from
+    the initial Lz to the height a ``precompress_density_g_cm3`` fluid would fill, over
+    ``precompress_ps``. Stacked cells start dense and are not pre-compressed.
+    """
+    if info["kind"] != "species" or protocol.precompress_ps <= 0:
+        return 0, 0, 0.0
+    lx, ly, lz0 = info["box_A"]
+    if info["initial_density_g_cm3"] >= protocol.precompress_density_g_cm3:
+        return 0, 0, 0.0
+    lz_target = lz0 * info["initial_density_g_cm3"] / protocol.precompress_density_g_cm3
+    lz_target = max(lz_target, protocol.cutoff_A)
+    if lz_target >= lz0:
+        return 0, 0, 0.0
+    total = protocol.steps(protocol.precompress_ps)
+    # Each run may shrink the box by at most 25 % (the last run shrinks it most): PPPM is set
+    # up again at every run, and a larger change per run loses atoms out of its grid.
+    chunks = max(math.ceil(total / protocol.steps(protocol.compress_chunk_ps)),
+                 math.ceil((lz0 - lz_target) / (0.25 * lz_target)))
+    chunks = min(chunks, total)
+    chunk = max(1, total // chunks)
+    velocity = (lz_target - lz0) / (chunks * chunk * protocol.timestep_fs)
+    return chunks, chunk, velocity
+
+
 def run_compress(workdir: str | Path, protocol: Protocol, launcher: Launcher | None = None,
                  stage: str = "compress") -> dict[str, Any]:
     """Minimise and compress along z (``fix npt ... z P P Pdamp``); writes ``compress.json``."""
@@ -169,9 +197,11 @@ def run_compress(workdir: str | Path, protocol: Protocol, launcher: Launcher | N
     done = _stage_done(workdir, stage, protocol)
     if done:
         return done
-    ps = protocol.stack_compress_ps if _kind(workdir) == "stack" else protocol.compress_ps
+    info = read_json(workdir / SPECIES_FILE)
+    ps = protocol.stack_compress_ps if info["kind"] == "stack" else protocol.compress_ps
     chunk_steps = min(protocol.steps(protocol.compress_chunk_ps), protocol.steps(ps))
     n_chunks = max(1, math.ceil(protocol.steps(ps) / chunk_steps))
+    pre_chunks, pre_chunk_steps, pre_vel = precompression(info, protocol)
     text = render(
         "in.compress.lmp", stage=stage, data_in="system.data", data_out=f"{stage}.data",
         timestep=f"{protocol.timestep_fs:g}", thermo_every=protocol.every(protocol.thermo_every_fs),
@@ -180,14 +210,20 @@ def run_compress(workdir: str | Path, protocol: Protocol, launcher: Launcher | N
         tdamp=f"{protocol.tdamp_fs:g}", pressure=f"{protocol.pressure_atm:g}",
         pdamp=f"{protocol.pdamp_fs:g}", dump_every=protocol.every(protocol.dump_every_fs),
         n_chunks=n_chunks, chunk_steps=chunk_steps,
-        tail_command=tail_command(protocol, bool(read_json(workdir / SPECIES_FILE)["hbond_pairs"])),
+        tail_command=tail_command(protocol, bool(info["hbond_pairs"])),
+        precompress_chunks=pre_chunks, precompress_chunk_steps=pre_chunk_steps,
+        precompress_vel=f"{pre_vel:.8g}", precompress_density=f"{protocol.precompress_density_g_cm3:g}",
     )
     (workdir / f"in.{stage}.lmp").write_text(text)
     run = run_input(workdir, f"in.{stage}.lmp", stage, launcher)
     runs = read_runs(run["log"])
-    series = concat_runs(runs[1:])  # runs[0] is the minimisation
+    # runs[0] is the minimisation, then the pre-compression chunks, then the barostat chunks
+    pre = concat_runs(runs[1:1 + pre_chunks])
+    series = concat_runs(runs[1 + pre_chunks:])
     _check_series(series, stage, workdir)
-    series.to_csv(workdir / f"{stage}.thermo.csv", index=False)
+    series = series[~series["Step"].isin(pre["Step"])] if not pre.empty else series
+    pd.concat([pre.assign(phase="precompress"), series.assign(phase="npt")],
+              ignore_index=True).to_csv(workdir / f"{stage}.thermo.csv", index=False)
     n = len(series)
     k = max(1, int(round(n * protocol.compress_average_fraction)))
     last = summarize(series.iloc[n - k:])
@@ -200,7 +236,9 @@ def run_compress(workdir: str | Path, protocol: Protocol, launcher: Launcher | N
         "density_g_cm3": last["density_g_cm3"],
         "density_g_cm3_stderr": last["density_g_cm3_stderr"],
         "density_drift": drift, "plateau": bool(drift < PLATEAU_DRIFT),
-        "initial_lz_A": float(series["Lz"].iloc[0]), "final_lz_A": float(series["Lz"].iloc[-1]),
+        "initial_lz_A": float((pre if not pre.empty else series)["Lz"].iloc[0]),
+        "precompressed_lz_A": float(pre["Lz"].iloc[-1]) if not pre.empty else None,
+        "final_lz_A": float(series["Lz"].iloc[-1]),
     }
     write_json_atomic(workdir / f"{stage}.json", summary)
     return summary

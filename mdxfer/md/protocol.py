@@ -38,6 +38,8 @@ class Protocol:
     pdamp_fs: float = 1000.0
     # stages (ps)
     minimize_steps: int = 1000
+    precompress_ps: float = 20.0
+    precompress_density_g_cm3: float = 0.5
     compress_ps: float = 100.0
     compress_chunk_ps: float = 2.0
     nvt_ps: float = 100.0
@@ -83,6 +85,7 @@ PRESETS: dict[str, Protocol] = {
     # density; its energies are not science.
     "quick": Protocol(
         name="quick", n_molecules=20, box_A=(20.0, 20.0, 60.0), minimize_steps=200,
+        precompress_ps=1.0,
         pdamp_fs=100.0, compress_ps=3.0, compress_chunk_ps=1.0, nvt_ps=2.0,
         stack_compress_ps=2.0, stack_nvt_ps=2.0, thermo_every_fs=20.0, dump_every_fs=200.0,
         cutoff_A=9.0,
@@ -114,6 +117,8 @@ def _coerce(name: str, value: Any, current: Any) -> Any:
 
 def validate(p: Protocol) -> Protocol:
     """Raise :class:`ProtocolError` for numbers that cannot give a meaningful run."""
+    if p.precompress_ps < 0 or p.precompress_density_g_cm3 <= 0:
+        raise ProtocolError("precompress_ps must be >= 0 and precompress_density_g_cm3 > 0.")
     positive = ["n_molecules", "temperature_K", "timestep_fs", "tdamp_fs", "pdamp_fs",
                 "compress_ps", "compress_chunk_ps", "nvt_ps", "stack_compress_ps", "stack_nvt_ps",
                 "thermo_every_fs", "dump_every_fs", "cutoff_A", "kspace_accuracy", "min_distance_A"]
