@@ -17,7 +17,8 @@ Orchestration overhead per candidate = (C − (B − plotting)) / N, where plott
 density/energy figures that ``interaction_energy`` draws and a campaign does not (timed here
 on one result). A second estimate, independent of B, is C's wall time minus the time spent
 inside its tasks (stage_runs.app_s; one worker, so they do not overlap). The partner-reuse
-speed-up is A / B. E_int of C equals B's to 1e-9 (checked): same inputs, same seeds, 1 rank.
+speed-up is A / B in wall time, and in MD work (atoms x steps, independent of the machine's
+load). E_int of C equals B's to 1e-9 (checked): same inputs, same seeds, 1 rank.
 """
 
 from __future__ import annotations
@@ -59,6 +60,16 @@ def campaign_file(path: Path, smiles: list[str], preset: str, extra: dict, ranks
         f'[execution]\nprofile = "local"\n[execution.executor]\nworkers = {workers}\n'
         f'[execution.lammps]\nranks = {ranks}\n')
     return path
+
+
+def atom_steps(dirs: list[Path]) -> int:
+    """MD work of the boxes in ``dirs``: atoms x (compress + NVT steps); load-independent."""
+    total = 0
+    for d in dirs:
+        atoms = json.loads((d / "species.json").read_text())["n_atoms"]
+        total += atoms * sum(json.loads((d / f"{s}.json").read_text())["steps"]
+                             for s in ("compress", "nvt"))
+    return total
 
 
 def run_campaign_timed(path: Path) -> tuple[float, dict, list[dict]]:
@@ -135,6 +146,12 @@ def main() -> None:
         print(f"D  campaign, all cores     : {t_d:7.1f} s", flush=True)
 
     lammps_a = sum(r["wall_s"] for r in plain_a)
+    work_a = atom_steps([out / "A" / str(i) / leg for i in range(n)
+                         for leg in ("candidate", "partner", "stack")])
+    work_b = atom_steps([pdir] + [out / "B" / str(i) / leg for i in range(n)
+                                  for leg in ("candidate", "stack")])
+    work_c = atom_steps(sorted((out / "C").glob("c-runs/*/species/*"))
+                        + sorted((out / "C").glob("c-runs/*/pairs/*")))
     print()
     print(f"LAMMPS time inside: A {lammps_a:.1f} s, C {c_stats['lammps_s']:.1f} s "
           f"({c_stats['n_apps']} Parsl tasks); plotting in B {plot_s:.2f} s per candidate")
@@ -146,8 +163,9 @@ def main() -> None:
     print(f"orchestration overhead, C wall - time in tasks      : {inside:+.2f} s per candidate "
           f"= {100 * inside / base:+.1f}%; {(t_c - c_stats['app_s']) / c_stats['n_apps']:.3f} s "
           "per Parsl task")
-    print(f"partner reuse speed-up A / B                        : {t_a / t_b:.2f}x "
-          f"(A / C: {t_a / t_c:.2f}x)")
+    print(f"partner reuse speed-up A / B                        : {t_a / t_b:.2f}x wall "
+          f"(A / C: {t_a / t_c:.2f}x); MD work A / B {work_a / work_b:.2f}x "
+          f"(atom-steps {work_a:.3g} vs {work_b:.3g}; campaign {work_c:.3g})")
     if t_d:
         print(f"parallel speed-up C / D                             : {t_c / t_d:.2f}x")
     paper_s = 37 * 60 * 2  # ~37 min per candidate on 2 cores = ~74 core-minutes (lammps-notes)

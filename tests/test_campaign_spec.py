@@ -145,7 +145,7 @@ def test_slurm_gpu_profile_renders_htex_and_its_job_script(tmp_path):
     script = render_job_script(profile, tmp_path / "scripts")
     for line in ("#SBATCH --partition=gpu", "#SBATCH --account=chem42",
                  "#SBATCH --gpus-per-node=4", "#SBATCH --exclusive", "#SBATCH --nodes=1",
-                 "#SBATCH --time=240", "module load lammps/gpu",
+                 "#SBATCH --time=240", "module load lammps/gpu", "# submitted with: sbatch ",
                  "--available-accelerators 0 1 2 3", "--max_workers_per_node=4"):
         assert line in script, line
     assert "process_worker_pool.py" in script
@@ -163,6 +163,7 @@ def test_pbs_gpu_profile_renders_its_job_script(tmp_path):
     assert "#PBS -l select=1:ncpus=64:ngpus=4" in script
     assert "#PBS -l walltime=12:00:00" in script
     assert "cd $PBS_O_WORKDIR" in script and "--available-accelerators 0 1 2 3" in script
+    assert "# submitted with: qsub  -q workq -A proj7 " in script
 
 
 @pytest.mark.parametrize("profile, mpi_launcher, expect, gpus", [

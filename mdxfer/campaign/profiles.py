@@ -360,7 +360,8 @@ def worker_command(executor) -> str:
 
 def render_job_script(profile: dict, script_dir: str | Path | None = None) -> str:
     """The batch script the provider of ``profile`` would submit for one block — produced by
-    Parsl's own provider and launcher code; the submission itself (sbatch/qsub) is not run."""
+    Parsl's own provider and launcher code; the submission itself (sbatch/qsub) is not run; its
+    command line is appended as a final comment."""
     from parsl.providers.errors import SubmitException
 
     executor = build_executors(profile)[0]
@@ -387,6 +388,8 @@ def render_job_script(profile: dict, script_dir: str | Path | None = None) -> st
     if not scripts:
         raise CampaignError("The provider wrote no job script.")
     text = scripts[-1].read_text()
+    if submitted:  # e.g. "qsub -q gpu -A proj /path/script": queue and account live here
+        text += f"\n# submitted with: {submitted[-1]}\n"
     if own_dir:
         for p in scripts:
             p.unlink()
