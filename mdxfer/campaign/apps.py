@@ -17,6 +17,7 @@ import os
 import shlex
 import socket
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,6 +31,9 @@ from mdxfer.md.lammps import Launcher
 from mdxfer.md.protocol import Protocol
 
 GUARD = str(Path(__file__).with_name("guard.py"))
+#: Set by the runner when a run is interrupted: stages that have not started yet in this process
+#: (thread workers) fail at once with class ``stopped`` instead of starting LAMMPS.
+STOP = threading.Event()
 
 
 @dataclass
@@ -128,6 +132,8 @@ def task_lock(workdir: Path) -> Iterator[None]:
 def _stage(stage: str, workdir: str | Path) -> Iterator[dict[str, Any]]:
     """Lock the task directory, time the stage, turn every exception into a StageFailure."""
     workdir = Path(workdir)
+    if STOP.is_set():
+        raise StageFailure("the campaign run was stopped", stage, "stopped", str(workdir))
     rec: dict[str, Any] = {"stage": stage, "workdir": str(workdir), "ran": False,
                            "host": socket.gethostname(), "started": time.time(), "lammps_s": 0.0}
     try:

@@ -259,6 +259,7 @@ class Campaign:
         """
         import parsl
 
+        from mdxfer.campaign import apps
         from mdxfer.campaign.profiles import build_config
 
         if candidates is not None:
@@ -281,9 +282,10 @@ class Campaign:
                     try:
                         report = _Graph(self, run_id, say).execute()
                     except BaseException:
-                        # before Parsl's clean-up waits for them: stop the LAMMPS runs that
-                        # thread workers of this process started (its own children only)
+                        # before Parsl's clean-up waits for them: queued stages of thread
+                        # workers fail at once, running LAMMPS (own children only) is stopped
                         if self.profile["executor"].get("kind") == "threads":
+                            apps.STOP.set()
                             terminate_children()
                         raise
                 report.requeued = requeued
@@ -293,6 +295,7 @@ class Campaign:
                 status = "interrupted"
                 raise
             finally:
+                apps.STOP.clear()
                 if status != "finished":
                     self.store.requeue_interrupted()
                 self.store.end_run(run_id, status)
