@@ -51,7 +51,9 @@ RETRYABLE = ("lost", "lammps", "error")
 #: Failure classes that never succeed on a retry of the same input.
 PERMANENT = ("molecule", "forcefield", "box", "protocol")
 
-_TOP_KEYS = {"campaign", "candidates", "protocol", "execution", "retry"}
+# [active_learning] belongs to `mdxfer al` (mdxfer.al.loop); the campaign loader ignores it so
+# that `mdxfer campaign status/export` work on an active-learning campaign file too.
+_TOP_KEYS = {"campaign", "candidates", "protocol", "execution", "retry", "active_learning"}
 _CAMPAIGN_KEYS = {"name", "database", "workdir", "partner", "sqlite_journal", "max_in_flight"}
 _CANDIDATE_KEYS = {"smiles", "file"}
 _RETRY_KEYS = {"max_retries", "retry_on"}
