@@ -85,8 +85,8 @@ def db_rows(db: Path, sql: str, args: tuple = ()) -> list[tuple]:
 def finished(tmp_path_factory):
     """3 good candidates, a bad SMILES and an unsupported element, run once on `local`."""
     d = tmp_path_factory.mktemp("campaign")
-    path = write_campaign(d, GOOD + ["C1CC(", "C[Se]C"],
-                          retry='[retry]\nmax_retries = 2\nretry_on = ["lost", "lammps", "error"]\n')
+    retry = '[retry]\nmax_retries = 2\nretry_on = ["lost", "lammps", "error"]\n'
+    path = write_campaign(d, GOOD + ["C1CC(", "C[Se]C"], retry=retry)
     messages: list[str] = []
     t0 = time.perf_counter()
     with Campaign.open(path) as camp:

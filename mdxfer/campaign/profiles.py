@@ -163,8 +163,9 @@ def _params(cls) -> set[str]:
 def _check(table: dict, allowed: set[str], section: str) -> None:
     unknown = sorted(set(table) - allowed)
     if unknown:
-        raise CampaignError(f"[execution.{section}]: unknown key(s) {', '.join(map(repr, unknown))}."
-                            f" Allowed: {', '.join(sorted(allowed))}.")
+        raise CampaignError(f"[execution.{section}]: unknown key(s) "
+                            f"{', '.join(map(repr, unknown))}. Allowed: "
+                            f"{', '.join(sorted(allowed))}.")
 
 
 def validate_profile(profile: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
