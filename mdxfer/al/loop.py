@@ -232,9 +232,16 @@ class ActiveLearner:
         if pending:
             t0 = time.perf_counter()
             say = None if self.oracle.name == "table" else self.log
-            answers = self.oracle.measure([p["smiles"] for p in pending], say)
-            for m in answers:
+            recorded: set[str] = set()
+
+            def record(m: Measurement) -> None:
                 self.state.record_measurement(r, asdict(m))
+                recorded.add(m.smiles)
+
+            answers = self.oracle.measure([p["smiles"] for p in pending], say, record)
+            for m in answers:
+                if m.smiles not in recorded:
+                    record(m)
             self.state.add_oracle_time(r, time.perf_counter() - t0)
         n_measured = len(self.state.picks(status="done")) + len(self.state.picks(status="failed"))
         best, best_smiles = self._best()

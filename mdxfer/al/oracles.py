@@ -51,7 +51,10 @@ class Oracle:
     target = "target"
     unit = ""
 
-    def measure(self, smiles: Sequence[str], log: Log | None = None) -> list[Measurement]:
+    def measure(self, smiles: Sequence[str], log: Log | None = None,
+                on_result: Callable[[Measurement], None] | None = None) -> list[Measurement]:
+        """Answers for ``smiles`` (canonical), in order. ``on_result`` is called with each
+        answer as soon as it exists, so the loop records it before the batch is over."""
         raise NotImplementedError
 
     def known(self) -> list[Measurement]:
@@ -94,15 +97,19 @@ class TableOracle(Oracle):
         self.values = values
         self.target, self.unit, self.delay_s = target_col, unit, delay_s
 
-    def measure(self, smiles: Sequence[str], log: Log | None = None) -> list[Measurement]:
+    def measure(self, smiles: Sequence[str], log: Log | None = None,
+                on_result: Callable[[Measurement], None] | None = None) -> list[Measurement]:
         out = []
         for s in smiles:
             if self.delay_s:
                 time.sleep(self.delay_s)
             if s in self.values:
-                out.append(Measurement(s, "done", self.values[s]))
+                m = Measurement(s, "done", self.values[s])
             else:
-                out.append(Measurement(s, "failed", error=f"{s} is not in the oracle table {self.path.name}"))
+                m = Measurement(s, "failed", error=f"{s} is not in the oracle table {self.path.name}")
+            if on_result:
+                on_result(m)
+            out.append(m)
         return out
 
 
@@ -149,7 +156,11 @@ class CampaignOracle(Oracle):
             rows = self._rows(camp)
         return [m for k, r in rows.items() if (m := self._measurement(k, r)) is not None]
 
-    def measure(self, smiles: Sequence[str], log: Log | None = None) -> list[Measurement]:
+    def measure(self, smiles: Sequence[str], log: Log | None = None,
+                on_result: Callable[[Measurement], None] | None = None) -> list[Measurement]:
+        """Runs the campaign until every pick is finished. The campaign stores each result in
+        its database as it arrives, so a killed loop loses no finished simulation; the loop
+        records the answers when the run returns."""
         from mdxfer.campaign import Campaign
 
         with Campaign.open(self.spec) as camp:
