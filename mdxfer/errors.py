@@ -36,3 +36,7 @@ class LammpsError(MdxferError):
         if log_tail:
             msg += "\n--- end of the LAMMPS log ---\n" + log_tail
         super().__init__(msg)
+
+    def __reduce__(self):
+        # picklable across process executors (Parsl HTEX): rebuild from the four fields
+        return (type(self), (self.stage, self.reason, self.log_tail, self.workdir))

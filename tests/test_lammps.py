@@ -102,3 +102,19 @@ def test_tail_correction_only_in_the_barostat_stage(tmp_path, quick, launcher):
     assert "tail yes" not in (wd / "forcefield.lmp").read_text()
     assert "tail yes" not in (wd / "in.nvt.lmp").read_text()
     assert "tail yes" not in (wd / "nvt.log").read_text()
+
+
+def test_lammps_error_survives_pickling():
+    import pickle
+
+    err = LammpsError("nvt", "exit code 1", "ERROR: Lost atoms", "/tmp/x")
+    back = pickle.loads(pickle.dumps(err))
+    assert (back.stage, back.reason, back.log_tail, back.workdir) == ("nvt", "exit code 1",
+                                                                      "ERROR: Lost atoms", "/tmp/x")
+    assert str(back) == str(err)
+
+
+def test_time_limit_stops_a_stage(tmp_path, quick):
+    wd = prepare_species("CCO", quick, tmp_path / "slow")
+    with pytest.raises(LammpsError, match="time-out"):
+        run_compress(wd, quick, Launcher(ranks=1, timeout_s=0.5))

