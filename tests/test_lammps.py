@@ -118,3 +118,23 @@ def test_time_limit_stops_a_stage(tmp_path, quick):
     wd = prepare_species("CCO", quick, tmp_path / "slow")
     with pytest.raises(LammpsError, match="time-out"):
         run_compress(wd, quick, Launcher(ranks=1, timeout_s=0.5))
+
+
+def test_compression_is_extended_until_the_plateau_or_the_limit(tmp_path, quick, launcher):
+    p = dataclasses.replace(quick, n_molecules=10, compress_ps=2.0, compress_extend_ps=1.0,
+                            compress_extra_max_ps=2.0, plateau_drift=1e-9)
+    wd = prepare_species("CCO", p, tmp_path / "ext")
+    s = run_compress(wd, p, launcher)
+    assert s["extensions"] == 2 and s["npt_ps"] == pytest.approx(4.0)
+    assert not s["plateau"]
+    assert (wd / "compress_more2.log").exists() and not (wd / "compress_more3.log").exists()
+    import pandas as pd
+
+    thermo = pd.read_csv(wd / "compress.thermo.csv")
+    npt = thermo[thermo["phase"] == "npt"]
+    assert npt["Step"].is_monotonic_increasing
+    pre_end = thermo[thermo["phase"] == "precompress"]["Step"].iloc[-1]
+    assert npt["Step"].iloc[-1] - pre_end == 4000  # 2 ps + two 1 ps extensions
+    # the NVT stage starts from the extended state
+    nvt = run_nvt(wd, p, launcher)
+    assert nvt["lz_A"] == pytest.approx(s["lz_A"], rel=1e-6)

@@ -42,6 +42,9 @@ class Protocol:
     precompress_density_g_cm3: float = 0.5
     compress_ps: float = 100.0
     compress_chunk_ps: float = 2.0
+    compress_extend_ps: float = 20.0
+    compress_extra_max_ps: float = 200.0
+    plateau_drift: float = 0.03
     nvt_ps: float = 100.0
     stack_compress_ps: float = 100.0
     stack_nvt_ps: float = 100.0
@@ -86,7 +89,7 @@ PRESETS: dict[str, Protocol] = {
     "quick": Protocol(
         name="quick", n_molecules=20, box_A=(20.0, 20.0, 60.0), minimize_steps=200,
         precompress_ps=1.0,
-        pdamp_fs=100.0, compress_ps=3.0, compress_chunk_ps=1.0, nvt_ps=2.0,
+        pdamp_fs=100.0, compress_ps=3.0, compress_chunk_ps=1.0, compress_extra_max_ps=0.0, nvt_ps=2.0,
         stack_compress_ps=2.0, stack_nvt_ps=2.0, thermo_every_fs=20.0, dump_every_fs=200.0,
         cutoff_A=9.0,
     ),
@@ -120,14 +123,16 @@ def validate(p: Protocol) -> Protocol:
     if p.precompress_ps < 0 or p.precompress_density_g_cm3 <= 0:
         raise ProtocolError("precompress_ps must be >= 0 and precompress_density_g_cm3 > 0.")
     positive = ["n_molecules", "temperature_K", "timestep_fs", "tdamp_fs", "pdamp_fs",
-                "compress_ps", "compress_chunk_ps", "nvt_ps", "stack_compress_ps", "stack_nvt_ps",
+                "compress_ps", "compress_chunk_ps", "compress_extend_ps", "nvt_ps", "stack_compress_ps", "stack_nvt_ps",
                 "thermo_every_fs", "dump_every_fs", "cutoff_A", "kspace_accuracy", "min_distance_A"]
     for f in positive:
         if not getattr(p, f) > 0:
             raise ProtocolError(f"Protocol field {f!r} must be positive, got {getattr(p, f)!r}.")
     if any(x <= 0 for x in p.box_A):
         raise ProtocolError(f"box_A must be three positive lengths, got {p.box_A}.")
-    for f in ("compress_average_fraction", "nvt_discard_fraction"):
+    if p.compress_extra_max_ps < 0:
+        raise ProtocolError("compress_extra_max_ps must be >= 0.")
+    for f in ("compress_average_fraction", "nvt_discard_fraction", "plateau_drift"):
         if not 0 <= getattr(p, f) < 1:
             raise ProtocolError(f"Protocol field {f!r} must be in [0, 1).")
     if p.pressure_atm < 0:
