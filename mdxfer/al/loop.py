@@ -416,7 +416,7 @@ def load_al_config(path: str | Path) -> ALConfig:
                                       finetune_patience=int(model.get("finetune_patience", 200)))
         acq = Acquisition(str(al.get("acquisition", DEFAULT_ACQUISITION)), direction == "maximize",
                           float(al.get("beta", 1.0)), float(al.get("xi", 0.0)))
-        diversity = Diversity(str(div.get("method", "maxmin")), float(div.get("shortlist", 3.0)),
+        diversity = Diversity(str(div.get("method", "maxmin")), float(div.get("shortlist", 1.5)),
                               float(div.get("threshold", 0.6)))
         settings = LoopSettings(batch_size=al.get("batch_size", 10), rounds=al.get("rounds"),
                                 budget=al.get("budget"), n_initial=al.get("n_initial", 10),

@@ -117,16 +117,18 @@ def status_cmd(
                   f"loop ({st['failed']} failed, {st['pending']} pending), {st['known_before_loop']} known "
                   f"before; loop {'running' if st['running'] else 'idle'}; target "
                   f"{'maximised' if maximize else 'minimised'}", highlight=False)
-    table = Table(title="rounds (CV: cross-validated on what the round's model was trained on)")
-    for col in ("round", "acq.", "trained on", "CV R²", "CV Spearman", "CV MAE", "picks", "sims so far",
-                "best so far", "best molecule", "state"):
-        table.add_column(col, overflow="fold")
+    table = Table(title="rounds (CV: k-fold cross-validation of each round's model)")
+    for col in ("round", "acq.", "n train", "CV R²", "Spearman", "CV MAE", "picks", "sims", "best", "state"):
+        table.add_column(col, no_wrap=True)
     f = (lambda x, d=3: "—" if x is None else f"{x:.{d}g}")
     for r in rounds:
-        table.add_row(str(r["round"]), r["acquisition"], str(r["n_train"]), f(r["cv_r2"]), f(r["cv_spearman"]),
-                      f(r["cv_mae"]), str(r["n_picks"]), "—" if r["n_measured"] is None else str(r["n_measured"]),
-                      f(r["best_value"], 5), r["best_smiles"] or "—", r["state"])
+        table.add_row(str(r["round"]), r["acquisition"], str(r["n_train"]), f(r["cv_r2"], 2),
+                      f(r["cv_spearman"], 2), f(r["cv_mae"], 2), str(r["n_picks"]),
+                      "—" if r["n_measured"] is None else str(r["n_measured"]), f(r["best_value"], 4), r["state"])
     console.print(table)
+    last = next((r for r in reversed(rounds) if r["best_smiles"]), None)
+    if last:
+        console.print(f"best so far: {last['best_value']:.6g} ({last['best_smiles']})", highlight=False)
 
 
 @friendly_errors
@@ -161,10 +163,11 @@ def benchmark_cmd(
     surrogate: str = typer.Option("ridge", "--surrogate", help="ridge (bootstrap ensemble) | rf | finetune."),
     members: int = typer.Option(16, "--members", help="Ensemble members."),
     diversity: str = typer.Option("maxmin", "--diversity", help="none | maxmin | sphere | cluster."),
-    shortlist: float = typer.Option(3.0, "--shortlist", help="maxmin/cluster: candidates considered, x batch."),
+    shortlist: float = typer.Option(1.5, "--shortlist", help="maxmin/cluster: candidates considered, x batch."),
     beta: float = typer.Option(1.0, "--beta", help="UCB weight on the spread."),
     smiles_col: str = typer.Option("smiles", "--smiles-col"),
     target_col: str = typer.Option("target", "--target-col"),
+    label: Optional[str] = typer.Option(None, "--label", help="Name of the target in tables and plots (default: the column)."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Each acquisition against random picking on a table oracle; recovery of the top 1 % / 5 %."""
@@ -193,9 +196,9 @@ def benchmark_cmd(
                           model_dir=str(model_dir) if model_dir and features != "morgan" else None)
     summary = run_benchmark(oracle, out, initial, batch, rounds, seeds, minimize, methods, s,
                             Diversity(diversity, shortlist), beta, smiles_col, target_col,
-                            log=None if quiet else _say)
+                            log=None if quiet else _say, label=label)
     typer.echo((out / "summary.md").read_text())
-    typer.echo(f"wrote {out}/summary.json, summary.md, summary.csv, recovery.png, best_so_far.png "
+    typer.echo(f"wrote {out}/summary.json, summary.md, summary.csv, recovery.png, recovery_bars.png, best_so_far.png "
                f"({summary['wall_s']:.0f} s)")
 
 
