@@ -206,6 +206,8 @@ def test_loop_with_the_md_campaign(pretrained, tmp_path):
     f = tmp_path / "md.toml"
     f.write_text(f"""[campaign]
 partner = "CC(=C)C=C"
+[candidates]
+smiles = ["CCCO"]
 [protocol]
 {proto}
 [execution]
@@ -215,7 +217,7 @@ ranks = 1
 
 [active_learning]
 pool = "pool.smi"
-n_initial = 3
+n_initial = 2
 batch_size = 1
 rounds = 1
 acquisition = "ei"
@@ -236,14 +238,17 @@ cv_folds = 3
     with ALState(cfg.database, readonly=True) as state:
         picks = state.picks()
         rounds = state.rounds()
-    assert [r["round"] for r in rounds] == [0, 1] and len(picks) == 4
+    assert [r["round"] for r in rounds] == [0, 1] and len(picks) == 3
     assert all(p["status"] == "done" and np.isfinite(p["value"]) for p in picks), picks
+    # the campaign's own candidate (not in the pool) was simulated first and trained round 1
+    assert rounds[1]["n_train"] == 3 and "CCCO" not in {p["smiles"] for p in picks}
     # the values are the campaign's E_int results
     from mdxfer.campaign import Campaign
 
     with Campaign.open(cfg.spec, readonly=True) as camp:
         e_int = {r["canonical_smiles"]: r["E_int"] for r in camp.results() if r["status"] == "done"}
     assert {p["smiles"]: p["value"] for p in picks} == {k: e_int[k] for k in (p["smiles"] for p in picks)}
+    assert "CCCO" in e_int
     assert rounds[1]["best_value"] == min(e_int.values())
     assert (cfg.report_dir / "report.md").exists()
     res = CliRunner().invoke(app, ["al", "status", str(f)])

@@ -132,6 +132,7 @@ class ActiveLearner:
                                        "batch_size": self.s.batch_size, "n_initial": self.s.n_initial})
 
     def _sync_known(self) -> None:
+        self.oracle.run_pending(self.log)
         if self.initial:
             n = self.state.add_observations([asdict(m) for m in self.initial], "initial")
             if n:

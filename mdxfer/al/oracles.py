@@ -61,6 +61,11 @@ class Oracle:
         """Measurements that exist before (or outside) the loop."""
         return []
 
+    def run_pending(self, log: Log | None = None) -> int:
+        """Finish work the oracle was given outside the loop (a campaign's own [candidates]);
+        returns how many items were pending."""
+        return 0
+
 
 class TableOracle(Oracle):
     """Answers from a CSV (``smiles,target`` by default). Unknown molecules fail."""
@@ -155,6 +160,19 @@ class CampaignOracle(Oracle):
         with Campaign.open(self.spec) as camp:
             rows = self._rows(camp)
         return [m for k, r in rows.items() if (m := self._measurement(k, r)) is not None]
+
+    def run_pending(self, log: Log | None = None) -> int:
+        """Run the campaign's own pending candidates (its [candidates] section), so that their
+        results train the model from round 1 on."""
+        from mdxfer.campaign import Campaign
+
+        with Campaign.open(self.spec) as camp:
+            n = sum(r["status"] in ("pending", "running") for r in camp.results())
+            if n:
+                if log:
+                    log(f"running the campaign's {n} pending candidate(s) first")
+                camp.run(progress=log)
+        return n
 
     def measure(self, smiles: Sequence[str], log: Log | None = None,
                 on_result: Callable[[Measurement], None] | None = None) -> list[Measurement]:

@@ -236,7 +236,8 @@ def fit_ensemble(table: FeatureTable, smiles: Sequence[str], y: np.ndarray, seed
     s = table.settings
     y = np.asarray(y, dtype=np.float64)
     if len(y) < 3:
-        raise ALError(f"The model needs at least 3 measured molecules, got {len(y)}.")
+        raise ALError(f"The model needs at least 3 measured molecules, got {len(y)}: raise n_initial, "
+                      "or give measured molecules with initial = \"FILE.csv\".")
     rows = table.rows(smiles)
     rng = np.random.default_rng(seed)
     m = members or s.members
