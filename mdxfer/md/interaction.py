@@ -199,6 +199,8 @@ def run_compress(workdir: str | Path, protocol: Protocol, launcher: Launcher | N
     chunk_steps = min(protocol.steps(protocol.compress_chunk_ps), protocol.steps(ps))
     n_chunks = max(1, math.ceil(protocol.steps(ps) / chunk_steps))
     pre_chunks, pre_chunk_steps, pre_vel = precompression(info, protocol)
+    squeeze_chunks = (math.ceil(protocol.steps(protocol.squeeze_ps) / chunk_steps)
+                      if protocol.squeeze_ps > 0 and info["kind"] == "species" else 0)
     text = render(
         "in.compress.lmp", stage=stage, data_in="system.data", data_out=f"{stage}.data",
         timestep=f"{protocol.timestep_fs:g}", thermo_every=protocol.every(protocol.thermo_every_fs),
@@ -210,15 +212,19 @@ def run_compress(workdir: str | Path, protocol: Protocol, launcher: Launcher | N
         tail_command=tail_command(protocol, bool(info["hbond_pairs"])),
         precompress_chunks=pre_chunks, precompress_chunk_steps=pre_chunk_steps,
         precompress_vel=f"{pre_vel:.8g}", precompress_density=f"{protocol.precompress_density_g_cm3:g}",
+        squeeze_chunks=squeeze_chunks, squeeze_pressure=f"{protocol.squeeze_atm:g}",
     )
     (workdir / f"in.{stage}.lmp").write_text(text)
     run = run_input(workdir, f"in.{stage}.lmp", stage, launcher)
     runs = read_runs(run["log"])
-    # runs[0] is the minimisation, then the pre-compression chunks, then the barostat chunks
+    # runs[0] is the minimisation, then the pre-compression chunks, the squeeze chunks and the
+    # barostat chunks at the target pressure
     pre = concat_runs(runs[1:1 + pre_chunks])
-    series = concat_runs(runs[1 + pre_chunks:])
+    squeeze = concat_runs(runs[1 + pre_chunks:1 + pre_chunks + squeeze_chunks])
+    series = concat_runs(runs[1 + pre_chunks + squeeze_chunks:])
     _check_series(series, stage, workdir)
-    series = series[~series["Step"].isin(pre["Step"])] if not pre.empty else series
+    squeeze = _after(squeeze, pre)
+    series = _after(series, squeeze if not squeeze.empty else pre)
     # plateau test: mean density of the last window against the window before it
     window = max(1, int(round(protocol.steps(ps) * protocol.compress_average_fraction
                               / protocol.every(protocol.thermo_every_fs))))
@@ -248,7 +254,8 @@ def run_compress(workdir: str | Path, protocol: Protocol, launcher: Launcher | N
         wall += more["wall_s"]
         total_ps += ext_chunks * chunk_steps * protocol.timestep_fs / 1000.0
         drift = _drift(series, window)
-    pd.concat([pre.assign(phase="precompress"), series.assign(phase="npt")],
+    pd.concat([pre.assign(phase="precompress"), squeeze.assign(phase="squeeze"),
+               series.assign(phase="npt")],
               ignore_index=True).to_csv(workdir / f"{stage}.thermo.csv", index=False)
     last = summarize(series.iloc[len(series) - window:])
     summary = {
@@ -265,6 +272,13 @@ def run_compress(workdir: str | Path, protocol: Protocol, launcher: Launcher | N
     }
     write_json_atomic(workdir / f"{stage}.json", summary)
     return summary
+
+
+def _after(part: pd.DataFrame, before: pd.DataFrame) -> pd.DataFrame:
+    """``part`` without its rows up to the last step of ``before`` (each run repeats one row)."""
+    if part.empty or before.empty:
+        return part
+    return part[part["Step"] > before["Step"].iloc[-1]].reset_index(drop=True)
 
 
 def _drift(series: pd.DataFrame, window: int) -> float:

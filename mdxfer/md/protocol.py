@@ -40,6 +40,8 @@ class Protocol:
     minimize_steps: int = 1000
     precompress_ps: float = 20.0
     precompress_density_g_cm3: float = 0.5
+    squeeze_ps: float = 0.0
+    squeeze_atm: float = 2000.0
     compress_ps: float = 100.0
     compress_chunk_ps: float = 2.0
     compress_extend_ps: float = 20.0
@@ -130,6 +132,8 @@ def validate(p: Protocol) -> Protocol:
             raise ProtocolError(f"Protocol field {f!r} must be positive, got {getattr(p, f)!r}.")
     if any(x <= 0 for x in p.box_A):
         raise ProtocolError(f"box_A must be three positive lengths, got {p.box_A}.")
+    if p.squeeze_ps < 0 or p.squeeze_atm <= 0:
+        raise ProtocolError("squeeze_ps must be >= 0 and squeeze_atm > 0.")
     if p.compress_extra_max_ps < 0:
         raise ProtocolError("compress_extra_max_ps must be >= 0.")
     for f in ("compress_average_fraction", "nvt_discard_fraction", "plateau_drift"):
