@@ -238,10 +238,10 @@ cv_folds = 3
     with ALState(cfg.database, readonly=True) as state:
         picks = state.picks()
         rounds = state.rounds()
-    assert [r["round"] for r in rounds] == [0, 1] and len(picks) == 3
+    assert [r["round"] for r in rounds] == [0, 1] and len(picks) == 3, (rounds, picks, res.output)
     assert all(p["status"] == "done" and np.isfinite(p["value"]) for p in picks), picks
     # the campaign's own candidate (not in the pool) was simulated first and trained round 1
-    assert rounds[1]["n_train"] == 3 and "CCCO" not in {p["smiles"] for p in picks}
+    assert rounds[1]["n_train"] == 3 and "CCCO" not in {p["smiles"] for p in picks}, (rounds, res.output)
     # the values are the campaign's E_int results
     from mdxfer.campaign import Campaign
 
@@ -249,7 +249,7 @@ cv_folds = 3
         e_int = {r["canonical_smiles"]: r["E_int"] for r in camp.results() if r["status"] == "done"}
     assert {p["smiles"]: p["value"] for p in picks} == {k: e_int[k] for k in (p["smiles"] for p in picks)}
     assert "CCCO" in e_int
-    assert rounds[1]["best_value"] == min(e_int.values())
+    assert rounds[1]["best_value"] == min(e_int.values()), (rounds, e_int)
     assert (cfg.report_dir / "report.md").exists()
     res = CliRunner().invoke(app, ["al", "status", str(f)])
-    assert res.exit_code == 0 and "ei" in res.output
+    assert res.exit_code == 0 and "ei" in res.output, res.output
