@@ -22,7 +22,6 @@ is repeated or lost.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import sqlite3
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from mdxfer.al.acquisition import ALError
+from mdxfer.campaign.runner import RunnerLock
 
 SCHEMA_VERSION = 1
 
@@ -250,46 +250,14 @@ class ALState:
         return (None, None) if row is None else (row[0], row[1])
 
 
-class LoopLock:
+class LoopLock(RunnerLock):
     """``<database>.al.lock``: one loop per database at a time (released by the kernel when the
     process dies, so a killed loop never leaves a stale lock). Separate from the campaign
     runner's own lock, which the loop takes (through the campaign) while it simulates."""
 
-    def __init__(self, db: str | Path):
-        self.path = Path(str(db) + ".al.lock")
-        self.fh = None
+    suffix = ".al.lock"
 
-    def __enter__(self) -> "LoopLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(self.path, "a+")
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            owner = fh.read().strip() or "another process"
-            fh.close()
-            raise ALError(f"An active-learning loop is already running on this database ({owner}).") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()} on {os.uname().nodename}")
-        fh.flush()
-        self.fh = fh
-        return self
+    def busy_error(self, owner: str) -> Exception:
+        return ALError(f"An active-learning loop is already running on this database ({owner}).")
 
-    def __exit__(self, *exc: Any) -> None:
-        if self.fh:
-            self.fh.close()
-            self.fh = None
 
-    @staticmethod
-    def held(db: str | Path) -> bool:
-        path = Path(str(db) + ".al.lock")
-        if not path.exists():
-            return False
-        with open(path, "a+") as fh:
-            try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-        return False

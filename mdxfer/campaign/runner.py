@@ -49,9 +49,16 @@ class RunnerLock:
     """Exclusive, non-blocking ``flock`` on ``<database>.lock`` for the whole run; released
     by the kernel when the process dies, so a ``kill -9`` never leaves a stale lock."""
 
+    suffix = ".lock"
+
     def __init__(self, db: Path):
-        self.path = Path(str(db) + ".lock")
+        self.path = Path(str(db) + self.suffix)
         self.fh = None
+
+    def busy_error(self, owner: str) -> Exception:
+        """The error raised when another process holds the lock."""
+        return CampaignError(f"This campaign is already running ({owner}); wait for it or "
+                             "stop it before starting another run.")
 
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -62,8 +69,7 @@ class RunnerLock:
             fh.seek(0)
             owner = fh.read().strip() or "another process"
             fh.close()
-            raise CampaignError(f"This campaign is already running ({owner}); wait for it or "
-                                "stop it before starting another run.") from None
+            raise self.busy_error(owner) from None
         fh.seek(0)
         fh.truncate()
         fh.write(f"pid {os.getpid()} on {os.uname().nodename}")
@@ -82,10 +88,10 @@ class RunnerLock:
     def __exit__(self, *exc: Any) -> None:
         self.release()
 
-    @staticmethod
-    def held(db: Path) -> bool:
-        """Whether some process is running this campaign now."""
-        path = Path(str(db) + ".lock")
+    @classmethod
+    def held(cls, db: Path) -> bool:
+        """Whether some process holds this lock now."""
+        path = Path(str(db) + cls.suffix)
         if not path.exists():
             return False
         with open(path, "a+") as fh:
