@@ -18,7 +18,7 @@ import numpy as np
 from rdkit import Chem
 
 from mdxfer.errors import ForceFieldError, MoleculeError
-from mdxfer.forcefield.charges import gasteiger_charges
+from mdxfer.forcefield.charges import partial_charges
 from mdxfer.forcefield.typing import assign_types
 
 _OXYGEN_COLUMN = {"O", "S", "Se", "Te"}
@@ -195,8 +195,8 @@ def _check_supported(mol: Chem.Mol, types: list[str], smiles: str) -> None:
         )
 
 
-def parametrize(mol: Chem.Mol, smiles: str | None = None) -> MoleculeFF:
-    """Assign DREIDING types, Gasteiger charges and all bonded terms to ``mol``.
+def parametrize(mol: Chem.Mol, smiles: str | None = None, charges: str = "gasteiger") -> MoleculeFF:
+    """Assign DREIDING types, partial charges (``charges`` model) and all bonded terms to ``mol``.
 
     ``mol`` must carry explicit hydrogens and a 3D conformer (see :func:`mdxfer.molecule.embed`).
     """
@@ -212,7 +212,7 @@ def parametrize(mol: Chem.Mol, smiles: str | None = None) -> MoleculeFF:
         raise ForceFieldError(f"{smiles!r} is a radical; DREIDING typing needs closed shells.")
     types = assign_types(mol)
     _check_supported(mol, types, smiles)
-    charges = gasteiger_charges(mol)
+    atom_charges = partial_charges(mol, charges)
     symbols = [a.GetSymbol() for a in mol.GetAtoms()]
     masses = np.array([a.GetMass() for a in mol.GetAtoms()])
     coords = np.array(mol.GetConformer().GetPositions(), dtype=float)
@@ -279,7 +279,7 @@ def parametrize(mol: Chem.Mol, smiles: str | None = None) -> MoleculeFF:
         return np.array(rows, dtype=int).reshape(-1, width)
 
     return MoleculeFF(
-        smiles=smiles, symbols=symbols, types=types, charges=charges, masses=masses,
+        smiles=smiles, symbols=symbols, types=types, charges=atom_charges, masses=masses,
         coords=coords, bonds=arr(bonds, 2), bond_keys=bond_keys, angles=arr(angles, 3),
         angle_keys=angle_keys, dihedrals=arr(dihedrals, 4), dihedral_keys=dihedral_keys,
         impropers=arr(impropers, 4), improper_keys=improper_keys, torsion_cases=cases,

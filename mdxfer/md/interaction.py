@@ -63,7 +63,7 @@ def read_json(path: Path) -> dict[str, Any]:
 def build_species_system(smiles: str, protocol: Protocol) -> System:
     """The packed box of ``protocol.n_molecules`` copies of ``smiles`` (deterministic)."""
     canon = canonical_smiles(smiles)
-    ff = parametrize(embed(canon, seed=protocol.seed), canon)
+    ff = parametrize(embed(canon, seed=protocol.seed), canon, charges=protocol.charges)
     return pack(ff, protocol.n_molecules, box=protocol.box_A,
                 min_distance=protocol.min_distance_A, seed=protocol.seed)
 

@@ -61,6 +61,7 @@ class Protocol:
     cutoff_A: float = 12.0
     kspace_accuracy: float = 1.0e-4
     hbond: bool = True
+    charges: str = "gasteiger"
     tail_correction: bool = True
     seed: int = 12345
 
@@ -134,6 +135,8 @@ def validate(p: Protocol) -> Protocol:
         raise ProtocolError(f"box_A must be three positive lengths, got {p.box_A}.")
     if p.squeeze_ps < 0 or p.squeeze_atm <= 0:
         raise ProtocolError("squeeze_ps must be >= 0 and squeeze_atm > 0.")
+    if p.charges not in ("gasteiger", "mmff94"):
+        raise ProtocolError(f"charges must be 'gasteiger' or 'mmff94', got {p.charges!r}.")
     if p.compress_extra_max_ps < 0:
         raise ProtocolError("compress_extra_max_ps must be >= 0.")
     for f in ("compress_average_fraction", "nvt_discard_fraction", "plateau_drift"):
