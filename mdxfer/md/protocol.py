@@ -182,13 +182,21 @@ def load_protocol(name_or_path: str = "paper", overrides: dict[str, Any] | None 
     return validate(dataclasses.replace(base, **changes))
 
 
+def _read_templates() -> dict[str, str]:
+    root = resources.files("mdxfer.templates")
+    return {f.name: f.read_text() for f in root.iterdir() if f.name.endswith(".lmp")}
+
+
+#: The LAMMPS templates, read once when mdxfer is imported: a long run keeps the inputs that
+#: match its code even if the installed package changes under it.
+TEMPLATES: dict[str, str] = _read_templates()
+
+
 def template(name: str) -> string.Template:
     """A LAMMPS input template from ``templates/``."""
-    try:
-        text = resources.files("mdxfer.templates").joinpath(name).read_text()
-    except FileNotFoundError as exc:
-        raise ProtocolError(f"Template {name!r} is missing from mdxfer/templates.") from exc
-    return string.Template(text)
+    if name not in TEMPLATES:
+        raise ProtocolError(f"Template {name!r} is missing from mdxfer/templates.")
+    return string.Template(TEMPLATES[name])
 
 
 def render(name: str, **values: Any) -> str:
