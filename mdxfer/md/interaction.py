@@ -201,15 +201,19 @@ def run_compress(workdir: str | Path, protocol: Protocol, launcher: Launcher | N
     pre_chunks, pre_chunk_steps, pre_vel = precompression(info, protocol)
     squeeze_chunks = (math.ceil(protocol.steps(protocol.squeeze_ps) / chunk_steps)
                       if protocol.squeeze_ps > 0 and info["kind"] == "species" else 0)
-    text = render(
-        "in.compress.lmp", stage=stage, data_in="system.data", data_out=f"{stage}.data",
-        timestep=f"{protocol.timestep_fs:g}", thermo_every=protocol.every(protocol.thermo_every_fs),
-        minimize_steps=protocol.minimize_steps, minimize_evals=10 * protocol.minimize_steps,
-        temperature=f"{protocol.temperature_K:g}", seed=protocol.seed % 900_000_000 + 1,
-        tdamp=f"{protocol.tdamp_fs:g}", pressure=f"{protocol.pressure_atm:g}",
-        pdamp=f"{protocol.pdamp_fs:g}", dump_every=protocol.every(protocol.dump_every_fs),
-        n_chunks=n_chunks, chunk_steps=chunk_steps,
+    # values shared by the first input and its extensions
+    barostat = dict(
+        stage=stage, data_out=f"{stage}.data", timestep=f"{protocol.timestep_fs:g}",
+        thermo_every=protocol.every(protocol.thermo_every_fs),
         tail_command=tail_command(protocol, bool(info["hbond_pairs"])),
+        temperature=f"{protocol.temperature_K:g}", tdamp=f"{protocol.tdamp_fs:g}",
+        pressure=f"{protocol.pressure_atm:g}", pdamp=f"{protocol.pdamp_fs:g}",
+        dump_every=protocol.every(protocol.dump_every_fs), chunk_steps=chunk_steps,
+    )
+    text = render(
+        "in.compress.lmp", **barostat, data_in="system.data", n_chunks=n_chunks,
+        minimize_steps=protocol.minimize_steps, minimize_evals=10 * protocol.minimize_steps,
+        seed=protocol.seed % 900_000_000 + 1,
         precompress_chunks=pre_chunks, precompress_chunk_steps=pre_chunk_steps,
         precompress_vel=f"{pre_vel:.8g}", precompress_density=f"{protocol.precompress_density_g_cm3:g}",
         squeeze_chunks=squeeze_chunks, squeeze_pressure=f"{protocol.squeeze_atm:g}",
@@ -234,16 +238,8 @@ def run_compress(workdir: str | Path, protocol: Protocol, launcher: Launcher | N
     while drift >= protocol.plateau_drift and total_ps + 1e-9 < ps + protocol.compress_extra_max_ps:
         extension += 1
         name = f"{stage}_more{extension}"
-        text = render(
-            "in.compress_more.lmp", stage=stage, extension=extension, data_in=f"{stage}.data",
-            data_out=f"{stage}.data", timestep=f"{protocol.timestep_fs:g}",
-            thermo_every=protocol.every(protocol.thermo_every_fs),
-            tail_command=tail_command(protocol, bool(info["hbond_pairs"])),
-            temperature=f"{protocol.temperature_K:g}", tdamp=f"{protocol.tdamp_fs:g}",
-            pressure=f"{protocol.pressure_atm:g}", pdamp=f"{protocol.pdamp_fs:g}",
-            dump_every=protocol.every(protocol.dump_every_fs), n_chunks=ext_chunks,
-            chunk_steps=chunk_steps,
-        )
+        text = render("in.compress_more.lmp", **barostat, extension=extension,
+                      data_in=f"{stage}.data", n_chunks=ext_chunks)
         (workdir / f"in.{name}.lmp").write_text(text)
         more = run_input(workdir, f"in.{name}.lmp", name, launcher)
         extra = concat_runs(read_runs(more["log"]))
