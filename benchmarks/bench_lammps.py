@@ -39,7 +39,7 @@ def main() -> None:
     if args.src:
         src = Path(args.src)
         info = read_json(src / "species.json")
-        base = Protocol(**{**info["protocol"], "box_A": tuple(info["protocol"]["box_A"])})
+        base = Protocol.from_dict(info["protocol"])
         work = out / "mdxfer"
         if work.exists():
             shutil.rmtree(work)

@@ -50,3 +50,12 @@ def test_unknown_preset_and_missing_template_value():
         load_protocol("no-such-preset")
     with pytest.raises(ProtocolError, match="needs a value"):
         render("in.nvt.lmp", stage="nvt")
+
+
+def test_protocol_round_trips_through_its_dict():
+    from mdxfer.md.protocol import Protocol
+
+    p = load_protocol("quick", {"nvt_ps": 7})
+    d = p.to_dict()
+    assert Protocol.from_dict(d) == p
+    assert Protocol.from_dict({**d, "field_of_an_older_version": 1}) == p

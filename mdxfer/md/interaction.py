@@ -123,7 +123,7 @@ def load_system(workdir: str | Path, stage: str | None = None) -> System:
     """Rebuild the :class:`System` of ``workdir``; with ``stage``, at that stage's final state."""
     workdir = Path(workdir)
     info = read_json(workdir / SPECIES_FILE)
-    protocol = Protocol(**{**info["protocol"], "box_A": tuple(info["protocol"]["box_A"])})
+    protocol = Protocol.from_dict(info["protocol"])
     if info["kind"] == "species":
         system = build_species_system(info["smiles"], protocol)
     else:

@@ -78,6 +78,15 @@ class Protocol:
         d["box_A"] = list(self.box_A)
         return d
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Protocol":
+        """A protocol from :meth:`to_dict` output (fields unknown to this version are ignored)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        if "box_A" in values:
+            values["box_A"] = tuple(values["box_A"])
+        return cls(**values)
+
     def digest(self) -> str:
         """Content hash of every number (12 hex digits): keys results to their protocol."""
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
