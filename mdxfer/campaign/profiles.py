@@ -125,24 +125,26 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
+def _choose(section: str, kind: str, classes: dict):
+    """``classes[kind]``, or a CampaignError naming the ``[execution.<section>]`` choices."""
+    if kind not in classes:
+        raise CampaignError(f"[execution.{section}] kind must be one of {', '.join(classes)}, "
+                            f"got {kind!r}.")
+    return classes[kind]
+
+
 def _executor_class(kind: str):
     from parsl.executors import HighThroughputExecutor, MPIExecutor, ThreadPoolExecutor
 
-    classes = {"threads": ThreadPoolExecutor, "htex": HighThroughputExecutor, "mpi": MPIExecutor}
-    if kind not in classes:
-        raise CampaignError(f"[execution.executor] kind must be one of {', '.join(classes)}, "
-                            f"got {kind!r}.")
-    return classes[kind]
+    return _choose("executor", kind, {"threads": ThreadPoolExecutor,
+                                      "htex": HighThroughputExecutor, "mpi": MPIExecutor})
 
 
 def _provider_class(kind: str):
     from parsl.providers import LocalProvider, PBSProProvider, SlurmProvider
 
-    classes = {"local": LocalProvider, "slurm": SlurmProvider, "pbspro": PBSProProvider}
-    if kind not in classes:
-        raise CampaignError(f"[execution.provider] kind must be one of {', '.join(classes)}, "
-                            f"got {kind!r}.")
-    return classes[kind]
+    return _choose("provider", kind, {"local": LocalProvider, "slurm": SlurmProvider,
+                                      "pbspro": PBSProProvider})
 
 
 def _launcher(name: str):
