@@ -24,7 +24,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from mdxfer import __version__
@@ -431,10 +430,6 @@ def interaction_energy(
     except ImportError:  # pragma: no cover - matplotlib is a dependency
         pass
     return result
-
-
-def result_is_finite(result: dict[str, Any]) -> bool:
-    return all(np.isfinite(result[k]) for k in ("E_int", "E_int_stderr", "E_tot", "E_chem"))
 
 
 def point_energy(workdir: str | Path, launcher: Launcher | None = None,

@@ -13,7 +13,7 @@ import hashlib
 import json
 import string
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -215,11 +215,3 @@ def render(name: str, **values: Any) -> str:
     except KeyError as exc:
         raise ProtocolError(f"Template {name!r} needs a value for {exc.args[0]!r}.") from exc
 
-
-@dataclass
-class StageSpec:
-    """One LAMMPS invocation: which template, its values, and the files it reads/writes."""
-
-    stage: str
-    template: str
-    values: dict[str, Any] = field(default_factory=dict)
