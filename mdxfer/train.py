@@ -21,7 +21,7 @@ import copy
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -94,10 +94,16 @@ class PretrainSettings:
     patience: int | None = None
     batch_size: int | None = None
     lr: float | None = None
+    #: an explicit architecture (a model library's random one); replaces ``preset``
+    arch: ModelConfig | None = None
+    #: a folder whose ``model.pt`` encoder (e.g. ``mdxfer selfsup``) initialises this network
+    init_encoder: str | None = None
 
     def config(self) -> ModelConfig:
-        return preset(self.preset, max_epochs=self.max_epochs, patience=self.patience,
-                      batch_size=self.batch_size, lr=self.lr)
+        base = self.arch if self.arch is not None else preset(self.preset)
+        return replace(base, **{k: v for k, v in {"max_epochs": self.max_epochs, "patience": self.patience,
+                                                 "batch_size": self.batch_size, "lr": self.lr}.items()
+                                if v is not None})
 
 
 def _make_scheduler(cfg: ModelConfig, opt: torch.optim.Optimizer):
@@ -188,11 +194,15 @@ def pretrain(out_dir: str | Path, settings: PretrainSettings | None = None, thre
     y_val_z = torch.tensor(scaler.transform(y_val), dtype=torch.float32)
 
     model = build_model(cfg, seed=s.seed)
+    init_digest = None
+    if s.init_encoder:
+        init_digest = load_encoder_weights(model, s.init_encoder)
+        log(f"encoder initialised from {s.init_encoder} (sha256 {init_digest[:12]})")
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = _make_scheduler(cfg, opt)
     run_key = {"data_hash": data_hash, "arch": {k: v for k, v in cfg.to_dict().items()
                                                   if k not in ("max_epochs", "patience")},
-               "seed": s.seed, "featurizer": feats_version()}
+               "seed": s.seed, "featurizer": feats_version(), "init_encoder": init_digest}
     state = {"epoch": 0, "best_loss": math.inf, "best_epoch": 0, "bad_epochs": 0,
              "train_s": 0.0, "history": [], "best_state": None}
 
@@ -272,8 +282,9 @@ def pretrain(out_dir: str | Path, settings: PretrainSettings | None = None, thre
         "data": {"source": f"qm9pack {qm9.qm9pack_version()}", "target": s.target, "unit": unit,
                  "n_subset": s.n, "n_train": n_tr, "n_val": len(sp.val), "subset_seed": s.seed,
                  "split_seed": sp.split_seed, "data_hash": data_hash, "domain": domain},
-        "training": {k: metrics[k] for k in ("epochs_run", "best_epoch", "stop_reason", "train_wall_s",
-                                             "threads", "seed")},
+        "training": {**{k: metrics[k] for k in ("epochs_run", "best_epoch", "stop_reason", "train_wall_s",
+                                                "threads", "seed")},
+                     "init_encoder": {"path": str(s.init_encoder), "sha256": init_digest} if s.init_encoder else None},
         "metrics": {k: metrics[k] for k in ("r2_train", "r2_val", "mae_val")},
         "environment": environment(),
     }
@@ -287,6 +298,25 @@ def pretrain(out_dir: str | Path, settings: PretrainSettings | None = None, thre
                 title=f"QM9 {name}, preset {cfg.preset}, best epoch {state['best_epoch']}")
     log(f"wrote {out / 'model.pt'}, metrics.json, parity.png")
     return metrics
+
+
+def load_encoder_weights(model, folder: str | Path) -> str:
+    """Copy the encoder weights of the model in ``folder`` (``model.pt``) into ``model``'s
+    encoder; the architectures must match. Returns the SHA-256 of the copied weights."""
+    import hashlib
+
+    src = TrainedModel.load(folder)
+    mine, theirs = model.encoder.state_dict(), src.model.encoder.state_dict()
+    if {k: tuple(v.shape) for k, v in mine.items()} != {k: tuple(v.shape) for k, v in theirs.items()}:
+        raise DataError(f"The encoder in {folder} ({src.config.conv}, {src.config.n_conv} layers x "
+                        f"{src.config.hidden}) does not match this network ({model.cfg.conv}, "
+                        f"{model.cfg.n_conv} x {model.cfg.hidden}); pretrain with the same preset.")
+    model.encoder.load_state_dict(theirs)
+    h = hashlib.sha256()
+    for k, v in theirs.items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().numpy().tobytes())
+    return h.hexdigest()
 
 
 def feats_version() -> str:

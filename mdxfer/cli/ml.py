@@ -31,6 +31,8 @@ def pretrain_cmd(
     split_seed: Optional[int] = typer.Option(None, "--split-seed", help="Seed of the train/val split (default: --seed)."),
     target: str = typer.Option("Heatcapacity_Cv_cal_mol_K", "--target", help="QM9 column to learn."),
     time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Stop training after this many minutes."),
+    init_encoder: Optional[Path] = typer.Option(None, "--init-encoder",
+                                                help="Start the encoder from this folder's model.pt (e.g. `mdxfer selfsup`); same preset needed."),
     restart: bool = typer.Option(False, "--restart", help="Ignore a checkpoint in --out and start over."),
     threads: int = typer.Option(1, "--threads", help=THREADS_HELP),
     jobs: int = typer.Option(1, "--jobs", help="Processes for featurisation."),
@@ -46,7 +48,8 @@ def pretrain_cmd(
 
     console = Console(stderr=True)
     settings = PretrainSettings(n=n, n_val=n_val, seed=seed, split_seed=split_seed, preset=preset,
-                                target=target, max_epochs=epochs, patience=patience, batch_size=batch_size)
+                                target=target, max_epochs=epochs, patience=patience, batch_size=batch_size,
+                                init_encoder=str(init_encoder) if init_encoder else None)
     m = pretrain(out, settings, threads=threads, jobs=jobs, resume=not restart,
                  time_limit_s=time_limit * 60 if time_limit is not None else None, progress=progress,
                  log=lambda s: console.print(s, highlight=False))
