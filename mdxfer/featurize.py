@@ -473,3 +473,20 @@ def applicability(graphs: GraphSet, elements: Iterable[int] = QM9_ELEMENTS,
             reasons.append(f"{heavy[g]} heavy atoms > {max_heavy_atoms}")
         out.append("; ".join(reasons))
     return out
+
+
+#: Morgan count fingerprints used by fingerprint baselines and fingerprint source models
+FP_RADIUS, FP_BITS = 2, 2048
+
+
+def morgan_counts(smiles: Sequence[str]) -> np.ndarray:
+    """Morgan count fingerprints (radius 2, 2,048 bits), float32 (n x 2048); zeros if unparsable."""
+    from rdkit.Chem import rdFingerprintGenerator
+
+    gen = rdFingerprintGenerator.GetMorganGenerator(radius=FP_RADIUS, fpSize=FP_BITS)
+    out = np.zeros((len(smiles), FP_BITS), dtype=np.float32)
+    for i, s in enumerate(smiles):
+        mol = parse_smiles(s)
+        if mol is not None:
+            out[i] = gen.GetCountFingerprintAsNumPy(mol)
+    return out

@@ -248,10 +248,16 @@ class TrainedModel:
     model: GraphRegressor
     scaler: TargetScaler
     provenance: dict[str, Any] = field(default_factory=dict)
+    kind = "gnn"
 
     @property
     def config(self) -> ModelConfig:
         return self.model.cfg
+
+    def embed(self, graphs: GraphSet, smiles=None) -> np.ndarray:
+        """Pooled embeddings of the encoder (n_graphs x ``encoder.out_dim``); ``smiles`` is
+        ignored (fingerprint models need it, see :mod:`mdxfer.fpnet`)."""
+        return embed_graphs(self.model.encoder, graphs)
 
     def predict_graphs(self, graphs: GraphSet) -> np.ndarray:
         """Predictions in the target's unit."""

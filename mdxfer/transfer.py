@@ -46,15 +46,14 @@ import pandas as pd
 import torch
 
 from mdxfer.featurize import (FEATURIZER_VERSION, DataError, Featurized, GraphSet, applicability,
-                              featurize_smiles, parse_smiles)
-from mdxfer.model import (TargetScaler, TrainedModel, embed_graphs, environment, read_torch_file,
-                          set_threads)
+                              featurize_smiles, morgan_counts, parse_smiles)
+from mdxfer.fpnet import SourceModel, load_source, source_from_dict
+from mdxfer.model import TargetScaler, environment, read_torch_file, set_threads
 from mdxfer.train import parity_plot, regression_metrics
 
 ENSEMBLE_FORMAT = "mdxfer-ensemble"
 ENSEMBLE_FORMAT_VERSION = 1
 MODES = ("finetune", "ridge", "rf", "fp_ridge")
-FP_RADIUS, FP_BITS = 2, 2048
 
 
 # --------------------------------------------------------------------------------------------
@@ -94,19 +93,6 @@ def read_target_table(path: str | Path, smiles_col: str = "smiles", target_col: 
         raise DataError(f"{path} has {len(out)} rows; cross-validated transfer needs at least 5.")
     out["smiles"] = out["smiles"].astype(str)
     out["target"] = out["target"].astype(float)
-    return out
-
-
-def morgan_counts(smiles: Sequence[str]) -> np.ndarray:
-    """Morgan count fingerprints (radius 2, 2,048 bits), float32 (n x 2048); zeros if unparsable."""
-    from rdkit.Chem import rdFingerprintGenerator
-
-    gen = rdFingerprintGenerator.GetMorganGenerator(radius=FP_RADIUS, fpSize=FP_BITS)
-    out = np.zeros((len(smiles), FP_BITS), dtype=np.float32)
-    for i, s in enumerate(smiles):
-        mol = parse_smiles(s)
-        if mol is not None:
-            out[i] = gen.GetCountFingerprintAsNumPy(mol)
     return out
 
 
@@ -167,7 +153,7 @@ class ForestMember:
         return {"kind": "forest", "uses": self.uses, "info": self.info}
 
 
-def _fit_finetune(base: TrainedModel, E: np.ndarray, y: np.ndarray, idx: np.ndarray, s: "TransferSettings",
+def _fit_finetune(base: SourceModel, E: np.ndarray, y: np.ndarray, idx: np.ndarray, s: "TransferSettings",
                   seed: int) -> HeadMember:
     """Retrain the pretrained head (FC layers + output) on rows ``idx`` of the embedding ``E``;
     early stopping on a random ``val_fraction`` of those rows."""
@@ -228,7 +214,7 @@ def _fit_forest(X: np.ndarray, y: np.ndarray, seed: int) -> ForestMember:
     return ForestMember(rf, "embedding", {"n_estimators": 200, "seed": seed})
 
 
-def fit_member(mode: str, base: TrainedModel, E: np.ndarray, FP: np.ndarray, y: np.ndarray,
+def fit_member(mode: str, base: SourceModel, E: np.ndarray, FP: np.ndarray, y: np.ndarray,
                idx: np.ndarray, s: "TransferSettings", seed: int):
     """Train one member of ``mode`` on rows ``idx``."""
     if mode == "finetune":
@@ -252,7 +238,7 @@ class Ensemble:
 
     A pretraining folder loads as a one-member ensemble (its own head; spread 0)."""
 
-    base: TrainedModel
+    base: SourceModel
     members: list
     mode: str
     target_name: str
@@ -268,14 +254,14 @@ class Ensemble:
     def needs_embedding(self) -> bool:
         return any(m.uses == "embedding" for m in self.members)
 
-    def embed_graphs(self, graphs: GraphSet) -> np.ndarray:
-        """Pooled embeddings of the frozen encoder (n x d)."""
-        return embed_graphs(self.base.model.encoder, graphs)
+    def embed_graphs(self, graphs: GraphSet, smiles: Sequence[str] | None = None) -> np.ndarray:
+        """Embeddings of the frozen encoder (n x d); fingerprint sources need ``smiles``."""
+        return self.base.embed(graphs, smiles)
 
     def member_predictions_graphs(self, graphs: GraphSet, smiles: Sequence[str] | None = None) -> np.ndarray:
         """(n_members x n_graphs) predictions in the target unit. ``smiles`` (one per graph) is
         needed only by fingerprint members."""
-        E = self.embed_graphs(graphs) if self.needs_embedding else None
+        E = self.embed_graphs(graphs, smiles) if self.needs_embedding else None
         FP = None
         if self.needs_fingerprints:
             if smiles is None:
@@ -326,7 +312,7 @@ def load_ensemble(path: str | Path) -> Ensemble:
         if d.get("featurizer") != FEATURIZER_VERSION:
             raise DataError(f"{ens_file} uses featuriser {d.get('featurizer')!r}, this mdxfer "
                             f"{FEATURIZER_VERSION!r}; redo the transfer.")
-        base = TrainedModel.from_dict(d["base"], str(ens_file))
+        base = source_from_dict(d["base"], str(ens_file))
         forests = None
         members = []
         for md in d["members"]:
@@ -350,7 +336,7 @@ def load_ensemble(path: str | Path) -> Ensemble:
                         d["provenance"])
     model_file = folder / "model.pt" if path.is_dir() else path
     if model_file.exists():
-        base = TrainedModel.load(model_file)
+        base = load_source(model_file)
         member = HeadMember(base.model.head, base.scaler, {"source": "pretrained head"})
         domain = base.provenance.get("data", {}).get("domain", {})
         return Ensemble(base, [member], "pretrained", base.scaler.name, base.scaler.unit, domain,
@@ -384,7 +370,7 @@ def embed(ensemble: Ensemble, smiles: Sequence[str]) -> np.ndarray:
     f = _featurize_or_nan(smiles)
     out = np.full((len(smiles), ensemble.base.model.encoder.out_dim), np.nan, dtype=np.float32)
     if len(f.graphs):
-        out[f.index] = ensemble.embed_graphs(f.graphs)
+        out[f.index] = ensemble.embed_graphs(f.graphs, [smiles[i] for i in f.index])
     return out
 
 
@@ -419,7 +405,7 @@ class TransferSettings:
     target_unit: str = ""
 
 
-def _encoder_digest(base: TrainedModel) -> str:
+def _encoder_digest(base: SourceModel) -> str:
     h = hashlib.sha256()
     for k, v in base.model.encoder.state_dict().items():
         h.update(k.encode())
@@ -427,7 +413,7 @@ def _encoder_digest(base: TrainedModel) -> str:
     return h.hexdigest()
 
 
-def cross_validate(base: TrainedModel, E: np.ndarray, FP: np.ndarray, y: np.ndarray, mode: str,
+def cross_validate(base: SourceModel, E: np.ndarray, FP: np.ndarray, y: np.ndarray, mode: str,
                    s: TransferSettings, tick: Callable[[], None] | None = None) -> dict[str, Any]:
     """Repeated k-fold CV of one mode. Returns metrics, out-of-fold predictions (repeats x n)
     and the fold models (the ensemble)."""
@@ -469,13 +455,13 @@ def transfer(base_dir: str | Path, data: str | Path, out_dir: str | Path, settin
     log = log or (lambda msg: None)
     set_threads(threads)
     t0 = time.perf_counter()
-    base = TrainedModel.load(base_dir)
+    base = load_source(base_dir)
     digest = _encoder_digest(base)
     table = read_target_table(data, smiles_col, target_col)
     s.target_name = target_col
     smiles, y = list(table.smiles), table.target.to_numpy()
     f = featurize_smiles(smiles)
-    E = embed_graphs(base.model.encoder, f.graphs)
+    E = base.embed(f.graphs, smiles)
     FP = morgan_counts(smiles)
     domain = base.provenance.get("data", {}).get("domain", {})
     notes = applicability(f.graphs, domain.get("elements", (1, 6, 7, 8, 9)), domain.get("max_heavy_atoms", 9))
