@@ -139,9 +139,53 @@ def rank_cmd(
                f"[{r['molecules_per_s']:.0f} molecules/s]")
 
 
+@friendly_errors
+def selfsup_cmd(
+    out: Path = typer.Option(..., "--out", help="Output folder: model.pt (pretrained encoder), metrics.json, history.csv."),
+    n: int = typer.Option(20000, "--n", help="QM9 molecules drawn at random (0: none)."),
+    smiles: Optional[Path] = typer.Option(None, "--smiles", help="Extra unlabelled molecules: .smi or .csv (a 'smiles' column or the first)."),
+    preset: str = typer.Option("default", "--preset", help="Encoder architecture ('paper' or 'default'); use the same for `pretrain --init-encoder`."),
+    tasks: str = typer.Option("atom,motif", "--tasks", help="Pretraining tasks: atom (masked elements), motif (functional groups, rings, bonds)."),
+    balance: str = typer.Option("inverse", "--balance", help="Masked-atom class weights: inverse, sqrt or none (element frequency)."),
+    epochs: int = typer.Option(20, "--epochs", help="Epochs over the unlabelled molecules."),
+    batch_size: int = typer.Option(128, "--batch-size", help="Mini-batch size."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the subset, split, masks, weights and batch order."),
+    time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Stop training after this many minutes."),
+    restart: bool = typer.Option(False, "--restart", help="Ignore a checkpoint in --out and start over."),
+    threads: int = typer.Option(1, "--threads", help=THREADS_HELP),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Self-supervised pretraining of the encoder (seed 004): masked atoms + motifs, no labels."""
+    from rich.console import Console
+
+    from mdxfer.selfsup import SelfSupSettings, selfsup
+
+    console = Console(stderr=True)
+
+    def on_bad(line: int, text: str) -> None:
+        console.print(f"{smiles}:{line}: cannot parse SMILES {text!r}; skipped", highlight=False, markup=False)
+
+    s = SelfSupSettings(n=n, smiles_file=str(smiles) if smiles else None, seed=seed, preset=preset,
+                        tasks=tuple(tasks.split(",")), balance=balance, epochs=epochs, batch_size=batch_size)
+    m = selfsup(out, s, threads=threads, resume=not restart, progress=progress, on_bad=on_bad,
+                time_limit_s=time_limit * 60 if time_limit is not None else None,
+                log=lambda x: console.print(x, highlight=False))
+    parts = []
+    if "val_atom_acc" in m:
+        parts.append(f"masked atoms: accuracy {m['val_atom_acc']:.3f}, balanced {m['val_atom_balanced_acc']:.3f} "
+                     f"(majority class {m['val_atom_majority_acc']:.3f} / {m['val_atom_majority_balanced_acc']:.3f})")
+    if "val_motif_auc" in m:
+        parts.append(f"motifs: mean ROC-AUC {m['val_motif_auc']:.3f} over {m['n_motifs']} labels")
+    typer.echo("validation " + "; ".join(parts))
+    typer.echo(f"{m['n_molecules']} molecules, {m['epochs_run']} epochs (best {m['best_epoch']}, {m['stop_reason']}), "
+               f"{m['train_wall_s']:.0f} s training; encoder in {out}/model.pt "
+               f"(use: mdxfer pretrain --init-encoder {out} --preset {m['preset']})")
+
+
 def register(app: typer.Typer) -> None:
     """Add ``pretrain``, ``transfer`` and ``rank`` to the ``mdxfer`` command."""
     app.command("pretrain")(pretrain_cmd)
     app.command("transfer")(transfer_cmd)
     app.command("rank")(rank_cmd)
+    app.command("selfsup")(selfsup_cmd)
 
