@@ -194,6 +194,10 @@ def model_path(library_dir: str | Path, entry: dict[str, Any]) -> Path:
     return Path(library_dir) / str(rel)
 
 
+def _widths(w) -> str:
+    return "-".join(str(x) for x in (w or []))
+
+
 def manifest_table(data: dict[str, Any]):
     """The manifest as a pandas table (one row per model)."""
     import pandas as pd
@@ -201,10 +205,11 @@ def manifest_table(data: dict[str, Any]):
     rows = []
     for m in data["models"]:
         a = m.get("architecture", {})
-        arch = (f"{a.get('conv')} {a.get('n_conv')}x{a.get('hidden')} {a.get('pooling')} | fc {a.get('fc')}"
-                if m["kind"] == "gnn" else f"morgan | mlp {a.get('widths')}")
+        arch = (f"{a.get('conv')} {a.get('n_conv')}x{a.get('hidden')} {a.get('pooling')} fc {_widths(a.get('fc'))}"
+                if m["kind"] == "gnn" else f"morgan mlp {_widths(a.get('widths'))}")
         mm = m["metrics"]
-        rows.append({"name": m["name"], "property": m["property"], "kind": m["kind"], "architecture": arch,
+        rows.append({"name": m["name"], "property": SHORT_NAMES.get(m["property"], m["property"]), "kind": m["kind"],
+                     "architecture": arch,
                      "r2_val": mm.get("r2_val"), "mae_val": mm.get("mae_val"), "epochs": mm.get("epochs_run"),
                      "train_s": mm.get("train_wall_s")})
     return pd.DataFrame(rows)

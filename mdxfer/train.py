@@ -331,3 +331,51 @@ def _write_history(path: Path, history: list[dict[str, float]]) -> None:
     keys = list(history[0])
     lines = [",".join(keys)] + [",".join(f"{h[k]:.6g}" for k in keys) for h in history]
     path.write_text("\n".join(lines) + "\n")
+
+
+def fit_graph_regressor(graphs: GraphSet, y: np.ndarray, cfg: ModelConfig, seed: int = 0,
+                        init_encoder: str | Path | None = None, val_fraction: float = 0.1,
+                        time_limit_s: float | None = None, name: str = "target",
+                        unit: str = "") -> tuple[TrainedModel, dict[str, Any]]:
+    """Train a whole network (encoder and head) on any graphs and targets, with early stopping
+    on a seeded random ``val_fraction`` of them; the encoder may start from another model's
+    (``init_encoder``, e.g. self-supervised). Returns the model (best epoch) and a record."""
+    y = np.asarray(y, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(len(y))
+    n_val = min(max(1, int(round(val_fraction * len(y)))), len(y) - 2)
+    va, tr = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+    train_g, val_g = graphs.subset(tr), graphs.subset(va)
+    scaler = TargetScaler.fit(y[tr], name, unit)
+    y_tr = torch.tensor(scaler.transform(y[tr]), dtype=torch.float32)
+    y_val_z = scaler.transform(y[va])
+    model = build_model(cfg, seed=seed)
+    if init_encoder is not None:
+        load_encoder_weights(model, init_encoder)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = _make_scheduler(cfg, opt)
+    best, best_state, best_epoch, bad, epoch = math.inf, None, 0, 0, 0
+    t0 = time.perf_counter()
+    stop = "max_epochs"
+    for epoch in range(1, cfg.max_epochs + 1):
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        _train_epoch(model, opt, train_g, y_tr, cfg.batch_size, gen)
+        vl = float(np.mean((predict_scaled(model, val_g) - y_val_z) ** 2))
+        if sched is not None:
+            sched.step(vl)
+        if vl < best:
+            best, best_state, best_epoch, bad = vl, copy.deepcopy(model.state_dict()), epoch, 0
+        else:
+            bad += 1
+        if bad >= cfg.patience:
+            stop = "early_stopping"
+            break
+        if time_limit_s is not None and time.perf_counter() - t0 >= time_limit_s:
+            stop = "time_limit"
+            break
+    model.load_state_dict(best_state)
+    model.eval()
+    return TrainedModel(model, scaler, {"training": {"best_epoch": best_epoch, "epochs_run": epoch,
+                                                     "stop_reason": stop}}), {
+        "best_epoch": best_epoch, "epochs_run": epoch, "stop_reason": stop,
+        "train_wall_s": round(time.perf_counter() - t0, 2)}

@@ -304,6 +304,10 @@ def load_ensemble(path: str | Path) -> Ensemble:
     if not path.exists():
         raise DataError(f"No model folder {path}.")
     folder = path if path.is_dir() else path.parent
+    if path.is_dir() and (folder / "committee.json").exists():
+        from mdxfer.shotgun import load_committee
+
+        return load_committee(folder)
     ens_file = folder / "ensemble.pt" if path.is_dir() else path
     if ens_file.name == "ensemble.pt" and ens_file.exists():
         d = read_torch_file(ens_file)

@@ -35,7 +35,7 @@ def main(
 md_cli.register(app)
 
 # Optional groups register themselves when their modules exist.
-for _name in ("ml", "campaign", "al"):
+for _name in ("ml", "library", "benchmark", "campaign", "al"):
     try:
         _mod = __import__(f"mdxfer.cli.{_name}", fromlist=["register"])
     except ModuleNotFoundError as _exc:  # pragma: no cover - only while a group is unwritten

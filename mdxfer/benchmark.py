@@ -1,0 +1,275 @@
+"""Benchmarks of the learning side on held-out molecules: extrapolation and small data.
+
+``extrapolation`` (seed 004): a data set is split by a threshold of its target — train on the
+molecules *below* it, test on those *above* — and each approach is scored on the test side:
+MAE, R², and the fraction of test predictions that reach the threshold at all (a model that
+never predicts beyond what it has seen scores 0 there).
+
+``small_data`` (seed 002): ``n_train`` molecules (24) of a target the library was not trained
+on, the rest held out; repeated over seeds.
+
+Approaches (each fitted on the training side only; every choice — mode, source model — is made
+by cross-validation inside the training side):
+
+``direct_fp_ridge``  ridge on Morgan counts, no transfer;
+``direct_gnn``       a graph network (preset ``default``) trained from scratch;
+``ssl_gnn``          the same network with its encoder started from a self-supervised model;
+``ssl_ridge``        ridge on the frozen self-supervised embedding;
+``single_source``    transfer from one source model (finetune or ridge, chosen by CV);
+``shotgun``          shotgun transfer over a library (models of the target's own property excluded).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from mdxfer import qm9
+from mdxfer.featurize import DataError, GraphSet, featurize_smiles, morgan_counts, parse_smiles
+from mdxfer.train import regression_metrics
+
+APPROACHES = ("direct_fp_ridge", "direct_gnn", "ssl_gnn", "ssl_ridge", "single_source", "shotgun")
+
+
+# --------------------------------------------------------------------------------------------
+# splits
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class ThresholdSplit:
+    """Rows of a table split at ``threshold``: ``train`` below it, ``test`` at or above it."""
+
+    train: np.ndarray
+    test: np.ndarray
+    threshold: float
+    dropped: np.ndarray  # test rows whose molecule also sits in the training side
+
+
+def canonical(smiles: str) -> str | None:
+    from rdkit import Chem
+
+    mol = parse_smiles(smiles)
+    return Chem.MolToSmiles(mol) if mol is not None else None
+
+
+def threshold_split(smiles: Sequence[str], y: np.ndarray, threshold: float | None = None,
+                    quantile: float = 0.8) -> ThresholdSplit:
+    """Train below the threshold (``y < t``), test at or above it. ``threshold`` defaults to
+    the ``quantile`` of ``y``. A molecule (canonical SMILES) present on both sides — a
+    duplicate with two values — is removed from the test side (no leakage)."""
+    y = np.asarray(y, dtype=np.float64)
+    if not np.isfinite(y).all():
+        raise DataError("The target has missing or non-numeric values.")
+    t = float(np.quantile(y, quantile)) if threshold is None else float(threshold)
+    train, test = np.flatnonzero(y < t), np.flatnonzero(y >= t)
+    if len(train) < 5 or len(test) < 1:
+        raise DataError(f"Threshold {t:.4g} leaves {len(train)} training and {len(test)} test rows; "
+                        "choose a threshold inside the data.")
+    seen = {canonical(smiles[i]) for i in train}
+    leak = np.array([i for i in test if canonical(smiles[i]) in seen], dtype=np.int64)
+    test = np.setdiff1d(test, leak)
+    return ThresholdSplit(train, test, t, leak)
+
+
+# --------------------------------------------------------------------------------------------
+# approaches: fit on (smiles, y), predict new smiles
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class Context:
+    """What the approaches share: featurised molecules, optional library / SSL / source."""
+
+    smiles: list[str]
+    graphs: GraphSet
+    FP: np.ndarray
+    library: str | None = None
+    exclude_properties: tuple[str, ...] = ()
+    ssl: str | None = None
+    source: str | None = None
+    gnn_epochs: int = 150
+    gnn_patience: int = 25
+    gnn_time_limit_s: float | None = None
+    cv_folds: int = 5
+    cv_repeats: int = 1
+    modes: tuple[str, ...] = ("finetune", "ridge")
+
+
+def _ridge(X_tr: np.ndarray, y: np.ndarray, X_te: np.ndarray, standardize: bool) -> np.ndarray:
+    from mdxfer.transfer import _fit_ridge
+
+    return _fit_ridge(X_tr, y, "x", standardize).predict(X_te)
+
+
+def _gnn(ctx: Context, tr: np.ndarray, y: np.ndarray, te: np.ndarray, seed: int, init: str | None) -> np.ndarray:
+    from mdxfer.model import preset
+    from mdxfer.train import fit_graph_regressor
+
+    if init is not None:
+        from mdxfer.model import TrainedModel
+
+        cfg = TrainedModel.load(init).config
+    else:
+        cfg = preset("default")
+    from dataclasses import replace
+
+    cfg = replace(cfg, max_epochs=ctx.gnn_epochs, patience=ctx.gnn_patience)
+    model, _ = fit_graph_regressor(ctx.graphs.subset(tr), y, cfg, seed=seed, init_encoder=init,
+                                   time_limit_s=ctx.gnn_time_limit_s)
+    return model.predict_graphs(ctx.graphs.subset(te))
+
+
+def _transfer(ctx: Context, sources: list, tr: np.ndarray, y: np.ndarray, te: np.ndarray, seed: int,
+              include_direct: bool) -> tuple[np.ndarray, str]:
+    from mdxfer.shotgun import ShotgunSettings, score_candidates
+
+    s = ShotgunSettings(modes=ctx.modes, folds=ctx.cv_folds, repeats=ctx.cv_repeats, seed=seed,
+                        include_direct=include_direct)
+    sm = [ctx.smiles[i] for i in tr]
+    cands = score_candidates(sources, sm, y, s, ctx.graphs.subset(tr), ctx.FP[tr])
+    best = cands[0]
+    te_sm = [ctx.smiles[i] for i in te]
+    from mdxfer.shotgun import choose
+
+    ens = choose(cands, 1, "target")
+    pred = ens.member_predictions_graphs(ctx.graphs.subset(te), te_sm).mean(0)
+    return pred, f"{best.name}/{best.mode}"
+
+
+def run_approach(name: str, ctx: Context, tr: np.ndarray, y: np.ndarray, te: np.ndarray,
+                 seed: int) -> tuple[np.ndarray, str]:
+    """Fit approach ``name`` on rows ``tr`` (targets ``y``), predict rows ``te``; returns the
+    predictions and a note (what was chosen)."""
+    if name == "direct_fp_ridge":
+        return _ridge(ctx.FP[tr], y, ctx.FP[te], standardize=False), ""
+    if name == "direct_gnn":
+        return _gnn(ctx, tr, y, te, seed, None), "preset default"
+    if name in ("ssl_gnn", "ssl_ridge"):
+        if not ctx.ssl:
+            raise DataError(f"{name} needs a self-supervised model (--ssl DIR from `mdxfer selfsup`).")
+        if name == "ssl_gnn":
+            return _gnn(ctx, tr, y, te, seed, ctx.ssl), "encoder from " + Path(ctx.ssl).name
+        from mdxfer.fpnet import load_source
+
+        base = load_source(ctx.ssl)
+        E = base.embed(ctx.graphs, ctx.smiles)
+        return _ridge(E[tr], y, E[te], standardize=True), ""
+    if name == "single_source":
+        from mdxfer.fpnet import load_source
+
+        if not ctx.source:
+            raise DataError("single_source needs a source model (--source DIR).")
+        entry = {"name": Path(ctx.source).name, "property": "", "kind": "", "metrics": {}}
+        return _transfer(ctx, [(entry, load_source(ctx.source))], tr, y, te, seed, include_direct=False)
+    if name == "shotgun":
+        from mdxfer.library import load_library
+
+        if not ctx.library:
+            raise DataError("shotgun needs a model library (--library DIR).")
+        return _transfer(ctx, load_library(ctx.library, ctx.exclude_properties), tr, y, te, seed,
+                         include_direct=True)
+    raise DataError(f"Unknown approach {name!r}; choose from {', '.join(APPROACHES)}.")
+
+
+def default_source(library: str | Path, prop: str = qm9.CV_COLUMN) -> str:
+    """The library's best graph model of ``prop`` (by validation R²): the single source."""
+    from mdxfer.library import model_path, read_manifest
+
+    ms = [m for m in read_manifest(library)["models"] if m["property"] == prop and m["kind"] == "gnn"]
+    if not ms:
+        raise DataError(f"{library} has no graph model of {prop}; give --source DIR.")
+    return str(model_path(library, max(ms, key=lambda m: m["metrics"].get("r2_val") or -1e9)))
+
+
+# --------------------------------------------------------------------------------------------
+# the two benchmarks
+# --------------------------------------------------------------------------------------------
+
+def _score(y_true: np.ndarray, pred: np.ndarray, threshold: float | None) -> dict[str, float]:
+    m = regression_metrics(y_true, pred)
+    out = {"mae": m["mae"], "r2": m["r2"], "rmse": m["rmse"]}
+    if threshold is not None:
+        out["frac_above_threshold"] = float(np.mean(pred >= threshold))
+    return out
+
+
+def qm9_sample(n: int, seed: int, target: str, exclude_library: str | Path | None = None) -> pd.DataFrame:
+    """``n`` seeded QM9 molecules with ``target``, none from the library's training subset."""
+    from mdxfer.library import LibrarySettings, read_manifest
+
+    df = qm9.load_qm9()
+    if exclude_library:
+        ls = LibrarySettings.from_dict(read_manifest(exclude_library).get("settings", {}))
+        used = set(qm9.subset(ls.n, ls.seed, df)[qm9.SMILES_COLUMN])
+        df = df[~df[qm9.SMILES_COLUMN].isin(used)].reset_index(drop=True)
+    rng = np.random.default_rng(seed + 7_919)
+    idx = np.sort(rng.choice(len(df), size=min(n, len(df)), replace=False))
+    sub = df.iloc[idx].reset_index(drop=True)
+    return pd.DataFrame({"smiles": sub[qm9.SMILES_COLUMN].astype(str), "target": sub[target].astype(float)})
+
+
+def _context(smiles: list[str], **kw) -> Context:
+    f = featurize_smiles(smiles)
+    if f.failed:
+        raise DataError(f"RDKit cannot parse {len(f.failed)} SMILES, e.g. {smiles[f.failed[0]]!r}.")
+    return Context(smiles, f.graphs, morgan_counts(smiles), **kw)
+
+
+def extrapolation(table: pd.DataFrame, approaches: Sequence[str], threshold: float | None = None,
+                  quantile: float = 0.8, seeds: Sequence[int] = (0,), log: Callable[[str], None] | None = None,
+                  **ctx_kw) -> pd.DataFrame:
+    """Threshold-split benchmark on ``table`` (columns ``smiles``, ``target``); one row per
+    (seed, approach): MAE, R², fraction of test predictions ≥ threshold, wall time."""
+    log = log or (lambda m: None)
+    smiles, y = list(table.smiles), table.target.to_numpy(dtype=float)
+    sp = threshold_split(smiles, y, threshold, quantile)
+    ctx = _context(smiles, **ctx_kw)
+    log(f"threshold {sp.threshold:.4g}: {len(sp.train)} train (below), {len(sp.test)} test (above), "
+        f"{len(sp.dropped)} duplicates removed from test")
+    rows = []
+    for seed in seeds:
+        for a in approaches:
+            t0 = time.perf_counter()
+            pred, note = run_approach(a, ctx, sp.train, y[sp.train], sp.test, seed)
+            sc = _score(y[sp.test], pred, sp.threshold)
+            rows.append({"seed": seed, "approach": a, **sc, "n_train": len(sp.train), "n_test": len(sp.test),
+                         "threshold": sp.threshold, "chosen": note, "wall_s": round(time.perf_counter() - t0, 1)})
+            log(f"seed {seed} {a:<16} MAE {sc['mae']:.4g}  R² {sc['r2']:.3f}  above {sc['frac_above_threshold']:.2f}"
+                f"  {note}  ({rows[-1]['wall_s']:.0f} s)")
+    return pd.DataFrame(rows)
+
+
+def small_data(table: pd.DataFrame, approaches: Sequence[str], n_train: int = 24, seeds: Sequence[int] = (0, 1, 2),
+               log: Callable[[str], None] | None = None, **ctx_kw) -> pd.DataFrame:
+    """``n_train`` random training molecules per seed, the rest held out; one row per
+    (seed, approach)."""
+    log = log or (lambda m: None)
+    smiles, y = list(table.smiles), table.target.to_numpy(dtype=float)
+    if not 5 <= n_train < len(y):
+        raise DataError(f"n_train must be between 5 and {len(y) - 1}, got {n_train}.")
+    ctx = _context(smiles, **ctx_kw)
+    rows = []
+    for seed in seeds:
+        perm = np.random.default_rng(seed).permutation(len(y))
+        tr, te = np.sort(perm[:n_train]), np.sort(perm[n_train:])
+        for a in approaches:
+            t0 = time.perf_counter()
+            pred, note = run_approach(a, ctx, tr, y[tr], te, seed)
+            sc = _score(y[te], pred, None)
+            rows.append({"seed": seed, "approach": a, **sc, "n_train": len(tr), "n_test": len(te), "chosen": note,
+                         "wall_s": round(time.perf_counter() - t0, 1)})
+            log(f"seed {seed} {a:<16} MAE {sc['mae']:.4g}  R² {sc['r2']:.3f}  {note}  ({rows[-1]['wall_s']:.0f} s)")
+    return pd.DataFrame(rows)
+
+
+def summarize(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean ± sd over seeds per approach (in the order first seen)."""
+    cols = [c for c in ("mae", "r2", "frac_above_threshold", "wall_s") if c in df.columns]
+    g = df.groupby("approach", sort=False)[cols]
+    out = g.mean().add_suffix("_mean").join(g.std(ddof=0).add_suffix("_sd"))
+    out["seeds"] = df.groupby("approach", sort=False).size()
+    return out.reset_index()

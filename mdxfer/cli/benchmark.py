@@ -1,0 +1,139 @@
+"""``mdxfer benchmark extrapolation|small-data``: held-out comparisons of the learning approaches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from mdxfer.cli.common import friendly_errors
+
+benchmark_app = typer.Typer(help="Benchmarks of direct training, transfer, shotgun and self-supervised starts.",
+                            no_args_is_help=True)
+
+APPROACHES_HELP = ("Comma-separated: direct_fp_ridge, direct_gnn, ssl_gnn, ssl_ridge, single_source, shotgun "
+                   "(default: all whose inputs are given).")
+
+
+def _table(data: Optional[Path], target: str, n: int, seed: int, library: Optional[Path],
+           smiles_col: str, target_col: str):
+    """The benchmark's data: a user CSV, or a seeded QM9 sample (outside the library's subset)."""
+    from mdxfer import benchmark
+    from mdxfer.library import resolve_property
+    from mdxfer.transfer import read_target_table
+
+    if data is not None:
+        t = read_target_table(data, smiles_col, target_col)
+        return t[["smiles", "target"]], None
+    prop = resolve_property(target)
+    return benchmark.qm9_sample(n, seed, prop, library), prop
+
+
+def _approaches(spec: Optional[str], library, ssl, source) -> list[str]:
+    from mdxfer.benchmark import APPROACHES
+
+    if spec:
+        return [a.strip() for a in spec.split(",") if a.strip()]
+    have = {"ssl_gnn": ssl, "ssl_ridge": ssl, "single_source": source or library, "shotgun": library}
+    return [a for a in APPROACHES if have.get(a, True)]
+
+
+def _run(kind: str, data, target, n, seed, seeds, library, ssl, source, approaches, exclude, out, smiles_col,
+         target_col, gnn_epochs, threads, **extra) -> None:
+    import sys
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from mdxfer import benchmark
+    from mdxfer.model import set_threads
+
+    set_threads(threads)
+    console = Console(stderr=True)
+    table, prop = _table(data, target, n, seed, library, smiles_col, target_col)
+    excl = tuple(p.strip() for p in exclude.split(",") if p.strip()) if exclude else ((prop,) if prop else ())
+    src = str(source) if source else (benchmark.default_source(library) if library else None)
+    kw = dict(library=str(library) if library else None, exclude_properties=excl, ssl=str(ssl) if ssl else None,
+              source=src, gnn_epochs=gnn_epochs)
+    names = _approaches(approaches, library, ssl, source)
+    log = lambda m: console.print(m, highlight=False)  # noqa: E731
+    log(f"{kind}: {len(table)} molecules, target {prop or target_col}; approaches {', '.join(names)}; "
+        f"library models of {', '.join(excl) or 'no property'} excluded")
+    seed_list = [seed + k for k in range(seeds)]
+    if kind == "extrapolation":
+        df = benchmark.extrapolation(table, names, seeds=seed_list, log=log, **extra, **kw)
+    else:
+        df = benchmark.small_data(table, names, seeds=seed_list, log=log, **extra, **kw)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out, index=False)
+    summ = benchmark.summarize(df)
+    t = Table(title=f"{kind} benchmark, {len(seed_list)} seed(s): held-out figures (mean ± sd)")
+    cols = [("mae", "MAE"), ("r2", "R²")] + ([("frac_above_threshold", "pred ≥ threshold")]
+                                            if "frac_above_threshold_mean" in summ else []) + [("wall_s", "wall s")]
+    t.add_column("approach")
+    for _, label in cols:
+        t.add_column(label)
+    for _, r in summ.iterrows():
+        t.add_row(r["approach"], *[f"{r[c + '_mean']:.4g} ± {r[c + '_sd']:.2g}" for c, _ in cols])
+    Console(width=None if sys.stdout.isatty() else 140).print(t)
+    typer.echo(f"per-seed rows in {out}")
+
+
+COMMON = dict(
+    data=typer.Option(None, "--data", help="CSV with SMILES and target columns (default: a QM9 sample)."),
+    n=typer.Option(2000, "--n", help="QM9 molecules sampled (outside the library's training subset)."),
+    seed=typer.Option(0, "--seed", help="First seed (of the sample, the splits and the models)."),
+    library=typer.Option(None, "--library", help="Model library for shotgun (and the default single source)."),
+    ssl=typer.Option(None, "--ssl", help="Self-supervised model folder (mdxfer selfsup) for ssl_* approaches."),
+    source=typer.Option(None, "--source", help="Single source model folder (default: the library's best Cv GNN)."),
+    approaches=typer.Option(None, "--approaches", help=APPROACHES_HELP),
+    exclude=typer.Option(None, "--exclude-properties",
+                         help="Library properties to leave out (default: the target's own property)."),
+    smiles_col=typer.Option("smiles", "--smiles-col"),
+    target_col=typer.Option("target", "--target-col"),
+    gnn_epochs=typer.Option(150, "--gnn-epochs", help="Maximum epochs of direct and ssl graph networks."),
+    threads=typer.Option(1, "--threads", help="torch threads."),
+)
+
+
+@benchmark_app.command("extrapolation")
+@friendly_errors
+def extrapolation_cmd(
+    target: str = typer.Option("gap", "--target", help="QM9 property (short or column name)."),
+    quantile: float = typer.Option(0.8, "--quantile", help="Threshold = this quantile of the target."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Explicit threshold (overrides --quantile)."),
+    seeds: int = typer.Option(1, "--seeds", help="Repeats with seeds seed, seed+1, ..."),
+    out: Path = typer.Option(Path("extrapolation.csv"), "--out", help="Per-seed results CSV."),
+    data: Optional[Path] = COMMON["data"], n: int = COMMON["n"], seed: int = COMMON["seed"],
+    library: Optional[Path] = COMMON["library"], ssl: Optional[Path] = COMMON["ssl"],
+    source: Optional[Path] = COMMON["source"], approaches: Optional[str] = COMMON["approaches"],
+    exclude: Optional[str] = COMMON["exclude"], smiles_col: str = COMMON["smiles_col"],
+    target_col: str = COMMON["target_col"], gnn_epochs: int = COMMON["gnn_epochs"], threads: int = COMMON["threads"],
+) -> None:
+    """Train below a threshold of the target, test above it (seed 004)."""
+    _run("extrapolation", data, target, n, seed, seeds, library, ssl, source, approaches, exclude, out, smiles_col,
+         target_col, gnn_epochs, threads, threshold=threshold, quantile=quantile)
+
+
+@benchmark_app.command("small-data")
+@friendly_errors
+def small_data_cmd(
+    target: str = typer.Option("homo", "--target", help="QM9 property (short or column name)."),
+    n_train: int = typer.Option(24, "--n-train", help="Training molecules per seed; the rest are held out."),
+    seeds: int = typer.Option(3, "--seeds", help="Repeats with seeds seed, seed+1, ..."),
+    out: Path = typer.Option(Path("small_data.csv"), "--out", help="Per-seed results CSV."),
+    data: Optional[Path] = COMMON["data"], n: int = typer.Option(1000, "--n", help="QM9 molecules sampled."),
+    seed: int = COMMON["seed"],
+    library: Optional[Path] = COMMON["library"], ssl: Optional[Path] = COMMON["ssl"],
+    source: Optional[Path] = COMMON["source"], approaches: Optional[str] = COMMON["approaches"],
+    exclude: Optional[str] = COMMON["exclude"], smiles_col: str = COMMON["smiles_col"],
+    target_col: str = COMMON["target_col"], gnn_epochs: int = COMMON["gnn_epochs"], threads: int = COMMON["threads"],
+) -> None:
+    """A few training molecules, the rest held out: shotgun vs single source vs direct (seed 002)."""
+    _run("small-data", data, target, n, seed, seeds, library, ssl, source, approaches, exclude, out, smiles_col,
+         target_col, gnn_epochs, threads, n_train=n_train)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(benchmark_app, name="benchmark")
