@@ -62,7 +62,14 @@ def pretrain_cmd(
 
 @friendly_errors
 def transfer_cmd(
-    base: Path = typer.Option(..., "--base", help="Pretraining folder (holds model.pt)."),
+    base: Optional[Path] = typer.Option(None, "--base", help="Pretraining folder (holds model.pt)."),
+    library: Optional[Path] = typer.Option(None, "--library",
+                                           help="Shotgun transfer: a model library (mdxfer library build); every "
+                                                "model is transferred and the best kept."),
+    top: int = typer.Option(1, "--top", help="With --library: keep the best K candidates as a committee."),
+    modes: str = typer.Option("finetune,ridge", "--modes", help="With --library: transfer modes to try."),
+    exclude: str = typer.Option("", "--exclude-properties",
+                                help="With --library: leave out models of these properties (e.g. the target itself)."),
     data: Path = typer.Option(..., "--data", help="CSV with a SMILES column and a target column."),
     out: Path = typer.Option(..., "--out", help="Output folder: ensemble.pt, metrics.json, parity.png."),
     smiles_col: str = typer.Option("smiles", "--smiles-col", help="Name of the SMILES column."),
@@ -81,13 +88,19 @@ def transfer_cmd(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Transfer a pretrained model to a small table (conv + pooling frozen), cross-validated,
-    next to a fingerprint-ridge baseline."""
+    next to a fingerprint-ridge baseline; with --library, shotgun transfer over a model library."""
     from rich.console import Console
     from rich.table import Table
 
     from mdxfer.transfer import TransferSettings, transfer
 
     console = Console(stderr=True)
+    if (base is None) == (library is None):
+        raise typer.BadParameter("give exactly one of --base (one source model) or --library (shotgun).")
+    if library is not None:
+        _shotgun(library, data, out, smiles_col, target_col, unit, top, modes, exclude, folds, repeats, seed,
+                 threads, progress, console)
+        return
     s = TransferSettings(mode=mode, folds=folds, repeats=repeats, seed=seed, lr=lr, max_epochs=epochs,
                          patience=patience, target_unit=unit)
     m = transfer(base, data, out, s, smiles_col=smiles_col, target_col=target_col, threads=threads,
@@ -107,6 +120,38 @@ def transfer_cmd(
         typer.echo(f"note: {m['n_outside_domain']} training molecules lie outside the source's domain "
                    "(see cv_predictions.csv).")
     typer.echo(f"ensemble of {m['ensemble_size']} '{m['mode']}' models written to {out}")
+
+
+def _shotgun(library, data, out, smiles_col, target_col, unit, top, modes, exclude, folds, repeats, seed,
+             threads, progress, console) -> None:
+    import pandas as pd
+    from rich.console import Console
+    from rich.table import Table
+
+    from mdxfer.shotgun import ShotgunSettings, shotgun_transfer
+
+    s = ShotgunSettings(modes=tuple(m.strip() for m in modes.split(",") if m.strip()), folds=folds,
+                        repeats=repeats, seed=seed, top=top,
+                        exclude_properties=tuple(p.strip() for p in exclude.split(",") if p.strip()))
+    m = shotgun_transfer(library, data, out, s, smiles_col=smiles_col, target_col=target_col, target_unit=unit,
+                         threads=threads, progress=progress, log=lambda x: console.print(x, highlight=False))
+    from mdxfer.library import SHORT_NAMES
+
+    df = pd.read_csv(Path(out) / "candidates.csv", keep_default_na=False)
+    table = Table(title=f"shotgun transfer: {m['n_candidates']} candidates, {m['repeats']}x{m['folds']}-fold CV, "
+                        f"n = {m['n']} (MAE of the mean: {m['mean_predictor_mae']:.4g})")
+    for col in ("rank", "model", "property", "mode", "MAE val", "R² val"):
+        table.add_column(col)
+    for _, r in df.head(10).iterrows():
+        table.add_row(str(r["rank"]) + (" *" if r["chosen"] else ""), str(r["model"]),
+                      SHORT_NAMES.get(r["property"], r["property"]),
+                      str(r["mode"]), f"{r['mae_val']:.4g} ± {r['mae_val_sd']:.2g}",
+                      f"{r['r2_val']:.3f} ± {r['r2_val_sd']:.2g}")
+    Console().print(table)
+    if m["transfer_beats_direct"] is False:
+        typer.echo("note: no transferred model beat the direct fingerprint-ridge baseline on this table.")
+    typer.echo(f"kept {', '.join(m['chosen'])} (CV MAE {m['mae_val']:.4g}, optimistic: best of {m['n_candidates']}); "
+               f"all scores in {out}/candidates.csv")
 
 
 @friendly_errors
