@@ -171,6 +171,12 @@ def test_shotgun_transfer_files_rank_and_committee(lib, held_out, tmp_path):
     ranked = rank_smiles(com, ["CCO", "CCCCCC", "not a smiles"])
     assert ranked.smiles == ["CCO", "CCCCCC"] and ranked.bad_lines == [(3, "not a smiles")]
     assert np.allclose(ranked.mean, mean3)
+    # ... and into the active-learning loop's features (the kept source's frozen encoder)
+    from mdxfer.al.surrogate import SurrogateSettings, compute_features
+
+    for folder in ("one", "three"):
+        ft = compute_features(["CCO", "CCCCCC", "c1ccccc1"], SurrogateSettings(model_dir=str(tmp_path / folder)))
+        assert ft.embedding.shape[0] == 3 and np.isfinite(ft.X).all()
 
 
 def test_transfer_cli_library_and_argument_errors(lib, held_out, tmp_path):
