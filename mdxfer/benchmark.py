@@ -16,13 +16,14 @@ by cross-validation inside the training side):
 ``ssl_gnn``          the same network with its encoder started from a self-supervised model;
 ``ssl_ridge``        ridge on the frozen self-supervised embedding;
 ``single_source``    transfer from one source model (finetune or ridge, chosen by CV);
-``shotgun``          shotgun transfer over a library (models of the target's own property excluded).
+``shotgun``          shotgun transfer over a library (models of the target's own property excluded);
+``shotgun_top3``     the same candidates, a committee of the best three (less selection noise).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -33,7 +34,7 @@ from mdxfer import qm9
 from mdxfer.featurize import DataError, GraphSet, featurize_smiles, morgan_counts, parse_smiles
 from mdxfer.train import regression_metrics
 
-APPROACHES = ("direct_fp_ridge", "direct_gnn", "ssl_gnn", "ssl_ridge", "single_source", "shotgun")
+APPROACHES = ("direct_fp_ridge", "direct_gnn", "ssl_gnn", "ssl_ridge", "single_source", "shotgun", "shotgun_top3")
 
 
 # --------------------------------------------------------------------------------------------
@@ -97,6 +98,7 @@ class Context:
     cv_folds: int = 5
     cv_repeats: int = 1
     modes: tuple[str, ...] = ("finetune", "ridge")
+    cache: dict = field(default_factory=dict, repr=False)  # scored candidates per (sources, seed, rows)
 
 
 def _ridge(X_tr: np.ndarray, y: np.ndarray, X_te: np.ndarray, standardize: bool) -> np.ndarray:
@@ -123,21 +125,24 @@ def _gnn(ctx: Context, tr: np.ndarray, y: np.ndarray, te: np.ndarray, seed: int,
     return model.predict_graphs(ctx.graphs.subset(te))
 
 
-def _transfer(ctx: Context, sources: list, tr: np.ndarray, y: np.ndarray, te: np.ndarray, seed: int,
-              include_direct: bool) -> tuple[np.ndarray, str]:
-    from mdxfer.shotgun import ShotgunSettings, score_candidates
+def _transfer(ctx: Context, which: str, sources: Callable[[], list], tr: np.ndarray, y: np.ndarray,
+              te: np.ndarray, seed: int, include_direct: bool, top: int = 1) -> tuple[np.ndarray, str]:
+    """Score (or reuse the scores of) every candidate on the training rows, keep the best
+    ``top``, predict the test rows."""
+    from mdxfer.shotgun import ShotgunSettings, choose, score_candidates
 
-    s = ShotgunSettings(modes=ctx.modes, folds=ctx.cv_folds, repeats=ctx.cv_repeats, seed=seed,
-                        include_direct=include_direct)
-    sm = [ctx.smiles[i] for i in tr]
-    cands = score_candidates(sources, sm, y, s, ctx.graphs.subset(tr), ctx.FP[tr])
-    best = cands[0]
+    key = (which, seed, tr.tobytes())
+    if key not in ctx.cache:
+        s = ShotgunSettings(modes=ctx.modes, folds=ctx.cv_folds, repeats=ctx.cv_repeats, seed=seed,
+                            include_direct=include_direct)
+        sm = [ctx.smiles[i] for i in tr]
+        ctx.cache.clear()  # keep one training set's candidates (and their models) at a time
+        ctx.cache[key] = score_candidates(sources(), sm, y, s, ctx.graphs.subset(tr), ctx.FP[tr])
+    cands = ctx.cache[key]
     te_sm = [ctx.smiles[i] for i in te]
-    from mdxfer.shotgun import choose
-
-    ens = choose(cands, 1, "target")
+    ens = choose(cands, top, "target")
     pred = ens.member_predictions_graphs(ctx.graphs.subset(te), te_sm).mean(0)
-    return pred, f"{best.name}/{best.mode}"
+    return pred, " + ".join(f"{c.name}/{c.mode}" for c in cands[:top])
 
 
 def run_approach(name: str, ctx: Context, tr: np.ndarray, y: np.ndarray, te: np.ndarray,
@@ -164,14 +169,15 @@ def run_approach(name: str, ctx: Context, tr: np.ndarray, y: np.ndarray, te: np.
         if not ctx.source:
             raise DataError("single_source needs a source model (--source DIR).")
         entry = {"name": Path(ctx.source).name, "property": "", "kind": "", "metrics": {}}
-        return _transfer(ctx, [(entry, load_source(ctx.source))], tr, y, te, seed, include_direct=False)
-    if name == "shotgun":
+        return _transfer(ctx, "single", lambda: [(entry, load_source(ctx.source))], tr, y, te, seed,
+                         include_direct=False)
+    if name in ("shotgun", "shotgun_top3"):
         from mdxfer.library import load_library
 
         if not ctx.library:
-            raise DataError("shotgun needs a model library (--library DIR).")
-        return _transfer(ctx, load_library(ctx.library, ctx.exclude_properties), tr, y, te, seed,
-                         include_direct=True)
+            raise DataError(f"{name} needs a model library (--library DIR).")
+        return _transfer(ctx, "library", lambda: load_library(ctx.library, ctx.exclude_properties), tr, y, te,
+                         seed, include_direct=True, top=1 if name == "shotgun" else 3)
     raise DataError(f"Unknown approach {name!r}; choose from {', '.join(APPROACHES)}.")
 
 

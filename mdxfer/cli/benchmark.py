@@ -12,7 +12,8 @@ from mdxfer.cli.common import friendly_errors
 benchmark_app = typer.Typer(help="Benchmarks of direct training, transfer, shotgun and self-supervised starts.",
                             no_args_is_help=True)
 
-APPROACHES_HELP = ("Comma-separated: direct_fp_ridge, direct_gnn, ssl_gnn, ssl_ridge, single_source, shotgun "
+APPROACHES_HELP = ("Comma-separated: direct_fp_ridge, direct_gnn, ssl_gnn, ssl_ridge, single_source, shotgun, "
+                   "shotgun_top3 "
                    "(default: all whose inputs are given).")
 
 
@@ -35,12 +36,13 @@ def _approaches(spec: Optional[str], library, ssl, source) -> list[str]:
 
     if spec:
         return [a.strip() for a in spec.split(",") if a.strip()]
-    have = {"ssl_gnn": ssl, "ssl_ridge": ssl, "single_source": source or library, "shotgun": library}
+    have = {"ssl_gnn": ssl, "ssl_ridge": ssl, "single_source": source or library, "shotgun": library,
+            "shotgun_top3": library}
     return [a for a in APPROACHES if have.get(a, True)]
 
 
 def _run(kind: str, data, target, n, seed, seeds, library, ssl, source, approaches, exclude, out, smiles_col,
-         target_col, gnn_epochs, threads, **extra) -> None:
+         target_col, gnn_epochs, threads, cv_repeats, **extra) -> None:
     import sys
 
     from rich.console import Console
@@ -55,7 +57,7 @@ def _run(kind: str, data, target, n, seed, seeds, library, ssl, source, approach
     excl = tuple(p.strip() for p in exclude.split(",") if p.strip()) if exclude else ((prop,) if prop else ())
     src = str(source) if source else (benchmark.default_source(library) if library else None)
     kw = dict(library=str(library) if library else None, exclude_properties=excl, ssl=str(ssl) if ssl else None,
-              source=src, gnn_epochs=gnn_epochs)
+              source=src, gnn_epochs=gnn_epochs, cv_repeats=cv_repeats)
     names = _approaches(approaches, library, ssl, source)
     log = lambda m: console.print(m, highlight=False)  # noqa: E731
     log(f"{kind}: {len(table)} molecules, target {prop or target_col}; approaches {', '.join(names)}; "
@@ -94,6 +96,7 @@ COMMON = dict(
     target_col=typer.Option("target", "--target-col"),
     gnn_epochs=typer.Option(150, "--gnn-epochs", help="Maximum epochs of direct and ssl graph networks."),
     threads=typer.Option(1, "--threads", help="torch threads."),
+    cv_repeats=typer.Option(2, "--cv-repeats", help="Repeats of the 5-fold CV that picks modes and sources."),
 )
 
 
@@ -110,10 +113,11 @@ def extrapolation_cmd(
     source: Optional[Path] = COMMON["source"], approaches: Optional[str] = COMMON["approaches"],
     exclude: Optional[str] = COMMON["exclude"], smiles_col: str = COMMON["smiles_col"],
     target_col: str = COMMON["target_col"], gnn_epochs: int = COMMON["gnn_epochs"], threads: int = COMMON["threads"],
+    cv_repeats: int = typer.Option(1, "--cv-repeats", help="Repeats of the 5-fold CV that picks modes and sources."),
 ) -> None:
     """Train below a threshold of the target, test above it (seed 004)."""
     _run("extrapolation", data, target, n, seed, seeds, library, ssl, source, approaches, exclude, out, smiles_col,
-         target_col, gnn_epochs, threads, threshold=threshold, quantile=quantile)
+         target_col, gnn_epochs, threads, cv_repeats, threshold=threshold, quantile=quantile)
 
 
 @benchmark_app.command("small-data")
@@ -129,10 +133,11 @@ def small_data_cmd(
     source: Optional[Path] = COMMON["source"], approaches: Optional[str] = COMMON["approaches"],
     exclude: Optional[str] = COMMON["exclude"], smiles_col: str = COMMON["smiles_col"],
     target_col: str = COMMON["target_col"], gnn_epochs: int = COMMON["gnn_epochs"], threads: int = COMMON["threads"],
+    cv_repeats: int = COMMON["cv_repeats"],
 ) -> None:
     """A few training molecules, the rest held out: shotgun vs single source vs direct (seed 002)."""
     _run("small-data", data, target, n, seed, seeds, library, ssl, source, approaches, exclude, out, smiles_col,
-         target_col, gnn_epochs, threads, n_train=n_train)
+         target_col, gnn_epochs, threads, cv_repeats, n_train=n_train)
 
 
 def register(app: typer.Typer) -> None:
