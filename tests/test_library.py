@@ -219,8 +219,10 @@ def test_extrapolation_and_small_data_run_on_real_molecules(lib):
     table = qm9_sample(150, seed=0, target="HOMO_LUMO_gap_au", exclude_library=lib)
     used = set(qm9.subset(TINY.n, TINY.seed)[qm9.SMILES_COLUMN])
     assert not set(table.smiles) & used                          # outside the library's molecules
-    df = extrapolation(table, ["direct_fp_ridge", "shotgun"], quantile=0.8, library=str(lib), cv_folds=3)
-    assert list(df.approach) == ["direct_fp_ridge", "shotgun"]
+    df = extrapolation(table, ["direct_fp_ridge", "direct_gnn", "shotgun", "shotgun_top3"], quantile=0.8,
+                       library=str(lib), cv_folds=3, gnn_epochs=3)
+    assert list(df.approach) == ["direct_fp_ridge", "direct_gnn", "shotgun", "shotgun_top3"]
+    assert df.chosen.iloc[3].count("+") == 2                   # a committee of three candidates
     assert (df.n_train + df.n_test == 150).all()
     assert df.frac_above_threshold.between(0, 1).all() and np.isfinite(df.mae).all()
     sd = small_data(table, ["direct_fp_ridge", "single_source"], n_train=24, seeds=[0, 1],
