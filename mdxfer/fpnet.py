@@ -184,7 +184,7 @@ def fit_fingerprint_model(X_tr: np.ndarray, y_tr: np.ndarray, X_val: np.ndarray,
                           time_limit_s: float | None = None) -> tuple[FingerprintModel, dict[str, Any]]:
     """Train on Morgan counts ``X_tr`` (n x 2,048) with early stopping on ``X_val``; returns the
     model (best validation epoch) and a training record. Targets are standardised on ``y_tr``."""
-    from mdxfer.train import regression_metrics
+    from mdxfer.train import EarlyStopper, regression_metrics
 
     scaler = TargetScaler.fit(y_tr, name, unit)
     torch.manual_seed(seed)
@@ -193,9 +193,7 @@ def fit_fingerprint_model(X_tr: np.ndarray, y_tr: np.ndarray, X_val: np.ndarray,
     xt, yt = torch.from_numpy(X_tr.astype(np.float32)), torch.tensor(scaler.transform(y_tr), dtype=torch.float32)
     yv_z = scaler.transform(y_val)
     gen = torch.Generator().manual_seed(seed)
-    best, best_state, best_epoch, bad, epoch = np.inf, None, 0, 0, 0
-    t0 = time.perf_counter()
-    stop = "max_epochs"
+    stopper, epoch = EarlyStopper(cfg.patience, time_limit_s), 0
     for epoch in range(1, cfg.max_epochs + 1):
         model.train()
         perm = torch.randperm(len(xt), generator=gen)
@@ -206,24 +204,14 @@ def fit_fingerprint_model(X_tr: np.ndarray, y_tr: np.ndarray, X_val: np.ndarray,
             loss.backward()
             opt.step()
         vl = float(np.mean((_run(model, X_val.astype(np.float32)) - yv_z) ** 2))
-        if vl < best:
-            best, best_state, best_epoch, bad = vl, copy.deepcopy(model.state_dict()), epoch, 0
-        else:
-            bad += 1
-        if bad >= cfg.patience:
-            stop = "early_stopping"
+        if stopper.update(epoch, vl, model):
             break
-        if time_limit_s is not None and time.perf_counter() - t0 >= time_limit_s:
-            stop = "time_limit"
-            break
-    model.load_state_dict(best_state)
-    model.eval()
+    stopper.restore(model)
     fm = FingerprintModel(model, scaler)
     m_tr = regression_metrics(y_tr, fm.scaler.inverse(_run(model, X_tr.astype(np.float32))))
     m_val = regression_metrics(y_val, fm.scaler.inverse(_run(model, X_val.astype(np.float32))))
     record = {"r2_train": m_tr["r2"], "r2_val": m_val["r2"], "mae_train": m_tr["mae"], "mae_val": m_val["mae"],
-              "rmse_val": m_val["rmse"], "epochs_run": epoch, "best_epoch": best_epoch, "stop_reason": stop,
-              "train_wall_s": round(time.perf_counter() - t0, 2)}
+              "rmse_val": m_val["rmse"], **stopper.record(epoch)}
     return fm, record
 
 

@@ -36,6 +36,7 @@ import numpy as np
 
 from mdxfer import qm9
 from mdxfer.featurize import FEATURIZER_VERSION, DataError
+from mdxfer.progress import CountBar
 
 LIBRARY_FORMAT = "mdxfer-library"
 LIBRARY_FORMAT_VERSION = 1
@@ -293,7 +294,7 @@ def build_library(out_dir: str | Path, settings: LibrarySettings | None = None, 
     sp = qm9.split(s.n, s.n_val, seed=s.seed, target=resolve_property(s.properties[0]))
     cached_featurize(list(sp.train[qm9.SMILES_COLUMN]) + list(sp.val[qm9.SMILES_COLUMN]))
     order = {j["name"]: i for i, j in enumerate(jobs_planned)}
-    bar = _Bar(progress, len(jobs_planned), len(done))
+    bar = CountBar(progress, len(jobs_planned), "library", completed=len(done))
     try:
         if jobs <= 1:
             for j in todo:
@@ -318,7 +319,7 @@ def _worker_init() -> None:
 
 
 def _record(manifest: dict[str, Any], path: Path, entry: dict[str, Any], order: dict[str, int],
-            log: Callable[[str], None], bar: "_Bar") -> None:
+            log: Callable[[str], None], bar: CountBar) -> None:
     manifest["models"].append(entry)
     manifest["models"].sort(key=lambda m: order.get(m["name"], 1 << 30))
     _write_json(path, manifest)
@@ -326,25 +327,6 @@ def _record(manifest: dict[str, Any], path: Path, entry: dict[str, Any], order: 
     log(f"{entry['name']:<14} R² val {mm['r2_val']:.3f}  MAE {mm['mae_val']:.4g}  "
         f"({mm['epochs_run']} epochs, {entry['wall_s']:.0f} s)")
     bar.tick()
-
-
-class _Bar:
-    def __init__(self, enabled: bool, total: int, done: int):
-        self.enabled = enabled
-        if enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self.p = Progress(TextColumn("library"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-            self.t = self.p.add_task("library", total=total, completed=done)
-            self.p.start()
-
-    def tick(self) -> None:
-        if self.enabled:
-            self.p.advance(self.t)
-
-    def close(self) -> None:
-        if self.enabled:
-            self.p.stop()
 
 
 def load_library(library_dir: str | Path, exclude_properties: tuple[str, ...] = ()) -> list[tuple[dict, Any]]:

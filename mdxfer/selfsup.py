@@ -47,6 +47,7 @@ from mdxfer.featurize import (ATOM_TYPES, DataError, GraphSet, cache_dir, cached
                               parse_smiles, smiles_hash)
 from mdxfer.model import (ModelConfig, TargetScaler, TrainedModel, build_model, environment, preset,
                           set_threads)
+from mdxfer.train import write_history
 
 __all__ = ["ELEMENT_CLASSES", "OTHER", "BALANCES", "TASKS", "element_classes", "element_counts",
            "element_weights", "mask_atoms", "masked_batch", "motif_candidates", "motif_labels",
@@ -612,14 +613,6 @@ def selfsup(out_dir: str | Path, settings: SelfSupSettings | None = None, thread
     }
     TrainedModel(model, TargetScaler(0.0, 1.0, "self-supervised", ""), provenance).save(out / "model.pt")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    _write_history(out / "history.csv", state["history"])
+    write_history(out / "history.csv", state["history"])
     log(f"wrote {out / 'model.pt'}, metrics.json, history.csv")
     return metrics
-
-
-def _write_history(path: Path, history: list[dict[str, float]]) -> None:
-    if not history:
-        return
-    keys = list(history[0])
-    lines = [",".join(keys)] + [",".join(f"{h[k]:.6g}" for k in keys) for h in history]
-    path.write_text("\n".join(lines) + "\n")

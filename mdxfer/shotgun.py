@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 
 from mdxfer.featurize import DataError, GraphSet, featurize_smiles, morgan_counts
-from mdxfer.transfer import (MODES, Ensemble, TransferSettings, _bar, _file_sha, cross_validate,
-                             read_target_table)
+from mdxfer.progress import CountBar
+from mdxfer.transfer import MODES, Ensemble, TransferSettings, _file_sha, cross_validate, read_target_table
 
 COMMITTEE_FORMAT = "mdxfer-committee"
 DIRECT = "(direct)"
@@ -101,7 +101,7 @@ def score_candidates(sources: Sequence[tuple[dict[str, Any], Any]], smiles: Sequ
     cands: list[Candidate] = []
     folds = min(settings.folds, len(y))
     total = (len(sources) * len(settings.modes) + int(settings.include_direct)) * settings.repeats * folds
-    bar = _bar(progress, total)
+    bar = CountBar(progress, total, "shotgun")
     try:
         for entry, base in sources:
             E = base.embed(graphs, smiles)

@@ -290,7 +290,7 @@ def pretrain(out_dir: str | Path, settings: PretrainSettings | None = None, thre
     }
     TrainedModel(model, scaler, provenance).save(out / "model.pt")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    _write_history(out / "history.csv", state["history"])
+    write_history(out / "history.csv", state["history"])
     name = qm9.LABELS.get(s.target, s.target)
     label = f"{name} [{unit}]" if unit else name
     parity_plot(out / "parity.png", [("train", sp.train[s.target].to_numpy(), pred_tr, None),
@@ -325,7 +325,45 @@ def feats_version() -> str:
     return FEATURIZER_VERSION
 
 
-def _write_history(path: Path, history: list[dict[str, float]]) -> None:
+class EarlyStopper:
+    """Early stopping on a validation loss: keeps the best epoch's weights and says when to stop
+    (``patience`` epochs without improvement, or ``time_limit_s`` seconds since creation)."""
+
+    def __init__(self, patience: int, time_limit_s: float | None = None):
+        self.patience, self.time_limit_s = patience, time_limit_s
+        self.best, self.best_state, self.best_epoch, self.bad = math.inf, None, 0, 0
+        self.reason = "max_epochs"
+        self.t0 = time.perf_counter()
+
+    @property
+    def elapsed_s(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def update(self, epoch: int, loss: float, model: torch.nn.Module) -> bool:
+        """Record epoch ``epoch``'s validation loss; True when training should stop."""
+        if loss < self.best:
+            self.best, self.best_state, self.best_epoch, self.bad = loss, copy.deepcopy(model.state_dict()), epoch, 0
+        else:
+            self.bad += 1
+        if self.bad >= self.patience:
+            self.reason = "early_stopping"
+        elif self.time_limit_s is not None and self.elapsed_s >= self.time_limit_s:
+            self.reason = "time_limit"
+        else:
+            return False
+        return True
+
+    def restore(self, model: torch.nn.Module) -> None:
+        """Load the best epoch's weights into ``model`` and put it in evaluation mode."""
+        model.load_state_dict(self.best_state)
+        model.eval()
+
+    def record(self, epochs_run: int) -> dict[str, Any]:
+        return {"best_epoch": self.best_epoch, "epochs_run": epochs_run, "stop_reason": self.reason,
+                "train_wall_s": round(self.elapsed_s, 2)}
+
+
+def write_history(path: Path, history: list[dict[str, float]]) -> None:
     if not history:
         return
     keys = list(history[0])
@@ -354,28 +392,15 @@ def fit_graph_regressor(graphs: GraphSet, y: np.ndarray, cfg: ModelConfig, seed:
         load_encoder_weights(model, init_encoder)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = _make_scheduler(cfg, opt)
-    best, best_state, best_epoch, bad, epoch = math.inf, None, 0, 0, 0
-    t0 = time.perf_counter()
-    stop = "max_epochs"
+    stopper, epoch = EarlyStopper(cfg.patience, time_limit_s), 0
     for epoch in range(1, cfg.max_epochs + 1):
         gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
         _train_epoch(model, opt, train_g, y_tr, cfg.batch_size, gen)
         vl = float(np.mean((predict_scaled(model, val_g) - y_val_z) ** 2))
         if sched is not None:
             sched.step(vl)
-        if vl < best:
-            best, best_state, best_epoch, bad = vl, copy.deepcopy(model.state_dict()), epoch, 0
-        else:
-            bad += 1
-        if bad >= cfg.patience:
-            stop = "early_stopping"
+        if stopper.update(epoch, vl, model):
             break
-        if time_limit_s is not None and time.perf_counter() - t0 >= time_limit_s:
-            stop = "time_limit"
-            break
-    model.load_state_dict(best_state)
-    model.eval()
-    return TrainedModel(model, scaler, {"training": {"best_epoch": best_epoch, "epochs_run": epoch,
-                                                     "stop_reason": stop}}), {
-        "best_epoch": best_epoch, "epochs_run": epoch, "stop_reason": stop,
-        "train_wall_s": round(time.perf_counter() - t0, 2)}
+    stopper.restore(model)
+    record = stopper.record(epoch)
+    return TrainedModel(model, scaler, {"training": record}), record

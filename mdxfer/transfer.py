@@ -49,6 +49,7 @@ from mdxfer.featurize import (FEATURIZER_VERSION, DataError, Featurized, GraphSe
                               featurize_smiles, morgan_counts, parse_smiles)
 from mdxfer.fpnet import SourceModel, load_source, source_from_dict
 from mdxfer.model import TargetScaler, environment, read_torch_file, set_threads
+from mdxfer.progress import CountBar
 from mdxfer.train import parity_plot, regression_metrics
 
 ENSEMBLE_FORMAT = "mdxfer-ensemble"
@@ -478,10 +479,10 @@ def transfer(base_dir: str | Path, data: str | Path, out_dir: str | Path, settin
         raise DataError(f"Unknown transfer mode {s.mode!r}; choose one of {', '.join(MODES)} or auto.")
     results: dict[str, dict[str, Any]] = {}
     total = len(modes) * s.repeats * min(s.folds, len(y))
-    bar = _bar(progress, total)
+    bar = CountBar(progress, total, "cross-validation")
     try:
         for mode in modes:
-            bar.set(mode)
+            bar.set(f"cross-validation: {mode}")
             results[mode] = cross_validate(base, E, FP, y, mode, s, bar.tick)
     finally:
         bar.close()
@@ -538,29 +539,3 @@ def transfer(base_dir: str | Path, data: str | Path, out_dir: str | Path, settin
 
 def _file_sha(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-class _bar:
-    """rich progress over CV fits (or nothing)."""
-
-    def __init__(self, enabled: bool, total: int):
-        self.enabled = enabled
-        if enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self.p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                              TimeElapsedColumn())
-            self.t = self.p.add_task("cross-validation", total=total)
-            self.p.start()
-
-    def set(self, mode: str) -> None:
-        if self.enabled:
-            self.p.update(self.t, description=f"cross-validation: {mode}")
-
-    def tick(self) -> None:
-        if self.enabled:
-            self.p.advance(self.t)
-
-    def close(self) -> None:
-        if self.enabled:
-            self.p.stop()
