@@ -54,7 +54,7 @@ def main() -> None:
     say = print
     main_out = args.out / tag
     s = SurrogateSettings(model_dir=str(args.model))
-    summary = run_benchmark(oracle, main_out, 20, 10, 10, args.seeds, args.minimize, surrogate=s, log=say,
+    run_benchmark(oracle, main_out, 20, 10, 10, args.seeds, args.minimize, surrogate=s, log=say,
                             label=args.property)
     print((main_out / "summary.md").read_text())
     if not args.compare:

@@ -56,7 +56,7 @@ def main() -> None:
         s = run_compress(wd, protocol, launcher)
         wall = time.perf_counter() - t0
         err = 100 * (s["density_g_cm3"] - rho_exp) / rho_exp
-        rows.append({"name": name, **s, "rho_exp": rho_exp, "error_pct": err})
+        rows.append({"name": name, **s, "rho_exp": rho_exp, "error_pct": err, "total_wall_s": round(wall, 1)})
         print(f"| {name} | `{smiles}` | {s['density_g_cm3']:.3f} ± {s['density_g_cm3_stderr']:.3f} "
               f"| {rho_exp:.3f} | {err:+.1f}% | {s['lz_A']:.1f} | {100 * s['density_drift']:.1f}% "
               f"| {s['wall_s']:.0f} |", flush=True)

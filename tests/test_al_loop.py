@@ -24,7 +24,7 @@ from mdxfer.al.diversity import Diversity
 from mdxfer.al.loop import ActiveLearner, LoopSettings, load_al_config
 from mdxfer.al.oracles import TableOracle
 from mdxfer.al.state import ALState
-from mdxfer.al.surrogate import SurrogateSettings, compute_features
+from mdxfer.al.surrogate import SurrogateSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 

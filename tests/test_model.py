@@ -107,7 +107,7 @@ def test_resume_continues_exactly(tmp_path):
     assert (tmp_path / "a" / "checkpoint.pt").exists()
     s6 = PretrainSettings(**SMALL, preset="default", max_epochs=6)
     resumed = pretrain(tmp_path / "a", s6, progress=False, use_cache=False)
-    straight = pretrain(tmp_path / "b", s6, progress=False, use_cache=False)
+    pretrain(tmp_path / "b", s6, progress=False, use_cache=False)
     assert resumed["epochs_run"] == 6
     def rows(folder):  # all columns but the wall time
         return [ln.split(",")[:-1] for ln in (tmp_path / folder / "history.csv").read_text().splitlines()]

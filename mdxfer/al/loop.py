@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import time
 import tomllib
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -33,7 +33,7 @@ import numpy as np
 
 from mdxfer.al.acquisition import DEFAULT_ACQUISITION, Acquisition, ALError
 from mdxfer.al.diversity import Diversity, select_batch
-from mdxfer.al.oracles import Measurement, Oracle, canonical
+from mdxfer.al.oracles import Measurement, Oracle
 from mdxfer.al.state import ALState, now
 from mdxfer.al.surrogate import (FeatureTable, SurrogateSettings, compute_features, cross_validate,
                                  fit_ensemble, one_thread, predict_rows)
