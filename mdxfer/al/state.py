@@ -31,6 +31,7 @@ from typing import Any, Iterator, Sequence
 
 from mdxfer.al.acquisition import ALError
 from mdxfer.campaign.runner import RunnerLock
+from mdxfer.campaign.store import open_db
 
 SCHEMA_VERSION = 1
 
@@ -82,29 +83,15 @@ class ALState:
     def __init__(self, path: str | Path, journal: str = "wal", readonly: bool = False):
         self.path = str(path)
         self.memory = self.path == ":memory:"
-        if readonly:
-            if not Path(self.path).exists():
-                raise ALError(f"Database {self.path} does not exist yet: start the loop with "
-                              "`mdxfer al run FILE`.")
-            self.conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30,
-                                        isolation_level=None)
-        else:
-            if not self.memory:
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        self.conn.row_factory = sqlite3.Row
-        self.conn.execute("PRAGMA busy_timeout = 30000")
+        self.conn = open_db(self.path, journal, readonly, ALError,
+                            f"Database {self.path} does not exist yet: start the loop with "
+                            "`mdxfer al run FILE`.")
         if readonly:
             have = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             if "al_rounds" not in have:
                 raise ALError(f"{self.path} holds no active-learning state yet (start the loop "
                               "with `mdxfer al run FILE`).")
             return
-        if not self.memory:
-            mode = self.conn.execute(f"PRAGMA journal_mode = {journal.upper()}").fetchone()[0]
-            if mode.lower() != journal.lower():
-                raise ALError(f"SQLite refused journal mode {journal!r} for {self.path} (got {mode!r}).")
-            self.conn.execute("PRAGMA synchronous = FULL")
         with self.transaction() as c:
             for stmt in SCHEMA.split(";"):
                 if stmt.strip():

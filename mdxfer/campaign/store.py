@@ -139,30 +139,48 @@ def pair_key(smiles: str, partner: str, protocol_digest: str, forcefield: str) -
     return content_key("pair", smiles, partner, protocol_digest, forcefield)
 
 
+JOURNAL_MODES = ("wal", "delete", "truncate")
+
+
+def open_db(path: str | Path, journal: str = "wal", readonly: bool = False,
+            error: type[Exception] = CampaignError, missing: str = "") -> sqlite3.Connection:
+    """Open a SQLite database the way mdxfer's stores share it: autocommit (transactions are
+    explicit), ``sqlite3.Row`` rows, a 30 s busy timeout; read-only through a ``mode=ro`` URI
+    (``missing``: the message if the file does not exist), or read-write with the ``journal``
+    mode checked (``":memory:"`` keeps its own) and ``synchronous = FULL``."""
+    memory = str(path) == ":memory:"
+    if journal.lower() not in JOURNAL_MODES:
+        raise error(f"Unknown SQLite journal mode {journal!r}; use one of {', '.join(JOURNAL_MODES)}.")
+    if readonly:
+        if not Path(path).exists():
+            raise error(missing or f"Database {path} does not exist.")
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, isolation_level=None)
+    else:
+        if not memory:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA busy_timeout = 30000")
+    if not readonly and not memory:
+        mode = conn.execute(f"PRAGMA journal_mode = {journal.upper()}").fetchone()[0]
+        if mode.lower() != journal.lower():
+            conn.close()
+            raise error(f"SQLite refused journal mode {journal!r} for {path} (got {mode!r}); set "
+                        "[campaign] sqlite_journal = 'delete' on network file systems.")
+        conn.execute("PRAGMA synchronous = FULL")
+    return conn
+
+
 class Store:
     """The campaign database. Use as a context manager or call :meth:`close`."""
 
     def __init__(self, path: str | Path, journal: str = "wal", readonly: bool = False):
         self.path = Path(path)
         self._depth = 0
-        if readonly:
-            if not self.path.exists():
-                raise CampaignError(f"Campaign database {self.path} does not exist yet "
-                                    "(run `mdxfer campaign run FILE` first).")
-            self.conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30,
-                                        isolation_level=None)
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        self.conn.row_factory = sqlite3.Row
-        self.conn.execute("PRAGMA busy_timeout = 30000")
+        self.conn = open_db(self.path, journal, readonly, CampaignError,
+                            f"Campaign database {self.path} does not exist yet "
+                            "(run `mdxfer campaign run FILE` first).")
         if not readonly:
-            mode = self.conn.execute(f"PRAGMA journal_mode = {journal.upper()}").fetchone()[0]
-            if mode.lower() != journal.lower():
-                raise CampaignError(f"SQLite refused journal mode {journal!r} for {self.path} "
-                                    f"(got {mode!r}); set [campaign] sqlite_journal = 'delete' "
-                                    "on network file systems.")
-            self.conn.execute("PRAGMA synchronous = FULL")
             self.conn.execute("PRAGMA foreign_keys = ON")
             with self.transaction():
                 for stmt in SCHEMA.split(";"):
