@@ -136,8 +136,8 @@ def plan(settings: LibrarySettings) -> list[dict[str, Any]]:
     """Every model the settings call for: name, property, kind, seed and architecture
     (deterministic in ``settings``)."""
     out = []
-    for p_idx, prop in enumerate(settings.properties):
-        prop = resolve_property(prop)
+    props = list(dict.fromkeys(resolve_property(p) for p in settings.properties))  # each once
+    for p_idx, prop in enumerate(props):
         short = SHORT_NAMES.get(prop, prop.lower())
         for kind, count in (("gnn", settings.gnn_per_property), ("fp_mlp", settings.fp_per_property)):
             for k in range(count):

@@ -62,6 +62,8 @@ def test_random_architectures_are_seeded_pyramids():
     names = [j["name"] for j in plan(TINY)]
     assert names == ["alpha-gnn-0", "alpha-fpmlp-0", "mu-gnn-0", "mu-fpmlp-0"]
     assert plan(TINY) == plan(TINY)
+    twice = LibrarySettings(properties=("alpha", "Polarizability_bohr3"), gnn_per_property=1, fp_per_property=0)
+    assert [j["name"] for j in plan(twice)] == ["alpha-gnn-0"]   # a property named twice is built once
 
 
 def test_manifest_round_trip(lib):
