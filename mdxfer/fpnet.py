@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from mdxfer.featurize import FEATURIZER_VERSION, FP_BITS, FP_RADIUS, DataError, GraphSet, morgan_counts
+from mdxfer.fileio import save_torch_atomic
 from mdxfer.model import (MODEL_FORMAT, TargetScaler, TrainedModel, environment, make_head, read_torch_file,
                           set_threads)
 
@@ -137,10 +138,8 @@ class FingerprintModel:
                 "target": asdict(self.scaler), "provenance": self.provenance}
 
     def save(self, path: str | Path) -> None:
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(self.to_dict(), tmp)
-        tmp.replace(path)
+        """Write atomically (temporary file, then rename)."""
+        save_torch_atomic(self.to_dict(), path)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "") -> "FingerprintModel":

@@ -36,6 +36,7 @@ import numpy as np
 
 from mdxfer import qm9
 from mdxfer.featurize import FEATURIZER_VERSION, DataError
+from mdxfer.fileio import write_json_atomic
 from mdxfer.progress import CountBar
 
 LIBRARY_FORMAT = "mdxfer-library"
@@ -153,12 +154,6 @@ def plan(settings: LibrarySettings) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------------------------
 # manifest
 # --------------------------------------------------------------------------------------------
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
-
 
 def read_manifest(library_dir: str | Path) -> dict[str, Any]:
     """Read and check ``DIR/manifest.json``; raises :class:`DataError` with what is wrong."""
@@ -310,7 +305,7 @@ def build_library(out_dir: str | Path, settings: LibrarySettings | None = None, 
     finally:
         bar.close()
     manifest["build_wall_s"] = round(manifest.get("build_wall_s", 0.0) + time.perf_counter() - t0, 1)
-    _write_json(manifest_path, manifest)
+    write_json_atomic(manifest_path, manifest)
     return manifest
 
 
@@ -322,7 +317,7 @@ def _record(manifest: dict[str, Any], path: Path, entry: dict[str, Any], order: 
             log: Callable[[str], None], bar: CountBar) -> None:
     manifest["models"].append(entry)
     manifest["models"].sort(key=lambda m: order.get(m["name"], 1 << 30))
-    _write_json(path, manifest)
+    write_json_atomic(path, manifest)
     mm = entry["metrics"]
     log(f"{entry['name']:<14} R² val {mm['r2_val']:.3f}  MAE {mm['mae_val']:.4g}  "
         f"({mm['epochs_run']} epochs, {entry['wall_s']:.0f} s)")

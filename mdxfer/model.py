@@ -41,6 +41,7 @@ from torch import nn
 from mdxfer import __version__
 from mdxfer.featurize import (ATOM_FEATURE_SIZE, BOND_FEATURE_SIZE, FEATURIZER_VERSION, DataError,
                               GraphSet)
+from mdxfer.fileio import save_torch_atomic
 
 MODEL_FORMAT = "mdxfer-gnn"
 MODEL_FORMAT_VERSION = 1
@@ -285,10 +286,7 @@ class TrainedModel:
 
     def save(self, path: str | Path) -> None:
         """Write atomically (temporary file, then rename)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(self.to_dict(), tmp)
-        tmp.replace(path)
+        save_torch_atomic(self.to_dict(), path)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "") -> "TrainedModel":

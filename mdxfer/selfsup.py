@@ -45,9 +45,10 @@ from torch import nn
 
 from mdxfer.featurize import (ATOM_TYPES, DataError, GraphSet, cache_dir, cached_featurize,
                               parse_smiles, smiles_hash)
+from mdxfer.fileio import save_torch_atomic
 from mdxfer.model import (ModelConfig, TargetScaler, TrainedModel, build_model, environment, preset,
                           set_threads)
-from mdxfer.train import write_history
+from mdxfer.train import read_checkpoint, write_history
 
 __all__ = ["ELEMENT_CLASSES", "OTHER", "BALANCES", "TASKS", "element_classes", "element_counts",
            "element_weights", "mask_atoms", "masked_batch", "motif_candidates", "motif_labels",
@@ -508,11 +509,8 @@ def selfsup(out_dir: str | Path, settings: SelfSupSettings | None = None, thread
     state: dict[str, Any] = {"epoch": 0, "best_loss": math.inf, "best_epoch": 0, "train_s": 0.0,
                              "history": [], "best_state": None, "best_metrics": None}
     ckpt_path = out / "checkpoint.pt"
-    if ckpt_path.exists() and resume:
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if ck.get("run_key") != run_key:
-            raise DataError(f"{ckpt_path} belongs to a different run (other data, preset, tasks or "
-                            "seed). Use another --out folder, or --restart to overwrite it.")
+    ck = read_checkpoint(ckpt_path, run_key, "other data, preset, tasks or seed") if resume else None
+    if ck is not None:
         encoder.load_state_dict(ck["encoder"])
         heads.load_state_dict(ck["heads"])
         opt.load_state_dict(ck["optimizer"])
@@ -561,10 +559,8 @@ def selfsup(out_dir: str | Path, settings: SelfSupSettings | None = None, thread
                                                            "val_motif_auc")},
                    "time_s": state["train_s"]}
             state["history"].append(row)
-            tmp = Path(str(ckpt_path) + ".tmp")
-            torch.save({"run_key": run_key, "encoder": encoder.state_dict(), "heads": heads.state_dict(),
-                        "optimizer": opt.state_dict(), "state": state}, tmp)
-            tmp.replace(ckpt_path)
+            save_torch_atomic({"run_key": run_key, "encoder": encoder.state_dict(), "heads": heads.state_dict(),
+                               "optimizer": opt.state_dict(), "state": state}, ckpt_path)
             info = f"loss {row['train_loss']:.3f}  val {row['val_loss']:.3f}"
             if "atom" in tasks:
                 info += f"  atom acc {row['val_atom_acc']:.3f} bal {row['val_atom_balanced_acc']:.3f}"

@@ -30,6 +30,7 @@ import torch
 
 from mdxfer import qm9
 from mdxfer.featurize import DataError, GraphSet, cached_featurize
+from mdxfer.fileio import save_torch_atomic
 from mdxfer.model import (ModelConfig, TargetScaler, TrainedModel, build_model, environment,
                           predict_scaled, preset, set_threads)
 
@@ -207,11 +208,8 @@ def pretrain(out_dir: str | Path, settings: PretrainSettings | None = None, thre
              "train_s": 0.0, "history": [], "best_state": None}
 
     ckpt_path = out / "checkpoint.pt"
-    if ckpt_path.exists() and resume:
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if ck.get("run_key") != run_key:
-            raise DataError(f"{ckpt_path} belongs to a different run (other data, preset or seed). "
-                            "Use another --out folder, or --restart to overwrite it.")
+    ck = read_checkpoint(ckpt_path, run_key, "other data, preset or seed") if resume else None
+    if ck is not None:
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         if sched is not None and ck.get("scheduler"):
@@ -249,10 +247,9 @@ def pretrain(out_dir: str | Path, settings: PretrainSettings | None = None, thre
             state["history"].append({"epoch": state["epoch"], "train_loss": tr_loss, "val_loss": val_loss,
                                      "val_r2": vm["r2"], "val_mae": vm["mae"],
                                      "lr": opt.param_groups[0]["lr"], "time_s": state["train_s"]})
-            torch.save({"run_key": run_key, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                        "scheduler": sched.state_dict() if sched is not None else None,
-                        "torch_rng": torch.get_rng_state(), "state": state}, str(ckpt_path) + ".tmp")
-            Path(str(ckpt_path) + ".tmp").replace(ckpt_path)
+            save_torch_atomic({"run_key": run_key, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                               "scheduler": sched.state_dict() if sched is not None else None,
+                               "torch_rng": torch.get_rng_state(), "state": state}, ckpt_path)
             bar.update(state["epoch"], f"train {tr_loss:.4f}  val {val_loss:.4f}  val R² {vm['r2']:.4f}  "
                                        f"best@{state['best_epoch']}")
         else:
@@ -323,6 +320,18 @@ def feats_version() -> str:
     from mdxfer.featurize import FEATURIZER_VERSION
 
     return FEATURIZER_VERSION
+
+
+def read_checkpoint(path: Path, run_key: dict[str, Any], differs: str) -> dict[str, Any] | None:
+    """The checkpoint saved at ``path`` (None if there is none). One saved by a different run
+    (its ``run_key`` differs: ``differs`` says in what) raises :class:`DataError`."""
+    if not path.exists():
+        return None
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    if ck.get("run_key") != run_key:
+        raise DataError(f"{path} belongs to a different run ({differs}). "
+                        "Use another --out folder, or --restart to overwrite it.")
+    return ck
 
 
 class EarlyStopper:

@@ -47,6 +47,7 @@ import torch
 
 from mdxfer.featurize import (FEATURIZER_VERSION, DataError, Featurized, GraphSet, applicability,
                               featurize_smiles, morgan_counts, parse_smiles)
+from mdxfer.fileio import save_torch_atomic
 from mdxfer.fpnet import SourceModel, load_source, source_from_dict
 from mdxfer.model import TargetScaler, environment, read_torch_file, set_threads
 from mdxfer.progress import CountBar
@@ -294,9 +295,7 @@ class Ensemble:
             import joblib
 
             joblib.dump(forests, out / "forests.joblib")
-        tmp = out / "ensemble.pt.tmp"
-        torch.save(self.to_dict(), tmp)
-        tmp.replace(out / "ensemble.pt")
+        save_torch_atomic(self.to_dict(), out / "ensemble.pt")
 
 
 def load_ensemble(path: str | Path) -> Ensemble:

@@ -225,7 +225,8 @@ def combine_pair(candidate_dir: str, partner_dir: str, pair_dir: str, protocol: 
     ``wall_s`` is the LAMMPS time of the candidate box and the stack (s); the shared partner
     box's time is ``partner_wall_s``.
     """
-    from mdxfer.md.interaction import combine, provenance, write_json_atomic
+    from mdxfer.fileio import write_json_atomic
+    from mdxfer.md.interaction import combine, provenance
 
     with _stage("combine", pair_dir) as rec:
         dirs = {"candidate": Path(candidate_dir), "partner": Path(partner_dir),

@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import platform
 import socket
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ import pandas as pd
 
 from mdxfer import __version__
 from mdxfer.errors import LammpsError, MdxferError
+from mdxfer.fileio import write_json_atomic
 from mdxfer.forcefield import parametrize
 from mdxfer.forcefield.parameters import load_table
 from mdxfer.md.box import System, pack, stack
@@ -40,17 +39,6 @@ from mdxfer.molecule import canonical_smiles, embed, inchikey
 
 DEFAULT_PARTNER = "CC(=C)C=C"  # isoprene
 SPECIES_FILE = "species.json"
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON to ``path`` via a temporary file and an atomic rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True, default=float)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def read_json(path: Path) -> dict[str, Any]:
