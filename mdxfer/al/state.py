@@ -82,7 +82,6 @@ class ALState:
 
     def __init__(self, path: str | Path, journal: str = "wal", readonly: bool = False):
         self.path = str(path)
-        self.memory = self.path == ":memory:"
         self.conn = open_db(self.path, journal, readonly, ALError,
                             f"Database {self.path} does not exist yet: start the loop with "
                             "`mdxfer al run FILE`.")
