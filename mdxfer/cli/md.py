@@ -95,6 +95,7 @@ def interaction_cmd(
     ranks: Optional[int] = typer.Option(None, help="MPI ranks for the PyPI wheel (default: free cores; env MDXFER_RANKS)."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Protocol override FIELD=VALUE (repeatable)."),
     timeout: Optional[float] = typer.Option(None, help="Time limit of each LAMMPS run, seconds."),
+    replicas: Optional[int] = typer.Option(None, help="Independent replicas (new packing and velocities); default: the protocol's (1)."),
 ) -> None:
     """Compute E_int = E_tot - (E_chem + E_partner) with LAMMPS; writes OUT/result.json."""
     from rich.table import Table
@@ -107,14 +108,24 @@ def interaction_cmd(
     console.print(f"protocol {p.name} ({p.digest()}), LAMMPS: {launcher.describe()}", highlight=False)
     with console.status("running LAMMPS...") as status:
         result = interaction_energy(smiles, p, out, partner=partner, launcher=launcher,
-                                    partner_dir=partner_dir, progress=status.update)
-    table = Table(title=f"{result['smiles']} with {result['partner']} ({p.name})")
+                                    partner_dir=partner_dir, progress=status.update,
+                                    replicas=replicas)
+    table = Table(title=f"{result['smiles']} with {result['partner']} ({p.name}, "
+                        f"estimator {result['estimator']}, {result['n_replicas']} replica(s))")
     table.add_column("quantity")
     table.add_column("value (kcal/mol)", justify="right")
-    for key in ("E_int", "E_int_pe", "E_tot", "E_chem", "E_partner"):
+    for key in ("E_int", "E_cross", "E_int_pe", "E_int_etotal", "E_tot", "E_chem", "E_partner"):
+        if result.get(key) is None:
+            continue
         err = result.get(f"{key}_stderr")
         table.add_row(key, f"{result[key]:.2f}" + (f" ± {err:.2f}" if err is not None else ""))
+    if result["E_int_replica_sd"] is not None:
+        table.add_row("E_int per replica", ", ".join(f"{v:.2f}" for v in result["replicas"]))
+        table.add_row("E_int replica SD", f"{result['E_int_replica_sd']:.2f}")
     console.print(table)
+    console.print("E_int_stderr is the candidate's own error; the partner's "
+                  f"(± {result['E_partner_stderr']:.2f}) is a common offset of every candidate.",
+                  highlight=False)
     console.print(
         f"densities (g/cm³): candidate {result['density_chem_g_cm3']:.3f}, partner "
         f"{result['density_partner_g_cm3']:.3f}, stack {result['density_stack_g_cm3']:.3f}; "

@@ -252,3 +252,21 @@ def stack(bottom: System, top: System, gap: float = 1.0) -> System:
     out.meta.update({"stack_interfaces": 2, "bottom_Lz_A": float(bottom.box[2]),
                      "top_Lz_A": float(top.box[2]), "gap_A": gap})
     return out
+
+
+def rescale_z(system: System, lz: float) -> System:
+    """A copy of ``system`` with cell height ``lz`` (Å): each molecule is made whole and moved
+    rigidly so that its centre of mass keeps its fractional z; velocities are kept."""
+    pos = whole_molecules(system)
+    factor = lz / float(system.box[2])
+    out = System(**{f: getattr(system, f) for f in system.__dataclass_fields__})
+    new = pos.copy()
+    for m in range(system.n_molecules):
+        idx = np.flatnonzero(system.atom_mol == m)
+        com_z = np.average(pos[idx, 2], weights=system.masses[idx])
+        new[idx, 2] += (factor - 1.0) * com_z
+    out.positions = new
+    out.images = None
+    out.box = np.array([system.box[0], system.box[1], lz])
+    out.meta = dict(system.meta, rescaled_from_lz_A=float(system.box[2]))
+    return out

@@ -92,3 +92,28 @@ def forcefield_include(system: System, protocol: Protocol) -> str:
         angle_coeffs="\n".join(angle_lines), dihedral_coeffs="\n".join(dihedral_lines),
         improper_coeffs="\n".join(improper_lines), kspace_accuracy=f"{protocol.kspace_accuracy:g}",
     )
+
+
+def shake_command(protocol: Protocol) -> str:
+    """``fix shake`` on every bond to a hydrogen (mass < 1.1 g/mol) when ``protocol.shake``.
+
+    Constraining the fastest vibrations allows 2 fs steps; LAMMPS removes the constrained
+    degrees of freedom from the temperature. Defined after any minimisation.
+    """
+    if not protocol.shake:
+        return "# no constraints (shake = false)"
+    return "fix             rigid_h all shake 0.0001 20 0 m 1.1"
+
+
+def cross_commands(bottom_molecules: int) -> tuple[str, str]:
+    """(commands, thermo keyword) logging the energy between molecules 1..N and the rest.
+
+    ``compute group/group`` with ``pair yes kspace yes``: the pair (LJ, real-space Coulomb,
+    hydrogen-bond) and long-range Coulomb energy between the candidate slab (the stack's first
+    ``bottom_molecules`` molecules) and the partner slab, kcal/mol.
+    """
+    n = int(bottom_molecules)
+    lines = [f"group           cand molecule <> 1 {n}",
+             "group           partner subtract all cand",
+             "compute         cross cand group/group partner pair yes kspace yes"]
+    return "\n".join(lines), "c_cross"

