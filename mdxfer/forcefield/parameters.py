@@ -19,7 +19,8 @@ from rdkit import Chem
 
 from mdxfer.errors import ForceFieldError, MoleculeError
 from mdxfer.forcefield.charges import partial_charges
-from mdxfer.forcefield.typing import assign_types
+from mdxfer.forcefield.typing import (assign_types, base_type, resonance_equivalents,
+                                      type_labels)
 
 _OXYGEN_COLUMN = {"O", "S", "Se", "Te"}
 _BOND_ORDER = {
@@ -54,8 +55,8 @@ def hybridization(dreiding_type: str) -> str:
 
 
 def lj_params(t: str) -> tuple[float, float]:
-    """(epsilon kcal/mol, sigma Å) of type ``t``; sigma = R0 / 2**(1/6)."""
-    row = load_table()["nonbonded"]["lj"][t]
+    """(epsilon kcal/mol, sigma Å) of type (or LAMMPS type label) ``t``; sigma = R0 / 2**(1/6)."""
+    row = load_table()["nonbonded"]["lj"][base_type(t)]
     return float(row["D0"]), float(row["R0"]) / 2 ** (1 / 6)
 
 
@@ -155,6 +156,11 @@ class MoleculeFF:
     impropers: np.ndarray
     improper_keys: list[ImproperKey]
     torsion_cases: list[str] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.labels:
+            self.labels = list(self.types)
 
     @property
     def n_atoms(self) -> int:
@@ -167,19 +173,21 @@ class MoleculeFF:
 
     @property
     def donor_types(self) -> set[str]:
-        """Types of heavy atoms that carry an H___A (hydrogen-bond donors)."""
+        """Type labels of heavy atoms that carry an H___A (hydrogen-bond donors)."""
         out = set()
         for (i, j) in self.bonds:
             for a, b in ((i, j), (j, i)):
                 if self.types[a] == "H___A":
-                    out.add(self.types[b])
+                    out.add(self.labels[b])
         return out
 
     @property
     def acceptor_types(self) -> set[str]:
-        """Types of N, O, F atoms (hydrogen-bond acceptors)."""
+        """Type labels of the hydrogen-bond acceptors (N, O, F atoms that
+        :func:`mdxfer.forcefield.typing.is_hbond_acceptor` accepts)."""
         acc = set(load_table()["hbond"]["acceptor_elements"])
-        return {t for s, t in zip(self.symbols, self.types) if s in acc}
+        return {t for s, t in zip(self.symbols, self.labels)
+                if s in acc and base_type(t) == t}
 
 
 def _check_supported(mol: Chem.Mol, types: list[str], smiles: str) -> None:
@@ -211,19 +219,25 @@ def parametrize(mol: Chem.Mol, smiles: str | None = None, charges: str = "gastei
     if any(a.GetNumRadicalElectrons() for a in mol.GetAtoms()):
         raise ForceFieldError(f"{smiles!r} is a radical; DREIDING typing needs closed shells.")
     types = assign_types(mol)
+    equivalents = resonance_equivalents(mol)
+    types = _symmetric_types(mol, types, equivalents)
     _check_supported(mol, types, smiles)
     atom_charges = partial_charges(mol, charges)
+    for members in equivalents:  # resonance-equivalent atoms carry equal charges
+        atom_charges[members] = atom_charges[members].mean()
     symbols = [a.GetSymbol() for a in mol.GetAtoms()]
     masses = np.array([a.GetMass() for a in mol.GetAtoms()])
     coords = np.array(mol.GetConformer().GetPositions(), dtype=float)
     ring_info = mol.GetRingInfo()
 
+    bond_orders = _symmetric_bond_orders(mol, equivalents)
     bonds, bond_keys = [], []
     for b in mol.GetBonds():
         i, j = b.GetBeginAtomIdx(), b.GetEndAtomIdx()
         order = _BOND_ORDER.get(b.GetBondType())
         if order is None:
             raise ForceFieldError(f"{smiles!r}: unsupported bond type {b.GetBondType()}.")
+        order = bond_orders.get(b.GetIdx(), order)
         ti, tj = sorted((types[i], types[j]))
         bonds.append((i, j))
         bond_keys.append((ti, tj, order))
@@ -283,4 +297,37 @@ def parametrize(mol: Chem.Mol, smiles: str | None = None, charges: str = "gastei
         coords=coords, bonds=arr(bonds, 2), bond_keys=bond_keys, angles=arr(angles, 3),
         angle_keys=angle_keys, dihedrals=arr(dihedrals, 4), dihedral_keys=dihedral_keys,
         impropers=arr(impropers, 4), improper_keys=improper_keys, torsion_cases=cases,
+        labels=type_labels(mol, types),
     )
+
+
+def _symmetric_types(mol: Chem.Mol, types: list[str], equivalents: list[list[int]]) -> list[str]:
+    """Give resonance-equivalent atoms one type (the highest-order member's: nitro O → O_2 for
+    both) and make an sp2 centre bonded to them resonant (nitro N_2 → N_R)."""
+    types = list(types)
+    for members in equivalents:
+        best = min((types[i] for i in members), key=lambda t: (hybridization(t) != "2", t))
+        for i in members:
+            types[i] = best
+            for n in mol.GetAtomWithIdx(i).GetNeighbors():
+                j = n.GetIdx()
+                if hybridization(types[j]) == "2" and j not in members:
+                    types[j] = f"{types[j].split('_')[0]}_R"
+    return types
+
+
+def _symmetric_bond_orders(mol: Chem.Mol, equivalents: list[list[int]]) -> dict[int, float]:
+    """Bond index → order: bonds from one centre to resonance-equivalent atoms get their mean
+    order (nitro N–O: 1 and 2 → 1.5 for both)."""
+    out: dict[int, float] = {}
+    for members in equivalents:
+        by_centre: dict[int, list] = {}
+        for i in members:
+            for b in mol.GetAtomWithIdx(i).GetBonds():
+                by_centre.setdefault(b.GetOtherAtomIdx(i), []).append(b)
+        for bonds in by_centre.values():
+            if len(bonds) > 1:
+                mean = sum(_BOND_ORDER[b.GetBondType()] for b in bonds) / len(bonds)
+                for b in bonds:
+                    out[b.GetIdx()] = mean
+    return out

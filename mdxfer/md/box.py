@@ -67,7 +67,8 @@ class System:
         return float(self.masses.sum() / AVOGADRO / (self.volume * 1e-24))
 
     def atom_type_labels(self) -> list[str]:
-        """Sorted unique DREIDING atom types; LAMMPS type i+1 is label i."""
+        """Sorted unique LAMMPS type labels (DREIDING types, ``.x`` for N/O/F that accept no
+        hydrogen bond); LAMMPS type i+1 is label i."""
         return sorted(set(self.types))
 
     def type_tables(self) -> dict[str, list]:
@@ -92,7 +93,7 @@ def assemble(
     for m, (t, xyz) in enumerate(zip(mol_template, coords)):
         ff = molecules[t]
         parts["pos"].append(np.asarray(xyz, dtype=float))
-        parts["types"] += ff.types
+        parts["types"] += ff.labels
         parts["q"].append(ff.charges)
         parts["m"].append(ff.masses)
         parts["amol"].append(np.full(ff.n_atoms, m))
