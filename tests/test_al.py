@@ -203,3 +203,57 @@ def test_config_errors(tmp_path):
     cfg = load_al_config(f)
     assert cfg.database == tmp_path / "x.db" and cfg.table == tmp_path / "t.csv"
     assert cfg.settings.acquisition.maximize and cfg.settings.rounds == 2
+
+
+# ---------------------------------------------------------------- measurement noise in the fit
+
+def _linear_table(n: int = 20):
+    from mdxfer.al.surrogate import FeatureTable, SurrogateSettings
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(n, 3))
+    y = X @ np.array([1.0, -0.5, 0.2]) + 0.05 * rng.normal(size=n)
+    table = FeatureTable([f"m{i}" for i in range(n)], X.astype(np.float32), None,
+                         np.zeros((n, 8), dtype=bool), [None] * n, SurrogateSettings(features="morgan"))
+    return table, y
+
+
+def test_noise_weights():
+    from mdxfer.al.surrogate import noise_weights
+
+    assert noise_weights(None) is None and noise_weights([None, None]) is None
+    assert noise_weights([0.0, 0.0, None]) is None                 # nothing to weigh by
+    w = noise_weights([1.0, 1.0, 3.0, None])                       # s0 = median = 1
+    expect = 1 / (np.array([1.0, 1.0, 9.0, 1.0]) + 1.0)           # missing: the median
+    assert np.allclose(w, expect / expect.mean()) and w.mean() == pytest.approx(1.0)
+
+
+def test_a_noisy_point_pulls_the_ridge_fit_less():
+    """The same outlier moves the fit less when its measurement says it is noisy; without any
+    stderr the fit is the unweighted one, exactly."""
+    from mdxfer.al.surrogate import fit_ensemble, predict_rows
+
+    table, y = _linear_table()
+    truth = float(y[0])
+    y = y.copy()
+    y[0] += 10.0                                                   # one far-off measurement
+    smiles = table.smiles
+    rows = table.rows(smiles[:1])
+
+    def pull(se0: float | None, model: str = "ridge") -> float:
+        import dataclasses
+
+        t = dataclasses.replace(table, settings=dataclasses.replace(table.settings, model=model))
+        stderr = None if se0 is None else [se0] + [0.5] * (len(y) - 1)
+        ens = fit_ensemble(t, smiles, y, seed=3, members=8, stderr=stderr)
+        return abs(float(predict_rows(t, ens, rows).mean()) - truth)
+
+    small, huge, none = pull(0.5), pull(50.0), pull(None)
+    assert huge < 0.5 * small, (small, huge)
+    assert small == pytest.approx(none, rel=0.05)                  # equal noise ~ unweighted
+    assert pull(None) == none                                       # deterministic
+    base = fit_ensemble(table, smiles, y, seed=3, members=8)
+    assert base.info["noise_weighted"] is False
+    unknown = fit_ensemble(table, smiles, y, seed=3, members=8, stderr=[None] * len(y))
+    assert np.array_equal(base.coef, unknown.coef)                  # no stderr: as before
+    assert pull(50.0, "rf") < pull(0.5, "rf")

@@ -103,7 +103,51 @@ def test_content_keys_and_store_schema(tmp_path):
     conn = sqlite3.connect(tmp_path / "c.db")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"molecules", "tasks", "results", "candidates", "stage_runs", "runs"} <= tables
+    assert {"molecules", "tasks", "results", "candidates", "stage_runs", "runs",
+            "replica_results"} <= tables
+
+
+def test_a_version_1_database_is_migrated(tmp_path):
+    """A database written before replicas (schema 1: no replica columns, no replica_results)
+    gains them when opened for writing; its rows are kept; a newer schema is refused."""
+    from mdxfer.campaign.store import ADDED_RESULT_COLUMNS, SCHEMA, SCHEMA_VERSION
+
+    db = tmp_path / "old.db"
+    conn = sqlite3.connect(db)
+    v1 = SCHEMA.split("CREATE TABLE IF NOT EXISTS replica_results")[0]
+    last = "record TEXT NOT NULL, created_at TEXT NOT NULL,"  # results as schema 1 had it
+    head, tail = v1.split(last)
+    v1 = head + last[:-1] + tail[tail.index(");"):]
+    conn.executescript(v1)
+    conn.execute("INSERT INTO meta VALUES ('schema', '1')")
+    conn.execute("INSERT INTO tasks (key, kind, smiles, partner, protocol_digest, forcefield, "
+                 "state, created_at, updated_at) VALUES ('k', 'pair', 'CCO', 'C', 'd', 'f', "
+                 "'done', 't', 't')")
+    conn.execute("INSERT INTO results (task_key, smiles, partner, protocol_digest, forcefield, "
+                 "E_int, record, created_at) VALUES ('k', 'CCO', 'C', 'd', 'f', -1.5, '{}', 't')")
+    conn.commit()
+    before = {r[1] for r in conn.execute("PRAGMA table_info(results)")}
+    conn.close()
+    assert not {n for n, _ in ADDED_RESULT_COLUMNS} & before
+    with Store(db) as store:
+        cols = {r[1] for r in store.query("PRAGMA table_info(results)")}
+        assert {n for n, _ in ADDED_RESULT_COLUMNS} <= cols
+        assert store.query("SELECT value FROM meta WHERE key = 'schema'")[0][0] == str(SCHEMA_VERSION)
+        assert [tuple(r) for r in store.query("SELECT E_int, n_replicas FROM results")] == [(-1.5, None)]
+        assert store.replica_record("k") is None
+        # a finished single-run result is requeued only when more replicas are asked for
+        store.conn.execute("INSERT INTO molecules (input_smiles, added_at) VALUES ('CCO', 't')")
+        store.link_candidate(1, "k")
+        assert store.requeue_replicas("d", "C", "f", 1) == 0
+        assert store.requeue_replicas("d", "C", "f", 2) == 1 and store.task("k")["state"] == "pending"
+    with Store(db) as store:                         # opening again changes nothing
+        assert store.query("SELECT E_int FROM results")[0][0] == -1.5
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema'")
+    conn.commit()
+    conn.close()
+    with pytest.raises(CampaignError, match="schema version 99"):
+        Store(db)
 
 
 # ------------------------------------------------------------------ profiles

@@ -5,7 +5,8 @@ Round 0 simulates ``n_initial`` molecules drawn at random from the pool (on top 
 measured molecules given in an ``initial`` table or already in the campaign database). Every
 later round:
 
-1. refit the transferred ensemble (:mod:`mdxfer.al.surrogate`) on every measured molecule and
+1. refit the transferred ensemble (:mod:`mdxfer.al.surrogate`) on every measured molecule,
+   each weighted by its measurement noise (stderr; unweighted when none is known), and
    cross-validate it (the model quality shown by ``mdxfer al status``);
 2. predict the whole pool (mean, spread, each member), score it with the acquisition
    (:mod:`mdxfer.al.acquisition`) and pick a batch spread over chemical space
@@ -196,9 +197,11 @@ class ActiveLearner:
         train = self.state.observations("done")
         smiles = [o["smiles"] for o in train]
         y = np.array([o["value"] for o in train], dtype=float)
+        stderr = [o.get("stderr") for o in train]  # the noise of each measurement (None: unknown)
         table = self.features
-        ens = fit_ensemble(table, smiles, y, seed=int(rng.integers(1 << 31)))
-        cv = cross_validate(table, smiles, y, seed=self.s.seed + r) if self.cv_rounds else None
+        ens = fit_ensemble(table, smiles, y, seed=int(rng.integers(1 << 31)), stderr=stderr)
+        cv = (cross_validate(table, smiles, y, seed=self.s.seed + r, stderr=stderr)
+              if self.cv_rounds else None)
         fit_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         rows = table.rows(self.pool)

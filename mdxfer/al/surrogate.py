@@ -13,6 +13,14 @@ Morgan count fingerprints; each round only the small models on top are refitted:
               (:func:`mdxfer.transfer.fit_member`), one head per bootstrap resample — the
               expensive option (seconds to minutes per member).
 
+**Measurement noise.** A measurement's standard error (the MD campaign's ``E_int_stderr``)
+is its noise: ``ridge`` members and the ``rf`` forest are fitted with sample weights
+``1/(se² + s0²)`` (:func:`noise_weights`; normalised to mean 1), where the floor ``s0`` is the
+median of the known stderrs, so that no point gets an unbounded weight and a measurement
+without a stderr (a table, an ``initial`` file) counts as one of median noise. When no
+measurement has a stderr the fits are unweighted, exactly as without this rule.
+``finetune`` ignores the stderrs.
+
 Features (``features``): ``embedding`` (the frozen GCN vector), ``embedding+morgan``
 (default: both blocks, each block scaled to the same total variance) or ``morgan`` (no
 transfer: the direct baseline). Columns are standardised over all molecules the loop knows
@@ -188,7 +196,32 @@ class FittedEnsemble:
         return "torch", buf.getvalue()
 
 
-def _fit_ridge(X: np.ndarray, y: np.ndarray, members: int, rng: np.random.Generator) -> FittedEnsemble:
+def noise_weights(stderr: Sequence[float | None] | None) -> np.ndarray | None:
+    """Sample weights ``1/(se² + s0²)`` (mean 1) from per-measurement standard errors.
+
+    ``s0`` is the median of the known (finite, non-negative) stderrs, or of the positive ones
+    if that median is 0; a missing stderr counts as ``s0``. None (unweighted) when no stderr
+    is known or all known ones are 0.
+    """
+    if stderr is None:
+        return None
+    se = np.array([np.nan if v is None else float(v) for v in stderr], dtype=np.float64)
+    known = np.isfinite(se) & (se >= 0)
+    if not known.any():
+        return None
+    s0 = float(np.median(se[known]))
+    if s0 <= 0:
+        positive = se[known & (se > 0)]
+        if not len(positive):
+            return None
+        s0 = float(np.median(positive))
+    filled = np.where(known, se, s0)
+    w = 1.0 / (filled ** 2 + s0 ** 2)
+    return w / w.mean()
+
+
+def _fit_ridge(X: np.ndarray, y: np.ndarray, members: int, rng: np.random.Generator,
+               weights: np.ndarray | None = None) -> FittedEnsemble:
     from sklearn.linear_model import RidgeCV
 
     n = len(y)
@@ -197,7 +230,8 @@ def _fit_ridge(X: np.ndarray, y: np.ndarray, members: int, rng: np.random.Genera
         idx = rng.integers(0, n, n)
         if len(np.unique(idx)) < 3:  # degenerate resample of a tiny set
             idx = np.arange(n)
-        m = RidgeCV(alphas=ALPHAS).fit(X[idx].astype(np.float64), y[idx])
+        m = RidgeCV(alphas=ALPHAS).fit(X[idx].astype(np.float64), y[idx],
+                                       sample_weight=None if weights is None else weights[idx])
         coefs.append(np.asarray(m.coef_, dtype=np.float64))
         icpts.append(float(m.intercept_))
         alphas.append(float(m.alpha_))
@@ -205,11 +239,13 @@ def _fit_ridge(X: np.ndarray, y: np.ndarray, members: int, rng: np.random.Genera
                           info={"alpha_median": float(np.median(alphas))})
 
 
-def _fit_rf(X: np.ndarray, y: np.ndarray, members: int, seed: int) -> FittedEnsemble:
+def _fit_rf(X: np.ndarray, y: np.ndarray, members: int, seed: int,
+            weights: np.ndarray | None = None) -> FittedEnsemble:
     from sklearn.ensemble import RandomForestRegressor
 
     rf = RandomForestRegressor(n_estimators=max(members, 2), max_features=0.33, min_samples_leaf=1,
-                               random_state=seed, n_jobs=1).fit(X.astype(np.float64), y)
+                               random_state=seed, n_jobs=1).fit(X.astype(np.float64), y,
+                                                                sample_weight=weights)
     return FittedEnsemble("rf", forest=rf, info={"trees": len(rf.estimators_)})
 
 
@@ -231,21 +267,30 @@ def _fit_finetune(table: FeatureTable, rows: np.ndarray, y: np.ndarray, members:
 
 
 def fit_ensemble(table: FeatureTable, smiles: Sequence[str], y: np.ndarray, seed: int,
-                 members: int | None = None) -> FittedEnsemble:
-    """Fit the surrogate on measured ``smiles``/``y`` (target unit)."""
+                 members: int | None = None,
+                 stderr: Sequence[float | None] | None = None) -> FittedEnsemble:
+    """Fit the surrogate on measured ``smiles``/``y`` (target unit). ``stderr``: the
+    measurements' standard errors (None entries for unknown), their noise for the fit
+    (:func:`noise_weights`; ``ridge`` and ``rf``)."""
     s = table.settings
     y = np.asarray(y, dtype=np.float64)
     if len(y) < 3:
         raise ALError(f"The model needs at least 3 measured molecules, got {len(y)}: raise n_initial, "
                       "or give measured molecules with initial = \"FILE.csv\".")
+    if stderr is not None and len(stderr) != len(y):
+        raise ALError(f"{len(stderr)} stderrs for {len(y)} measurements.")
     rows = table.rows(smiles)
     rng = np.random.default_rng(seed)
     m = members or s.members
+    w = noise_weights(stderr) if s.model in ("ridge", "rf") else None
     if s.model == "ridge":
-        return _fit_ridge(table.X[rows], y, m, rng)
-    if s.model == "rf":
-        return _fit_rf(table.X[rows], y, m, seed)
-    return _fit_finetune(table, rows, y, m, rng)
+        ens = _fit_ridge(table.X[rows], y, m, rng, w)
+    elif s.model == "rf":
+        ens = _fit_rf(table.X[rows], y, m, seed, w)
+    else:
+        return _fit_finetune(table, rows, y, m, rng)
+    ens.info["noise_weighted"] = w is not None
+    return ens
 
 
 def predict_rows(table: FeatureTable, ens: FittedEnsemble, rows: np.ndarray) -> np.ndarray:
@@ -255,10 +300,12 @@ def predict_rows(table: FeatureTable, ens: FittedEnsemble, rows: np.ndarray) -> 
 
 
 def cross_validate(table: FeatureTable, smiles: Sequence[str], y: np.ndarray, seed: int,
-                   folds: int | None = None) -> dict[str, Any]:
+                   folds: int | None = None,
+                   stderr: Sequence[float | None] | None = None) -> dict[str, Any]:
     """k-fold cross-validation of the surrogate on the measured molecules: out-of-fold mean
     and spread per molecule, R², MAE (target unit), Spearman's rank correlation, and the
-    fraction of out-of-fold targets inside mean ± 2 spread (calibration)."""
+    fraction of out-of-fold targets inside mean ± 2 spread (calibration). ``stderr``: as in
+    :func:`fit_ensemble` (the folds' fits are weighted; the scores are not)."""
     from scipy.stats import spearmanr
     from sklearn.model_selection import KFold
 
@@ -273,7 +320,8 @@ def cross_validate(table: FeatureTable, smiles: Sequence[str], y: np.ndarray, se
     oof_mean, oof_std = np.full(n, np.nan), np.full(n, np.nan)
     members = min(table.settings.members, 8)
     for f, (tr, te) in enumerate(KFold(k, shuffle=True, random_state=seed).split(np.arange(n))):
-        ens = fit_ensemble(table, [smiles[i] for i in tr], y[tr], seed * 31 + f, members)
+        ens = fit_ensemble(table, [smiles[i] for i in tr], y[tr], seed * 31 + f, members,
+                           None if stderr is None else [stderr[i] for i in tr])
         p = predict_rows(table, ens, table.rows([smiles[i] for i in te]))
         oof_mean[te], oof_std[te] = p.mean(0), p.std(0, ddof=1)
     m = regression_metrics(y, oof_mean)

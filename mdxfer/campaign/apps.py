@@ -28,7 +28,6 @@ from mdxfer.campaign.spec import RetryPolicy
 from mdxfer.errors import (BoxError, ForceFieldError, LammpsError, MdxferError, MoleculeError,
                            ProtocolError)
 from mdxfer.md.lammps import Launcher
-from mdxfer.md.lammps import version_from_log as lammps_version_from_log
 from mdxfer.md.protocol import Protocol
 
 GUARD = str(Path(__file__).with_name("guard.py"))
@@ -162,16 +161,22 @@ def _stage_done(workdir: Path, stage: str, protocol: Protocol) -> bool:
     return bool(info) and info.get("protocol_digest") == protocol.digest()
 
 
-def build_species(smiles: str, protocol: Protocol, workdir: str) -> dict[str, Any]:
+def build_species(smiles: str, protocol: Protocol, workdir: str,
+                  role: str = "candidate") -> dict[str, Any]:
     """Type, charge and pack ``protocol.n_molecules`` copies of ``smiles`` (canonical) into
-    ``workdir/system.data``; skipped when ``species.json`` already holds this box."""
+    ``workdir/system.data``; skipped when ``species.json`` already holds this box in this
+    ``role`` (``candidate`` or ``partner``: the partner's NVT runs ``protocol.partner_ps``)."""
     from mdxfer.md.interaction import prepare_species
 
     with _stage("build", workdir) as rec:
         info = _read_json(Path(workdir) / "species.json") or {}
-        rec["ran"] = not (info.get("smiles") == smiles
-                          and info.get("protocol_digest") == protocol.digest())
-        prepare_species(smiles, protocol, workdir)
+        same_box = (info.get("smiles") == smiles
+                    and info.get("protocol_digest") == protocol.digest())
+        rec["ran"] = not (same_box and info.get("role", "candidate") == role)
+        if same_box and rec["ran"] and protocol.partner_ps != protocol.nvt_ps:
+            # the same box in the other role: its NVT summary is for the other NVT length
+            (Path(workdir) / "nvt.json").unlink(missing_ok=True)
+        prepare_species(smiles, protocol, workdir, role=role)
     return rec
 
 
@@ -216,43 +221,41 @@ def nvt_stage(workdir: str, protocol: Protocol, launcher: Launcher, *after: Any,
     return _lammps_stage("nvt", run_nvt, workdir, protocol, launcher)
 
 
-def combine_pair(candidate_dir: str, partner_dir: str, pair_dir: str, protocol: Protocol,
-                 meta: dict[str, Any], launcher: Launcher, nvt_record: dict[str, Any] | None = None,
-                 *after: Any) -> dict[str, Any]:
-    """E_int = E_tot − (E_chem + E_partner) in kcal/mol with stderrs and provenance; writes
-    ``pair_dir/result.json`` atomically and returns the result record.
+def combine_pair(smiles: str, candidate_dir: str, partner_dir: str, pair_dir: str,
+                 protocol: Protocol, partner_protocol: Protocol, launcher: Launcher,
+                 nvt_record: dict[str, Any] | None = None, *after: Any) -> dict[str, Any]:
+    """The result record of one replica, by :func:`mdxfer.md.interaction.replica_result` (the
+    one result path: the same fields and meanings as ``mdxfer interaction``'s records); it
+    writes ``pair_dir/replica_result.json`` atomically; the record is returned as ``result``.
 
-    ``wall_s`` is the LAMMPS time of the candidate box and the stack (s); the shared partner
-    box's time is ``partner_wall_s``.
+    ``protocol`` is the replica's protocol (candidate box and stack), ``partner_protocol`` the
+    shared partner box's; every leg must have finished its stages for its protocol. ``smiles``:
+    the candidate as the user wrote it. ``wall_s`` is the LAMMPS time of the candidate box and
+    the stack (s), ``partner_wall_s`` the shared partner box's. ``host`` is where the stack's
+    NVT ran (``nvt_record``), not where this light task runs.
     """
     from mdxfer.fileio import write_json_atomic
-    from mdxfer.md.interaction import combine, provenance
+    from mdxfer.md.interaction import replica_result
 
     with _stage("combine", pair_dir) as rec:
         dirs = {"candidate": Path(candidate_dir), "partner": Path(partner_dir),
                 "stack": Path(pair_dir)}
-        legs = {}
+        legs: dict[str, dict[str, Any]] = {}
         for name, d in dirs.items():
+            digest = (partner_protocol if name == "partner" else protocol).digest()
             legs[name] = {}
             for stage in ("compress", "nvt"):
                 data = _read_json(d / f"{stage}.json")
-                if not data or data.get("protocol_digest") != protocol.digest():
+                if not data or data.get("protocol_digest") != digest:
                     raise StageFailure(f"the {name} box in {d} has no finished '{stage}' stage "
                                        "for this protocol", "combine", "error", pair_dir)
                 legs[name][stage] = data
-        info = _read_json(dirs["stack"] / "species.json") or {}
-        prov = provenance(launcher)
-        prov["lammps_version"] = lammps_version_from_log(dirs["stack"] / "nvt.log")
-        if nvt_record and nvt_record.get("host"):
-            prov["host"] = nvt_record["host"]
-        full = dict(meta, box_xy_A2=info["box_A"][0] * info["box_A"][1],
-                    wall_s=sum(legs[n][s]["wall_s"] for n in ("candidate", "stack")
-                               for s in ("compress", "nvt")),
-                    partner_wall_s=sum(legs["partner"][s]["wall_s"] for s in ("compress", "nvt")),
-                    seed=protocol.seed, protocol_json=protocol.to_dict(), **prov)
-        result = combine(legs["candidate"], legs["partner"], legs["stack"], protocol, full)
-        result["workdirs"] = {k: str(v) for k, v in dirs.items()}
-        rec["ran"] = not (dirs["stack"] / "result.json").exists()
-        write_json_atomic(dirs["stack"] / "result.json", result)
+        rec["ran"] = not (dirs["stack"] / "replica_result.json").exists()
+        result = replica_result(smiles, dirs["candidate"], dirs["partner"], dirs["stack"],
+                                protocol, launcher, legs=legs)
+        host = (nvt_record or {}).get("host")
+        if host and result.get("host") != host:
+            result["host"] = host
+            write_json_atomic(dirs["stack"] / "replica_result.json", result)
         rec["result"] = result
     return rec

@@ -5,6 +5,15 @@ For every candidate the graph is ``build → compress → nvt`` (its own box), t
 futures. The partner's ``build → compress → nvt`` is submitted once per protocol and every
 pair waits on the same future (or on its finished directory from an earlier run).
 
+Replicas (``protocol.replicas = N``): replica ``k`` of a candidate runs its own candidate box
+and stack under ``protocol.replica(k)`` (another seed, hence another digest: its tasks are keyed
+and placed like those of a campaign with that protocol); all share the partner box. Replica 0
+is the candidate's own pair task. Each finished replica's record (``replica_result``) goes to
+the ``replica_results`` table; when all N are there, the candidate's result is their
+:func:`~mdxfer.md.interaction.aggregate` (as ``mdxfer interaction`` writes it) and the candidate
+is done. A failed replica fails the candidate with its reason. A later run with another N
+reuses every finished replica.
+
 Resume: only the process holding ``<database>.lock`` runs; tasks left ``running`` by a killed
 run become ``pending``; finished pairs (in ``results``) are never submitted again, and inside a
 resubmitted task every stage whose ``<stage>.json`` exists for the protocol is skipped (the
@@ -22,6 +31,7 @@ from __future__ import annotations
 
 import csv
 import fcntl
+import json
 import os
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, wait
@@ -30,19 +40,24 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from mdxfer.campaign.spec import Candidate, CampaignError, CampaignSpec, load_spec
-from mdxfer.campaign.store import Store, content_key, pair_key, species_key
+from mdxfer.campaign.store import (JSON_RESULT_COLUMNS, RESULT_COLUMNS, Store, content_key,
+                                   pair_key, species_key)
 
 Progress = Callable[[str], None]
 
 EXPORT_COLUMNS = [
     "smiles", "status", "E_int", "E_int_stderr", "error",
     "name", "canonical_smiles", "inchikey", "partner", "failed_stage", "error_class",
-    "E_int_pe", "E_int_pe_stderr", "E_tot", "E_tot_stderr", "E_chem", "E_chem_stderr",
-    "E_partner", "E_partner_stderr", "density_chem_g_cm3", "density_partner_g_cm3",
+    "E_int_stderr_with_partner", "n_replicas", "E_int_replica_sd", "replicas", "estimator",
+    "E_cross", "E_cross_stderr", "E_int_pe", "E_int_pe_stderr", "E_tot", "E_tot_stderr",
+    "E_chem", "E_chem_stderr", "E_partner", "E_partner_stderr", "density_chem_g_cm3",
+    "density_partner_g_cm3",
     "density_stack_g_cm3", "lz_chem_A", "lz_partner_A", "lz_stack_A",
     "protocol", "protocol_digest", "forcefield", "seed", "mdxfer_version", "lammps_version",
     "lammps_command", "host", "wall_s", "partner_wall_s", "finished_at", "task_key", "workdir",
 ]
+#: export columns that come from a finished result (None while a candidate is not done)
+RESULT_FIELDS = [c for c in EXPORT_COLUMNS if c in RESULT_COLUMNS]
 
 
 class RunnerLock:
@@ -126,6 +141,19 @@ class _Handle:
     kind: str          # species | pair
     stage: str
     final: bool        # the task's last stage
+    candidate: str | None = None   # pair stages: the candidate's task key
+    replica: int = 0               # pair stages: which replica of that candidate
+
+
+@dataclass
+class _Cand:
+    """A submitted candidate: the records of its replicas as they arrive."""
+
+    key: str                       # its task key (= replica 0's pair task)
+    workdir: Path                  # replica 0's pair directory (the aggregate's result.json)
+    records: dict[int, dict[str, Any]] = field(default_factory=dict)
+    waiting: set[int] = field(default_factory=set)
+    failed: bool = False
 
 
 class _Failed:
@@ -154,6 +182,13 @@ def terminate_children() -> int:
     return len(pids)
 
 
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def root_cause(exc: BaseException) -> BaseException:
     """The first non-dependency exception behind a Parsl ``DependencyError`` chain."""
     from parsl.dataflow.errors import DependencyError
@@ -179,15 +214,21 @@ class Campaign:
         self.partner = canonical_smiles(spec.partner)
         self.partner_inchikey = inchikey(self.partner)
         self.partner_key = species_key(self.partner, self.digest, self.forcefield)
-        self.root = spec.workdir / f"{self.digest}-{content_key(self.forcefield)[:6]}"
+        self.root = self.root_of(self.digest)
+        self.replica_protocols = [self.protocol.replica(k) for k in range(self.protocol.replicas)]
         self.readonly = readonly
         if readonly:
             return
         store.add_protocol(self.digest, self.protocol.name, self.protocol.to_dict())
+        for prot in self.replica_protocols[1:]:
+            store.add_protocol(prot.digest(), prot.name, prot.to_dict())
         store.ensure_task(self.partner_key, "species", self.partner, None, self.digest,
                           self.forcefield, self._rel(self.species_dir(self.partner,
                                                                       self.partner_inchikey)))
         self.add_candidates(spec.candidates)
+        # another number of replicas than their results hold: run (or re-aggregate) them again
+        self.store.requeue_replicas(self.digest, self.partner, self.forcefield,
+                                    self.protocol.replicas)
 
     # ------------------------------------------------------------ opening
     @classmethod
@@ -213,14 +254,37 @@ class Campaign:
     def _rel(self, path: Path) -> str:
         return str(path.relative_to(self.spec.workdir))
 
-    def species_dir(self, smiles: str, key_inchikey: str) -> Path:
-        """``<workdir>/<protocol digest>-<ff>/species/<InChIKey>-<hash>``: never the SMILES."""
-        return self.root / "species" / f"{key_inchikey}-{content_key(smiles)[:8]}"
+    def root_of(self, digest: str) -> Path:
+        """``<workdir>/<protocol digest>-<force-field hash>``: the tasks of one protocol."""
+        return self.spec.workdir / f"{digest}-{content_key(self.forcefield)[:6]}"
 
-    def pair_dir(self, smiles: str, key_inchikey: str) -> Path:
+    def species_dir(self, smiles: str, key_inchikey: str, digest: str | None = None) -> Path:
+        """``<workdir>/<protocol digest>-<ff>/species/<InChIKey>-<hash>``: never the SMILES."""
+        return (self.root_of(digest) if digest else self.root) / "species" / (
+            f"{key_inchikey}-{content_key(smiles)[:8]}")
+
+    def pair_dir(self, smiles: str, key_inchikey: str, digest: str | None = None) -> Path:
         """``<workdir>/<digest>-<ff>/pairs/<InChIKey>-<hash>__<partner InChIKey>-<hash>``."""
-        return self.root / "pairs" / (f"{key_inchikey}-{content_key(smiles)[:8]}__"
-                                      f"{self.partner_inchikey}-{content_key(self.partner)[:8]}")
+        return (self.root_of(digest) if digest else self.root) / "pairs" / (
+            f"{key_inchikey}-{content_key(smiles)[:8]}__"
+            f"{self.partner_inchikey}-{content_key(self.partner)[:8]}")
+
+    def replica_tasks(self, smiles: str, key_inchikey: str, k: int) -> tuple[str, str]:
+        """(species key, pair key) of replica ``k`` of candidate ``smiles`` (canonical),
+        registered in the store; replica 0's are the candidate's own. A replica's tasks are
+        those of a campaign run with ``protocol.replica(k)``: keyed by its digest, under its
+        ``<digest>-<ff>`` directory."""
+        digest = self.replica_protocols[k].digest() if k else self.digest
+        skey = species_key(smiles, digest, self.forcefield)
+        pkey = pair_key(smiles, self.partner, digest, self.forcefield)
+        if k:
+            with self.store.transaction():
+                self.store.ensure_task(skey, "species", smiles, None, digest, self.forcefield,
+                                       self._rel(self.species_dir(smiles, key_inchikey, digest)))
+                self.store.ensure_task(pkey, "pair", smiles, self.partner, digest,
+                                       self.forcefield,
+                                       self._rel(self.pair_dir(smiles, key_inchikey, digest)))
+        return skey, pkey
 
     # ------------------------------------------------------------ candidates
     def add_candidates(self, items: Iterable[str | Candidate]) -> list[str]:
@@ -313,10 +377,17 @@ class Campaign:
     # ------------------------------------------------------------ reading
     def results(self) -> list[dict[str, Any]]:
         """One row per candidate (as in :data:`EXPORT_COLUMNS`): status, E_int and its stderr
-        in kcal/mol (None until done), the failure reason, provenance."""
+        in kcal/mol (None until done; with replicas, the mean over them and the within-run
+        stderr of that mean), ``n_replicas``, ``E_int_replica_sd``, ``replicas`` (the
+        per-replica E_int values, a list), the failure reason, provenance."""
         out = []
         for r in self.store.candidate_rows(self.digest, self.partner, self.forcefield):
             row = {c: r.get(c) for c in EXPORT_COLUMNS}
+            if r["state"] != "done":  # e.g. requeued for more replicas: no result yet
+                row.update({c: None for c in RESULT_FIELDS})
+            for c in JSON_RESULT_COLUMNS:
+                if isinstance(row.get(c), str):
+                    row[c] = json.loads(row[c])
             error = r["error"] or r["molecule_error"]
             row.update(smiles=r["input_smiles"], status=r["state"],
                        error=error.split("\n", 1)[0] if error else None, partner=self.partner,
@@ -330,7 +401,8 @@ class Campaign:
         return out
 
     def export(self, path: str | Path) -> int:
-        """Write :meth:`results` as CSV (one row per candidate); returns the number of rows."""
+        """Write :meth:`results` as CSV (one row per candidate; ``replicas`` as JSON text);
+        returns the number of rows."""
         rows = self.results()
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -338,7 +410,9 @@ class Campaign:
         with open(tmp, "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=EXPORT_COLUMNS)
             writer.writeheader()
-            writer.writerows(rows)
+            for row in rows:
+                writer.writerow({k: json.dumps(v) if k in JSON_RESULT_COLUMNS and v is not None
+                                 else v for k, v in row.items()})
         os.replace(tmp, path)
         return len(rows)
 
@@ -351,8 +425,11 @@ class Campaign:
         done = [r for r in rows if r["status"] == "done" and r["E_int"] is not None]
         best = sorted(done, key=lambda r: r["E_int"])[:top]
         tasks: dict[str, dict[str, int]] = {}
+        digests = sorted({p.digest() for p in self.replica_protocols})
+        marks = ", ".join("?" for _ in digests)
         for t in self.store.query("SELECT kind, state, COUNT(*) AS n FROM tasks WHERE "
-                                  "protocol_digest = ? GROUP BY kind, state", (self.digest,)):
+                                  f"protocol_digest IN ({marks}) GROUP BY kind, state",
+                                  tuple(digests)):
             tasks.setdefault(t["kind"], {})[t["state"]] = t["n"]
         partner = self.store.task(self.partner_key)
         finished = counts["done"] + counts["failed"]
@@ -361,13 +438,14 @@ class Campaign:
         return {
             "campaign": self.spec.name, "database": str(self.spec.database),
             "protocol": self.protocol.name, "protocol_digest": self.digest,
-            "partner": self.partner, "partner_state": partner["state"] if partner else None,
+            "replicas": self.protocol.replicas, "partner": self.partner,
+            "partner_state": partner["state"] if partner else None,
             "candidates": len(rows), "counts": counts, "tasks": tasks,
             "progress": finished / len(rows) if rows else 1.0,
             "failures": [{k: r[k] for k in ("smiles", "failed_stage", "error_class", "error")}
                          for r in rows if r["status"] == "failed"],
-            "best": [{k: r[k] for k in ("smiles", "name", "E_int", "E_int_stderr")}
-                     for r in best],
+            "best": [{k: r[k] for k in ("smiles", "name", "E_int", "E_int_stderr",
+                                        "n_replicas", "E_int_replica_sd")} for r in best],
             "mean_wall_s": sum(walls) / len(walls) if walls else None,
             "runner_active": RunnerLock.held(self.spec.database),
             "runs": len(runs), "last_run": runs[-1] if runs else None,
@@ -402,25 +480,37 @@ class _Graph:
         self.labels: dict[str, str] = {}      # workdir -> "candidate box" / "partner box"
         self.failed_now: set[str] = set()
         self.pair_smiles: dict[str, str] = {}
+        self.cands: dict[str, _Cand] = {}
         self.report = RunReport(run_id=run_id)
 
     # ------------------------------------------------------------ submission
-    def _lammps(self, stage: str, wd: str, *after: Any) -> Future:
+    def _lammps(self, stage: str, wd: str, protocol: Any, *after: Any) -> Future:
         kwargs = {"parsl_resource_specification": self.resources} if self.resources else {}
-        return self.app[stage](wd, self.protocol, self.launcher, *after, **kwargs)
+        return self.app[stage](wd, protocol, self.launcher, *after, **kwargs)
 
-    def _track(self, fut: Future, key: str, kind: str, stage: str, final: bool = False) -> None:
-        self.in_flight[fut] = _Handle(key, kind, stage, final)
+    def _track(self, fut: Future, key: str, kind: str, stage: str, final: bool = False,
+               candidate: str | None = None, replica: int = 0) -> None:
+        self.in_flight[fut] = _Handle(key, kind, stage, final, candidate, replica)
 
-    def species(self, key: str) -> Future | _Failed | None:
-        """The NVT future of a species box; None when it is finished on disk already."""
+    def _workdir(self, key: str) -> Path:
+        return self.c.spec.workdir / self.store.task(key)["workdir"]
+
+    def species(self, key: str, protocol: Any, role: str = "candidate",
+                label: str = "candidate box") -> Future | _Failed | None:
+        """The NVT future of a species box; None when it is finished on disk already. The
+        partner's box is always built with ``role = "partner"`` (its NVT: ``partner_ps``); a
+        candidate equal to the partner shares it."""
         if key in self.species_nvt:
             return self.species_nvt[key]
+        if key == self.c.partner_key:
+            role, label, protocol = "partner", "partner box", self.protocol
         row = self.store.task(key)
         wd = self.c.spec.workdir / row["workdir"]
-        label = "partner box" if key == self.c.partner_key else "candidate box"
         self.labels[str(wd)] = label
-        if row["state"] == "done" and (wd / "nvt.json").exists():
+        info = _read_json(wd / "species.json")
+        same_role = (info.get("role", "candidate") == role
+                     or protocol.partner_ps == protocol.nvt_ps)
+        if row["state"] == "done" and (wd / "nvt.json").exists() and same_role:
             self.species_nvt[key] = None
             return None
         if row["state"] == "failed":
@@ -428,9 +518,9 @@ class _Graph:
                                             f"'{row['failed_stage']}' ({row['error']})")
             return self.species_nvt[key]
         self.store.set_running(key, self.run_id)
-        b = self.app["build"](row["smiles"], self.protocol, str(wd))
-        comp = self._lammps("compress", str(wd), b)
-        nvt = self._lammps("nvt", str(wd), comp)
+        b = self.app["build"](row["smiles"], protocol, str(wd), role)
+        comp = self._lammps("compress", str(wd), protocol, b)
+        nvt = self._lammps("nvt", str(wd), protocol, comp)
         self._track(b, key, "species", "build")
         self._track(comp, key, "species", "compress")
         self._track(nvt, key, "species", "nvt", final=True)
@@ -438,32 +528,47 @@ class _Graph:
         return nvt
 
     def pair(self, row: dict[str, Any]) -> bool:
-        """Submit one candidate's chain; False when it failed at once (a failed box)."""
+        """Submit one candidate's unfinished replicas. False when nothing was submitted: it
+        failed at once (a failed box), or all its replicas had finished (it is done now)."""
         key, smiles = row["task_key"], row["canonical_smiles"]
-        cand_key = species_key(smiles, self.c.digest, self.c.forcefield)
-        deps = [self.species(cand_key), self.species(self.c.partner_key)]
         self.pair_smiles[key] = row["input_smiles"]
-        for dep in deps:
+        cand = _Cand(key, self.c.spec.workdir / row["workdir"])
+        self.cands[key] = cand
+        todo = []
+        for k, prot in enumerate(self.c.replica_protocols):
+            skey, pkey = self.c.replica_tasks(smiles, row["inchikey"], k)
+            record = self.store.replica_record(pkey)
+            if record is not None:  # finished in an earlier run (or for another N)
+                cand.records[k] = record
+            else:
+                todo.append((k, prot, skey, pkey))
+        if not todo:
+            self._complete(cand)
+            return False
+        partner = self.species(self.c.partner_key, self.protocol, "partner", "partner box")
+        boxes = [self.species(skey, prot, "candidate", "candidate box")
+                 for _, prot, skey, _ in todo]
+        for dep in (partner, *boxes):
             if isinstance(dep, _Failed):
                 self.store.set_failed(key, "stack", dep.reason, "dependency", attempts=0)
                 self._finished_pair(key, f"failed: {dep.reason}", failed=True)
                 return False
-        cand_wd = self.c.spec.workdir / self.store.task(cand_key)["workdir"]
-        partner_wd = self.c.spec.workdir / self.store.task(self.c.partner_key)["workdir"]
-        wd = str(self.c.spec.workdir / row["workdir"])
-        meta = {"smiles": smiles, "input_smiles": row["input_smiles"],
-                "inchikey": row["inchikey"], "partner": self.c.partner,
-                "n_molecules": self.protocol.n_molecules, "forcefield": self.c.forcefield}
+        partner_wd = str(self._workdir(self.c.partner_key))
         self.store.set_running(key, self.run_id)
-        s = self.app["stack"](str(cand_wd), str(partner_wd), self.protocol, wd,
-                              *[d for d in deps if d is not None])
-        comp = self._lammps("compress", wd, s)
-        nvt = self._lammps("nvt", wd, comp)
-        res = self.app["combine"](str(cand_wd), str(partner_wd), wd, self.protocol, meta,
-                                  self.launcher, nvt)
-        for fut, stage in ((s, "stack"), (comp, "compress"), (nvt, "nvt")):
-            self._track(fut, key, "pair", stage)
-        self._track(res, key, "pair", "combine", final=True)
+        for (k, prot, skey, pkey), box in zip(todo, boxes):
+            cand_wd, wd = str(self._workdir(skey)), str(self._workdir(pkey))
+            if pkey != key:
+                self.store.set_running(pkey, self.run_id)
+            deps = [d for d in (box, partner) if d is not None]
+            s = self.app["stack"](cand_wd, partner_wd, prot, wd, *deps)
+            comp = self._lammps("compress", wd, prot, s)
+            nvt = self._lammps("nvt", wd, prot, comp)
+            res = self.app["combine"](row["input_smiles"], cand_wd, partner_wd, wd, prot,
+                                      self.protocol, self.launcher, nvt)
+            for fut, stage in ((s, "stack"), (comp, "compress"), (nvt, "nvt")):
+                self._track(fut, pkey, "pair", stage, candidate=key, replica=k)
+            self._track(res, pkey, "pair", "combine", final=True, candidate=key, replica=k)
+            cand.waiting.add(k)
         return True
 
     # ------------------------------------------------------------ completion
@@ -474,6 +579,32 @@ class _Graph:
             self.report.done += 1
         n = self.report.done + self.report.failed
         self.say(f"[{n}/{self.report.candidates}] {self.pair_smiles.get(key, key)}: {message}")
+
+    def _complete(self, cand: _Cand) -> None:
+        """All replicas of ``cand`` finished: store their aggregate (as ``mdxfer interaction``
+        writes it) as the candidate's result, and ``result.json`` in its pair directory."""
+        from mdxfer.fileio import write_json_atomic
+        from mdxfer.md.interaction import aggregate
+
+        result = aggregate([cand.records[k] for k in range(len(self.c.replica_protocols))])
+        result["protocol_digest"] = self.c.digest
+        cand.workdir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(cand.workdir / "result.json", result)
+        self.store.record_result(cand.key, result, self.protocol.to_dict())
+        msg = f"E_int = {result['E_int']:.2f} ± {result['E_int_stderr']:.2f} kcal/mol"
+        if result["n_replicas"] > 1:
+            msg += (f" (mean of {result['n_replicas']} replicas, "
+                    f"SD {result['E_int_replica_sd']:.2f})")
+        self._finished_pair(cand.key, msg, failed=False)
+
+    def _resolved(self, cand: _Cand, k: int) -> str | None:
+        """Replica ``k`` of ``cand`` is over; the candidate's key once all of them are."""
+        cand.waiting.discard(k)
+        if cand.waiting:
+            return None
+        if not cand.failed:
+            self._complete(cand)
+        return cand.key
 
     def _attempts(self, fut: Future, failed: bool = False) -> int:
         """Tries of the task behind ``fut`` (Parsl counts failures in ``fail_count``)."""
@@ -493,10 +624,13 @@ class _Graph:
             return cause.stage, cause.kind, cause.message
         return h.stage, failure_class(cause), f"{type(cause).__name__}: {cause}"
 
-    def handle(self, fut: Future) -> None:
+    def handle(self, fut: Future) -> str | None:
+        """Record the outcome of ``fut``; returns a candidate's key when that candidate is
+        over (every replica finished or failed), else None."""
         from parsl.dataflow.errors import DependencyError
 
         h = self.in_flight.pop(fut)
+        cand = self.cands.get(h.candidate) if h.candidate else None
         exc = fut.exception()
         if exc is None:
             rec = fut.result()
@@ -505,16 +639,17 @@ class _Graph:
             self.report.stages_skipped += int(not rec.get("ran"))
             self.report.app_s += rec.get("finished", 0) - rec.get("started", 0)
             self.report.lammps_s += rec.get("lammps_s") or 0.0
-            if h.final and h.kind == "pair":
-                result = rec["result"]
-                self.store.record_result(h.key, result)
-                self._finished_pair(h.key, f"E_int = {result['E_int']:.2f} ± "
-                                    f"{result['E_int_stderr']:.2f} kcal/mol", failed=False)
-            elif h.final:
+            if h.final and cand is not None:
+                self.store.record_replica(h.key, cand.key, h.replica, rec["result"])
+                cand.records[h.replica] = rec["result"]
+                return self._resolved(cand, h.replica)
+            if h.final:
                 self.store.set_done(h.key, h.stage)
-            return
+            return None
         cause = root_cause(exc)
         stage, kind, message = self._reason(h, cause)
+        if cand is not None and len(self.c.replica_protocols) > 1:
+            message = f"replica {h.replica}: {message}"
         if not isinstance(exc, DependencyError):
             self.store.record_stage(h.key, self.run_id, {"stage": h.stage, "ran": True},
                                     attempts=self._attempts(fut, failed=True), status="failed",
@@ -524,9 +659,16 @@ class _Graph:
             self.store.set_failed(h.key, stage, message, kind,
                                   attempts=0 if isinstance(exc, DependencyError)
                                   else self._attempts(fut, failed=True))
-        if h.final and h.kind == "pair":
-            self._finished_pair(h.key, f"failed in stage '{stage}' ({kind}): {message}",
+        if not (h.final and cand is not None):
+            return None
+        if not cand.failed:  # the first failed replica fails the candidate; the rest carry on
+            cand.failed = True
+            if cand.key not in self.failed_now:
+                self.failed_now.add(cand.key)
+                self.store.set_failed(cand.key, stage, message, kind, attempts=0)
+            self._finished_pair(cand.key, f"failed in stage '{stage}' ({kind}): {message}",
                                 failed=True)
+        return self._resolved(cand, h.replica)
 
     # ------------------------------------------------------------ the loop
     def pending(self) -> list[dict[str, Any]]:
@@ -554,10 +696,9 @@ class _Graph:
                 continue
             done, _ = wait(list(self.in_flight), return_when=FIRST_COMPLETED)
             for fut in done:
-                h = self.in_flight[fut]
-                self.handle(fut)
-                if h.final and h.kind == "pair":
-                    active.discard(h.key)
+                over = self.handle(fut)
+                if over:
+                    active.discard(over)
         self.report.wall_s = time.perf_counter() - start
         return self.report
 

@@ -7,7 +7,11 @@ Tables
                (a candidate stacked on the partner, with E_int) — with their state
                (pending, running, done, failed), last finished stage and failure reason
 ``candidates`` which molecule asked for which pair task
-``results``    E_int and friends (kcal/mol) with provenance, one row per finished pair task
+``results``    E_int and friends (kcal/mol) with provenance, one row per finished candidate:
+               the aggregate over its replicas (``n_replicas``, ``replicas``, ...)
+``replica_results``  one row per finished replica (its pair task), the record of
+               :func:`mdxfer.md.interaction.replica_result`; a candidate's result is the
+               aggregate of its replicas' rows, so finished replicas are never run again
 ``stage_runs`` one row per stage execution reported by a task (ran = 0: skipped, its output
                already existed), with host, times and attempts: the audit trail of resumes
 ``runs``       one row per ``campaign run`` (pid, host, start, end, status)
@@ -17,6 +21,10 @@ Task keys are content hashes of (kind, canonical SMILES, partner, protocol diges
 version): the same simulation has the same key in every campaign and is never run twice.
 Only the process running the campaign writes; it commits after every event, so a ``kill -9``
 loses at most the event in flight, never a finished result.
+
+Schema version 2 added the results columns of :data:`ADDED_RESULT_COLUMNS` and the
+``replica_results`` table; a version 1 database is migrated when opened for writing
+(``ALTER TABLE ... ADD COLUMN``; its rows keep NULL there, ``n_replicas`` NULL meaning 1).
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ from typing import Any, Iterator
 
 from mdxfer.campaign.spec import CampaignError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STATES = ("pending", "running", "done", "failed")
 
 SCHEMA = """
@@ -86,7 +94,17 @@ CREATE TABLE IF NOT EXISTS results (
     mdxfer_version TEXT, lammps_version TEXT, lammps_command TEXT,
     protocol_name TEXT, protocol_json TEXT, seed INTEGER,
     host TEXT, wall_s REAL, partner_wall_s REAL,
-    warnings TEXT, record TEXT NOT NULL, created_at TEXT NOT NULL);
+    warnings TEXT, record TEXT NOT NULL, created_at TEXT NOT NULL,
+    E_cross REAL, E_cross_stderr REAL, E_int_replica_sd REAL, n_replicas INTEGER,
+    replicas TEXT, estimator TEXT, E_int_stderr_with_partner REAL);
+CREATE TABLE IF NOT EXISTS replica_results (
+    task_key TEXT PRIMARY KEY REFERENCES tasks (key),
+    candidate_key TEXT NOT NULL REFERENCES tasks (key),
+    replica INTEGER NOT NULL,
+    seed INTEGER,
+    E_int REAL, E_int_stderr REAL,
+    record TEXT NOT NULL, created_at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS replica_results_candidate ON replica_results (candidate_key);
 CREATE TABLE IF NOT EXISTS stage_runs (
     id INTEGER PRIMARY KEY,
     task_key TEXT NOT NULL REFERENCES tasks (key),
@@ -110,8 +128,17 @@ RESULT_COLUMNS = (
     "E_chem_stderr", "E_partner", "E_partner_stderr", "density_chem_g_cm3",
     "density_partner_g_cm3", "density_stack_g_cm3", "lz_chem_A", "lz_partner_A", "lz_stack_A",
     "mdxfer_version", "lammps_version", "lammps_command", "seed", "host", "wall_s",
-    "partner_wall_s",
+    "partner_wall_s", "E_cross", "E_cross_stderr", "E_int_replica_sd", "n_replicas", "replicas",
+    "estimator", "E_int_stderr_with_partner",
 )
+#: results columns added in schema version 2, with their SQL types (the migration adds them)
+ADDED_RESULT_COLUMNS = (
+    ("E_cross", "REAL"), ("E_cross_stderr", "REAL"), ("E_int_replica_sd", "REAL"),
+    ("n_replicas", "INTEGER"), ("replicas", "TEXT"), ("estimator", "TEXT"),
+    ("E_int_stderr_with_partner", "REAL"),
+)
+#: results columns that hold JSON text (lists)
+JSON_RESULT_COLUMNS = ("replicas",)
 
 
 def now() -> str:
@@ -183,16 +210,30 @@ class Store:
         if not readonly:
             self.conn.execute("PRAGMA foreign_keys = ON")
             with self.transaction():
+                row = (self.conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+                       if self._has_table("meta") else None)
+                if row is not None and int(row[0]) > SCHEMA_VERSION:
+                    raise CampaignError(f"{self.path} has schema version {row[0]}; this mdxfer "
+                                        f"reads versions up to {SCHEMA_VERSION}.")
+                self._migrate()
                 for stmt in SCHEMA.split(";"):
                     if stmt.strip():
                         self.conn.execute(stmt)
-                row = self.conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-                if row is None:
-                    self.conn.execute("INSERT INTO meta VALUES ('schema', ?)",
-                                      (str(SCHEMA_VERSION),))
-                elif int(row[0]) != SCHEMA_VERSION:
-                    raise CampaignError(f"{self.path} has schema version {row[0]}; this mdxfer "
-                                        f"reads version {SCHEMA_VERSION}.")
+                self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)",
+                                  (str(SCHEMA_VERSION),))
+
+    def _has_table(self, name: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                                 (name,)).fetchone() is not None
+
+    def _migrate(self) -> None:
+        """Bring an older database to this schema: add the results columns it lacks."""
+        if not self._has_table("results"):
+            return
+        have = {r[1] for r in self.conn.execute("PRAGMA table_info(results)")}
+        for name, sqltype in ADDED_RESULT_COLUMNS:
+            if name not in have:
+                self.conn.execute(f"ALTER TABLE results ADD COLUMN {name} {sqltype}")
 
     # ------------------------------------------------------------ plumbing
     def close(self) -> None:
@@ -314,9 +355,12 @@ class Store:
                 c.execute("UPDATE tasks SET stage = ?, updated_at = ? WHERE key = ?",
                           (rec["stage"], now(), key))
 
-    def record_result(self, key: str, result: dict[str, Any]) -> None:
-        """Store a pair's result and mark the task done, in one transaction."""
-        values = {k: result.get(k) for k in RESULT_COLUMNS}
+    def record_result(self, key: str, result: dict[str, Any],
+                      protocol_json: dict[str, Any] | None = None) -> None:
+        """Store a candidate's result (the aggregate over its replicas) and mark its task done,
+        in one transaction. ``protocol_json``: the campaign's protocol (``to_dict``)."""
+        values = [json.dumps(result[k]) if k in JSON_RESULT_COLUMNS and result.get(k) is not None
+                  else result.get(k) for k in RESULT_COLUMNS]
         cols = ", ".join(RESULT_COLUMNS)
         marks = ", ".join("?" for _ in RESULT_COLUMNS)
         with self.transaction() as c:
@@ -325,13 +369,47 @@ class Store:
                 f"forcefield, {cols}, protocol_name, protocol_json, warnings, record, created_at) "
                 f"VALUES (?, ?, ?, ?, ?, {marks}, ?, ?, ?, ?, ?)",
                 (key, result["smiles"], result["partner"], result["protocol_digest"],
-                 result["forcefield"], *values.values(), result.get("protocol"),
-                 json.dumps(result.get("protocol_json"), sort_keys=True),
+                 str(result["forcefield"]), *values, result.get("protocol"),
+                 json.dumps(protocol_json, sort_keys=True),
                  json.dumps(result.get("warnings", [])),
                  json.dumps(result, sort_keys=True, default=float), now()))
             c.execute("UPDATE tasks SET state = 'done', stage = 'combine', finished_at = ?, "
                       "updated_at = ?, error = NULL, error_class = NULL, failed_stage = NULL "
                       "WHERE key = ?", (now(), now(), key))
+
+    def record_replica(self, key: str, candidate_key: str, replica: int,
+                       result: dict[str, Any]) -> None:
+        """Store one replica's record (its pair task ``key``); a replica other than the
+        candidate's own task (replica 0) is marked done too. One transaction."""
+        with self.transaction() as c:
+            c.execute("INSERT OR REPLACE INTO replica_results (task_key, candidate_key, replica, "
+                      "seed, E_int, E_int_stderr, record, created_at) VALUES (?,?,?,?,?,?,?,?)",
+                      (key, candidate_key, replica, result.get("seed"), result.get("E_int"),
+                       result.get("E_int_stderr"),
+                       json.dumps(result, sort_keys=True, default=float), now()))
+            if key != candidate_key:
+                c.execute("UPDATE tasks SET state = 'done', stage = 'combine', finished_at = ?, "
+                          "updated_at = ?, error = NULL, error_class = NULL, failed_stage = NULL "
+                          "WHERE key = ?", (now(), now(), key))
+
+    def replica_record(self, key: str) -> dict[str, Any] | None:
+        """The stored record of a finished replica (its pair task ``key``), or None."""
+        row = self.conn.execute("SELECT record FROM replica_results WHERE task_key = ?",
+                                (key,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def requeue_replicas(self, protocol_digest: str, partner: str, forcefield: str,
+                         replicas: int) -> int:
+        """Done candidates of this protocol/partner/force field whose result aggregates another
+        number of replicas than ``replicas`` become pending (their finished replicas are reused
+        by the next run); returns how many."""
+        with self.transaction() as c:
+            return c.execute(
+                "UPDATE tasks SET state = 'pending', updated_at = ? WHERE kind = 'pair' AND "
+                "state = 'done' AND protocol_digest = ? AND forcefield = ? AND partner = ? AND "
+                "key IN (SELECT task_key FROM candidates) AND key IN (SELECT task_key FROM "
+                "results WHERE COALESCE(n_replicas, 1) != ?)",
+                (now(), protocol_digest, forcefield, partner, replicas)).rowcount
 
     def requeue_interrupted(self) -> int:
         """Tasks left 'running' by a run that is gone become 'pending'; returns how many."""

@@ -123,14 +123,16 @@ def _print_status(st: dict[str, Any]) -> None:
         highlight=False)
     if st["mean_wall_s"]:
         console.print(f"mean LAMMPS time per finished candidate {st['mean_wall_s']:.1f} s "
-                      "(its own box + the stack)", highlight=False)
+                      "(its own box + the stack, summed over replicas)", highlight=False)
     if st["best"]:
         table = Table(title="best so far (most negative E_int)")
         for col in ("smiles", "name", "E_int (kcal/mol)"):
             table.add_column(col)
         for r in st["best"]:
+            reps = (f" ({r['n_replicas']} replicas, SD {_fmt(r['E_int_replica_sd'])})"
+                    if (r.get("n_replicas") or 1) > 1 else "")
             table.add_row(r["smiles"], r["name"] or "",
-                          f"{_fmt(r['E_int'])} ± {_fmt(r['E_int_stderr'])}")
+                          f"{_fmt(r['E_int'])} ± {_fmt(r['E_int_stderr'])}{reps}")
         console.print(table)
     if st["failures"]:
         table = Table(title="failures")
