@@ -71,6 +71,13 @@ def append_row(row: dict) -> None:
         w.writerow(row)
 
 
+def read_panel() -> pd.DataFrame:
+    """The panel CSV, one row per (protocol digest, name, replica) (two runs sharing a partner
+    may both append a replica: the first row is kept)."""
+    df = pd.read_csv(CSV)
+    return df.drop_duplicates(subset=["protocol_digest", "name", "replica"]).reset_index(drop=True)
+
+
 def done_rows() -> set[tuple[str, str, int]]:
     if not CSV.exists():
         return set()
@@ -108,16 +115,31 @@ def run(args: argparse.Namespace) -> None:
     def dirs(name: str, k: int) -> tuple[Path, Path]:
         return replica_dirs(out / name, k)
 
+    partner_json = pdir / "nvt.json"
+    if args.wait_partner:  # another run simulates the partner: only wait for its files
+        jobs[:] = [j for j in jobs if j[0] not in ("pcomp", "pnvt")]
+
+    def partner_finished(kind: str) -> None:
+        if args.wait_partner:
+            for k, f in (("pcomp", "compress.json"), ("pnvt", "nvt.json")):
+                if (pdir / f).exists():
+                    done.add((k, None, None))
+
     def next_job():
         with lock:
+            partner_finished("")
             jobs[:] = [j for j in jobs if (j[1], j[2]) not in failed]
             for i, j in enumerate(jobs):
                 if all(d in done for d in needs[j[0]](j[1], j[2])):
                     return jobs.pop(i)
+            if not jobs and pending and args.wait_partner:
+                finalize()
+                return "wait" if pending else None
             return "wait" if jobs else None
 
     def finalize() -> None:
         """Append every replica whose three cells are finished (under ``lock``)."""
+        partner_finished("")
         if ("pnvt", None, None) not in done:
             return
         for name, k in list(pending):
@@ -184,7 +206,7 @@ def run(args: argparse.Namespace) -> None:
 def report(args: argparse.Namespace) -> None:
     if not CSV.exists():
         sys.exit(f"{CSV} does not exist yet: run 'bench_oracle.py run' first.")
-    df = pd.read_csv(CSV)
+    df = read_panel()
     pd.set_option("display.width", 200)
     for (prot, digest), g in df.groupby(["protocol", "protocol_digest"]):
         print(f"\n== protocol {prot} ({digest}), estimator {g.estimator.iloc[0]} ==")
@@ -225,6 +247,8 @@ def main() -> None:
     r.add_argument("--out", default=str(ROOT / "runs" / "oracle"))
     r.add_argument("--workers", type=int, default=None)
     r.add_argument("--only", nargs="*", help="panel names to run (default: all)")
+    r.add_argument("--wait-partner", action="store_true",
+                   help="another run simulates the partner box: wait for it instead")
     p = sub.add_parser("report")
     p.add_argument("--out", default=str(ROOT / "runs" / "oracle"))
     args = ap.parse_args()

@@ -257,3 +257,13 @@ def test_a_noisy_point_pulls_the_ridge_fit_less():
     unknown = fit_ensemble(table, smiles, y, seed=3, members=8, stderr=[None] * len(y))
     assert np.array_equal(base.coef, unknown.coef)                  # no stderr: as before
     assert pull(50.0, "rf") < pull(0.5, "rf")
+
+
+def test_campaign_error_is_the_larger_of_stderr_and_replica_spread():
+    from mdxfer.al.oracles import measured_error
+
+    assert measured_error({"E_int_stderr": 1.0, "E_int_replica_sd": 3.0, "n_replicas": 2}) == \
+        pytest.approx(3.0 / 2 ** 0.5)
+    assert measured_error({"E_int_stderr": 2.5, "E_int_replica_sd": 1.0, "n_replicas": 4}) == 2.5
+    assert measured_error({"E_int_stderr": 1.0, "E_int_replica_sd": None}) == 1.0
+    assert measured_error({}) is None

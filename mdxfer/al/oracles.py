@@ -13,6 +13,8 @@ Molecules are keyed by canonical SMILES (:func:`canonical`); every oracle maps t
 
 from __future__ import annotations
 
+import math
+
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,8 +148,7 @@ class CampaignOracle(Oracle):
         if row is None:
             return None
         if row["status"] == "done" and row.get("E_int") is not None:
-            return Measurement(key, "done", float(row["E_int"]),
-                               None if row.get("E_int_stderr") is None else float(row["E_int_stderr"]))
+            return Measurement(key, "done", float(row["E_int"]), measured_error(row))
         if row["status"] == "failed":
             return Measurement(key, "failed", error=row.get("error") or "simulation failed")
         return None
@@ -190,6 +191,16 @@ class CampaignOracle(Oracle):
             m = self._measurement(s, rows.get(s))
             out.append(m or Measurement(s, "failed", error="the campaign finished without a result for it"))
         return out
+
+
+def measured_error(row: dict) -> float | None:
+    """The error of a campaign E_int (kcal/mol): the within-run stderr of the mean, or the
+    replicas' spread SD/√N when that is larger (replicas measure what the within-run estimate
+    can miss: packing, slow relaxation)."""
+    se = row.get("E_int_stderr")
+    sd, n = row.get("E_int_replica_sd"), row.get("n_replicas") or 1
+    errs = [float(x) for x in (se, None if sd is None else sd / math.sqrt(n)) if x is not None]
+    return max(errs) if errs else None
 
 
 def read_pool(path: str | Path, smiles_col: str = "smiles") -> tuple[list[str], list[str], list[str]]:

@@ -358,12 +358,6 @@ def run_nvt(workdir: str | Path, protocol: Protocol, launcher: Launcher | None =
             stage: str = "nvt", compress_stage: str = "compress") -> dict[str, Any]:
     """NVT at the mean compressed Lz; writes ``nvt.json`` with energy means and stderrs."""
     workdir = Path(workdir)
-    done = _stage_done(workdir, stage, protocol)
-    if done:
-        return done
-    comp = read_json(workdir / f"{compress_stage}.json")
-    state = read_state(workdir / f"{compress_stage}.data")
-    z_scale = comp["lz_A"] / float(state.box[2])
     info = read_json(workdir / SPECIES_FILE)
     if info["kind"] == "stack":
         ps = protocol.stack_nvt_ps
@@ -371,6 +365,12 @@ def run_nvt(workdir: str | Path, protocol: Protocol, launcher: Launcher | None =
         ps = protocol.partner_ps
     else:
         ps = protocol.nvt_ps
+    done = _stage_done(workdir, stage, protocol)
+    if done and done.get("steps") == protocol.steps(ps):  # same length (a box's role may change)
+        return done
+    comp = read_json(workdir / f"{compress_stage}.json")
+    state = read_state(workdir / f"{compress_stage}.data")
+    z_scale = comp["lz_A"] / float(state.box[2])
     cross, cross_thermo = ("# no cross energy (single-species cell)", "")
     if info["kind"] == "stack" and protocol.cross_energy:
         cross, cross_thermo = cross_commands(info["bottom_molecules"])
