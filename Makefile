@@ -7,7 +7,7 @@ setup:
 	bash scripts/setup.sh
 
 demo: setup
-	.venv/bin/mdxfer interaction CCO --protocol quick --out runs/demo
+	.venv/bin/mdxfer interaction CCO --protocol demo --out runs/demo
 
 test: setup
 	.venv/bin/python -m pytest -q -ra

