@@ -203,3 +203,29 @@ def test_nitro_oxygens_are_typed_and_charged_alike():
         ox = [i for i, s in enumerate(ff.symbols) if s == "O"]
         assert ff.charges[ox[0]] == pytest.approx(ff.charges[ox[1]], abs=1e-6)
         assert abs(ff.charges.sum()) < 1e-9
+
+
+def test_a_cell_built_for_another_molecule_forgets_its_stages(tmp_path, quick, launcher):
+    """Reusing an output folder for another SMILES never returns the first molecule's results."""
+    from mdxfer.md.interaction import prepare_species, read_json, run_compress
+
+    p = dataclasses.replace(quick, compress_ps=1.0)
+    wd = prepare_species("CCO", p, tmp_path / "cell")
+    first = run_compress(wd, p, launcher)
+    prepare_species("CC#N", p, wd)
+    assert not (wd / "compress.json").exists()
+    second = run_compress(wd, p, launcher)
+    assert read_json(wd / "species.json")["smiles"] == "CC#N"
+    assert second["wall_s"] != first["wall_s"] or second["lz_A"] != first["lz_A"]
+
+
+def test_partner_dir_with_another_partner_is_refused(tmp_path, quick):
+    from mdxfer.errors import MdxferError
+    from mdxfer.md.interaction import check_partner_dir, prepare_species
+
+    pdir = prepare_species("CCO", dataclasses.replace(quick, n_molecules=4), tmp_path / "p",
+                           role="partner")
+    with pytest.raises(MdxferError, match="another partner box"):
+        check_partner_dir(pdir, "C=CC(=C)C", dataclasses.replace(quick, n_molecules=4))
+    with pytest.raises(MdxferError, match="holds no partner box"):
+        check_partner_dir(tmp_path / "nothing", "C=CC(=C)C", quick)

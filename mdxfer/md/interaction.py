@@ -78,7 +78,14 @@ def build_species_system(smiles: str, protocol: Protocol) -> System:
                         tolerance=protocol.min_distance_A)
 
 
+#: Outputs of the stages of a cell: removed when the cell is built anew, so that a stage
+#: finished for another molecule, partner, role or force field is never taken as done.
+STAGE_OUTPUTS = ("compress.json", "compress.data", "nvt.json", "nvt.data", "replica_result.json")
+
+
 def _write_inputs(system: System, protocol: Protocol, workdir: Path, info: dict) -> None:
+    for name in STAGE_OUTPUTS:
+        (workdir / name).unlink(missing_ok=True)
     write_data(system, workdir / "system.data", title=info.get("title", "mdxfer system"))
     (workdir / "forcefield.lmp").write_text(forcefield_include(system, protocol))
     info = dict(info, n_atoms=system.n_atoms, n_molecules=system.n_molecules,
@@ -102,7 +109,8 @@ def prepare_species(smiles: str, protocol: Protocol, workdir: str | Path,
     if existing.exists():
         info = read_json(existing)
         if (info.get("smiles") == canon and info.get("protocol_digest") == protocol.digest()
-                and info.get("role", "candidate") == role):
+                and info.get("role", "candidate") == role
+                and info.get("forcefield") == load_table()["version"]):
             return workdir
     system = build_species_system(canon, protocol)
     _write_inputs(system, protocol, workdir, {
@@ -119,8 +127,15 @@ def prepare_stack(bottom_dir: str | Path, top_dir: str | Path, protocol: Protoco
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     existing = workdir / SPECIES_FILE
-    if existing.exists() and read_json(existing).get("protocol_digest") == protocol.digest():
-        return workdir
+    if existing.exists():
+        info = read_json(existing)
+        if (info.get("protocol_digest") == protocol.digest()
+                and info.get("forcefield") == load_table()["version"]
+                and info.get("bottom") == str(Path(bottom_dir).resolve())
+                and info.get("top") == str(Path(top_dir).resolve())
+                and info.get("bottom_smiles") == read_json(Path(bottom_dir) / SPECIES_FILE)["smiles"]
+                and info.get("top_smiles") == read_json(Path(top_dir) / SPECIES_FILE)["smiles"]):
+            return workdir
     bottom = stack_cell(bottom_dir, protocol)
     top = stack_cell(top_dir, protocol)
     joined = stack(bottom, top, gap=protocol.stack_gap_A)
@@ -571,6 +586,26 @@ def replica_result(smiles: str, cand_dir: Path, partner_dir: Path, stack_dir: Pa
     return rec
 
 
+def check_partner_dir(pdir: Path, partner: str, protocol: Protocol) -> None:
+    """Refuse a ``--partner-dir`` that holds another molecule, protocol or force field (it would
+    be rebuilt, and the user asked to reuse it)."""
+    path = Path(pdir) / SPECIES_FILE
+    if not path.exists():
+        raise MdxferError(f"--partner-dir {pdir} holds no partner box (no {SPECIES_FILE}): give "
+                          "the folder of an earlier run's partner, or leave the option out.")
+    info = read_json(path)
+    problems = []
+    if info.get("smiles") != partner:
+        problems.append(f"molecule {info.get('smiles')!r}, not {partner!r}")
+    if info.get("protocol_digest") != protocol.digest():
+        problems.append(f"protocol {info.get('protocol_digest')}, not {protocol.digest()}")
+    if info.get("forcefield") != load_table()["version"]:
+        problems.append(f"force field {info.get('forcefield')}, not {load_table()['version']}")
+    if problems:
+        raise MdxferError(f"--partner-dir {pdir} holds another partner box ({'; '.join(problems)}): "
+                          "use a partner simulated with this protocol, or leave the option out.")
+
+
 def replica_dirs(out: Path, k: int) -> tuple[Path, Path]:
     """(candidate, stack) directories of replica ``k``: ``out/`` for 0, ``out/replica_k/``."""
     base = out if k == 0 else out / f"replica_{k:02d}"
@@ -624,6 +659,8 @@ def interaction_energy(
     canon = canonical_smiles(smiles)
     partner_canon = canonical_smiles(partner)
     pdir = Path(partner_dir) if partner_dir else out / "partner"
+    if partner_dir:
+        check_partner_dir(pdir, partner_canon, protocol)
     prepare_species(partner_canon, protocol, pdir, role="partner")
     reps = [protocol.replica(k) for k in range(n_rep)]
     dirs = [replica_dirs(out, k) for k in range(n_rep)]
