@@ -6,6 +6,7 @@ resumable. Parsl is imported only when a campaign runs.
 - :mod:`.profiles`  local / slurm / pbs execution profiles as data -> ``parsl.Config``
 - :mod:`.apps`      the tasks: thin functions over :mod:`mdxfer.md.interaction`
 - :mod:`.runner`    the task graph, state updates, resume; :class:`Campaign`, :func:`run_campaign`
+- :mod:`.table`     the shipped table: finished rows of a campaign (or its export), sorted by name
 """
 
 from mdxfer.campaign.runner import Campaign, RunReport, run_campaign

@@ -1,4 +1,4 @@
-"""``mdxfer campaign init | run | status | export | retry | profile``.
+"""``mdxfer campaign init | run | status | export | table | retry | profile``.
 
 Parsl is imported inside ``run`` and ``retry`` only; printing goes to stderr (rich), machine
 output (``status --json``, ``profile``) to stdout.
@@ -175,6 +175,19 @@ def export_cmd(
 
 
 @friendly_errors
+def table_cmd(
+    source: Path = typer.Argument(..., help="A campaign TOML file, or a CSV written by `mdxfer campaign export`."),
+    out: Path = typer.Option(..., "--out", "-o", help="CSV file to write (e.g. data/eint_isoprene.csv)."),
+) -> None:
+    """The shipped E_int table: finished candidates only, sorted by name, with the store's
+    task key and the protocol digest of every row (docs/eint_table.md)."""
+    from mdxfer.campaign.table import make_table
+
+    n, total = make_table(source, out)
+    console.print(f"wrote {n} finished of {total} candidate(s) to {out}", highlight=False)
+
+
+@friendly_errors
 def profile_cmd(
     file: Path = FILE_ARG,
     script: bool = typer.Option(True, "--script/--no-script", help="Also print the batch job script (dry run: nothing is submitted)."),
@@ -203,6 +216,7 @@ def register(app: typer.Typer) -> None:
     campaign_app.command("run")(run_cmd)
     campaign_app.command("status")(status_cmd)
     campaign_app.command("export")(export_cmd)
+    campaign_app.command("table")(table_cmd)
     campaign_app.command("retry")(retry_cmd)
     campaign_app.command("profile")(profile_cmd)
     app.add_typer(campaign_app, name="campaign")
