@@ -73,7 +73,11 @@ def build_species_system(smiles: str, protocol: Protocol) -> System:
     lx, ly, _ = protocol.box_A
     count = molecules_for_slab(vdw_volume(mol), lx * ly, protocol.min_slab_A,
                                protocol.n_molecules, PACKING_FRACTION)
-    rho = liquid_density_estimate(mol) * protocol.pack_density_fraction
+    from mdxfer.md.box import molecule_extent
+    from mdxfer.md.packmol import packing_density
+
+    rho = packing_density(liquid_density_estimate(mol), protocol.pack_density_fraction,
+                          molecule_extent(ff.coords))
     return pack_packmol(ff, count, lx, ly, rho, seed=protocol.seed,
                         tolerance=protocol.min_distance_A)
 

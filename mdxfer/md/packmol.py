@@ -46,6 +46,14 @@ def molecules_for_slab(vdw_volume_A3: float, area_A2: float, min_slab_A: float,
     return max(at_least, need)
 
 
+def packing_density(liquid_g_cm3: float, fraction: float, extent_A: float) -> float:
+    """Density (g/cm³) to pack at: ``fraction`` of the liquid's for molecules up to 10 Å long,
+    less for longer ones (× 10 Å / extent, at least 0.35 of the liquid's): Packmol places rigid
+    conformers, and long ones at liquid-like density take it many minutes or fail."""
+    scale = min(1.0, 10.0 / extent_A) if extent_A > 0 else 1.0
+    return liquid_g_cm3 * max(0.35, fraction * scale)
+
+
 def _write_xyz(path: Path, symbols: list[str], xyz: np.ndarray) -> None:
     lines = [str(len(symbols)), "mdxfer molecule"]
     lines += [f"{s} {x:.6f} {y:.6f} {z:.6f}" for s, (x, y, z) in zip(symbols, xyz)]
