@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> None:
     # jobs in order of preference; each runs when the jobs it needs are done
     jobs: list[tuple] = [("pcomp", None, None), ("pnvt", None, None)]
     pending: list[tuple[str, int]] = []
-    for k in range(args.replicas):
+    for k in range(args.first_replica, args.replicas):
         for name, _ in panel:
             if (protocol.digest(), name, k) not in finished:
                 jobs += [("comp", name, k), ("stack", name, k), ("nvt", name, k)]
@@ -247,6 +247,8 @@ def main() -> None:
     r.add_argument("--out", default=str(ROOT / "runs" / "oracle"))
     r.add_argument("--workers", type=int, default=None)
     r.add_argument("--only", nargs="*", help="panel names to run (default: all)")
+    r.add_argument("--first-replica", type=int, default=0,
+                   help="skip replicas below this one (another run is doing them)")
     r.add_argument("--wait-partner", action="store_true",
                    help="another run simulates the partner box: wait for it instead")
     p = sub.add_parser("report")
