@@ -205,18 +205,21 @@ def test_nitro_oxygens_are_typed_and_charged_alike():
         assert abs(ff.charges.sum()) < 1e-9
 
 
-def test_a_cell_built_for_another_molecule_forgets_its_stages(tmp_path, quick, launcher):
-    """Reusing an output folder for another SMILES never returns the first molecule's results."""
+def test_a_folder_with_another_cells_results_is_refused(tmp_path, quick, launcher):
+    """Reusing an output folder for another SMILES neither returns the first molecule's results
+    nor deletes them: it is refused with a message; a folder without results is rebuilt."""
+    from mdxfer.errors import MdxferError
     from mdxfer.md.interaction import prepare_species, read_json, run_compress
 
     p = dataclasses.replace(quick, compress_ps=1.0)
     wd = prepare_species("CCO", p, tmp_path / "cell")
-    first = run_compress(wd, p, launcher)
-    prepare_species("CC#N", p, wd)
-    assert not (wd / "compress.json").exists()
-    second = run_compress(wd, p, launcher)
+    prepare_species("CC#N", p, wd)  # nothing finished yet: rebuilt
     assert read_json(wd / "species.json")["smiles"] == "CC#N"
-    assert second["wall_s"] != first["wall_s"] or second["lz_A"] != first["lz_A"]
+    run_compress(wd, p, launcher)
+    with pytest.raises(MdxferError, match="holds finished stages of another cell"):
+        prepare_species("CCO", p, wd)
+    assert (wd / "compress.json").exists()
+    assert read_json(wd / "species.json")["smiles"] == "CC#N"
 
 
 def test_partner_dir_with_another_partner_is_refused(tmp_path, quick):

@@ -82,9 +82,20 @@ def build_species_system(smiles: str, protocol: Protocol) -> System:
                         tolerance=protocol.min_distance_A)
 
 
-#: Outputs of the stages of a cell: removed when the cell is built anew, so that a stage
-#: finished for another molecule, partner, role or force field is never taken as done.
+#: Outputs of the stages of a cell: a folder holding them for another cell (molecule, role,
+#: protocol, force field) is refused, never rebuilt silently (see :func:`_refuse_finished`).
 STAGE_OUTPUTS = ("compress.json", "compress.data", "nvt.json", "nvt.data", "replica_result.json")
+
+
+def _refuse_finished(workdir: Path, found: dict, wanted: dict) -> None:
+    """Refuse to build over a cell that holds finished stages of another cell (they would be
+    lost, or — worse — taken as this cell's); a cell without finished stages is rebuilt."""
+    if not any((workdir / name).exists() for name in STAGE_OUTPUTS):
+        return
+    diff = "; ".join(f"{k} {found.get(k)!r} (wanted {v!r})" for k, v in wanted.items()
+                     if found.get(k) != v)
+    raise MdxferError(f"{workdir} holds finished stages of another cell ({diff}); nothing was "
+                      "changed. Use another output folder, or delete that one to start again.")
 
 
 def _write_inputs(system: System, protocol: Protocol, workdir: Path, info: dict) -> None:
@@ -112,10 +123,12 @@ def prepare_species(smiles: str, protocol: Protocol, workdir: str | Path,
     existing = workdir / SPECIES_FILE
     if existing.exists():
         info = read_json(existing)
-        if (info.get("smiles") == canon and info.get("protocol_digest") == protocol.digest()
-                and info.get("role", "candidate") == role
-                and info.get("forcefield") == load_table()["version"]):
+        wanted = {"smiles": canon, "protocol_digest": protocol.digest(), "role": role,
+                  "forcefield": load_table()["version"]}
+        found = dict(info, role=info.get("role", "candidate"))
+        if all(found.get(k) == v for k, v in wanted.items()):
             return workdir
+        _refuse_finished(workdir, found, wanted)
     system = build_species_system(canon, protocol)
     _write_inputs(system, protocol, workdir, {
         "kind": "species", "role": role, "smiles": canon, "input_smiles": smiles,
@@ -140,6 +153,10 @@ def prepare_stack(bottom_dir: str | Path, top_dir: str | Path, protocol: Protoco
                 and info.get("bottom_smiles") == read_json(Path(bottom_dir) / SPECIES_FILE)["smiles"]
                 and info.get("top_smiles") == read_json(Path(top_dir) / SPECIES_FILE)["smiles"]):
             return workdir
+        _refuse_finished(workdir, info, {"protocol_digest": protocol.digest(),
+                                         "forcefield": load_table()["version"],
+                                         "bottom": str(Path(bottom_dir).resolve()),
+                                         "top": str(Path(top_dir).resolve())})
     bottom = stack_cell(bottom_dir, protocol)
     top = stack_cell(top_dir, protocol)
     joined = stack(bottom, top, gap=protocol.stack_gap_A)
