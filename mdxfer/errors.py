@@ -40,3 +40,7 @@ class LammpsError(MdxferError):
     def __reduce__(self):
         # picklable across process executors (Parsl HTEX): rebuild from the four fields
         return (type(self), (self.stage, self.reason, self.log_tail, self.workdir))
+
+
+class InputError(MdxferError):
+    """A number, a string or a path given by the user is out of range or of the wrong kind."""

@@ -62,6 +62,7 @@ import numpy as np
 from rdkit import Chem, RDLogger
 
 from mdxfer.errors import MdxferError
+from mdxfer.validate import smiles_consumed_problem, smiles_text_problem
 
 
 class DataError(MdxferError):
@@ -197,13 +198,17 @@ def canonical_bond_features(mol: Chem.Mol) -> np.ndarray:
 
 def parse_smiles(smiles: str) -> Chem.Mol | None:
     """RDKit molecule (hydrogens implicit, as DGL-LifeSci's ``smiles_to_bigraph``) or ``None``
-    when RDKit cannot parse or sanitise it. RDKit's own messages are silenced."""
+    when RDKit cannot parse or sanitise it, or would read only part of the string (see
+    :func:`mdxfer.molecule.parse_smiles`). RDKit's own messages are silenced."""
+    text = smiles.strip() if isinstance(smiles, str) else ""
+    if smiles_text_problem(text):  # RDKit would drop what follows a space, 'Ö', a NUL, ...
+        return None
     RDLogger.DisableLog("rdApp.*")
     try:
-        mol = Chem.MolFromSmiles(smiles.strip()) if smiles else None
+        mol = Chem.MolFromSmiles(text)
     finally:
         RDLogger.EnableLog("rdApp.*")
-    if mol is None or mol.GetNumAtoms() == 0:
+    if mol is None or mol.GetNumAtoms() == 0 or smiles_consumed_problem(text, mol):
         return None
     return mol
 

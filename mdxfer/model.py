@@ -315,13 +315,14 @@ class TrainedModel:
 
 def read_torch_file(path: str | Path) -> dict[str, Any]:
     """``torch.load(..., weights_only=True)``; an unreadable file raises :class:`DataError`."""
-    import pickle
-
     try:
         d = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+    except (OSError, MemoryError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - a text or foreign file fails in many ways
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"Cannot read {path}: {first}") from None
+        raise DataError(f"Cannot read {path} as an mdxfer model file ({type(exc).__name__}: "
+                        f"{first}).") from None
     if not isinstance(d, dict):
         raise DataError(f"{path} is not an mdxfer model file.")
     return d

@@ -7,6 +7,7 @@ database keys; a SMILES string never becomes a path.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from rdkit import Chem, RDLogger
 from rdkit.Chem import AllChem
@@ -19,19 +20,28 @@ RDLogger.DisableLog("rdApp.*")
 def parse_smiles(smiles: str) -> Chem.Mol:
     """Parse and sanitise a SMILES string (no hydrogens added).
 
-    Raises :class:`MoleculeError` with RDKit's reason when the string is not valid SMILES.
+    The whole string must be read: RDKit stops at whitespace, control and non-ASCII characters
+    and returns what it read so far (``'CCÖ'`` would be ethane), so such strings are refused,
+    and the heavy atoms RDKit read are compared with those the string writes
+    (:mod:`mdxfer.validate`). Raises :class:`MoleculeError` with the reason.
     """
+    from mdxfer.validate import smiles_consumed_problem, smiles_text_problem
+
     if not isinstance(smiles, str) or not smiles.strip():
         raise MoleculeError("Empty SMILES string: give a molecule such as 'CC(=C)C=C'.")
     text = smiles.strip()
-    if any(c.isspace() for c in text):
-        raise MoleculeError(f"SMILES {text!r} contains whitespace: give one molecule per string.")
+    problem = smiles_text_problem(text)
+    if problem:
+        raise MoleculeError(f"SMILES {text!r} is not one molecule as written: {problem}.")
     mol = Chem.MolFromSmiles(text, sanitize=False)
     if mol is None:
         raise MoleculeError(
             f"Cannot parse SMILES {text!r}: RDKit does not read it as a molecule. "
             "Check brackets, ring-closure digits and element symbols."
         )
+    problem = smiles_consumed_problem(text, mol)
+    if problem:
+        raise MoleculeError(f"Cannot parse SMILES {text!r} completely: {problem}.")
     try:
         Chem.SanitizeMol(mol)
     except Exception as exc:  # RDKit raises several exception classes here
@@ -42,6 +52,45 @@ def parse_smiles(smiles: str) -> Chem.Mol:
             f"SMILES {text!r} has several disconnected fragments ('.'): give one molecule; "
             "salts and mixtures are not supported."
         )
+    return mol
+
+
+@lru_cache(maxsize=1)
+def md_elements() -> frozenset[str]:
+    """Elements the DREIDING table of mdxfer has parameters for (from ``dreiding.toml``)."""
+    from mdxfer.forcefield.parameters import supported_types
+
+    return frozenset(t.split("_")[0] for t in supported_types())
+
+
+def md_support_problem(mol: Chem.Mol) -> str:
+    """Why ``mdxfer interaction`` (and a campaign) would refuse ``mol`` before any MD, or ``""``.
+
+    The rule: one fragment, no net charge, no radical, and only elements of the force field
+    (:func:`md_elements`: H, C, N, O, F, S, Cl, Br). A molecule that passes can still meet an
+    atom type the DREIDING table lacks (e.g. a sulfone S); that is found when it is typed.
+    """
+    reasons = []
+    if len(Chem.GetMolFrags(mol)) > 1:
+        reasons.append("several fragments")
+    charge = Chem.GetFormalCharge(mol)
+    if charge:
+        reasons.append(f"net charge {charge:+d}")
+    if any(a.GetNumRadicalElectrons() for a in mol.GetAtoms()):
+        reasons.append("radical")
+    other = sorted({a.GetSymbol() for a in mol.GetAtoms()} - md_elements())
+    if other:
+        reasons.append(f"unsupported element(s) {', '.join(other)} (the force field covers "
+                       f"{', '.join(sorted(md_elements()))})")
+    return "; ".join(reasons)
+
+
+def check_md_supported(smiles: str) -> Chem.Mol:
+    """:func:`parse_smiles`, then :func:`md_support_problem` as a :class:`MoleculeError`."""
+    mol = parse_smiles(smiles)
+    problem = md_support_problem(mol)
+    if problem:
+        raise MoleculeError(f"{smiles.strip()!r} cannot be simulated by mdxfer: {problem}.")
     return mol
 
 

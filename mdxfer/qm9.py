@@ -117,7 +117,7 @@ def split(n: int = 5000, n_val: int = 1000, seed: int = 0, split_seed: int | Non
     ``split_seed`` defaults to ``seed``.
     """
     df = load_qm9()
-    if target not in df.columns:
+    if target not in df.columns or target == "qm9_index" or not pd.api.types.is_numeric_dtype(df[target]):
         raise DataError(f"Unknown QM9 property {target!r}; choose one of {', '.join(PROPERTY_COLUMNS)}.")
     if not 0 < n_val < n:
         raise DataError(f"The validation size must be between 1 and n - 1 = {n - 1}, got {n_val}.")

@@ -3,12 +3,18 @@
 Input: the usual ``.smi`` format — one molecule per line, the SMILES first, then an optional
 name (the rest of the line), separated by whitespace; blank lines and lines starting with
 ``#`` are skipped, and so is a first line whose first word is ``smiles`` (a header).
-Unparsable lines are reported with their line numbers and skipped, never fatal.
+Unparsable lines (including SMILES RDKit would read only in part, such as ``CCÖ``) are
+reported with their line numbers and skipped; a file with no rankable molecule at all (empty,
+binary, a CSV) is an error.
 
-Output: CSV with ``rank, smiles, name, mean, std, in_domain, domain_note``, best first
-(highest mean with ``maximize=True``). ``mean``/``std`` are the ensemble's mean and spread in
-the target's unit; ``in_domain`` is False for molecules outside the source data's elements or
-size (their predictions extrapolate).
+Output: CSV with ``rank, smiles, name, mean, std, in_domain, domain_note, md_supported,
+md_note``, best first (highest mean with ``maximize=True``). ``mean``/``std`` are the
+ensemble's mean and spread in the target's unit; ``in_domain`` is False for molecules outside
+the source data's elements or size (their predictions extrapolate). ``md_supported`` is False
+for molecules ``mdxfer interaction`` and campaigns refuse
+(:func:`mdxfer.molecule.md_support_problem`: several fragments, a net charge, a radical, an
+element outside the force field); ``md_note`` says why. ``unsupported="flag"`` (default) keeps
+them, flagged; ``"skip"`` leaves them out like unparsable lines.
 
 The library functions (:func:`load_ensemble`, :func:`predict`, :func:`predict_members`,
 :func:`embed`) are re-exported from :mod:`mdxfer.transfer` for active-learning code.
@@ -24,7 +30,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from mdxfer.featurize import DataError, _featurize_chunk
+from mdxfer.featurize import DataError, featurize_mols, parse_smiles
 from mdxfer.transfer import Ensemble, embed, in_domain, load_ensemble, predict, predict_members
 
 __all__ = ["SmiRecord", "read_smi", "rank_smiles", "rank_file", "load_ensemble", "predict",
@@ -45,6 +51,12 @@ def read_smi(path: str | Path) -> Iterator[SmiRecord]:
     path = Path(path)
     if not path.exists():
         raise DataError(f"Candidate file {path} does not exist.")
+    if not path.is_file():
+        raise DataError(f"Candidate file {path} is not a file.")
+    with open(path, "rb") as fh:
+        if b"\0" in fh.read(1 << 16):
+            raise DataError(f"Candidate file {path} is binary, not a .smi text file "
+                            "(SMILES [name] per line).")
     with open(path, encoding="utf-8", errors="replace") as fh:
         for n, raw in enumerate(fh, start=1):
             text = raw.strip()
@@ -68,8 +80,20 @@ def _chunks(records: Iterator[SmiRecord], size: int) -> Iterator[list[SmiRecord]
 
 
 def _featurize_records(chunk: list[SmiRecord]):
-    gs, ok, bad = _featurize_chunk([r.smiles for r in chunk])
-    return chunk, gs, ok, bad
+    from mdxfer.molecule import md_support_problem
+
+    mols, ok, bad = [], [], []
+    for i, r in enumerate(chunk):
+        mol = parse_smiles(r.smiles)
+        if mol is None:
+            bad.append(i)
+        else:
+            ok.append(i)
+            mols.append(mol)
+    return chunk, featurize_mols(mols), ok, bad, [md_support_problem(m) for m in mols]
+
+
+UNSUPPORTED = ("flag", "skip")
 
 
 @dataclass
@@ -82,6 +106,8 @@ class Ranked:
     std: np.ndarray
     notes: list[str]
     bad_lines: list[tuple[int, str]]
+    md_notes: list[str]
+    skipped: list[tuple[int, str, str]]   # (line, smiles, why MD refuses it), unsupported="skip"
 
     def order(self, maximize: bool = True) -> np.ndarray:
         """Indices best first; ties keep the input order."""
@@ -91,10 +117,15 @@ class Ranked:
 
 def rank_records(ensemble: Ensemble, records: Iterator[SmiRecord], chunk_size: int = 4096, jobs: int = 1,
                  on_bad: Callable[[int, str], None] | None = None,
-                 on_progress: Callable[[int], None] | None = None) -> Ranked:
+                 on_progress: Callable[[int], None] | None = None, unsupported: str = "flag",
+                 on_skip: Callable[[int, str, str], None] | None = None) -> Ranked:
     """Featurise and predict ``records`` chunk by chunk; ``jobs > 1`` featurises in worker
-    processes while the main process predicts. ``on_progress`` gets the last line number done."""
-    smiles, names, means, stds, notes, bad_lines = [], [], [], [], [], []
+    processes while the main process predicts. ``on_progress`` gets the last line number done.
+    ``unsupported``: ``"flag"`` ranks molecules the MD side refuses with ``md_supported`` False,
+    ``"skip"`` leaves them out (``on_skip(line, smiles, reason)``)."""
+    if unsupported not in UNSUPPORTED:
+        raise DataError(f"unsupported must be one of {', '.join(UNSUPPORTED)}, got {unsupported!r}.")
+    smiles, names, means, stds, notes, bad_lines, md_notes, skipped = [], [], [], [], [], [], [], []
     chunks = _chunks(records, chunk_size)
     pool = None
     if jobs > 1:
@@ -105,17 +136,27 @@ def rank_records(ensemble: Ensemble, records: Iterator[SmiRecord], chunk_size: i
     else:
         results = map(_featurize_records, chunks)
     try:
-        for chunk, gs, ok, bad in results:
+        for chunk, gs, ok, bad, md in results:
             for i in bad:
                 bad_lines.append((chunk[i].line, chunk[i].smiles))
                 if on_bad:
                     on_bad(chunk[i].line, chunk[i].smiles)
+            if unsupported == "skip" and any(md):
+                for i, why in zip(ok, md):
+                    if why:
+                        skipped.append((chunk[i].line, chunk[i].smiles, why))
+                        if on_skip:
+                            on_skip(chunk[i].line, chunk[i].smiles, why)
+                keep = [k for k, why in enumerate(md) if not why]
+                gs = gs.subset(keep) if keep else None
+                ok, md = [ok[k] for k in keep], [md[k] for k in keep]
             if ok:
                 good = [chunk[i] for i in ok]
                 p = ensemble.member_predictions_graphs(gs, [r.smiles for r in good])
                 means.append(p.mean(0))
                 stds.append(p.std(0, ddof=1) if p.shape[0] > 1 else np.zeros(p.shape[1]))
                 notes.extend(ensemble.applicability(gs))
+                md_notes.extend(md)
                 smiles.extend(r.smiles for r in good)
                 names.extend(r.name for r in good)
             if on_progress:
@@ -125,18 +166,21 @@ def rank_records(ensemble: Ensemble, records: Iterator[SmiRecord], chunk_size: i
             pool.close()
             pool.join()
     cat = (lambda xs: np.concatenate(xs) if xs else np.zeros(0))
-    return Ranked(smiles, names, cat(means), cat(stds), notes, bad_lines)
+    return Ranked(smiles, names, cat(means), cat(stds), notes, bad_lines, md_notes, skipped)
 
 
-def rank_smiles(ensemble: Ensemble, smiles: list[str], names: list[str] | None = None) -> Ranked:
+def rank_smiles(ensemble: Ensemble, smiles: list[str], names: list[str] | None = None,
+                unsupported: str = "flag") -> Ranked:
     """Rank an in-memory list (unparsable entries end up in ``bad_lines`` by 1-based position)."""
     names = names or [""] * len(smiles)
     recs = (SmiRecord(i + 1, s, n) for i, (s, n) in enumerate(zip(smiles, names)))
-    return rank_records(ensemble, recs)
+    return rank_records(ensemble, recs, unsupported=unsupported)
 
 
 def write_ranked(ranked: Ranked, out: str | Path, maximize: bool = True, top: int | None = None) -> int:
     """Write the ranking CSV; returns the number of rows written."""
+    if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 1):
+        raise DataError(f"top must be a positive integer (the best K rows), got {top!r}.")
     order = ranked.order(maximize)
     if top is not None:
         order = order[:top]
@@ -145,10 +189,11 @@ def write_ranked(ranked: Ranked, out: str | Path, maximize: bool = True, top: in
         out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["rank", "smiles", "name", "mean", "std", "in_domain", "domain_note"])
+        w.writerow(["rank", "smiles", "name", "mean", "std", "in_domain", "domain_note", "md_supported",
+                    "md_note"])
         for r, i in enumerate(order, start=1):
             w.writerow([r, ranked.smiles[i], ranked.names[i], f"{ranked.mean[i]:.6g}", f"{ranked.std[i]:.4g}",
-                        not ranked.notes[i], ranked.notes[i]])
+                        not ranked.notes[i], ranked.notes[i], not ranked.md_notes[i], ranked.md_notes[i]])
     return len(order)
 
 
@@ -159,7 +204,8 @@ def _count_lines(path: Path) -> int:
 
 def rank_file(candidates: str | Path, model_dir: str | Path, out: str | Path, maximize: bool = True,
               top: int | None = None, jobs: int = 1, threads: int = 1, progress: bool = True,
-              on_bad: Callable[[int, str], None] | None = None) -> dict:
+              on_bad: Callable[[int, str], None] | None = None, unsupported: str = "flag",
+              on_skip: Callable[[int, str, str], None] | None = None) -> dict:
     """Rank a ``.smi`` file with the model in ``model_dir`` and write ``out``. Returns counts
     and throughput (molecules/s, including reading, featurising and predicting)."""
     from mdxfer.model import set_threads
@@ -180,13 +226,22 @@ def rank_file(candidates: str | Path, model_dir: str | Path, out: str | Path, ma
         bar.start()
     try:
         ranked = rank_records(ens, records, jobs=jobs, on_bad=on_bad,
-                              on_progress=(lambda line: bar.update(task, completed=line)) if bar else None)
+                              on_progress=(lambda line: bar.update(task, completed=line)) if bar else None,
+                              unsupported=unsupported, on_skip=on_skip)
     finally:
         if bar is not None:
             bar.stop()
+    if not ranked.smiles:
+        what = (f"all {len(ranked.bad_lines)} molecule line(s) are unparsable" if ranked.bad_lines
+                else "it holds no molecule line")
+        if ranked.skipped:
+            what += f", {len(ranked.skipped)} molecule(s) skipped as unsupported by MD"
+        raise DataError(f"Nothing to rank in {path}: {what}. It must be a .smi text file: one SMILES per "
+                        "line, optionally a name after whitespace (a CSV is not read).")
     n_written = write_ranked(ranked, out, maximize, top)
     wall = time.perf_counter() - t0
     return {"ranked": len(ranked.smiles), "written": n_written, "bad_lines": len(ranked.bad_lines),
             "outside_domain": sum(bool(x) for x in ranked.notes), "wall_s": wall,
+            "md_unsupported": sum(bool(x) for x in ranked.md_notes), "skipped": len(ranked.skipped),
             "molecules_per_s": (len(ranked.smiles) + len(ranked.bad_lines)) / wall if wall > 0 else float("nan"),
             "target": ens.target_name, "unit": ens.target_unit, "members": len(ens.members), "mode": ens.mode}

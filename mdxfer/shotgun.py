@@ -31,7 +31,8 @@ import pandas as pd
 from mdxfer.featurize import DataError, GraphSet, featurize_smiles, morgan_counts
 from mdxfer.fileio import write_json_atomic
 from mdxfer.progress import CountBar
-from mdxfer.transfer import MODES, Ensemble, TransferSettings, _file_sha, cross_validate, read_target_table
+from mdxfer.transfer import (MODES, Ensemble, TransferSettings, _file_sha, check_folds, cross_validate,
+                             read_target_table)
 
 COMMITTEE_FORMAT = "mdxfer-committee"
 DIRECT = "(direct)"
@@ -222,6 +223,7 @@ def shotgun_transfer(library_dir: str | Path, data: str | Path, out_dir: str | P
     t0 = time.perf_counter()
     sources = load_library(library_dir, s.exclude_properties)
     table = read_target_table(data, smiles_col, target_col)
+    check_folds(s.folds, len(table))
     smiles, y = list(table.smiles), table.target.to_numpy()
     f = featurize_smiles(smiles)
     log(f"{len(y)} target rows; {len(sources)} source models x {len(s.modes)} modes "

@@ -143,7 +143,7 @@ class _Progress:
                                    TimeElapsedColumn)
 
         self.bar = Progress(TextColumn("epoch"), MofNCompleteColumn(), BarColumn(),
-                            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), transient=False)
+                            TextColumn("{task.fields[info]}", markup=False), TimeElapsedColumn(), transient=False)
         self.task = self.bar.add_task("pretrain", total=total, completed=start, info="")
         self.bar.start()
 

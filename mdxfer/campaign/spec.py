@@ -32,6 +32,7 @@ directory. Every error names the file and the key, and says what to write instea
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from typing import Any
 
 from mdxfer.errors import MdxferError, ProtocolError
 from mdxfer.md.protocol import Protocol, load_protocol
+from mdxfer.validate import check_int, check_line
 
 
 class CampaignError(MdxferError):
@@ -132,8 +134,14 @@ def read_smi(path: Path) -> list[Candidate]:
     """Candidates from a ``.smi`` file: ``SMILES [name]`` per line; ``#`` starts a comment."""
     if not path.is_file():
         raise CampaignError(f"Candidate file {path} does not exist.")
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise CampaignError(f"Candidate file {path} is not UTF-8 text (a binary file?).") from None
+    if "\0" in text:
+        raise CampaignError(f"Candidate file {path} is binary, not a .smi text file.")
     out = []
-    for line in path.read_text().splitlines():
+    for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
             continue
@@ -186,9 +194,8 @@ def _protocol(table: dict, base: Path, path: Path | None) -> Protocol:
 
 def _retry(table: dict, path: Path | None) -> RetryPolicy:
     _check_keys(table, _RETRY_KEYS, "retry", path)
-    n = table.get("max_retries", RetryPolicy.max_retries)
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise CampaignError(f"{_where(path)}: [retry] max_retries must be an integer >= 0.")
+    n = check_int(table.get("max_retries", RetryPolicy.max_retries), "[retry] max_retries", 0,
+                  where=f"{_where(path)}: ", error=CampaignError)
     on = table.get("retry_on", list(RetryPolicy.retry_on))
     if not isinstance(on, list) or any(x not in RETRYABLE for x in on):
         raise CampaignError(
@@ -221,7 +228,8 @@ def spec_from_dict(data: dict[str, Any], base_dir: str | Path,
     camp = data.get("campaign", {})
     _check_keys(camp, _CAMPAIGN_KEYS, "campaign", path)
     stem = path.stem if path else "campaign"
-    name = str(camp.get("name", stem))
+    name = check_line(camp.get("name", stem), "[campaign] name", where=f"{_where(path)}: ",
+                      error=CampaignError, allow_empty=False)
     database = _resolve(base, _str(camp.get("database", f"{stem}.db"), "[campaign] database", path))
     workdir = _resolve(base, _str(camp.get("workdir", f"{stem}-runs"), "[campaign] workdir", path))
     partner = _str(camp.get("partner", DEFAULT_PARTNER), "[campaign] partner", path)
@@ -230,14 +238,16 @@ def spec_from_dict(data: dict[str, Any], base_dir: str | Path,
         raise CampaignError(f"{_where(path)}: [campaign] sqlite_journal must be 'wal' (default) "
                             "or 'delete' (for databases on network file systems).")
     max_in_flight = camp.get("max_in_flight")
-    if max_in_flight is not None and (not isinstance(max_in_flight, int) or max_in_flight < 1):
-        raise CampaignError(f"{_where(path)}: [campaign] max_in_flight must be a positive integer.")
+    if max_in_flight is not None:
+        check_int(max_in_flight, "[campaign] max_in_flight", 1, where=f"{_where(path)}: ",
+                  error=CampaignError)
     try:
-        from mdxfer.molecule import canonical_smiles
+        from mdxfer.molecule import check_md_supported
 
-        canonical_smiles(partner)
+        check_md_supported(partner)  # a partner MD cannot simulate stops here, not in a task
     except MdxferError as exc:
-        raise CampaignError(f"{_where(path)}: the partner is not a valid molecule: {exc}") from exc
+        raise CampaignError(f"{_where(path)}: the partner is not a molecule mdxfer can simulate: "
+                            f"{exc}") from None
     profile, execution = _execution(data.get("execution", {}), path)
     spec = CampaignSpec(
         name=name, database=database, workdir=workdir, partner=partner,
@@ -263,8 +273,8 @@ def load_spec(path: str | Path) -> CampaignSpec:
                             "(write an example with `mdxfer campaign init --out FILE`).")
     try:
         data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise CampaignError(f"Campaign file {path} is not valid TOML: {exc}.") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise CampaignError(f"Campaign file {path} is not valid TOML: {exc}.") from None
     return spec_from_dict(data, path.parent, path)
 
 
@@ -276,11 +286,11 @@ EXAMPLE = '''\
 # Relative paths below are relative to this file's directory.
 
 [campaign]
-name = "{stem}"
+name = {name}
 # SQLite (WAL): molecules, tasks, results with provenance
-database = "{stem}.db"
+database = {database}
 # one directory per task (named by InChIKey + hash), plus Parsl's logs in parsl/
-workdir = "{stem}-runs"
+workdir = {workdir}
 partner = "CC(=C)C=C"             # isoprene; simulated once per protocol, reused by every pair
 # max_in_flight = 8               # candidates submitted at once (default: 2 x workers)
 # sqlite_journal = "delete"       # if the database lives on NFS/Lustre (WAL needs a local disk)
@@ -315,5 +325,8 @@ def example_text(stem: str, profile: str = "local") -> str:
 
     if profile not in PROFILES:
         raise CampaignError(f"Unknown profile {profile!r}; use one of {', '.join(PROFILES)}.")
-    return EXAMPLE.format(stem=stem, file=f"{stem}.toml", profile=profile,
+    check_line(stem, "The campaign file name", error=CampaignError)
+    quote = (lambda text: json.dumps(text, ensure_ascii=False))  # a valid TOML basic string
+    return EXAMPLE.format(stem=stem, file=f"{stem}.toml", profile=profile, name=quote(stem),
+                          database=quote(f"{stem}.db"), workdir=quote(f"{stem}-runs"),
                           execution=profile_toml(profile))

@@ -178,24 +178,40 @@ def open_db(path: str | Path, journal: str = "wal", readonly: bool = False,
     memory = str(path) == ":memory:"
     if journal.lower() not in JOURNAL_MODES:
         raise error(f"Unknown SQLite journal mode {journal!r}; use one of {', '.join(JOURNAL_MODES)}.")
+    if not memory and Path(path).is_dir():
+        raise error(f"Database {path} is a folder, not a SQLite file: name a file ([campaign] database).")
     if readonly:
         if not Path(path).exists():
             raise error(missing or f"Database {path} does not exist.")
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, isolation_level=None)
-    else:
-        if not memory:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, timeout=30, isolation_level=None)
-    conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA busy_timeout = 30000")
-    if not readonly and not memory:
-        mode = conn.execute(f"PRAGMA journal_mode = {journal.upper()}").fetchone()[0]
-        if mode.lower() != journal.lower():
-            conn.close()
-            raise error(f"SQLite refused journal mode {journal!r} for {path} (got {mode!r}); set "
-                        "[campaign] sqlite_journal = 'delete' on network file systems.")
-        conn.execute("PRAGMA synchronous = FULL")
+    elif not memory:
+        parent = Path(path).parent
+        if parent.exists() and not parent.is_dir():
+            raise error(f"Database {path}: {parent} is a file, not a folder.")
+        parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if readonly:
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, isolation_level=None)
+        else:
+            conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA busy_timeout = 30000")
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # garbage fails here
+        if not readonly and not memory:
+            mode = conn.execute(f"PRAGMA journal_mode = {journal.upper()}").fetchone()[0]
+            if mode.lower() != journal.lower():
+                conn.close()
+                raise error(f"SQLite refused journal mode {journal!r} for {path} (got {mode!r}); set "
+                            "[campaign] sqlite_journal = 'delete' on network file systems.")
+            conn.execute("PRAGMA synchronous = FULL")
+    except sqlite3.DatabaseError as exc:
+        raise error(f"Database {path} cannot be used: SQLite says {exc!s}. It is not an mdxfer "
+                    "database (or it is damaged); name another file as the database.") from None
     return conn
+
+
+def table_names(conn: sqlite3.Connection) -> set[str]:
+    """Names of the tables of an open database."""
+    return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
 
 class Store:
@@ -207,6 +223,16 @@ class Store:
         self.conn = open_db(self.path, journal, readonly, CampaignError,
                             f"Campaign database {self.path} does not exist yet "
                             "(run `mdxfer campaign run FILE` first).")
+        have = table_names(self.conn)
+        if readonly and not {"meta", "molecules", "tasks", "results"} <= have:
+            self.conn.close()
+            raise CampaignError(f"Database {self.path} holds no campaign yet (no campaign tables): "
+                                "run `mdxfer campaign run FILE` first, or check [campaign] database.")
+        if have and not any(t == "meta" or t.startswith("al_") for t in have):
+            self.conn.close()
+            raise CampaignError(f"Database {self.path} is another program's SQLite database (tables "
+                                f"{', '.join(sorted(have)[:5])}); mdxfer will not write into it. Name "
+                                "a new file as [campaign] database.")
         if not readonly:
             self.conn.execute("PRAGMA foreign_keys = ON")
             with self.transaction():

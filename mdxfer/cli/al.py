@@ -13,7 +13,8 @@ from typing import Any, List, Optional
 
 import typer
 
-from mdxfer.cli.common import console, friendly_errors
+from mdxfer.cli.common import console, friendly_errors, styled, warn
+from mdxfer.validate import SEED_LIMIT, check_output_dir, check_output_file, cli_number
 
 al_app = typer.Typer(
     name="al", no_args_is_help=True, add_completion=False,
@@ -21,7 +22,7 @@ al_app = typer.Typer(
          "promising diverse batch, retrain, repeat.",
 )
 
-FILE_ARG = typer.Argument(..., help="Campaign TOML file with an [active_learning] section.")
+FILE_ARG = typer.Argument(..., help="Campaign TOML file with an \\[active_learning] section.")
 
 
 def _say(msg: str) -> None:
@@ -35,7 +36,7 @@ def _label(cfg) -> str:
 @friendly_errors
 def run_cmd(
     file: Path = FILE_ARG,
-    max_rounds: Optional[int] = typer.Option(None, "--max-rounds", help="Stop after this many rounds in this call (resume later)."),
+    max_rounds: Optional[int] = typer.Option(None, "--max-rounds", min=0, help="Stop after this many rounds in this call (resume later)."),
     report: bool = typer.Option(True, "--report/--no-report", help="Rewrite the Markdown report after every round."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the final summary."),
 ) -> None:
@@ -57,7 +58,7 @@ def run_cmd(
     console.print(f"active learning on {cfg.pool_file.name}: oracle {cfg.oracle}, acquisition "
                   f"{s.acquisition.name} ({'maximise' if s.acquisition.maximize else 'minimise'}), "
                   f"diversity {s.diversity.method}, model {s.surrogate.model} on {s.surrogate.features}; "
-                  f"database {cfg.database}", highlight=False)
+                  f"database {cfg.database}", soft_wrap=True)
     label = _label(cfg)
     with LoopLock(cfg.database):
         state_box: dict[str, Any] = {}
@@ -72,8 +73,8 @@ def run_cmd(
         try:
             res = learner.run(max_rounds=max_rounds)
         except KeyboardInterrupt:
-            console.print("[yellow]interrupted:[/] finished rounds and measurements are kept; run again to "
-                          "resume.", highlight=False)
+            console.print(styled("interrupted: ", "yellow", "finished rounds and measurements are kept; "
+                                 "run again to resume."))
             state.close()
             sys.exit(130)
         if report:
@@ -113,10 +114,10 @@ def status_cmd(
     if as_json:
         typer.echo(json.dumps(st, indent=2, default=str))
         return
-    console.print(f"[bold]{cfg.path.name}[/]: {len(rounds)} round(s), {st['simulations']} simulation(s) by the "
-                  f"loop ({st['failed']} failed, {st['pending']} pending), {st['known_before_loop']} known "
-                  f"before; loop {'running' if st['running'] else 'idle'}; target "
-                  f"{'maximised' if maximize else 'minimised'}", highlight=False)
+    console.print(styled(cfg.path.name, "bold", f": {len(rounds)} round(s), {st['simulations']} simulation(s) "
+                         f"by the loop ({st['failed']} failed, {st['pending']} pending), {st['known_before_loop']} "
+                         f"known before; loop {'running' if st['running'] else 'idle'}; target "
+                         f"{'maximised' if maximize else 'minimised'}"), soft_wrap=True)
     table = Table(title="rounds (CV: k-fold cross-validation of each round's model)")
     for col in ("round", "acq.", "n train", "CV R²", "Spearman", "CV MAE", "picks", "sims", "best", "state"):
         table.add_column(col, no_wrap=True)
@@ -134,7 +135,7 @@ def status_cmd(
 @friendly_errors
 def report_cmd(
     file: Path = FILE_ARG,
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder (default: the [active_learning] report folder)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder (default: the \\[active_learning] report folder)."),
 ) -> None:
     """Write the Markdown report: best so far, parity plot per round, picked molecules."""
     from mdxfer.al.loop import load_al_config
@@ -142,6 +143,8 @@ def report_cmd(
     from mdxfer.al.state import ALState
 
     cfg = load_al_config(file)
+    if out is not None:
+        check_output_dir(out)
     with ALState(cfg.database, readonly=True) as state:
         path = write_report(state, out or cfg.report_dir, f"active learning: {cfg.path.name}", _label(cfg),
                             cfg.settings.acquisition.maximize)
@@ -152,19 +155,20 @@ def report_cmd(
 def benchmark_cmd(
     oracle: Path = typer.Option(..., "--oracle", help="Table oracle: CSV with columns smiles,target; every molecule is the pool."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: summary.json, summary.md/.csv, recovery.png."),
-    initial: int = typer.Option(20, "--initial", help="Random molecules simulated first (round 0)."),
-    batch: int = typer.Option(10, "--batch", help="Molecules per round."),
-    rounds: int = typer.Option(10, "--rounds", help="Acquisition rounds after round 0."),
-    seeds: int = typer.Option(3, "--seeds", help="Repeats with different seeds (initial sets)."),
+    initial: int = typer.Option(20, "--initial", min=1, help="Random molecules simulated first (round 0)."),
+    batch: int = typer.Option(10, "--batch", min=1, help="Molecules per round."),
+    rounds: int = typer.Option(10, "--rounds", min=0, help="Acquisition rounds after round 0."),
+    seeds: int = typer.Option(3, "--seeds", min=1, help="Repeats with different seeds (initial sets)."),
     minimize: bool = typer.Option(False, "--minimize", help="Look for the lowest targets (default: highest)."),
     methods: Optional[List[str]] = typer.Option(None, "--method", help="Acquisitions to compare (repeatable; default all; random always)."),
     model: Optional[Path] = typer.Option(None, "--model", help="Pretrained model folder (mdxfer pretrain --out DIR); default runs/cv if it exists."),
     features: Optional[str] = typer.Option(None, "--features", help="embedding+morgan (default with a model), embedding, or morgan (no transfer)."),
     surrogate: str = typer.Option("ridge", "--surrogate", help="ridge (bootstrap ensemble) | rf | finetune."),
-    members: int = typer.Option(16, "--members", help="Ensemble members."),
+    members: int = typer.Option(16, "--members", min=2, help="Ensemble members."),
     diversity: str = typer.Option("maxmin", "--diversity", help="none | maxmin | sphere | cluster."),
-    shortlist: float = typer.Option(1.5, "--shortlist", help="maxmin/cluster: candidates considered, x batch."),
-    beta: float = typer.Option(1.0, "--beta", help="UCB weight on the spread."),
+    shortlist: float = typer.Option(1.5, "--shortlist", callback=cli_number(1),
+                                    help="maxmin/cluster: candidates considered, x batch."),
+    beta: float = typer.Option(1.0, "--beta", callback=cli_number(0), help="UCB weight on the spread."),
     smiles_col: str = typer.Option("smiles", "--smiles-col"),
     target_col: str = typer.Option("target", "--target-col"),
     label: Optional[str] = typer.Option(None, "--label", help="Name of the target in tables and plots (default: the column)."),
@@ -175,6 +179,7 @@ def benchmark_cmd(
     from mdxfer.al.diversity import Diversity
     from mdxfer.al.surrogate import SurrogateSettings, model_dir_default
 
+    check_output_dir(out)
     model_dir = model
     if model_dir is None and features != "morgan" and model_dir_default().joinpath("model.pt").exists():
         model_dir = model_dir_default()
@@ -184,9 +189,8 @@ def benchmark_cmd(
 
             raise ALError(f"--features {features} needs a pretrained model: --model DIR "
                           "(make one with `mdxfer pretrain --out runs/cv`).")
-        console.print("[yellow]warning:[/] no pretrained model (--model, or runs/cv): using Morgan count "
-                      "fingerprints only, i.e. no transfer. Make one with `mdxfer pretrain --out runs/cv`.",
-                      highlight=False)
+        warn("no pretrained model (--model, or runs/cv): using Morgan count fingerprints only, i.e. no "
+             "transfer. Make one with `mdxfer pretrain --out runs/cv`.")
         features = "morgan"
     if model_dir is not None and not Path(model_dir).exists():
         from mdxfer.al.acquisition import ALError
@@ -205,12 +209,14 @@ def benchmark_cmd(
 @friendly_errors
 def oracle_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="CSV to write (smiles,target,qm9_index)."),
-    n: int = typer.Option(2400, "--n", help="Molecules."),
+    n: int = typer.Option(2400, "--n", min=1, help="Molecules."),
     prop: str = typer.Option("Polarizability_bohr3", "--property", help="QM9 column used as the target."),
-    seed: int = typer.Option(1, "--seed"),
+    seed: int = typer.Option(1, "--seed", min=0, max=SEED_LIMIT - 1),
 ) -> None:
     """Write a QM9 table oracle (molecules outside the default pretraining subset)."""
     from mdxfer.al.benchmark import make_qm9_oracle
+
+    check_output_file(out)
 
     path = make_qm9_oracle(out, n, prop, seed)
     console.print(f"wrote {path}: {n} QM9 molecules, target = {prop}", highlight=False)

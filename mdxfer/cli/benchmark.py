@@ -7,7 +7,8 @@ from typing import Optional
 
 import typer
 
-from mdxfer.cli.common import friendly_errors
+from mdxfer.cli.common import friendly_errors, make_console
+from mdxfer.validate import SEED_LIMIT, check_output_file, cli_number
 
 benchmark_app = typer.Typer(help="Benchmarks of direct training, transfer, shotgun and self-supervised starts.",
                             no_args_is_help=True)
@@ -45,21 +46,21 @@ def _run(kind: str, data, target, n, seed, seeds, library, ssl, source, approach
          target_col, gnn_epochs, threads, cv_repeats, **extra) -> None:
     import sys
 
-    from rich.console import Console
     from rich.table import Table
 
     from mdxfer import benchmark
     from mdxfer.model import set_threads
 
+    check_output_file(out)
     set_threads(threads)
-    console = Console(stderr=True)
+    console = make_console()
     table, prop = _table(data, target, n, seed, library, smiles_col, target_col)
     excl = tuple(p.strip() for p in exclude.split(",") if p.strip()) if exclude else ((prop,) if prop else ())
     src = str(source) if source else (benchmark.default_source(library) if library else None)
     kw = dict(library=str(library) if library else None, exclude_properties=excl, ssl=str(ssl) if ssl else None,
               source=src, gnn_epochs=gnn_epochs, cv_repeats=cv_repeats)
     names = _approaches(approaches, library, ssl, source)
-    log = lambda m: console.print(m, highlight=False)  # noqa: E731
+    log = console.print
     log(f"{kind}: {len(table)} molecules, target {prop or target_col}; approaches {', '.join(names)}; "
         f"library models of {', '.join(excl) or 'no property'} excluded")
     seed_list = [seed + k for k in range(seeds)]
@@ -78,14 +79,15 @@ def _run(kind: str, data, target, n, seed, seeds, library, ssl, source, approach
         t.add_column(label)
     for _, r in summ.iterrows():
         t.add_row(r["approach"], *[f"{r[c + '_mean']:.4g} ± {r[c + '_sd']:.2g}" for c, _ in cols])
-    Console(width=None if sys.stdout.isatty() else 140).print(t)
+    make_console(stderr=False, width=None if sys.stdout.isatty() else 140).print(t)
     typer.echo(f"per-seed rows in {out}")
 
 
 COMMON = dict(
     data=typer.Option(None, "--data", help="CSV with SMILES and target columns (default: a QM9 sample)."),
-    n=typer.Option(2000, "--n", help="QM9 molecules sampled (outside the library's training subset)."),
-    seed=typer.Option(0, "--seed", help="First seed (of the sample, the splits and the models)."),
+    n=typer.Option(2000, "--n", min=2, help="QM9 molecules sampled (outside the library's training subset)."),
+    seed=typer.Option(0, "--seed", min=0, max=SEED_LIMIT - 1000,
+                      help="First seed (of the sample, the splits and the models)."),
     library=typer.Option(None, "--library", help="Model library for shotgun (and the default single source)."),
     ssl=typer.Option(None, "--ssl", help="Self-supervised model folder (mdxfer selfsup) for ssl_* approaches."),
     source=typer.Option(None, "--source", help="Single source model folder (default: the library's best Cv GNN)."),
@@ -94,9 +96,9 @@ COMMON = dict(
                          help="Library properties to leave out (default: the target's own property)."),
     smiles_col=typer.Option("smiles", "--smiles-col"),
     target_col=typer.Option("target", "--target-col"),
-    gnn_epochs=typer.Option(150, "--gnn-epochs", help="Maximum epochs of direct and ssl graph networks."),
-    threads=typer.Option(1, "--threads", help="torch threads."),
-    cv_repeats=typer.Option(2, "--cv-repeats", help="Repeats of the 5-fold CV that picks modes and sources."),
+    gnn_epochs=typer.Option(150, "--gnn-epochs", min=1, help="Maximum epochs of direct and ssl graph networks."),
+    threads=typer.Option(1, "--threads", min=1, help="torch threads."),
+    cv_repeats=typer.Option(2, "--cv-repeats", min=1, help="Repeats of the 5-fold CV that picks modes and sources."),
 )
 
 
@@ -104,16 +106,18 @@ COMMON = dict(
 @friendly_errors
 def extrapolation_cmd(
     target: str = typer.Option("gap", "--target", help="QM9 property (short or column name)."),
-    quantile: float = typer.Option(0.8, "--quantile", help="Threshold = this quantile of the target."),
-    threshold: Optional[float] = typer.Option(None, "--threshold", help="Explicit threshold (overrides --quantile)."),
-    seeds: int = typer.Option(1, "--seeds", help="Repeats with seeds seed, seed+1, ..."),
+    quantile: float = typer.Option(0.8, "--quantile", callback=cli_number(0, 1, lo_open=True, hi_open=True),
+                                   help="Threshold = this quantile of the target."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", callback=cli_number(),
+                                              help="Explicit threshold (overrides --quantile)."),
+    seeds: int = typer.Option(1, "--seeds", min=1, max=1000, help="Repeats with seeds seed, seed+1, ..."),
     out: Path = typer.Option(Path("extrapolation.csv"), "--out", help="Per-seed results CSV."),
     data: Optional[Path] = COMMON["data"], n: int = COMMON["n"], seed: int = COMMON["seed"],
     library: Optional[Path] = COMMON["library"], ssl: Optional[Path] = COMMON["ssl"],
     source: Optional[Path] = COMMON["source"], approaches: Optional[str] = COMMON["approaches"],
     exclude: Optional[str] = COMMON["exclude"], smiles_col: str = COMMON["smiles_col"],
     target_col: str = COMMON["target_col"], gnn_epochs: int = COMMON["gnn_epochs"], threads: int = COMMON["threads"],
-    cv_repeats: int = typer.Option(1, "--cv-repeats", help="Repeats of the 5-fold CV that picks modes and sources."),
+    cv_repeats: int = typer.Option(1, "--cv-repeats", min=1, help="Repeats of the 5-fold CV that picks modes and sources."),
 ) -> None:
     """Train below a threshold of the target, test above it (seed 004)."""
     _run("extrapolation", data, target, n, seed, seeds, library, ssl, source, approaches, exclude, out, smiles_col,
@@ -124,10 +128,10 @@ def extrapolation_cmd(
 @friendly_errors
 def small_data_cmd(
     target: str = typer.Option("homo", "--target", help="QM9 property (short or column name)."),
-    n_train: int = typer.Option(24, "--n-train", help="Training molecules per seed; the rest are held out."),
-    seeds: int = typer.Option(3, "--seeds", help="Repeats with seeds seed, seed+1, ..."),
+    n_train: int = typer.Option(24, "--n-train", min=2, help="Training molecules per seed; the rest are held out."),
+    seeds: int = typer.Option(3, "--seeds", min=1, max=1000, help="Repeats with seeds seed, seed+1, ..."),
     out: Path = typer.Option(Path("small_data.csv"), "--out", help="Per-seed results CSV."),
-    data: Optional[Path] = COMMON["data"], n: int = typer.Option(1000, "--n", help="QM9 molecules sampled."),
+    data: Optional[Path] = COMMON["data"], n: int = typer.Option(1000, "--n", min=2, help="QM9 molecules sampled."),
     seed: int = COMMON["seed"],
     library: Optional[Path] = COMMON["library"], ssl: Optional[Path] = COMMON["ssl"],
     source: Optional[Path] = COMMON["source"], approaches: Optional[str] = COMMON["approaches"],

@@ -14,7 +14,8 @@ from typing import Any
 
 import typer
 
-from mdxfer.cli.common import console, friendly_errors
+from mdxfer.cli.common import console, friendly_errors, styled
+from mdxfer.validate import check_output_file
 
 campaign_app = typer.Typer(
     name="campaign", no_args_is_help=True, add_completion=False,
@@ -46,12 +47,13 @@ def init_cmd(
     """Write a commented example campaign file (local profile, quick protocol, 3 candidates)."""
     from mdxfer.campaign.spec import CampaignError, example_text, load_spec
 
+    check_output_file(out)
     if out.exists() and not force:
         raise CampaignError(f"{out} exists; use --force to overwrite it.")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(example_text(out.stem, profile))
     load_spec(out)  # the example must be valid as written
-    console.print(f"wrote {out}; run it with: mdxfer campaign run {out}", highlight=False)
+    console.print(f"wrote {out}; run it with: mdxfer campaign run {out}")
 
 
 def _print_progress(msg: str) -> None:
@@ -69,8 +71,8 @@ def _run(file: Path, quiet: bool) -> None:
         try:
             report = camp.run(progress=None if quiet else _print_progress)
         except KeyboardInterrupt:
-            console.print("[yellow]interrupted:[/] finished results are kept; run again to "
-                          "resume.", highlight=False)
+            console.print(styled("interrupted: ", "yellow", "finished results are kept; run again "
+                                 "to resume."))
             sys.exit(130)
         console.print(
             f"run {report.run_id}: {report.done} done, {report.failed} failed of "
@@ -115,12 +117,12 @@ def _print_status(st: dict[str, Any]) -> None:
     c = st["counts"]
     running = (f"{c['running']} running" if st["runner_active"] or not c["running"] else
                f"{c['running']} interrupted (`campaign run` resumes them)")
-    console.print(
-        f"[bold]{st['campaign']}[/]: {st['candidates']} candidates — {c['done']} done, "
+    console.print(styled(
+        str(st["campaign"]), "bold", f": {st['candidates']} candidates — {c['done']} done, "
         f"{c['failed']} failed, {running}, {c['pending']} pending "
         f"({100 * st['progress']:.0f}% finished); partner {st['partner']} "
-        f"{st['partner_state']}; runner {'active' if st['runner_active'] else 'idle'}",
-        highlight=False)
+        f"{st['partner_state']}; runner {'active' if st['runner_active'] else 'idle'}"),
+        soft_wrap=True)
     if st["mean_wall_s"]:
         console.print(f"mean LAMMPS time per finished candidate {st['mean_wall_s']:.1f} s "
                       "(its own box + the stack, summed over replicas)", highlight=False)
@@ -147,7 +149,7 @@ def _print_status(st: dict[str, Any]) -> None:
 @friendly_errors
 def status_cmd(
     file: Path = FILE_ARG,
-    top: int = typer.Option(5, "--top", help="How many of the best results to show."),
+    top: int = typer.Option(5, "--top", min=0, help="How many of the best results to show."),
     as_json: bool = typer.Option(False, "--json", help="Print the status as JSON on stdout."),
 ) -> None:
     """Counts per state, failures with reasons, best results so far, progress."""
@@ -169,6 +171,7 @@ def export_cmd(
     """One CSV row per candidate: smiles, status, E_int, E_int_stderr, error, provenance."""
     from mdxfer.campaign.runner import Campaign
 
+    check_output_file(out)
     with Campaign.open(file, readonly=True) as camp:
         n = camp.export(out)
     console.print(f"wrote {n} row(s) to {out}", highlight=False)
@@ -183,6 +186,7 @@ def table_cmd(
     task key and the protocol digest of every row (docs/eint_table.md)."""
     from mdxfer.campaign.table import make_table
 
+    check_output_file(out)
     n, total = make_table(source, out)
     console.print(f"wrote {n} finished of {total} candidate(s) to {out}", highlight=False)
 

@@ -7,7 +7,8 @@ from typing import Optional
 
 import typer
 
-from mdxfer.cli.common import friendly_errors
+from mdxfer.cli.common import friendly_errors, make_console
+from mdxfer.validate import SEED_LIMIT, check_output_dir, check_output_file, cli_number
 
 library_app = typer.Typer(help="Libraries of pretrained source models for shotgun transfer.", no_args_is_help=True)
 
@@ -19,30 +20,32 @@ def build_cmd(
     properties: str = typer.Option("cv,alpha,gap,zpve,mu", "--properties",
                                    help="QM9 properties, comma-separated (short names cv, alpha, gap, zpve, mu, "
                                         "homo, lumo, r2, u0, ... or column names)."),
-    gnn: int = typer.Option(2, "--gnn", help="Graph networks (random architectures) per property."),
-    fp: int = typer.Option(2, "--fp", help="Fingerprint networks (random architectures) per property."),
-    n: int = typer.Option(4000, "--n", help="QM9 molecules (training + validation), the same for every model."),
-    n_val: int = typer.Option(800, "--n-val", help="Of which validation molecules."),
-    gnn_epochs: int = typer.Option(80, "--gnn-epochs", help="Maximum epochs of a graph network."),
-    fp_epochs: int = typer.Option(150, "--fp-epochs", help="Maximum epochs of a fingerprint network."),
-    model_minutes: Optional[float] = typer.Option(2.5, "--model-minutes",
+    gnn: int = typer.Option(2, "--gnn", min=0, help="Graph networks (random architectures) per property."),
+    fp: int = typer.Option(2, "--fp", min=0, help="Fingerprint networks (random architectures) per property."),
+    n: int = typer.Option(4000, "--n", min=2, help="QM9 molecules (training + validation), the same for every model."),
+    n_val: int = typer.Option(800, "--n-val", min=1, help="Of which validation molecules."),
+    gnn_epochs: int = typer.Option(80, "--gnn-epochs", min=1, help="Maximum epochs of a graph network."),
+    fp_epochs: int = typer.Option(150, "--fp-epochs", min=1, help="Maximum epochs of a fingerprint network."),
+    model_minutes: Optional[float] = typer.Option(2.5, "--model-minutes", callback=cli_number(0, lo_open=True),
                                                   help="Training time limit per model, minutes (best epoch kept)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the QM9 subset and of the random architectures."),
-    jobs: int = typer.Option(2, "--jobs", help="Models trained at once (one process and one torch thread each)."),
+    seed: int = typer.Option(0, "--seed", min=0, max=SEED_LIMIT - 1,
+                             help="Seed of the QM9 subset and of the random architectures."),
+    jobs: int = typer.Option(2, "--jobs", min=1, help="Models trained at once (one process and one torch thread each)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Train a library of source models over several QM9 properties (resumable: run it again
     to finish an interrupted build)."""
-    from rich.console import Console
-
     from mdxfer.library import LibrarySettings, build_library, manifest_table, resolve_property
 
-    console = Console(stderr=True)
+    check_output_dir(out)
+    if n_val >= n:
+        raise typer.BadParameter(f"--n-val {n_val} must be smaller than --n {n}.")
+    console = make_console()
     props = tuple(resolve_property(p.strip()) for p in properties.split(",") if p.strip())
     s = LibrarySettings(properties=props, gnn_per_property=gnn, fp_per_property=fp, n=n, n_val=n_val, seed=seed,
                         gnn_epochs=gnn_epochs, fp_epochs=fp_epochs,
                         model_time_limit_s=model_minutes * 60 if model_minutes else None)
-    m = build_library(out, s, jobs=jobs, progress=progress, log=lambda x: console.print(x, highlight=False))
+    m = build_library(out, s, jobs=jobs, progress=progress, log=console.print)
     _print_table(manifest_table(m))
     typer.echo(f"{len(m['models'])} models in {out}/manifest.json "
                f"({m.get('build_wall_s', 0) / 60:.1f} min of building)")
@@ -57,6 +60,8 @@ def list_cmd(
     """Show a library's models with their architecture and validation figures."""
     from mdxfer.library import manifest_table, read_manifest
 
+    if csv is not None:
+        check_output_file(csv, "--csv")
     df = manifest_table(read_manifest(library))
     _print_table(df)
     if csv:
@@ -66,7 +71,6 @@ def list_cmd(
 def _print_table(df) -> None:
     import sys
 
-    from rich.console import Console
     from rich.table import Table
 
     t = Table()
@@ -74,7 +78,7 @@ def _print_table(df) -> None:
         t.add_column(c)
     for _, r in df.iterrows():
         t.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in r])
-    Console(width=None if sys.stdout.isatty() else 160).print(t)
+    make_console(stderr=False, width=None if sys.stdout.isatty() else 160).print(t)
 
 
 def register(app: typer.Typer) -> None:

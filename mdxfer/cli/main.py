@@ -28,8 +28,13 @@ def _version(value: bool) -> None:
 def main(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                  help="Print the version and exit."),
+    debug: bool = typer.Option(False, "--debug",
+                               help="Show the Python traceback of an error (also: MDXFER_DEBUG=1)."),
 ) -> None:
     """mdxfer command-line interface."""
+    from mdxfer.cli import common
+
+    common.DEBUG = debug
 
 
 md_cli.register(app)

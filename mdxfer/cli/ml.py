@@ -12,7 +12,8 @@ from typing import Optional
 
 import typer
 
-from mdxfer.cli.common import friendly_errors
+from mdxfer.cli.common import friendly_errors, make_console
+from mdxfer.validate import SEED_LIMIT, check_output_dir, check_output_file, cli_number
 
 THREADS_HELP = ("torch threads (default 1: LAMMPS usually owns the other cores; more threads "
                 "on a busy machine are much slower, not faster)")
@@ -21,38 +22,41 @@ THREADS_HELP = ("torch threads (default 1: LAMMPS usually owns the other cores; 
 @friendly_errors
 def pretrain_cmd(
     out: Path = typer.Option(..., "--out", help="Output folder: model.pt, metrics.json, parity.png."),
-    n: int = typer.Option(5000, "--n", help="QM9 molecules drawn at random (the seed: 5,000)."),
-    n_val: int = typer.Option(1000, "--n-val", help="Of which validation molecules (the seed: 1,000)."),
+    n: int = typer.Option(5000, "--n", min=2, help="QM9 molecules drawn at random (the seed: 5,000)."),
+    n_val: int = typer.Option(1000, "--n-val", min=1, help="Of which validation molecules (the seed: 1,000)."),
     preset: str = typer.Option("default", "--preset", help="Architecture: 'paper' (seed 000's GCN) or 'default'."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Maximum epochs (preset's default: 300)."),
-    patience: Optional[int] = typer.Option(None, "--patience", help="Early stopping patience, epochs."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Mini-batch size (preset's: 64)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the subset, weights and batch order."),
-    split_seed: Optional[int] = typer.Option(None, "--split-seed", help="Seed of the train/val split (default: --seed)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Maximum epochs (preset's default: 300)."),
+    patience: Optional[int] = typer.Option(None, "--patience", min=1, help="Early stopping patience, epochs."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Mini-batch size (preset's: 64)."),
+    seed: int = typer.Option(0, "--seed", min=0, max=SEED_LIMIT - 1, help="Seed of the subset, weights and batch order."),
+    split_seed: Optional[int] = typer.Option(None, "--split-seed", min=0, max=SEED_LIMIT - 1,
+                                             help="Seed of the train/val split (default: --seed)."),
     target: str = typer.Option("Heatcapacity_Cv_cal_mol_K", "--target", help="QM9 column to learn."),
-    time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Stop training after this many minutes."),
+    time_limit: Optional[float] = typer.Option(None, "--time-limit", callback=cli_number(0, lo_open=True),
+                                               help="Stop training after this many minutes."),
     init_encoder: Optional[Path] = typer.Option(None, "--init-encoder",
                                                 help="Start the encoder from this folder's model.pt (e.g. `mdxfer selfsup`); same preset needed."),
     restart: bool = typer.Option(False, "--restart", help="Ignore a checkpoint in --out and start over."),
-    threads: int = typer.Option(1, "--threads", help=THREADS_HELP),
-    jobs: int = typer.Option(1, "--jobs", help="Processes for featurisation."),
+    threads: int = typer.Option(1, "--threads", min=1, help=THREADS_HELP),
+    jobs: int = typer.Option(1, "--jobs", min=1, help="Processes for featurisation."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Pretrain a graph network on QM9 heat capacity (seed 000's source task).
 
     Re-running the same command continues from DIR/checkpoint.pt.
     """
-    from rich.console import Console
-
     from mdxfer.train import PretrainSettings, pretrain
 
-    console = Console(stderr=True)
+    check_output_dir(out)
+    if n_val >= n:
+        raise typer.BadParameter(f"--n-val {n_val} must be smaller than --n {n}.")
+    console = make_console()
     settings = PretrainSettings(n=n, n_val=n_val, seed=seed, split_seed=split_seed, preset=preset,
                                 target=target, max_epochs=epochs, patience=patience, batch_size=batch_size,
                                 init_encoder=str(init_encoder) if init_encoder else None)
     m = pretrain(out, settings, threads=threads, jobs=jobs, resume=not restart,
                  time_limit_s=time_limit * 60 if time_limit is not None else None, progress=progress,
-                 log=lambda s: console.print(s, highlight=False))
+                 log=console.print)
     unit = f" {m['unit']}" if m["unit"] else ""
     typer.echo(f"R² train {m['r2_train']:.4f}  R² val {m['r2_val']:.4f}  MAE val {m['mae_val']:.4f}{unit}  "
                f"({m['epochs_run']} epochs, best {m['best_epoch']}, {m['stop_reason']}, "
@@ -66,7 +70,7 @@ def transfer_cmd(
     library: Optional[Path] = typer.Option(None, "--library",
                                            help="Shotgun transfer: a model library (mdxfer library build); every "
                                                 "model is transferred and the best kept."),
-    top: int = typer.Option(1, "--top", help="With --library: keep the best K candidates as a committee."),
+    top: int = typer.Option(1, "--top", min=1, help="With --library: keep the best K candidates as a committee."),
     modes: str = typer.Option("finetune,ridge", "--modes", help="With --library: transfer modes to try."),
     exclude: str = typer.Option("", "--exclude-properties",
                                 help="With --library: leave out models of these properties (e.g. the target itself)."),
@@ -78,25 +82,26 @@ def transfer_cmd(
     mode: str = typer.Option("finetune", "--mode",
                              help="finetune (seed 000), ridge or rf (feature extraction), fp_ridge "
                                   "(no transfer), or auto (lowest cross-validated MAE)."),
-    folds: int = typer.Option(5, "--folds", help="k of the repeated k-fold cross-validation."),
-    repeats: int = typer.Option(3, "--repeats", help="Repeats of the k-fold cross-validation."),
-    lr: float = typer.Option(1e-4, "--lr", help="Fine-tuning learning rate (the seed: 1e-4)."),
-    epochs: int = typer.Option(10000, "--epochs", help="Maximum fine-tuning epochs (the seed: 10,000)."),
-    patience: int = typer.Option(500, "--patience", help="Fine-tuning early-stopping patience, epochs."),
-    seed: int = typer.Option(0, "--seed", help="Seed of folds and heads."),
-    threads: int = typer.Option(1, "--threads", help=THREADS_HELP),
+    folds: int = typer.Option(5, "--folds", min=2, help="k of the repeated k-fold cross-validation (at most the rows)."),
+    repeats: int = typer.Option(3, "--repeats", min=1, help="Repeats of the k-fold cross-validation."),
+    lr: float = typer.Option(1e-4, "--lr", callback=cli_number(0, lo_open=True),
+                             help="Fine-tuning learning rate (the seed: 1e-4)."),
+    epochs: int = typer.Option(10000, "--epochs", min=1, help="Maximum fine-tuning epochs (the seed: 10,000)."),
+    patience: int = typer.Option(500, "--patience", min=1, help="Fine-tuning early-stopping patience, epochs."),
+    seed: int = typer.Option(0, "--seed", min=0, max=SEED_LIMIT - 1, help="Seed of folds and heads."),
+    threads: int = typer.Option(1, "--threads", min=1, help=THREADS_HELP),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Transfer a pretrained model to a small table (conv + pooling frozen), cross-validated,
     next to a fingerprint-ridge baseline; with --library, shotgun transfer over a model library."""
-    from rich.console import Console
     from rich.table import Table
 
     from mdxfer.transfer import TransferSettings, transfer
 
-    console = Console(stderr=True)
+    console = make_console()
     if (base is None) == (library is None):
         raise typer.BadParameter("give exactly one of --base (one source model) or --library (shotgun).")
+    check_output_dir(out)
     if library is not None:
         _shotgun(library, data, out, smiles_col, target_col, unit, top, modes, exclude, folds, repeats, seed,
                  threads, progress, console)
@@ -104,7 +109,7 @@ def transfer_cmd(
     s = TransferSettings(mode=mode, folds=folds, repeats=repeats, seed=seed, lr=lr, max_epochs=epochs,
                          patience=patience, target_unit=unit)
     m = transfer(base, data, out, s, smiles_col=smiles_col, target_col=target_col, threads=threads,
-                 progress=progress, log=lambda x: console.print(x, highlight=False))
+                 progress=progress, log=console.print)
     table = Table(title=f"{m['repeats']}x{m['folds']}-fold cross-validation, n = {m['n']} "
                         f"(MAE of the mean: {m['mean_predictor_mae']:.4g})")
     for col in ("method", "R² val", "MAE val", "R² train"):
@@ -113,7 +118,7 @@ def transfer_cmd(
         mark = " (saved)" if name == m["mode"] else ""
         table.add_row(name + mark, f"{mm['r2_val']:.3f} ± {mm['r2_val_sd']:.3f}",
                       f"{mm['mae_val']:.4g} ± {mm['mae_val_sd']:.2g}", f"{mm['r2_train']:.3f}")
-    Console().print(table)
+    make_console(stderr=False).print(table)
     if m["transfer_beats_baseline"] is False:
         typer.echo("note: no transfer mode beat the fingerprint-ridge baseline on this table.")
     if m["n_outside_domain"]:
@@ -125,7 +130,6 @@ def transfer_cmd(
 def _shotgun(library, data, out, smiles_col, target_col, unit, top, modes, exclude, folds, repeats, seed,
              threads, progress, console) -> None:
     import pandas as pd
-    from rich.console import Console
     from rich.table import Table
 
     from mdxfer.shotgun import ShotgunSettings, shotgun_transfer
@@ -134,7 +138,7 @@ def _shotgun(library, data, out, smiles_col, target_col, unit, top, modes, exclu
                         repeats=repeats, seed=seed, top=top,
                         exclude_properties=tuple(p.strip() for p in exclude.split(",") if p.strip()))
     m = shotgun_transfer(library, data, out, s, smiles_col=smiles_col, target_col=target_col, target_unit=unit,
-                         threads=threads, progress=progress, log=lambda x: console.print(x, highlight=False))
+                         threads=threads, progress=progress, log=console.print)
     from mdxfer.library import SHORT_NAMES
 
     df = pd.read_csv(Path(out) / "candidates.csv", keep_default_na=False)
@@ -147,7 +151,7 @@ def _shotgun(library, data, out, smiles_col, target_col, unit, top, modes, exclu
                       SHORT_NAMES.get(r["property"], r["property"]),
                       str(r["mode"]), f"{r['mae_val']:.4g} ± {r['mae_val_sd']:.2g}",
                       f"{r['r2_val']:.3f} ± {r['r2_val_sd']:.2g}")
-    Console().print(table)
+    make_console(stderr=False).print(table)
     if m["transfer_beats_direct"] is False:
         typer.echo("note: no transferred model beat the direct fingerprint-ridge baseline on this table.")
     typer.echo(f"kept {', '.join(m['chosen'])} (CV MAE {m['mae_val']:.4g}, optimistic: best of {m['n_candidates']}); "
@@ -156,30 +160,41 @@ def _shotgun(library, data, out, smiles_col, target_col, unit, top, modes, exclu
 
 @friendly_errors
 def rank_cmd(
-    candidates: Path = typer.Argument(..., help=".smi file: SMILES [name] per line, # comments."),
+    candidates: Path = typer.Argument(..., help=".smi file: SMILES \\[name] per line, # comments."),
     model: Path = typer.Option(..., "--model", help="Transfer folder (ensemble.pt) or pretraining folder."),
     out: Path = typer.Option(Path("ranked.csv"), "--out", help="Output CSV."),
     maximize: bool = typer.Option(True, "--maximize/--minimize", help="Best = highest (default) or lowest."),
-    top: Optional[int] = typer.Option(None, "--top", help="Write only the best K."),
-    threads: int = typer.Option(1, "--threads", help=THREADS_HELP),
-    jobs: int = typer.Option(1, "--jobs", help="Processes for featurisation."),
+    top: Optional[int] = typer.Option(None, "--top", min=1, help="Write only the best K."),
+    unsupported: str = typer.Option(
+        "flag", "--unsupported",
+        help="Molecules `mdxfer interaction` refuses (several fragments, net charge, radical, an element "
+             "outside H C N O F S Cl Br): 'flag' ranks them with md_supported = False and the reason in "
+             "md_note; 'skip' leaves them out, like unparsable lines."),
+    threads: int = typer.Option(1, "--threads", min=1, help=THREADS_HELP),
+    jobs: int = typer.Option(1, "--jobs", min=1, help="Processes for featurisation."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Rank candidate molecules, best first, with mean and spread of the ensemble."""
-    from rich.console import Console
+    from mdxfer.rank import UNSUPPORTED, rank_file
 
-    from mdxfer.rank import rank_file
-
-    err = Console(stderr=True)
+    if unsupported not in UNSUPPORTED:
+        raise typer.BadParameter(f"--unsupported must be one of {', '.join(UNSUPPORTED)}, got {unsupported!r}.")
+    check_output_file(out)
+    err = make_console()
 
     def on_bad(line: int, smiles: str) -> None:
-        err.print(f"{candidates}:{line}: cannot parse SMILES {smiles!r}; skipped", highlight=False,
-                  markup=False)
+        err.print(f"{candidates}:{line}: cannot parse SMILES {smiles!r}; skipped")
+
+    def on_skip(line: int, smiles: str, why: str) -> None:
+        err.print(f"{candidates}:{line}: {smiles!r} cannot be simulated ({why}); skipped")
 
     r = rank_file(candidates, model, out, maximize=maximize, top=top, jobs=jobs, threads=threads,
-                  progress=progress and sys.stderr.isatty(), on_bad=on_bad)
+                  progress=progress and sys.stderr.isatty(), on_bad=on_bad, unsupported=unsupported,
+                  on_skip=on_skip)
+    md = (f"{r['skipped']} skipped as unsupported by MD" if unsupported == "skip" else
+          f"{r['md_unsupported']} flagged md_supported = False")
     typer.echo(f"ranked {r['ranked']} molecules ({r['bad_lines']} unparsable lines skipped, "
-               f"{r['outside_domain']} outside the source's domain) by {r['target']} with "
+               f"{r['outside_domain']} outside the source's domain, {md}) by {r['target']} with "
                f"{r['members']} model(s); wrote {r['written']} rows to {out} "
                f"[{r['molecules_per_s']:.0f} molecules/s]")
 
@@ -187,34 +202,35 @@ def rank_cmd(
 @friendly_errors
 def selfsup_cmd(
     out: Path = typer.Option(..., "--out", help="Output folder: model.pt (pretrained encoder), metrics.json, history.csv."),
-    n: int = typer.Option(20000, "--n", help="QM9 molecules drawn at random (0: none)."),
+    n: int = typer.Option(20000, "--n", min=0, help="QM9 molecules drawn at random (0: none)."),
     smiles: Optional[Path] = typer.Option(None, "--smiles", help="Extra unlabelled molecules: .smi or .csv (a 'smiles' column or the first)."),
     preset: str = typer.Option("default", "--preset", help="Encoder architecture ('paper' or 'default'); use the same for `pretrain --init-encoder`."),
     tasks: str = typer.Option("atom,motif", "--tasks", help="Pretraining tasks: atom (masked elements), motif (functional groups, rings, bonds)."),
     balance: str = typer.Option("inverse", "--balance", help="Masked-atom class weights: inverse, sqrt or none (element frequency)."),
-    epochs: int = typer.Option(20, "--epochs", help="Epochs over the unlabelled molecules."),
-    batch_size: int = typer.Option(128, "--batch-size", help="Mini-batch size."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the subset, split, masks, weights and batch order."),
-    time_limit: Optional[float] = typer.Option(None, "--time-limit", help="Stop training after this many minutes."),
+    epochs: int = typer.Option(20, "--epochs", min=1, help="Epochs over the unlabelled molecules."),
+    batch_size: int = typer.Option(128, "--batch-size", min=1, help="Mini-batch size."),
+    seed: int = typer.Option(0, "--seed", min=0, max=SEED_LIMIT - 1,
+                             help="Seed of the subset, split, masks, weights and batch order."),
+    time_limit: Optional[float] = typer.Option(None, "--time-limit", callback=cli_number(0, lo_open=True),
+                                               help="Stop training after this many minutes."),
     restart: bool = typer.Option(False, "--restart", help="Ignore a checkpoint in --out and start over."),
-    threads: int = typer.Option(1, "--threads", help=THREADS_HELP),
+    threads: int = typer.Option(1, "--threads", min=1, help=THREADS_HELP),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Self-supervised pretraining of the encoder (seed 004): masked atoms + motifs, no labels."""
-    from rich.console import Console
-
     from mdxfer.selfsup import SelfSupSettings, selfsup
 
-    console = Console(stderr=True)
+    check_output_dir(out)
+    console = make_console()
 
     def on_bad(line: int, text: str) -> None:
-        console.print(f"{smiles}:{line}: cannot parse SMILES {text!r}; skipped", highlight=False, markup=False)
+        console.print(f"{smiles}:{line}: cannot parse SMILES {text!r}; skipped")
 
     s = SelfSupSettings(n=n, smiles_file=str(smiles) if smiles else None, seed=seed, preset=preset,
                         tasks=tuple(tasks.split(",")), balance=balance, epochs=epochs, batch_size=batch_size)
     m = selfsup(out, s, threads=threads, resume=not restart, progress=progress, on_bad=on_bad,
                 time_limit_s=time_limit * 60 if time_limit is not None else None,
-                log=lambda x: console.print(x, highlight=False))
+                log=console.print)
     parts = []
     if "val_atom_acc" in m:
         parts.append(f"masked atoms: accuracy {m['val_atom_acc']:.3f}, balanced {m['val_atom_balanced_acc']:.3f} "

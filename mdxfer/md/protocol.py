@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import string
 import tomllib
 from dataclasses import dataclass
@@ -166,25 +167,33 @@ PRESETS["demo"] = dataclasses.replace(
 
 
 def _coerce(name: str, value: Any, current: Any) -> Any:
+    """``value`` as the type of ``current``; numbers must be finite (NaN and inf are refused)."""
+    from mdxfer.validate import check_int, check_number
+
+    field = f"Protocol field {name!r}"
     if isinstance(current, bool):
         if not isinstance(value, bool):
-            raise ProtocolError(f"Protocol field {name!r} must be true or false, got {value!r}.")
+            raise ProtocolError(f"{field} must be true or false, got {value!r}.")
         return value
     if isinstance(current, tuple):
         if not (isinstance(value, (list, tuple)) and len(value) == len(current)):
-            raise ProtocolError(f"Protocol field {name!r} must be a list of {len(current)} numbers.")
-        return tuple(float(v) for v in value)
+            raise ProtocolError(f"{field} must be a list of {len(current)} numbers, got {value!r}.")
+        return tuple(check_number(v, f"{field} entry {k + 1}", error=ProtocolError)
+                     for k, v in enumerate(value))
     if isinstance(current, int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ProtocolError(f"Protocol field {name!r} must be an integer, got {value!r}.")
-        return value
+        return check_int(value, field, error=ProtocolError)
     if isinstance(current, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ProtocolError(f"Protocol field {name!r} must be a number, got {value!r}.")
-        return float(value)
+        return check_number(value, field, error=ProtocolError)
     if isinstance(current, str):
-        return str(value)
+        if not isinstance(value, str):
+            raise ProtocolError(f"{field} must be a string, got {value!r}.")
+        return value
     return value
+
+
+#: The protocol seed feeds RDKit's conformer seed (a signed 32-bit int, plus up to 5 retries)
+#: and each replica adds 1009 (:meth:`Protocol.replica`).
+SEED_MAX = 2 ** 31 - 16
 
 
 def validate(p: Protocol) -> Protocol:
@@ -197,6 +206,15 @@ def validate(p: Protocol) -> Protocol:
         raise ProtocolError("stack_gap_A, min_slab_A and partner_nvt_ps must be >= 0.")
     if p.replicas < 1:
         raise ProtocolError(f"replicas must be at least 1, got {p.replicas}.")
+    top = SEED_MAX - 1009 * (p.replicas - 1)
+    if not 0 <= p.seed <= top:
+        raise ProtocolError(f"Protocol field 'seed' must be an integer in [0, {top}] (with "
+                            f"replicas = {p.replicas}), got {p.seed}.")
+    for fld in dataclasses.fields(p):
+        value = getattr(p, fld.name)
+        if any(isinstance(x, float) and not math.isfinite(x)
+               for x in (value if isinstance(value, tuple) else (value,))):
+            raise ProtocolError(f"Protocol field {fld.name!r} must be finite, got {value!r}.")
     choices = {"packing": ("random", "packmol"), "equilibration": ("fixed", "detect"),
                "estimator": ("etotal", "pe", "pe_nh"), "stack_source": ("nvt", "compress")}
     for f, allowed in choices.items():
@@ -243,13 +261,14 @@ def load_protocol(name_or_path: str = "paper", overrides: dict[str, Any] | None 
             )
         try:
             data = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise ProtocolError(f"Protocol file {path} is not valid TOML: {exc}.") from exc
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ProtocolError(f"Protocol file {path} is not valid TOML: {exc}.") from None
         data = dict(data.get("protocol", data))
         base_name = data.pop("preset", "paper")
         if base_name not in PRESETS:
             raise ProtocolError(f"Protocol file {path}: unknown preset {base_name!r}.")
         data.setdefault("name", f"{base_name}+{path.stem}")
+    from_file = set(data) - set(overrides or {})
     data.update(overrides or {})
     base = PRESETS[base_name]
     fields = {f.name: f for f in dataclasses.fields(Protocol)}
@@ -259,7 +278,12 @@ def load_protocol(name_or_path: str = "paper", overrides: dict[str, Any] | None 
             raise ProtocolError(
                 f"Unknown protocol field {key!r}. Known fields: {', '.join(sorted(fields))}."
             )
-        changes[key] = _coerce(key, value, getattr(base, key))
+        try:
+            changes[key] = _coerce(key, value, getattr(base, key))
+        except ProtocolError as exc:
+            if key in from_file:
+                raise ProtocolError(f"Protocol file {name_or_path}: {exc}") from None
+            raise
     return validate(dataclasses.replace(base, **changes))
 
 
