@@ -27,7 +27,9 @@ import pandas as pd
 
 from mdxfer.md.interaction import (DEFAULT_PARTNER, prepare_species, prepare_stack, read_json,
                                    replica_dirs, replica_result, run_box, run_compress, run_nvt)
+from mdxfer.md.interaction import ESTIMATOR_COLUMN
 from mdxfer.md.lammps import Launcher, free_cores
+from mdxfer.md.thermo import summarize
 from mdxfer.md.protocol import load_protocol
 from mdxfer.molecule import canonical_smiles
 
@@ -238,6 +240,40 @@ def report(args: argparse.Namespace) -> None:
               f"{g.E_partner_stderr.iloc[0]:.2f} kcal/mol")
 
 
+def partial(args: argparse.Namespace) -> None:
+    """Replicas whose candidate cell and stack are finished, before the partner is: E_tot − E_chem
+    and E_cross per replica (the partner's energy is one constant shared by all of them, so the
+    replica SD and the differences between candidates are already final)."""
+    protocol = load_protocol(args.protocol)
+    out = Path(args.out) / f"{protocol.name}-{protocol.digest()}"
+    key = protocol.estimator
+    rows = []
+    for name, _ in PANEL:
+        for k in range(args.replicas):
+            cdir, sdir = replica_dirs(out / name, k)
+            if not ((cdir / "nvt.json").exists() and (sdir / "nvt.json").exists()):
+                continue
+            # statistics recomputed from the stored series with the current estimator
+            c, st = (summarize(pd.read_csv(d / "nvt.thermo.csv"), protocol.nvt_discard_fraction,
+                               detect=ESTIMATOR_COLUMN[key]) for d in (cdir, sdir))
+            comp = read_json(cdir / "compress.json")
+            rows.append({"name": name, "replica": k, "E_tot_minus_E_chem": st[key] - c[key],
+                         "stderr": float(np.hypot(st[f"{key}_stderr"], c[f"{key}_stderr"])),
+                         "E_cross": st.get("ecross"), "E_cross_stderr": st.get("ecross_stderr"),
+                         "rho_chem": c["density_g_cm3"], "plateau": comp["plateau"],
+                         "drift": comp["density_drift"], "stack_start_ps": st.get("start_ps"),
+                         "stack_drift_z": st.get(f"{key}_drift_z"),
+                         "cpu_h": cpu_seconds(cdir, sdir) / 3600})
+    t = pd.DataFrame(rows)
+    pd.set_option("display.width", 200)
+    print(t.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    for name, m in t.groupby("name", sort=False):
+        if len(m) > 1:
+            print(f"{name}: replica SD of E_tot − E_chem {m.E_tot_minus_E_chem.std(ddof=1):.2f}, "
+                  f"of E_cross {m.E_cross.std(ddof=1):.2f}; mean stderr {m.stderr.mean():.2f} "
+                  f"(n = {len(m)})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -253,8 +289,12 @@ def main() -> None:
                    help="another run simulates the partner box: wait for it instead")
     p = sub.add_parser("report")
     p.add_argument("--out", default=str(ROOT / "runs" / "oracle"))
+    q = sub.add_parser("partial", help=partial.__doc__.splitlines()[0])
+    q.add_argument("--protocol", default="production")
+    q.add_argument("--replicas", type=int, default=3)
+    q.add_argument("--out", default=str(ROOT / "runs" / "oracle"))
     args = ap.parse_args()
-    run(args) if args.cmd == "run" else report(args)
+    {"run": run, "report": report, "partial": partial}[args.cmd](args)
 
 
 if __name__ == "__main__":

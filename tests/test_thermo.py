@@ -36,3 +36,31 @@ def test_concat_and_summarize_drop_repeated_rows_and_discard_start():
     assert list(series["Step"]) == [0, 10, 20, 30, 40]
     s = summarize(series, discard_fraction=0.2)
     assert s["n_samples"] == 4 and s["etotal"] == 1.0 and s["lz_A"] == 3.0
+
+
+def test_correlated_stderr_matches_ar1_theory_and_is_not_below_blocking():
+    from mdxfer.md.thermo import blocking_stderr, correlated_stderr
+
+    rng = np.random.default_rng(5)
+    phi, n = 0.95, 40_000
+    e = rng.normal(size=n)
+    x = np.empty(n)
+    x[0] = e[0]
+    for i in range(1, n):
+        x[i] = phi * x[i - 1] + e[i]
+    g = (1 + phi) / (1 - phi)
+    exact = np.sqrt(g * (1 / (1 - phi**2)) / n)
+    assert 0.75 * exact < correlated_stderr(x) < 1.4 * exact
+    assert correlated_stderr(x) >= blocking_stderr(x)
+
+
+def test_equilibration_start_and_drift_are_detected():
+    from mdxfer.md.thermo import detect_start, half_drift
+
+    rng = np.random.default_rng(1)
+    t = np.arange(2000)
+    x = 30.0 * np.exp(-t / 100.0) + rng.normal(size=2000)
+    start = detect_start(x)
+    assert 200 <= start <= 1000                     # the transient is dropped, half is kept
+    assert abs(half_drift(x[start:])) < 3
+    assert half_drift(np.linspace(0, 5, 1000) + rng.normal(size=1000)) > 3
