@@ -265,6 +265,9 @@ def partial(args: argparse.Namespace) -> None:
                          "stack_drift_z": st.get(f"{key}_drift_z"),
                          "cpu_h": cpu_seconds(cdir, sdir) / 3600})
     t = pd.DataFrame(rows)
+    t.insert(0, "protocol_digest", protocol.digest())
+    if args.csv:
+        t.to_csv(args.csv, index=False, float_format="%.4f")
     pd.set_option("display.width", 200)
     print(t.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     for name, m in t.groupby("name", sort=False):
@@ -293,6 +296,7 @@ def main() -> None:
     q.add_argument("--protocol", default="production")
     q.add_argument("--replicas", type=int, default=3)
     q.add_argument("--out", default=str(ROOT / "runs" / "oracle"))
+    q.add_argument("--csv", default=None, help="also write the table to this CSV file")
     args = ap.parse_args()
     {"run": run, "report": report, "partial": partial}[args.cmd](args)
 
