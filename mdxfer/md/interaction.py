@@ -146,17 +146,13 @@ def prepare_stack(bottom_dir: str | Path, top_dir: str | Path, protocol: Protoco
     existing = workdir / SPECIES_FILE
     if existing.exists():
         info = read_json(existing)
-        if (info.get("protocol_digest") == protocol.digest()
-                and info.get("forcefield") == load_table()["version"]
-                and info.get("bottom") == str(Path(bottom_dir).resolve())
-                and info.get("top") == str(Path(top_dir).resolve())
-                and info.get("bottom_smiles") == read_json(Path(bottom_dir) / SPECIES_FILE)["smiles"]
-                and info.get("top_smiles") == read_json(Path(top_dir) / SPECIES_FILE)["smiles"]):
+        # the cells are matched by content, not by path (a run folder may be moved or copied)
+        wanted = {"protocol_digest": protocol.digest(), "forcefield": load_table()["version"],
+                  "bottom_smiles": read_json(Path(bottom_dir) / SPECIES_FILE)["smiles"],
+                  "top_smiles": read_json(Path(top_dir) / SPECIES_FILE)["smiles"]}
+        if all(info.get(k) == v for k, v in wanted.items()):
             return workdir
-        _refuse_finished(workdir, info, {"protocol_digest": protocol.digest(),
-                                         "forcefield": load_table()["version"],
-                                         "bottom": str(Path(bottom_dir).resolve()),
-                                         "top": str(Path(top_dir).resolve())})
+        _refuse_finished(workdir, info, wanted)
     bottom = stack_cell(bottom_dir, protocol)
     top = stack_cell(top_dir, protocol)
     joined = stack(bottom, top, gap=protocol.stack_gap_A)
