@@ -232,3 +232,19 @@ def test_partner_dir_with_another_partner_is_refused(tmp_path, quick):
         check_partner_dir(pdir, "C=CC(=C)C", dataclasses.replace(quick, n_molecules=4))
     with pytest.raises(MdxferError, match="holds no partner box"):
         check_partner_dir(tmp_path / "nothing", "C=CC(=C)C", quick)
+
+
+def test_an_uncharged_cell_runs_without_pppm(tmp_path, launcher):
+    """Hexane with MMFF94 charges has none: PPPM refuses such a system, so the cell runs plain
+    LJ; its stack with (charged) isoprene keeps PPPM."""
+    from mdxfer.md.interaction import prepare_species, run_compress
+
+    p = load_protocol("demo", {"n_molecules": 8, "box_A": [18.0, 18.0, 100.0], "min_slab_A": 0.0,
+                               "compress_ps": 1.0, "compress_chunk_ps": 1.0, "cutoff_A": 8.0})
+    wd = prepare_species("CCCCCC", p, tmp_path / "hexane")
+    text = (wd / "forcefield.lmp").read_text()
+    assert "pair_style lj/cut 8" in text and "kspace_style" not in text.replace("# no", "")
+    summary = run_compress(wd, p, launcher)
+    assert summary["density_g_cm3"] > 0
+    iso = prepare_species("CC(=C)C=C", p, tmp_path / "iso")
+    assert "kspace_style pppm" in (iso / "forcefield.lmp").read_text()

@@ -8,6 +8,8 @@ between every donor type (N/O/F bearing an ``H___A``) and every acceptor type (N
 
 from __future__ import annotations
 
+import numpy as np
+
 from mdxfer.forcefield.parameters import angle_params, bond_params, lj_pair, load_table
 from mdxfer.md.box import System
 from mdxfer.md.datafile import angle_label, bond_label
@@ -53,7 +55,12 @@ def forcefield_include(system: System, protocol: Protocol) -> str:
     hb = hbond_pairs(system) if protocol.hbond else []
     rc = protocol.cutoff_A
     hbt = load_table()["hbond"]
-    lj_style = "lj/cut/coul/long"
+    charged = bool(np.any(system.charges != 0.0))
+    # A cell without any charge (an alkane with MMFF94 charges) has no Coulomb energy at all;
+    # PPPM refuses an uncharged system, so it runs plain LJ (the same energy, term by term).
+    lj_style = "lj/cut/coul/long" if charged else "lj/cut"
+    kspace = (f"kspace_style pppm {protocol.kspace_accuracy:g}" if charged
+              else "# no charges in this cell: no long-range Coulomb (PPPM needs charges)")
     if hb:
         pair_style = (f"hybrid/overlay {lj_style} {rc:g} hbond/dreiding/lj {hbt['n']} "
                       f"{hbt['r_inner']:g} {hbt['r_outer']:g} {hbt['angle_cutoff']:g}")
@@ -90,7 +97,7 @@ def forcefield_include(system: System, protocol: Protocol) -> str:
         "forcefield.lmp", pair_style=pair_style, pair_coeffs="\n".join(pair_lines),
         pair_modify=pair_modify, bond_coeffs="\n".join(bond_lines),
         angle_coeffs="\n".join(angle_lines), dihedral_coeffs="\n".join(dihedral_lines),
-        improper_coeffs="\n".join(improper_lines), kspace_accuracy=f"{protocol.kspace_accuracy:g}",
+        improper_coeffs="\n".join(improper_lines), kspace_command=kspace,
     )
 
 
