@@ -54,12 +54,23 @@ def _ranks(command: str) -> int:
 
 
 def cpu_seconds(*dirs: Path) -> float:
-    """LAMMPS CPU time (wall × MPI ranks, s) of the compress and nvt stages in ``dirs``."""
+    """CPU seconds LAMMPS used in ``dirs`` (all stage logs): Σ loop time × MPI tasks × the
+    "% CPU use" LAMMPS reports for each run. On a machine shared by more jobs than cores the
+    wall time overstates the cost (a 1-rank run at 28 % CPU use), this does not."""
+    import re
+
     total = 0.0
     for d in dirs:
-        for st in ("compress", "nvt"):
-            s = read_json(d / f"{st}.json")
-            total += s["wall_s"] * _ranks(s.get("command", ""))
+        for log in sorted(Path(d).glob("*.log")):
+            loop = None
+            for line in log.read_text(errors="replace").splitlines():
+                m = re.match(r"Loop time of ([0-9.eE+-]+) on (\d+) procs", line)
+                if m:
+                    loop = float(m.group(1)) * int(m.group(2))
+                m = re.match(r"([0-9.]+)% CPU use with", line)
+                if m and loop is not None:
+                    total += loop * float(m.group(1)) / 100.0
+                    loop = None
     return total
 
 
@@ -240,6 +251,43 @@ def report(args: argparse.Namespace) -> None:
               f"{g.E_partner_stderr.iloc[0]:.2f} kcal/mol")
 
 
+def collect(args: argparse.Namespace) -> None:
+    """Rewrite data/oracle_panel.csv from every finished replica on disk, with the statistics
+    recomputed from the stored NVT series by the current estimator (same raw data; runs started
+    with an older mdxfer appended their own figures)."""
+    protocol = load_protocol(args.protocol)
+    out = Path(args.out) / f"{protocol.name}-{protocol.digest()}"
+    pdir = out / "partner"
+    detect = ESTIMATOR_COLUMN[protocol.estimator]
+
+    def legs_of(d: Path) -> dict:
+        nvt = read_json(d / "nvt.json")
+        nvt.update(summarize(pd.read_csv(d / "nvt.thermo.csv"), protocol.nvt_discard_fraction,
+                             detect=detect))
+        return {"compress": read_json(d / "compress.json"), "nvt": nvt}
+
+    rows = []
+    for name, smi in PANEL:
+        for k in range(args.replicas):
+            cdir, sdir = replica_dirs(out / name, k)
+            if not all((d / "nvt.json").exists() for d in (cdir, sdir, pdir)):
+                continue
+            prot = protocol.replica(k)
+            rec = replica_result(smi, cdir, pdir, sdir, prot, Launcher(ranks=1),
+                                 legs={"candidate": legs_of(cdir), "partner": legs_of(pdir),
+                                       "stack": legs_of(sdir)})
+            rows.append(dict(rec, name=name, replica=k, protocol=protocol.name,
+                             protocol_digest=protocol.digest(),
+                             stack_start_ps=rec["nvt_start_ps"]["stack"],
+                             stack_drift_z=rec["drift_z"]["stack"],
+                             cpu_s=cpu_seconds(cdir, sdir), partner_cpu_s=cpu_seconds(pdir)))
+    if CSV.exists():
+        CSV.unlink()
+    for row in rows:
+        append_row(row)
+    print(f"wrote {len(rows)} replicas to {CSV}")
+
+
 def partial(args: argparse.Namespace) -> None:
     """Replicas whose candidate cell and stack are finished, before the partner is: E_tot − E_chem
     and E_cross per replica (the partner's energy is one constant shared by all of them, so the
@@ -297,8 +345,12 @@ def main() -> None:
     q.add_argument("--replicas", type=int, default=3)
     q.add_argument("--out", default=str(ROOT / "runs" / "oracle"))
     q.add_argument("--csv", default=None, help="also write the table to this CSV file")
+    c = sub.add_parser("collect", help=collect.__doc__.splitlines()[0])
+    c.add_argument("--protocol", default="production")
+    c.add_argument("--replicas", type=int, default=3)
+    c.add_argument("--out", default=str(ROOT / "runs" / "oracle"))
     args = ap.parse_args()
-    {"run": run, "report": report, "partial": partial}[args.cmd](args)
+    {"run": run, "report": report, "partial": partial, "collect": collect}[args.cmd](args)
 
 
 if __name__ == "__main__":
