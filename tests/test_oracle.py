@@ -248,3 +248,9 @@ def test_an_uncharged_cell_runs_without_pppm(tmp_path, launcher):
     assert summary["density_g_cm3"] > 0
     iso = prepare_species("CC(=C)C=C", p, tmp_path / "iso")
     assert "kspace_style pppm" in (iso / "forcefield.lmp").read_text()
+
+
+def test_demo_result_says_what_it_is(production_run):
+    _, p, result = production_run
+    assert p.name == "demo"
+    assert any(w.startswith("demo preset:") for w in result["warnings"])

@@ -441,6 +441,11 @@ def _warnings(protocol: Protocol, legs: dict[str, dict]) -> list[str]:
     if protocol.name == "quick":
         out.append("quick protocol: far too short for science (tiny cells, picoseconds); "
                    "energies are for testing the pipeline only.")
+    if protocol.name == "demo":
+        out.append("demo preset: the production route on a 20 x 20 Å cell with 20-30 ps runs: a "
+                   "liquid-density E_int for showing the pipeline; its real error is larger than "
+                   "the stderr (production replicas scatter by ~11 kcal/mol). For a measurement "
+                   "use --protocol production --replicas 3.")
     key = ESTIMATOR_KEY[protocol.estimator]
     for name, leg in legs.items():
         lz = leg["nvt"]["lz_A"]
