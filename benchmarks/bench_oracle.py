@@ -74,6 +74,15 @@ def cpu_seconds(*dirs: Path) -> float:
     return total
 
 
+def panel_row(rec: dict, name: str, k: int, protocol, cdir: Path, sdir: Path,
+              pdir: Path) -> dict:
+    """One CSV row of the panel: a replica's result plus its name, replica index and cost."""
+    return dict(rec, name=name, replica=k, protocol=protocol.name,
+                protocol_digest=protocol.digest(), stack_start_ps=rec["nvt_start_ps"]["stack"],
+                stack_drift_z=rec["drift_z"]["stack"], cpu_s=cpu_seconds(cdir, sdir),
+                partner_cpu_s=cpu_seconds(pdir))
+
+
 def append_row(row: dict) -> None:
     CSV.parent.mkdir(parents=True, exist_ok=True)
     new = not CSV.exists()
@@ -160,11 +169,7 @@ def run(args: argparse.Namespace) -> None:
                 prot = protocol.replica(k)
                 cdir, sdir = dirs(name, k)
                 rec = replica_result(smiles[name], cdir, pdir, sdir, prot, one)
-                append_row(dict(rec, name=name, replica=k, protocol=protocol.name,
-                                protocol_digest=protocol.digest(),
-                                stack_start_ps=rec["nvt_start_ps"]["stack"],
-                                stack_drift_z=rec["drift_z"]["stack"],
-                                cpu_s=cpu_seconds(cdir, sdir), partner_cpu_s=cpu_seconds(pdir)))
+                append_row(panel_row(rec, name, k, protocol, cdir, sdir, pdir))
                 pending.remove((name, k))
                 print(f"  -> {name} replica {k}: E_int {rec['E_int']:.2f} ± "
                       f"{rec['E_int_stderr']:.2f}, E_cross {rec['E_cross']:.2f}", flush=True)
@@ -276,11 +281,7 @@ def collect(args: argparse.Namespace) -> None:
             rec = replica_result(smi, cdir, pdir, sdir, prot, Launcher(ranks=1),
                                  legs={"candidate": legs_of(cdir), "partner": legs_of(pdir),
                                        "stack": legs_of(sdir)})
-            rows.append(dict(rec, name=name, replica=k, protocol=protocol.name,
-                             protocol_digest=protocol.digest(),
-                             stack_start_ps=rec["nvt_start_ps"]["stack"],
-                             stack_drift_z=rec["drift_z"]["stack"],
-                             cpu_s=cpu_seconds(cdir, sdir), partner_cpu_s=cpu_seconds(pdir)))
+            rows.append(panel_row(rec, name, k, protocol, cdir, sdir, pdir))
     if CSV.exists():
         CSV.unlink()
     for row in rows:

@@ -258,16 +258,12 @@ def stack(bottom: System, top: System, gap: float = 1.0) -> System:
 def rescale_z(system: System, lz: float) -> System:
     """A copy of ``system`` with cell height ``lz`` (Å): each molecule is made whole and moved
     rigidly so that its centre of mass keeps its fractional z; velocities are kept."""
+    import dataclasses
+
     pos = whole_molecules(system)
-    factor = lz / float(system.box[2])
-    out = System(**{f: getattr(system, f) for f in system.__dataclass_fields__})
-    new = pos.copy()
-    for m in range(system.n_molecules):
-        idx = np.flatnonzero(system.atom_mol == m)
-        com_z = np.average(pos[idx, 2], weights=system.masses[idx])
-        new[idx, 2] += (factor - 1.0) * com_z
-    out.positions = new
-    out.images = None
-    out.box = np.array([system.box[0], system.box[1], lz])
-    out.meta = dict(system.meta, rescaled_from_lz_A=float(system.box[2]))
-    return out
+    mass_z = np.bincount(system.atom_mol, weights=system.masses * pos[:, 2])
+    com_z = mass_z / np.bincount(system.atom_mol, weights=system.masses)
+    pos[:, 2] += (lz / float(system.box[2]) - 1.0) * com_z[system.atom_mol]
+    return dataclasses.replace(
+        system, positions=pos, images=None, box=np.array([system.box[0], system.box[1], lz]),
+        meta=dict(system.meta, rescaled_from_lz_A=float(system.box[2])))
