@@ -45,7 +45,9 @@ FIELDS = ["protocol", "protocol_digest", "name", "smiles", "replica", "seed", "e
           "E_int_etotal_stderr", "E_cross", "E_cross_stderr", "E_partner_stderr",
           "density_chem_g_cm3", "density_partner_g_cm3", "density_stack_g_cm3", "lz_chem_A",
           "lz_partner_A", "lz_stack_A", "n_molecules_chem", "stack_start_ps", "stack_drift_z",
-          "wall_s", "cpu_s", "partner_cpu_s", "mdxfer_version", "lammps_version"]
+          "wall_s", "cpu_s", "partner_cpu_s", "mdxfer_version", "lammps_version",
+          "E_int_stderr_run"]
+SCATTER = ROOT / "mdxfer" / "md" / "replica_scatter.json"
 
 
 def _ranks(command: str) -> int:
@@ -326,6 +328,108 @@ def partial(args: argparse.Namespace) -> None:
                   f"(n = {len(m)})")
 
 
+def components(args: argparse.Namespace) -> None:
+    """Where the replica scatter of E_int comes from: per (candidate, replica) the candidate
+    cell's energy E_chem, the stack's E_tot, E_cross and the stack's self part E_tot − E_cross
+    (estimator energy, kcal/mol), then per candidate the SD over replicas of each and of
+    E_int; E_chem is put on the stack's molecule count (replicas may pack one molecule more)."""
+    protocol = load_protocol(args.protocol)
+    out = Path(args.out) / f"{protocol.name}-{protocol.digest()}"
+    key = protocol.estimator
+    col = ESTIMATOR_COLUMN[key]
+    rows = []
+    for name, _ in PANEL:
+        for k in range(args.replicas):
+            cdir, sdir = replica_dirs(out / name, k)
+            if not ((cdir / "nvt.json").exists() and (sdir / "nvt.json").exists()):
+                continue
+            c, st = (summarize(pd.read_csv(d / "nvt.thermo.csv"), protocol.nvt_discard_fraction,
+                               detect=col) for d in (cdir, sdir))
+            n = read_json(cdir / "species.json").get("n_molecules", np.nan)
+            rows.append({"name": name, "replica": k, "n_mol": n, "E_chem": c[key],
+                         "E_chem_per_mol": c[key] / n, "E_stack": st[key],
+                         "E_cross": st.get("ecross", np.nan),
+                         "E_self": st[key] - st.get("ecross", np.nan),
+                         "E_tot_minus_E_chem": st[key] - c[key],
+                         "se_chem": c[f"{key}_stderr"], "se_stack": st[f"{key}_stderr"],
+                         "harm_chem": c["pe"] - c["pe_nh"], "harm_stack": st["pe"] - st["pe_nh"]})
+    t = pd.DataFrame(rows)
+    pd.set_option("display.width", 220)
+    print(t.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+    summary = []
+    for name, m in t.groupby("name", sort=False):
+        if len(m) < 2:
+            continue
+        n_ref = m.n_mol.mean()
+        chem = m.E_chem_per_mol * n_ref
+        summary.append({"name": name, "n": len(m),
+                        "sd_E_int": m.E_tot_minus_E_chem.std(ddof=1),
+                        "sd_E_chem": chem.std(ddof=1),
+                        "sd_E_stack": (m.E_stack - m.E_chem + chem).std(ddof=1),
+                        "corr_stack_chem": np.corrcoef(m.E_stack, m.E_chem)[0, 1] if len(m) > 2
+                        else np.nan,
+                        "sd_E_cross": m.E_cross.std(ddof=1), "sd_E_self": m.E_self.std(ddof=1),
+                        "sd_harm": (m.harm_stack - m.harm_chem).std(ddof=1),
+                        "mean_se_chem": m.se_chem.mean(), "mean_se_stack": m.se_stack.mean()})
+    if summary:
+        print(pd.DataFrame(summary).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+
+
+def _run_stderr(m: pd.DataFrame) -> pd.Series:
+    """In-run stderr of each row (rows written before calibration existed hold it as
+    E_int_stderr)."""
+    if "E_int_stderr_run" not in m:
+        return m.E_int_stderr
+    return m.E_int_stderr_run.fillna(m.E_int_stderr)
+
+
+def calibrate(args: argparse.Namespace) -> None:
+    """Measure σ_between (the replica scatter the in-run stderr misses) per protocol from the
+    panel, check it leave-one-candidate-out, and store it in mdxfer/md/replica_scatter.json."""
+    import json
+
+    from mdxfer.md.scatter import pooled_between_sd
+
+    df = read_panel()
+    table = json.loads(SCATTER.read_text()) if SCATTER.exists() else {}
+    for (prot, digest), g in df.groupby(["protocol", "protocol_digest"]):
+        groups = {name: (list(m.E_int), list(_run_stderr(m)))
+                  for name, m in g.groupby("name", sort=False)}
+        sigma, dof = pooled_between_sd(list(groups.values()))
+        if dof < args.min_dof:
+            print(f"{prot} ({digest}): {dof} degrees of freedom, fewer than {args.min_dof}: "
+                  "not stored")
+            continue
+        print(f"== {prot} ({digest}): σ_between {sigma:.2f} kcal/mol from {dof} degrees of "
+              "freedom ==")
+        # leave one candidate out: is the calibrated stderr right for a candidate not used?
+        rows, var_cal, var_sd, w = [], 0.0, 0.0, 0
+        for name, (vals, ses) in groups.items():
+            if len(vals) < 2:
+                continue
+            s_loo, _ = pooled_between_sd([v for k, v in groups.items() if k != name])
+            cal = np.sqrt(np.mean(np.square(ses)) + s_loo ** 2)
+            sd = float(np.std(vals, ddof=1))
+            rows.append({"name": name, "n": len(vals), "replica_sd": sd,
+                         "stderr_run": float(np.sqrt(np.mean(np.square(ses)))),
+                         "sigma_loo": s_loo, "stderr_calibrated": cal,
+                         "ratio_run": float(np.sqrt(np.mean(np.square(ses)))) / sd,
+                         "ratio_calibrated": cal / sd})
+            var_cal += (len(vals) - 1) * cal ** 2
+            var_sd += (len(vals) - 1) * sd ** 2
+            w += len(vals) - 1
+        t = pd.DataFrame(rows)
+        print(t.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+        pooled_ratio = float(np.sqrt(var_cal / var_sd))
+        print(f"pooled stderr/SD, leave-one-candidate-out: {pooled_ratio:.2f} (target 0.7–1.5)")
+        table[digest] = {"protocol": prot, "sigma_between_kcal": round(sigma, 2), "dof": dof,
+                         "n_candidates": int((g.groupby("name").size() > 1).sum()),
+                         "n_replicas": int(len(g)), "loo_pooled_ratio": round(pooled_ratio, 2),
+                         "source": "data/oracle_panel.csv (benchmarks/bench_oracle.py calibrate)"}
+    SCATTER.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
+    print(f"wrote {SCATTER.relative_to(ROOT)}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -350,8 +454,16 @@ def main() -> None:
     c.add_argument("--protocol", default="production")
     c.add_argument("--replicas", type=int, default=3)
     c.add_argument("--out", default=str(ROOT / "runs" / "oracle"))
+    m = sub.add_parser("components", help=components.__doc__.splitlines()[0])
+    m.add_argument("--protocol", default="production")
+    m.add_argument("--replicas", type=int, default=3)
+    m.add_argument("--out", default=str(ROOT / "runs" / "oracle"))
+    cal = sub.add_parser("calibrate", help=calibrate.__doc__.splitlines()[0])
+    cal.add_argument("--min-dof", type=int, default=4,
+                     help="store σ only when the panel gives at least this many degrees of freedom")
     args = ap.parse_args()
-    {"run": run, "report": report, "partial": partial, "collect": collect}[args.cmd](args)
+    {"run": run, "report": report, "partial": partial, "collect": collect,
+     "components": components, "calibrate": calibrate}[args.cmd](args)
 
 
 if __name__ == "__main__":

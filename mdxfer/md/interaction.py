@@ -36,6 +36,7 @@ from mdxfer.md.ffinput import (cross_commands, forcefield_include, hbond_pairs, 
                                tail_command)
 from mdxfer.md.lammps import Launcher, free_cores, lammps_version, run_input, version_from_log
 from mdxfer.md.protocol import Protocol, render
+from mdxfer.md.scatter import between_replica_sd, calibrated_stderr
 from mdxfer.md.thermo import concat_runs, is_finite, read_runs, summarize
 from mdxfer.molecule import canonical_smiles, embed, inchikey
 
@@ -446,6 +447,10 @@ def _warnings(protocol: Protocol, legs: dict[str, dict]) -> list[str]:
                    "liquid-density E_int for showing the pipeline; its real error is larger than "
                    "the stderr (production replicas scatter by ~11 kcal/mol). For a measurement "
                    "use --protocol production --replicas 3.")
+    if protocol.name not in ("quick", "demo") and between_replica_sd(protocol.digest()) is None:
+        out.append("E_int_stderr is the in-run estimate only: the scatter between replicas of "
+                   "this protocol is unmeasured, and for the production preset it is several "
+                   "times the in-run stderr (docs/results.md). Run --replicas 3 or more.")
     key = ESTIMATOR_KEY[protocol.estimator]
     for name, leg in legs.items():
         lz = leg["nvt"]["lz_A"]
@@ -485,13 +490,17 @@ def combine(cand: dict, partner: dict, stacked: dict, protocol: Protocol,
             return None, None
         return s[k] - (c[k] + p[k]), q(s[f"{k}_stderr"], c[f"{k}_stderr"])
 
-    e_int, e_int_se = diff(key)
+    e_int, e_int_run_se = diff(key)
+    # the in-run stderr misses the slow modes a run cannot see; add the scatter measured
+    # between replicas of this protocol (mdxfer/md/scatter.py) when it has been measured
+    e_int_se = calibrated_stderr(e_int_run_se, protocol.digest())
     variants = {f"E_int_{k}": diff(k) for k in ("etotal", "pe", "pe_nh")}
     result = {
         **{k: v for k, v in meta.items() if k != "box_xy_A2"},
         "protocol": protocol.name, "protocol_digest": protocol.digest(),
         "estimator": protocol.estimator,
-        "E_int": e_int, "E_int_stderr": e_int_se,
+        "E_int": e_int, "E_int_stderr": e_int_se, "E_int_stderr_run": e_int_run_se,
+        "E_int_between_replica_sd": between_replica_sd(protocol.digest()),
         "E_int_stderr_with_partner": q(e_int_se, p[f"{key}_stderr"]),
         "E_cross": s.get("ecross"), "E_cross_stderr": s.get("ecross_stderr"),
         "E_tot": s[key], "E_tot_stderr": s[f"{key}_stderr"],
@@ -522,8 +531,10 @@ def aggregate(replicas: list[dict[str, Any]]) -> dict[str, Any]:
     """One result from per-replica results: means over replicas, the per-replica values, and
     their sample SD (``E_int_replica_sd``, None for one replica).
 
-    ``E_int_stderr`` of the mean is the within-run estimate, sqrt(Σ se_k²)/N; compare it with
-    ``E_int_replica_sd``/sqrt(N) (docs/results.md measures the ratio).
+    ``E_int_stderr`` of the mean is sqrt(Σ se_k²)/N of the replicas' stderrs (each the in-run
+    stderr plus the protocol's measured between-replica scatter, :mod:`mdxfer.md.scatter`), and
+    with three or more replicas at least ``E_int_replica_sd``/sqrt(N); ``E_int_stderr_run`` is
+    the in-run part alone.
     """
     import numpy as np
 
@@ -561,6 +572,11 @@ def aggregate(replicas: list[dict[str, Any]]) -> dict[str, Any]:
         "E_int_per_area": None if out["E_int"] is None else out["E_int"] / first["interface_area_A2"],
         "warnings": sorted({w for r in replicas for w in r["warnings"]}),
     })
+    runs = [r.get("E_int_stderr_run", r["E_int_stderr"]) for r in replicas]
+    out["E_int_stderr_run"] = (None if any(x is None for x in runs)
+                               else float(np.sqrt(np.sum(np.square(runs))) / n))
+    if n >= 3:  # enough replicas to measure the scatter directly: never report less than it
+        out["E_int_stderr"] = max(out["E_int_stderr"], out["E_int_replica_sd"] / np.sqrt(n))
     out["E_int_stderr_with_partner"] = float(np.hypot(out["E_int_stderr"], first["E_partner_stderr"]))
     return out
 

@@ -1,0 +1,73 @@
+"""The between-replica scatter (mdxfer/md/scatter.py): pooled σ, the calibrated stderr, and how
+results use it."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from mdxfer.md import scatter
+from mdxfer.md.interaction import aggregate
+from mdxfer.md.protocol import PRESETS
+
+
+def test_pooled_between_sd_recovers_the_scatter_of_synthetic_replicas():
+    rng = np.random.default_rng(0)
+    sigma, se = 6.0, 2.0
+    groups = []
+    for mean in rng.normal(0, 30, 40):   # 40 candidates x 4 replicas
+        vals = mean + rng.normal(0, sigma, 4) + rng.normal(0, se, 4)
+        groups.append((list(vals), [se] * 4))
+    est, dof = scatter.pooled_between_sd(groups)
+    assert dof == 120
+    assert est == pytest.approx(sigma, rel=0.15)
+
+
+def test_pooled_between_sd_skips_single_replicas_and_floors_at_zero():
+    # SD of (1, 3) is sqrt(2) < in-run stderr 5: no extra scatter, not a negative variance
+    assert scatter.pooled_between_sd([([1.0, 3.0], [5.0, 5.0]), ([7.0], [1.0])]) == (0.0, 1)
+    est, dof = scatter.pooled_between_sd([([10.0], [1.0])])
+    assert dof == 0 and math.isnan(est)
+    # by hand: SD² of (0, 10) is 50, minus mean se² 1 -> 49
+    assert scatter.pooled_between_sd([([0.0, 10.0], [1.0, 1.0])])[0] == pytest.approx(7.0)
+
+
+def test_the_shipped_table_covers_the_production_preset():
+    digest = PRESETS["production"].digest()
+    sigma = scatter.between_replica_sd(digest)
+    assert sigma is not None and sigma > 0
+    assert scatter.calibrated_stderr(3.0, digest) == pytest.approx(math.hypot(3.0, sigma))
+    # any other digest (a changed number) is unmeasured: the in-run value comes back
+    assert scatter.between_replica_sd("0" * 12) is None
+    assert scatter.calibrated_stderr(3.0, "0" * 12) == 3.0
+
+
+def _rep(e: float, se: float, run: float) -> dict:
+    return {"E_int": e, "E_int_stderr": se, "E_int_stderr_run": run, "E_cross": -e,
+            "E_cross_stderr": 1.0, "E_partner_stderr": 0.5, "interface_area_A2": 1800.0,
+            "warnings": [], "seed": 1}
+
+
+def test_aggregate_never_reports_less_than_the_replica_scatter_with_three_replicas():
+    reps = [_rep(0.0, 1.0, 1.0), _rep(10.0, 1.0, 1.0), _rep(20.0, 1.0, 1.0)]
+    out = aggregate(reps)
+    assert out["E_int_replica_sd"] == pytest.approx(10.0)
+    assert out["E_int_stderr"] == pytest.approx(10.0 / math.sqrt(3))
+    assert out["E_int_stderr_run"] == pytest.approx(math.sqrt(3) / 3)
+    # two replicas: their SD is too uncertain to override the stderrs
+    two = aggregate(reps[:2])
+    assert two["E_int_stderr"] == pytest.approx(math.sqrt(2) / 2)
+
+
+def test_an_unmeasured_protocol_warns_that_its_stderr_is_in_run_only():
+    import dataclasses
+
+    from mdxfer.md.interaction import _warnings
+
+    leg = {"nvt": {"lz_A": 40.0}, "compress": {"plateau": True}}
+    legs = {"candidate": leg, "partner": leg, "stack": leg}
+    changed = dataclasses.replace(PRESETS["production"], nvt_ps=61.0)
+    assert any("in-run estimate only" in w for w in _warnings(changed, legs))
+    assert not any("in-run estimate only" in w for w in _warnings(PRESETS["production"], legs))
