@@ -160,9 +160,11 @@ def _shotgun(library, data, out, smiles_col, target_col, unit, top, modes, exclu
 
 @friendly_errors
 def rank_cmd(
-    candidates: Path = typer.Argument(..., help=".smi file: SMILES \\[name] per line, # comments."),
+    candidates: Path = typer.Argument(..., help=".smi file (SMILES \\[name] per line, # comments) or .csv with a "
+                                                "header line; a CSV's other columns are written back."),
     model: Path = typer.Option(..., "--model", help="Transfer folder (ensemble.pt) or pretraining folder."),
     out: Path = typer.Option(Path("ranked.csv"), "--out", help="Output CSV."),
+    smiles_col: str = typer.Option("smiles", "--smiles-col", help="With a .csv: name of the SMILES column."),
     maximize: bool = typer.Option(True, "--maximize/--minimize", help="Best = highest (default) or lowest."),
     top: Optional[int] = typer.Option(None, "--top", min=1, help="Write only the best K."),
     unsupported: str = typer.Option(
@@ -190,7 +192,7 @@ def rank_cmd(
 
     r = rank_file(candidates, model, out, maximize=maximize, top=top, jobs=jobs, threads=threads,
                   progress=progress and sys.stderr.isatty(), on_bad=on_bad, unsupported=unsupported,
-                  on_skip=on_skip)
+                  on_skip=on_skip, smiles_col=smiles_col)
     md = (f"{r['skipped']} skipped as unsupported by MD" if unsupported == "skip" else
           f"{r['md_unsupported']} flagged md_supported = False")
     typer.echo(f"ranked {r['ranked']} molecules ({r['bad_lines']} unparsable lines skipped, "
