@@ -267,6 +267,12 @@ def test_campaign_export_feeds_transfer_as_it_is(base_dir, table, tmp_path):
     m = json.loads((out / "metrics.json").read_text())
     assert m["n"] == n_done and m["rows_skipped"] == {"status": 5, "missing_target": 1}
     assert len(pd.read_csv(out / "cv_predictions.csv")) == n_done
+    # the model folder records how it was made: arguments, log, versions
+    args = json.loads((out / "args.json").read_text())
+    assert args["command"] == "mdxfer transfer" and args["params"]["target_col"] == "E_int"
+    assert "skipped 5 row(s)" in (out / "mdxfer.log").read_text()
+    env = torch.load(out / "ensemble.pt", weights_only=False)["provenance"]["environment"]
+    assert {"rdkit", "openbabel", "torch", "torch_geometric"} <= set(env)
 
 
 def test_text_targets_are_still_errors_but_empty_ones_are_skipped(tmp_path):

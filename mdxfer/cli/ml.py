@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from mdxfer.cli.common import friendly_errors, make_console
+from mdxfer.cli.common import friendly_errors, logged, make_console
 from mdxfer.validate import SEED_LIMIT, check_output_dir, check_output_file, cli_number
 
 THREADS_HELP = ("torch threads (default 1: LAMMPS usually owns the other cores; more threads "
@@ -20,6 +20,7 @@ THREADS_HELP = ("torch threads (default 1: LAMMPS usually owns the other cores; 
 
 
 @friendly_errors
+@logged("pretrain")
 def pretrain_cmd(
     out: Path = typer.Option(..., "--out", help="Output folder: model.pt, metrics.json, parity.png."),
     n: int = typer.Option(5000, "--n", min=2, help="QM9 molecules drawn at random (the seed: 5,000)."),
@@ -65,6 +66,7 @@ def pretrain_cmd(
 
 
 @friendly_errors
+@logged("transfer")
 def transfer_cmd(
     base: Optional[Path] = typer.Option(None, "--base", help="Pretraining folder (holds model.pt)."),
     library: Optional[Path] = typer.Option(None, "--library",
@@ -202,6 +204,7 @@ def rank_cmd(
 
 
 @friendly_errors
+@logged("selfsup")
 def selfsup_cmd(
     out: Path = typer.Option(..., "--out", help="Output folder: model.pt (pretrained encoder), metrics.json, history.csv."),
     n: int = typer.Option(20000, "--n", min=0, help="QM9 molecules drawn at random (0: none)."),
