@@ -98,3 +98,33 @@ def test_docs_recipe_runs(quick_ethanol_run, capsys):
     printed = capsys.readouterr().out
     assert "11 frames every 0.2 ps; 20 candidate and 20 partner molecules" in printed
     assert printed.count(" ps  slab centres z = ") == 3
+
+
+def test_energy_plot_marks_what_was_averaged(quick_ethanol_run, tmp_path):
+    """energy.png / density.png: the averaged NVT window is shaded and its mean ± stderr drawn,
+    from the stage summary (start-up discard included), with units on the axes."""
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mdxfer.md.plots import _mark_average, leg_series, plot_legs
+
+    out, _ = quick_ethanol_run
+    cell = out / "stack"
+    summary = json.loads((cell / "nvt.json").read_text())
+    df = leg_series(cell)
+    fig, ax = plt.subplots()
+    _mark_average(ax, df, summary, "etotal", "kcal/mol")
+    nvt_t = df[df.stage == "nvt"].time_ps
+    (span,) = ax.patches
+    x = [span.get_x(), span.get_x() + span.get_width()]
+    assert min(x) == pytest.approx(nvt_t.iloc[0] + summary["start_ps"]) and max(x) == pytest.approx(nvt_t.iloc[-1])
+    assert summary["start_ps"] > 0                                     # the start-up samples are left out
+    labels = [h.get_label() for h in ax.collections]
+    assert f"mean {summary['etotal']:.4g} ± {summary['etotal_stderr']:.2g} kcal/mol" in labels
+    plt.close(fig)
+    paths = plot_legs({"candidate": out / "candidate", "partner": out / "partner", "stack": cell}, tmp_path)
+    assert [p.name for p in paths] == ["density.png", "energy.png"] and all(p.stat().st_size > 5000 for p in paths)
