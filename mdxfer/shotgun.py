@@ -222,7 +222,7 @@ def shotgun_transfer(library_dir: str | Path, data: str | Path, out_dir: str | P
     set_threads(threads)
     t0 = time.perf_counter()
     sources = load_library(library_dir, s.exclude_properties)
-    table = read_target_table(data, smiles_col, target_col)
+    table = read_target_table(data, smiles_col, target_col, log=log)
     check_folds(s.folds, len(table))
     smiles, y = list(table.smiles), table.target.to_numpy()
     f = featurize_smiles(smiles)

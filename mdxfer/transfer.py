@@ -65,29 +65,26 @@ MODES = ("finetune", "ridge", "rf", "fp_ridge")
 # input table
 # --------------------------------------------------------------------------------------------
 
-def read_target_table(path: str | Path, smiles_col: str = "smiles", target_col: str = "target") -> pd.DataFrame:
-    """Read a CSV of SMILES and target values; returns columns ``smiles``, ``target``, ``line``
-    (line number in the file). Raises :class:`DataError` naming the bad lines."""
+def read_target_table(path: str | Path, smiles_col: str = "smiles", target_col: str = "target",
+                      log: Callable[[str], None] | None = None) -> pd.DataFrame:
+    """Read a CSV of SMILES and target values (:func:`mdxfer.tables.read_targets`: a campaign
+    export is taken as it is, rows not ``done`` or without a target are skipped and counted in
+    ``log`` and ``df.attrs["skipped"]``); returns columns ``smiles``, ``target``, ``line`` (line
+    number in the file). Raises :class:`DataError` naming the bad lines."""
+    from mdxfer.tables import read_targets
+
     path = Path(path)
-    if not path.exists():
-        raise DataError(f"Target table {path} does not exist.")
-    try:
-        df = pd.read_csv(path, comment=None, skipinitialspace=True)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataError(f"Cannot read {path} as CSV: {exc}".rstrip(".") + ".") from None
-    missing = [c for c in (smiles_col, target_col) if c not in df.columns]
-    if missing:
-        raise DataError(f"{path} has no column {' or '.join(map(repr, missing))}; its columns are "
-                        f"{', '.join(map(repr, df.columns))}. Name them with --smiles-col/--target-col.")
-    out = pd.DataFrame({"smiles": df[smiles_col].astype("string").str.strip(),
-                        "target": pd.to_numeric(df[target_col], errors="coerce"),
-                        "line": np.arange(len(df)) + 2})
-    problems = []
+    rows = read_targets(path, smiles_col, target_col)
+    skipped = rows.skipped_text()
+    if skipped and log:
+        log(f"{path}: {skipped}")
+    out = pd.DataFrame({"smiles": [r.smiles for r in rows.records], "target": rows.targets,
+                        "line": [r.line for r in rows.records]})
+    problems = list(rows.problems)
     first_line: dict[str, int] = {}   # canonical SMILES -> first line that holds it
-    for i in range(len(out)):
-        s, y, line = out.smiles.iat[i], out.target.iat[i], out.line.iat[i]
-        mol = None if pd.isna(s) or not s else parse_smiles(s)
-        if pd.isna(s) or not s:
+    for s, line in zip(out.smiles, out.line):
+        mol = parse_smiles(s) if s else None
+        if not s:
             problems.append(f"line {line}: empty SMILES")
         elif mol is None:
             why = smiles_text_problem(s)
@@ -97,8 +94,7 @@ def read_target_table(path: str | Path, smiles_col: str = "smiles", target_col: 
             if canon in first_line:
                 problems.append(f"line {line}: {s!r} is the molecule of line {first_line[canon]} again")
             first_line.setdefault(canon, line)
-        if pd.isna(y) or not np.isfinite(y):
-            problems.append(f"line {line}: target {df[target_col].iat[i]!r} is not a number")
+    problems.sort(key=lambda p: int(p.split(":")[0].split()[1]))
     if problems:
         more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
         dup = (" Keep one row per molecule (average repeated measurements): a molecule in both the "
@@ -106,13 +102,15 @@ def read_target_table(path: str | Path, smiles_col: str = "smiles", target_col: 
                if any("again" in p for p in problems) else "")
         raise DataError(f"{path}: " + "; ".join(problems[:10]) + more + f". Fix or remove these rows.{dup}")
     if len(out) < 5:
-        raise DataError(f"{path} has {len(out)} rows; cross-validated transfer needs at least 5.")
+        left = f" ({skipped})" if skipped else ""
+        raise DataError(f"{path} has {len(out)} usable rows{left}; cross-validated transfer needs at least 5.")
     y = out["target"].to_numpy(dtype=float)
     if np.ptp(y) <= 1e-12 * max(1.0, float(np.abs(y).max())):
         raise DataError(f"{path}: every target value is {y[0]:g}; a constant target has nothing to "
                         "learn (R² is undefined). Check the --target-col column.")
     out["smiles"] = out["smiles"].astype(str)
     out["target"] = out["target"].astype(float)
+    out.attrs["skipped"] = {"status": rows.skipped_status, "missing_target": rows.skipped_missing}
     return out
 
 
@@ -489,7 +487,7 @@ def transfer(base_dir: str | Path, data: str | Path, out_dir: str | Path, settin
     t0 = time.perf_counter()
     base = load_source(base_dir)
     digest = _encoder_digest(base)
-    table = read_target_table(data, smiles_col, target_col)
+    table = read_target_table(data, smiles_col, target_col, log=log)
     check_folds(s.folds, len(table))
     s.target_name = target_col
     smiles, y = list(table.smiles), table.target.to_numpy()
@@ -527,6 +525,7 @@ def transfer(base_dir: str | Path, data: str | Path, out_dir: str | Path, settin
         "mode": chosen, "r2_val_sd": res["metrics"]["r2_val_sd"], "mae_val_sd": res["metrics"]["mae_val_sd"],
         "target": target_col, "n": len(y), "folds": min(s.folds, len(y)), "repeats": s.repeats,
         "ensemble_size": len(res["members"]), "n_outside_domain": n_out,
+        "rows_skipped": table.attrs.get("skipped", {}),
         "methods": {m: results[m]["metrics"] for m in modes},
         "fingerprint_baseline_mae": results["fp_ridge"]["metrics"]["mae_val"] if "fp_ridge" in results else None,
         "transfer_beats_baseline": (results[best_transfer]["metrics"]["mae_val"] < results["fp_ridge"]["metrics"]["mae_val"])

@@ -267,3 +267,28 @@ def test_campaign_error_is_the_larger_of_stderr_and_replica_spread():
     assert measured_error({"E_int_stderr": 2.5, "E_int_replica_sd": 1.0, "n_replicas": 4}) == 2.5
     assert measured_error({"E_int_stderr": 1.0, "E_int_replica_sd": None}) == 1.0
     assert measured_error({}) is None
+
+
+def test_table_oracle_and_pool_take_a_campaign_export(tmp_path):
+    """A `mdxfer campaign export` CSV as it is: unfinished rows and rows without E_int are
+    skipped and counted by the oracle; the pool takes every row's molecule."""
+    import csv
+
+    from mdxfer.al.oracles import TableOracle, read_pool
+    from mdxfer.campaign.runner import EXPORT_COLUMNS
+
+    path = tmp_path / "results.csv"
+    rows = [{"smiles": "OCC", "status": "done", "E_int": "-3.5"}, {"smiles": "CCC", "status": "failed"},
+            {"smiles": "CCCC", "status": "pending"}, {"smiles": "CC(C)=O", "status": "done", "E_int": ""},
+            {"smiles": "c1ccccc1", "status": "done", "E_int": "-7.25"}]
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=EXPORT_COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+    o = TableOracle(path, target_col="E_int")
+    assert o.values == {"CCO": -3.5, "c1ccccc1": -7.25}
+    assert o.skipped == "skipped 2 row(s) whose status is not done and 1 row(s) without a target value"
+    keys, _inputs, problems = read_pool(path)
+    assert keys == ["CCO", "CCC", "CCCC", "CC(C)=O", "c1ccccc1"] and problems == []
+    with pytest.raises(ALError, match="has no column 'target'.*'E_int'"):
+        TableOracle(path)

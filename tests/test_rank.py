@@ -169,7 +169,7 @@ def test_what_md_refuses_is_flagged_or_skipped(models, tmp_path):
 def test_nothing_to_rank_is_an_error(models, tmp_path):
     ens = models / "ens"
     cases = {"empty.smi": b"", "comments.smi": b"# only a comment\n\n",
-             "binary.smi": bytes(range(256)) * 8, "table.csv": b"smiles,target\nCCO,1\nCCC,2\n",
+             "binary.smi": bytes(range(256)) * 8, "table.csv": b"smiles,target\nXX,1\nC1CC,2\n",
              "latin1.smi": "CCÖ\nCCé\n".encode("latin-1")}
     for name, content in cases.items():
         path = tmp_path / name
@@ -191,3 +191,49 @@ def test_top_must_be_at_least_one(models, smi_file, tmp_path):
     with pytest.raises(DataError, match="top must be a positive integer"):
         rank_file(smi_file, models / "ens", tmp_path / "t.csv", top=0, progress=False)
     assert not (tmp_path / "t.csv").exists()
+
+
+# ------------------------------------------------------------------------------ CSV input
+
+def test_csv_rank_keeps_its_columns(models, tmp_path):
+    """A chemprop-style CSV: SMILES column named by --smiles-col, every other column written
+    back (in order, quoted commas intact) before the prediction columns."""
+    sub = qm9.subset(12, seed=5)
+    rows = ["id,SMILES,name,mean,note"]              # 'mean' collides with a prediction column
+    for k, (s, i) in enumerate(zip(sub.SMILES, sub.qm9_index)):
+        rows.append(f'{k},{s},qm9_{i},{k * 0.5},"note, with comma {k}"')
+    rows.append("99,C1CC,broken,0,bad")             # line 14: unparsable, reported and skipped
+    path = tmp_path / "cands.csv"
+    path.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "ranked.csv"
+    r = _cli("rank", path, "--model", models / "ens", "--out", out, "--smiles-col", "SMILES", "--no-progress")
+    assert r.exit_code == 0, (r.stderr, r.exception)
+    assert f"{path}:14: cannot parse SMILES 'C1CC'" in " ".join(r.stderr.split())
+    assert "ranked 12 molecules (1 unparsable" in r.stdout
+    df = pd.read_csv(out, keep_default_na=False, dtype=str)
+    assert list(df.columns) == ["rank", "smiles", "id", "name", "input_mean", "note", *COLUMNS[3:]]
+    assert len(df) == 12 and sorted(df.id, key=int) == [str(k) for k in range(12)]
+    for _, row in df.iterrows():
+        k = int(row.id)
+        assert row.smiles == sub.SMILES.iloc[k] and row["name"] == f"qm9_{sub.qm9_index.iloc[k]}"
+        assert row.input_mean == str(k * 0.5) and row.note == f"note, with comma {k}"
+    # the same molecules ranked from a .smi give the same predictions
+    smi = tmp_path / "same.smi"
+    smi.write_text("".join(f"{s} x{k}\n" for k, s in enumerate(sub.SMILES)))
+    rank_file(smi, models / "ens", tmp_path / "smi.csv", progress=False)
+    a = pd.read_csv(out).set_index("smiles")["mean"]
+    b = pd.read_csv(tmp_path / "smi.csv").set_index("smiles")["mean"]
+    assert np.allclose(a.sort_index(), b.sort_index())
+
+
+def test_csv_without_the_smiles_column_says_which_option(models, tmp_path):
+    path = tmp_path / "c.csv"
+    path.write_text("mol,name\nCCO,ethanol\n")
+    r = _cli("rank", path, "--model", models / "ens", "--out", tmp_path / "r.csv", "--no-progress")
+    text = " ".join((r.stdout + r.stderr).split())
+    assert r.exit_code == 1 and "no column 'smiles'" in text and "'mol', 'name'" in text
+    assert "--smiles-col" in text and "Traceback" not in text
+    # a .smi-named file holding a CSV with the header is read as CSV (not 'smiles,name' as a SMILES)
+    odd = tmp_path / "c.smi"
+    odd.write_text("smiles,name\nCCO,ethanol\nCCCO,propanol\n")
+    assert [(r.line, r.smiles, r.name) for r in read_smi(odd)] == [(2, "CCO", "ethanol"), (3, "CCCO", "propanol")]

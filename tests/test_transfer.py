@@ -222,3 +222,64 @@ def test_fewer_rows_than_folds_is_refused(base_dir, table, tmp_path):
     r = CliRunner().invoke(app, ["transfer", "--base", str(base_dir), "--data", str(table), "--out",
                                  str(tmp_path / "o"), "--folds", "25", "--mode", "ridge", "--no-progress"])
     assert r.exit_code == 1 and "needs at least 25 rows" in " ".join(r.stderr.split()), r.stderr
+
+
+def _export_like(path, table) -> int:
+    """A `mdxfer campaign export` CSV (its real columns) whose done rows carry the table's
+    targets as E_int, with failed, pending and running rows, and a done row without E_int."""
+    import csv
+
+    from mdxfer.campaign.runner import EXPORT_COLUMNS
+
+    df = pd.read_csv(table)
+    rows = [{"smiles": s, "status": "done", "E_int": y, "E_int_stderr": 0.1, "name": f"m{k}"}
+            for k, (s, y) in enumerate(zip(df.smiles, df.target))]
+    rows[3]["E_int"] = ""                                               # done but no value
+    rows += [{"smiles": "CCCCCCCCCC", "status": "failed", "error": "LAMMPS: lost atoms", "failed_stage": "nvt"},
+             {"smiles": "c1ccccc1O", "status": "failed", "error": "timeout"},
+             {"smiles": "CCOCC", "status": "pending"}, {"smiles": "CC(C)O", "status": "running"},
+             {"smiles": "C1CC", "status": "failed", "error": "RDKit cannot parse"}]   # never checked
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=EXPORT_COLUMNS)
+        w.writeheader()
+        for r in rows:
+            w.writerow(r)
+    return len(df) - 1
+
+
+def test_campaign_export_feeds_transfer_as_it_is(base_dir, table, tmp_path):
+    from typer.testing import CliRunner
+
+    from mdxfer.cli.main import app
+
+    export = tmp_path / "results.csv"
+    n_done = _export_like(export, table)
+    t = read_target_table(export, target_col="E_int")
+    assert len(t) == n_done and t.attrs["skipped"] == {"status": 5, "missing_target": 1}
+    assert t.line.tolist()[:4] == [2, 3, 4, 6]                          # line 5: done, no E_int
+    out = tmp_path / "eint"
+    r = CliRunner().invoke(app, ["transfer", "--base", str(base_dir), "--data", str(export), "--out", str(out),
+                                 "--target-col", "E_int", "--unit", "kcal/mol", "--mode", "ridge", "--folds", "3",
+                                 "--repeats", "1", "--epochs", "30", "--patience", "10", "--no-progress"])
+    assert r.exit_code == 0, (r.stdout, r.stderr, r.exception)
+    text = " ".join((r.stdout + r.stderr).split())
+    assert "skipped 5 row(s) whose status is not done and 1 row(s) without a target value" in text
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["n"] == n_done and m["rows_skipped"] == {"status": 5, "missing_target": 1}
+    assert len(pd.read_csv(out / "cv_predictions.csv")) == n_done
+    # the model folder records how it was made: arguments, log, versions
+    args = json.loads((out / "args.json").read_text())
+    assert args["command"] == "mdxfer transfer" and args["params"]["target_col"] == "E_int"
+    assert "skipped 5 row(s)" in (out / "mdxfer.log").read_text()
+    env = torch.load(out / "ensemble.pt", weights_only=False)["provenance"]["environment"]
+    assert {"rdkit", "openbabel", "torch", "torch_geometric"} <= set(env)
+
+
+def test_text_targets_are_still_errors_but_empty_ones_are_skipped(tmp_path):
+    p = tmp_path / "t.csv"
+    p.write_text("smiles,target\nCCO,1\nCCC,\nCCCC,NaN\nO,4\nN,5\nCN,6\nCO,7\n")
+    t = read_target_table(p)
+    assert t.smiles.tolist() == ["CCO", "O", "N", "CN", "CO"] and t.attrs["skipped"]["missing_target"] == 2
+    p.write_text("smiles,target\nCCO,1\nCCC,inf\nCCCC,abc\nO,4\nN,5\nCN,6\n")
+    with pytest.raises(DataError, match=r"line 3: target 'inf' is not a number; line 4: target 'abc'"):
+        read_target_table(p)

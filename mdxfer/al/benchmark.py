@@ -57,6 +57,8 @@ def run_benchmark(oracle_csv: str | Path, out: str | Path, initial: int = 20, ba
     diversity = diversity or Diversity()
     t_all = time.perf_counter()
     oracle = TableOracle(oracle_csv, smiles_col, target_col)
+    if oracle.skipped:
+        log(f"{oracle_csv}: {oracle.skipped}")
     pool = list(oracle.values)
     budget = initial + batch * rounds
     if budget > len(pool):

@@ -6,7 +6,9 @@
                     (kcal/mol) comes back with its standard error. Failed simulations are
                     reported as failed, never invented.
 ``TableOracle``     a ``smiles,target`` CSV that answers instantly: the loop can be tested and
-                    benchmarked end to end through the same code path.
+                    benchmarked end to end through the same code path. A campaign export works
+                    as it is (:func:`mdxfer.tables.read_targets`: rows not ``done`` or without
+                    a target are skipped and counted in ``TableOracle.skipped``).
 
 Molecules are keyed by canonical SMILES (:func:`canonical`); every oracle maps them back.
 """
@@ -14,13 +16,10 @@ Molecules are keyed by canonical SMILES (:func:`canonical`); every oracle maps t
 from __future__ import annotations
 
 import math
-
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
-
-import numpy as np
 
 from mdxfer.al.acquisition import ALError
 
@@ -76,29 +75,23 @@ class TableOracle(Oracle):
 
     def __init__(self, path: str | Path, smiles_col: str = "smiles", target_col: str = "target",
                  unit: str = "", delay_s: float = 0.0):
-        import pandas as pd
+        from mdxfer.tables import read_targets
 
         self.path = Path(path)
-        if not self.path.is_file():
-            raise ALError(f"Oracle table {self.path} does not exist.")
-        df = _read_csv(self.path, "Oracle table")
-        missing = [c for c in (smiles_col, target_col) if c not in df.columns]
-        if missing:
-            raise ALError(f"Oracle table {self.path} has no column {' or '.join(map(repr, missing))}; "
-                          f"its columns are {', '.join(map(repr, df.columns))}.")
+        rows = read_targets(self.path, smiles_col, target_col, what="Oracle table", error=ALError)
+        #: what was left out (a campaign export's unfinished rows, empty targets), or None
+        self.skipped = rows.skipped_text()
         values: dict[str, float] = {}
-        bad = []
-        for line, (s, y) in enumerate(zip(df[smiles_col], pd.to_numeric(df[target_col], errors="coerce")), 2):
+        bad = [(int(p.split()[1].rstrip(":")), p) for p in rows.problems]
+        for rec, y in zip(rows.records, rows.targets):
             try:
-                key = canonical(str(s))
+                key = canonical(rec.smiles)
             except Exception:  # noqa: BLE001 - reported below with the line number
-                bad.append(f"line {line}: invalid SMILES {s!r}")
+                bad.append((rec.line, f"line {rec.line}: invalid SMILES {rec.smiles!r}"))
                 continue
-            if not np.isfinite(y):
-                bad.append(f"line {line}: target {y!r} is not a number")
-                continue
-            values.setdefault(key, float(y))
+            values.setdefault(key, y)
         if bad:
+            bad = [p for _, p in sorted(bad)]
             more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
             raise ALError(f"Oracle table {self.path}: " + "; ".join(bad[:5]) + more + ".")
         self.values = values
@@ -203,38 +196,14 @@ def measured_error(row: dict) -> float | None:
     return max(errs) if errs else None
 
 
-def _read_csv(path: Path, what: str):
-    """``pd.read_csv(path)``; an empty, binary or malformed file is an :class:`ALError`."""
-    import pandas as pd
-
-    try:
-        return pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ALError(f"{what} {path} cannot be read as CSV ({first}); it must be a text table "
-                      "with a header line (smiles,target).") from None
-
-
 def read_pool(path: str | Path, smiles_col: str = "smiles") -> tuple[list[str], list[str], list[str]]:
-    """Read a candidate pool: a ``.smi`` file (``SMILES [name]`` per line) or a CSV with a
-    ``smiles`` column. Returns (canonical SMILES, input SMILES, problems), duplicates removed
+    """Read a candidate pool with :func:`mdxfer.tables.read_molecules`: a ``.smi`` file
+    (``SMILES [name]`` per line) or a CSV with a ``smiles_col`` column (a campaign export too). Returns (canonical SMILES, input SMILES, problems), duplicates removed
     (first spelling kept); invalid molecules are listed in ``problems`` and skipped."""
+    from mdxfer.tables import read_molecules
+
     path = Path(path)
-    if not path.is_file():
-        raise ALError(f"Pool file {path} does not exist.")
-    if path.suffix.lower() == ".csv":
-        import pandas as pd
-
-        df = _read_csv(path, "Pool file")
-        col = next((c for c in df.columns if c.lower() == smiles_col.lower()), None)
-        if col is None:
-            raise ALError(f"Pool file {path} has no {smiles_col!r} column; its columns are "
-                          f"{', '.join(map(repr, df.columns))}.")
-        items = [(i + 2, str(s)) for i, s in enumerate(df[col])]
-    else:
-        from mdxfer.rank import read_smi
-
-        items = [(r.line, r.smiles) for r in read_smi(path)]
+    items = [(r.line, r.smiles) for r in read_molecules(path, smiles_col, what="Pool file", error=ALError)]
     keys, inputs, problems, seen = [], [], [], set()
     for line, s in items:
         try:

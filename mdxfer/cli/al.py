@@ -13,7 +13,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from mdxfer.cli.common import console, friendly_errors, styled, warn
+from mdxfer.cli.common import console, friendly_errors, logged, styled, warn
 from mdxfer.validate import SEED_LIMIT, check_output_dir, check_output_file, cli_number
 
 al_app = typer.Typer(
@@ -152,6 +152,7 @@ def report_cmd(
 
 
 @friendly_errors
+@logged("al benchmark")
 def benchmark_cmd(
     oracle: Path = typer.Option(..., "--oracle", help="Table oracle: CSV with columns smiles,target; every molecule is the pool."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder: summary.json, summary.md/.csv, recovery.png."),

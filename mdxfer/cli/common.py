@@ -5,6 +5,10 @@ Every command is wrapped in :func:`friendly_errors`: whatever goes wrong ends in
 on stderr and exit status 1 — no traceback unless ``mdxfer --debug`` or ``MDXFER_DEBUG=1``
 asks for one. Usage errors (a bad option value) stay typer's: a usage panel and status 2.
 
+Every command that writes an output folder runs inside :func:`command_log`, which writes its
+arguments (``OUT/args.json``) and a log of everything it prints (``OUT/mdxfer.log``, or
+``--log-file``) there.
+
 Every console of the CLI is made by :func:`make_console` with markup off, so a SMILES such as
 ``c1cc[nH]c1``, a path with ``[/x]`` or a campaign name print as written (in tables, titles,
 progress and errors alike); styles are given as :class:`rich.text.Text` spans, never as tags.
@@ -13,11 +17,16 @@ progress and errors alike); styles are given as :class:`rich.text.Text` spans, n
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import sqlite3
 import sys
-from typing import Callable, TypeVar
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterator, TypeVar
 
 from rich.console import Console
 from rich.text import Text
@@ -96,3 +105,152 @@ def friendly_errors(func: F) -> F:
             fail(error_message(exc))
 
     return wrapper  # type: ignore[return-value]
+
+
+# ------------------------------------------------------------------------------ run records
+
+#: written into every output folder of a command: its arguments, and the log of what it printed
+ARGS_FILE = "args.json"
+LOG_FILE = "mdxfer.log"
+LOG_FILE_HELP = (f"Append the command's log (arguments, versions, everything it prints) to this file "
+                 f"instead of OUT/{LOG_FILE}.")
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+class _Log:
+    """The log file of a command: text is buffered in memory until ``out_dir`` exists (a
+    command refused before it writes anything leaves no folder behind), then appended to
+    ``path``. With ``eager`` (an explicit ``--log-file``) it is written from the start."""
+
+    def __init__(self, path: Path, out_dir: Path, eager: bool):
+        self.path, self.out_dir, self.eager = path, out_dir, eager
+        self.pending: list[str] = []
+        self.fh = None
+
+    def write(self, text: str) -> None:
+        if self.fh is None and (self.eager or self.out_dir.is_dir()):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.fh = open(self.path, "a", encoding="utf-8")
+            self.fh.write("".join(self.pending))
+            self.pending = []
+        if self.fh is None:
+            self.pending.append(text)
+        else:
+            self.fh.write(text)
+            self.fh.flush()
+
+    def close(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
+
+
+class _Tee:
+    """A text stream that writes to ``stream`` and, line by line without terminal control codes
+    (progress bars), to a :class:`_Log`."""
+
+    def __init__(self, stream, log: _Log):
+        self.stream, self.log, self.partial = stream, log, ""
+
+    def write(self, text: str) -> int:
+        n = self.stream.write(text)
+        lines = (self.partial + _ANSI.sub("", text)).split("\n")
+        self.partial = lines.pop()
+        if lines:
+            self.log.write("".join(ln.rsplit("\r", 1)[-1] + "\n" for ln in lines))
+        return n if n is not None else len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def finish(self) -> None:
+        """Log an unterminated last line."""
+        if self.partial.strip():
+            self.log.write(self.partial.rsplit("\r", 1)[-1] + "\n")
+        self.partial = ""
+
+    def __getattr__(self, name: str):       # isatty, encoding, fileno ... of the real stream
+        return getattr(self.stream, name)
+
+
+@contextmanager
+def command_log(out_dir: Path, command: str, params: dict, log_file: Path | None = None) -> Iterator[None]:
+    """Record a command that writes the folder ``out_dir``: ``OUT/args.json`` (command line,
+    parameters, working directory, software versions, start time) and ``OUT/mdxfer.log`` (or
+    ``log_file``, appended: a header with the same facts, everything the command prints on
+    stdout and stderr, then the exit status and wall time). Nothing is written while
+    ``out_dir`` does not exist, so a command refused before it starts leaves no folder."""
+    from mdxfer.fileio import write_json_atomic
+    from mdxfer.provenance import software_versions
+
+    out_dir = Path(out_dir)
+    log_path = Path(log_file) if log_file else out_dir / LOG_FILE
+    started = datetime.now(timezone.utc)
+    record = {"command": f"mdxfer {command}", "argv": [sys.argv[0].rsplit("/", 1)[-1], *sys.argv[1:]],
+              "params": {k: _jsonable(v) for k, v in params.items()}, "cwd": os.getcwd(),
+              "started": started.isoformat(timespec="seconds"), "log_file": str(log_path),
+              "versions": software_versions()}
+    header = (f"==== {record['started']} mdxfer {command}\n"
+              f"params: {json.dumps(record['params'], sort_keys=True)}\n"
+              f"versions: {json.dumps(record['versions'], sort_keys=True)}\n")
+    log = _Log(log_path, out_dir, eager=log_file is not None)
+    log.write(header)
+    real = sys.stdout, sys.stderr
+    tees = _Tee(real[0], log), _Tee(real[1], log)
+    sys.stdout, sys.stderr = tees
+    status = "exit status 0"
+    t0 = time.perf_counter()
+    try:
+        yield
+    except SystemExit as exc:
+        status = f"exit status {exc.code}"
+        raise
+    except BaseException as exc:
+        log.write(f"error: {error_message(exc)}\n")
+        status = "exit status 1"
+        raise
+    finally:
+        sys.stdout, sys.stderr = real
+        for tee in tees:
+            tee.finish()
+        if out_dir.is_dir():
+            write_json_atomic(out_dir / ARGS_FILE, record)
+        log.write(f"==== {status} after {time.perf_counter() - t0:.1f} s\n")
+        log.close()
+
+
+def logged(command: str, out_param: str = "out") -> Callable[[F], F]:
+    """Decorate a command whose option ``out_param`` is its output folder: adds ``--log-file``
+    and runs the command inside :func:`command_log` (``OUT/args.json`` and ``OUT/mdxfer.log``).
+    Put it under :func:`friendly_errors`, so that errors are logged too."""
+    import inspect
+    from typing import Optional
+
+    import typer
+
+    def decorate(func: F) -> F:
+        sig = inspect.signature(func)
+        extra = inspect.Parameter("log_file", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],
+                                  default=typer.Option(None, "--log-file", help=LOG_FILE_HELP))
+
+        @functools.wraps(func)
+        def wrapper(*args, log_file: Path | None = None, **kwargs):
+            params = dict(sig.bind_partial(*args, **kwargs).arguments)
+            out = params.get(out_param)
+            if out is None:
+                return func(*args, **kwargs)
+            with command_log(Path(out), command, {**params, "log_file": log_file}, log_file):
+                return func(*args, **kwargs)
+
+        wrapper.__signature__ = sig.replace(parameters=[*sig.parameters.values(), extra])  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

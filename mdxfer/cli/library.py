@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from mdxfer.cli.common import friendly_errors, make_console
+from mdxfer.cli.common import friendly_errors, logged, make_console
 from mdxfer.validate import SEED_LIMIT, check_output_dir, check_output_file, cli_number
 
 library_app = typer.Typer(help="Libraries of pretrained source models for shotgun transfer.", no_args_is_help=True)
@@ -15,6 +15,7 @@ library_app = typer.Typer(help="Libraries of pretrained source models for shotgu
 
 @library_app.command("build")
 @friendly_errors
+@logged("library build")
 def build_cmd(
     out: Path = typer.Option(..., "--out", help="Library folder: manifest.json and one folder per model."),
     properties: str = typer.Option("cv,alpha,gap,zpve,mu", "--properties",

@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from mdxfer.cli.common import console, friendly_errors, warn
+from mdxfer.cli.common import console, friendly_errors, logged, warn
 from mdxfer.errors import ProtocolError
 from mdxfer.validate import check_output_dir, cli_number
 
@@ -54,6 +54,7 @@ def types_cmd(smiles: str = typer.Argument(..., help="SMILES of one molecule."))
 
 
 @friendly_errors
+@logged("build")
 def build_cmd(
     smiles: str = typer.Argument(..., help="SMILES of the molecule to pack."),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory."),
@@ -90,6 +91,7 @@ def build_cmd(
 
 
 @friendly_errors
+@logged("interaction")
 def interaction_cmd(
     smiles: str = typer.Argument(..., help="SMILES of the candidate molecule."),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory (result.json, plots, runs)."),

@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from mdxfer.cli.common import friendly_errors, make_console
+from mdxfer.cli.common import friendly_errors, logged, make_console
 from mdxfer.validate import SEED_LIMIT, check_output_dir, check_output_file, cli_number
 
 THREADS_HELP = ("torch threads (default 1: LAMMPS usually owns the other cores; more threads "
@@ -20,6 +20,7 @@ THREADS_HELP = ("torch threads (default 1: LAMMPS usually owns the other cores; 
 
 
 @friendly_errors
+@logged("pretrain")
 def pretrain_cmd(
     out: Path = typer.Option(..., "--out", help="Output folder: model.pt, metrics.json, parity.png."),
     n: int = typer.Option(5000, "--n", min=2, help="QM9 molecules drawn at random (the seed: 5,000)."),
@@ -65,6 +66,7 @@ def pretrain_cmd(
 
 
 @friendly_errors
+@logged("transfer")
 def transfer_cmd(
     base: Optional[Path] = typer.Option(None, "--base", help="Pretraining folder (holds model.pt)."),
     library: Optional[Path] = typer.Option(None, "--library",
@@ -160,9 +162,11 @@ def _shotgun(library, data, out, smiles_col, target_col, unit, top, modes, exclu
 
 @friendly_errors
 def rank_cmd(
-    candidates: Path = typer.Argument(..., help=".smi file: SMILES \\[name] per line, # comments."),
+    candidates: Path = typer.Argument(..., help=".smi file (SMILES \\[name] per line, # comments) or .csv with a "
+                                                "header line; a CSV's other columns are written back."),
     model: Path = typer.Option(..., "--model", help="Transfer folder (ensemble.pt) or pretraining folder."),
     out: Path = typer.Option(Path("ranked.csv"), "--out", help="Output CSV."),
+    smiles_col: str = typer.Option("smiles", "--smiles-col", help="With a .csv: name of the SMILES column."),
     maximize: bool = typer.Option(True, "--maximize/--minimize", help="Best = highest (default) or lowest."),
     top: Optional[int] = typer.Option(None, "--top", min=1, help="Write only the best K."),
     unsupported: str = typer.Option(
@@ -190,7 +194,7 @@ def rank_cmd(
 
     r = rank_file(candidates, model, out, maximize=maximize, top=top, jobs=jobs, threads=threads,
                   progress=progress and sys.stderr.isatty(), on_bad=on_bad, unsupported=unsupported,
-                  on_skip=on_skip)
+                  on_skip=on_skip, smiles_col=smiles_col)
     md = (f"{r['skipped']} skipped as unsupported by MD" if unsupported == "skip" else
           f"{r['md_unsupported']} flagged md_supported = False")
     typer.echo(f"ranked {r['ranked']} molecules ({r['bad_lines']} unparsable lines skipped, "
@@ -200,6 +204,7 @@ def rank_cmd(
 
 
 @friendly_errors
+@logged("selfsup")
 def selfsup_cmd(
     out: Path = typer.Option(..., "--out", help="Output folder: model.pt (pretrained encoder), metrics.json, history.csv."),
     n: int = typer.Option(20000, "--n", min=0, help="QM9 molecules drawn at random (0: none)."),

