@@ -430,6 +430,85 @@ def calibrate(args: argparse.Namespace) -> None:
     print(f"wrote {SCATTER.relative_to(ROOT)}")
 
 
+def wall(args: argparse.Namespace) -> None:
+    """Paired test of the interface walls: the stack NVT of finished replicas run again from the
+    same relaxed stack with ``interface_wall_A`` set (same cells, same partner), E_int and
+    E_cross per replica with and without walls, and their replica SDs."""
+    import dataclasses
+    import shutil
+
+    protocol = load_protocol(args.protocol)
+    variant = dataclasses.replace(protocol, interface_wall_A=args.tolerance,
+                                  interface_wall_k=args.k)
+    out = Path(args.out) / f"{protocol.name}-{protocol.digest()}"
+    pdir = out / "partner"
+    key = protocol.estimator
+    col = ESTIMATOR_COLUMN[key]
+    todo = []
+    for name, _ in PANEL:
+        if args.only and name not in args.only:
+            continue
+        for k in range(args.replicas):
+            cdir, sdir = replica_dirs(out / name, k)
+            if (cdir / "nvt.json").exists() and (sdir / "nvt.json").exists():
+                todo.append((name, k, cdir, sdir, sdir.parent / f"stack_wall{args.tolerance:g}"))
+
+    def one(item) -> None:
+        name, k, cdir, sdir, wdir = item
+        if not (wdir / "nvt.json").exists():
+            wdir.mkdir(exist_ok=True)
+            for f in ("species.json", "forcefield.lmp", "system.data", "compress.data",
+                      "compress.json"):
+                shutil.copy2(sdir / f, wdir / f)
+            t0 = time.time()
+            run_nvt(wdir, variant.replica(k), Launcher(ranks=1))
+            print(f"[{time.strftime('%H:%M:%S')}] {name} {k} walls done in "
+                  f"{time.time() - t0:.0f} s", flush=True)
+
+    if not args.report_only:
+        threads = []
+        queue = list(todo)
+        lock = threading.Lock()
+
+        def worker() -> None:
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    item = queue.pop(0)
+                one(item)
+
+        for _ in range(args.workers):
+            threads.append(threading.Thread(target=worker))
+            threads[-1].start()
+        for t in threads:
+            t.join()
+    p = summarize(pd.read_csv(pdir / "nvt.thermo.csv"), 0.0, detect=col)
+    rows = []
+    for name, k, cdir, sdir, wdir in todo:
+        if not (wdir / "nvt.json").exists():
+            continue
+        c, s0, s1 = (summarize(pd.read_csv(d / "nvt.thermo.csv"), 0.0, detect=col)
+                     for d in (cdir, sdir, wdir))
+        rows.append({"name": name, "replica": k,
+                     "E_int": s0[key] - c[key] - p[key],
+                     "E_int_wall": s1[key] - c[key] - p[key],
+                     "se_wall": float(np.hypot(s1[f"{key}_stderr"], c[f"{key}_stderr"])),
+                     "E_cross": s0.get("ecross"), "E_cross_wall": s1.get("ecross"),
+                     "drift_z_wall": s1.get(f"{key}_drift_z"),
+                     "cross_drift_z_wall": s1.get("ecross_drift_z")})
+    t = pd.DataFrame(rows)
+    pd.set_option("display.width", 200)
+    print(t.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    for name, m in t.groupby("name", sort=False):
+        if len(m) > 1:
+            print(f"{name}: replica SD of E_int {m.E_int.std(ddof=1):.2f} -> with walls "
+                  f"{m.E_int_wall.std(ddof=1):.2f}; of E_cross {m.E_cross.std(ddof=1):.2f} -> "
+                  f"{m.E_cross_wall.std(ddof=1):.2f} (n = {len(m)})")
+    if args.csv:
+        t.to_csv(args.csv, index=False, float_format="%.4f")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -461,9 +540,19 @@ def main() -> None:
     cal = sub.add_parser("calibrate", help=calibrate.__doc__.splitlines()[0])
     cal.add_argument("--min-dof", type=int, default=4,
                      help="store σ only when the panel gives at least this many degrees of freedom")
+    w = sub.add_parser("wall", help=wall.__doc__.splitlines()[0])
+    w.add_argument("--protocol", default="production")
+    w.add_argument("--replicas", type=int, default=3)
+    w.add_argument("--out", default=str(ROOT / "runs" / "oracle"))
+    w.add_argument("--only", nargs="*")
+    w.add_argument("--tolerance", type=float, default=1.0, help="interface_wall_A, Å")
+    w.add_argument("--k", type=float, default=5.0, help="interface_wall_k, kcal/mol/Å²")
+    w.add_argument("--workers", type=int, default=1)
+    w.add_argument("--report-only", action="store_true")
+    w.add_argument("--csv", default=None)
     args = ap.parse_args()
     {"run": run, "report": report, "partial": partial, "collect": collect,
-     "components": components, "calibrate": calibrate}[args.cmd](args)
+     "components": components, "calibrate": calibrate, "wall": wall}[args.cmd](args)
 
 
 if __name__ == "__main__":

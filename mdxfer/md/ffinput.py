@@ -112,6 +112,34 @@ def shake_command(protocol: Protocol) -> str:
     return "fix             rigid_h all shake 0.0001 20 0 m 1.1"
 
 
+def interface_wall_commands(bottom_molecules: int, lc: float, tolerance: float,
+                            k: float) -> str:
+    """Flat-bottom walls that keep each slab of a stack on its side of its two interfaces.
+
+    The stack is the candidate cell (molecules 1..N, z in [0, lc]) under the partner cell
+    (z in [lc, Lz]); periodic in z, so the interfaces are z = lc and z = 0 ≡ Lz. An atom that
+    crosses the nearer interface by more than ``tolerance`` Å is pushed back with the force
+    k·(depth − tolerance) (kcal/mol/Å), along z only (``fix addforce``; its energy is not part of
+    the potential energy LAMMPS reports). Interdiffusion stops; the interface stays sharp.
+    """
+    n = int(bottom_molecules)
+    return "\n".join([
+        f"group           wcand molecule <> 1 {n}",
+        "group           wpart subtract all wcand",
+        f"variable        wlc equal {lc:.6f}",
+        f"variable        wd equal {tolerance:g}",
+        f"variable        wk equal {k:g}",
+        "variable        wtop atom \"(z-v_wlc)<(lz-z)\"",
+        "variable        wbot atom \"z<(v_wlc-z)\"",
+        "variable        wc atom \"gmask(wcand)*(z>v_wlc+v_wd)*(z<lz-v_wd)*"
+        "(-v_wk*(z-v_wlc-v_wd)*v_wtop+v_wk*(lz-v_wd-z)*(1-v_wtop))\"",
+        "variable        wp atom \"gmask(wpart)*(z>v_wd)*(z<v_wlc-v_wd)*"
+        "(-v_wk*(z-v_wd)*v_wbot+v_wk*(v_wlc-v_wd-z)*(1-v_wbot))\"",
+        "variable        wfz atom v_wc+v_wp",
+        "fix             iwall all addforce 0.0 0.0 v_wfz",
+    ])
+
+
 def cross_commands(bottom_molecules: int) -> tuple[str, str]:
     """(commands, thermo keyword) logging the energy between molecules 1..N and the rest.
 

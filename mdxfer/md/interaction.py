@@ -32,7 +32,8 @@ from mdxfer.forcefield import parametrize
 from mdxfer.forcefield.parameters import load_table
 from mdxfer.md.box import System, pack, rescale_z, stack
 from mdxfer.md.datafile import apply_state, read_state, write_data
-from mdxfer.md.ffinput import (cross_commands, forcefield_include, hbond_pairs, shake_command,
+from mdxfer.md.ffinput import (cross_commands, forcefield_include, hbond_pairs,
+                               interface_wall_commands, shake_command,
                                tail_command)
 from mdxfer.md.lammps import Launcher, free_cores, lammps_version, run_input, version_from_log
 from mdxfer.md.protocol import Protocol, render
@@ -407,6 +408,10 @@ def run_nvt(workdir: str | Path, protocol: Protocol, launcher: Launcher | None =
     cross, cross_thermo = ("# no cross energy (single-species cell)", "")
     if info["kind"] == "stack" and protocol.cross_energy:
         cross, cross_thermo = cross_commands(info["bottom_molecules"])
+    if info["kind"] == "stack" and protocol.interface_wall_A > 0:
+        cross += "\n" + interface_wall_commands(info["bottom_molecules"], info["bottom_lz_A"],
+                                                 protocol.interface_wall_A,
+                                                 protocol.interface_wall_k)
     text = render(
         "in.nvt.lmp", stage=stage, data_in=f"{compress_stage}.data", data_out=f"{stage}.data",
         timestep=f"{protocol.timestep_fs:g}", thermo_every=protocol.every(protocol.thermo_every_fs),

@@ -80,6 +80,10 @@ class Protocol:
     estimator: str = "pe_nh"                # E_int from "etotal", "pe" or "pe_nh" (see results.md)
     cross_energy: bool = True               # log the candidate-partner energy E_cross in the stack
     replicas: int = 1                       # independent seeds per candidate (not in the digest)
+    interface_wall_A: float = 0.0           # > 0: flat-bottom walls keep each slab of the stack
+    #                                         on its side of the interfaces, atoms may cross by
+    #                                         this many Å (0: free interdiffusion, the seed's)
+    interface_wall_k: float = 5.0           # force constant of those walls, kcal/mol/Å²
 
     def steps(self, ps: float) -> int:
         """Number of time steps in ``ps`` picoseconds."""
@@ -111,6 +115,9 @@ class Protocol:
         """
         d = self.to_dict()
         d.pop("replicas")
+        for name, default in _DIGEST_IF_CHANGED.items():  # fields added later: digests of
+            if d[name] == default:                         # protocols without them stay valid
+                d.pop(name)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
     def replica(self, k: int) -> "Protocol":
@@ -125,6 +132,9 @@ class Protocol:
         """NVT length of the partner box, ps."""
         return self.partner_nvt_ps or self.nvt_ps
 
+
+#: Fields added after results were keyed by digest: part of the digest only when changed.
+_DIGEST_IF_CHANGED = {"interface_wall_A": 0.0, "interface_wall_k": 5.0}
 
 PRESETS: dict[str, Protocol] = {
     # Seed 000: 100 molecules in 30 x 30 x 200 Å; 200 atm along z for 100 ps (Nose-Hoover,
@@ -230,6 +240,8 @@ def validate(p: Protocol) -> Protocol:
             raise ProtocolError(f"Protocol field {f!r} must be positive, got {getattr(p, f)!r}.")
     if any(x <= 0 for x in p.box_A):
         raise ProtocolError(f"box_A must be three positive lengths, got {p.box_A}.")
+    if p.interface_wall_A < 0 or p.interface_wall_k <= 0:
+        raise ProtocolError("interface_wall_A must be >= 0 and interface_wall_k > 0.")
     if p.squeeze_ps < 0 or p.squeeze_atm <= 0:
         raise ProtocolError("squeeze_ps must be >= 0 and squeeze_atm > 0.")
     if p.charges not in ("gasteiger", "mmff94"):
