@@ -79,6 +79,44 @@ def cancel_leftovers(store: Store, run_id: int, say: Callable[[str], None]) -> l
     return ids
 
 
+_INTERCHANGE_NOTE = "interchange pids: "
+
+
+def note_interchanges(store: Store, run_id: int, executors: list) -> None:
+    """Remember the pids of this run's Parsl interchanges (runs.note): a runner killed with
+    SIGKILL leaves them behind, and the next run on this host stops them."""
+    pids = [str(ex.interchange_proc.pid) for ex in executors
+            if getattr(ex, "interchange_proc", None) is not None]
+    if pids:
+        store.set_run_note(run_id, _INTERCHANGE_NOTE + ",".join(pids))
+
+
+def stop_stale_interchanges(store: Store, run_id: int, say: Callable[[str], None]) -> list[int]:
+    """SIGTERM the interchanges of earlier runs on this host that did not end (their runner
+    was killed); a pid is signalled only while it still is a Parsl interchange."""
+    host = os.uname().nodename
+    stopped = []
+    for r in store.query("SELECT note, host FROM runs WHERE id < ? AND status != 'finished' "
+                         "AND note LIKE ?", (run_id, _INTERCHANGE_NOTE + "%")):
+        if r["host"] != host:
+            continue
+        for pid in r["note"][len(_INTERCHANGE_NOTE):].split(","):
+            try:
+                cmdline = Path(f"/proc/{int(pid)}/cmdline").read_bytes()
+            except (OSError, ValueError):
+                continue
+            if b"interchange" in cmdline:
+                try:
+                    os.kill(int(pid), signal.SIGTERM)
+                    stopped.append(int(pid))
+                except OSError:
+                    pass
+    if stopped:
+        say(f"stopped {len(stopped)} Parsl interchange(s) left by an earlier run: "
+            f"{', '.join(map(str, stopped))}")
+    return stopped
+
+
 class BlockWatch:
     """Follows the blocks of the loaded Parsl executors for run ``run_id``; :meth:`poll` writes
     them to the store and raises :class:`CampaignError` when workers never come."""

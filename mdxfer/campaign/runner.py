@@ -330,7 +330,8 @@ class Campaign:
         import parsl
 
         from mdxfer.campaign import apps
-        from mdxfer.campaign.blocks import BlockWatch, cancel_jobs, cancel_leftovers
+        from mdxfer.campaign.blocks import (BlockWatch, cancel_jobs, cancel_leftovers,
+                                             note_interchanges, stop_stale_interchanges)
         from mdxfer.campaign.profiles import build_config, worker_start_timeout
 
         if candidates is not None:
@@ -344,6 +345,7 @@ class Campaign:
             # jobs a killed runner left queued or running hold nodes and would compute stages
             # this run is about to submit again: cancel them first
             cancel_leftovers(self.store, run_id, say)
+            stop_stale_interchanges(self.store, run_id, say)
             if not self.store.count_pending(self.digest, self.partner, self.forcefield):
                 say("nothing to run: every candidate is done or failed "
                     "(`mdxfer campaign retry FILE` runs the failed ones again)")
@@ -354,6 +356,7 @@ class Campaign:
             try:
                 config = build_config(self.profile, self.spec.parsl_run_dir, self.spec.retry)
                 with parsl.load(config) as dfk:
+                    note_interchanges(self.store, run_id, list(dfk.executors.values()))
                     watch = BlockWatch(self.store, run_id, list(dfk.executors.values()),
                                        self.profile.get("provider", {}).get("kind", "local"),
                                        worker_start_timeout(self.profile))

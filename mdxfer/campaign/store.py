@@ -480,6 +480,10 @@ class Store:
                             (now(), socket.gethostname(), os.getpid(), profile, note))
             return int(cur.lastrowid)
 
+    def set_run_note(self, run_id: int, note: str) -> None:
+        with self.transaction() as c:
+            c.execute("UPDATE runs SET note = ? WHERE id = ?", (note, run_id))
+
     def end_run(self, run_id: int, status: str) -> None:
         with self.transaction() as c:
             c.execute("UPDATE runs SET finished_at = ?, status = ? WHERE id = ?",
