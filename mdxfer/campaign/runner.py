@@ -645,7 +645,12 @@ class _Graph:
                 return cause.stage, cause.kind, (f"the {label} failed in stage '{cause.stage}': "
                                                  f"{cause.message}")
             return cause.stage, cause.kind, cause.message
-        return h.stage, failure_class(cause), f"{type(cause).__name__}: {cause}"
+        kind = failure_class(cause)
+        message = f"{type(cause).__name__}: {cause}"
+        if type(cause).__name__ in ("ManagerLost", "WorkerLost"):
+            message += (" (the worker's block ended under the task: its job was cancelled, "
+                        "ran out of wall time or lost its node)")
+        return h.stage, kind, message
 
     def handle(self, fut: Future) -> str | None:
         """Record the outcome of ``fut``; returns a candidate's key when that candidate is
