@@ -54,9 +54,9 @@ def cluster_problem() -> str | None:
     try:
         ping = _run("scontrol", "ping")
         if ping.returncode != 0 or "UP" not in ping.stdout:
-            return (f"slurmctld does not answer (scontrol ping: {ping.stdout.strip()} "
-                    f"{ping.stderr.strip()}); start it with `sudo bash scripts/slurm-local.sh "
-                    "start`")
+            said = " ".join((ping.stdout + " " + ping.stderr).replace("*", " ").split())
+            return (f"slurmctld does not answer (scontrol ping: {said[:120]}); start the local "
+                    "cluster with `sudo bash scripts/slurm-local.sh start`")
         states = _run("sinfo", "-h", "-o", "%t").stdout.split()
     except (OSError, subprocess.SubprocessError) as exc:
         return f"Slurm commands fail: {exc}"
