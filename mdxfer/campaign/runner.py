@@ -330,7 +330,9 @@ class Campaign:
         import parsl
 
         from mdxfer.campaign import apps
-        from mdxfer.campaign.profiles import build_config
+        from mdxfer.campaign.blocks import (BlockWatch, cancel_jobs, cancel_leftovers,
+                                             note_interchanges, stop_stale_interchanges)
+        from mdxfer.campaign.profiles import build_config, worker_start_timeout
 
         if candidates is not None:
             self.add_candidates(candidates)
@@ -340,17 +342,26 @@ class Campaign:
             if requeued:
                 say(f"resuming: {requeued} task(s) interrupted earlier are pending again")
             run_id = self.store.begin_run(self.spec.profile_name)
+            # jobs a killed runner left queued or running hold nodes and would compute stages
+            # this run is about to submit again: cancel them first
+            cancel_leftovers(self.store, run_id, say)
+            stop_stale_interchanges(self.store, run_id, say)
             if not self.store.count_pending(self.digest, self.partner, self.forcefield):
                 say("nothing to run: every candidate is done or failed "
                     "(`mdxfer campaign retry FILE` runs the failed ones again)")
                 self.store.end_run(run_id, "finished")
                 return RunReport(run_id=run_id)
             status = "failed"
+            watch = None
             try:
                 config = build_config(self.profile, self.spec.parsl_run_dir, self.spec.retry)
-                with parsl.load(config):
+                with parsl.load(config) as dfk:
+                    note_interchanges(self.store, run_id, list(dfk.executors.values()))
+                    watch = BlockWatch(self.store, run_id, list(dfk.executors.values()),
+                                       self.profile.get("provider", {}).get("kind", "local"),
+                                       worker_start_timeout(self.profile))
                     try:
-                        report = _Graph(self, run_id, say).execute()
+                        report = _Graph(self, run_id, say, watch).execute()
                     except BaseException:
                         # before Parsl's clean-up waits for them: queued stages of thread
                         # workers fail at once, running LAMMPS (own children only) is stopped
@@ -366,6 +377,13 @@ class Campaign:
                 raise
             finally:
                 apps.STOP.clear()
+                if watch:
+                    # Parsl scaled its blocks in on the way out (unless it had given the
+                    # executor up): record that, and cancel whatever is still queued or running
+                    watch.poll(final=True)
+                    left = [r for r in self.store.open_jobs() if r["run_id"] == run_id]
+                    if left:
+                        cancel_jobs(self.store, left, f"cancelled at the end of run {run_id}")
                 if status != "finished":
                     self.store.requeue_interrupted()
                 self.store.end_run(run_id, status)
@@ -435,6 +453,8 @@ class Campaign:
         finished = counts["done"] + counts["failed"]
         walls = [r["wall_s"] for r in done if r["wall_s"] is not None]
         runs = [dict(r) for r in self.store.runs()]
+        jobs = [dict(r) for r in self.store.jobs()]
+        last_jobs = max((j["run_id"] for j in jobs), default=None)
         return {
             "campaign": self.spec.name, "database": str(self.spec.database),
             "protocol": self.protocol.name, "protocol_digest": self.digest,
@@ -449,13 +469,15 @@ class Campaign:
             "mean_wall_s": sum(walls) / len(walls) if walls else None,
             "runner_active": RunnerLock.held(self.spec.database),
             "runs": len(runs), "last_run": runs[-1] if runs else None,
+            # blocks (scheduler jobs) of the latest run that had any, and their count overall
+            "jobs": [j for j in jobs if j["run_id"] == last_jobs], "jobs_total": len(jobs),
         }
 
 
 class _Graph:
     """One run's task graph: submits chains, follows their futures, writes the store."""
 
-    def __init__(self, campaign: Campaign, run_id: int, say: Progress):
+    def __init__(self, campaign: Campaign, run_id: int, say: Progress, watch: Any = None):
         from parsl import python_app
 
         from mdxfer.campaign import apps
@@ -463,6 +485,7 @@ class _Graph:
                                               make_launcher, resource_spec)
 
         self.c, self.store, self.run_id, self.say = campaign, campaign.store, run_id, say
+        self.watch = watch      # BlockWatch of a cluster profile (None or empty: threads)
         self.protocol = campaign.protocol
         self.launcher = make_launcher(campaign.profile)
         self.resources = resource_spec(campaign.profile)
@@ -622,7 +645,12 @@ class _Graph:
                 return cause.stage, cause.kind, (f"the {label} failed in stage '{cause.stage}': "
                                                  f"{cause.message}")
             return cause.stage, cause.kind, cause.message
-        return h.stage, failure_class(cause), f"{type(cause).__name__}: {cause}"
+        kind = failure_class(cause)
+        message = f"{type(cause).__name__}: {cause}"
+        if type(cause).__name__ in ("ManagerLost", "WorkerLost"):
+            message += (" (the worker's block ended under the task: its job was cancelled, "
+                        "ran out of wall time or lost its node)")
+        return h.stage, kind, message
 
     def handle(self, fut: Future) -> str | None:
         """Record the outcome of ``fut``; returns a candidate's key when that candidate is
@@ -692,9 +720,12 @@ class _Graph:
                 row = queue.pop(0)
                 if self.pair(row):
                     active.add(row["task_key"])
+            if self.watch:
+                self.watch.poll()
             if not self.in_flight:
                 continue
-            done, _ = wait(list(self.in_flight), return_when=FIRST_COMPLETED)
+            done, _ = wait(list(self.in_flight), return_when=FIRST_COMPLETED,
+                           timeout=self.watch.period_s if self.watch else None)
             for fut in done:
                 over = self.handle(fut)
                 if over:

@@ -17,7 +17,7 @@ Example (``mdxfer campaign init --out example.toml`` writes a commented one)::
     nvt_ps = 2.0                   # any Protocol field overrides the preset
 
     [execution]
-    profile = "local"              # local | slurm | slurm-mpi | pbs | pbs-mpi
+    profile = "local"              # local | slurm | slurm-local | slurm-mpi | pbs | pbs-mpi
     [execution.lammps]             # overrides of the profile's tables (see profiles.py)
     ranks = 1
 
@@ -308,7 +308,7 @@ preset = "quick"                  # "production" (the one to use) | "paper" (the
 # n_molecules = 20
 
 [execution]
-# local | slurm | slurm-mpi | pbs | pbs-mpi
+# local | slurm | slurm-local | slurm-mpi | pbs | pbs-mpi
 profile = "{profile}"
 {execution}
 [retry]

@@ -15,6 +15,9 @@ Tables
 ``stage_runs`` one row per stage execution reported by a task (ran = 0: skipped, its output
                already existed), with host, times and attempts: the audit trail of resumes
 ``runs``       one row per ``campaign run`` (pid, host, start, end, status)
+``jobs``       one row per block a run asked a provider for (Slurm/PBS job id or local pid),
+               its last known scheduler state, when a worker of it connected, and whether a
+               later run cancelled it as a leftover of a killed runner
 ``protocols``  the protocol behind every digest
 
 Task keys are content hashes of (kind, canonical SMILES, partner, protocol digest, force-field
@@ -121,7 +124,24 @@ CREATE TABLE IF NOT EXISTS runs (
     started_at TEXT NOT NULL, finished_at TEXT,
     host TEXT NOT NULL, pid INTEGER NOT NULL, profile TEXT,
     status TEXT NOT NULL, note TEXT);
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL,
+    executor TEXT NOT NULL,
+    block TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    state TEXT NOT NULL,
+    message TEXT,
+    submitted_at TEXT NOT NULL,
+    started_at TEXT,
+    connected_at TEXT,
+    ended_at TEXT,
+    updated_at TEXT NOT NULL,
+    UNIQUE (run_id, executor, block));
 """
+#: scheduler states after which a job holds no node (Parsl's terminal JobStates, lower case)
+JOB_TERMINAL = ("completed", "failed", "cancelled", "timeout", "missing", "scaled_in")
 
 RESULT_COLUMNS = (
     "E_int", "E_int_stderr", "E_int_pe", "E_int_pe_stderr", "E_tot", "E_tot_stderr", "E_chem",
@@ -460,6 +480,10 @@ class Store:
                             (now(), socket.gethostname(), os.getpid(), profile, note))
             return int(cur.lastrowid)
 
+    def set_run_note(self, run_id: int, note: str) -> None:
+        with self.transaction() as c:
+            c.execute("UPDATE runs SET note = ? WHERE id = ?", (note, run_id))
+
     def end_run(self, run_id: int, status: str) -> None:
         with self.transaction() as c:
             c.execute("UPDATE runs SET finished_at = ?, status = ? WHERE id = ?",
@@ -496,4 +520,50 @@ class Store:
 
     def runs(self) -> list[sqlite3.Row]:
         return self.query("SELECT * FROM runs ORDER BY id")
+
+    # ------------------------------------------------------------ blocks (scheduler jobs)
+    def record_job(self, run_id: int, executor: str, block: str, job_id: str, provider: str,
+                   state: str, message: str | None = None, connected: bool = False) -> None:
+        """Insert or update the job of ``block``: its state (lower case), first seen running,
+        first worker connection, end."""
+        t = now()
+        running = state == "running"
+        ended = state in JOB_TERMINAL
+        with self.transaction() as c:
+            c.execute("INSERT OR IGNORE INTO jobs (run_id, executor, block, job_id, provider, "
+                      "state, submitted_at, updated_at) VALUES (?,?,?,?,?,?,?,?)",
+                      (run_id, executor, block, job_id, provider, state, t, t))
+            c.execute("UPDATE jobs SET job_id = ?, state = CASE WHEN state = 'cancelled' THEN "
+                      "state ELSE ? END, message = COALESCE(?, message), updated_at = ?, "
+                      "started_at = CASE WHEN started_at IS NULL AND (? OR ?) THEN ? ELSE "
+                      "started_at END, connected_at = CASE WHEN connected_at IS NULL AND ? THEN ? "
+                      "ELSE connected_at END, ended_at = CASE WHEN ended_at IS NULL AND ? THEN ? "
+                      "ELSE ended_at END WHERE run_id = ? AND executor = ? AND block = ?",
+                      (job_id, state, message, t, running, connected, t, connected, t, ended, t,
+                       run_id, executor, block))
+
+    def open_jobs(self, before_run: int | None = None) -> list[sqlite3.Row]:
+        """Jobs whose last known state is not terminal (of runs before ``before_run``)."""
+        marks = ", ".join("?" for _ in JOB_TERMINAL)
+        sql = f"SELECT * FROM jobs WHERE state NOT IN ({marks})"
+        args: tuple = JOB_TERMINAL
+        if before_run is not None:
+            sql += " AND run_id < ?"
+            args += (before_run,)
+        return self.query(sql + " ORDER BY id", args)
+
+    def end_job(self, job_row_id: int, state: str, message: str | None = None) -> None:
+        with self.transaction() as c:
+            c.execute("UPDATE jobs SET state = ?, message = COALESCE(?, message), ended_at = "
+                      "COALESCE(ended_at, ?), updated_at = ? WHERE id = ?",
+                      (state, message, now(), now(), job_row_id))
+
+    def jobs(self, run_id: int | None = None) -> list[sqlite3.Row]:
+        """Jobs of one run (all runs: ``None``), in submission order; [] before the table
+        existed (a database of an older mdxfer opened read-only)."""
+        if not self._has_table("jobs"):
+            return []
+        if run_id is None:
+            return self.query("SELECT * FROM jobs ORDER BY id")
+        return self.query("SELECT * FROM jobs WHERE run_id = ? ORDER BY id", (run_id,))
 

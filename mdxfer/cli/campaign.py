@@ -41,7 +41,7 @@ def _fmt(x: float | None, digits: int = 2) -> str:
 @friendly_errors
 def init_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Campaign file to write (e.g. campaign.toml)."),
-    profile: str = typer.Option("local", help="Execution profile: local, slurm, slurm-mpi, pbs, pbs-mpi."),
+    profile: str = typer.Option("local", help="Execution profile: local, slurm, slurm-local, slurm-mpi, pbs, pbs-mpi."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
 ) -> None:
     """Write a commented example campaign file (local profile, quick protocol, 3 candidates)."""
@@ -123,6 +123,20 @@ def _print_status(st: dict[str, Any]) -> None:
         f"({100 * st['progress']:.0f}% finished); partner {st['partner']} "
         f"{st['partner_state']}; runner {'active' if st['runner_active'] else 'idle'}"),
         soft_wrap=True)
+    if st.get("jobs"):
+        jobs = st["jobs"]
+        states: dict[str, int] = {}
+        for j in jobs:
+            states[j["state"]] = states.get(j["state"], 0) + 1
+        console.print(f"blocks of run {jobs[0]['run_id']} ({jobs[0]['provider']}): "
+                      + ", ".join(f"{n} {s}" for s, n in states.items())
+                      + f"; {st['jobs_total']} job(s) in all runs", highlight=False)
+        for j in jobs:
+            worker = "worker connected" if j["connected_at"] else "no worker yet"
+            console.print(f"  block {j['block']} ({j['executor']}): job {j['job_id']} "
+                          f"{j['state']}, {worker}"
+                          + (f" — {j['message']}" if j["message"] else ""),
+                          highlight=False, markup=False, soft_wrap=True)
     if st["mean_wall_s"]:
         console.print(f"mean LAMMPS time per finished candidate {st['mean_wall_s']:.1f} s "
                       "(its own box + the stack, summed over replicas)", highlight=False)
