@@ -93,8 +93,8 @@ def test_table_from_the_campaign_file_and_from_its_export_are_the_same_file(stor
     toml.write_text('[campaign]\nname = "t"\n[protocol]\npreset = "quick"\n')
     assert load_db(toml) == spec.database
     a, b = tmp_path / "a.csv", tmp_path / "b.csv"
-    assert make_table(toml, a) == (2, 6)
-    assert make_table(export, b) == (2, 6)
+    assert make_table(toml, a)[:2] == (2, 6)
+    assert make_table(export, b)[:2] == (2, 6)
     assert a.read_text() == b.read_text()
     df = pd.read_csv(a)
     assert list(df.columns) == TABLE_COLUMNS and list(df.name) == ["ethanol", "propanol"]
@@ -185,3 +185,18 @@ def test_rubber_modifier_list_is_clean():
         assert {a.GetSymbol() for a in mol.GetAtoms()} <= {"C", "N", "O", "F", "S", "Cl", "Br"}, r
         assert Chem.GetFormalCharge(mol) == 0 and r["source"] and r["class"], r
         assert int(r["heavy_atoms"]) == mol.GetNumHeavyAtoms() <= 32, r
+
+
+def test_noise_ceiling_is_one_minus_noise_over_spread():
+    from mdxfer.campaign.table import ceiling_lines, noise_ceiling
+
+    # spread: values 0, 10, 20 -> sample variance 100; stderr 5 everywhere -> 1 - 25/100
+    assert noise_ceiling([0.0, 10.0, 20.0], [5.0, 5.0, 5.0]) == pytest.approx(0.75)
+    # noise larger than the spread: the ceiling is negative (no model can explain anything)
+    assert noise_ceiling([0.0, 1.0, 2.0], [5.0, 5.0, 5.0]) < 0
+    assert noise_ceiling([1.0, 2.0], [0.1, 0.1]) is None
+    rows = [{"E_int": v, "E_int_stderr": 5.0, "E_cross": -10 * v, "E_cross_stderr": 1.0}
+            for v in (0.0, 10.0, 20.0)]
+    lines = ceiling_lines(rows)
+    assert lines[0].startswith("E_int: 3 rows") and lines[0].endswith("R² ≤ 0.75")
+    assert lines[1].startswith("E_cross: 3 rows")

@@ -92,8 +92,45 @@ def write_table(rows: list[dict[str, Any]], path: str | Path) -> int:
     return len(rows)
 
 
-def make_table(source: str | Path, out: str | Path) -> tuple[int, int]:
+def noise_ceiling(values: list[float], stderrs: list[float]) -> float | None:
+    """The best R² any model can reach on measurements with these standard errors:
+    1 − ⟨se²⟩ / Var(y) (a perfect model of the true values still misses the noise). None for
+    fewer than three rows or no spread."""
+    import numpy as np
+
+    y = np.asarray(values, dtype=float)
+    se = np.asarray(stderrs, dtype=float)
+    keep = np.isfinite(y) & np.isfinite(se)
+    y, se = y[keep], se[keep]
+    if len(y) < 3 or y.var(ddof=1) <= 0:
+        return None
+    return float(1.0 - np.mean(se ** 2) / y.var(ddof=1))
+
+
+def ceiling_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per target (E_int, E_cross): rows, spread, mean stderr and noise ceiling."""
+    out = []
+    for col in ("E_int", "E_cross"):
+        vals, ses = [], []
+        for r in rows:
+            try:
+                vals.append(float(r[col]))
+                ses.append(float(r[f"{col}_stderr"]))
+            except (TypeError, ValueError, KeyError):
+                continue
+        ceiling = noise_ceiling(vals, ses)
+        if ceiling is not None:
+            import numpy as np
+
+            out.append(f"{col}: {len(vals)} rows, SD across rows {np.std(vals, ddof=1):.1f}, "
+                       f"mean stderr {np.sqrt(np.mean(np.square(ses))):.1f} kcal/mol: "
+                       f"noise ceiling R² ≤ {ceiling:.2f}")
+    return out
+
+
+def make_table(source: str | Path, out: str | Path) -> tuple[int, int, list[str]]:
     """Write the table of ``source`` (campaign TOML or export CSV) to ``out``; returns
-    (rows written, candidates in the campaign)."""
+    (rows written, candidates in the campaign, noise-ceiling lines)."""
     rows = campaign_rows(source)
-    return write_table(eint_table(rows), out), len(rows)
+    table = eint_table(rows)
+    return write_table(table, out), len(rows), ceiling_lines(table)

@@ -201,8 +201,10 @@ def table_cmd(
     from mdxfer.campaign.table import make_table
 
     check_output_file(out)
-    n, total = make_table(source, out)
+    n, total, ceilings = make_table(source, out)
     console.print(f"wrote {n} finished of {total} candidate(s) to {out}", highlight=False)
+    for line in ceilings:
+        console.print(line, highlight=False, markup=False)
 
 
 @friendly_errors
