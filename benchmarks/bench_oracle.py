@@ -456,7 +456,12 @@ def wall(args: argparse.Namespace) -> None:
     def one(item) -> None:
         name, k, cdir, sdir, wdir = item
         if not (wdir / "nvt.json").exists():
-            wdir.mkdir(exist_ok=True)
+            try:
+                wdir.mkdir()  # the claim: another process running this replica made it
+            except FileExistsError:
+                print(f"{wdir} exists without nvt.json: another run has it (or it died: "
+                      "delete the folder)", flush=True)
+                return
             for f in ("species.json", "forcefield.lmp", "system.data", "compress.data",
                       "compress.json"):
                 shutil.copy2(sdir / f, wdir / f)
