@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 from typing import Any, Iterable
 
 from mdxfer.campaign.spec import CampaignError
+from mdxfer.fileio import atomic_write
 
 #: columns of the shipped table, in order (meanings: docs/eint_table.md)
 TABLE_COLUMNS = [
@@ -81,14 +81,12 @@ def write_table(rows: list[dict[str, Any]], path: str | Path) -> int:
     """Write table rows as CSV (atomic rename); returns the number of rows."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as fh:
+    with atomic_write(path, newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=TABLE_COLUMNS)
         writer.writeheader()
         for row in rows:
             writer.writerow({k: json.dumps(v) if isinstance(v, (list, dict)) else v
                              for k, v in row.items()})
-    os.replace(tmp, path)
     return len(rows)
 
 
