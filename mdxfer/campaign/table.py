@@ -58,10 +58,17 @@ def read_export(path: str | Path) -> list[dict[str, str]]:
     path = Path(path)
     if not path.is_file():
         raise CampaignError(f"Export file {path} does not exist.")
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    if rows and "status" not in rows[0]:
-        raise CampaignError(f"{path} is not a `mdxfer campaign export` CSV (no 'status' column).")
+    try:
+        with open(path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            columns = set(reader.fieldnames or ())   # read inside: an empty file has none
+            rows = list(reader)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise CampaignError(f"{path} is not a `mdxfer campaign export` CSV (not CSV text: "
+                            f"{type(exc).__name__}).") from None
+    if not {"smiles", "status"} <= columns:
+        raise CampaignError(f"{path} is not a `mdxfer campaign export` CSV (empty, or no 'smiles' "
+                            "and 'status' columns); write one with `mdxfer campaign export`.")
     return rows
 
 

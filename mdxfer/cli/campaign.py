@@ -65,6 +65,12 @@ def _run(file: Path, quiet: bool) -> None:
 
     _sigterm_as_interrupt()
     with Campaign.open(file) as camp:
+        if not camp.store.query("SELECT 1 FROM candidates LIMIT 1"):
+            from mdxfer.campaign.spec import CampaignError
+
+            raise CampaignError(f"Campaign {file} has no candidates (none in the file, none in its "
+                                f"database {camp.spec.database}): add [candidates] smiles = "
+                                '["CCO", ...] or file = "candidates.smi".')
         console.print(f"campaign {camp.spec.name}: profile {camp.spec.profile_name}, protocol "
                       f"{camp.protocol.name} ({camp.digest}), database {camp.spec.database}",
                       highlight=False)
