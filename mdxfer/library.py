@@ -165,9 +165,15 @@ def read_manifest(library_dir: str | Path) -> dict[str, Any]:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise DataError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}).") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path} is not a text file (not UTF-8): it is not a library manifest; "
+                        "rebuild it with `mdxfer library build --out DIR`.") from None
     if not isinstance(data, dict) or not isinstance(data.get("models"), list):
         raise DataError(f"{path} has no 'models' list.")
     for i, m in enumerate(data["models"]):
+        if not isinstance(m, dict):
+            raise DataError(f"{path}: model {i} is {m!r}, not a table of name, property, kind, "
+                            "metrics.")
         missing = [k for k in ("name", "property", "kind", "metrics") if k not in m]
         if missing:
             raise DataError(f"{path}: model {i} lacks {', '.join(missing)}.")

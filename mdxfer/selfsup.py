@@ -243,6 +243,9 @@ def read_smiles_file(path: str | Path, on_bad: Callable[[int, str], None] | None
     path = Path(path)
     if not path.is_file():
         raise DataError(f"SMILES file {path} does not exist.")
+    with open(path, "rb") as fh:
+        if b"\x00" in fh.read(65536):
+            raise DataError(f"SMILES file {path} is binary, not a .smi or .csv text file.")
     rows: list[tuple[int, str]] = []
     with open(path, encoding="utf-8", errors="replace", newline="") as fh:
         if path.suffix.lower() == ".csv":

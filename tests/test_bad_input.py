@@ -387,13 +387,13 @@ def test_unexpected_errors_are_one_paragraph_unless_debug(monkeypatch, capsys):
         raise ValueError("bad\nthing [/x]")
 
     monkeypatch.delenv("MDXFER_DEBUG", raising=False)
-    with pytest.raises(SystemExit) as exc:
+    with pytest.raises(SystemExit, match="^1$") as exc:
         boom()
     assert exc.value.code == 1
     err = capsys.readouterr().err
     assert "Unexpected ValueError: bad thing [/x]" in " ".join(err.split()) and "--debug" in err
     monkeypatch.setenv("MDXFER_DEBUG", "1")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"bad\nthing \[/x\]"):
         boom()
 
 

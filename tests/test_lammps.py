@@ -64,7 +64,7 @@ def test_lammps_crash_names_the_stage_and_shows_the_log(tmp_path, quick, launche
     ff = wd / "forcefield.lmp"
     ff.write_text("\n".join(l for l in ff.read_text().splitlines()
                             if not l.startswith("bond_coeff")))
-    with pytest.raises(LammpsError) as err:
+    with pytest.raises(LammpsError, match="failed in stage 'compress'") as err:
         run_compress(wd, quick, launcher)
     assert err.value.stage == "compress"
     assert "Bond coeffs" in str(err.value) or "bond coeffs" in str(err.value).lower()

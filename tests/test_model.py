@@ -45,7 +45,7 @@ def test_paper_preset_is_the_seeds_architecture():
 def test_preset_overrides_and_unknown():
     assert preset("default", max_epochs=7).max_epochs == 7
     assert preset("default", max_epochs=None).max_epochs == PRESETS["default"].max_epochs
-    with pytest.raises(DataError):
+    with pytest.raises(DataError, match="Unknown model preset 'nope'"):
         preset("nope")
 
 

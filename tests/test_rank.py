@@ -127,7 +127,7 @@ def test_cli_errors_are_one_paragraph(models, tmp_path):
 
 
 def test_missing_candidates_file_is_a_data_error(tmp_path):
-    with pytest.raises(DataError):
+    with pytest.raises(DataError, match=r"nope\.smi does not exist"):
         list(read_smi(tmp_path / "nope.smi"))
 
 

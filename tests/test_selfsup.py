@@ -40,7 +40,7 @@ def test_sqrt_and_none_weights():
     assert w[2] == 0.0 and np.sum(counts * w) == pytest.approx(counts.sum())
     assert element_weights(counts, "none").tolist() == [1.0, 1.0, 0.0, 1.0]
     assert element_weights(np.zeros(3), "inverse").tolist() == [0.0, 0.0, 0.0]
-    with pytest.raises(DataError):
+    with pytest.raises(DataError, match="Unknown balance 'median'"):
         element_weights(counts, "median")
 
 
@@ -126,7 +126,7 @@ def test_encoder_seeds_a_supervised_model(run):
     src = TrainedModel.load(out).model.encoder.state_dict()
     assert len(digest) == 64
     assert all(torch.equal(v, sup.encoder.state_dict()[k]) for k, v in src.items())
-    with pytest.raises(DataError):
+    with pytest.raises(DataError, match="does not match this network"):
         load_encoder_weights(build_model(preset("paper")), out)
 
 
@@ -152,9 +152,10 @@ def test_same_command_resumes_and_other_settings_refuse(run):
 
 
 def test_bad_settings_are_data_errors(tmp_path):
-    for s in (SelfSupSettings(n=50, tasks=("atom", "charge")), SelfSupSettings(n=50, balance="log"),
-              SelfSupSettings(n=0)):
-        with pytest.raises(DataError):
+    for s, why in ((SelfSupSettings(n=50, tasks=("atom", "charge")), "Unknown task"),
+                   (SelfSupSettings(n=50, balance="log"), "Unknown balance 'log'"),
+                   (SelfSupSettings(n=0), "No molecules")):
+        with pytest.raises(DataError, match=why):
             selfsup(tmp_path, s, progress=False, use_cache=False)
 
 

@@ -169,7 +169,7 @@ def test_bad_tables_name_the_problem(tmp_path):
     with pytest.raises(DataError, match="no column 'target'"):
         read_target_table(p)
     p.write_text("smiles,target\nCCO,1\nC1CC,2\nCCC,abc\nCCCC,3\nO,4\nN,5\n")
-    with pytest.raises(DataError) as err:
+    with pytest.raises(DataError, match="line 3") as err:
         read_target_table(p)
     assert "line 3" in str(err.value) and "C1CC" in str(err.value) and "line 4" in str(err.value)
     p.write_text("smiles,target\nCCO,1\nCC,2\n")

@@ -241,12 +241,16 @@ def make_qm9_oracle(out: str | Path, n: int = 2400, prop: str = "Polarizability_
     from mdxfer import qm9
 
     df = qm9.load_qm9()
-    if prop not in df.columns:
-        raise ALError(f"Unknown QM9 property {prop!r}; choose one of {', '.join(qm9.PROPERTY_COLUMNS)}.")
+    if prop not in qm9.PROPERTY_COLUMNS or prop not in df.columns:  # SMILES, qm9_index: no target
+        raise ALError(f"--property {prop!r} is not a QM9 property; choose one of "
+                      f"{', '.join(qm9.PROPERTY_COLUMNS)}.")
     if exclude_pretraining:
         pre = set(qm9.subset(pretrain_n, pretrain_seed, df)[qm9.SMILES_COLUMN])
         df = df[~df[qm9.SMILES_COLUMN].isin(pre)]
     df = df.drop_duplicates(qm9.SMILES_COLUMN)
+    if not 1 <= n <= len(df):
+        raise ALError(f"--n {n}: the oracle can hold 1 to {len(df)} QM9 molecules (those outside "
+                      "the default pretraining subset); ask for fewer.")
     rows = df.iloc[np.sort(np.random.default_rng(seed).choice(len(df), size=n, replace=False))]
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -283,6 +283,10 @@ class ActiveLearner:
                 continue
             r = 0 if last is None else last["round"] + 1
             size = self._next_size(r)
+            if r == 0 and size == 0:
+                raise ALError(f"Round 0 would simulate nothing (n_initial = {self.s.n_initial}, "
+                              f"budget = {self.s.budget}), so the loop could never start: set "
+                              "[active_learning] n_initial and budget to at least 1.")
             if size == 0 or not self._available().any():
                 break
             self._select(r, size)
@@ -459,6 +463,10 @@ def open_loop(cfg: ALConfig, log: Log | None = None, on_round=None) -> tuple[Act
     pool, _inputs, problems = read_pool(cfg.pool_file, cfg.smiles_column)
     for p in problems[:10]:
         (log or print)(f"skipped {p}")
+    if len(pool) < cfg.settings.n_initial:
+        raise ALError(f"The pool {cfg.pool_file} holds {len(pool)} usable molecule(s) "
+                      f"({len(problems)} skipped), fewer than [active_learning] n_initial = "
+                      f"{cfg.settings.n_initial} in {cfg.path}: add molecules or lower n_initial.")
     state = ALState(cfg.database, cfg.spec.sqlite_journal)
     learner = ActiveLearner(pool, cfg.make_oracle(), state, cfg.settings, cfg.read_initial(), log=log,
                             on_round=on_round, cross_validate_rounds=cfg.cross_validate)

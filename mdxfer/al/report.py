@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from mdxfer.al.state import ALState
+from mdxfer.fileio import write_text_atomic
 
 
 def _plt():
@@ -159,7 +160,5 @@ def write_report(state: ALState, out_dir: str | Path, title: str = "active learn
                          f"{_f(p['score'], 3)} | {meas} | {p['status']} |")
         lines.append("")
     path = out / "report.md"
-    tmp = out / ".report.md.tmp"
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(path)
+    write_text_atomic(path, "\n".join(lines) + "\n")
     return path

@@ -42,6 +42,7 @@ from typing import Any, Callable, Iterable
 from mdxfer.campaign.spec import Candidate, CampaignError, CampaignSpec, load_spec
 from mdxfer.campaign.store import (JSON_RESULT_COLUMNS, RESULT_COLUMNS, Store, content_key,
                                    pair_key, species_key)
+from mdxfer.fileio import atomic_write
 
 Progress = Callable[[str], None]
 
@@ -62,13 +63,20 @@ RESULT_FIELDS = [c for c in EXPORT_COLUMNS if c in RESULT_COLUMNS]
 
 class RunnerLock:
     """Exclusive, non-blocking ``flock`` on ``<database>.lock`` for the whole run; released
-    by the kernel when the process dies, so a ``kill -9`` never leaves a stale lock."""
+    by the kernel when the process dies, so a ``kill -9`` never leaves a stale lock. The lock
+    file sits beside the database's real path (symlinks and ``..`` resolved), so a symlink or
+    another spelling of the same database takes the same lock."""
 
     suffix = ".lock"
 
-    def __init__(self, db: Path):
-        self.path = Path(str(db) + self.suffix)
+    def __init__(self, db: str | Path):
+        self.path = self.lock_path(db)
         self.fh = None
+
+    @classmethod
+    def lock_path(cls, db: str | Path) -> Path:
+        """``<real path of db><suffix>``."""
+        return Path(os.path.realpath(Path(db).expanduser()) + cls.suffix)
 
     def busy_error(self, owner: str) -> Exception:
         """The error raised when another process holds the lock."""
@@ -106,7 +114,7 @@ class RunnerLock:
     @classmethod
     def held(cls, db: Path) -> bool:
         """Whether some process holds this lock now."""
-        path = Path(str(db) + cls.suffix)
+        path = cls.lock_path(db)
         if not path.exists():
             return False
         with open(path, "a+") as fh:
@@ -388,9 +396,16 @@ class Campaign:
                     self.store.requeue_interrupted()
                 self.store.end_run(run_id, status)
 
+    def requeue(self) -> tuple[int, int]:
+        """Under the runner lock (refused while a run holds it): failed tasks (not invalid
+        SMILES) and tasks left ``running`` by a run that is gone (killed, crashed) become
+        pending; returns (failed, interrupted) counts."""
+        with RunnerLock(self.spec.database):
+            return self.store.reset_failed(), self.store.requeue_interrupted()
+
     def retry(self) -> int:
-        """Failed tasks (not invalid SMILES) become pending; returns how many."""
-        return self.store.reset_failed()
+        """:meth:`requeue`; returns how many tasks are pending again."""
+        return sum(self.requeue())
 
     # ------------------------------------------------------------ reading
     def results(self) -> list[dict[str, Any]]:
@@ -424,14 +439,12 @@ class Campaign:
         rows = self.results()
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "w", newline="") as fh:
+        with atomic_write(path, newline="") as fh:  # a failed write leaves no temporary file
             writer = csv.DictWriter(fh, fieldnames=EXPORT_COLUMNS)
             writer.writeheader()
             for row in rows:
                 writer.writerow({k: json.dumps(v) if k in JSON_RESULT_COLUMNS and v is not None
                                  else v for k, v in row.items()})
-        os.replace(tmp, path)
         return len(rows)
 
     def status(self, top: int = 5) -> dict[str, Any]:

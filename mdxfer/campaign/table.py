@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 from typing import Any, Iterable
 
 from mdxfer.campaign.spec import CampaignError
+from mdxfer.fileio import atomic_write
 
 #: columns of the shipped table, in order (meanings: docs/eint_table.md)
 TABLE_COLUMNS = [
@@ -58,10 +58,17 @@ def read_export(path: str | Path) -> list[dict[str, str]]:
     path = Path(path)
     if not path.is_file():
         raise CampaignError(f"Export file {path} does not exist.")
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    if rows and "status" not in rows[0]:
-        raise CampaignError(f"{path} is not a `mdxfer campaign export` CSV (no 'status' column).")
+    try:
+        with open(path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            columns = set(reader.fieldnames or ())   # read inside: an empty file has none
+            rows = list(reader)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise CampaignError(f"{path} is not a `mdxfer campaign export` CSV (not CSV text: "
+                            f"{type(exc).__name__}).") from None
+    if not {"smiles", "status"} <= columns:
+        raise CampaignError(f"{path} is not a `mdxfer campaign export` CSV (empty, or no 'smiles' "
+                            "and 'status' columns); write one with `mdxfer campaign export`.")
     return rows
 
 
@@ -81,14 +88,12 @@ def write_table(rows: list[dict[str, Any]], path: str | Path) -> int:
     """Write table rows as CSV (atomic rename); returns the number of rows."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as fh:
+    with atomic_write(path, newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=TABLE_COLUMNS)
         writer.writeheader()
         for row in rows:
             writer.writerow({k: json.dumps(v) if isinstance(v, (list, dict)) else v
                              for k, v in row.items()})
-    os.replace(tmp, path)
     return len(rows)
 
 

@@ -35,8 +35,13 @@ def _table(data: Optional[Path], target: str, n: int, seed: int, library: Option
 def _approaches(spec: Optional[str], library, ssl, source) -> list[str]:
     from mdxfer.benchmark import APPROACHES
 
-    if spec:
-        return [a.strip() for a in spec.split(",") if a.strip()]
+    if spec is not None:
+        names = [a.strip() for a in spec.split(",") if a.strip()]
+        if not names:
+            raise typer.BadParameter(f"names no approach; give some of {', '.join(APPROACHES)} "
+                                     "(comma-separated) or leave the option out for all.",
+                                     param_hint="'--approaches'")
+        return names
     have = {"ssl_gnn": ssl, "ssl_ridge": ssl, "single_source": source or library, "shotgun": library,
             "shotgun_top3": library}
     return [a for a in APPROACHES if have.get(a, True)]
@@ -52,6 +57,11 @@ def _run(kind: str, data, target, n, seed, seeds, library, ssl, source, approach
     from mdxfer.model import set_threads
 
     check_output_file(out)
+    for option, folder in (("--library", library), ("--ssl", ssl), ("--source", source)):
+        if folder is not None and not Path(folder).is_dir():  # refused even where unused
+            raise typer.BadParameter(f"{folder} is not a folder (it does not exist, or it is a "
+                                     "file); give the model folder or leave the option out.",
+                                     param_hint=f"'{option}'")
     set_threads(threads)
     console = make_console()
     table, prop = _table(data, target, n, seed, library, smiles_col, target_col)

@@ -14,7 +14,7 @@ from typing import Any
 
 import typer
 
-from mdxfer.cli.common import console, friendly_errors, styled
+from mdxfer.cli.common import EXIT_FAILED_TASKS, console, friendly_errors, styled
 from mdxfer.validate import check_output_file
 
 campaign_app = typer.Typer(
@@ -65,6 +65,12 @@ def _run(file: Path, quiet: bool) -> None:
 
     _sigterm_as_interrupt()
     with Campaign.open(file) as camp:
+        if not camp.store.query("SELECT 1 FROM candidates LIMIT 1"):
+            from mdxfer.campaign.spec import CampaignError
+
+            raise CampaignError(f"Campaign {file} has no candidates (none in the file, none in its "
+                                f"database {camp.spec.database}): add [candidates] smiles = "
+                                '["CCO", ...] or file = "candidates.smi".')
         console.print(f"campaign {camp.spec.name}: profile {camp.spec.profile_name}, protocol "
                       f"{camp.protocol.name} ({camp.digest}), database {camp.spec.database}",
                       highlight=False)
@@ -79,7 +85,15 @@ def _run(file: Path, quiet: bool) -> None:
             f"{report.candidates} submitted; stages run {report.stages_ran}, skipped "
             f"(already finished) {report.stages_skipped}; {report.wall_s:.1f} s",
             highlight=False)
-        _print_status(camp.status())
+        st = camp.status()
+        _print_status(st)
+    failed = st["counts"]["failed"]
+    if failed:
+        console.print(styled("finished with failures: ", "yellow",
+                             f"{failed} of {st['candidates']} candidate(s) failed (reasons above; "
+                             "`mdxfer campaign retry FILE` after fixing the cause); exit status "
+                             f"{EXIT_FAILED_TASKS}."), soft_wrap=True)
+        sys.exit(EXIT_FAILED_TASKS)
 
 
 @friendly_errors
@@ -87,7 +101,10 @@ def run_cmd(
     file: Path = FILE_ARG,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No line per finished candidate."),
 ) -> None:
-    """Start or resume a campaign: run every pending candidate."""
+    """Start or resume a campaign: run every pending candidate.
+
+    Exit status: 0 when every candidate is done, 3 when the run ended with failed candidates
+    (this run's or earlier ones'), 130 when interrupted, 1 (2: a bad option) for an error."""
     _run(file, quiet)
 
 
@@ -97,17 +114,15 @@ def retry_cmd(
     run: bool = typer.Option(True, "--run/--no-run", help="Run them now (default) or only mark them pending."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No line per finished candidate."),
 ) -> None:
-    """Mark failed tasks pending again (not invalid SMILES) and run them."""
-    from mdxfer.campaign.runner import Campaign, RunnerLock
+    """Mark failed tasks (not invalid SMILES) and tasks interrupted by a killed run pending
+    again, and run them (exit status as for `campaign run`)."""
+    from mdxfer.campaign.runner import Campaign
 
     with Campaign.open(file) as camp:
-        if RunnerLock.held(camp.spec.database):
-            from mdxfer.campaign.spec import CampaignError
-
-            raise CampaignError("The campaign is running; retry once that run has ended.")
-        n = camp.retry()
-    console.print(f"{n} failed task(s) are pending again", highlight=False)
-    if run and n:
+        failed, interrupted = camp.requeue()  # refused while a run holds the lock
+    console.print(f"{failed} failed and {interrupted} interrupted task(s) are pending again",
+                  highlight=False)
+    if run and failed + interrupted:
         _run(file, quiet)
 
 

@@ -37,6 +37,9 @@ F = TypeVar("F", bound=Callable)
 
 #: Set by ``mdxfer --debug``; ``MDXFER_DEBUG=1`` does the same.
 DEBUG = False
+#: Exit status of ``campaign run`` / ``retry`` when the run ended with failed candidates
+#: (1 is an error, 2 a bad option value, 130 an interrupt).
+EXIT_FAILED_TASKS = 3
 
 
 def make_console(stderr: bool = True, **kwargs) -> Console:

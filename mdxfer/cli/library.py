@@ -41,8 +41,14 @@ def build_cmd(
     check_output_dir(out)
     if n_val >= n:
         raise typer.BadParameter(f"--n-val {n_val} must be smaller than --n {n}.")
+    if gnn + fp == 0:
+        raise typer.BadParameter("--gnn 0 and --fp 0 leave nothing to build; ask for at least one "
+                                 "model per property.", param_hint="'--gnn' / '--fp'")
     console = make_console()
     props = tuple(resolve_property(p.strip()) for p in properties.split(",") if p.strip())
+    if not props:
+        raise typer.BadParameter("names no QM9 property; give some, comma-separated (e.g. "
+                                 "cv,alpha,gap).", param_hint="'--properties'")
     s = LibrarySettings(properties=props, gnn_per_property=gnn, fp_per_property=fp, n=n, n_val=n_val, seed=seed,
                         gnn_epochs=gnn_epochs, fp_epochs=fp_epochs,
                         model_time_limit_s=model_minutes * 60 if model_minutes else None)

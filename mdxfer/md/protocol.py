@@ -206,8 +206,26 @@ def _coerce(name: str, value: Any, current: Any) -> Any:
 SEED_MAX = 2 ** 31 - 16
 
 
+#: Upper bounds (inclusive) of the numeric fields: far beyond any meaningful run, but they stop
+#: a typo (1e12 molecules, a 1e30 ps run, a 1e9 Å box) before it allocates or runs for ever.
+MAXIMA: dict[str, tuple[float, str]] = {
+    "n_molecules": (100_000, "molecules per box"), "temperature_K": (5000.0, "K"),
+    "pressure_atm": (1e5, "atm"), "squeeze_atm": (1e5, "atm"), "tdamp_fs": (1e6, "fs"),
+    "pdamp_fs": (1e6, "fs"), "minimize_steps": (10_000_000, "steps"), "cutoff_A": (50.0, "Å"),
+    "min_distance_A": (10.0, "Å"), "min_slab_A": (10_000.0, "Å"), "stack_gap_A": (1000.0, "Å"),
+    "precompress_density_g_cm3": (5.0, "g/cm³"), "kspace_accuracy": (0.1, "relative"),
+    "thermo_every_fs": (1e8, "fs"), "dump_every_fs": (1e8, "fs"), "replicas": (1000, "replicas"),
+    **{name: (1e6, "ps (1 µs)") for name in (
+        "precompress_ps", "squeeze_ps", "compress_ps", "compress_chunk_ps", "compress_extend_ps",
+        "compress_extra_max_ps", "nvt_ps", "stack_compress_ps", "stack_nvt_ps", "partner_nvt_ps")},
+}
+BOX_MAX_A = 10_000.0
+
+
 def validate(p: Protocol) -> Protocol:
     """Raise :class:`ProtocolError` for numbers that cannot give a meaningful run."""
+    if p.minimize_steps < 0:
+        raise ProtocolError(f"Protocol field 'minimize_steps' must be >= 0, got {p.minimize_steps}.")
     if p.precompress_ps < 0 or p.precompress_density_g_cm3 <= 0:
         raise ProtocolError("precompress_ps must be >= 0 and precompress_density_g_cm3 > 0.")
     if p.stack_compress_ps < 0 or (p.stack_barostat and p.stack_compress_ps == 0):
@@ -242,6 +260,13 @@ def validate(p: Protocol) -> Protocol:
         raise ProtocolError(f"box_A must be three positive lengths, got {p.box_A}.")
     if p.interface_wall_A < 0 or p.interface_wall_k <= 0:
         raise ProtocolError("interface_wall_A must be >= 0 and interface_wall_k > 0.")
+    if max(p.box_A) > BOX_MAX_A:
+        raise ProtocolError(f"Protocol field 'box_A' (--box) must be at most {BOX_MAX_A:g} Å per "
+                            f"side, got {p.box_A}.")
+    for name, (hi, unit) in MAXIMA.items():
+        if getattr(p, name) > hi:
+            raise ProtocolError(f"Protocol field {name!r} must be at most {hi:g} {unit}, got "
+                                f"{getattr(p, name)!r}; this looks like a typo.")
     if p.squeeze_ps < 0 or p.squeeze_atm <= 0:
         raise ProtocolError("squeeze_ps must be >= 0 and squeeze_atm > 0.")
     if p.charges not in ("gasteiger", "mmff94"):
