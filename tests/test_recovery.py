@@ -56,9 +56,17 @@ def rows(db: Path, sql: str, args: tuple = ()) -> list[tuple]:
         conn.close()
 
 
+def _holds(pred) -> bool:
+    """``pred()``, False while the database is still being created (no tables yet)."""
+    try:
+        return bool(pred())
+    except sqlite3.OperationalError:
+        return False
+
+
 def wait_until(pred, proc: subprocess.Popen, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
-    while not pred():
+    while not _holds(pred):
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else "ended early"
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.1)
