@@ -200,6 +200,9 @@ def read_targets(path: str | Path, smiles_col: str = "smiles", target_col: str =
     if table.kind != "csv":
         raise error(f"{what} {path} is not a CSV; it must have a header line with the columns "
                     f"{smiles_col!r} and {target_col!r}.")
+    if target_col.strip().lower() == table.smiles_col.strip().lower():
+        raise error(f"{what} {path}: the target column {target_col!r} is the SMILES column; name "
+                    "the column of numbers with --target-col (and the SMILES with --smiles-col).")
     i_y = table.column(target_col)
     if i_y is None:
         raise error(f"{path} has no column {target_col!r}; its columns are {', '.join(map(repr, table.header))}. "

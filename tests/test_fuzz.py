@@ -208,12 +208,14 @@ def _cases() -> list[Case]:
         for v in vals:
             frag = "folds" if opt == "--folds" and v == "100" else opt.strip("-")
             add(Case("transfer", tr + [opt, v], frag, files=tfiles))
-    for data, frag in [("", "Cannot read"), (BINARY, "Cannot read"), ("smiles,value\nCCO,1\n", "target"),
+    for data, frag in [("", "Cannot read|empty|not a CSV"), (BINARY, "Cannot read|binary"),
+                       ("smiles,value\nCCO,1\n", "target"),
                        ("smiles,target\n" + "CCO,1\n" * 12, "again"),
                        ("smiles,target\n" + "".join(f"{'C' * k},2.0\n" for k in range(1, 13)), "constant"),
                        ("smiles,target\nCCO,1\nCCC,2\n", "at least"),
                        ("smiles,target\n" + "".join(f"{'C' * k}O,x\n" for k in range(1, 13)), "number"),
-                       ("smiles,target\n" + "".join(f"{'C' * k}O,nan\n" for k in range(1, 13)), "nan"),
+                       ("smiles,target\n" + "".join(f"{'C' * k}O,nan\n" for k in range(1, 13)),
+                        "nan|without a target"),
                        ("smiles,target\n" + "".join(f"CCÖ{k},{k}\n" for k in range(1, 13)), "SMILES")]:
         add(Case("transfer", tr, frag, files={"t": data}))
     add(Case("transfer", tr[:4] + ["{tmp}/none.csv"] + tr[5:], "does not exist", files=tfiles))
@@ -222,7 +224,8 @@ def _cases() -> list[Case]:
     add(Case("transfer", ["transfer", "--data", "{t}", "--out", "{tmp}/o"], "base", files=tfiles))
     add(Case("transfer", tr[:6] + ["{f}"] + tr[7:], "is a file", files={**tfiles, "f": "x"}))
     add(Case("transfer", tr + ["--smiles-col", "nope"], "nope", files=tfiles))
-    add(Case("transfer", tr + ["--target-col", "smiles"], "not a number", files=tfiles))
+    add(Case("transfer", tr + ["--target-col", "smiles"], "not a number|is the SMILES column",
+             files=tfiles))
 
     rk = ["rank", "{c}", "--model", "{MODEL}", "--out", "{tmp}/r.csv", "--no-progress"]
     rfiles = {"c": SMI}
@@ -231,7 +234,7 @@ def _cases() -> list[Case]:
         for v in vals:
             add(Case("rank", rk + [opt, v], opt.strip("-"), files=rfiles))
     for data, frag in [("", "no"), (BINARY, "text"), ("# only comments\n\n", "no"),
-                       ("smiles,target\nCCO,1\n", "smiles"), ("CCÖ\nC1CC\n", "SMILES")]:
+                       ("name,target\nx,1\n", "smiles"), ("CCÖ\nC1CC\n", "SMILES")]:
         add(Case("rank", rk, frag, files={"c": data}))
     add(Case("rank", ["rank", "{tmp}/none.smi", "--model", "{MODEL}"], "does not exist", files=rfiles))
     add(Case("rank", ["rank", "{c}", "--model", "{tmp}/nomodel"], "nomodel", files=rfiles))
@@ -283,7 +286,8 @@ def _cases() -> list[Case]:
             add(Case(f"benchmark {sub}", bm + [opt, "{tmp}/none"], "none"))
         add(Case(f"benchmark {sub}", bm[:2] + ["--out", "{f}/x.csv"] + bm[4:], "is a file",
                  files={"f": "x"}))
-        add(Case(f"benchmark {sub}", bm + ["--data", "{d}"], "Cannot read", files={"d": BINARY}))
+        add(Case(f"benchmark {sub}", bm + ["--data", "{d}"], "Cannot read|binary",
+                 files={"d": BINARY}))
     bx = ["benchmark", "extrapolation", "--out", "{tmp}/b.csv", "--n", "20", "--approaches",
           "direct_fp_ridge"]
     for v in FLOATS[:6] + ["-0.1", "1.5", "0", "1"]:
@@ -425,7 +429,8 @@ def _cases() -> list[Case]:
                       ("--beta", FLOATS[:6]), ("--method", ["nope"]),
                       ("--smiles-col", ["nope"]), ("--target-col", ["nope", "smiles"])]:
         for v in vals:
-            frag = {"1000": "budget", "smiles": "not a number"}.get(v, opt.strip("-").replace("-col", ""))
+            frag = {"1000": "budget", "smiles": "not a number|is the SMILES column"}.get(
+                v, opt.strip("-").replace("-col", ""))
             frag = {"--features": "feature", "--method": "acquisition"}.get(opt, frag)
             add(Case("al benchmark", ab + [opt, v], frag, files=al_files))
     for data, frag in [("", "cannot be read"), (BINARY, "text|binary|cannot be read"),

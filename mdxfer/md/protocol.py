@@ -215,6 +215,7 @@ MAXIMA: dict[str, tuple[float, str]] = {
     "min_distance_A": (10.0, "Å"), "min_slab_A": (10_000.0, "Å"), "stack_gap_A": (1000.0, "Å"),
     "precompress_density_g_cm3": (5.0, "g/cm³"), "kspace_accuracy": (0.1, "relative"),
     "thermo_every_fs": (1e8, "fs"), "dump_every_fs": (1e8, "fs"), "replicas": (1000, "replicas"),
+    "interface_wall_A": (100.0, "Å"), "interface_wall_k": (1000.0, "kcal/mol/Å²"),
     **{name: (1e6, "ps (1 µs)") for name in (
         "precompress_ps", "squeeze_ps", "compress_ps", "compress_chunk_ps", "compress_extend_ps",
         "compress_extra_max_ps", "nvt_ps", "stack_compress_ps", "stack_nvt_ps", "partner_nvt_ps")},
