@@ -254,3 +254,53 @@ def test_demo_result_says_what_it_is(production_run):
     _, p, result = production_run
     assert p.name == "demo"
     assert any(w.startswith("demo preset:") for w in result["warnings"])
+
+
+def test_a_clean_stack_has_no_stretched_bond_and_the_check_sees_one(production_run, tmp_path):
+    import shutil
+
+    from mdxfer.md.datafile import read_state
+    from mdxfer.md.interaction import MAX_BOND_STRETCH_A, max_bond_stretch, read_json
+
+    out, _, _ = production_run
+    comp = read_json(out / "stack" / "compress.json")
+    assert comp["max_bond_stretch_A"] < MAX_BOND_STRETCH_A and comp["stack_rebuilds"] == 0
+    # the same state with one atom pulled 1 Å along x: the check reports the stretch
+    d = tmp_path / "s"
+    d.mkdir()
+    for f in ("forcefield.lmp", "system.data", "compress.data"):
+        shutil.copy(out / "stack" / f, d / f)
+    text = (d / "compress.data").read_text().splitlines()
+    i = next(k for k, ln in enumerate(text) if ln.startswith("Atoms")) + 2
+    f = text[i].split()
+    x0 = read_state(d / "compress.data").positions[int(f[0]) - 1, 0]
+    f[4] = f"{float(f[4]) + 1.0:.6f}"
+    text[i] = " ".join(f)
+    (d / "compress.data").write_text("\n".join(text) + "\n")
+    assert read_state(d / "compress.data").positions[int(f[0]) - 1, 0] == pytest.approx(x0 + 1.0)
+    assert max_bond_stretch(d, "compress.data") > 0.5
+
+
+def test_an_entangled_stack_is_built_again_then_refused(production_run, tmp_path, monkeypatch,
+                                                        launcher):
+    """Every build counts as entangled (threshold below zero): the stack is rebuilt with the
+    top cell translated, then the stage fails with a clear error instead of averaging it."""
+    import shutil
+
+    from mdxfer.errors import LammpsError
+    from mdxfer.md import interaction
+    from mdxfer.md.interaction import read_json, run_relax
+
+    out, p, _ = production_run
+    d = tmp_path / "stack"
+    d.mkdir()
+    for f in ("species.json", "system.data", "forcefield.lmp"):
+        shutil.copy(out / "stack" / f, d / f)
+    before = (d / "system.data").read_text()
+    monkeypatch.setattr(interaction, "MAX_BOND_STRETCH_A", -1.0)
+    monkeypatch.setattr(interaction, "STACK_REBUILDS", 1)
+    with pytest.raises(LammpsError, match="threaded through each other"):
+        run_relax(d, p, launcher)
+    assert read_json(d / "species.json")["top_shift_A"] > 0
+    assert (d / "system.data").read_text() != before       # rebuilt with another cut plane
+    assert not (d / "compress.json").exists()               # nothing to average from

@@ -8,6 +8,7 @@ along z by :func:`stack`.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -225,13 +226,15 @@ def whole_molecules(system: System) -> np.ndarray:
     return out
 
 
-def stack(bottom: System, top: System, gap: float = 1.0) -> System:
+def stack(bottom: System, top: System, gap: float = 1.0, top_shift: float = 0.0) -> System:
     """Join two cells along z: ``bottom`` at 0 <= z < Lz_b, ``top`` above it (Å).
 
     Both cells must share Lx and Ly (the z-only barostat keeps them). Molecules are kept whole
     (by centre of mass); ``gap`` (Å) is added between the slabs and at the top so that atoms
     sticking out of a slab do not overlap the other one before minimisation. A fully periodic
-    stack has two interfaces (at z = Lz_b and at z = 0).
+    stack has two interfaces (at z = Lz_b and at z = 0). ``top_shift`` (Å) translates the top
+    cell along z before it is cut at its periodic boundary (any translation of a periodic liquid
+    is the same liquid; it moves where the cut runs, i.e. which molecules face the interface).
     """
     if not np.allclose(bottom.box[:2], top.box[:2], atol=1e-3):
         raise BoxError(
@@ -239,6 +242,8 @@ def stack(bottom: System, top: System, gap: float = 1.0) -> System:
             f"{top.box[:2]} Å. Both must come from the same x-y box."
         )
     pos_b = whole_molecules(bottom)
+    if top_shift:
+        top = dataclasses.replace(top, positions=top.positions + np.array([0.0, 0.0, top_shift]))
     pos_t = whole_molecules(top)
     pos_t = pos_t + np.array([0.0, 0.0, bottom.box[2] + gap])
     templates = bottom.molecules + top.molecules
@@ -251,7 +256,7 @@ def stack(bottom: System, top: System, gap: float = 1.0) -> System:
     if bottom.velocities is not None and top.velocities is not None:
         out.velocities = np.concatenate([bottom.velocities, top.velocities])
     out.meta.update({"stack_interfaces": 2, "bottom_Lz_A": float(bottom.box[2]),
-                     "top_Lz_A": float(top.box[2]), "gap_A": gap})
+                     "top_Lz_A": float(top.box[2]), "gap_A": gap, "top_shift_A": top_shift})
     return out
 
 
