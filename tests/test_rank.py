@@ -116,7 +116,8 @@ def test_cli_errors_are_one_paragraph(models, tmp_path):
     res = subprocess.run([MDXFER, "rank", str(tmp_path / "none.smi"), "--model", str(models / "ens")],
                          capture_output=True, text=True)
     assert res.returncode == 1 and "does not exist" in res.stderr and "Traceback" not in res.stderr
-    res = subprocess.run([MDXFER, "rank", str(tmp_path / "none.smi"), "--model", str(tmp_path)],
+    (tmp_path / "one.smi").write_text("CCO\n")   # an existing file: the model folder is the error
+    res = subprocess.run([MDXFER, "rank", str(tmp_path / "one.smi"), "--model", str(tmp_path)],
                          capture_output=True, text=True)
     assert res.returncode == 1 and "neither" in res.stderr and "Traceback" not in res.stderr
     bad_table = tmp_path / "bad.csv"
