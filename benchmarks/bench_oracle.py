@@ -422,7 +422,16 @@ def calibrate(args: argparse.Namespace) -> None:
         print(t.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
         pooled_ratio = float(np.sqrt(var_cal / var_sd))
         print(f"pooled stderr/SD, leave-one-candidate-out: {pooled_ratio:.2f} (target 0.7–1.5)")
-        table[digest] = {"protocol": prot, "sigma_between_kcal": round(sigma, 2), "dof": dof,
+        try:
+            family = load_protocol(prot).family_digest() if load_protocol(prot).digest() == digest \
+                else None
+        except Exception:  # noqa: BLE001 - a preset renamed or removed since
+            family = None
+        if family is None:
+            print(f"{prot} ({digest}): not the digest of today's preset {prot!r}: not stored")
+            continue
+        table.pop(digest, None)
+        table[family] = {"protocol": prot, "protocol_digest": digest, "sigma_between_kcal": round(sigma, 2), "dof": dof,
                          "n_candidates": int((g.groupby("name").size() > 1).sum()),
                          "n_replicas": int(len(g)), "loo_pooled_ratio": round(pooled_ratio, 2),
                          "source": "data/oracle_panel.csv (benchmarks/bench_oracle.py calibrate)"}

@@ -35,7 +35,8 @@ def test_pooled_between_sd_skips_single_replicas_and_floors_at_zero():
 
 
 def test_the_shipped_table_covers_the_production_preset():
-    digest = PRESETS["production"].digest()
+    digest = PRESETS["production"].family_digest()
+    assert PRESETS["production"].replica(2).family_digest() == digest   # every replica
     sigma = scatter.between_replica_sd(digest)
     assert sigma is not None and sigma > 0
     assert scatter.calibrated_stderr(3.0, digest) == pytest.approx(math.hypot(3.0, sigma))

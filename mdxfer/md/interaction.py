@@ -533,7 +533,7 @@ def _warnings(protocol: Protocol, legs: dict[str, dict]) -> list[str]:
                    "liquid-density E_int for showing the pipeline; its real error is larger than "
                    "the stderr (production replicas scatter by ~11 kcal/mol). For a measurement "
                    "use --protocol production --replicas 3.")
-    if protocol.name not in ("quick", "demo") and between_replica_sd(protocol.digest()) is None:
+    if protocol.name not in ("quick", "demo") and between_replica_sd(protocol.family_digest()) is None:
         out.append("E_int_stderr is the in-run estimate only: the scatter between replicas of "
                    "this protocol is unmeasured, and for the production preset it is several "
                    "times the in-run stderr (docs/results.md). Run --replicas 3 or more.")
@@ -579,14 +579,14 @@ def combine(cand: dict, partner: dict, stacked: dict, protocol: Protocol,
     e_int, e_int_run_se = diff(key)
     # the in-run stderr misses the slow modes a run cannot see; add the scatter measured
     # between replicas of this protocol (mdxfer/md/scatter.py) when it has been measured
-    e_int_se = calibrated_stderr(e_int_run_se, protocol.digest())
+    e_int_se = calibrated_stderr(e_int_run_se, protocol.family_digest())
     variants = {f"E_int_{k}": diff(k) for k in ("etotal", "pe", "pe_nh")}
     result = {
         **{k: v for k, v in meta.items() if k != "box_xy_A2"},
         "protocol": protocol.name, "protocol_digest": protocol.digest(),
         "estimator": protocol.estimator,
         "E_int": e_int, "E_int_stderr": e_int_se, "E_int_stderr_run": e_int_run_se,
-        "E_int_between_replica_sd": between_replica_sd(protocol.digest()),
+        "E_int_between_replica_sd": between_replica_sd(protocol.family_digest()),
         "E_int_stderr_with_partner": q(e_int_se, p[f"{key}_stderr"]),
         "E_cross": s.get("ecross"), "E_cross_stderr": s.get("ecross_stderr"),
         "E_tot": s[key], "E_tot_stderr": s[f"{key}_stderr"],

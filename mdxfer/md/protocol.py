@@ -120,6 +120,12 @@ class Protocol:
                 d.pop(name)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
+    def family_digest(self) -> str:
+        """The digest without the seed (12 hex digits): every replica of a protocol shares it
+        (:meth:`replica` changes only the seed), so figures measured over replicas — the
+        between-replica scatter of :mod:`mdxfer.md.scatter` — are keyed by it."""
+        return dataclasses.replace(self, seed=0, replicas=1).digest()
+
     def replica(self, k: int) -> "Protocol":
         """The protocol of replica ``k`` (0-based): a new seed (packing, conformer, velocities).
 

@@ -5,7 +5,9 @@ that decorrelates within those runs. Replicas of the ``production`` preset (new 
 velocities) scatter by several times more (docs/results.md): slow modes — the packing a cell
 keeps, the interface a stack forms — are frozen for the length of a run, so one run cannot see
 them. That extra scatter, σ_between, is measured on the oracle panel (``benchmarks/
-bench_oracle.py calibrate``) and stored here per protocol digest:
+bench_oracle.py calibrate``) and stored here per protocol family digest
+(:meth:`~mdxfer.md.protocol.Protocol.family_digest`: the digest without the seed, which every
+replica of a protocol shares):
 
     σ_between² = Σ_c (n_c − 1) (SD_c² − ⟨se_run²⟩_c) / Σ_c (n_c − 1),
 
