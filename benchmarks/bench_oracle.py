@@ -109,6 +109,24 @@ def done_rows() -> set[tuple[str, str, int]]:
     return {(d, n, int(r)) for d, n, r in zip(df.protocol_digest, df.name, df.replica)}
 
 
+def finished_replicas(out: Path, replicas: int, only=None):
+    """(name, k, candidate dir, stack dir) of every panel replica whose cell and stack NVT runs
+    are finished (``only``: these panel names)."""
+    for name, _ in PANEL:
+        if only and name not in only:
+            continue
+        for k in range(replicas):
+            cdir, sdir = replica_dirs(out / name, k)
+            if (cdir / "nvt.json").exists() and (sdir / "nvt.json").exists():
+                yield name, k, cdir, sdir
+
+
+def nvt_summary(d: Path, protocol) -> dict:
+    """Statistics of ``d``'s stored NVT series, recomputed with the protocol's estimator."""
+    return summarize(pd.read_csv(d / "nvt.thermo.csv"), protocol.nvt_discard_fraction,
+                     detect=ESTIMATOR_COLUMN[protocol.estimator])
+
+
 def run(args: argparse.Namespace) -> None:
     protocol = load_protocol(args.protocol)
     out = Path(args.out) / f"{protocol.name}-{protocol.digest()}"
@@ -139,7 +157,6 @@ def run(args: argparse.Namespace) -> None:
     def dirs(name: str, k: int) -> tuple[Path, Path]:
         return replica_dirs(out / name, k)
 
-    partner_json = pdir / "nvt.json"
     if args.wait_partner:  # another run simulates the partner: only wait for its files
         jobs[:] = [j for j in jobs if j[0] not in ("pcomp", "pnvt")]
 
@@ -265,12 +282,10 @@ def collect(args: argparse.Namespace) -> None:
     protocol = load_protocol(args.protocol)
     out = Path(args.out) / f"{protocol.name}-{protocol.digest()}"
     pdir = out / "partner"
-    detect = ESTIMATOR_COLUMN[protocol.estimator]
 
     def legs_of(d: Path) -> dict:
         nvt = read_json(d / "nvt.json")
-        nvt.update(summarize(pd.read_csv(d / "nvt.thermo.csv"), protocol.nvt_discard_fraction,
-                             detect=detect))
+        nvt.update(nvt_summary(d, protocol))
         return {"compress": read_json(d / "compress.json"), "nvt": nvt}
 
     rows = []
@@ -299,22 +314,17 @@ def partial(args: argparse.Namespace) -> None:
     out = Path(args.out) / f"{protocol.name}-{protocol.digest()}"
     key = protocol.estimator
     rows = []
-    for name, _ in PANEL:
-        for k in range(args.replicas):
-            cdir, sdir = replica_dirs(out / name, k)
-            if not ((cdir / "nvt.json").exists() and (sdir / "nvt.json").exists()):
-                continue
-            # statistics recomputed from the stored series with the current estimator
-            c, st = (summarize(pd.read_csv(d / "nvt.thermo.csv"), protocol.nvt_discard_fraction,
-                               detect=ESTIMATOR_COLUMN[key]) for d in (cdir, sdir))
-            comp = read_json(cdir / "compress.json")
-            rows.append({"name": name, "replica": k, "E_tot_minus_E_chem": st[key] - c[key],
+    for name, k, cdir, sdir in finished_replicas(out, args.replicas):
+        # statistics recomputed from the stored series with the current estimator
+        c, st = nvt_summary(cdir, protocol), nvt_summary(sdir, protocol)
+        comp = read_json(cdir / "compress.json")
+        rows.append({"name": name, "replica": k, "E_tot_minus_E_chem": st[key] - c[key],
                          "stderr": float(np.hypot(st[f"{key}_stderr"], c[f"{key}_stderr"])),
-                         "E_cross": st.get("ecross"), "E_cross_stderr": st.get("ecross_stderr"),
-                         "rho_chem": c["density_g_cm3"], "plateau": comp["plateau"],
-                         "drift": comp["density_drift"], "stack_start_ps": st.get("start_ps"),
-                         "stack_drift_z": st.get(f"{key}_drift_z"),
-                         "cpu_h": cpu_seconds(cdir, sdir) / 3600})
+                     "E_cross": st.get("ecross"), "E_cross_stderr": st.get("ecross_stderr"),
+                     "rho_chem": c["density_g_cm3"], "plateau": comp["plateau"],
+                     "drift": comp["density_drift"], "stack_start_ps": st.get("start_ps"),
+                     "stack_drift_z": st.get(f"{key}_drift_z"),
+                     "cpu_h": cpu_seconds(cdir, sdir) / 3600})
     t = pd.DataFrame(rows)
     t.insert(0, "protocol_digest", protocol.digest())
     if args.csv:
@@ -336,23 +346,17 @@ def components(args: argparse.Namespace) -> None:
     protocol = load_protocol(args.protocol)
     out = Path(args.out) / f"{protocol.name}-{protocol.digest()}"
     key = protocol.estimator
-    col = ESTIMATOR_COLUMN[key]
     rows = []
-    for name, _ in PANEL:
-        for k in range(args.replicas):
-            cdir, sdir = replica_dirs(out / name, k)
-            if not ((cdir / "nvt.json").exists() and (sdir / "nvt.json").exists()):
-                continue
-            c, st = (summarize(pd.read_csv(d / "nvt.thermo.csv"), protocol.nvt_discard_fraction,
-                               detect=col) for d in (cdir, sdir))
-            n = read_json(cdir / "species.json").get("n_molecules", np.nan)
-            rows.append({"name": name, "replica": k, "n_mol": n, "E_chem": c[key],
-                         "E_chem_per_mol": c[key] / n, "E_stack": st[key],
-                         "E_cross": st.get("ecross", np.nan),
-                         "E_self": st[key] - st.get("ecross", np.nan),
-                         "E_tot_minus_E_chem": st[key] - c[key],
-                         "se_chem": c[f"{key}_stderr"], "se_stack": st[f"{key}_stderr"],
-                         "harm_chem": c["pe"] - c["pe_nh"], "harm_stack": st["pe"] - st["pe_nh"]})
+    for name, k, cdir, sdir in finished_replicas(out, args.replicas):
+        c, st = nvt_summary(cdir, protocol), nvt_summary(sdir, protocol)
+        n = read_json(cdir / "species.json").get("n_molecules", np.nan)
+        rows.append({"name": name, "replica": k, "n_mol": n, "E_chem": c[key],
+                     "E_chem_per_mol": c[key] / n, "E_stack": st[key],
+                     "E_cross": st.get("ecross", np.nan),
+                     "E_self": st[key] - st.get("ecross", np.nan),
+                     "E_tot_minus_E_chem": st[key] - c[key],
+                     "se_chem": c[f"{key}_stderr"], "se_stack": st[f"{key}_stderr"],
+                     "harm_chem": c["pe"] - c["pe_nh"], "harm_stack": st["pe"] - st["pe_nh"]})
     t = pd.DataFrame(rows)
     pd.set_option("display.width", 220)
     print(t.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
@@ -452,15 +456,8 @@ def wall(args: argparse.Namespace) -> None:
     out = Path(args.out) / f"{protocol.name}-{protocol.digest()}"
     pdir = out / "partner"
     key = protocol.estimator
-    col = ESTIMATOR_COLUMN[key]
-    todo = []
-    for name, _ in PANEL:
-        if args.only and name not in args.only:
-            continue
-        for k in range(args.replicas):
-            cdir, sdir = replica_dirs(out / name, k)
-            if (cdir / "nvt.json").exists() and (sdir / "nvt.json").exists():
-                todo.append((name, k, cdir, sdir, sdir.parent / f"stack_wall{args.tolerance:g}"))
+    todo = [(name, k, cdir, sdir, sdir.parent / f"stack_wall{args.tolerance:g}")
+            for name, k, cdir, sdir in finished_replicas(out, args.replicas, args.only)]
 
     def one(item) -> None:
         name, k, cdir, sdir, wdir = item
@@ -497,13 +494,12 @@ def wall(args: argparse.Namespace) -> None:
             threads[-1].start()
         for t in threads:
             t.join()
-    p = summarize(pd.read_csv(pdir / "nvt.thermo.csv"), 0.0, detect=col)
+    p = nvt_summary(pdir, protocol)
     rows = []
     for name, k, cdir, sdir, wdir in todo:
         if not (wdir / "nvt.json").exists():
             continue
-        c, s0, s1 = (summarize(pd.read_csv(d / "nvt.thermo.csv"), 0.0, detect=col)
-                     for d in (cdir, sdir, wdir))
+        c, s0, s1 = (nvt_summary(d, protocol) for d in (cdir, sdir, wdir))
         rows.append({"name": name, "replica": k,
                      "E_int": s0[key] - c[key] - p[key],
                      "E_int_wall": s1[key] - c[key] - p[key],
