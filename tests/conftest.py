@@ -4,10 +4,13 @@ the two cores), and shortened protocols: fewer steps, never faked results."""
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# LAMMPS runs refresh a throughput cache (mdxfer.md.cost): keep the tests' out of ~/.cache
+os.environ["MDXFER_CACHE"] = tempfile.mkdtemp(prefix="mdxfer-test-cache-")
 
 
 @pytest.fixture(scope="session")

@@ -337,3 +337,22 @@ def test_init_example_runs_as_written(tmp_path):
         rows = camp.results()
     assert [r["status"] for r in rows] == ["done"] * 3
     assert all(r["protocol"] == "quick" and math.isfinite(r["E_int"]) for r in rows)
+
+
+def test_cost_up_front_before_anything_runs(tmp_path):
+    """Registered, nothing run: the ETA comes from the cost model and counts the partner box;
+    a finished campaign has nothing left."""
+    path = write_campaign(tmp_path, ["CCO", "CCCO", "C1CC("])
+    with Campaign.open(path) as camp:
+        eta = camp.eta()
+    assert eta["remaining"] == 2 and eta["partner_left"]
+    assert eta["basis"].startswith("cost model") and eta["cpu_s"] > 0
+    assert eta["eta_s"] == pytest.approx(eta["cpu_s"] / eta["workers"])
+    text = CliRunner().invoke(app, ["campaign", "status", str(path)])
+    assert text.exit_code == 0, text.output
+    assert "left: 2 candidate(s)" in text.output and "incl. the partner box" in text.output
+
+
+def test_finished_campaign_has_no_eta(finished):
+    eta = finished["status"]["eta"]
+    assert eta["remaining"] == 0 and eta["cpu_s"] == 0

@@ -66,6 +66,7 @@ def test_cli_interaction_end_to_end(tmp_path):
     result = json.loads((tmp_path / "m" / "result.json").read_text())
     assert result["smiles"] == "CO" and result["n_molecules"] == 10
     assert "E_int" in proc.stderr + proc.stdout
+    assert "projected LAMMPS time" in proc.stderr + proc.stdout  # the cost, before it runs
 
 
 @pytest.mark.parametrize("args, fragment", [

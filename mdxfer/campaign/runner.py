@@ -484,7 +484,47 @@ class Campaign:
             "runs": len(runs), "last_run": runs[-1] if runs else None,
             # blocks (scheduler jobs) of the latest run that had any, and their count overall
             "jobs": [j for j in jobs if j["run_id"] == last_jobs], "jobs_total": len(jobs),
+            "eta": self.eta(rows, walls, partner),
         }
+
+    def eta(self, rows: list[dict[str, Any]] | None = None, walls: list[float] | None = None,
+            partner: Any = None, sample: int = 8) -> dict[str, Any]:
+        """What is left, in LAMMPS time: ``remaining`` candidates, ``cpu_s`` (rank-seconds of
+        single-rank runs), ``eta_s`` at the profile's concurrency, and ``basis``: the mean of the
+        finished candidates (``walls``, s) when there are any, else the cost model of
+        :mod:`mdxfer.md.cost` on up to ``sample`` of the unfinished candidates."""
+        from mdxfer.campaign.profiles import concurrency
+        from mdxfer.md.cost import project
+
+        rows = self.results() if rows is None else rows
+        left = [r for r in rows if r["status"] in ("pending", "running")]
+        if walls is None:
+            walls = [r["wall_s"] for r in rows if r["status"] == "done" and r["wall_s"]]
+        partner = self.store.task(self.partner_key) if partner is None else partner
+        partner_left = not partner or partner["state"] != "done"
+        per, basis = None, None
+        if walls:
+            per, basis = sum(walls) / len(walls), f"mean of {len(walls)} finished candidate(s)"
+        cpu = 0.0
+        if left and (per is None or partner_left):
+            smiles = [r["canonical_smiles"] or r["smiles"] for r in left[:sample]]
+            projected = []
+            for smi in smiles:
+                try:
+                    projected.append(project(smi, self.protocol, self.partner,
+                                             replicas=self.protocol.replicas,
+                                             partner_done=True).cpu_s)
+                except Exception:  # noqa: BLE001 - a candidate the cost model cannot read
+                    continue
+            if per is None and projected:
+                per, basis = sum(projected) / len(projected), "cost model (mdxfer.md.cost)"
+        if partner_left and left:
+            p = project(self.partner, self.protocol, self.partner, replicas=0)
+            cpu += p.cpu_s
+        cpu += (per or 0.0) * len(left)
+        workers = max(1, concurrency(self.profile))
+        return {"remaining": len(left), "cpu_s": cpu, "eta_s": cpu / workers,
+                "workers": workers, "basis": basis, "partner_left": bool(partner_left and left)}
 
 
 class _Graph:

@@ -74,6 +74,9 @@ def _run(file: Path, quiet: bool) -> None:
         console.print(f"campaign {camp.spec.name}: profile {camp.spec.profile_name}, protocol "
                       f"{camp.protocol.name} ({camp.digest}), database {camp.spec.database}",
                       highlight=False)
+        eta = camp.eta()
+        if eta["remaining"]:
+            console.print(_eta_line(eta), highlight=False, markup=False, soft_wrap=True)
         try:
             report = camp.run(progress=None if quiet else _print_progress)
         except KeyboardInterrupt:
@@ -126,6 +129,16 @@ def retry_cmd(
         _run(file, quiet)
 
 
+def _eta_line(eta: dict[str, Any]) -> str:
+    """'left: N candidate(s), ≈ X CPU-hours, ETA ≈ Y with W LAMMPS runs side by side (basis)'."""
+    hours = eta["eta_s"] / 3600
+    when = f"{hours:.1f} h" if hours >= 1.5 else f"{eta['eta_s'] / 60:.0f} min"
+    partner = " incl. the partner box" if eta.get("partner_left") else ""
+    return (f"left: {eta['remaining']} candidate(s), ≈ {eta['cpu_s'] / 3600:.2f} CPU-hours of "
+            f"LAMMPS{partner}; ETA ≈ {when} with {eta['workers']} run(s) side by side "
+            f"(per candidate: {eta['basis'] or 'unknown'})")
+
+
 def _print_status(st: dict[str, Any]) -> None:
     from rich.table import Table
 
@@ -152,6 +165,9 @@ def _print_status(st: dict[str, Any]) -> None:
                           f"{j['state']}, {worker}"
                           + (f" — {j['message']}" if j["message"] else ""),
                           highlight=False, markup=False, soft_wrap=True)
+    eta = st.get("eta") or {}
+    if eta.get("remaining"):
+        console.print(_eta_line(eta), highlight=False, markup=False, soft_wrap=True)
     if st["mean_wall_s"]:
         console.print(f"mean LAMMPS time per finished candidate {st['mean_wall_s']:.1f} s "
                       "(its own box + the stack, summed over replicas)", highlight=False)

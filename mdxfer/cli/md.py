@@ -119,6 +119,8 @@ def interaction_cmd(
     p = load_protocol(protocol, parse_overrides(set_))
     launcher = _launcher(lmp, ranks, timeout)
     console.print(f"protocol {p.name} ({p.digest()}), LAMMPS: {launcher.describe()}", highlight=False)
+    console.print(_projection(smiles, p, partner, replicas or p.replicas, launcher,
+                              partner_dir is not None), highlight=False, markup=False)
     with console.status("running LAMMPS...") as status:
         result = interaction_energy(smiles, p, out, partner=partner, launcher=launcher,
                                     partner_dir=partner_dir, progress=lambda m: status.update(Text(m)),
@@ -147,6 +149,13 @@ def interaction_cmd(
         warn(w)
     console.print(f"wrote {out / 'result.json'}, {out / 'density.png'}, {out / 'energy.png'}",
                   highlight=False)
+
+
+def _projection(smiles: str, p, partner: str, replicas: int, launcher, partner_done: bool) -> str:
+    """One line: the projected LAMMPS time of this run (mdxfer.md.cost)."""
+    from mdxfer.md.interaction import projected_cost
+
+    return projected_cost(smiles, p, partner, launcher, replicas, partner_done).describe()
 
 
 def register(app: typer.Typer) -> None:

@@ -754,6 +754,17 @@ def _launchers(launcher: Launcher, jobs: int) -> tuple[int, Launcher]:
     return workers, dataclasses.replace(launcher, ranks=max(1, cores // workers))
 
 
+def projected_cost(smiles: str, protocol: Protocol, partner: str, launcher: Launcher,
+                   replicas: int = 1, partner_done: bool = False):
+    """The projected LAMMPS time of :func:`interaction_energy` with these arguments, run the way
+    it will run (the same side-by-side split of the cores): a :class:`mdxfer.md.cost.Projection`."""
+    from mdxfer.md.cost import project
+
+    workers, each = _launchers(launcher, replicas + (0 if partner_done else 1))
+    return project(smiles, protocol, partner, replicas=replicas, ranks=each.ranks or 1,
+                   workers=workers, partner_done=partner_done)
+
+
 def _in_parallel(fn, items: list, workers: int) -> list:
     """``[fn(*item) for item in items]``, ``workers`` at a time; the first error is raised."""
     if workers <= 1:
