@@ -46,7 +46,7 @@ FIELDS = ["protocol", "protocol_digest", "name", "smiles", "replica", "seed", "e
           "density_chem_g_cm3", "density_partner_g_cm3", "density_stack_g_cm3", "lz_chem_A",
           "lz_partner_A", "lz_stack_A", "n_molecules_chem", "stack_start_ps", "stack_drift_z",
           "wall_s", "cpu_s", "partner_cpu_s", "mdxfer_version", "lammps_version",
-          "E_int_stderr_run"]
+          "E_int_stderr_run", "derived_from"]
 SCATTER = ROOT / "mdxfer" / "md" / "replica_scatter.json"
 
 
@@ -59,20 +59,26 @@ def cpu_seconds(*dirs: Path) -> float:
     """CPU seconds LAMMPS used in ``dirs`` (all stage logs): Σ loop time × MPI tasks × the
     "% CPU use" LAMMPS reports for each run. On a machine shared by more jobs than cores the
     wall time overstates the cost (a 1-rank run at 28 % CPU use), this does not."""
+    return cpu_seconds_of([log for d in dirs for log in sorted(Path(d).glob("*.log"))])
+
+
+def cpu_seconds_of(logs: list[Path]) -> float:
+    """:func:`cpu_seconds` of these LAMMPS log files (missing ones count 0)."""
     import re
 
     total = 0.0
-    for d in dirs:
-        for log in sorted(Path(d).glob("*.log")):
-            loop = None
-            for line in log.read_text(errors="replace").splitlines():
-                m = re.match(r"Loop time of ([0-9.eE+-]+) on (\d+) procs", line)
-                if m:
-                    loop = float(m.group(1)) * int(m.group(2))
-                m = re.match(r"([0-9.]+)% CPU use with", line)
-                if m and loop is not None:
-                    total += loop * float(m.group(1)) / 100.0
-                    loop = None
+    for log in map(Path, logs):
+        if not log.exists():
+            continue
+        loop = None
+        for line in log.read_text(errors="replace").splitlines():
+            m = re.match(r"Loop time of ([0-9.eE+-]+) on (\d+) procs", line)
+            if m:
+                loop = float(m.group(1)) * int(m.group(2))
+            m = re.match(r"([0-9.]+)% CPU use with", line)
+            if m and loop is not None:
+                total += loop * float(m.group(1)) / 100.0
+                loop = None
     return total
 
 
@@ -299,11 +305,16 @@ def collect(args: argparse.Namespace) -> None:
                                  legs={"candidate": legs_of(cdir), "partner": legs_of(pdir),
                                        "stack": legs_of(sdir)})
             rows.append(panel_row(rec, name, k, protocol, cdir, sdir, pdir))
-    if CSV.exists():
-        CSV.unlink()
+    others = read_panel() if CSV.exists() else pd.DataFrame()
+    if not others.empty:  # other protocols' rows stay as they are
+        others = others[others.protocol_digest != protocol.digest()]
+    CSV.unlink(missing_ok=True)
+    for row in others.to_dict("records"):
+        append_row(row)
     for row in rows:
         append_row(row)
-    print(f"wrote {len(rows)} replicas to {CSV}")
+    print(f"wrote {len(rows)} replicas of {protocol.digest()} to {CSV} "
+          f"(and kept {len(others)} of other protocols)")
 
 
 def partial(args: argparse.Namespace) -> None:
@@ -519,6 +530,236 @@ def wall(args: argparse.Namespace) -> None:
         t.to_csv(args.csv, index=False, float_format="%.4f")
 
 
+def cells(args: argparse.Namespace) -> None:
+    """Single-species cells only (compress + NVT), a protocol variant against the panel's cells:
+    per replica the estimator energy E_chem, its within-run stderr, density, plateau drift and
+    barostat time, then per candidate the replica SD of E_chem beside the production panel's."""
+    overrides = dict(kv.split("=", 1) for kv in args.set)
+    overrides = {k: _toml_value(v) for k, v in overrides.items()}
+    base = load_protocol(args.protocol)
+    variant = load_protocol(args.protocol, overrides)
+    key = variant.estimator
+    root = Path(args.out)
+    out = root / f"cells-{variant.digest()}"
+    todo = [(name, smi, k) for k in range(args.replicas) for name, smi in PANEL
+            if name in args.only]
+    queue, lock = list(todo), threading.Lock()
+
+    def worker() -> None:
+        while True:
+            with lock:
+                if not queue:
+                    return
+                name, smi, k = queue.pop(0)
+            d = out / name / f"replica_{k:02d}"
+            t0 = time.time()
+            prepare_species(canonical_smiles(smi), variant.replica(k), d)
+            run_box(d, variant.replica(k), Launcher(ranks=1))
+            print(f"[{time.strftime('%H:%M:%S')}] {name} {k} cell done in "
+                  f"{time.time() - t0:.0f} s", flush=True)
+
+    if not args.report_only:
+        threads = [threading.Thread(target=worker) for _ in range(args.workers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    rows = []
+    for label, prot, folder in (("base", base, root / f"{base.name}-{base.digest()}"),
+                                ("variant", variant, out)):
+        for name, _, k in todo:
+            d = (replica_dirs(folder / name, k)[0] if label == "base"
+                 else folder / name / f"replica_{k:02d}")
+            if not (d / "nvt.thermo.csv").exists():
+                continue
+            s, comp = nvt_summary(d, prot), read_json(d / "compress.json")
+            rows.append({"set": label, "name": name, "replica": k, "E_chem": s[key],
+                         "se": s[f"{key}_stderr"], "density": comp["density_g_cm3"],
+                         "lz": comp["lz_A"], "drift": comp["density_drift"],
+                         "npt_ps": comp["npt_ps"], "cpu_s": cpu_seconds(d)})
+    t = pd.DataFrame(rows)
+    pd.set_option("display.width", 200)
+    print(f"variant {variant.digest()} = {args.protocol} with {overrides}")
+    print(t.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    g = t.groupby(["name", "set"]).agg(n=("E_chem", "size"), sd_E_chem=("E_chem", "std"),
+                                       mean_se=("se", "mean"), sd_lz=("lz", "std"),
+                                       density=("density", "mean"), npt_ps=("npt_ps", "mean"),
+                                       cpu_s=("cpu_s", "mean"))
+    print(g.to_string(float_format=lambda v: f"{v:.3f}"))
+    if args.csv:
+        t.to_csv(args.csv, index=False, float_format="%.4f")
+
+
+def adopt(args: argparse.Namespace) -> None:
+    """Start the panel of a protocol that differs from a finished one only in its interface walls:
+    copy the finished panel's partner and candidate cells (same cell digest: the very boxes the
+    new protocol runs) and the stacks that ``wall`` re-ran with the new protocol's walls (their
+    build and minimisation do not use the walls; their NVT ran with them, under the new
+    protocol's replica digest) into the new protocol's folder, relabelled to its digest."""
+    import dataclasses
+    import json
+    import shutil
+
+    target = load_protocol(args.protocol)
+    base = dataclasses.replace(target, interface_wall_A=0.0)
+    if base.digest() == target.digest() or base.cell_digest() != target.cell_digest():
+        raise SystemExit(f"{args.protocol} has no interface walls to adopt runs for.")
+    src = Path(args.out) / f"{base.name}-{base.digest()}"
+    dst = Path(args.out) / f"{target.name}-{target.digest()}"
+    tag = f"stack_wall{target.interface_wall_A:g}"
+
+    def copy(a: Path, b: Path) -> bool:
+        if b.exists() or not (a / "nvt.json").exists():
+            return False
+        shutil.copytree(a, b)
+        return True
+
+    copy(src / "partner", dst / "partner")
+    n_cells = n_stacks = 0
+    for name, _ in PANEL:
+        for k in range(args.replicas):
+            cdir, sdir = replica_dirs(src / name, k)
+            ncdir, nsdir = replica_dirs(dst / name, k)
+            n_cells += copy(cdir, ncdir)
+            wall_dir = sdir.parent / tag
+            prot = target.replica(k)
+            if not (wall_dir / "nvt.json").exists() or nsdir.exists():
+                continue
+            if read_json(wall_dir / "nvt.json").get("protocol_digest") != prot.digest():
+                print(f"{wall_dir}: its NVT ran with another protocol; not adopted")
+                continue
+            shutil.copytree(wall_dir, nsdir)
+            info = read_json(nsdir / "species.json")
+            info.update(protocol=prot.to_dict(), protocol_digest=prot.digest(),
+                        bottom=str(ncdir.resolve()), top=str((dst / "partner").resolve()))
+            (nsdir / "species.json").write_text(json.dumps(info, indent=1))
+            comp = read_json(nsdir / "compress.json")
+            comp["protocol_digest"] = prot.digest()
+            (nsdir / "compress.json").write_text(json.dumps(comp, indent=1))
+            n_stacks += 1
+    print(f"{dst}: adopted {n_cells} cell(s) and {n_stacks} wall stack(s) from {src}")
+
+
+def shorter(args: argparse.Namespace) -> None:
+    """Shorter NVT runs at no cost: every finished wall replica analysed as if the candidate
+    cell's NVT had stopped after ``--cell-ps`` and the stack's after ``--stack-ps`` (the first
+    part of the same trajectory is exactly what the shorter run would have produced: same
+    inputs, same seed). Per length pair: replica SDs of E_int and E_cross, mean reported
+    within-run stderr, and the NVT CPU time per replica that length costs (the stack's and the
+    cell's NVT loop time, scaled)."""
+    protocol = load_protocol(args.protocol)
+    out = Path(args.out) / f"{protocol.name}-{protocol.digest()}"
+    key, col = protocol.estimator, ESTIMATOR_COLUMN[protocol.estimator]
+    pser = pd.read_csv(out / "partner" / "nvt.thermo.csv")
+    p = summarize(pser, protocol.nvt_discard_fraction, detect=col)
+    reps = list(finished_replicas(out, args.replicas))
+    series = {(n, k): (pd.read_csv(c / "nvt.thermo.csv"), pd.read_csv(s / "nvt.thermo.csv"))
+              for n, k, c, s in reps}
+    rows = []
+    for cell_ps in args.cell_ps:
+        for stack_ps in args.stack_ps:
+            for (name, k), (cser, sser) in series.items():
+                c = summarize(cser[cser.Time - cser.Time.iloc[0] <= cell_ps * 1000.0],
+                              protocol.nvt_discard_fraction, detect=col)
+                st = summarize(sser[sser.Time - sser.Time.iloc[0] <= stack_ps * 1000.0],
+                               protocol.nvt_discard_fraction, detect=col)
+                rows.append({"cell_ps": cell_ps, "stack_ps": stack_ps, "name": name,
+                             "replica": k, "E_int": st[key] - c[key] - p[key],
+                             "se_run": float(np.hypot(st[f"{key}_stderr"], c[f"{key}_stderr"])),
+                             "E_cross": st.get("ecross"), "se_cross": st.get("ecross_stderr")})
+    t = pd.DataFrame(rows)
+    summary = []
+    for (cps, sps), g in t.groupby(["cell_ps", "stack_ps"]):
+        per = g.groupby("name").agg(n=("E_int", "size"), sd=("E_int", "std"),
+                                    sdx=("E_cross", "std"), se=("se_run", "mean"),
+                                    sex=("se_cross", "mean"))
+        per = per[per.n > 1]
+        dof = (per.n - 1).sum()
+        pooled = float(np.sqrt(((per.n - 1) * per.sd ** 2).sum() / dof))
+        pooled_x = float(np.sqrt(((per.n - 1) * per.sdx ** 2).sum() / dof))
+        summary.append({"cell_nvt_ps": cps, "stack_nvt_ps": sps, "candidates": len(per),
+                        "dof": int(dof), "E_int_replica_sd": pooled,
+                        "E_int_stderr_run": float(per.se.mean()),
+                        "E_cross_replica_sd": pooled_x, "E_cross_stderr_run": float(per.sex.mean()),
+                        "spread_E_cross": float(g.groupby("name").E_cross.mean().std()),
+                        "spread_E_int": float(g.groupby("name").E_int.mean().std())})
+    pd.set_option("display.width", 200)
+    print(pd.DataFrame(summary).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    if args.csv:
+        pd.DataFrame(summary).to_csv(args.csv, index=False, float_format="%.3f")
+
+
+def derive(args: argparse.Namespace) -> None:
+    """Panel rows of a protocol whose candidate-cell and stack NVT runs are shorter than those of
+    a finished panel (``--source-set``: the overrides that give the finished panel's protocol
+    from ``--protocol``), computed from the first part of the finished runs — exactly what the
+    shorter runs would have produced (same inputs and seeds; LAMMPS is deterministic on one
+    rank). Every other number must agree. The rows replace that protocol's rows in
+    data/oracle_panel.csv, marked ``derived_from`` = the source digest; ``cpu_s`` counts the
+    shortened NVT runs' share of the measured loop time."""
+    import dataclasses
+
+    from mdxfer.md.interaction import combine
+
+    overrides = {k: _toml_value(v) for k, v in (kv.split("=", 1) for kv in args.source_set)}
+    target = load_protocol(args.protocol)
+    source = load_protocol(args.protocol, overrides)
+    same = dataclasses.replace(source, nvt_ps=target.nvt_ps, stack_nvt_ps=target.stack_nvt_ps)
+    if same.digest() != target.digest():
+        raise SystemExit("the two protocols differ in more than nvt_ps and stack_nvt_ps")
+    if target.nvt_ps > source.nvt_ps or target.stack_nvt_ps > source.stack_nvt_ps:
+        raise SystemExit("the target's NVT runs must not be longer than the source's")
+    out = Path(args.out) / f"{source.name}-{source.digest()}"
+    pdir = out / "partner"
+    col = ESTIMATOR_COLUMN[target.estimator]
+
+    def leg(d: Path, ps: float | None) -> dict:
+        ser = pd.read_csv(d / "nvt.thermo.csv")
+        if ps is not None:
+            ser = ser[ser.Time - ser.Time.iloc[0] <= ps * 1000.0 + 1e-6]
+        nvt = dict(read_json(d / "nvt.json"))
+        nvt.update(summarize(ser, target.nvt_discard_fraction, detect=col))
+        return {"compress": read_json(d / "compress.json"), "nvt": nvt}
+
+    smiles = dict(PANEL)
+    fc, fs = target.nvt_ps / source.nvt_ps, target.stack_nvt_ps / source.stack_nvt_ps
+    rows = []
+    for name, k, cdir, sdir in finished_replicas(out, args.replicas):
+        prot = target.replica(k)
+        info = read_json(sdir / "species.json")
+        cinfo = read_json(cdir / "species.json")
+        meta = {"smiles": cinfo["smiles"], "input_smiles": smiles[name],
+                "n_molecules": prot.n_molecules, "n_molecules_chem": cinfo["n_molecules"],
+                "seed": prot.seed, "box_xy_A2": info["box_A"][0] * info["box_A"][1]}
+        rec = combine(leg(cdir, target.nvt_ps), leg(pdir, None), leg(sdir, target.stack_nvt_ps),
+                      prot, meta)
+        cpu = (cpu_seconds(cdir, sdir) - (1 - fc) * cpu_seconds_of([cdir / "nvt.log"])
+               - (1 - fs) * cpu_seconds_of([sdir / "nvt.log"]))
+        rows.append(dict(rec, name=name, replica=k, protocol=target.name,
+                         protocol_digest=target.digest(),
+                         stack_start_ps=rec["nvt_start_ps"]["stack"],
+                         stack_drift_z=rec["drift_z"]["stack"], cpu_s=cpu,
+                         partner_cpu_s=cpu_seconds(pdir), derived_from=source.digest(),
+                         mdxfer_version=read_json(sdir / "replica_result.json").get(
+                             "mdxfer_version") if (sdir / "replica_result.json").exists()
+                         else None))
+    others = read_panel() if CSV.exists() else pd.DataFrame()
+    if not others.empty:
+        others = others[others.protocol_digest != target.digest()]
+    CSV.unlink(missing_ok=True)
+    for row in others.to_dict("records") + rows:
+        append_row(row)
+    print(f"wrote {len(rows)} derived replicas of {target.digest()} (from {source.digest()}) "
+          f"to {CSV}")
+
+
+def _toml_value(text: str):
+    """A ``--set`` value read as TOML (numbers, booleans, quoted strings)."""
+    import tomllib
+
+    return tomllib.loads(f"v = {text}")["v"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -560,9 +801,36 @@ def main() -> None:
     w.add_argument("--workers", type=int, default=1)
     w.add_argument("--report-only", action="store_true")
     w.add_argument("--csv", default=None)
+    sh = sub.add_parser("shorter", help=shorter.__doc__.splitlines()[0])
+    sh.add_argument("--protocol", default="production")
+    sh.add_argument("--replicas", type=int, default=3)
+    sh.add_argument("--out", default=str(ROOT / "runs" / "oracle"))
+    sh.add_argument("--cell-ps", type=float, nargs="*", default=[60.0, 40.0, 30.0])
+    sh.add_argument("--stack-ps", type=float, nargs="*", default=[100.0, 70.0, 50.0])
+    sh.add_argument("--csv", default=None)
+    de = sub.add_parser("derive", help=derive.__doc__.splitlines()[0])
+    de.add_argument("--protocol", default="production")
+    de.add_argument("--source-set", nargs="*", default=[],
+                    help="overrides of --protocol that give the finished panel's protocol")
+    de.add_argument("--replicas", type=int, default=3)
+    de.add_argument("--out", default=str(ROOT / "runs" / "oracle"))
+    ad = sub.add_parser("adopt", help=adopt.__doc__.splitlines()[0])
+    ad.add_argument("--protocol", default="production")
+    ad.add_argument("--replicas", type=int, default=3)
+    ad.add_argument("--out", default=str(ROOT / "runs" / "oracle"))
+    ce = sub.add_parser("cells", help=cells.__doc__.splitlines()[0])
+    ce.add_argument("--protocol", default="production")
+    ce.add_argument("--set", nargs="*", default=[], help="protocol overrides, key=value (TOML)")
+    ce.add_argument("--only", nargs="*", default=["benzene", "pyridine"])
+    ce.add_argument("--replicas", type=int, default=3)
+    ce.add_argument("--out", default=str(ROOT / "runs" / "oracle"))
+    ce.add_argument("--workers", type=int, default=2)
+    ce.add_argument("--report-only", action="store_true")
+    ce.add_argument("--csv", default=None)
     args = ap.parse_args()
     {"run": run, "report": report, "partial": partial, "collect": collect,
-     "components": components, "calibrate": calibrate, "wall": wall}[args.cmd](args)
+     "components": components, "calibrate": calibrate, "wall": wall,
+     "cells": cells, "adopt": adopt, "shorter": shorter, "derive": derive}[args.cmd](args)
 
 
 if __name__ == "__main__":

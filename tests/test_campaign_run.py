@@ -356,3 +356,28 @@ def test_cost_up_front_before_anything_runs(tmp_path):
 def test_finished_campaign_has_no_eta(finished):
     eta = finished["status"]["eta"]
     assert eta["remaining"] == 0 and eta["cpu_s"] == 0
+
+
+def test_a_stack_only_change_reuses_every_box(finished, tmp_path):
+    """Interface walls change only the stack: a campaign with them (same work directory, its
+    own database) runs the pairs again and no candidate or partner box."""
+    spec = load_spec(finished["path"])
+    species = {k: v for k, v in stage_files(spec.workdir).items() if "/species/" in k}
+    path = write_campaign(finished["dir"], GOOD[:2], name="walls",
+                          campaign=f'workdir = "{spec.workdir}"')
+    text = path.read_text().replace("[protocol]\n", "[protocol]\ninterface_wall_A = 1.0\n")
+    path.write_text(text)
+    with Campaign.open(path) as camp:
+        assert camp.digest != spec.protocol.digest()
+        assert camp.cell_digest == spec.protocol.cell_digest()
+        report = camp.run()
+        rows = camp.results()
+    assert report.done == 2 and all(r["status"] == "done" for r in rows)
+    after = stage_files(spec.workdir)
+    assert {k: after[k] for k in species} == species          # no box ran again
+    new = [k for k in after if k not in species and "/pairs/" in k
+           and k.startswith(camp.digest)]
+    assert any(k.endswith("nvt.json") for k in new)           # the stacks did
+    for r in rows:
+        assert r["protocol_digest"] == camp.digest
+        assert "fix             iwall" in (Path(r["workdir"]) / "in.nvt.lmp").read_text()

@@ -82,3 +82,34 @@ def test_production_preset_and_replicas():
 def test_production_fields_are_validated(overrides, fragment):
     with pytest.raises(ProtocolError, match=fragment):
         load_protocol("production", overrides)
+
+
+def test_cell_digest_ignores_only_the_stack_settings():
+    """Boxes are keyed by the cell digest: a stack-only change shares them, anything a cell
+    runs with (length, seed, cut-off) does not."""
+    import dataclasses
+
+    from mdxfer.md.protocol import STACK_ONLY_FIELDS, load_protocol
+
+    p = load_protocol("production")
+    for name, value in (("interface_wall_A", 2.0), ("stack_nvt_ps", 40.0),
+                        ("cross_energy", False), ("stack_gap_A", 2.0)):
+        q = dataclasses.replace(p, **{name: value})
+        assert name in STACK_ONLY_FIELDS
+        assert q.digest() != p.digest() and q.cell_digest() == p.cell_digest()
+        assert q.box_digest("stack") == q.digest() and q.box_digest("species") == p.cell_digest()
+    for name, value in (("nvt_ps", 45.0), ("seed", 1), ("cutoff_A", 12.0),
+                        ("charges", "gasteiger")):
+        assert dataclasses.replace(p, **{name: value}).cell_digest() != p.cell_digest()
+    assert p.replica(1).cell_digest() != p.cell_digest()
+    assert dataclasses.replace(p, replicas=3).cell_digest() == p.cell_digest()
+    # each role keeps only its own NVT length
+    shorter = dataclasses.replace(p, nvt_ps=15.0)
+    assert shorter.cell_digest("partner") == p.cell_digest("partner")
+    longer_partner = dataclasses.replace(p, partner_nvt_ps=500.0)
+    assert longer_partner.cell_digest() == p.cell_digest()
+    assert longer_partner.cell_digest("partner") != p.cell_digest("partner")
+    assert p.cell_digest("partner") != p.cell_digest("candidate")
+    # no separate partner length: the partner runs nvt_ps, whichever field says it
+    q = dataclasses.replace(p, partner_nvt_ps=0.0, nvt_ps=1000.0)
+    assert q.cell_digest("partner") == dataclasses.replace(q, partner_nvt_ps=1000.0).cell_digest("partner")

@@ -157,8 +157,9 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def _stage_done(workdir: Path, stage: str, protocol: Protocol) -> bool:
-    info = _read_json(workdir / f"{stage}.json")
-    return bool(info) and info.get("protocol_digest") == protocol.digest()
+    from mdxfer.md.interaction import summary_matches
+
+    return summary_matches(workdir, _read_json(workdir / f"{stage}.json"), protocol)
 
 
 def build_species(smiles: str, protocol: Protocol, workdir: str,
@@ -166,12 +167,11 @@ def build_species(smiles: str, protocol: Protocol, workdir: str,
     """Type, charge and pack ``protocol.n_molecules`` copies of ``smiles`` (canonical) into
     ``workdir/system.data``; skipped when ``species.json`` already holds this box in this
     ``role`` (``candidate`` or ``partner``: the partner's NVT runs ``protocol.partner_ps``)."""
-    from mdxfer.md.interaction import prepare_species
+    from mdxfer.md.interaction import box_matches, prepare_species
 
     with _stage("build", workdir) as rec:
         info = _read_json(Path(workdir) / "species.json") or {}
-        same_box = (info.get("smiles") == smiles
-                    and info.get("protocol_digest") == protocol.digest())
+        same_box = info.get("smiles") == smiles and box_matches(info, protocol)
         rec["ran"] = not (same_box and info.get("role", "candidate") == role)
         if same_box and rec["ran"] and protocol.partner_ps != protocol.nvt_ps:
             # the same box in the other role: its NVT summary is for the other NVT length
@@ -235,18 +235,18 @@ def combine_pair(smiles: str, candidate_dir: str, partner_dir: str, pair_dir: st
     NVT ran (``nvt_record``), not where this light task runs.
     """
     from mdxfer.fileio import write_json_atomic
-    from mdxfer.md.interaction import replica_result
+    from mdxfer.md.interaction import replica_result, summary_matches
 
     with _stage("combine", pair_dir) as rec:
         dirs = {"candidate": Path(candidate_dir), "partner": Path(partner_dir),
                 "stack": Path(pair_dir)}
         legs: dict[str, dict[str, Any]] = {}
         for name, d in dirs.items():
-            digest = (partner_protocol if name == "partner" else protocol).digest()
+            prot = partner_protocol if name == "partner" else protocol
             legs[name] = {}
             for stage in ("compress", "nvt"):
                 data = _read_json(d / f"{stage}.json")
-                if not data or data.get("protocol_digest") != digest:
+                if not summary_matches(d, data, prot):
                     raise StageFailure(f"the {name} box in {d} has no finished '{stage}' stage "
                                        "for this protocol", "combine", "error", pair_dir)
                 legs[name][stage] = data

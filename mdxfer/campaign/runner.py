@@ -221,7 +221,9 @@ class Campaign:
         self.forcefield = str(load_table()["version"])
         self.partner = canonical_smiles(spec.partner)
         self.partner_inchikey = inchikey(self.partner)
-        self.partner_key = species_key(self.partner, self.digest, self.forcefield)
+        self.cell_digest = self.protocol.cell_digest()
+        self.partner_cell_digest = self.protocol.cell_digest("partner")
+        self.partner_key = species_key(self.partner, self.partner_cell_digest, self.forcefield)
         self.root = self.root_of(self.digest)
         self.replica_protocols = [self.protocol.replica(k) for k in range(self.protocol.replicas)]
         self.readonly = readonly
@@ -230,9 +232,10 @@ class Campaign:
         store.add_protocol(self.digest, self.protocol.name, self.protocol.to_dict())
         for prot in self.replica_protocols[1:]:
             store.add_protocol(prot.digest(), prot.name, prot.to_dict())
-        store.ensure_task(self.partner_key, "species", self.partner, None, self.digest,
-                          self.forcefield, self._rel(self.species_dir(self.partner,
-                                                                      self.partner_inchikey)))
+        store.ensure_task(self.partner_key, "species", self.partner, None,
+                          self.partner_cell_digest, self.forcefield,
+                          self._rel(self.species_dir(self.partner, self.partner_inchikey,
+                                                     self.partner_cell_digest)))
         self.add_candidates(spec.candidates)
         # another number of replicas than their results hold: run (or re-aggregate) them again
         self.store.requeue_replicas(self.digest, self.partner, self.forcefield,
@@ -266,9 +269,11 @@ class Campaign:
         """``<workdir>/<protocol digest>-<force-field hash>``: the tasks of one protocol."""
         return self.spec.workdir / f"{digest}-{content_key(self.forcefield)[:6]}"
 
-    def species_dir(self, smiles: str, key_inchikey: str, digest: str | None = None) -> Path:
-        """``<workdir>/<protocol digest>-<ff>/species/<InChIKey>-<hash>``: never the SMILES."""
-        return (self.root_of(digest) if digest else self.root) / "species" / (
+    def species_dir(self, smiles: str, key_inchikey: str, cell_digest: str | None = None) -> Path:
+        """``<workdir>/<cell digest>-<ff>/species/<InChIKey>-<hash>``: never the SMILES. Boxes
+        are keyed by the protocol's :meth:`~mdxfer.md.protocol.Protocol.cell_digest`, so
+        protocols that differ only in stack settings share them."""
+        return self.root_of(cell_digest or self.cell_digest) / "species" / (
             f"{key_inchikey}-{content_key(smiles)[:8]}")
 
     def pair_dir(self, smiles: str, key_inchikey: str, digest: str | None = None) -> Path:
@@ -280,15 +285,17 @@ class Campaign:
     def replica_tasks(self, smiles: str, key_inchikey: str, k: int) -> tuple[str, str]:
         """(species key, pair key) of replica ``k`` of candidate ``smiles`` (canonical),
         registered in the store; replica 0's are the candidate's own. A replica's tasks are
-        those of a campaign run with ``protocol.replica(k)``: keyed by its digest, under its
-        ``<digest>-<ff>`` directory."""
-        digest = self.replica_protocols[k].digest() if k else self.digest
-        skey = species_key(smiles, digest, self.forcefield)
+        those of a campaign run with ``protocol.replica(k)``: the pair keyed by its digest under
+        ``<digest>-<ff>/pairs``, the box by its cell digest under ``<cell digest>-<ff>/species``."""
+        prot = self.replica_protocols[k]
+        digest = prot.digest() if k else self.digest
+        cell = prot.cell_digest() if k else self.cell_digest
+        skey = species_key(smiles, cell, self.forcefield)
         pkey = pair_key(smiles, self.partner, digest, self.forcefield)
         if k:
             with self.store.transaction():
-                self.store.ensure_task(skey, "species", smiles, None, digest, self.forcefield,
-                                       self._rel(self.species_dir(smiles, key_inchikey, digest)))
+                self.store.ensure_task(skey, "species", smiles, None, cell, self.forcefield,
+                                       self._rel(self.species_dir(smiles, key_inchikey, cell)))
                 self.store.ensure_task(pkey, "pair", smiles, self.partner, digest,
                                        self.forcefield,
                                        self._rel(self.pair_dir(smiles, key_inchikey, digest)))
@@ -318,8 +325,8 @@ class Campaign:
                                    None, state="failed", error=error, error_class="molecule",
                                    failed_stage="parse")
         else:
-            skey = species_key(canon, self.digest, self.forcefield)
-            self.store.ensure_task(skey, "species", canon, None, self.digest, self.forcefield,
+            skey = species_key(canon, self.cell_digest, self.forcefield)
+            self.store.ensure_task(skey, "species", canon, None, self.cell_digest, self.forcefield,
                                    self._rel(self.species_dir(canon, ikey)))
             key = pair_key(canon, self.partner, self.digest, self.forcefield)
             self.store.ensure_task(key, "pair", canon, self.partner, self.digest,
@@ -456,7 +463,8 @@ class Campaign:
         done = [r for r in rows if r["status"] == "done" and r["E_int"] is not None]
         best = sorted(done, key=lambda r: r["E_int"])[:top]
         tasks: dict[str, dict[str, int]] = {}
-        digests = sorted({p.digest() for p in self.replica_protocols})
+        digests = sorted({d for p in self.replica_protocols
+                          for d in (p.digest(), p.cell_digest(), p.cell_digest("partner"))})
         marks = ", ".join("?" for _ in digests)
         for t in self.store.query("SELECT kind, state, COUNT(*) AS n FROM tasks WHERE "
                                   f"protocol_digest IN ({marks}) GROUP BY kind, state",

@@ -106,7 +106,9 @@ def _write_inputs(system: System, protocol: Protocol, workdir: Path, info: dict)
     write_data(system, workdir / "system.data", title=info.get("title", "mdxfer system"))
     (workdir / "forcefield.lmp").write_text(forcefield_include(system, protocol))
     info = dict(info, n_atoms=system.n_atoms, n_molecules=system.n_molecules,
-                protocol=protocol.to_dict(), protocol_digest=protocol.digest(),
+                protocol=protocol.to_dict(),
+                protocol_digest=protocol.box_digest(info.get("kind", "species"),
+                                                    info.get("role", "candidate")),
                 forcefield=load_table()["version"], initial_density_g_cm3=system.density,
                 hbond_pairs=hbond_pairs(system) if protocol.hbond else [],
                 box_A=list(map(float, system.box)))
@@ -125,9 +127,11 @@ def prepare_species(smiles: str, protocol: Protocol, workdir: str | Path,
     existing = workdir / SPECIES_FILE
     if existing.exists():
         info = read_json(existing)
-        wanted = {"smiles": canon, "protocol_digest": protocol.digest(), "role": role,
+        wanted = {"smiles": canon, "protocol_digest": protocol.cell_digest(role), "role": role,
                   "forcefield": load_table()["version"]}
         found = dict(info, role=info.get("role", "candidate"))
+        if box_matches(info, protocol):
+            found["protocol_digest"] = protocol.cell_digest(found["role"])
         if all(found.get(k) == v for k, v in wanted.items()):
             return workdir
         _refuse_finished(workdir, found, wanted)
@@ -211,11 +215,45 @@ def load_system(workdir: str | Path, stage: str | None = None) -> System:
 
 # ---------------------------------------------------------------- stages
 
+def box_matches(info: dict[str, Any], protocol: Protocol) -> bool:
+    """Whether a box's ``species.json`` (``info``) was built for ``protocol``: the same
+    :meth:`Protocol.box_digest` (a single-species box: :meth:`Protocol.cell_digest`, so protocols
+    that differ only in stack settings share their cells). A cell written before cell digests
+    existed (its ``protocol_digest`` the full digest) matches by the protocol it stores."""
+    kind, role = info.get("kind", "species"), info.get("role", "candidate")
+    want = protocol.box_digest(kind, role)
+    if info.get("protocol_digest") == want:
+        return True
+    if kind != "species" or not isinstance(info.get("protocol"), dict):
+        return False
+    try:
+        stored = Protocol.from_dict(info["protocol"])
+    except (TypeError, ValueError):
+        return False
+    return stored.digest() == info.get("protocol_digest") and stored.cell_digest(role) == want
+
+
+def summary_matches(workdir: str | Path, summary: dict[str, Any] | None,
+                    protocol: Protocol) -> bool:
+    """Whether a stage summary of the box in ``workdir`` was made for ``protocol`` (its box
+    digest, or the digest its ``species.json`` was written with when that box matches)."""
+    if not summary:
+        return False
+    recorded = summary.get("protocol_digest")
+    try:
+        info = read_json(Path(workdir) / SPECIES_FILE)
+    except (OSError, ValueError):
+        return False
+    if recorded == protocol.box_digest(info.get("kind", "species"), info.get("role", "candidate")):
+        return True
+    return recorded == info.get("protocol_digest") and box_matches(info, protocol)
+
+
 def _stage_done(workdir: Path, stage: str, protocol: Protocol) -> dict | None:
     path = workdir / f"{stage}.json"
     if path.exists():
         summary = read_json(path)
-        if summary.get("protocol_digest") == protocol.digest():
+        if summary_matches(workdir, summary, protocol):
             return summary
     return None
 
@@ -330,7 +368,8 @@ def run_compress(workdir: str | Path, protocol: Protocol, launcher: Launcher | N
               ignore_index=True).to_csv(workdir / f"{stage}.thermo.csv", index=False)
     last = summarize(series.iloc[len(series) - window:])
     summary = {
-        "stage": stage, "protocol_digest": protocol.digest(),
+        "stage": stage,
+        "protocol_digest": protocol.box_digest(info["kind"], info.get("role", "candidate")),
         "steps": protocol.steps(total_ps), "npt_ps": total_ps, "extensions": extension,
         "wall_s": wall, "command": run["command"],
         "lz_A": last["lz_A"], "lz_A_stderr": last["lz_A_stderr"],
@@ -508,7 +547,9 @@ def run_nvt(workdir: str | Path, protocol: Protocol, launcher: Launcher | None =
     series.to_csv(workdir / f"{stage}.thermo.csv", index=False)
     detect = ESTIMATOR_COLUMN[protocol.estimator] if protocol.equilibration == "detect" else None
     stats = summarize(series, protocol.nvt_discard_fraction, detect=detect)
-    summary = {"stage": stage, "protocol_digest": protocol.digest(), "steps": protocol.steps(ps),
+    summary = {"stage": stage,
+               "protocol_digest": protocol.box_digest(info["kind"], info.get("role", "candidate")),
+               "steps": protocol.steps(ps),
                "wall_s": run["wall_s"], "command": run["command"], **stats}
     write_json_atomic(workdir / f"{stage}.json", summary)
     return summary
@@ -726,8 +767,9 @@ def check_partner_dir(pdir: Path, partner: str, protocol: Protocol) -> None:
     problems = []
     if info.get("smiles") != partner:
         problems.append(f"molecule {info.get('smiles')!r}, not {partner!r}")
-    if info.get("protocol_digest") != protocol.digest():
-        problems.append(f"protocol {info.get('protocol_digest')}, not {protocol.digest()}")
+    if not box_matches(info, protocol):
+        problems.append(f"protocol {info.get('protocol_digest')}, not "
+                        f"{protocol.cell_digest('partner')}")
     if info.get("forcefield") != load_table()["version"]:
         problems.append(f"force field {info.get('forcefield')}, not {load_table()['version']}")
     if problems:

@@ -126,6 +126,25 @@ class Protocol:
         between-replica scatter of :mod:`mdxfer.md.scatter` — are keyed by it."""
         return dataclasses.replace(self, seed=0, replicas=1).digest()
 
+    def cell_digest(self, role: str = "candidate") -> str:
+        """The digest of a single-species box in ``role`` (``candidate`` or ``partner``), 12 hex
+        digits: every number that box runs with — not the stack-only fields
+        (:data:`STACK_ONLY_FIELDS`), and of the two NVT lengths only its own (``nvt_ps`` for a
+        candidate, :attr:`partner_ps` for the partner). Protocols that differ only in how the
+        stack runs (walls, stack NVT length, ...) share their cells, and the partner box is
+        shared by protocols that differ only in the candidates' NVT length."""
+        d = self.to_dict()
+        for name in ("replicas", "nvt_ps", "partner_nvt_ps", *STACK_ONLY_FIELDS):
+            d.pop(name)
+        d["role_nvt_ps"] = self.partner_ps if role == "partner" else self.nvt_ps
+        d["role"] = role
+        return hashlib.sha256(json.dumps({"cell": d}, sort_keys=True).encode()).hexdigest()[:12]
+
+    def box_digest(self, kind: str, role: str = "candidate") -> str:
+        """The digest that keys a box of ``kind``: :meth:`cell_digest` of ``role`` for a
+        single-species box (``"species"``), :meth:`digest` for a stack."""
+        return self.cell_digest(role) if kind == "species" else self.digest()
+
     def replica(self, k: int) -> "Protocol":
         """The protocol of replica ``k`` (0-based): a new seed (packing, conformer, velocities).
 
@@ -138,6 +157,10 @@ class Protocol:
         """NVT length of the partner box, ps."""
         return self.partner_nvt_ps or self.nvt_ps
 
+
+#: Fields that only the stack of two cells uses: not part of :meth:`Protocol.cell_digest`.
+STACK_ONLY_FIELDS = ("stack_compress_ps", "stack_nvt_ps", "stack_gap_A", "stack_barostat",
+                     "stack_source", "cross_energy", "interface_wall_A", "interface_wall_k")
 
 #: Fields added after results were keyed by digest: part of the digest only when changed.
 _DIGEST_IF_CHANGED = {"interface_wall_A": 0.0, "interface_wall_k": 5.0}
@@ -161,15 +184,20 @@ PRESETS: dict[str, Protocol] = {
     # at exactly the summed NVT heights (no stack barostat: the volume errors of the two cells
     # cancel to first order). E_int from the potential energy without the harmonic bond, angle
     # and inversion terms (their means are fixed by equipartition and cancel). The partner runs
-    # once, 1 ns. Every choice and its measurement: docs/protocol.md.
+    # once, 1 ns. Flat-bottom walls keep the slabs on their sides of the two interfaces (no
+    # interdiffusion: E_cross repeats to ~1 kcal/mol instead of 11-44). NVT 30 ps (cell) and
+    # 50 ps (stack): the replica scatter of E_int is the same as with 60 and 100 ps (it comes
+    # from the packing, not the run length), at ~40 % less CPU. Every choice and its
+    # measurement: docs/protocol.md.
     "production": Protocol(
         name="production", n_molecules=100, box_A=(30.0, 30.0, 200.0), packing="packmol",
         pack_density_fraction=0.85, min_slab_A=20.0, minimize_steps=500, precompress_ps=0.0,
         timestep_fs=2.0, shake=True, pdamp_fs=500.0, compress_ps=40.0, compress_chunk_ps=10.0,
         compress_extend_ps=20.0, compress_extra_max_ps=60.0, plateau_drift=0.005,
-        compress_average_fraction=0.5, nvt_ps=60.0, stack_compress_ps=0.0, stack_nvt_ps=100.0,
+        compress_average_fraction=0.5, nvt_ps=30.0, stack_compress_ps=0.0, stack_nvt_ps=50.0,
         stack_barostat=False, stack_source="compress", stack_gap_A=0.0, partner_nvt_ps=1000.0, equilibration="detect",
         cutoff_A=10.0, charges="mmff94", thermo_every_fs=100.0, dump_every_fs=2000.0,
+        interface_wall_A=1.0, interface_wall_k=5.0,
     ),
 }
 # The README's main job: the production route (packed liquid, fixed-volume stack, pe_nh,
