@@ -151,3 +151,20 @@ def test_squeeze_phase_runs_at_its_own_pressure(tmp_path, quick, launcher):
     thermo = pd.read_csv(wd / "compress.thermo.csv")
     assert list(dict.fromkeys(thermo["phase"])) == ["precompress", "squeeze", "npt"]
     assert thermo["Step"].is_monotonic_increasing and thermo["Step"].is_unique
+
+
+def test_a_run_without_thermo_output_is_an_error_naming_the_stage(tmp_path, launcher):
+    """LAMMPS exits 0 but writes no thermo (an input that never runs): the stage fails with
+    what happened and where, instead of averaging nothing."""
+    from mdxfer.errors import LammpsError
+    from mdxfer.md.interaction import _check_series
+    from mdxfer.md.lammps import run_input
+    from mdxfer.md.thermo import concat_runs, read_runs
+
+    (tmp_path / "in.x.lmp").write_text("units real\nprint 'no dynamics here'\n")
+    run = run_input(tmp_path, "in.x.lmp", "nvt", launcher)
+    series = concat_runs(read_runs(run["log"]))
+    assert series.empty
+    with pytest.raises(LammpsError) as err:
+        _check_series(series, "nvt", tmp_path)
+    assert "no thermo output" in str(err.value) and "nvt" in str(err.value)
