@@ -128,3 +128,43 @@ def test_energy_plot_marks_what_was_averaged(quick_ethanol_run, tmp_path):
     plt.close(fig)
     paths = plot_legs({"candidate": out / "candidate", "partner": out / "partner", "stack": cell}, tmp_path)
     assert [p.name for p in paths] == ["density.png", "energy.png"] and all(p.stat().st_size > 5000 for p in paths)
+
+
+def test_ase_export_keeps_frames_cell_charges_and_slabs(quick_ethanol_run, tmp_path):
+    """`mdxfer export` / export_ase: every frame of the stack in extxyz, read back by ASE with
+    the same positions, cell, charges, molecules and slab labels as the Universe."""
+    from ase.io import read
+    from typer.testing import CliRunner
+
+    from mdxfer.cli.main import app
+    from mdxfer.md.trajectory import ase_frames, export_ase
+
+    out, _ = quick_ethanol_run
+    u = universe(out / "stack", "nvt")
+    frames = ase_frames(out / "stack", "nvt")
+    assert len(frames) == len(u.trajectory)
+    u.trajectory[-1]
+    last = frames[-1]
+    assert np.allclose(last.positions, u.atoms.positions, atol=1e-4)
+    assert np.allclose(last.cell.lengths(), u.dimensions[:3], atol=1e-4)
+    assert np.allclose(last.get_initial_charges(), u.atoms.charges)
+    assert list(last.get_chemical_symbols()) == list(u.atoms.elements)
+    assert last.info["time_ps"] == pytest.approx(u.trajectory.time)
+    path = tmp_path / "stack.extxyz"
+    assert export_ase(out / "stack", path, "nvt", every=2) == len(u.trajectory[::2])
+    back = read(path, index=":")
+    assert len(back) == len(u.trajectory[::2])
+    assert set(back[0].arrays["slab"]) == {"candidate", "partner"}
+    assert (back[0].arrays["slab"] == "candidate").sum() == 180
+    assert np.array_equal(back[0].arrays["mol-id"], u.atoms.resids)
+    # the CLI writes the same file; a format ASE cannot write is a clear error
+    cli = tmp_path / "cli.xyz"
+    r = CliRunner().invoke(app, ["export", str(out / "candidate"), "--stage", "nvt",
+                                 "--out", str(cli)])
+    assert r.exit_code == 0, r.output
+    assert len(read(cli, index=":")) == len(universe(out / "candidate", "nvt").trajectory)
+    for bad in ("x.vasp", "x.unknownformat"):
+        with pytest.raises(MdxferError, match="ASE cannot write"):
+            export_ase(out / "stack", tmp_path / bad, "nvt")
+        assert not (tmp_path / bad).exists()
+    assert export_ase(out / "stack", tmp_path / "POSCAR.vasp", None) == 1   # the built box

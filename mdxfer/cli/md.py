@@ -151,6 +151,22 @@ def interaction_cmd(
                   highlight=False)
 
 
+@friendly_errors
+def export_cmd(
+    directory: Path = typer.Argument(..., help="A cell folder: OUT/candidate, OUT/partner, OUT/stack or a campaign task's folder."),
+    out: Path = typer.Option(..., "--out", "-o", help="File to write; ASE picks the format from its name (.extxyz keeps types, charges, molecules and slabs; .xyz, .pdb, .traj, ...)."),
+    stage: str = typer.Option("nvt", help="Stage whose trajectory to export: nvt or compress; 'system' for the built box alone."),
+    every: int = typer.Option(1, min=1, help="Keep every N-th frame."),
+) -> None:
+    """Export a cell's trajectory (or its built box) to any format ASE writes."""
+    from mdxfer.md.trajectory import export_ase
+    from mdxfer.validate import check_output_file
+
+    check_output_file(out)
+    n = export_ase(directory, out, None if stage == "system" else stage, every)
+    console.print(f"wrote {n} frame(s) to {out}", highlight=False, markup=False)
+
+
 def _projection(smiles: str, p, partner: str, replicas: int, launcher, partner_done: bool) -> str:
     """One line: the projected LAMMPS time of this run (mdxfer.md.cost)."""
     from mdxfer.md.interaction import projected_cost
@@ -163,3 +179,4 @@ def register(app: typer.Typer) -> None:
     app.command("types")(types_cmd)
     app.command("build")(build_cmd)
     app.command("interaction")(interaction_cmd)
+    app.command("export")(export_cmd)

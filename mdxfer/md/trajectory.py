@@ -31,6 +31,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mdxfer.errors import MdxferError
 
 #: residue names and segment ids per species role
@@ -144,3 +146,50 @@ def universe(directory: str | Path, stage: str | None = "nvt") -> Any:
                               f"trajectory here: {', '.join(have) or 'none (run the stages first)'}.")
     _label(u, info, labels)
     return u
+
+
+def ase_frames(directory: str | Path, stage: str | None = "nvt", every: int = 1) -> list[Any]:
+    """The frames of :func:`universe` as ``ase.Atoms`` (Å, periodic cell), every ``every``-th.
+
+    Each frame carries what ASE's writers can keep: chemical symbols, positions, the cell,
+    ``pbc``; per atom the arrays ``mol-id`` (LAMMPS molecule), ``dreiding_type``, ``slab``
+    (``candidate``/``partner``; extxyz reserves ``species`` for the symbols) and the charges as
+    ``initial_charges`` (e); ``info["time_ps"]``.
+    Written with ``ase.io.write`` they become any format ASE knows (extxyz keeps all of it).
+    """
+    from ase import Atoms
+    from ase.geometry import cellpar_to_cell
+
+    if every < 1:
+        raise MdxferError(f"every must be at least 1, got {every}.")
+    u = universe(directory, stage)
+    atoms = u.atoms
+    symbols = list(atoms.elements)
+    frames = []
+    for ts in u.trajectory[::every]:
+        a = Atoms(symbols=symbols, positions=atoms.positions.copy(),
+                  cell=cellpar_to_cell(ts.dimensions), pbc=True,
+                  charges=atoms.charges.astype(float))
+        a.set_array("mol-id", atoms.resids.astype(int))
+        a.set_array("dreiding_type", np.array([str(t) for t in atoms.types]))
+        a.set_array("slab", np.array([str(t) for t in atoms.segids]))
+        a.info["time_ps"] = float(ts.time)
+        frames.append(a)
+    return frames
+
+
+def export_ase(directory: str | Path, out: str | Path, stage: str | None = "nvt",
+               every: int = 1) -> int:
+    """Write the frames of :func:`ase_frames` to ``out`` with ``ase.io.write`` (the format from
+    the file name: ``.extxyz``, ``.xyz``, ``.cif``, ``.pdb``, ``.traj``, ...). Returns the count."""
+    from ase.io import write
+    from ase.io.formats import UnknownFileTypeError
+
+    frames = ase_frames(directory, stage, every)
+    try:
+        write(str(out), frames if len(frames) > 1 else frames[0])
+    except (ValueError, UnknownFileTypeError) as exc:   # an unknown format, or a one-frame one
+        Path(out).unlink(missing_ok=True)
+        raise MdxferError(f"ASE cannot write {out}: {exc} (try .extxyz or .traj; a one-frame "
+                          "format such as .vasp needs --stage system or a single frame).") from None
+    return len(frames)
