@@ -103,7 +103,7 @@ def subset(n: int = 5000, seed: int = 0, df: pd.DataFrame | None = None) -> pd.D
     """``n`` molecules drawn at random without replacement (numpy ``default_rng(seed)``)."""
     df = load_qm9() if df is None else df
     if not 0 < n <= len(df):
-        raise DataError(f"QM9 subset size must be between 1 and {len(df)}, got {n}.")
+        raise DataError(f"The subset size must be between 1 and {len(df)} (the table's rows), got {n}.")
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(len(df), size=n, replace=False))
     return df.iloc[idx].reset_index(drop=True)
@@ -119,6 +119,16 @@ def split(n: int = 5000, n_val: int = 1000, seed: int = 0, split_seed: int | Non
     df = load_qm9()
     if target not in df.columns or target == "qm9_index" or not pd.api.types.is_numeric_dtype(df[target]):
         raise DataError(f"Unknown QM9 property {target!r}; choose one of {', '.join(PROPERTY_COLUMNS)}.")
+    if not 0 < n_val < n:
+        raise DataError(f"The validation size must be between 1 and n - 1 = {n - 1}, got {n_val}.")
+    return split_frame(df, n, n_val, seed, split_seed, target)
+
+
+def split_frame(df: pd.DataFrame, n: int, n_val: int, seed: int = 0,
+                split_seed: int | None = None, target: str = CV_COLUMN) -> Split:
+    """:func:`split` of any table with a :data:`SMILES_COLUMN` and a ``target`` column (a
+    user's own pretraining table): ``n`` rows drawn with ``seed``, ``n_val`` of them for
+    validation (``split_seed``, default ``seed``)."""
     if not 0 < n_val < n:
         raise DataError(f"The validation size must be between 1 and n - 1 = {n - 1}, got {n_val}.")
     sub = subset(n, seed, df)

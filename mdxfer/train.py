@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import pandas as pd
 import torch
 
 from mdxfer import qm9
@@ -85,8 +86,8 @@ def parity_plot(path: str | Path, sets: list[tuple[str, np.ndarray, np.ndarray, 
 class PretrainSettings:
     """Everything that defines a pretraining run (the resumable part is checked on resume)."""
 
-    n: int = 5000
-    n_val: int = 1000
+    n: int | None = 5000
+    n_val: int | None = 1000
     seed: int = 0
     split_seed: int | None = None
     preset: str = "default"
@@ -99,6 +100,11 @@ class PretrainSettings:
     arch: ModelConfig | None = None
     #: a folder whose ``model.pt`` encoder (e.g. ``mdxfer selfsup``) initialises this network
     init_encoder: str | None = None
+    #: the user's own table (CSV with ``smiles_col`` and ``target``) instead of QM9; ``n`` and
+    #: ``n_val`` then count its rows (None: all rows, a fifth of them for validation)
+    data: str | None = None
+    smiles_col: str = "smiles"
+    unit: str = ""
 
     def config(self) -> ModelConfig:
         base = self.arch if self.arch is not None else preset(self.preset)
@@ -175,20 +181,24 @@ def pretrain(out_dir: str | Path, settings: PretrainSettings | None = None, thre
     cfg = s.config()
     t0 = time.perf_counter()
 
-    sp = qm9.split(s.n, s.n_val, seed=s.seed, split_seed=s.split_seed, target=s.target)
+    if s.data:
+        sp, source, skipped = _table_split(s, jobs, use_cache, log)
+    else:
+        sp = qm9.split(s.n, s.n_val, seed=s.seed, split_seed=s.split_seed, target=s.target)
+        source, skipped = f"qm9pack {qm9.qm9pack_version()}", 0
     data_hash = sp.data_hash
     smiles = list(sp.train[qm9.SMILES_COLUMN]) + list(sp.val[qm9.SMILES_COLUMN])
     feats = cached_featurize(smiles, n_jobs=jobs, use_cache=use_cache)
     if feats.failed:
         bad = ", ".join(smiles[i] for i in feats.failed[:5])
-        raise DataError(f"RDKit could not parse {len(feats.failed)} QM9 SMILES (e.g. {bad}).")
+        raise DataError(f"RDKit could not parse {len(feats.failed)} SMILES (e.g. {bad}).")
     n_tr = len(sp.train)
     train_g, val_g = feats.graphs.subset(np.arange(n_tr)), feats.graphs.subset(np.arange(n_tr, len(smiles)))
     t_data = time.perf_counter() - t0
-    log(f"data: {n_tr} train / {len(sp.val)} val QM9 molecules, target {s.target}, "
+    log(f"data: {n_tr} train / {len(sp.val)} val molecules ({source}), target {s.target}, "
         f"hash {data_hash[:12]}; read and featurised in {t_data:.1f} s")
 
-    unit = qm9.UNITS.get(s.target, "")
+    unit = s.unit or qm9.UNITS.get(s.target, "")
     scaler = TargetScaler.fit(sp.train[s.target].to_numpy(), s.target, unit)
     y_tr = torch.tensor(scaler.transform(sp.train[s.target].to_numpy()), dtype=torch.float32)
     y_val = sp.val[s.target].to_numpy()
@@ -274,10 +284,11 @@ def pretrain(out_dir: str | Path, settings: PretrainSettings | None = None, thre
         "best_epoch": state["best_epoch"], "stop_reason": stop_reason,
         "train_wall_s": round(state["train_s"], 2), "data_s": round(t_data, 2),
         "threads": threads, "seed": s.seed, "split_seed": sp.split_seed, "data_hash": data_hash,
+        "data_source": source, "skipped_rows": skipped,
     }
     provenance = {
-        "data": {"source": f"qm9pack {qm9.qm9pack_version()}", "target": s.target, "unit": unit,
-                 "n_subset": s.n, "n_train": n_tr, "n_val": len(sp.val), "subset_seed": s.seed,
+        "data": {"source": source, "target": s.target, "unit": unit,
+                 "n_subset": n_tr + len(sp.val), "n_train": n_tr, "n_val": len(sp.val), "subset_seed": s.seed,
                  "split_seed": sp.split_seed, "data_hash": data_hash, "domain": domain},
         "training": {**{k: metrics[k] for k in ("epochs_run", "best_epoch", "stop_reason", "train_wall_s",
                                                 "threads", "seed")},
@@ -292,9 +303,44 @@ def pretrain(out_dir: str | Path, settings: PretrainSettings | None = None, thre
     label = f"{name} [{unit}]" if unit else name
     parity_plot(out / "parity.png", [("train", sp.train[s.target].to_numpy(), pred_tr, None),
                                      ("validation", y_val, pred_val, None)], label,
-                title=f"QM9 {name}, preset {cfg.preset}, best epoch {state['best_epoch']}")
+                title=f"{'QM9 ' if not s.data else ''}{name}, preset {cfg.preset}, "
+                      f"best epoch {state['best_epoch']}")
     log(f"wrote {out / 'model.pt'}, metrics.json, parity.png")
     return metrics
+
+
+def _table_split(s: PretrainSettings, jobs: int, use_cache: bool,
+                 log: Callable[[str], None]) -> tuple[qm9.Split, str, int]:
+    """(split, source description, rows left out) of the user's table ``s.data``: rows without
+    a number or whose SMILES RDKit cannot parse are left out and counted (and said), never
+    fatal unless nothing is left."""
+    import hashlib
+
+    from mdxfer.tables import read_targets
+
+    rows = read_targets(s.data, s.smiles_col, s.target, what="Pretraining table")
+    smiles = [r.smiles for r in rows.records]
+    feats = cached_featurize(smiles, n_jobs=jobs, use_cache=use_cache)
+    bad = set(feats.failed)
+    keep = [i for i in range(len(smiles)) if i not in bad]
+    skipped = len(bad) + len(rows.problems) + rows.skipped_missing + rows.skipped_status
+    notes = [t for t in (rows.skipped_text(),) if t] + rows.problems[:3]
+    if bad:
+        notes.append(f"{len(bad)} SMILES RDKit cannot parse (e.g. {smiles[min(bad)]!r})")
+    if notes:
+        log(f"{s.data}: " + "; ".join(notes))
+    if len(keep) < 10:
+        raise DataError(f"Pretraining table {s.data} has {len(keep)} usable rows; at least 10 are "
+                        "needed (a SMILES and a number in each).")
+    df = pd.DataFrame({qm9.SMILES_COLUMN: [smiles[i] for i in keep],
+                       s.target: [rows.targets[i] for i in keep]})
+    n = len(df) if s.n is None else s.n
+    if n > len(df):
+        raise DataError(f"--n {n} is more than the {len(df)} usable rows of {s.data}.")
+    n_val = max(1, n // 5) if s.n_val is None else s.n_val
+    sha = hashlib.sha256(Path(s.data).read_bytes()).hexdigest()[:12]
+    source = f"table {Path(s.data).name} (sha256 {sha}, {len(df)} usable rows)"
+    return qm9.split_frame(df, n, n_val, s.seed, s.split_seed, s.target), source, skipped
 
 
 def load_encoder_weights(model, folder: str | Path) -> str:

@@ -23,8 +23,8 @@ THREADS_HELP = ("torch threads (default 1: LAMMPS usually owns the other cores; 
 @logged("pretrain")
 def pretrain_cmd(
     out: Path = typer.Option(..., "--out", help="Output folder: model.pt, metrics.json, parity.png."),
-    n: int = typer.Option(5000, "--n", min=2, help="QM9 molecules drawn at random (the seed: 5,000)."),
-    n_val: int = typer.Option(1000, "--n-val", min=1, help="Of which validation molecules (the seed: 1,000)."),
+    n: Optional[int] = typer.Option(None, "--n", min=2, help="Molecules drawn at random: QM9 default 5,000 (the seed's); with --data, default all rows."),
+    n_val: Optional[int] = typer.Option(None, "--n-val", min=1, help="Of which validation molecules: QM9 default 1,000 (the seed's); with --data, a fifth."),
     preset: str = typer.Option("default", "--preset", help="Architecture: 'paper' (seed 000's GCN) or 'default'."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Maximum epochs (preset's default: 300)."),
     patience: Optional[int] = typer.Option(None, "--patience", min=1, help="Early stopping patience, epochs."),
@@ -32,7 +32,10 @@ def pretrain_cmd(
     seed: int = typer.Option(0, "--seed", min=0, max=SEED_LIMIT - 1, help="Seed of the subset, weights and batch order."),
     split_seed: Optional[int] = typer.Option(None, "--split-seed", min=0, max=SEED_LIMIT - 1,
                                              help="Seed of the train/val split (default: --seed)."),
-    target: str = typer.Option("Heatcapacity_Cv_cal_mol_K", "--target", help="QM9 column to learn."),
+    target: str = typer.Option("Heatcapacity_Cv_cal_mol_K", "--target", "--target-col", help="Column to learn: a QM9 property, or with --data a column of your table."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Pretrain on your own table instead of QM9: a CSV with a SMILES column (--smiles-col) and the --target column."),
+    smiles_col: str = typer.Option("smiles", "--smiles-col", help="With --data: the SMILES column."),
+    unit: str = typer.Option("", "--unit", help="With --data: the target's unit (for plots and metrics)."),
     time_limit: Optional[float] = typer.Option(None, "--time-limit", callback=cli_number(0, lo_open=True),
                                                help="Stop training after this many minutes."),
     init_encoder: Optional[Path] = typer.Option(None, "--init-encoder",
@@ -42,19 +45,23 @@ def pretrain_cmd(
     jobs: int = typer.Option(1, "--jobs", min=1, help="Processes for featurisation."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
-    """Pretrain a graph network on QM9 heat capacity (seed 000's source task).
+    """Pretrain a graph network on QM9 heat capacity (seed 000's source task), another QM9
+    property, or your own table (--data TABLE.csv --target-col COLUMN).
 
     Re-running the same command continues from DIR/checkpoint.pt.
     """
     from mdxfer.train import PretrainSettings, pretrain
 
     check_output_dir(out)
-    if n_val >= n:
+    if data is None:
+        n, n_val = n or 5000, n_val or 1000
+    if n is not None and n_val is not None and n_val >= n:
         raise typer.BadParameter(f"--n-val {n_val} must be smaller than --n {n}.")
     console = make_console()
     settings = PretrainSettings(n=n, n_val=n_val, seed=seed, split_seed=split_seed, preset=preset,
                                 target=target, max_epochs=epochs, patience=patience, batch_size=batch_size,
-                                init_encoder=str(init_encoder) if init_encoder else None)
+                                init_encoder=str(init_encoder) if init_encoder else None,
+                                data=str(data) if data else None, smiles_col=smiles_col, unit=unit)
     m = pretrain(out, settings, threads=threads, jobs=jobs, resume=not restart,
                  time_limit_s=time_limit * 60 if time_limit is not None else None, progress=progress,
                  log=console.print)
@@ -62,7 +69,10 @@ def pretrain_cmd(
     typer.echo(f"R² train {m['r2_train']:.4f}  R² val {m['r2_val']:.4f}  MAE val {m['mae_val']:.4f}{unit}  "
                f"({m['epochs_run']} epochs, best {m['best_epoch']}, {m['stop_reason']}, "
                f"{m['train_wall_s']:.0f} s training, {threads} thread(s))")
-    typer.echo(f"seed 000 reported R² 0.978 train / 0.964 val; files in {out}")
+    if data is None:
+        typer.echo(f"seed 000 reported R² 0.978 train / 0.964 val; files in {out}")
+    else:
+        typer.echo(f"{m['data_source']}; {m['skipped_rows']} row(s) left out; files in {out}")
 
 
 @friendly_errors
