@@ -12,7 +12,8 @@ Output: CSV with ``rank, smiles``, then the input's other columns (``name`` for 
 every other column of a CSV, in order, as written — one whose name the output uses itself
 is written as ``input_<name>``), then ``mean, std, in_domain, domain_note, md_supported,
 md_note``, best first (highest mean with ``maximize=True``). ``mean``/``std`` are the
-ensemble's mean and spread in the target's unit; ``in_domain`` is False for molecules outside
+ensemble's mean and spread in the target's unit (the spread calibrated on the transfer's
+out-of-fold predictions when the model carries a calibration factor); ``in_domain`` is False for molecules outside
 the source data's elements or size (their predictions extrapolate). ``md_supported`` is False
 for molecules ``mdxfer interaction`` and campaigns refuse
 (:func:`mdxfer.molecule.md_support_problem`: several fragments, a net charge, a radical, an
@@ -143,9 +144,9 @@ def rank_records(ensemble: Ensemble, records: Iterator[MolRecord], chunk_size: i
                 ok, md = [ok[k] for k in keep], [md[k] for k in keep]
             if ok:
                 good = [chunk[i] for i in ok]
-                p = ensemble.member_predictions_graphs(gs, [r.smiles for r in good])
-                means.append(p.mean(0))
-                stds.append(p.std(0, ddof=1) if p.shape[0] > 1 else np.zeros(p.shape[1]))
+                mean, std = ensemble.mean_std_graphs(gs, [r.smiles for r in good])
+                means.append(mean)
+                stds.append(std)
                 notes.extend(ensemble.applicability(gs))
                 md_notes.extend(md)
                 smiles.extend(r.smiles for r in good)
