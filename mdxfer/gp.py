@@ -166,5 +166,5 @@ def fit_gp(kernel: str, terms: dict[str, np.ndarray], y: np.ndarray) -> GPFit:
     alpha_s = Kinv_s @ (ys - mu_s)
     # back to the target's units: K = scale² K_s, so K^-1 = K_s^-1 / scale²
     return GPFit(kernel, sig * scale ** 2, noi * scale ** 2, centre + scale * mu_s, float(ell), float(mix),
-                 dot_scale, alpha_s / scale, Kinv_s / scale ** 2, -nll - n * np.log(scale),
+                 dot_scale, alpha_s / scale, Kinv_s / scale ** 2, float(-nll - n * np.log(scale)),
                  {"signal_rel": sig, "noise_rel": noi, "lengthscale": float(ell), "mix": float(mix), "n_train": n})
