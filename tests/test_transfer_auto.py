@@ -12,10 +12,20 @@ import pytest
 from mdxfer import qm9
 from mdxfer.featurize import DataError
 from mdxfer.train import PretrainSettings, pretrain
-from mdxfer.transfer import (MODES, NO_TRANSFER, GPMember, TransferSettings, embed, features_for, load_ensemble,
-                             morgan_counts, predict, transfer)
+from mdxfer.transfer import (
+    MODES,
+    NO_TRANSFER,
+    GPMember,
+    TransferSettings,
+    embed,
+    features_for,
+    load_ensemble,
+    morgan_counts,
+    predict,
+    transfer,
+)
 
-FAST = dict(folds=3, repeats=2, max_epochs=300, patience=50)
+FAST = {"folds": 3, "repeats": 2, "max_epochs": 300, "patience": 50}
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +136,7 @@ def test_spread_is_calibrated_on_out_of_fold_predictions(auto_pol, pol):
 def test_ranked_csv_carries_the_calibrated_spread(auto_pol, tmp_path):
     from mdxfer.rank import rank_file
 
-    out, m = auto_pol
+    out, _ = auto_pol
     smi = tmp_path / "c.smi"
     sub = qm9.subset(30, seed=77)
     smi.write_text("".join(f"{s} m{k}\n" for k, s in enumerate(sub.SMILES)))
