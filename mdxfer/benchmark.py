@@ -194,7 +194,14 @@ def _tx_predict(ctx: Context, name: str, tr: np.ndarray, y: np.ndarray, te: np.n
                 seed: int) -> tuple[np.ndarray, str]:
     """A transfer candidate (or ``auto``: the best of all by CV MAE) fitted on ``tr``, its
     fold models' mean on ``te``; held-out coverage before/after calibration in ``ctx.extra``."""
-    from mdxfer.transfer import MODES, GPMember, calibrate, combine_moments, features_for, select_mode
+    from mdxfer.transfer import (
+        MODES,
+        GPMember,
+        calibrate,
+        combine_moments,
+        features_for,
+        select_mode,
+    )
 
     if name == "auto":
         modes = MODES if ctx.source else ("fp_ridge", "fp_gp")

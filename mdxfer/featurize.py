@@ -490,12 +490,16 @@ FP_RADIUS, FP_BITS = 2, 2048
 
 def morgan_counts(smiles: Sequence[str]) -> np.ndarray:
     """Morgan count fingerprints (radius 2, 2,048 bits), float32 (n x 2048); zeros if unparsable."""
+    return morgan_counts_mols([parse_smiles(s) for s in smiles])
+
+
+def morgan_counts_mols(mols: Sequence[Chem.Mol | None]) -> np.ndarray:
+    """:func:`morgan_counts` of RDKit molecules already parsed (zeros for None)."""
     from rdkit.Chem import rdFingerprintGenerator
 
     gen = rdFingerprintGenerator.GetMorganGenerator(radius=FP_RADIUS, fpSize=FP_BITS)
-    out = np.zeros((len(smiles), FP_BITS), dtype=np.float32)
-    for i, s in enumerate(smiles):
-        mol = parse_smiles(s)
+    out = np.zeros((len(mols), FP_BITS), dtype=np.float32)
+    for i, mol in enumerate(mols):
         if mol is not None:
             out[i] = gen.GetCountFingerprintAsNumPy(mol)
     return out

@@ -27,6 +27,7 @@ The library functions (:func:`load_ensemble`, :func:`predict`, :func:`predict_me
 from __future__ import annotations
 
 import csv
+import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,7 @@ import numpy as np
 
 from rdkit import Chem
 
-from mdxfer.featurize import DataError, GraphSet, featurize_mols, parse_smiles
+from mdxfer.featurize import DataError, GraphSet, featurize_mols, morgan_counts_mols, parse_smiles
 from mdxfer.tables import MolRecord, read_molecules
 from mdxfer.transfer import Ensemble, embed, in_domain, load_ensemble, predict, predict_members
 
@@ -67,7 +68,9 @@ def _chunks(records: Iterator[SmiRecord], size: int) -> Iterator[list[SmiRecord]
         yield buf
 
 
-def _featurize_records(chunk: list[SmiRecord]):
+def _featurize_records(chunk: list[SmiRecord], with_fps: bool = False):
+    """Parse and featurise one chunk (in a worker process with ``jobs > 1``); Morgan counts
+    from the same RDKit molecules when the ensemble reads fingerprints."""
     mols, ok, bad = [], [], []
     for i, r in enumerate(chunk):
         mol = parse_smiles(r.smiles)
@@ -77,7 +80,7 @@ def _featurize_records(chunk: list[SmiRecord]):
             ok.append(i)
             mols.append(mol)
     gs = featurize_mols(mols)
-    return chunk, gs, ok, bad, md_problems(mols, gs)
+    return chunk, gs, ok, bad, md_problems(mols, gs), morgan_counts_mols(mols) if with_fps else None
 
 
 def md_problems(mols: list, gs: GraphSet) -> list[str]:
@@ -152,15 +155,16 @@ def rank_records(ensemble: Ensemble, records: Iterator[MolRecord], chunk_size: i
     values: list[tuple[str, ...]] = []
     chunks = _chunks(records, chunk_size)
     pool = None
+    work = functools.partial(_featurize_records, with_fps=ensemble.needs_fingerprints)
     if jobs > 1:
         import multiprocessing as mp
 
         pool = mp.get_context("fork").Pool(jobs)
-        results = pool.imap(_featurize_records, chunks)
+        results = pool.imap(work, chunks)
     else:
-        results = map(_featurize_records, chunks)
+        results = map(work, chunks)
     try:
-        for chunk, gs, ok, bad, md in results:
+        for chunk, gs, ok, bad, md, fps in results:
             for i in bad:
                 bad_lines.append((chunk[i].line, chunk[i].smiles))
                 if on_bad:
@@ -173,10 +177,11 @@ def rank_records(ensemble: Ensemble, records: Iterator[MolRecord], chunk_size: i
                             on_skip(chunk[i].line, chunk[i].smiles, why)
                 keep = [k for k, why in enumerate(md) if not why]
                 gs = gs.subset(keep) if keep else None
+                fps = fps[keep] if fps is not None else None
                 ok, md = [ok[k] for k in keep], [md[k] for k in keep]
             if ok:
                 good = [chunk[i] for i in ok]
-                mean, std = ensemble.mean_std_graphs(gs, [r.smiles for r in good])
+                mean, std = ensemble.mean_std_graphs(gs, [r.smiles for r in good], fps=fps)
                 means.append(mean)
                 stds.append(std)
                 notes.extend(ensemble.applicability(gs))

@@ -155,9 +155,9 @@ class Committee(Ensemble):
     def member_predictions_graphs(self, graphs: GraphSet, smiles: Sequence[str] | None = None) -> np.ndarray:
         return np.vstack([p.member_predictions_graphs(graphs, smiles) for p in self.parts])
 
-    def member_moments_graphs(self, graphs: GraphSet, smiles: Sequence[str] | None = None
-                              ) -> tuple[np.ndarray, np.ndarray]:
-        moments = [p.member_moments_graphs(graphs, smiles) for p in self.parts]
+    def member_moments_graphs(self, graphs: GraphSet, smiles: Sequence[str] | None = None,
+                              fps: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        moments = [p.member_moments_graphs(graphs, smiles, fps) for p in self.parts]
         return np.vstack([m for m, _ in moments]), np.vstack([v for _, v in moments])
 
     def applicability(self, graphs: GraphSet) -> list[str]:

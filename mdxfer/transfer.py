@@ -434,13 +434,14 @@ class Ensemble:
         needed only by fingerprint members."""
         return self.member_moments_graphs(graphs, smiles)[0]
 
-    def member_moments_graphs(self, graphs: GraphSet, smiles: Sequence[str] | None = None
-                              ) -> tuple[np.ndarray, np.ndarray]:
+    def member_moments_graphs(self, graphs: GraphSet, smiles: Sequence[str] | None = None,
+                              fps: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Per member (rows) and graph (columns): predicted mean and the member's own
-        predictive variance (0 except for Gaussian processes)."""
+        predictive variance (0 except for Gaussian processes). ``fps``: the graphs' Morgan
+        counts when the caller has them (else computed from ``smiles``)."""
         E = self.embed_graphs(graphs, smiles) if self.needs_embedding else None
-        FP = None
-        if self.needs_fingerprints:
+        FP = fps
+        if self.needs_fingerprints and FP is None:
             if smiles is None:
                 raise ValueError("fingerprint members need the SMILES of the graphs")
             FP = morgan_counts(smiles)
@@ -458,9 +459,9 @@ class Ensemble:
         return mean, var
 
     def mean_std_graphs(self, graphs: GraphSet, smiles: Sequence[str] | None = None,
-                        calibrated: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                        calibrated: bool = True, fps: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Ensemble mean and spread (:func:`combine_moments`), the spread calibrated."""
-        mean, var = self.member_moments_graphs(graphs, smiles)
+        mean, var = self.member_moments_graphs(graphs, smiles, fps)
         return combine_moments(mean, var, self.spread_scale if calibrated else 1.0)
 
     def applicability(self, graphs: GraphSet) -> list[str]:

@@ -157,6 +157,10 @@ def test_gaussian_process_ensembles_save_load_and_rank(base_dir, pol, tmp_path, 
     mean, std = predict(ens, list(cvp.smiles))
     assert np.allclose(mean, cvp.ensemble_fit_mean) and np.allclose(std, cvp.ensemble_fit_std)
     assert np.all(std > 0)                                     # the GPs' own variance counts
+    from mdxfer.rank import rank_smiles
+
+    ranked = rank_smiles(ens, list(cvp.smiles))               # rank's own path (fingerprints from its mols)
+    assert np.allclose(ranked.mean, mean) and np.allclose(ranked.std, std)
     # a member fits its own training rows better than it predicts the rows it never saw
     member = ens.members[0]
     smiles, y = list(cvp.smiles), cvp.target.to_numpy()
