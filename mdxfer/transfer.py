@@ -810,7 +810,7 @@ def transfer(base_dir: str | Path, data: str | Path, out_dir: str | Path, settin
     chosen = s.mode if s.mode != "auto" else select_mode(results)
     res = results[chosen]
     calibration = calibrate(y, res["oof"], res["oof_var"], s.seed)
-    selection = selection_summary(results, chosen, nested)
+    selection = selection_summary(results, chosen, nested, auto=s.mode == "auto")
     transfer_modes = [m for m in modes if m not in NO_TRANSFER]
     best_transfer = min(transfer_modes, key=lambda m: results[m]["metrics"]["mae_val"]) if transfer_modes else None
     baseline_mae = float(np.mean(np.abs(y - y.mean())))  # predicting the mean (in-sample)
@@ -841,16 +841,19 @@ def transfer(base_dir: str | Path, data: str | Path, out_dir: str | Path, settin
     return metrics
 
 
-def selection_summary(results: dict[str, dict[str, Any]], chosen: str, nested: dict[str, Any] | None) -> dict[str, Any]:
+def selection_summary(results: dict[str, dict[str, Any]], chosen: str, nested: dict[str, Any] | None,
+                      auto: bool = True) -> dict[str, Any]:
     """Whether transfer helped on this table and by how much, with the selection's nested-CV
-    figure; ``line``: the same in one sentence."""
+    figure; ``line``: the same in one sentence. ``auto``: ``chosen`` was selected by CV (else
+    the user asked for it)."""
     def best_of(names: Sequence[str]) -> str | None:
         names = [m for m in names if m in results]
         return min(names, key=lambda m: results[m]["metrics"]["mae_val"]) if names else None
 
     bt, bb = best_of([m for m in results if m not in NO_TRANSFER]), best_of(NO_TRANSFER)
     r = {m: results[m]["metrics"] for m in results}
-    out: dict[str, Any] = {"selected": chosen, "selected_cv_r2": r[chosen]["r2_val"],
+    out: dict[str, Any] = {"selected": chosen, "selected_by": "cross-validation" if auto else "--mode",
+                           "selected_cv_r2": r[chosen]["r2_val"],
                            "selected_cv_mae": r[chosen]["mae_val"], "best_transfer": bt, "best_baseline": bb,
                            "criterion": "lowest cross-validated MAE"}
     parts = []
@@ -862,7 +865,12 @@ def selection_summary(results: dict[str, dict[str, Any]], chosen: str, nested: d
                     "margin_cv_r2_over_best_baseline": r[chosen]["r2_val"] - r[bb]["r2_val"]})
         parts.append(f"transfer {'helped' if helped else 'did not help'} on this table: best transfer mode {bt} "
                      f"R² {r[bt]['r2_val']:.3f} vs fingerprint baseline {bb} R² {r[bb]['r2_val']:.3f} (CV)")
-    parts.append(f"selected {chosen} (CV R² {r[chosen]['r2_val']:.3f}, optimistic: best of {len(results)})")
+    if auto:
+        parts.append(f"selected {chosen} (CV R² {r[chosen]['r2_val']:.3f}, optimistic: best of {len(results)})")
+    else:
+        best = select_mode(results)
+        parts.append(f"kept {chosen} as asked (--mode {chosen}, CV R² {r[chosen]['r2_val']:.3f})"
+                     + (f"; the CV-best mode was {best} (R² {r[best]['r2_val']:.3f})" if best != chosen else ""))
     if nested:
         out["nested_cv"] = nested
         txt = f"nested-CV R² of the selection {nested['r2']:.3f}"

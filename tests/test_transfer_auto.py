@@ -110,6 +110,7 @@ def test_finetune_stays_one_flag_away_and_reproducible(base_dir, pol, auto_pol, 
     # fine-tuning alone gives the figures it has inside the auto comparison (same folds)
     assert a["r2_val"] == pytest.approx(auto["methods"]["finetune"]["r2_val"], abs=1e-12)
     assert "nested_cv" not in a["selection"]
+    assert a["selection"]["selected_by"] == "--mode" and "kept finetune as asked" in a["summary"]
 
 
 def test_spread_is_calibrated_on_out_of_fold_predictions(auto_pol, pol):
