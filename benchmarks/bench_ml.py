@@ -91,8 +91,11 @@ def bench_rank(smiles: list[str], names: list[str], model_dir: Path, work: Path,
     for s in smiles[:n_fp]:
         gen.GetCountFingerprintAsNumPy(Chem.MolFromSmiles(s))
     t_fp = time.perf_counter() - t0
+    import resource
+
     r = rank_file(smi, model_dir, work / "ranked.csv", threads=threads, jobs=jobs, progress=False)
-    return {"n": len(smiles), "rank_per_s": r["molecules_per_s"], "rank_wall_s": r["wall_s"],
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB, the whole process so far
+    return {"n": len(smiles), "rank_per_s": r["molecules_per_s"], "rank_wall_s": r["wall_s"], "peak_rss_mib": peak,
             "members": r["members"], "mode": r["mode"], "rdkit_parse_per_s": len(smiles) / t_parse,
             "rdkit_parse_morgan_per_s": n_fp / t_fp, "jobs": jobs}
 
@@ -207,7 +210,7 @@ def main() -> None:
     rb = bench_rank(list(sub.SMILES), [f"qm9_{i}" for i in sub.qm9_index], ens_dir, args.work, args.threads, args.jobs)
     print(f"\nRanking {rb['n']:,} QM9 SMILES with a {rb['members']}-member '{rb['mode']}' ensemble "
           f"(read, parse, featurise, predict, sort, write): {rb['rank_per_s']:,.0f} molecules/s "
-          f"({rb['rank_wall_s']:.1f} s)")
+          f"({rb['rank_wall_s']:.1f} s; peak memory of the process {rb['peak_rss_mib']:,.0f} MiB)")
     print(f"RDKit on the same input: parsing {rb['rdkit_parse_per_s']:,.0f}/s, parsing + Morgan count "
           f"fingerprint {rb['rdkit_parse_morgan_per_s']:,.0f}/s")
     summary = {"pretrain": pre, "featurize": fb, "rank": rb, "threads": args.threads}
