@@ -18,6 +18,21 @@ by cross-validation inside the training side):
 ``single_source``    transfer from one source model (finetune or ridge, chosen by CV);
 ``shotgun``          shotgun transfer over a library (models of the target's own property excluded);
 ``shotgun_top3``     the same candidates, a committee of the best three (less selection noise).
+
+The candidates of ``mdxfer transfer`` (each the ensemble of its cross-validation fold models,
+as ``transfer`` saves it; ``--source`` gives the pretrained model; ``fp_gp`` needs none):
+
+``fp_gp``         Gaussian process, Tanimoto/linear kernel on Morgan counts (no transfer);
+``emb_ridge``     ridge on the frozen embedding;  ``emb_rf``: random forest on it;
+``emb_fp_ridge``  ridge on embedding and Morgan counts together;
+``emb_gp``        Gaussian process, RBF kernel on the embedding;
+``finetune``      seed 000's fine-tuning of the pretrained head;
+``auto``          ``transfer``'s default: all seven cross-validated on the training side, the
+                  lowest CV MAE kept (its choice in ``chosen``).
+
+For these, the rows also carry the held-out coverage of mean ± 1σ / ± 2σ with the raw spread
+(``cov1_raw``, ``cov2_raw``) and with the spread calibrated on the training side's out-of-fold
+predictions (``cov1_cal``, ``cov2_cal``; ``scale``: the factor).
 """
 
 from __future__ import annotations
@@ -34,7 +49,11 @@ from mdxfer import qm9
 from mdxfer.featurize import DataError, GraphSet, featurize_smiles, morgan_counts, parse_smiles
 from mdxfer.train import regression_metrics
 
-APPROACHES = ("direct_fp_ridge", "direct_gnn", "ssl_gnn", "ssl_ridge", "single_source", "shotgun", "shotgun_top3")
+#: transfer candidates by benchmark name (``mdxfer transfer`` modes)
+TX_APPROACHES = {"fp_gp": "fp_gp", "emb_ridge": "ridge", "emb_rf": "rf", "emb_fp_ridge": "emb_fp_ridge",
+                 "emb_gp": "emb_gp", "finetune": "finetune"}
+APPROACHES = ("direct_fp_ridge", "direct_gnn", "ssl_gnn", "ssl_ridge", "single_source", "shotgun", "shotgun_top3",
+              *TX_APPROACHES, "auto")
 
 
 # --------------------------------------------------------------------------------------------
@@ -99,6 +118,8 @@ class Context:
     cv_repeats: int = 1
     modes: tuple[str, ...] = ("finetune", "ridge")
     cache: dict = field(default_factory=dict, repr=False)  # scored candidates per (sources, seed, rows)
+    tx: dict = field(default_factory=dict, repr=False)     # transfer candidates' CV on one training set
+    extra: dict = field(default_factory=dict, repr=False)  # per-row figures of the last approach
 
 
 def _ridge(X_tr: np.ndarray, y: np.ndarray, X_te: np.ndarray, standardize: bool) -> np.ndarray:
@@ -145,10 +166,77 @@ def _transfer(ctx: Context, which: str, sources: Callable[[], list], tr: np.ndar
     return pred, " + ".join(f"{c.name}/{c.mode}" for c in cands[:top])
 
 
+def _tx_cv(ctx: Context, mode: str, tr: np.ndarray, y: np.ndarray, seed: int) -> dict:
+    """``mdxfer transfer``'s cross-validation of ``mode`` on rows ``tr`` (cached per training set)."""
+    from mdxfer.transfer import TransferSettings, cross_validate
+
+    key = (seed, tr.tobytes())
+    if ctx.tx.get("key") != key:
+        ctx.tx.update(key=key, results={})
+    if "E" not in ctx.tx:
+        if ctx.source:
+            from mdxfer.fpnet import load_source
+
+            ctx.tx["base"] = load_source(ctx.source)
+            ctx.tx["E"] = ctx.tx["base"].embed(ctx.graphs, ctx.smiles)
+        else:
+            ctx.tx["base"], ctx.tx["E"] = None, np.zeros((len(ctx.smiles), 1), np.float32)
+    if mode not in ("fp_ridge", "fp_gp") and ctx.tx["base"] is None:
+        raise DataError(f"transfer mode {mode} needs a source model (--source DIR).")
+    res = ctx.tx["results"]
+    if mode not in res:
+        s = TransferSettings(folds=min(ctx.cv_folds, len(tr)), repeats=ctx.cv_repeats, seed=seed)
+        res[mode] = cross_validate(ctx.tx["base"], ctx.tx["E"][tr], ctx.FP[tr], y, mode, s)
+    return res[mode]
+
+
+def _tx_predict(ctx: Context, name: str, tr: np.ndarray, y: np.ndarray, te: np.ndarray,
+                seed: int) -> tuple[np.ndarray, str]:
+    """A transfer candidate (or ``auto``: the best of all by CV MAE) fitted on ``tr``, its
+    fold models' mean on ``te``; held-out coverage before/after calibration in ``ctx.extra``."""
+    from mdxfer.transfer import (
+        MODES,
+        GPMember,
+        calibrate,
+        combine_moments,
+        features_for,
+        select_mode,
+    )
+
+    if name == "auto":
+        modes = MODES if ctx.source else ("fp_ridge", "fp_gp")
+        mode = select_mode({m: _tx_cv(ctx, m, tr, y, seed) for m in modes})
+    else:
+        mode = TX_APPROACHES[name]
+    r = _tx_cv(ctx, mode, tr, y, seed)
+    E, FP = ctx.tx["E"][te], ctx.FP[te]
+    means, var = np.empty((len(r["members"]), len(te))), np.zeros((len(r["members"]), len(te)))
+    for k, m in enumerate(r["members"]):
+        X = features_for(m.uses, E, FP)
+        if isinstance(m, GPMember):
+            means[k], var[k] = m.moments(X)
+        else:
+            means[k] = m.predict(X)
+    mean, sd = combine_moments(means, var)
+    cal = calibrate(y, r["oof"], r["oof_var"], seed)
+    ctx.extra.update(sd=sd, scale=cal.get("scale") or 1.0)
+    return mean, mode
+
+
+def coverage(y_true: np.ndarray, mean: np.ndarray, sd: np.ndarray, scale: float) -> dict[str, float]:
+    """Fraction of held-out targets inside mean ± 1σ and ± 2σ, raw and calibrated spread."""
+    err = np.abs(np.asarray(y_true) - mean)
+    return {"scale": float(scale), "cov1_raw": float(np.mean(err <= sd)), "cov2_raw": float(np.mean(err <= 2 * sd)),
+            "cov1_cal": float(np.mean(err <= scale * sd)), "cov2_cal": float(np.mean(err <= 2 * scale * sd))}
+
+
 def run_approach(name: str, ctx: Context, tr: np.ndarray, y: np.ndarray, te: np.ndarray,
                  seed: int) -> tuple[np.ndarray, str]:
     """Fit approach ``name`` on rows ``tr`` (targets ``y``), predict rows ``te``; returns the
     predictions and a note (what was chosen)."""
+    ctx.extra.clear()
+    if name in TX_APPROACHES or name == "auto":
+        return _tx_predict(ctx, name, tr, y, te, seed)
     if name == "direct_fp_ridge":
         return _ridge(ctx.FP[tr], y, ctx.FP[te], standardize=False), ""
     if name == "direct_gnn":
@@ -266,6 +354,8 @@ def small_data(table: pd.DataFrame, approaches: Sequence[str], n_train: int = 24
             t0 = time.perf_counter()
             pred, note = run_approach(a, ctx, tr, y[tr], te, seed)
             sc = _score(y[te], pred, None)
+            if "sd" in ctx.extra:
+                sc.update(coverage(y[te], pred, ctx.extra["sd"], ctx.extra["scale"]))
             rows.append({"seed": seed, "approach": a, **sc, "n_train": len(tr), "n_test": len(te), "chosen": note,
                          "wall_s": round(time.perf_counter() - t0, 1)})
             log(f"seed {seed} {a:<16} MAE {sc['mae']:.4g}  R² {sc['r2']:.3f}  {note}  ({rows[-1]['wall_s']:.0f} s)")
@@ -274,7 +364,8 @@ def small_data(table: pd.DataFrame, approaches: Sequence[str], n_train: int = 24
 
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
     """Mean ± sd over seeds per approach (in the order first seen)."""
-    cols = [c for c in ("mae", "r2", "frac_above_threshold", "wall_s") if c in df.columns]
+    cols = [c for c in ("mae", "r2", "frac_above_threshold", "scale", "cov1_raw", "cov2_raw", "cov1_cal", "cov2_cal",
+                        "wall_s") if c in df.columns]
     g = df.groupby("approach", sort=False)[cols]
     out = g.mean().add_suffix("_mean").join(g.std(ddof=0).add_suffix("_sd"))
     out["seeds"] = df.groupby("approach", sort=False).size()

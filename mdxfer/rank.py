@@ -12,7 +12,8 @@ Output: CSV with ``rank, smiles``, then the input's other columns (``name`` for 
 every other column of a CSV, in order, as written — one whose name the output uses itself
 is written as ``input_<name>``), then ``mean, std, in_domain, domain_note, md_supported,
 md_note``, best first (highest mean with ``maximize=True``). ``mean``/``std`` are the
-ensemble's mean and spread in the target's unit; ``in_domain`` is False for molecules outside
+ensemble's mean and spread in the target's unit (the spread calibrated on the transfer's
+out-of-fold predictions when the model carries a calibration factor); ``in_domain`` is False for molecules outside
 the source data's elements or size (their predictions extrapolate). ``md_supported`` is False
 for molecules ``mdxfer interaction`` and campaigns refuse
 (:func:`mdxfer.molecule.md_support_problem`: several fragments, a net charge, a radical, an
@@ -26,6 +27,7 @@ The library functions (:func:`load_ensemble`, :func:`predict`, :func:`predict_me
 from __future__ import annotations
 
 import csv
+import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +35,9 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from mdxfer.featurize import DataError, featurize_mols, parse_smiles
+from rdkit import Chem
+
+from mdxfer.featurize import DataError, GraphSet, featurize_mols, morgan_counts_mols, parse_smiles
 from mdxfer.tables import MolRecord, read_molecules
 from mdxfer.transfer import Ensemble, embed, in_domain, load_ensemble, predict, predict_members
 
@@ -64,9 +68,9 @@ def _chunks(records: Iterator[SmiRecord], size: int) -> Iterator[list[SmiRecord]
         yield buf
 
 
-def _featurize_records(chunk: list[SmiRecord]):
-    from mdxfer.molecule import md_support_problem
-
+def _featurize_records(chunk: list[SmiRecord], with_fps: bool = False):
+    """Parse and featurise one chunk (in a worker process with ``jobs > 1``); Morgan counts
+    from the same RDKit molecules when the ensemble reads fingerprints."""
     mols, ok, bad = [], [], []
     for i, r in enumerate(chunk):
         mol = parse_smiles(r.smiles)
@@ -75,7 +79,39 @@ def _featurize_records(chunk: list[SmiRecord]):
         else:
             ok.append(i)
             mols.append(mol)
-    return chunk, featurize_mols(mols), ok, bad, [md_support_problem(m) for m in mols]
+    gs = featurize_mols(mols)
+    return chunk, gs, ok, bad, md_problems(mols, gs), morgan_counts_mols(mols) if with_fps else None
+
+
+def md_problems(mols: list, gs: GraphSet) -> list[str]:
+    """:func:`mdxfer.molecule.md_support_problem` of every molecule, screened on the packed
+    graphs: only a molecule with a charged or radical atom, an element outside the force
+    field, or more than one fragment is passed to it (the rest pass it by the same rule), so
+    the strings are the same at a fraction of the per-atom RDKit calls."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    from mdxfer.molecule import md_elements, md_support_problem
+
+    n = len(gs)
+    if n == 0:
+        return []
+    table = Chem.GetPeriodicTable()
+    allowed = np.array([table.GetAtomicNumber(e) for e in md_elements()])
+    mol_of = np.repeat(np.arange(n), gs.n_atoms)
+    odd = ~np.isin(gs.z, allowed) | (gs.x[:, CHARGE_COL] != 0) | (gs.x[:, RADICAL_COL] != 0)
+    flag = np.zeros(n, dtype=bool)
+    flag[mol_of[odd]] = True
+    atoms = len(gs.z)
+    adj = coo_matrix((np.ones(gs.edge_index.shape[1]), (gs.edge_index[0], gs.edge_index[1])), shape=(atoms, atoms))
+    _, label = connected_components(adj, directed=False)
+    _, first = np.unique(label, return_index=True)     # one atom per fragment
+    flag |= np.bincount(mol_of[first], minlength=n) > 1
+    return [md_support_problem(m) if f else "" for m, f in zip(mols, flag)]
+
+
+#: columns of the 74 atom features: formal charge and radical electrons (integers)
+CHARGE_COL, RADICAL_COL = 61, 62
 
 
 UNSUPPORTED = ("flag", "skip")
@@ -119,15 +155,16 @@ def rank_records(ensemble: Ensemble, records: Iterator[MolRecord], chunk_size: i
     values: list[tuple[str, ...]] = []
     chunks = _chunks(records, chunk_size)
     pool = None
+    work = functools.partial(_featurize_records, with_fps=ensemble.needs_fingerprints)
     if jobs > 1:
         import multiprocessing as mp
 
         pool = mp.get_context("fork").Pool(jobs)
-        results = pool.imap(_featurize_records, chunks)
+        results = pool.imap(work, chunks)
     else:
-        results = map(_featurize_records, chunks)
+        results = map(work, chunks)
     try:
-        for chunk, gs, ok, bad, md in results:
+        for chunk, gs, ok, bad, md, fps in results:
             for i in bad:
                 bad_lines.append((chunk[i].line, chunk[i].smiles))
                 if on_bad:
@@ -140,12 +177,13 @@ def rank_records(ensemble: Ensemble, records: Iterator[MolRecord], chunk_size: i
                             on_skip(chunk[i].line, chunk[i].smiles, why)
                 keep = [k for k, why in enumerate(md) if not why]
                 gs = gs.subset(keep) if keep else None
+                fps = fps[keep] if fps is not None else None
                 ok, md = [ok[k] for k in keep], [md[k] for k in keep]
             if ok:
                 good = [chunk[i] for i in ok]
-                p = ensemble.member_predictions_graphs(gs, [r.smiles for r in good])
-                means.append(p.mean(0))
-                stds.append(p.std(0, ddof=1) if p.shape[0] > 1 else np.zeros(p.shape[1]))
+                mean, std = ensemble.mean_std_graphs(gs, [r.smiles for r in good], fps=fps)
+                means.append(mean)
+                stds.append(std)
                 notes.extend(ensemble.applicability(gs))
                 md_notes.extend(md)
                 smiles.extend(r.smiles for r in good)

@@ -31,7 +31,7 @@ import pandas as pd
 from mdxfer.featurize import DataError, GraphSet, featurize_smiles, morgan_counts
 from mdxfer.fileio import write_json_atomic
 from mdxfer.progress import CountBar
-from mdxfer.transfer import (MODES, Ensemble, TransferSettings, _file_sha, check_folds, cross_validate,
+from mdxfer.transfer import (MODES, NO_TRANSFER, Ensemble, TransferSettings, _file_sha, check_folds, cross_validate,
                              read_target_table)
 
 COMMITTEE_FORMAT = "mdxfer-committee"
@@ -90,9 +90,10 @@ def score_candidates(sources: Sequence[tuple[dict[str, Any], Any]], smiles: Sequ
                      progress: bool = False, log: Callable[[str], None] | None = None) -> list[Candidate]:
     """Cross-validate every (source, mode) pair and the direct baseline on ``(smiles, y)``;
     returns the candidates sorted by CV MAE (best first; ties by name, mode)."""
-    bad_modes = [m for m in settings.modes if m not in MODES or m == "fp_ridge"]
+    bad_modes = [m for m in settings.modes if m not in MODES or m in NO_TRANSFER]
     if bad_modes:
-        raise DataError(f"Unknown shotgun mode(s) {', '.join(bad_modes)}; choose from finetune, ridge, rf.")
+        ok = ", ".join(m for m in MODES if m not in NO_TRANSFER)
+        raise DataError(f"Unknown shotgun mode(s) {', '.join(bad_modes)}; choose from {ok}.")
     if settings.top < 1:
         raise DataError(f"--top must be at least 1, got {settings.top}.")
     smiles = list(smiles)
@@ -153,6 +154,11 @@ class Committee(Ensemble):
 
     def member_predictions_graphs(self, graphs: GraphSet, smiles: Sequence[str] | None = None) -> np.ndarray:
         return np.vstack([p.member_predictions_graphs(graphs, smiles) for p in self.parts])
+
+    def member_moments_graphs(self, graphs: GraphSet, smiles: Sequence[str] | None = None,
+                              fps: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        moments = [p.member_moments_graphs(graphs, smiles, fps) for p in self.parts]
+        return np.vstack([m for m, _ in moments]), np.vstack([v for _, v in moments])
 
     def applicability(self, graphs: GraphSet) -> list[str]:
         notes = [p.applicability(graphs) for p in self.parts]

@@ -13,7 +13,7 @@ from mdxfer import qm9
 from mdxfer.featurize import DataError, featurize_smiles
 from mdxfer.model import TrainedModel, embed_graphs
 from mdxfer.train import PretrainSettings, pretrain
-from mdxfer.transfer import (ForestMember, HeadMember, LinearMember, TransferSettings, fit_member, load_ensemble,
+from mdxfer.transfer import (MODES, ForestMember, HeadMember, LinearMember, TransferSettings, fit_member, load_ensemble,
                              morgan_counts, predict, predict_members, read_target_table, transfer)
 
 FAST = dict(folds=3, repeats=2, max_epochs=300, patience=50)
@@ -96,7 +96,7 @@ def test_reported_metrics_and_files(finetuned):
     out, m = finetuned
     saved = json.loads((out / "metrics.json").read_text())
     assert {"r2_train", "r2_val", "mae_val"} <= set(saved)
-    assert set(saved["methods"]) == {"finetune", "ridge", "rf", "fp_ridge"}
+    assert set(saved["methods"]) == set(MODES)
     assert saved["methods"]["finetune"]["r2_val"] == pytest.approx(saved["r2_val"])
     assert saved["folds"] == 3 and saved["repeats"] == 2 and saved["n"] == 24
     assert isinstance(saved["transfer_beats_baseline"], bool)

@@ -36,8 +36,8 @@ from mdxfer.al.acquisition import DEFAULT_ACQUISITION, Acquisition, ALError
 from mdxfer.al.diversity import Diversity, select_batch
 from mdxfer.al.oracles import Measurement, Oracle
 from mdxfer.al.state import ALState, now
-from mdxfer.al.surrogate import (FeatureTable, SurrogateSettings, compute_features, cross_validate,
-                                 fit_ensemble, one_thread, predict_rows)
+from mdxfer.al.surrogate import (FeatureTable, SurrogateSettings, calibrated_members, compute_features,
+                                 cross_validate, fit_ensemble, one_thread, predict_rows)
 from mdxfer.validate import check_int, check_number, check_seed
 
 Log = Callable[[str], None]
@@ -206,7 +206,8 @@ class ActiveLearner:
         fit_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         rows = table.rows(self.pool)
-        members = predict_rows(table, ens, rows)
+        # the spread calibrated on this round's out-of-fold predictions (when cross-validated)
+        members = calibrated_members(predict_rows(table, ens, rows), cv.get("spread_scale") if cv else None)
         mean, std = members.mean(0), members.std(0, ddof=1)
         best, _ = self._best()
         score_rows, drawn = acq.batch_scores(mean, std, members, size, rng, best)

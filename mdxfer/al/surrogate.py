@@ -21,6 +21,12 @@ without a stderr (a table, an ``initial`` file) counts as one of median noise. W
 measurement has a stderr the fits are unweighted, exactly as without this rule.
 ``finetune`` ignores the stderrs.
 
+**Calibrated spread.** When a round is cross-validated (the default), the members are spread
+about their mean by the factor ``spread_scale`` fitted on that round's out-of-fold predictions
+(:func:`spread_scale`: pooled z-scores of unit variance), so the acquisition's spread and its
+Thompson draws carry the calibrated uncertainty; coverage of ±1σ/±2σ before and after is in
+the round's cross-validation record.
+
 Features (``features``): ``embedding`` (the frozen GCN vector), ``embedding+morgan``
 (default: both blocks, each block scaled to the same total variance) or ``morgan`` (no
 transfer: the direct baseline). Columns are standardised over all molecules the loop knows
@@ -327,9 +333,32 @@ def cross_validate(table: FeatureTable, smiles: Sequence[str], y: np.ndarray, se
     m = regression_metrics(y, oof_mean)
     rho = spearmanr(y, oof_mean).statistic if np.std(oof_mean) > 0 else float("nan")
     cover = float(np.mean(np.abs(y - oof_mean) <= 2 * oof_std))
+    scale = spread_scale(y, oof_mean, oof_std)
+    err = np.abs(y - oof_mean)
+    after = {f"coverage_{k}sd_calibrated": float(np.mean(err <= k * scale * oof_std)) for k in (1, 2)} if scale else {}
     return {"folds": k, "n": n, "r2": m["r2"], "mae": m["mae"], "rmse": m["rmse"],
-            "spearman": float(rho), "coverage_2sd": cover, "mean_predictor_mae":
+            "spearman": float(rho), "coverage_2sd": cover, "coverage_1sd": float(np.mean(err <= oof_std)),
+            "spread_scale": scale, **after, "mean_predictor_mae":
             float(np.mean(np.abs(y - y.mean()))), "oof_mean": oof_mean.tolist(), "oof_std": oof_std.tolist()}
+
+
+def spread_scale(y: np.ndarray, oof_mean: np.ndarray, oof_std: np.ndarray) -> float | None:
+    """Calibration factor of the ensemble spread from out-of-fold predictions:
+    ``scale² = Σ (y - mean)² / Σ std²`` (pooled z-scores of unit variance; as
+    :func:`mdxfer.transfer.calibrate`). None without any out-of-fold spread."""
+    s2 = float(np.sum(np.asarray(oof_std) ** 2))
+    if not np.isfinite(s2) or s2 <= 0:
+        return None
+    return float(np.sqrt(np.sum((np.asarray(y) - oof_mean) ** 2) / s2))
+
+
+def calibrated_members(members: np.ndarray, scale: float | None) -> np.ndarray:
+    """Members (n_members x n) spread ``scale`` times wider (or narrower) about their mean, so
+    that the spread and every Thompson draw carry the calibrated uncertainty."""
+    if not scale:
+        return members
+    mean = members.mean(0)
+    return mean + scale * (members - mean)
 
 
 @contextmanager

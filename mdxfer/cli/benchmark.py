@@ -14,7 +14,8 @@ benchmark_app = typer.Typer(help="Benchmarks of direct training, transfer, shotg
                             no_args_is_help=True)
 
 APPROACHES_HELP = ("Comma-separated: direct_fp_ridge, direct_gnn, ssl_gnn, ssl_ridge, single_source, shotgun, "
-                   "shotgun_top3 "
+                   "shotgun_top3, and mdxfer transfer's candidates fp_gp, emb_ridge, emb_rf, emb_fp_ridge, emb_gp, "
+                   "finetune, auto (the emb_*, finetune and auto ones need --source or --library) "
                    "(default: all whose inputs are given).")
 
 
@@ -42,8 +43,11 @@ def _approaches(spec: Optional[str], library, ssl, source) -> list[str]:
                                      "(comma-separated) or leave the option out for all.",
                                      param_hint="'--approaches'")
         return names
+    from mdxfer.benchmark import TX_APPROACHES
+
     have = {"ssl_gnn": ssl, "ssl_ridge": ssl, "single_source": source or library, "shotgun": library,
-            "shotgun_top3": library}
+            "shotgun_top3": library, "auto": source or library,
+            **{a: source or library for a in TX_APPROACHES if a != "fp_gp"}}
     return [a for a in APPROACHES if have.get(a, True)]
 
 
@@ -51,6 +55,7 @@ def _run(kind: str, data, target, n, seed, seeds, library, ssl, source, approach
          target_col, gnn_epochs, threads, cv_repeats, **extra) -> None:
     import sys
 
+    import numpy as np
     from rich.table import Table
 
     from mdxfer import benchmark
@@ -83,12 +88,15 @@ def _run(kind: str, data, target, n, seed, seeds, library, ssl, source, approach
     summ = benchmark.summarize(df)
     t = Table(title=f"{kind} benchmark, {len(seed_list)} seed(s): held-out figures (mean ± sd)")
     cols = [("mae", "MAE"), ("r2", "R²")] + ([("frac_above_threshold", "pred ≥ threshold")]
-                                            if "frac_above_threshold_mean" in summ else []) + [("wall_s", "wall s")]
+                                            if "frac_above_threshold_mean" in summ else []) + \
+        ([("cov1_raw", "±1σ raw"), ("cov1_cal", "±1σ cal"), ("cov2_raw", "±2σ raw"), ("cov2_cal", "±2σ cal")]
+         if "cov1_cal_mean" in summ else []) + [("wall_s", "wall s")]
     t.add_column("approach")
     for _, label in cols:
         t.add_column(label)
     for _, r in summ.iterrows():
-        t.add_row(r["approach"], *[f"{r[c + '_mean']:.4g} ± {r[c + '_sd']:.2g}" for c, _ in cols])
+        t.add_row(r["approach"], *[f"{r[c + '_mean']:.4g} ± {r[c + '_sd']:.2g}" if np.isfinite(r[c + "_mean"])
+                                   else "–" for c, _ in cols])
     make_console(stderr=False, width=None if sys.stdout.isatty() else 140).print(t)
     typer.echo(f"per-seed rows in {out}")
 

@@ -91,9 +91,14 @@ def transfer_cmd(
     smiles_col: str = typer.Option("smiles", "--smiles-col", help="Name of the SMILES column."),
     target_col: str = typer.Option("target", "--target-col", help="Name of the target column."),
     unit: str = typer.Option("", "--unit", help="Unit of the target, for reports (e.g. kcal/mol)."),
-    mode: str = typer.Option("finetune", "--mode",
-                             help="finetune (seed 000), ridge or rf (feature extraction), fp_ridge "
-                                  "(no transfer), or auto (lowest cross-validated MAE)."),
+    mode: str = typer.Option("auto", "--mode",
+                             help="auto (default: every mode below cross-validated, the lowest CV MAE kept), "
+                                  "finetune (seed 000), ridge or rf (feature extraction), emb_fp_ridge "
+                                  "(embedding + Morgan counts), emb_gp (RBF Gaussian process on the "
+                                  "embedding), fp_ridge or fp_gp (no transfer: Morgan counts)."),
+    nested: bool = typer.Option(True, "--nested/--no-nested",
+                                help="With --mode auto: score the selection itself by nested CV "
+                                     "(about 2-3x the time)."),
     folds: int = typer.Option(5, "--folds", min=2, help="k of the repeated k-fold cross-validation (at most the rows)."),
     repeats: int = typer.Option(3, "--repeats", min=1, help="Repeats of the k-fold cross-validation."),
     lr: float = typer.Option(1e-4, "--lr", callback=cli_number(0, lo_open=True),
@@ -119,7 +124,7 @@ def transfer_cmd(
                  threads, progress, console)
         return
     s = TransferSettings(mode=mode, folds=folds, repeats=repeats, seed=seed, lr=lr, max_epochs=epochs,
-                         patience=patience, target_unit=unit)
+                         patience=patience, target_unit=unit, nested=nested)
     m = transfer(base, data, out, s, smiles_col=smiles_col, target_col=target_col, threads=threads,
                  progress=progress, log=console.print)
     table = Table(title=f"{m['repeats']}x{m['folds']}-fold cross-validation, n = {m['n']} "
@@ -131,8 +136,12 @@ def transfer_cmd(
         table.add_row(name + mark, f"{mm['r2_val']:.3f} ± {mm['r2_val_sd']:.3f}",
                       f"{mm['mae_val']:.4g} ± {mm['mae_val_sd']:.2g}", f"{mm['r2_train']:.3f}")
     make_console(stderr=False).print(table)
-    if m["transfer_beats_baseline"] is False:
-        typer.echo("note: no transfer mode beat the fingerprint-ridge baseline on this table.")
+    typer.echo(m["summary"])
+    cal = m["calibration"]
+    if cal.get("scale"):
+        typer.echo(f"spread calibrated x {cal['scale']:.2f} on out-of-fold predictions: ±1σ covers "
+                   f"{cal['coverage_1sd_before']:.0%} -> {cal['coverage_1sd_after']:.0%}, ±2σ "
+                   f"{cal['coverage_2sd_before']:.0%} -> {cal['coverage_2sd_after']:.0%} (Gaussian: 68%, 95%)")
     if m["n_outside_domain"]:
         typer.echo(f"note: {m['n_outside_domain']} training molecules lie outside the source's domain "
                    "(see cv_predictions.csv).")
