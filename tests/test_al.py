@@ -203,6 +203,12 @@ def test_config_errors(tmp_path):
     cfg = load_al_config(f)
     assert cfg.database == tmp_path / "x.db" and cfg.table == tmp_path / "t.csv"
     assert cfg.settings.acquisition.maximize and cfg.settings.rounds == 2
+    assert cfg.label == "target"                      # a table's unit is unknown unless given
+    f.write_text(f.read_text().replace('rounds = 2\n', 'rounds = 2\nunit = "bohr^3"\n'))
+    assert load_al_config(f).label == "target [bohr^3]"
+    f.write_text(f.read_text().replace('unit = "bohr^3"', "unit = 3"))
+    with pytest.raises(ALError, match="unit"):
+        load_al_config(f)
 
 
 # ---------------------------------------------------------------- measurement noise in the fit

@@ -251,5 +251,7 @@ cv_folds = 3
     assert "CCCO" in e_int
     assert rounds[1]["best_value"] == min(e_int.values()), (rounds, e_int)
     assert (cfg.report_dir / "report.md").exists()
+    assert cfg.label == "E_int [kcal/mol]"              # the MD oracle's unit on every axis
+    assert "Target: **E_int [kcal/mol]**" in (cfg.report_dir / "report.md").read_text()
     res = CliRunner().invoke(app, ["al", "status", str(f)])
     assert res.exit_code == 0 and "ei" in res.output, res.output

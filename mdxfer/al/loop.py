@@ -311,7 +311,7 @@ class ActiveLearner:
 
 _AL_KEYS = {"pool", "initial", "n_initial", "batch_size", "rounds", "budget", "acquisition", "direction",
             "beta", "xi", "seed", "oracle", "table", "smiles_column", "target_column", "model_dir",
-            "report", "model", "diversity", "cross_validate", "oracle_delay_s"}
+            "report", "model", "diversity", "cross_validate", "oracle_delay_s", "unit"}
 _MODEL_KEYS = {"kind", "features", "members", "cv_folds", "finetune_epochs", "finetune_patience"}
 _DIV_KEYS = {"method", "shortlist", "threshold"}
 
@@ -332,6 +332,12 @@ class ALConfig:
     report_dir: Path
     cross_validate: bool = True
     oracle_delay_s: float = 0.0     # table oracle only: seconds per answer (tests, demos)
+    unit: str = ""                  # the target's unit (axes and tables of the report)
+
+    @property
+    def label(self) -> str:
+        """The target with its unit, for axes: ``E_int [kcal/mol]``, ``alpha [bohr^3]``."""
+        return f"{self.target_column} [{self.unit}]" if self.unit else self.target_column
 
     @property
     def database(self) -> Path:
@@ -427,7 +433,7 @@ def load_al_config(path: str | Path) -> ALConfig:
                             error=ALError)
 
     try:
-        for key in ("acquisition", "smiles_column", "target_column"):
+        for key in ("acquisition", "smiles_column", "target_column", "unit"):
             if key in al and not isinstance(al[key], str):
                 raise ALError(f"{key} must be a string, got {al[key]!r}.")
         if not isinstance(al.get("cross_validate", True), bool):
@@ -454,7 +460,8 @@ def load_al_config(path: str | Path) -> ALConfig:
     return ALConfig(path, spec, settings, pool_file,
                     _resolve(base, str(al["initial"])) if "initial" in al else None, oracle, table,
                     str(al.get("smiles_column", "smiles")), target_col, report,
-                    al.get("cross_validate", True), delay)
+                    al.get("cross_validate", True), delay,
+                    str(al.get("unit", "" if oracle == "table" else "kcal/mol")))
 
 
 def open_loop(cfg: ALConfig, log: Log | None = None, on_round=None) -> tuple[ActiveLearner, ALState]:

@@ -30,7 +30,7 @@ def _say(msg: str) -> None:
 
 
 def _label(cfg) -> str:
-    return cfg.target_column if cfg.oracle == "table" else "E_int [kcal/mol]"
+    return cfg.label
 
 
 @friendly_errors
