@@ -214,19 +214,24 @@ def fit_fingerprint_model(X_tr: np.ndarray, y_tr: np.ndarray, X_val: np.ndarray,
     return fm, record
 
 
-def pretrain_fingerprint(out_dir: str | Path, cfg: FPConfig, target: str, n: int = 4000, n_val: int = 800,
-                         seed: int = 0, model_seed: int = 0, threads: int = 1,
-                         time_limit_s: float | None = None,
-                         log: Callable[[str], None] | None = None) -> dict[str, Any]:
+def pretrain_fingerprint(out_dir: str | Path, cfg: FPConfig, target: str, n: int | None = 4000,
+                         n_val: int | None = 800, seed: int = 0, model_seed: int = 0,
+                         threads: int = 1, time_limit_s: float | None = None,
+                         log: Callable[[str], None] | None = None, data: str | None = None,
+                         smiles_col: str = "smiles") -> dict[str, Any]:
     """Train a fingerprint network on a seeded QM9 subset (the same subset and split as
-    ``mdxfer pretrain`` with this ``seed``); writes ``model.pt`` and ``metrics.json``."""
+    ``mdxfer pretrain`` with this ``seed``), or on the user's table ``data``
+    (:func:`mdxfer.qm9.table_split`); writes ``model.pt`` and ``metrics.json``."""
     from mdxfer import qm9
 
     set_threads(threads)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    sp = qm9.split(n, n_val, seed=seed, target=target)
+    if data:
+        sp, source, _, _ = qm9.table_split(data, target, smiles_col, n, n_val, seed)
+    else:
+        sp, source = qm9.split(n, n_val, seed=seed, target=target), f"qm9pack {qm9.qm9pack_version()}"
     X_tr = morgan_counts(list(sp.train[qm9.SMILES_COLUMN]))
     X_val = morgan_counts(list(sp.val[qm9.SMILES_COLUMN]))
     unit = qm9.UNITS.get(target, "")
@@ -240,7 +245,8 @@ def pretrain_fingerprint(out_dir: str | Path, cfg: FPConfig, target: str, n: int
                "preset": cfg.preset, "threads": threads, "seed": model_seed, "subset_seed": seed,
                "data_hash": sp.data_hash, "wall_s": round(time.perf_counter() - t0, 2)}
     fm.provenance = {
-        "data": {"source": f"qm9pack {qm9.qm9pack_version()}", "target": target, "unit": unit, "n_subset": n,
+        "data": {"source": source, "target": target, "unit": unit,
+                 "n_subset": len(sp.train) + len(sp.val),
                  "n_train": len(sp.train), "n_val": len(sp.val), "subset_seed": seed, "split_seed": sp.split_seed,
                  "data_hash": sp.data_hash, "domain": domain},
         "training": {k: rec[k] for k in ("epochs_run", "best_epoch", "stop_reason", "train_wall_s")},

@@ -79,6 +79,10 @@ class LibrarySettings:
     fp_epochs: int = 150
     fp_patience: int = 15
     model_time_limit_s: float | None = 150.0
+    #: the user's own table instead of QM9: ``properties`` are then its columns, ``n``/``n_val``
+    #: count its rows (None: every usable row, a fifth for validation)
+    data: str | None = None
+    smiles_col: str = "smiles"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -137,9 +141,10 @@ def plan(settings: LibrarySettings) -> list[dict[str, Any]]:
     """Every model the settings call for: name, property, kind, seed and architecture
     (deterministic in ``settings``)."""
     out = []
-    props = list(dict.fromkeys(resolve_property(p) for p in settings.properties))  # each once
+    props = list(dict.fromkeys(settings.properties if settings.data
+                               else (resolve_property(p) for p in settings.properties)))  # each once
     for p_idx, prop in enumerate(props):
-        short = SHORT_NAMES.get(prop, prop.lower())
+        short = SHORT_NAMES.get(prop, "".join(c if c.isalnum() else "_" for c in prop.lower()))
         for kind, count in (("gnn", settings.gnn_per_property), ("fp_mlp", settings.fp_per_property)):
             for k in range(count):
                 seed = int(settings.seed * 1_000_003 + p_idx * 1_009 + (0 if kind == "gnn" else 500) + k)
@@ -236,7 +241,8 @@ def _train_one(job: dict[str, Any], settings: dict[str, Any], out_dir: str) -> d
         from mdxfer.train import PretrainSettings, pretrain
 
         ps = PretrainSettings(n=s.n, n_val=s.n_val, seed=s.seed, target=job["property"],
-                              arch=ModelConfig.from_dict(job["architecture"]))
+                              arch=ModelConfig.from_dict(job["architecture"]), data=s.data,
+                              smiles_col=s.smiles_col)
         m = pretrain(folder, ps, threads=1, time_limit_s=s.model_time_limit_s, progress=False)
         ck = folder / "checkpoint.pt"
         if ck.exists():
@@ -246,7 +252,8 @@ def _train_one(job: dict[str, Any], settings: dict[str, Any], out_dir: str) -> d
 
         m = pretrain_fingerprint(folder, FPConfig.from_dict(job["architecture"]), job["property"], n=s.n,
                                  n_val=s.n_val, seed=s.seed, model_seed=job["seed"],
-                                 time_limit_s=s.model_time_limit_s)
+                                 time_limit_s=s.model_time_limit_s, data=s.data,
+                                 smiles_col=s.smiles_col)
     keep = ("r2_train", "r2_val", "mae_train", "mae_val", "rmse_val", "epochs_run", "best_epoch",
             "stop_reason", "train_wall_s", "n_train", "n_val", "unit", "data_hash")
     return {**{k: job[k] for k in ("name", "property", "kind", "seed", "architecture")}, "path": job["name"],
@@ -292,7 +299,10 @@ def build_library(out_dir: str | Path, settings: LibrarySettings | None = None, 
     # featurise once in this process so the workers read the cache
     from mdxfer.featurize import cached_featurize
 
-    sp = qm9.split(s.n, s.n_val, seed=s.seed, target=resolve_property(s.properties[0]))
+    if s.data:
+        sp = qm9.table_split(s.data, s.properties[0], s.smiles_col, s.n, s.n_val, s.seed)[0]
+    else:
+        sp = qm9.split(s.n, s.n_val, seed=s.seed, target=resolve_property(s.properties[0]))
     cached_featurize(list(sp.train[qm9.SMILES_COLUMN]) + list(sp.val[qm9.SMILES_COLUMN]))
     order = {j["name"]: i for i, j in enumerate(jobs_planned)}
     bar = CountBar(progress, len(jobs_planned), "library", completed=len(done))
@@ -336,7 +346,12 @@ def load_library(library_dir: str | Path, exclude_properties: tuple[str, ...] = 
     from mdxfer.fpnet import load_source
 
     data = read_manifest(library_dir)
-    excluded = {resolve_property(p) for p in exclude_properties}
+    excluded = set()
+    for p in exclude_properties:   # QM9 short names, or the columns of a library built --data
+        try:
+            excluded.add(resolve_property(p))
+        except DataError:
+            excluded.add(p)
     out = []
     for m in data["models"]:
         if m["property"] in excluded:

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import pandas as pd
 import torch
 
 from mdxfer import qm9
@@ -182,7 +181,10 @@ def pretrain(out_dir: str | Path, settings: PretrainSettings | None = None, thre
     t0 = time.perf_counter()
 
     if s.data:
-        sp, source, skipped = _table_split(s, jobs, use_cache, log)
+        sp, source, skipped, notes = qm9.table_split(s.data, s.target, s.smiles_col, s.n, s.n_val,
+                                                     s.seed, s.split_seed)
+        if notes:
+            log(f"{s.data}: " + "; ".join(notes))
     else:
         sp = qm9.split(s.n, s.n_val, seed=s.seed, split_seed=s.split_seed, target=s.target)
         source, skipped = f"qm9pack {qm9.qm9pack_version()}", 0
@@ -307,40 +309,6 @@ def pretrain(out_dir: str | Path, settings: PretrainSettings | None = None, thre
                       f"best epoch {state['best_epoch']}")
     log(f"wrote {out / 'model.pt'}, metrics.json, parity.png")
     return metrics
-
-
-def _table_split(s: PretrainSettings, jobs: int, use_cache: bool,
-                 log: Callable[[str], None]) -> tuple[qm9.Split, str, int]:
-    """(split, source description, rows left out) of the user's table ``s.data``: rows without
-    a number or whose SMILES RDKit cannot parse are left out and counted (and said), never
-    fatal unless nothing is left."""
-    import hashlib
-
-    from mdxfer.tables import read_targets
-
-    rows = read_targets(s.data, s.smiles_col, s.target, what="Pretraining table")
-    smiles = [r.smiles for r in rows.records]
-    feats = cached_featurize(smiles, n_jobs=jobs, use_cache=use_cache)
-    bad = set(feats.failed)
-    keep = [i for i in range(len(smiles)) if i not in bad]
-    skipped = len(bad) + len(rows.problems) + rows.skipped_missing + rows.skipped_status
-    notes = [t for t in (rows.skipped_text(),) if t] + rows.problems[:3]
-    if bad:
-        notes.append(f"{len(bad)} SMILES RDKit cannot parse (e.g. {smiles[min(bad)]!r})")
-    if notes:
-        log(f"{s.data}: " + "; ".join(notes))
-    if len(keep) < 10:
-        raise DataError(f"Pretraining table {s.data} has {len(keep)} usable rows; at least 10 are "
-                        "needed (a SMILES and a number in each).")
-    df = pd.DataFrame({qm9.SMILES_COLUMN: [smiles[i] for i in keep],
-                       s.target: [rows.targets[i] for i in keep]})
-    n = len(df) if s.n is None else s.n
-    if n > len(df):
-        raise DataError(f"--n {n} is more than the {len(df)} usable rows of {s.data}.")
-    n_val = max(1, n // 5) if s.n_val is None else s.n_val
-    sha = hashlib.sha256(Path(s.data).read_bytes()).hexdigest()[:12]
-    source = f"table {Path(s.data).name} (sha256 {sha}, {len(df)} usable rows)"
-    return qm9.split_frame(df, n, n_val, s.seed, s.split_seed, s.target), source, skipped
 
 
 def load_encoder_weights(model, folder: str | Path) -> str:

@@ -232,3 +232,35 @@ def test_extrapolation_and_small_data_run_on_real_molecules(lib):
     assert len(sd) == 4 and (sd.n_test == 150 - 24).all()
     s = summarize(sd)
     assert list(s.approach) == ["direct_fp_ridge", "single_source"] and (s.seeds == 2).all()
+
+
+def test_library_on_the_users_own_table(tmp_path):
+    """`library build --data TABLE.csv --properties col1,col2`: the same library, sources from
+    the user's columns (both kinds of model), recorded as such, usable by the shotgun."""
+    from mdxfer.cli.main import app
+
+    df = qm9.subset(300, seed=5)
+    table = tmp_path / "mine.csv"
+    pd.DataFrame({"smiles": df[qm9.SMILES_COLUMN], "my alpha": df["Polarizability_bohr3"],
+                  "mygap": df["HOMO_LUMO_gap_au"]}).to_csv(table, index=False)
+    with open(table, "a") as fh:
+        fh.write("C1CC(,1.0,2.0\n")                      # one row RDKit cannot parse
+    out = tmp_path / "lib"
+    r = CliRunner().invoke(app, ["library", "build", "--out", str(out), "--data", str(table),
+                                 "--properties", "my alpha,mygap", "--gnn", "1", "--fp", "1",
+                                 "--gnn-epochs", "10", "--fp-epochs", "30", "--jobs", "1",
+                                 "--no-progress"])
+    assert r.exit_code == 0, r.output
+    m = read_manifest(out)
+    assert sorted(x["property"] for x in m["models"]) == ["my alpha", "my alpha", "mygap", "mygap"]
+    assert {x["name"] for x in m["models"]} >= {"my_alpha-gnn-0", "mygap-fpmlp-0"}
+    for x in m["models"]:
+        assert x["metrics"]["n_train"] + x["metrics"]["n_val"] == 300   # the bad row left out
+    src = load_source(out / "mygap-fpmlp-0" / "model.pt")
+    assert src.provenance["data"]["source"].startswith("table mine.csv")
+    assert len(load_library(out)) == 4
+    assert {m["property"] for m, _ in load_library(out, ("mygap",))} == {"my alpha"}
+    # a column that is not there: a clear error before anything is trained
+    r = CliRunner().invoke(app, ["library", "build", "--out", str(tmp_path / "x"), "--data",
+                                 str(table), "--properties", "nope", "--no-progress"])
+    assert r.exit_code != 0 and "nope" in r.output and not (tmp_path / "x" / "manifest.json").exists()

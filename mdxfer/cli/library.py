@@ -23,8 +23,10 @@ def build_cmd(
                                         "homo, lumo, r2, u0, ... or column names)."),
     gnn: int = typer.Option(2, "--gnn", min=0, help="Graph networks (random architectures) per property."),
     fp: int = typer.Option(2, "--fp", min=0, help="Fingerprint networks (random architectures) per property."),
-    n: int = typer.Option(4000, "--n", min=2, help="QM9 molecules (training + validation), the same for every model."),
-    n_val: int = typer.Option(800, "--n-val", min=1, help="Of which validation molecules."),
+    n: Optional[int] = typer.Option(None, "--n", min=2, help="Molecules (training + validation), the same for every model: QM9 default 4,000; with --data, default all rows."),
+    n_val: Optional[int] = typer.Option(None, "--n-val", min=1, help="Of which validation molecules: QM9 default 800; with --data, a fifth."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Build on your own table instead of QM9: a CSV with a SMILES column (--smiles-col); --properties then names its columns."),
+    smiles_col: str = typer.Option("smiles", "--smiles-col", help="With --data: the SMILES column."),
     gnn_epochs: int = typer.Option(80, "--gnn-epochs", min=1, help="Maximum epochs of a graph network."),
     fp_epochs: int = typer.Option(150, "--fp-epochs", min=1, help="Maximum epochs of a fingerprint network."),
     model_minutes: Optional[float] = typer.Option(2.5, "--model-minutes", callback=cli_number(0, lo_open=True),
@@ -34,24 +36,34 @@ def build_cmd(
     jobs: int = typer.Option(2, "--jobs", min=1, help="Models trained at once (one process and one torch thread each)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
-    """Train a library of source models over several QM9 properties (resumable: run it again
-    to finish an interrupted build)."""
+    """Train a library of source models over several QM9 properties — or the columns of your
+    own table (--data) — (resumable: run it again to finish an interrupted build)."""
     from mdxfer.library import LibrarySettings, build_library, manifest_table, resolve_property
 
     check_output_dir(out)
-    if n_val >= n:
+    if data is None:
+        n, n_val = n or 4000, n_val or 800
+    if n is not None and n_val is not None and n_val >= n:
         raise typer.BadParameter(f"--n-val {n_val} must be smaller than --n {n}.")
     if gnn + fp == 0:
         raise typer.BadParameter("--gnn 0 and --fp 0 leave nothing to build; ask for at least one "
                                  "model per property.", param_hint="'--gnn' / '--fp'")
     console = make_console()
-    props = tuple(resolve_property(p.strip()) for p in properties.split(",") if p.strip())
+    names = [p.strip() for p in properties.split(",") if p.strip()]
+    props = tuple(names if data else (resolve_property(p) for p in names))
     if not props:
-        raise typer.BadParameter("names no QM9 property; give some, comma-separated (e.g. "
-                                 "cv,alpha,gap).", param_hint="'--properties'")
+        raise typer.BadParameter("names no property; give some, comma-separated (e.g. "
+                                 "cv,alpha,gap, or your table's columns with --data).",
+                                 param_hint="'--properties'")
+    if data is not None:
+        from mdxfer.tables import read_targets
+
+        for col in props:   # every column must exist and hold numbers (a clear error now)
+            read_targets(data, smiles_col, col, what="Library table")
     s = LibrarySettings(properties=props, gnn_per_property=gnn, fp_per_property=fp, n=n, n_val=n_val, seed=seed,
                         gnn_epochs=gnn_epochs, fp_epochs=fp_epochs,
-                        model_time_limit_s=model_minutes * 60 if model_minutes else None)
+                        model_time_limit_s=model_minutes * 60 if model_minutes else None,
+                        data=str(data.resolve()) if data else None, smiles_col=smiles_col)
     m = build_library(out, s, jobs=jobs, progress=progress, log=console.print)
     _print_table(manifest_table(m))
     typer.echo(f"{len(m['models'])} models in {out}/manifest.json "
