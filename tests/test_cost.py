@@ -22,6 +22,18 @@ def cache(tmp_path, monkeypatch):
     return tmp_path / "cache" / "throughput.json"
 
 
+def test_a_shared_core_counts_the_cpu_it_got(tmp_path):
+    """Four runs on two cores: LAMMPS says 50 % CPU use, so the loop's work took half its wall
+    time of CPU, and the per-core speed is twice the wall-clock figure."""
+    log = tmp_path / "shared.log"
+    log.write_text("pair_style      lj/cut/coul/long 10\n"
+                   "Loop time of 10.0 on 1 procs for 5000 steps with 1000 atoms\n\n"
+                   "Performance: 1 ns/day, 500 timesteps/s, 500 katom-step/s\n"
+                   "50.0% CPU use with 1 MPI tasks x 1 OpenMP threads\n")
+    work, seconds, _ = cost.log_work(log)
+    assert work == pytest.approx(5e6) and seconds == pytest.approx(5.0)
+
+
 def test_log_work_sums_runs_and_scales_to_the_reference_cutoff(tmp_path):
     log = tmp_path / "a.log"
     log.write_text(LOG.format(cut=10, ranks=1))

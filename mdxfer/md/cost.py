@@ -27,6 +27,7 @@ from mdxfer.md.protocol import Protocol
 #: DREIDING H-bonds, SHAKE; two runs side by side), 2026-12-01.
 DEFAULT_KATOM_STEPS_S = 300.0
 _PERF = re.compile(r"Loop time of ([0-9.eE+-]+) on (\d+) procs for (\d+) steps with (\d+) atoms")
+_CPU = re.compile(r"([0-9.]+)% CPU use with")
 _CUTOFF = re.compile(r"^pair_style\s.*?coul/long\s+([0-9.]+)", re.M)
 #: Speeds are kept as if at this LJ/Coulomb cut-off (Å): a run's speed is scaled by
 #: (cut-off / 10 Å)³ when stored and by (10 Å / cut-off)³ when projected (pair work grows with
@@ -41,8 +42,9 @@ def cache_file() -> Path:
 
 
 def log_work(log: str | Path) -> tuple[float, float, int]:
-    """(atom-steps at the reference cut-off, loop seconds, MPI ranks) summed over the runs of
-    one LAMMPS log."""
+    """(atom-steps at the reference cut-off, CPU seconds of the loops, MPI ranks) summed over the
+    runs of one LAMMPS log; a loop's CPU seconds are its wall time × the "% CPU use" LAMMPS
+    prints after it, so a run that shared its core counts what it got."""
     work = seconds = 0.0
     ranks = 1
     try:
@@ -54,8 +56,12 @@ def log_work(log: str | Path) -> tuple[float, float, int]:
     for m in _PERF.finditer(text):
         loop, procs, steps, atoms = float(m[1]), int(m[2]), int(m[3]), int(m[4])
         if steps > 0 and loop > 0:
+            # the CPU share LAMMPS got (its "% CPU use" line after the loop): on a machine with
+            # more runs than cores the loop's wall time overstates the work
+            cpu = _CPU.search(text, m.end(), m.end() + 400)
+            share = min(1.0, float(cpu[1]) / 100.0) if cpu else 1.0
             work += steps * atoms * factor
-            seconds += loop
+            seconds += loop * share
             ranks = procs
     return work, seconds, ranks
 
