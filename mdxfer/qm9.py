@@ -103,7 +103,7 @@ def subset(n: int = 5000, seed: int = 0, df: pd.DataFrame | None = None) -> pd.D
     """``n`` molecules drawn at random without replacement (numpy ``default_rng(seed)``)."""
     df = load_qm9() if df is None else df
     if not 0 < n <= len(df):
-        raise DataError(f"The subset size must be between 1 and {len(df)} (the table's rows), got {n}.")
+        raise DataError(f"The subset size (--n) must be between 1 and {len(df)} (the table's rows), got {n}.")
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(len(df), size=n, replace=False))
     return df.iloc[idx].reset_index(drop=True)

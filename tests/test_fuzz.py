@@ -187,13 +187,13 @@ def _cases() -> list[Case]:
                       ("--threads", ["0", "-1"]), ("--jobs", ["0", "abc"]),
                       ("--time-limit", FLOATS + ["-1", "0"])]:
         for v in vals:
-            add(Case("pretrain", pre + [opt, v], f"{opt}|QM9 subset size" if opt == "--n" else opt))
+            add(Case("pretrain", pre + [opt, v], f"{opt}|subset size" if opt == "--n" else opt))
     for args, frag, files in [(["--n", "20", "--n-val", "20"], "n-val", {}),
                               (["--preset", "nope"], "preset", {}), (["--preset", ""], "preset", {}),
                               (["--target", "nope"], "nope", {}), (["--target", "SMILES"], "SMILES", {}),
                               (["--init-encoder", "{tmp}/none"], "none", {}),
                               (["--init-encoder", "{m}"], "Cannot read", {"m/model.pt": "x"}),
-                              (["--n", "1000000000"], "QM9 subset size", {})]:
+                              (["--n", "1000000000"], "subset size (--n)", {})]:
         add(Case("pretrain", pre + args, frag, files=files))
     add(Case("pretrain", ["pretrain", "--out", "{f}", "--n", "20", "--n-val", "5"], "is a file",
              files={"f": "x"}))
