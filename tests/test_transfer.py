@@ -12,7 +12,6 @@ import torch
 from mdxfer import qm9
 from mdxfer.featurize import DataError, featurize_smiles
 from mdxfer.model import TrainedModel, embed_graphs
-from mdxfer.train import PretrainSettings, pretrain
 from mdxfer.transfer import (MODES, ForestMember, HeadMember, LinearMember, TransferSettings, fit_member, load_ensemble,
                              morgan_counts, predict, predict_members, read_target_table, transfer)
 
@@ -20,11 +19,8 @@ FAST = dict(folds=3, repeats=2, max_epochs=300, patience=50)
 
 
 @pytest.fixture(scope="module")
-def base_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("base")
-    pretrain(out, PretrainSettings(n=300, n_val=60, preset="paper", max_epochs=25), progress=False,
-             use_cache=False)
-    return out
+def base_dir(small_paper_model):
+    return small_paper_model
 
 
 @pytest.fixture(scope="module")

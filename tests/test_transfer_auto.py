@@ -11,7 +11,6 @@ import pytest
 
 from mdxfer import qm9
 from mdxfer.featurize import DataError
-from mdxfer.train import PretrainSettings, pretrain
 from mdxfer.transfer import (
     MODES,
     NO_TRANSFER,
@@ -29,11 +28,8 @@ FAST = {"folds": 3, "repeats": 2, "max_epochs": 300, "patience": 50}
 
 
 @pytest.fixture(scope="module")
-def base_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("base")
-    pretrain(out, PretrainSettings(n=300, n_val=60, preset="paper", max_epochs=25), progress=False,
-             use_cache=False)
-    return out
+def base_dir(small_paper_model):
+    return small_paper_model
 
 
 def _qm9_table(path, column: str, n: int, random_state: int):
