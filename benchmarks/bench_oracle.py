@@ -753,6 +753,43 @@ def derive(args: argparse.Namespace) -> None:
           f"to {CSV}")
 
 
+def check_derived(args: argparse.Namespace) -> None:
+    """Run one derived replica for real (``--protocol``'s cell, stack and, reused, partner box
+    in its own folder) and compare its E_int, E_cross and stderrs with the row ``derive`` wrote:
+    the derivation claims they are the same numbers."""
+    import shutil
+
+    protocol = load_protocol(args.protocol)
+    out = Path(args.out) / f"{protocol.name}-{protocol.digest()}"
+    rows = read_panel()
+    row = rows[(rows.protocol_digest == protocol.digest()) & (rows.name == args.name)
+               & (rows.replica == args.replica)]
+    if row.empty or not isinstance(row.derived_from.iloc[0], str):
+        raise SystemExit(f"no derived row of {args.name} replica {args.replica} for "
+                         f"{protocol.digest()} in {CSV}")
+    source = Path(args.out) / f"{protocol.name}-{row.derived_from.iloc[0]}"
+    pdir = out / "partner"
+    if not pdir.exists():
+        shutil.copytree(source / "partner", pdir)      # same cell digest: the same box
+    smi = dict(PANEL)[args.name]
+    prot = protocol.replica(args.replica)
+    cdir, sdir = replica_dirs(out / args.name, args.replica)
+    one = Launcher(ranks=1)
+    prepare_species(canonical_smiles(DEFAULT_PARTNER), protocol, pdir, role="partner")
+    run_box(pdir, protocol, one)
+    prepare_species(canonical_smiles(smi), prot, cdir)
+    run_box(cdir, prot, one)
+    prepare_stack(cdir, pdir, prot, sdir)
+    run_box(sdir, prot, one)
+    rec = replica_result(smi, cdir, pdir, sdir, prot, one)
+    d = row.iloc[0]
+    print(f"{args.name} replica {args.replica}, protocol {protocol.digest()}:")
+    for key in ("E_int", "E_int_stderr_run", "E_cross", "E_cross_stderr", "density_chem_g_cm3",
+                "lz_stack_A"):
+        print(f"  {key:20s} run {rec[key]: .6f}   derived {float(d[key]): .6f}   "
+              f"difference {rec[key] - float(d[key]): .2e}")
+
+
 def _toml_value(text: str):
     """A ``--set`` value read as TOML (numbers, booleans, quoted strings)."""
     import tomllib
@@ -805,6 +842,9 @@ def main() -> None:
                     help="overrides of --protocol that give the finished panel's protocol")
     de.add_argument("--replicas", type=int, default=3)
     de.add_argument("--out", default=str(ROOT / "runs" / "oracle"))
+    ck = panel_parser(sub, "check-derived", help=check_derived.__doc__.splitlines()[0])
+    ck.add_argument("--name", default="acetonitrile")
+    ck.add_argument("--replica", type=int, default=0)
     ad = panel_parser(sub, "adopt", help=adopt.__doc__.splitlines()[0])
     ce = sub.add_parser("cells", help=cells.__doc__.splitlines()[0])
     ce.add_argument("--protocol", default="production")
@@ -818,7 +858,8 @@ def main() -> None:
     args = ap.parse_args()
     {"run": run, "report": report, "partial": partial, "collect": collect,
      "components": components, "calibrate": calibrate, "wall": wall,
-     "cells": cells, "adopt": adopt, "shorter": shorter, "derive": derive}[args.cmd](args)
+     "cells": cells, "adopt": adopt, "shorter": shorter, "derive": derive,
+     "check-derived": check_derived}[args.cmd](args)
 
 
 if __name__ == "__main__":
