@@ -381,3 +381,29 @@ def test_a_stack_only_change_reuses_every_box(finished, tmp_path):
     for r in rows:
         assert r["protocol_digest"] == camp.digest
         assert "fix             iwall" in (Path(r["workdir"]) / "in.nvt.lmp").read_text()
+
+
+def test_eta_from_the_cpu_time_of_finished_candidates(finished, tmp_path):
+    """One more candidate in (a copy of) the finished campaign's store: what is left is costed
+    from the CPU seconds in the LAMMPS logs of the finished ones (not their wall time, which
+    grows when runs share cores)."""
+    from mdxfer.md.cost import log_work
+
+    spec = load_spec(finished["path"])
+    copy = tmp_path / "copy.db"
+    src, dst = sqlite3.connect(spec.database), sqlite3.connect(copy)
+    src.backup(dst)
+    src.close()
+    dst.close()
+    path = write_campaign(tmp_path, GOOD + ["CCCCO"], name="more",
+                          campaign=f'database = "{copy}"\nworkdir = "{spec.workdir}"')
+    with Campaign.open(path) as camp:
+        eta = camp.eta()
+        rows = [r for r in camp.results() if r["status"] == "done"]
+    assert eta["remaining"] == 1 and eta["basis"].startswith("CPU time of 3 finished")
+    cpu = []
+    for r in rows:
+        stack = Path(r["workdir"])
+        cell = Path(json.loads((stack / "species.json").read_text())["bottom"])
+        cpu.append(sum(log_work(f)[1] for d in (stack, cell) for f in d.glob("*.log")))
+    assert eta["cpu_s"] == pytest.approx(sum(cpu) / len(cpu))

@@ -506,12 +506,17 @@ class Campaign:
 
         rows = self.results() if rows is None else rows
         left = [r for r in rows if r["status"] in ("pending", "running")]
+        done = [r for r in rows if r["status"] == "done"]
         if walls is None:
-            walls = [r["wall_s"] for r in rows if r["status"] == "done" and r["wall_s"]]
+            walls = [r["wall_s"] for r in done if r["wall_s"]]
         partner = self.store.task(self.partner_key) if partner is None else partner
         partner_left = not partner or partner["state"] != "done"
         per, basis = None, None
-        if walls:
+        used = [c for c in (_cpu_seconds(r) for r in done[-20:]) if c]
+        if used:   # what the finished ones really cost (CPU, not wall: runs may share cores)
+            per = sum(used) / len(used)
+            basis = f"CPU time of {len(used)} finished candidate(s), from their LAMMPS logs"
+        elif walls:
             per, basis = sum(walls) / len(walls), f"mean of {len(walls)} finished candidate(s)"
         cpu = 0.0
         if left and (per is None or partner_left):
@@ -533,6 +538,27 @@ class Campaign:
         workers = max(1, concurrency(self.profile))
         return {"remaining": len(left), "cpu_s": cpu, "eta_s": cpu / workers,
                 "workers": workers, "basis": basis, "partner_left": bool(partner_left and left)}
+
+
+def _cpu_seconds(row: dict[str, Any]) -> float:
+    """CPU seconds of LAMMPS in a finished candidate's folders (its stack and, through the
+    stack's ``species.json``, its own box; every replica's): 0 when the logs are gone."""
+    from mdxfer.md.cost import log_work
+
+    folders = []
+    for rec in (row.get("replicas_records") or []) or [row]:
+        pair = rec.get("workdir")
+        if isinstance(pair, dict):
+            folders += [Path(pair[k]) for k in ("candidate", "stack") if pair.get(k)]
+        elif pair:
+            folders.append(Path(pair))
+            try:
+                bottom = json.loads((Path(pair) / "species.json").read_text()).get("bottom")
+            except (OSError, ValueError):
+                bottom = None
+            if bottom:
+                folders.append(Path(bottom))
+    return sum(log_work(log)[1] for d in folders if d.is_dir() for log in d.glob("*.log"))
 
 
 class _Graph:
