@@ -28,7 +28,7 @@ from mdxfer.md.protocol import Protocol
 DEFAULT_KATOM_STEPS_S = 300.0
 _PERF = re.compile(r"Loop time of ([0-9.eE+-]+) on (\d+) procs for (\d+) steps with (\d+) atoms")
 _CPU = re.compile(r"([0-9.]+)% CPU use with")
-_CUTOFF = re.compile(r"^pair_style\s.*?coul/long\s+([0-9.]+)", re.M)
+_CUTOFF = re.compile(r"^pair_style\s.*?coul/long\s+([0-9.]+)", re.MULTILINE)
 #: Speeds are kept as if at this LJ/Coulomb cut-off (Å): a run's speed is scaled by
 #: (cut-off / 10 Å)³ when stored and by (10 Å / cut-off)³ when projected (pair work grows with
 #: the neighbours inside the cut-off sphere; an assumption, not a measurement).
