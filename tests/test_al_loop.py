@@ -278,3 +278,21 @@ cv_folds = 3
     assert "Target: **E_int [kcal/mol]**" in (cfg.report_dir / "report.md").read_text()
     res = CliRunner().invoke(app, ["al", "status", str(f)])
     assert res.exit_code == 0 and "ei" in res.output, res.output
+
+
+def test_a_failed_pick_and_a_budget_beyond_the_pool(oracle_csv, tmp_path):
+    """The oracle fails on one pool molecule (not in its table): that pick is recorded as
+    failed with the reason and the loop goes on; a budget larger than the pool ends when the
+    pool is used up, every molecule simulated once."""
+    oracle = TableOracle(oracle_csv)
+    pool = list(oracle.values)[:12] + ["CCCCCCCCCCCC"]
+    s = settings(n_initial=5, batch_size=4, rounds=None, budget=100, diversity=Diversity("none"))
+    with ALState(tmp_path / "al.db") as state:
+        res = ActiveLearner(pool, oracle, state, s).run()
+        picks = state.picks()
+    assert res["finished"] and len(picks) == len(pool) == len({p["smiles"] for p in picks})
+    failed = [p for p in picks if p["status"] == "failed"]
+    assert [p["smiles"] for p in failed] == ["CCCCCCCCCCCC"]
+    assert "not in the oracle table" in failed[0]["error"]
+    done = [p["value"] for p in picks if p["status"] == "done"]
+    assert len(done) == 12 and res["best_value"] == max(done)

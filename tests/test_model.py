@@ -186,3 +186,30 @@ def test_pretrain_on_the_users_own_table(tmp_path):
     r = CliRunner().invoke(app, ["pretrain", "--data", str(tiny), "--target-col", "alpha",
                                  "--out", str(tmp_path / "t"), "--no-progress"])
     assert r.exit_code != 0 and "usable rows" in r.output
+
+
+def test_a_model_from_another_featuriser_is_refused_by_every_reader(pretrained, tmp_path):
+    """A model.pt saved by an mdxfer with another atom featuriser would silently predict
+    garbage: `TrainedModel.load`, `transfer`'s loader and `rank` refuse it, naming both
+    versions and what to do."""
+    from typer.testing import CliRunner
+
+    from mdxfer.cli.main import app
+    from mdxfer.fileio import save_torch_atomic
+    from mdxfer.model import read_torch_file
+    from mdxfer.transfer import load_ensemble
+
+    out, _ = pretrained
+    d = read_torch_file(out / "model.pt")
+    d["featurizer"] = "canonical-74/old"
+    folder = tmp_path / "old"
+    folder.mkdir()
+    save_torch_atomic(d, folder / "model.pt")
+    with pytest.raises(DataError, match="canonical-74/old.*Retrain"):
+        TrainedModel.load(folder / "model.pt")
+    with pytest.raises(DataError, match="canonical-74/old"):
+        load_ensemble(folder)
+    (tmp_path / "c.smi").write_text("CCO\n")
+    r = CliRunner().invoke(app, ["rank", str(tmp_path / "c.smi"), "--model", str(folder),
+                                 "--out", str(tmp_path / "r.csv")])
+    assert r.exit_code != 0 and "canonical-74/old" in r.output and "Traceback" not in r.output
