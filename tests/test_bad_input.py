@@ -223,6 +223,8 @@ def test_protocol_file_numbers_name_the_file(tmp_path):
     ("", '[execution]\nprofile = "local"\n[execution.executor]\nworkers = -3', "workers must be an integer >= 0"),
     ("", '[execution]\nprofile = "local"\n[execution.executor]\nworkers = "many"', "workers must be an integer"),
     ("", '[execution]\nprofile = "local"\n[execution.lammps]\nranks = 0', "ranks must be an integer >= 1"),
+    ("", '[execution]\nprofile = "local"\n[execution.executor]\nworkers = 100000', "100000 LAMMPS ranks"),
+    ("", '[execution]\nprofile = "local"\n[execution.lammps]\nranks = 4096', "LAMMPS ranks on this machine"),
     ("", '[execution]\nprofile = "local"\n[execution.lammps]\ncommand = "lmp \'x"', "cannot be split"),
 ])
 def test_campaign_file_numbers_are_checked(tmp_path, protocol, execution, fragment):

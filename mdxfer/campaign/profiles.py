@@ -272,6 +272,28 @@ def _check(table: dict, allowed: set[str], section: str) -> None:
                             f"{', '.join(sorted(allowed))}.")
 
 
+#: A local campaign may ask for at most this many LAMMPS ranks per core (all runs together):
+#: beyond it every run shares its core with others and the campaign gets slower, not faster.
+MAX_RANKS_PER_CORE = 2
+
+
+def _check_local_cores(ex: dict, lm: dict) -> None:
+    """A ``threads`` profile runs ``workers`` LAMMPS runs of ``ranks`` ranks on this machine:
+    refuse more ranks than :data:`MAX_RANKS_PER_CORE` × its cores (a typo such as
+    ``workers = 100000`` would start that many runs)."""
+    workers = ex.get("workers", 0) or 0
+    ranks = lm.get("ranks", 1) or 1
+    if not (isinstance(workers, int) and isinstance(ranks, int)):
+        return   # the type checks report these
+    cores = os.cpu_count() or 1
+    if max(workers, 1) * ranks > MAX_RANKS_PER_CORE * cores:
+        raise CampaignError(
+            f"[execution.executor] workers = {workers} with {ranks} rank(s) each asks for "
+            f"{max(workers, 1) * ranks} LAMMPS ranks on this machine's {cores} core(s); at most "
+            f"{MAX_RANKS_PER_CORE * cores} make sense (workers = 0 uses the free cores). For more, "
+            "use a cluster profile (slurm, pbs).")
+
+
 def validate_profile(profile: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Check every key and value of a merged profile; return it unchanged."""
     ex, pr, lm, rs = (profile.get(k, {}) for k in ("executor", "provider", "lammps", "resources"))
@@ -290,6 +312,7 @@ def validate_profile(profile: dict[str, dict[str, Any]]) -> dict[str, dict[str, 
         if rs:
             raise CampaignError("[execution.resources] needs executor kind 'mpi' (Parsl's thread "
                                 "pool rejects resource specifications).")
+        _check_local_cores(ex, lm)
     else:
         pkind = pr.get("kind", "local")
         p_cls = _provider_class(pkind)
