@@ -11,7 +11,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from mdxfer.campaign.profiles import (PROFILES, build_config, build_executors, make_launcher,
+from mdxfer.campaign.profiles import (PROFILES, build_config, build_executors, light_label, make_launcher,
                                       render_job_script, resolve_profile, resource_spec)
 from mdxfer.campaign.spec import CampaignError, example_text, load_spec, spec_from_dict
 from mdxfer.campaign.store import Store, pair_key, species_key
@@ -158,9 +158,12 @@ def test_local_profile_is_a_thread_pool_sized_by_cores_and_ranks(tmp_path):
     spec = _spec(tmp_path, lammps={"ranks": 1})
     profile = resolve_profile(spec)
     config = build_config(profile, spec.parsl_run_dir, spec.retry)
-    (ex,) = config.executors
+    ex, light = config.executors
     assert isinstance(ex, ThreadPoolExecutor)
     assert ex.max_threads == max(1, len(os.sched_getaffinity(0)))
+    # building, stacking and combining never wait behind a LAMMPS run
+    assert isinstance(light, ThreadPoolExecutor) and light.label == "light"
+    assert light.max_threads == 1 and light_label(profile) == "light"
     assert config.run_dir == str(tmp_path / "campaign-runs" / "parsl")
     assert config.usage_tracking == 0 and config.retries == 2
     assert resource_spec(profile) == {}

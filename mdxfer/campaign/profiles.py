@@ -121,7 +121,7 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 LAMMPS_LABEL = "lammps"      # executor label of LAMMPS stages
-LIGHT_LABEL = "light"        # executor label of build/stack/combine with the mpi kind
+LIGHT_LABEL = "light"        # executor label of build/stack/combine (threads and mpi kinds)
 _LAMMPS_KEYS = {"command", "ranks", "mpi_prefix", "guard", "env"}
 _RESOURCE_KEYS = {"num_nodes", "ranks_per_node", "num_ranks", "launcher_options", "priority"}
 _OWN_EXECUTOR_KEYS = {"kind", "workers", "light_threads", "worker_start_timeout"}
@@ -414,7 +414,11 @@ def build_executors(profile: dict) -> list:
     if kind == "threads":
         from parsl.executors import ThreadPoolExecutor
 
-        return [ThreadPoolExecutor(label=LAMMPS_LABEL, max_threads=local_workers(profile))]
+        # building, stacking and combining get a thread of their own, so a finished stack is
+        # combined (and recorded) at once instead of waiting for a LAMMPS run to end
+        return [ThreadPoolExecutor(label=LAMMPS_LABEL, max_threads=local_workers(profile)),
+                ThreadPoolExecutor(label=LIGHT_LABEL,
+                                   max_threads=int(ex.get("light_threads", 0) or 1))]
     light_threads = int(ex.pop("light_threads", 2))
     ex.pop("workers", None)
     ex.pop("worker_start_timeout", None)
@@ -441,7 +445,8 @@ def worker_start_timeout(profile: dict) -> float:
 
 def light_label(profile: dict) -> str:
     """Executor label for build/stack/combine tasks."""
-    return LIGHT_LABEL if profile["executor"].get("kind") == "mpi" else LAMMPS_LABEL
+    return LIGHT_LABEL if profile["executor"].get("kind", "threads") in ("mpi", "threads") \
+        else LAMMPS_LABEL
 
 
 def resource_spec(profile: dict) -> dict[str, Any]:
