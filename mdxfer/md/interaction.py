@@ -570,10 +570,15 @@ def _warnings(protocol: Protocol, legs: dict[str, dict]) -> list[str]:
         out.append("quick protocol: far too short for science (tiny cells, picoseconds); "
                    "energies are for testing the pipeline only.")
     if protocol.name == "demo":
+        from mdxfer.md.protocol import PRESETS
+
+        sigma = between_replica_sd(PRESETS["production"].family_digest())
+        scatter = (f"production replicas scatter by {sigma:.1f} kcal/mol beyond their in-run "
+                   "stderr" if sigma is not None else "replicas scatter beyond the in-run stderr")
         out.append("demo preset: the production route on a 20 x 20 Å cell with 20-30 ps runs: a "
                    "liquid-density E_int for showing the pipeline; its real error is larger than "
-                   "the stderr (production replicas scatter by ~11 kcal/mol). For a measurement "
-                   "use --protocol production --replicas 3.")
+                   f"the stderr ({scatter}). For a measurement use --protocol production "
+                   "--replicas 3.")
     if protocol.name not in ("quick", "demo") and between_replica_sd(protocol.family_digest()) is None:
         out.append("E_int_stderr is the in-run estimate only: the scatter between replicas of "
                    "this protocol is unmeasured, and for the production preset it is several "
