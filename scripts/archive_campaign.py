@@ -61,6 +61,9 @@ def main() -> None:
         with tarfile.open(out, "w:gz") as tar:
             tar.add(copy, arcname=Path(spec.database).relative_to(workdir)
                     if Path(spec.database).is_relative_to(workdir) else "campaign.db")
+            campaign_file = Path(args.campaign).resolve()
+            if campaign_file.is_relative_to(workdir.resolve()):   # a file kept with its runs
+                tar.add(campaign_file, arcname=str(campaign_file.relative_to(workdir.resolve())))
             for kind, state, rel in tasks:
                 folder = workdir / rel
                 if not folder.is_dir():
