@@ -25,7 +25,7 @@ SKIP_SUFFIXES = {".dcd", ".stdout", ".lock"}
 
 def keep(path: Path, kind: str, finished: bool) -> bool:
     """Whether ``path`` (in a task folder of ``kind``) goes into the archive."""
-    if path.suffix in SKIP_SUFFIXES:
+    if path.suffix in SKIP_SUFFIXES or path.name.endswith(".lock"):
         return False
     if path.suffix == ".log":
         return not finished          # a finished task's numbers are in its JSON, CSV and the store
