@@ -278,6 +278,18 @@ cv_folds = 3
     assert "Target: **E_int [kcal/mol]**" in (cfg.report_dir / "report.md").read_text()
     res = CliRunner().invoke(app, ["al", "status", str(f)])
     assert res.exit_code == 0 and "ei" in res.output, res.output
+    # the same store read for E_cross (the stationary, precise target): its values and stderrs
+    from mdxfer.al.oracles import CampaignOracle
+
+    with Campaign.open(cfg.spec, readonly=True) as camp:
+        cross = {r["canonical_smiles"]: (r["E_cross"], r["E_cross_stderr"])
+                 for r in camp.results() if r["status"] == "done"}
+    known = {m.smiles: (m.value, m.stderr) for m in CampaignOracle(cfg.spec, "E_cross").known()}
+    assert known == cross and all(v < 0 for v, _ in known.values())
+    f.write_text(f.read_text().replace('direction = "minimize"',
+                                       'direction = "minimize"\ntarget_column = "E_foo"'))
+    with pytest.raises(ALError, match="E_int' or 'E_cross"):
+        load_al_config(f)
 
 
 def test_a_failed_pick_and_a_budget_beyond_the_pool(oracle_csv, tmp_path):

@@ -348,7 +348,7 @@ class ALConfig:
 
         if self.oracle == "table":
             return TableOracle(self.table, self.smiles_column, self.target_column, delay_s=self.oracle_delay_s)
-        return CampaignOracle(self.spec)
+        return CampaignOracle(self.spec, self.target_column)
 
     def read_initial(self) -> list[Measurement]:
         if self.initial_file is None:
@@ -409,6 +409,12 @@ def load_al_config(path: str | Path) -> ALConfig:
     if oracle == "table" and table is None:
         raise _err(path, "oracle = \"table\" needs table = \"FILE.csv\" (columns smiles,target).")
     target_col = str(al.get("target_column", "target" if oracle == "table" else "E_int"))
+    if oracle == "campaign":
+        from mdxfer.al.oracles import CAMPAIGN_TARGETS
+
+        if target_col not in CAMPAIGN_TARGETS:
+            raise _err(path, f"target_column = {target_col!r}: the MD campaign measures "
+                             f"{' or '.join(map(repr, CAMPAIGN_TARGETS))}.")
 
     model = dict(al.get("model", {}))
     _check(model, _MODEL_KEYS, "active_learning.model", path)

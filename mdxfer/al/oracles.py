@@ -113,15 +113,23 @@ class TableOracle(Oracle):
         return out
 
 
+#: What the MD campaign measures that a loop can learn: the interaction energy (the seed's
+#: target) or the direct candidate-partner energy E_cross (stationary and ~2 kcal/mol precise
+#: with the production preset: docs/results.md).
+CAMPAIGN_TARGETS = ("E_int", "E_cross")
+
+
 class CampaignOracle(Oracle):
-    """The MD campaign of a campaign spec: E_int(candidate, partner) in kcal/mol."""
+    """The MD campaign of a campaign spec: E_int (or E_cross) of (candidate, partner), kcal/mol."""
 
     name = "campaign"
-    target = "E_int"
     unit = "kcal/mol"
 
-    def __init__(self, spec):
-        self.spec = spec
+    def __init__(self, spec, target: str = "E_int"):
+        if target not in CAMPAIGN_TARGETS:
+            raise ALError(f"target_column {target!r}: the MD campaign measures "
+                          f"{' or '.join(CAMPAIGN_TARGETS)}.")
+        self.spec, self.target = spec, target
 
     def _rows(self, camp) -> dict[str, dict]:
         out = {}
@@ -136,12 +144,13 @@ class CampaignOracle(Oracle):
             out.setdefault(key, r)
         return out
 
-    @staticmethod
-    def _measurement(key: str, row: dict | None) -> Measurement | None:
+    def _measurement(self, key: str, row: dict | None) -> Measurement | None:
         if row is None:
             return None
-        if row["status"] == "done" and row.get("E_int") is not None:
-            return Measurement(key, "done", float(row["E_int"]), measured_error(row))
+        if row["status"] == "done" and row.get(self.target) is not None:
+            error = (measured_error(row) if self.target == "E_int"
+                     else row.get(f"{self.target}_stderr"))
+            return Measurement(key, "done", float(row[self.target]), error)
         if row["status"] == "failed":
             return Measurement(key, "failed", error=row.get("error") or "simulation failed")
         return None
