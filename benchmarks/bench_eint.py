@@ -36,7 +36,12 @@ from mdxfer.featurize import featurize_smiles, morgan_counts
 from mdxfer.fpnet import load_source
 from mdxfer.model import set_threads
 from mdxfer.train import regression_metrics
-from mdxfer.transfer import TransferSettings, features_for, fit_member, read_target_table
+from mdxfer.transfer import (
+    TransferSettings,
+    features_for,
+    fit_member,
+    read_target_table,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 MODES = ("finetune", "ridge", "rf", "emb_gp", "emb_fp_ridge", "fp_ridge", "fp_gp")
@@ -53,7 +58,7 @@ def run_target(base, smiles: list[str], y: np.ndarray, E: np.ndarray, FP: np.nda
     """R² train/validation of every mode on ``splits`` random 3:1 splits."""
     s = TransferSettings(mode="finetune", lr=1e-4)
     n = len(y)
-    n_train = int(round(0.75 * n))
+    n_train = round(0.75 * n)
     rows = []
     for k in range(splits):
         perm = np.random.default_rng(k).permutation(n)
