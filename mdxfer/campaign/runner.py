@@ -519,7 +519,7 @@ class Campaign:
         elif walls:
             per, basis = sum(walls) / len(walls), f"mean of {len(walls)} finished candidate(s)"
         cpu = 0.0
-        if left and (per is None or partner_left):
+        if left and per is None:
             smiles = [r["canonical_smiles"] or r["smiles"] for r in left[:sample]]
             projected = []
             for smi in smiles:
@@ -529,7 +529,7 @@ class Campaign:
                                              partner_done=True).cpu_s)
                 except Exception:  # noqa: BLE001 - a candidate the cost model cannot read
                     continue
-            if per is None and projected:
+            if projected:
                 per, basis = sum(projected) / len(projected), "cost model (mdxfer.md.cost)"
         if partner_left and left:
             p = project(self.partner, self.protocol, self.partner, replicas=0)
@@ -542,22 +542,20 @@ class Campaign:
 
 def _cpu_seconds(row: dict[str, Any]) -> float:
     """CPU seconds of LAMMPS in a finished candidate's folders (its stack and, through the
-    stack's ``species.json``, its own box; every replica's): 0 when the logs are gone."""
+    stack's ``species.json``, its own box): 0 when the logs are gone. With replicas only
+    replica 0's folders are read (``workdir`` is its stack)."""
     from mdxfer.md.cost import log_work
 
-    folders = []
-    for rec in (row.get("replicas_records") or []) or [row]:
-        pair = rec.get("workdir")
-        if isinstance(pair, dict):
-            folders += [Path(pair[k]) for k in ("candidate", "stack") if pair.get(k)]
-        elif pair:
-            folders.append(Path(pair))
-            try:
-                bottom = json.loads((Path(pair) / "species.json").read_text()).get("bottom")
-            except (OSError, ValueError):
-                bottom = None
-            if bottom:
-                folders.append(Path(bottom))
+    pair = row.get("workdir")
+    if not pair:
+        return 0.0
+    folders = [Path(pair)]
+    try:
+        bottom = json.loads((Path(pair) / "species.json").read_text()).get("bottom")
+    except (OSError, ValueError):
+        bottom = None
+    if bottom:
+        folders.append(Path(bottom))
     return sum(log_work(log)[1] for d in folders if d.is_dir() for log in d.glob("*.log"))
 
 
