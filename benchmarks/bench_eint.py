@@ -3,6 +3,7 @@ MD interaction energies with isoprene, beside every other mode mdxfer has, and t
 
     python benchmarks/bench_eint.py --base runs/cv-paper [--table data/eint_isoprene.csv]
         [--targets E_int E_cross] [--splits 10] [--csv data/eint_transfer.csv]
+        [--ssl runs/ssl] [--library runs/library]
 
 For each target column (with its ``<target>_stderr``):
 
@@ -14,6 +15,16 @@ For each target column (with its ``<target>_stderr``):
    validation rows): ridge, random forest and an RBF Gaussian process on the frozen embedding,
    ridge on embedding + Morgan counts, and the baselines without transfer: ridge and a
    Tanimoto GP on Morgan counts.
+   And the approaches of the held-out benchmarks (``mdxfer.benchmark.run_approach``), on the
+   same splits: ``direct_gnn`` (a small graph network trained from scratch on the 24 rows),
+   ``auto`` (``mdxfer transfer``'s default: seven modes cross-validated inside the training
+   rows, the best kept), and with ``--ssl`` the self-supervised start (``ssl_ridge``: ridge on
+   its frozen embedding; ``ssl_gnn``: the network fine-tuned from it), with ``--library``
+   shotgun transfer over the library (``shotgun``: the best source × mode by CV inside the
+   training rows; ``shotgun_top3``: a committee of the best three).
+   Two one-feature baselines say what the learning has to beat: ``source_linear``, a straight
+   line through the pretrained model's own prediction (QM9 heat capacity, the seed's source
+   property), and ``size_linear``, a straight line through the number of heavy atoms.
 3. **The noise ceiling**: the best validation R² the replica errors allow,
    1 − mean(stderr²) / var(target) over the table (a model that predicted the true values
    exactly would still score no better against noisy measurements).
@@ -32,6 +43,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mdxfer.benchmark import Context, run_approach
 from mdxfer.featurize import featurize_smiles, morgan_counts
 from mdxfer.fpnet import load_source
 from mdxfer.model import set_threads
@@ -53,16 +65,20 @@ def noise_ceiling(y: np.ndarray, stderr: np.ndarray) -> float:
     return float(1.0 - np.mean(np.square(stderr)) / np.var(y, ddof=1))
 
 
+def split(n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``k`` of ``n`` rows 3:1 into training and validation rows (seeded by ``k``)."""
+    perm = np.random.default_rng(k).permutation(n)
+    n_train = round(0.75 * n)
+    return np.sort(perm[:n_train]), np.sort(perm[n_train:])
+
+
 def run_target(base, smiles: list[str], y: np.ndarray, E: np.ndarray, FP: np.ndarray,
                splits: int, modes: tuple[str, ...]) -> pd.DataFrame:
-    """R² train/validation of every mode on ``splits`` random 3:1 splits."""
+    """R² train/validation of every transfer mode on ``splits`` random 3:1 splits."""
     s = TransferSettings(mode="finetune", lr=1e-4)
-    n = len(y)
-    n_train = round(0.75 * n)
     rows = []
     for k in range(splits):
-        perm = np.random.default_rng(k).permutation(n)
-        tr, va = np.sort(perm[:n_train]), np.sort(perm[n_train:])
+        tr, va = split(len(y), k)
         tables: dict = {}
         for mode in modes:
             m = fit_member(mode, base, E, FP, y, tr, copy.copy(s), seed=k, tables=tables)
@@ -74,6 +90,44 @@ def run_target(base, smiles: list[str], y: np.ndarray, E: np.ndarray, FP: np.nda
     return pd.DataFrame(rows)
 
 
+def one_feature_baselines(base, smiles: list[str], y: np.ndarray, splits: int) -> pd.DataFrame:
+    """``source_linear`` (least-squares line through the source model's prediction) and
+    ``size_linear`` (through the heavy-atom count), on the same splits."""
+    from rdkit import Chem
+
+    feats = {"source_linear": np.asarray(base.predict(smiles), dtype=float),
+             "size_linear": np.array([Chem.MolFromSmiles(s).GetNumHeavyAtoms() for s in smiles],
+                                     dtype=float)}
+    rows = []
+    for k in range(splits):
+        tr, va = split(len(y), k)
+        for name, x in feats.items():
+            coef = np.polyfit(x[tr], y[tr], 1)
+            pred = np.polyval(coef, x)
+            rows.append({"mode": name, "split": k, "n_train": len(tr), "n_val": len(va),
+                         "r2_train": regression_metrics(y[tr], pred[tr])["r2"],
+                         "r2_val": regression_metrics(y[va], pred[va])["r2"],
+                         "mae_val": regression_metrics(y[va], pred[va])["mae"]})
+    return pd.DataFrame(rows)
+
+
+def run_approaches(ctx: Context, y: np.ndarray, splits: int,
+                   approaches: tuple[str, ...]) -> pd.DataFrame:
+    """Validation R² of the held-out benchmarks' approaches on the same 3:1 splits (each fitted,
+    and every choice in it made, on the training rows only)."""
+    rows = []
+    for k in range(splits):
+        tr, va = split(len(y), k)
+        for a in approaches:
+            pred, note = run_approach(a, ctx, tr, y[tr], va, seed=k)
+            m = regression_metrics(y[va], pred)
+            rows.append({"mode": a, "split": k, "n_train": len(tr), "n_val": len(va),
+                         "r2_train": np.nan, "r2_val": m["r2"], "mae_val": m["mae"],
+                         "chosen": note})
+            print(f"  split {k} {a:<13} R² val {m['r2']:+.3f}  {note}", flush=True)
+    return pd.DataFrame(rows)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--base", required=True, help="pretraining folder (model.pt), e.g. runs/cv-paper")
@@ -81,8 +135,18 @@ def main() -> None:
     ap.add_argument("--targets", nargs="*", default=["E_int", "E_cross"])
     ap.add_argument("--splits", type=int, default=10)
     ap.add_argument("--modes", nargs="*", default=list(MODES))
+    ap.add_argument("--ssl", default=None, help="self-supervised model folder (mdxfer selfsup)")
+    ap.add_argument("--library", default=None, help="model library folder (mdxfer library build)")
+    ap.add_argument("--approaches", nargs="*", default=None,
+                    help="held-out benchmark approaches (default: direct_gnn, auto, and ssl_*/"
+                    "shotgun* where --ssl/--library are given)")
     ap.add_argument("--csv", default=None, help="write every (target, mode, split) row here")
     args = ap.parse_args()
+    approaches = args.approaches
+    if approaches is None:
+        approaches = ["direct_gnn", "auto"]
+        approaches += ["ssl_ridge", "ssl_gnn"] if args.ssl else []
+        approaches += ["shotgun", "shotgun_top3"] if args.library else []
     set_threads(1)
     base = load_source(Path(args.base) / "model.pt" if Path(args.base).is_dir() else args.base)
     out = []
@@ -99,6 +163,13 @@ def main() -> None:
         E = base.embed(featurize_smiles(smiles).graphs, smiles)
         FP = morgan_counts(smiles)
         df = run_target(base, smiles, y, E, FP, args.splits, tuple(args.modes))
+        df = pd.concat([df, one_feature_baselines(base, smiles, y, args.splits)],
+                       ignore_index=True)
+        if approaches:
+            ctx = Context(smiles, featurize_smiles(smiles).graphs, FP, library=args.library,
+                          ssl=args.ssl, source=args.base)
+            df = pd.concat([df, run_approaches(ctx, y, args.splits, tuple(approaches))],
+                           ignore_index=True)
         df.insert(0, "target", target)
         out.append(df)
         ceiling = noise_ceiling(y, stderr)
