@@ -28,6 +28,7 @@ import pandas as pd
 from mdxfer.md.interaction import (DEFAULT_PARTNER, prepare_species, prepare_stack, read_json,
                                    replica_dirs, replica_result, run_box, run_compress, run_nvt)
 from mdxfer.md.interaction import ESTIMATOR_COLUMN
+from mdxfer.md.cost import log_work
 from mdxfer.md.lammps import Launcher, free_cores
 from mdxfer.md.thermo import summarize
 from mdxfer.md.protocol import load_protocol
@@ -63,23 +64,9 @@ def cpu_seconds(*dirs: Path) -> float:
 
 
 def cpu_seconds_of(logs: list[Path]) -> float:
-    """:func:`cpu_seconds` of these LAMMPS log files (missing ones count 0)."""
-    import re
-
-    total = 0.0
-    for log in map(Path, logs):
-        if not log.exists():
-            continue
-        loop = None
-        for line in log.read_text(errors="replace").splitlines():
-            m = re.match(r"Loop time of ([0-9.eE+-]+) on (\d+) procs", line)
-            if m:
-                loop = float(m.group(1)) * int(m.group(2))
-            m = re.match(r"([0-9.]+)% CPU use with", line)
-            if m and loop is not None:
-                total += loop * float(m.group(1)) / 100.0
-                loop = None
-    return total
+    """:func:`cpu_seconds` of these LAMMPS log files (missing ones count 0): the cost model's
+    reading of each log (:func:`mdxfer.md.cost.log_work`), times its MPI ranks."""
+    return sum(seconds * ranks for _, seconds, ranks in map(log_work, logs))
 
 
 def panel_row(rec: dict, name: str, k: int, protocol, cdir: Path, sdir: Path,
