@@ -32,16 +32,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mdxfer.featurize import featurize_smiles, morgan_counts
-from mdxfer.fpnet import load_source
-from mdxfer.model import set_threads
-from mdxfer.train import regression_metrics
-from mdxfer.transfer import (
-    TransferSettings,
-    features_for,
-    fit_member,
-    read_target_table,
-)
+from mdxfer.learn.data.targets import read_target_table
+from mdxfer.learn.ensemble import features_for
+from mdxfer.learn.evaluation import regression_metrics
+from mdxfer.learn.featurize import featurize_smiles, morgan_counts
+from mdxfer.learn.models import load_source, set_threads
+from mdxfer.learn.transfer import TransferSettings, fit_member
 
 ROOT = Path(__file__).resolve().parents[1]
 MODES = ("finetune", "ridge", "rf", "emb_gp", "emb_fp_ridge", "fp_ridge", "fp_gp")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mdxfer import qm9
+from mdxfer.learn.data import qm9
 
 HERE = Path(__file__).resolve().parent
 OUTSIDE_QM9 = [
