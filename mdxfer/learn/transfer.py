@@ -2,11 +2,12 @@
 
 Modes (all use the pretrained *encoder* — graph convolutions + pooling — frozen):
 
-``finetune``  the reference study's fine-tuning (docs/glossary.md): the fully connected layers and the output start from the
-              pretrained weights and are retrained with Adam at 1e-4 on the target data; early
-              stopping on a validation split taken out of each training fold.
-``ridge``     feature extraction (Yamada et al. 2019): the frozen pooled embedding, centred and scaled,
-              feeds a ridge regression (penalty chosen by leave-one-out inside the fold).
+``finetune``  the reference study's fine-tuning (docs/glossary.md): the fully connected layers
+              and the output start from the pretrained weights and are retrained with Adam at
+              1e-4 on the target data; early stopping on a validation split taken out of each
+              training fold.
+``ridge``     feature extraction (Yamada et al. 2019): the frozen pooled embedding, centred and
+              scaled, feeds a ridge regression (penalty chosen by leave-one-out inside the fold).
 ``rf``        feature extraction into a random forest.
 ``emb_fp_ridge``  ridge on the embedding and the Morgan counts together (each block scaled to
               the same total variance).
