@@ -4,7 +4,7 @@
     python benchmarks/bench_al.py --property HOMO_LUMO_gap_au --minimize
     python benchmarks/bench_al.py --compare             # also: surrogates / features / diversity
 
-Builds a table oracle from qm9pack's CSVs (``mdxfer.qm9``; molecules outside the default
+Builds a table oracle from qm9pack's CSVs (``mdxfer.learn.data.qm9``; molecules outside the default
 pretraining subset), then runs exactly what ``mdxfer al benchmark`` runs::
 
     mdxfer al benchmark --oracle runs/al-bench/polar.csv --initial 20 --batch 10 --rounds 10 \\
@@ -41,11 +41,11 @@ def main() -> None:
     from mdxfer.al.benchmark import make_qm9_oracle, run_benchmark
     from mdxfer.al.diversity import Diversity
     from mdxfer.al.surrogate import SurrogateSettings
-    from mdxfer.model import set_threads
+    from mdxfer.learn.models import set_threads
 
     set_threads(1)
     if not (args.model / "model.pt").exists():
-        from mdxfer.train import pretrain
+        from mdxfer.learn.pretrain import pretrain
 
         print(f"pretraining the QM9-Cv model into {args.model} (about 5-10 min on one core)")
         pretrain(args.model, threads=1, progress=False)

@@ -1,4 +1,4 @@
-"""Seed 000's experiment on the real E_int table (issue 12): transfer from QM9 heat capacity to
+"""The reference study's experiment on the real E_int table (issue 12): transfer from QM9 heat capacity to
 MD interaction energies with isoprene, beside every other mode mdxfer has, and the noise ceiling.
 
     python benchmarks/bench_eint.py --base runs/cv-paper [--table data/eint_isoprene.csv]
@@ -7,10 +7,10 @@ MD interaction energies with isoprene, beside every other mode mdxfer has, and t
 
 For each target column (with its ``<target>_stderr``):
 
-1. **The seed's set-up exactly**: random train/validation splits of 3:1 (24/8 on 32 rows; one
+1. **The reference study's set-up exactly**: random train/validation splits of 3:1 (24/8 on 32 rows; one
    split per ``--splits`` seed), fine-tuning of the pretrained head with the graph convolutions
    and pooling frozen, Adam at lr 1e-4 (``mode = finetune``) — R² on the training rows and on
-   the validation rows, mean ± SD over the splits, beside the seed's 0.881 / 0.659.
+   the validation rows, mean ± SD over the splits, beside the reference study's 0.881 / 0.659.
 2. **Every other mode on the same splits** (trained on the training rows, scored on the
    validation rows): ridge, random forest and an RBF Gaussian process on the frozen embedding,
    ridge on embedding + Morgan counts, and the baselines without transfer: ridge and a
@@ -30,7 +30,7 @@ For each target column (with its ``<target>_stderr``):
    exactly would still score no better against noisy measurements).
 
 Prints one table per target and writes all rows to ``--csv``. The base model is a pretraining
-folder (``mdxfer pretrain --preset paper --out runs/cv-paper``: the seed's GCN on 5,000 QM9
+folder (``mdxfer pretrain --preset paper --out runs/cv-paper``: the reference study's GCN on 5,000 QM9
 molecules).
 """
 
@@ -43,17 +43,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mdxfer.benchmark import Context, run_approach
-from mdxfer.featurize import featurize_smiles, morgan_counts
-from mdxfer.fpnet import load_source
-from mdxfer.model import set_threads
-from mdxfer.train import regression_metrics
-from mdxfer.transfer import (
-    TransferSettings,
-    features_for,
-    fit_member,
-    read_target_table,
-)
+from mdxfer.learn.data.targets import read_target_table
+from mdxfer.learn.ensemble import features_for
+from mdxfer.learn.evaluation import regression_metrics
+from mdxfer.learn.featurize import featurize_smiles, morgan_counts
+from mdxfer.learn.heldout import Context, run_approach
+from mdxfer.learn.models import load_source, set_threads
+from mdxfer.learn.transfer import TransferSettings, fit_member
 
 ROOT = Path(__file__).resolve().parents[1]
 MODES = ("finetune", "ridge", "rf", "emb_gp", "emb_fp_ridge", "fp_ridge", "fp_gp")
@@ -155,7 +151,7 @@ def main() -> None:
         smiles, y = list(table.smiles), table.target.to_numpy(dtype=float)
         if len(y) < 8:
             raise SystemExit(f"{args.table} has {len(y)} rows with {target}: a 3:1 split needs at "
-                             "least 8 (the seed's set-up has 32); let the campaign run on.")
+                             "least 8 (the reference study's set-up has 32); let the campaign run on.")
         raw = pd.read_csv(args.table)
         se_col = f"{target}_stderr"
         stderr = (raw.set_index("smiles").loc[smiles, se_col].to_numpy(dtype=float)
@@ -181,7 +177,7 @@ def main() -> None:
                                                r2_val=("r2_val", "mean"), r2_val_sd=("r2_val", "std"),
                                                mae_val=("mae_val", "mean"))
         print(g.to_string(float_format=lambda v: f"{v:.3f}"))
-        print(f"seed 000 (fine-tuning, 24/8): R² train {SEED_R2['train']}, validation {SEED_R2['val']}")
+        print(f"reference study (fine-tuning, 24/8): R² train {SEED_R2['train']}, validation {SEED_R2['val']}")
     if args.csv:
         pd.concat(out).to_csv(args.csv, index=False, float_format="%.4f")
         print(f"wrote {args.csv}")

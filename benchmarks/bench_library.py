@@ -30,8 +30,8 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=HERE.parent / "examples" / "md_results_example.csv")
     a = ap.parse_args()
 
-    from mdxfer.library import LibrarySettings, build_library, manifest_table
-    from mdxfer.shotgun import ShotgunSettings, shotgun_transfer
+    from mdxfer.learn.library import LibrarySettings, build_library, manifest_table
+    from mdxfer.learn.shotgun import ShotgunSettings, shotgun_transfer
 
     s = (LibrarySettings(properties=("cv", "alpha"), gnn_per_property=1, fp_per_property=1, n=600, n_val=120,
                          gnn_epochs=10, fp_epochs=20) if a.quick else LibrarySettings())

@@ -5,10 +5,10 @@
     python benchmarks/bench_ml.py --presets default --n-rank 20000
     python benchmarks/bench_ml.py --small-data --source runs/paper   # only the small-data table
 
-Prints, next to seed 000's figures (R² 0.978 train / 0.964 validation, QM9 Cv, 5,000
+Prints, next to the reference study's figures (R² 0.978 train / 0.964 validation, QM9 Cv, 5,000
 molecules, 4,000 / 1,000):
 
-* pretraining R²/MAE and wall time per preset (``mdxfer.train.pretrain``, 1 torch thread by
+* pretraining R²/MAE and wall time per preset (``mdxfer.learn.pretrain.pretrain``, 1 torch thread by
   default);
 * featurisation throughput (SMILES -> packed PyG-ready graphs), molecules/s;
 * ranking throughput on ``--n-rank`` QM9 SMILES (read .smi, parse, featurise, predict with a
@@ -17,7 +17,7 @@ molecules, 4,000 / 1,000):
 * with ``--small-data``: held-out R² of ``mdxfer transfer``'s candidates and of its default
   (``auto``) at a few dozen training molecules on several QM9 properties (not Cv, the source's),
   several seeds, as a markdown table method x target x n (mean ± SD over seeds), and the held-out
-  coverage of mean ± 1σ/2σ before and after calibration (``mdxfer.benchmark.small_data``).
+  coverage of mean ± 1σ/2σ before and after calibration (``mdxfer.learn.heldout.small_data``).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def bench_pretrain(work: Path, presets: list[str], threads: int, skip: bool, time_limit_min: float | None) -> dict:
-    from mdxfer.train import PretrainSettings, pretrain
+    from mdxfer.learn.pretrain import PretrainSettings, pretrain
 
     results = {}
     for p in presets:
@@ -56,7 +56,7 @@ def bench_pretrain(work: Path, presets: list[str], threads: int, skip: bool, tim
 def bench_featurize(smiles: list[str], jobs: int) -> dict:
     from rdkit import Chem, RDLogger
 
-    from mdxfer.featurize import featurize_mols, featurize_smiles
+    from mdxfer.learn.featurize import featurize_mols, featurize_smiles
 
     RDLogger.DisableLog("rdApp.*")
     t0 = time.perf_counter()
@@ -76,7 +76,7 @@ def bench_rank(smiles: list[str], names: list[str], model_dir: Path, work: Path,
     from rdkit import Chem, RDLogger
     from rdkit.Chem import rdFingerprintGenerator
 
-    from mdxfer.rank import rank_file
+    from mdxfer.learn.rank import rank_file
 
     smi = work / "rank_input.smi"
     smi.write_text("".join(f"{s} {n}\n" for s, n in zip(smiles, names)))
@@ -106,17 +106,17 @@ SMALL_DATA_APPROACHES = ("direct_fp_ridge", "fp_gp", "emb_ridge", "emb_rf", "emb
 
 def bench_small_data(source: Path, targets: list[str], n_trains: list[int], seeds: int, n: int,
                      out: Path) -> pd.DataFrame:
-    """One :func:`mdxfer.benchmark.small_data` run per (target, n_train); all rows in ``out``."""
-    from mdxfer import benchmark
-    from mdxfer.library import SHORT_NAMES, resolve_property
+    """One :func:`mdxfer.learn.heldout.small_data` run per (target, n_train); all rows in ``out``."""
+    from mdxfer.learn import heldout
+    from mdxfer.learn.library import SHORT_NAMES, resolve_property
 
     frames = []
     for t in targets:
         prop = resolve_property(t)
-        table = benchmark.qm9_sample(n, 0, prop)
+        table = heldout.qm9_sample(n, 0, prop)
         for n_train in n_trains:
             t0 = time.perf_counter()
-            df = benchmark.small_data(table, SMALL_DATA_APPROACHES, n_train=n_train, seeds=list(range(seeds)),
+            df = heldout.small_data(table, SMALL_DATA_APPROACHES, n_train=n_train, seeds=list(range(seeds)),
                                       source=str(source), cv_repeats=2)
             df.insert(0, "target", SHORT_NAMES.get(prop, prop))
             frames.append(df)
@@ -163,7 +163,7 @@ def main() -> None:
     ap.add_argument("--n-sample", type=int, default=1000, help="QM9 molecules per table (the rest held out)")
     args = ap.parse_args()
     if args.small_data:
-        from mdxfer.model import set_threads
+        from mdxfer.learn.models import set_threads
 
         set_threads(args.threads)
         args.work.mkdir(parents=True, exist_ok=True)
@@ -175,9 +175,9 @@ def main() -> None:
 
     import torch
 
-    from mdxfer import qm9
-    from mdxfer.model import set_threads
-    from mdxfer.transfer import TransferSettings, transfer
+    from mdxfer.learn.data import qm9
+    from mdxfer.learn.models import set_threads
+    from mdxfer.learn.transfer import TransferSettings, transfer
 
     set_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -187,7 +187,7 @@ def main() -> None:
     pre = bench_pretrain(args.work, presets, args.threads, args.skip_pretrain, args.time_limit)
     print("\nPretraining, QM9 Cv, 5,000 molecules (4,000 train / 1,000 validation), seed 0")
     print(f"{'model':<12}{'R² train':>10}{'R² val':>10}{'MAE val':>10}{'epochs':>8}{'train s':>10}")
-    print(f"{'seed 000':<12}{SEED_R2['train']:>10.3f}{SEED_R2['val']:>10.3f}{'':>10}{5000:>8}{'':>10}")
+    print(f"{'reference':<12}{SEED_R2['train']:>10.3f}{SEED_R2['val']:>10.3f}{'':>10}{5000:>8}{'':>10}")
     for p, m in pre.items():
         print(f"{p:<12}{m['r2_train']:>10.4f}{m['r2_val']:>10.4f}{m['mae_val']:>10.4f}{m['epochs_run']:>8}"
               f"{m['train_wall_s']:>10.0f}   (best epoch {m['best_epoch']}, {m['stop_reason']})")

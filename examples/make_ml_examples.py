@@ -1,6 +1,6 @@
 """Regenerate the ML example files from real QM9 rows (qm9pack); no number is invented.
 
-* ``examples/md_results_example.csv`` — 32 random QM9 molecules (like the seed's 32) that are
+* ``examples/md_results_example.csv`` — 32 random QM9 molecules (like the reference study's 32) that are
   *not* in the default pretraining subset (``mdxfer pretrain`` with seed 0), with columns
   ``smiles``, ``target`` and ``qm9_index``. ``target`` is QM9's isotropic polarisability
   alpha in bohr³ — a stand-in with the shape of the MD side's output (a small table of one
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mdxfer import qm9
+from mdxfer.learn.data import qm9
 
 HERE = Path(__file__).resolve().parent
 OUTSIDE_QM9 = [

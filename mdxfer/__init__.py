@@ -2,7 +2,7 @@
 
 The expensive target side (``mdxfer.molecule``, ``mdxfer.forcefield``, ``mdxfer.md``) builds
 DREIDING-typed boxes from SMILES and computes interaction energies with LAMMPS; the cheap side
-(``mdxfer.featurize``, ``mdxfer.model``, ``mdxfer.transfer``, ``mdxfer.rank``) pretrains a GCN on
+(:mod:`mdxfer.learn`: featurisation, networks, training, transfer, ranking) pretrains a GCN on
 QM9 and transfers it to the few MD results. Importing :mod:`mdxfer` imports neither LAMMPS nor
 torch.
 """

@@ -19,7 +19,7 @@ skipped in any table; both are counted (:meth:`TargetRows.skipped_text`), never 
 target that is text (``abc``) or infinite is an error naming its line.
 
 Line numbers are the file's (the header of a CSV is line 1). Whether a SMILES is valid is left
-to the caller (RDKit parsing, the read-whole check of :func:`mdxfer.featurize.parse_smiles`).
+to the caller (RDKit parsing, the read-whole check of :func:`mdxfer.learn.featurize.parse_smiles_or_none`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Iterator
 
 from mdxfer.errors import MdxferError
-from mdxfer.featurize import DataError
+from mdxfer.learn.featurize import DataError
 
 ErrorType = type[MdxferError]
 

@@ -4,7 +4,7 @@ molecules that mdxfer can simulate.
     .venv/bin/python scripts/draw_qm9.py                 # 32 molecules, seed 12 (the committed draw)
     .venv/bin/python scripts/draw_qm9.py --n 32 --seed 12 --check   # redraw and compare, write nothing
 
-The whole of QM9 as qm9pack ships it (130,831 molecules, :func:`mdxfer.qm9.load_qm9`) is put in
+The whole of QM9 as qm9pack ships it (130,831 molecules, :func:`mdxfer.learn.data.qm9.load_qm9`) is put in
 one random order, ``numpy.random.default_rng(seed).permutation``; the molecules are taken in that
 order and each is checked the way the production protocol will build it: RDKit parse
 (:func:`mdxfer.molecule.parse_smiles`), at least :data:`MIN_HEAVY_ATOMS` heavy atoms, no net
@@ -111,8 +111,8 @@ def draw(df: pd.DataFrame, n: int = DEFAULT_N, seed: int = DEFAULT_SEED,
     ``default_rng(seed).permutation(len(df))`` for which ``problem(smiles)`` is None, and the
     ones passed over on the way with their reasons. ``df`` has QM9's columns (``qm9_index``,
     ``SMILES``, the Cv column); ``pretrain`` is the set of QM9 indices of the pretraining data."""
+    from mdxfer.learn.data.qm9 import CV_COLUMN
     from mdxfer.molecule import canonical_smiles, parse_smiles
-    from mdxfer.qm9 import CV_COLUMN
 
     order = np.random.default_rng(seed).permutation(len(df))
     kept, skipped = [], []
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="redraw and compare with the committed files; write nothing")
     args = ap.parse_args(argv)
 
-    from mdxfer import qm9
+    from mdxfer.learn.data import qm9
 
     df = qm9.load_qm9()
     pretrain = set(qm9.subset(5000, 0, df).qm9_index)  # `mdxfer pretrain` defaults

@@ -39,9 +39,9 @@ def quick_ethanol_run(tmp_path_factory, quick, launcher):
 
 @pytest.fixture(scope="session")
 def small_paper_model(tmp_path_factory):
-    """A small real pretraining (seed's `paper` GCN, 300 QM9 molecules, 25 epochs), shared by the
+    """A small real pretraining (the reference study's `paper` GCN, 300 QM9 molecules, 25 epochs), shared by the
     transfer tests: the source model of a transfer, not a figure of merit."""
-    from mdxfer.train import PretrainSettings, pretrain
+    from mdxfer.learn.pretrain import PretrainSettings, pretrain
 
     out = tmp_path_factory.mktemp("base")
     pretrain(out, PretrainSettings(n=300, n_val=60, preset="paper", max_epochs=25), progress=False,

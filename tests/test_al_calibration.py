@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mdxfer import qm9
 from mdxfer.al.surrogate import (
     SurrogateSettings,
     calibrated_members,
@@ -15,6 +14,7 @@ from mdxfer.al.surrogate import (
     predict_rows,
     spread_scale,
 )
+from mdxfer.learn.data import qm9
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session")
 def pretrained(tmp_path_factory):
     """A small pretrained QM9-Cv model (paper preset: 400 molecules, 8 epochs)."""
-    from mdxfer.train import PretrainSettings, pretrain
+    from mdxfer.learn.pretrain import PretrainSettings, pretrain
 
     out = tmp_path_factory.mktemp("cv_small")
     pretrain(out, PretrainSettings(n=400, n_val=80, preset="paper", max_epochs=8), threads=1,

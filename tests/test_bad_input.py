@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 from mdxfer.cli.main import app
 
+
 @pytest.fixture(autouse=True)
 def no_lammps(monkeypatch):
     """Should bad input get through to the MD stages, LAMMPS fails at once (``false``) and the
@@ -63,7 +64,7 @@ def test_smiles_read_in_part_is_refused_by_the_md_commands(tmp_path, smiles):
 
 def test_strict_parsing_names_the_dropped_character():
     from mdxfer.errors import MoleculeError
-    from mdxfer.featurize import parse_smiles as ml_parse
+    from mdxfer.learn.featurize import parse_smiles_or_none as ml_parse
     from mdxfer.molecule import canonical_smiles, parse_smiles
 
     with pytest.raises(MoleculeError, match=r"'Ö' at position 3"):
@@ -82,7 +83,7 @@ def test_strict_parsing_names_the_dropped_character():
 def test_no_qm9_molecule_is_refused_by_the_strict_check():
     from rdkit import Chem
 
-    from mdxfer import qm9
+    from mdxfer.learn.data import qm9
     from mdxfer.validate import smiles_consumed_problem, smiles_text_problem
 
     for s in qm9.load_qm9().SMILES.sample(3000, random_state=0):
@@ -101,13 +102,13 @@ def test_what_md_refuses_is_refused_before_any_box(tmp_path, smiles, why):
 
 
 def test_md_support_rule():
-    from mdxfer.featurize import parse_smiles
+    from mdxfer.learn.featurize import parse_smiles_or_none
     from mdxfer.molecule import md_elements, md_support_problem
 
     assert md_elements() == {"H", "C", "N", "O", "F", "S", "Cl", "Br"}
-    assert md_support_problem(parse_smiles("CCO")) == ""
-    assert md_support_problem(parse_smiles("C[N+](C)(C)CC(=O)[O-]")) == ""   # zwitterion: neutral
-    assert md_support_problem(parse_smiles("[Na+].[Cl-]")) == (
+    assert md_support_problem(parse_smiles_or_none("CCO")) == ""
+    assert md_support_problem(parse_smiles_or_none("C[N+](C)(C)CC(=O)[O-]")) == ""   # zwitterion: neutral
+    assert md_support_problem(parse_smiles_or_none("[Na+].[Cl-]")) == (
         "several fragments; unsupported element(s) Na (the force field covers Br, C, Cl, F, H, N, O, S)")
 
 

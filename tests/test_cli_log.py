@@ -62,7 +62,7 @@ def test_result_json_names_the_deciding_versions(quick_ethanol_run):
 
 
 def test_model_metadata_names_the_deciding_versions():
-    from mdxfer.model import environment
+    from mdxfer.learn.models import environment
 
     env = environment()
     assert all(env[k] not in ("", "not installed") for k in DECIDING), env

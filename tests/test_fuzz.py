@@ -479,7 +479,7 @@ def alarm():
 def tiny_model(tmp_path_factory) -> Path:
     """A real pretrained model, as small as it gets (30 QM9 molecules, 1 epoch): transfer and
     rank cases reach the checks behind the model loading."""
-    from mdxfer.train import PretrainSettings, pretrain
+    from mdxfer.learn.pretrain import PretrainSettings, pretrain
 
     out = tmp_path_factory.mktemp("tiny_model")
     pretrain(out, PretrainSettings(n=30, n_val=8, preset="paper", max_epochs=1), threads=1,
@@ -566,7 +566,7 @@ smiles_text = st.one_of(
 def test_smiles_text_is_refused_or_round_trips(text):
     from rdkit import Chem
 
-    from mdxfer.featurize import parse_smiles as ml_parse
+    from mdxfer.learn.featurize import parse_smiles_or_none as ml_parse
     from mdxfer.molecule import canonical_smiles, parse_smiles
 
     try:

@@ -236,9 +236,9 @@ def _plot(out: Path, curves: dict[str, dict[str, list[np.ndarray]]], s: dict[str
 def make_qm9_oracle(out: str | Path, n: int = 2400, prop: str = "Polarizability_bohr3", seed: int = 1,
                     exclude_pretraining: bool = True, pretrain_n: int = 5000, pretrain_seed: int = 0) -> Path:
     """Write a ``smiles,target`` oracle table of ``n`` QM9 molecules and property ``prop``
-    (from qm9pack's CSVs through :mod:`mdxfer.qm9`), drawn at random without the molecules of
-    the default pretraining subset (``mdxfer.qm9.subset(5000, 0)``)."""
-    from mdxfer import qm9
+    (from qm9pack's CSVs through :mod:`mdxfer.learn.data.qm9`), drawn at random without the molecules of
+    the default pretraining subset (``mdxfer.learn.data.qm9.subset(5000, 0)``)."""
+    from mdxfer.learn.data import qm9
 
     df = qm9.load_qm9()
     if prop not in qm9.PROPERTY_COLUMNS or prop not in df.columns:  # SMILES, qm9_index: no target

@@ -10,7 +10,7 @@ Morgan count fingerprints; each round only the small models on top are refitted:
               their predictions is the uncertainty, each one is a Thompson draw.
 ``rf``        a random forest; its trees are the members.
 ``finetune``  seed 000's fine-tuning of the pretrained fully connected head
-              (:func:`mdxfer.transfer.fit_member`), one head per bootstrap resample — the
+              (:func:`mdxfer.learn.transfer.fit_member`), one head per bootstrap resample — the
               expensive option (seconds to minutes per member).
 
 **Measurement noise.** A measurement's standard error (the MD campaign's ``E_int_stderr``)
@@ -103,7 +103,7 @@ class FeatureTable:
     fps: np.ndarray
     domain: list[str | None]
     settings: SurrogateSettings
-    base: Any = None  # the pretrained TrainedModel (fine-tuning needs its head)
+    base: Any = None  # the pretrained GraphModel (fine-tuning needs its head)
     row: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -131,13 +131,13 @@ def compute_features(smiles: Sequence[str], settings: SurrogateSettings,
     """Featurise ``smiles`` (canonical SMILES) once: frozen-encoder embeddings, Morgan counts,
     Morgan bits. Unparsable SMILES raise :class:`ALError`."""
     from mdxfer.al.diversity import morgan_bits
-    from mdxfer.transfer import morgan_counts
+    from mdxfer.learn.featurize import morgan_counts
 
     smiles = list(smiles)
     blocks, emb, base = [], None, None
     domain: list[str | None] = [None] * len(smiles)
     if settings.uses_embedding:
-        from mdxfer.rank import embed, in_domain, load_ensemble
+        from mdxfer.learn.ensemble import encoder_embeddings as embed, in_domain, load_ensemble
 
         ens = load_ensemble(settings.model_dir)
         base = ens.base
@@ -257,7 +257,7 @@ def _fit_rf(X: np.ndarray, y: np.ndarray, members: int, seed: int,
 
 def _fit_finetune(table: FeatureTable, rows: np.ndarray, y: np.ndarray, members: int,
                   rng: np.random.Generator) -> FittedEnsemble:
-    from mdxfer.transfer import TransferSettings, fit_member
+    from mdxfer.learn.transfer import fit_member, TransferSettings
 
     s = table.settings
     E = table.embedding[rows].astype(np.float32)
@@ -315,7 +315,7 @@ def cross_validate(table: FeatureTable, smiles: Sequence[str], y: np.ndarray, se
     from scipy.stats import spearmanr
     from sklearn.model_selection import KFold
 
-    from mdxfer.train import regression_metrics
+    from mdxfer.learn.evaluation import regression_metrics
 
     y = np.asarray(y, dtype=np.float64)
     n = len(y)
@@ -345,7 +345,7 @@ def cross_validate(table: FeatureTable, smiles: Sequence[str], y: np.ndarray, se
 def spread_scale(y: np.ndarray, oof_mean: np.ndarray, oof_std: np.ndarray) -> float | None:
     """Calibration factor of the ensemble spread from out-of-fold predictions:
     ``scale² = Σ (y - mean)² / Σ std²`` (pooled z-scores of unit variance; as
-    :func:`mdxfer.transfer.calibrate`). None without any out-of-fold spread."""
+    :func:`mdxfer.learn.transfer.calibrate`). None without any out-of-fold spread."""
     s2 = float(np.sum(np.asarray(oof_std) ** 2))
     if not np.isfinite(s2) or s2 <= 0:
         return None

@@ -22,19 +22,19 @@ APPROACHES_HELP = ("Comma-separated: direct_fp_ridge, direct_gnn, ssl_gnn, ssl_r
 def _table(data: Optional[Path], target: str, n: int, seed: int, library: Optional[Path],
            smiles_col: str, target_col: str):
     """The benchmark's data: a user CSV, or a seeded QM9 sample (outside the library's subset)."""
-    from mdxfer import benchmark
-    from mdxfer.library import resolve_property
-    from mdxfer.transfer import read_target_table
+    from mdxfer.learn import heldout
+    from mdxfer.learn.data.targets import read_target_table
+    from mdxfer.learn.library import resolve_property
 
     if data is not None:
         t = read_target_table(data, smiles_col, target_col)
         return t[["smiles", "target"]], None
     prop = resolve_property(target)
-    return benchmark.qm9_sample(n, seed, prop, library), prop
+    return heldout.qm9_sample(n, seed, prop, library), prop
 
 
 def _approaches(spec: Optional[str], library, ssl, source) -> list[str]:
-    from mdxfer.benchmark import APPROACHES
+    from mdxfer.learn.heldout import APPROACHES
 
     if spec is not None:
         names = [a.strip() for a in spec.split(",") if a.strip()]
@@ -43,7 +43,7 @@ def _approaches(spec: Optional[str], library, ssl, source) -> list[str]:
                                      "(comma-separated) or leave the option out for all.",
                                      param_hint="'--approaches'")
         return names
-    from mdxfer.benchmark import TX_APPROACHES
+    from mdxfer.learn.heldout import TX_APPROACHES
 
     have = {"ssl_gnn": ssl, "ssl_ridge": ssl, "single_source": source or library, "shotgun": library,
             "shotgun_top3": library, "auto": source or library,
@@ -58,8 +58,8 @@ def _run(kind: str, data, target, n, seed, seeds, library, ssl, source, approach
     import numpy as np
     from rich.table import Table
 
-    from mdxfer import benchmark
-    from mdxfer.model import set_threads
+    from mdxfer.learn import heldout
+    from mdxfer.learn.models import set_threads
 
     check_output_file(out)
     for option, folder in (("--library", library), ("--ssl", ssl), ("--source", source)):
@@ -71,7 +71,7 @@ def _run(kind: str, data, target, n, seed, seeds, library, ssl, source, approach
     console = make_console()
     table, prop = _table(data, target, n, seed, library, smiles_col, target_col)
     excl = tuple(p.strip() for p in exclude.split(",") if p.strip()) if exclude else ((prop,) if prop else ())
-    src = str(source) if source else (benchmark.default_source(library) if library else None)
+    src = str(source) if source else (heldout.default_source(library) if library else None)
     kw = dict(library=str(library) if library else None, exclude_properties=excl, ssl=str(ssl) if ssl else None,
               source=src, gnn_epochs=gnn_epochs, cv_repeats=cv_repeats)
     names = _approaches(approaches, library, ssl, source)
@@ -80,12 +80,12 @@ def _run(kind: str, data, target, n, seed, seeds, library, ssl, source, approach
         f"library models of {', '.join(excl) or 'no property'} excluded")
     seed_list = [seed + k for k in range(seeds)]
     if kind == "extrapolation":
-        df = benchmark.extrapolation(table, names, seeds=seed_list, log=log, **extra, **kw)
+        df = heldout.extrapolation(table, names, seeds=seed_list, log=log, **extra, **kw)
     else:
-        df = benchmark.small_data(table, names, seeds=seed_list, log=log, **extra, **kw)
+        df = heldout.small_data(table, names, seeds=seed_list, log=log, **extra, **kw)
     out.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(out, index=False)
-    summ = benchmark.summarize(df)
+    summ = heldout.summarize(df)
     t = Table(title=f"{kind} benchmark, {len(seed_list)} seed(s): held-out figures (mean ± sd)")
     cols = [("mae", "MAE"), ("r2", "R²")] + ([("frac_above_threshold", "pred ≥ threshold")]
                                             if "frac_above_threshold_mean" in summ else []) + \
@@ -137,7 +137,7 @@ def extrapolation_cmd(
     target_col: str = COMMON["target_col"], gnn_epochs: int = COMMON["gnn_epochs"], threads: int = COMMON["threads"],
     cv_repeats: int = typer.Option(1, "--cv-repeats", min=1, help="Repeats of the 5-fold CV that picks modes and sources."),
 ) -> None:
-    """Train below a threshold of the target, test above it (seed 004)."""
+    """Train below a threshold of the target, test above it (an extrapolation split)."""
     _run("extrapolation", data, target, n, seed, seeds, library, ssl, source, approaches, exclude, out, smiles_col,
          target_col, gnn_epochs, threads, cv_repeats, threshold=threshold, quantile=quantile)
 
@@ -157,7 +157,7 @@ def small_data_cmd(
     target_col: str = COMMON["target_col"], gnn_epochs: int = COMMON["gnn_epochs"], threads: int = COMMON["threads"],
     cv_repeats: int = COMMON["cv_repeats"],
 ) -> None:
-    """A few training molecules, the rest held out: shotgun vs single source vs direct (seed 002)."""
+    """A few training molecules, the rest held out: shotgun vs single source vs direct (Yamada et al. 2019's setting)."""
     _run("small-data", data, target, n, seed, seeds, library, ssl, source, approaches, exclude, out, smiles_col,
          target_col, gnn_epochs, threads, cv_repeats, n_train=n_train)
 

@@ -1,4 +1,5 @@
-"""``mdxfer library build|list``: a library of pretrained source models (seed 002)."""
+"""``mdxfer library build|list``: a library of pretrained source models for shotgun transfer
+learning (Yamada et al. 2019)."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def build_cmd(
 ) -> None:
     """Train a library of source models over several QM9 properties — or the columns of your
     own table (--data) — (resumable: run it again to finish an interrupted build)."""
-    from mdxfer.library import LibrarySettings, build_library, manifest_table, resolve_property
+    from mdxfer.learn.library import LibrarySettings, build_library, manifest_table, resolve_property
 
     check_output_dir(out)
     if data is None:
@@ -77,7 +78,7 @@ def list_cmd(
     csv: Optional[Path] = typer.Option(None, "--csv", help="Also write the table as CSV."),
 ) -> None:
     """Show a library's models with their architecture and validation figures."""
-    from mdxfer.library import manifest_table, read_manifest
+    from mdxfer.learn.library import manifest_table, read_manifest
 
     if csv is not None:
         check_output_file(csv, "--csv")

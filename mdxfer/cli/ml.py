@@ -23,9 +23,9 @@ THREADS_HELP = ("torch threads (default 1: LAMMPS usually owns the other cores; 
 @logged("pretrain")
 def pretrain_cmd(
     out: Path = typer.Option(..., "--out", help="Output folder: model.pt, metrics.json, parity.png."),
-    n: Optional[int] = typer.Option(None, "--n", min=2, help="Molecules drawn at random: QM9 default 5,000 (the seed's); with --data, default all rows."),
-    n_val: Optional[int] = typer.Option(None, "--n-val", min=1, help="Of which validation molecules: QM9 default 1,000 (the seed's); with --data, a fifth."),
-    preset: str = typer.Option("default", "--preset", help="Architecture: 'paper' (seed 000's GCN) or 'default'."),
+    n: Optional[int] = typer.Option(None, "--n", min=2, help="Molecules drawn at random: QM9 default 5,000 (the reference study's); with --data, default all rows."),
+    n_val: Optional[int] = typer.Option(None, "--n-val", min=1, help="Of which validation molecules: QM9 default 1,000 (the reference study's); with --data, a fifth."),
+    preset: str = typer.Option("default", "--preset", help="Architecture: 'paper' (the reference study's GCN, Kipf & Welling 2017 convolutions) or 'default'."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Maximum epochs (preset's default: 300)."),
     patience: Optional[int] = typer.Option(None, "--patience", min=1, help="Early stopping patience, epochs."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Mini-batch size (preset's: 64)."),
@@ -45,12 +45,12 @@ def pretrain_cmd(
     jobs: int = typer.Option(1, "--jobs", min=1, help="Processes for featurisation."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
-    """Pretrain a graph network on QM9 heat capacity (seed 000's source task), another QM9
+    """Pretrain a graph network on QM9 heat capacity (the reference study's source task), another QM9
     property, or your own table (--data TABLE.csv --target-col COLUMN).
 
     Re-running the same command continues from DIR/checkpoint.pt.
     """
-    from mdxfer.train import PretrainSettings, pretrain
+    from mdxfer.learn.pretrain import PretrainSettings, pretrain
 
     check_output_dir(out)
     if data is None:
@@ -70,7 +70,7 @@ def pretrain_cmd(
                f"({m['epochs_run']} epochs, best {m['best_epoch']}, {m['stop_reason']}, "
                f"{m['train_wall_s']:.0f} s training, {threads} thread(s))")
     if data is None:
-        typer.echo(f"seed 000 reported R² 0.978 train / 0.964 val; files in {out}")
+        typer.echo(f"the reference study reported R² 0.978 train / 0.964 val; files in {out}")
     else:
         typer.echo(f"{m['data_source']}; {m['skipped_rows']} row(s) left out; files in {out}")
 
@@ -93,7 +93,7 @@ def transfer_cmd(
     unit: str = typer.Option("", "--unit", help="Unit of the target, for reports (e.g. kcal/mol)."),
     mode: str = typer.Option("auto", "--mode",
                              help="auto (default: every mode below cross-validated, the lowest CV MAE kept), "
-                                  "finetune (seed 000), ridge or rf (feature extraction), emb_fp_ridge "
+                                  "finetune (the reference study's fine-tuning), ridge or rf (feature extraction), emb_fp_ridge "
                                   "(embedding + Morgan counts), emb_gp (RBF Gaussian process on the "
                                   "embedding), fp_ridge or fp_gp (no transfer: Morgan counts)."),
     nested: bool = typer.Option(True, "--nested/--no-nested",
@@ -102,8 +102,8 @@ def transfer_cmd(
     folds: int = typer.Option(5, "--folds", min=2, help="k of the repeated k-fold cross-validation (at most the rows)."),
     repeats: int = typer.Option(3, "--repeats", min=1, help="Repeats of the k-fold cross-validation."),
     lr: float = typer.Option(1e-4, "--lr", callback=cli_number(0, lo_open=True),
-                             help="Fine-tuning learning rate (the seed: 1e-4)."),
-    epochs: int = typer.Option(10000, "--epochs", min=1, help="Maximum fine-tuning epochs (the seed: 10,000)."),
+                             help="Fine-tuning learning rate (the reference study: 1e-4)."),
+    epochs: int = typer.Option(10000, "--epochs", min=1, help="Maximum fine-tuning epochs (the reference study: 10,000)."),
     patience: int = typer.Option(500, "--patience", min=1, help="Fine-tuning early-stopping patience, epochs."),
     seed: int = typer.Option(0, "--seed", min=0, max=SEED_LIMIT - 1, help="Seed of folds and heads."),
     threads: int = typer.Option(1, "--threads", min=1, help=THREADS_HELP),
@@ -113,7 +113,7 @@ def transfer_cmd(
     next to a fingerprint-ridge baseline; with --library, shotgun transfer over a model library."""
     from rich.table import Table
 
-    from mdxfer.transfer import TransferSettings, transfer
+    from mdxfer.learn.transfer import TransferSettings, transfer
 
     console = make_console()
     if (base is None) == (library is None):
@@ -153,14 +153,14 @@ def _shotgun(library, data, out, smiles_col, target_col, unit, top, modes, exclu
     import pandas as pd
     from rich.table import Table
 
-    from mdxfer.shotgun import ShotgunSettings, shotgun_transfer
+    from mdxfer.learn.shotgun import ShotgunSettings, shotgun_cv, shotgun_transfer
 
-    s = ShotgunSettings(modes=tuple(m.strip() for m in modes.split(",") if m.strip()), folds=folds,
-                        repeats=repeats, seed=seed, top=top,
-                        exclude_properties=tuple(p.strip() for p in exclude.split(",") if p.strip()))
+    s = ShotgunSettings(modes=tuple(m.strip() for m in modes.split(",") if m.strip()), top=top,
+                        exclude_properties=tuple(p.strip() for p in exclude.split(",") if p.strip()),
+                        cv=shotgun_cv(folds=folds, repeats=repeats, seed=seed))
     m = shotgun_transfer(library, data, out, s, smiles_col=smiles_col, target_col=target_col, target_unit=unit,
                          threads=threads, progress=progress, log=console.print)
-    from mdxfer.library import SHORT_NAMES
+    from mdxfer.learn.library import SHORT_NAMES
 
     df = pd.read_csv(Path(out) / "candidates.csv", keep_default_na=False)
     table = Table(title=f"shotgun transfer: {m['n_candidates']} candidates, {m['repeats']}x{m['folds']}-fold CV, "
@@ -198,7 +198,7 @@ def rank_cmd(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Rank candidate molecules, best first, with mean and spread of the ensemble."""
-    from mdxfer.rank import UNSUPPORTED, rank_file
+    from mdxfer.learn.rank import UNSUPPORTED, rank_file
 
     if unsupported not in UNSUPPORTED:
         raise typer.BadParameter(f"--unsupported must be one of {', '.join(UNSUPPORTED)}, got {unsupported!r}.")
@@ -241,8 +241,8 @@ def selfsup_cmd(
     threads: int = typer.Option(1, "--threads", min=1, help=THREADS_HELP),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
-    """Self-supervised pretraining of the encoder (seed 004): masked atoms + motifs, no labels."""
-    from mdxfer.selfsup import SelfSupSettings, selfsup
+    """Self-supervised pretraining of the encoder: masked atoms (Hu et al. 2020) + motifs (Rong et al. 2020), no labels."""
+    from mdxfer.learn.selfsup import SelfSupSettings, selfsup
 
     check_output_dir(out)
     console = make_console()

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from mdxfer import qm9
-from mdxfer.featurize import featurize_mols, parse_smiles
+from mdxfer.learn.data import qm9
+from mdxfer.learn.featurize import featurize_mols, parse_smiles_or_none
+from mdxfer.learn.rank import md_problems
 from mdxfer.molecule import md_support_problem
-from mdxfer.rank import md_problems
 
 AWKWARD = ["CCO.O", "CC(=O)[O-]", "[CH3]", "C[NH3+]", "[NH3+]CC(=O)[O-]", "ClCCBr", "CS(=O)C", "C[Si](C)(C)C",
            "[Na+].[Cl-]", "c1ccccc1I", "[H][H]", "O", "[O-][N+](=O)C", "C.C", "P(C)(C)C", "[Cu]", "[2H]C([2H])O",
@@ -14,7 +14,7 @@ AWKWARD = ["CCO.O", "CC(=O)[O-]", "[CH3]", "C[NH3+]", "[NH3+]CC(=O)[O-]", "ClCCB
 
 def test_screen_matches_md_support_problem_molecule_by_molecule():
     smiles = list(qm9.subset(3000, seed=12).SMILES) + AWKWARD
-    mols = [parse_smiles(s) for s in smiles]
+    mols = [parse_smiles_or_none(s) for s in smiles]
     assert all(m is not None for m in mols)
     got = md_problems(mols, featurize_mols(mols))
     assert got == [md_support_problem(m) for m in mols]

@@ -1,13 +1,13 @@
-"""Gaussian-process regression (mdxfer.gp) on real QM9 molecules."""
+"""Gaussian-process regression (mdxfer.learn.gp) on real QM9 molecules."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from mdxfer import qm9
-from mdxfer.featurize import morgan_counts
-from mdxfer.gp import _neg_lml, fit_gp, pair_terms, self_terms, tanimoto
+from mdxfer.learn.data import qm9
+from mdxfer.learn.featurize import morgan_counts
+from mdxfer.learn.gp import _neg_lml, fit_gp, pair_terms, self_terms, tanimoto
 
 
 @pytest.fixture(scope="module")

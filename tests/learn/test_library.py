@@ -12,18 +12,26 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from mdxfer import qm9
-from mdxfer.benchmark import extrapolation, qm9_sample, small_data, summarize, threshold_split
-from mdxfer.featurize import DataError
-from mdxfer.fpnet import FingerprintModel, load_source
-from mdxfer.library import (LibrarySettings, build_library, load_library, manifest_table, plan, random_fp_config,
-                            random_gnn_config, read_manifest)
-from mdxfer.shotgun import Committee, ShotgunSettings, score_candidates, shotgun_transfer
-from mdxfer.transfer import load_ensemble, predict
+from mdxfer.learn.data import qm9
+from mdxfer.learn.ensemble import Committee, load_ensemble, predict
+from mdxfer.learn.featurize import DataError
+from mdxfer.learn.heldout import extrapolation, qm9_sample, small_data, summarize, threshold_split
+from mdxfer.learn.library import (
+    LibrarySettings,
+    build_library,
+    load_library,
+    manifest_table,
+    plan,
+    random_fp_config,
+    random_gnn_config,
+    read_manifest,
+)
+from mdxfer.learn.models import FingerprintModel, load_source
+from mdxfer.learn.shotgun import ShotgunSettings, score_candidates, shotgun_cv, shotgun_transfer
 
 TINY = LibrarySettings(properties=("alpha", "mu"), gnn_per_property=1, fp_per_property=1, n=400, n_val=100,
                        gnn_epochs=15, gnn_patience=15, fp_epochs=40, fp_patience=10, model_time_limit_s=60)
-FAST = dict(folds=3, repeats=1, max_epochs=400, patience=50)
+FAST = dict(cv=shotgun_cv(folds=3, repeats=1, max_epochs=400, patience=50))
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +176,7 @@ def test_shotgun_transfer_files_rank_and_committee(lib, held_out, tmp_path):
     mean3, std3 = predict(com, ["CCO", "CCCCCC"])
     assert np.isfinite(mean3).all() and (std3 > 0).all()
     assert len(m3["chosen"]) == 3
-    from mdxfer.rank import rank_smiles
+    from mdxfer.learn.rank import rank_smiles
 
     ranked = rank_smiles(com, ["CCO", "CCCCCC", "not a smiles"])
     assert ranked.smiles == ["CCO", "CCCCCC"] and ranked.bad_lines == [(3, "not a smiles")]

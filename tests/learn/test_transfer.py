@@ -9,11 +9,13 @@ import pandas as pd
 import pytest
 import torch
 
-from mdxfer import qm9
-from mdxfer.featurize import DataError, featurize_smiles
-from mdxfer.model import TrainedModel, embed_graphs
-from mdxfer.transfer import (MODES, ForestMember, HeadMember, LinearMember, TransferSettings, fit_member, load_ensemble,
-                             morgan_counts, predict, predict_members, read_target_table, transfer)
+from mdxfer.learn.data import qm9
+from mdxfer.learn.data.targets import read_target_table
+from mdxfer.learn.ensemble import ForestMember, HeadMember, LinearMember, load_ensemble, predict, predict_members
+from mdxfer.learn.featurize import DataError, featurize_smiles, morgan_counts
+from mdxfer.learn.models import GraphModel
+from mdxfer.learn.nn.graph import embed_graphs
+from mdxfer.learn.transfer import MODES, TransferSettings, fit_member, transfer
 
 FAST = dict(folds=3, repeats=2, max_epochs=300, patience=50)
 
@@ -49,7 +51,7 @@ def _states_equal(a: dict, b: dict) -> bool:
 
 def test_finetune_changes_only_the_head(base_dir, finetuned):
     out, m = finetuned
-    base = TrainedModel.load(base_dir)
+    base = GraphModel.load(base_dir)
     ens = load_ensemble(out)
     assert ens.mode == "finetune" and len(ens.members) == 6 == m["ensemble_size"]
     # convolutions + pooling: bit-identical to the pretrained ones
@@ -76,7 +78,7 @@ def test_target_scaling_is_fitted_on_the_target(finetuned, table):
 
 
 def test_learning_rate_is_applied(base_dir, table):
-    base = TrainedModel.load(base_dir)
+    base = GraphModel.load(base_dir)
     t = read_target_table(table)
     f = featurize_smiles(list(t.smiles))
     E = embed_graphs(base.model.encoder, f.graphs)

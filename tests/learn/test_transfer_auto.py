@@ -9,20 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mdxfer import qm9
-from mdxfer.featurize import DataError
-from mdxfer.transfer import (
-    MODES,
-    NO_TRANSFER,
-    GPMember,
-    TransferSettings,
-    embed,
-    features_for,
-    load_ensemble,
-    morgan_counts,
-    predict,
-    transfer,
-)
+from mdxfer.learn.data import qm9
+from mdxfer.learn.ensemble import GPMember, encoder_embeddings, features_for, load_ensemble, predict
+from mdxfer.learn.featurize import DataError, morgan_counts
+from mdxfer.learn.transfer import MODES, NO_TRANSFER, TransferSettings, transfer
 
 FAST = {"folds": 3, "repeats": 2, "max_epochs": 300, "patience": 50}
 
@@ -131,7 +121,7 @@ def test_spread_is_calibrated_on_out_of_fold_predictions(auto_pol, pol):
 
 
 def test_ranked_csv_carries_the_calibrated_spread(auto_pol, tmp_path):
-    from mdxfer.rank import rank_file
+    from mdxfer.learn.rank import rank_file
 
     out, _ = auto_pol
     smi = tmp_path / "c.smi"
@@ -154,14 +144,14 @@ def test_gaussian_process_ensembles_save_load_and_rank(base_dir, pol, tmp_path, 
     mean, std = predict(ens, list(cvp.smiles))
     assert np.allclose(mean, cvp.ensemble_fit_mean) and np.allclose(std, cvp.ensemble_fit_std)
     assert np.all(std > 0)                                     # the GPs' own variance counts
-    from mdxfer.rank import rank_smiles
+    from mdxfer.learn.rank import rank_smiles
 
     ranked = rank_smiles(ens, list(cvp.smiles))               # rank's own path (fingerprints from its mols)
     assert np.allclose(ranked.mean, mean) and np.allclose(ranked.std, std)
     # a member fits its own training rows better than it predicts the rows it never saw
     member = ens.members[0]
     smiles, y = list(cvp.smiles), cvp.target.to_numpy()
-    X = features_for(member.uses, embed(ens, smiles), morgan_counts(smiles))
+    X = features_for(member.uses, encoder_embeddings(ens, smiles), morgan_counts(smiles))
     seen = np.zeros(len(y), bool)
     seen[member.rows] = True
     err = np.abs(member.predict(X) - y)

@@ -1,11 +1,15 @@
-"""Benchmarks of the learning side on held-out molecules: extrapolation and small data.
+"""Benchmarks of the learning side on held-out molecules: extrapolation and small data
+(``mdxfer benchmark``; not to be confused with the active-learning benchmark,
+:mod:`mdxfer.al.benchmark`, or the timing scripts in ``benchmarks/``).
 
-``extrapolation`` (seed 004): a data set is split by a threshold of its target — train on the
+``extrapolation`` (a threshold split, the out-of-distribution protocol of the self-supervised
+study; docs/glossary.md): a data set is split by a threshold of its target — train on the
 molecules *below* it, test on those *above* — and each approach is scored on the test side:
 MAE, R², and the fraction of test predictions that reach the threshold at all (a model that
 never predicts beyond what it has seen scores 0 there).
 
-``small_data`` (seed 002): ``n_train`` molecules (24) of a target the library was not trained
+``small_data`` (the small-data setting of shotgun transfer, Yamada et al. 2019): ``n_train``
+molecules (24) of a target the library was not trained
 on, the rest held out; repeated over seeds.
 
 Approaches (each fitted on the training side only; every choice — mode, source model — is made
@@ -26,7 +30,7 @@ as ``transfer`` saves it; ``--source`` gives the pretrained model; ``fp_gp`` nee
 ``emb_ridge``     ridge on the frozen embedding;  ``emb_rf``: random forest on it;
 ``emb_fp_ridge``  ridge on embedding and Morgan counts together;
 ``emb_gp``        Gaussian process, RBF kernel on the embedding;
-``finetune``      seed 000's fine-tuning of the pretrained head;
+``finetune``      the reference study's fine-tuning of the pretrained head;
 ``auto``          ``transfer``'s default: all seven cross-validated on the training side, the
                   lowest CV MAE kept (its choice in ``chosen``).
 
@@ -38,16 +42,24 @@ predictions (``cov1_cal``, ``cov2_cal``; ``scale``: the factor).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
+from rdkit import Chem
 
-from mdxfer import qm9
-from mdxfer.featurize import DataError, GraphSet, featurize_smiles, morgan_counts, parse_smiles
-from mdxfer.train import regression_metrics
+from mdxfer.learn.data import qm9
+from mdxfer.learn.ensemble import GPMember, combine_moments, features_for
+from mdxfer.learn.evaluation import regression_metrics
+from mdxfer.learn.featurize import DataError, GraphSet, featurize_smiles, morgan_counts, parse_smiles_or_none
+from mdxfer.learn.library import LibrarySettings, load_library, model_path, read_manifest
+from mdxfer.learn.models import GraphModel, load_source
+from mdxfer.learn.nn.graph import preset
+from mdxfer.learn.shotgun import ShotgunSettings, choose, score_candidates, shotgun_cv
+from mdxfer.learn.training import fit_graph_regressor
+from mdxfer.learn.transfer import MODES, TransferSettings, calibrate, cross_validate, fit_ridge, select_mode
 
 #: transfer candidates by benchmark name (``mdxfer transfer`` modes)
 TX_APPROACHES = {"fp_gp": "fp_gp", "emb_ridge": "ridge", "emb_rf": "rf", "emb_fp_ridge": "emb_fp_ridge",
@@ -71,9 +83,7 @@ class ThresholdSplit:
 
 
 def canonical(smiles: str) -> str | None:
-    from rdkit import Chem
-
-    mol = parse_smiles(smiles)
+    mol = parse_smiles_or_none(smiles)
     return Chem.MolToSmiles(mol) if mol is not None else None
 
 
@@ -123,23 +133,11 @@ class Context:
 
 
 def _ridge(X_tr: np.ndarray, y: np.ndarray, X_te: np.ndarray, standardize: bool) -> np.ndarray:
-    from mdxfer.transfer import _fit_ridge
-
-    return _fit_ridge(X_tr, y, "x", standardize).predict(X_te)
+    return fit_ridge(X_tr, y, "x", standardize).predict(X_te)
 
 
 def _gnn(ctx: Context, tr: np.ndarray, y: np.ndarray, te: np.ndarray, seed: int, init: str | None) -> np.ndarray:
-    from mdxfer.model import preset
-    from mdxfer.train import fit_graph_regressor
-
-    if init is not None:
-        from mdxfer.model import TrainedModel
-
-        cfg = TrainedModel.load(init).config
-    else:
-        cfg = preset("default")
-    from dataclasses import replace
-
+    cfg = GraphModel.load(init).config if init is not None else preset("default")
     cfg = replace(cfg, max_epochs=ctx.gnn_epochs, patience=ctx.gnn_patience)
     model, _ = fit_graph_regressor(ctx.graphs.subset(tr), y, cfg, seed=seed, init_encoder=init,
                                    time_limit_s=ctx.gnn_time_limit_s)
@@ -150,12 +148,10 @@ def _transfer(ctx: Context, which: str, sources: Callable[[], list], tr: np.ndar
               te: np.ndarray, seed: int, include_direct: bool, top: int = 1) -> tuple[np.ndarray, str]:
     """Score (or reuse the scores of) every candidate on the training rows, keep the best
     ``top``, predict the test rows."""
-    from mdxfer.shotgun import ShotgunSettings, choose, score_candidates
-
     key = (which, seed, tr.tobytes())
     if key not in ctx.cache:
-        s = ShotgunSettings(modes=ctx.modes, folds=ctx.cv_folds, repeats=ctx.cv_repeats, seed=seed,
-                            include_direct=include_direct)
+        s = ShotgunSettings(modes=ctx.modes, include_direct=include_direct,
+                            cv=shotgun_cv(folds=ctx.cv_folds, repeats=ctx.cv_repeats, seed=seed))
         sm = [ctx.smiles[i] for i in tr]
         ctx.cache.clear()  # keep one training set's candidates (and their models) at a time
         ctx.cache[key] = score_candidates(sources(), sm, y, s, ctx.graphs.subset(tr), ctx.FP[tr])
@@ -168,15 +164,11 @@ def _transfer(ctx: Context, which: str, sources: Callable[[], list], tr: np.ndar
 
 def _tx_cv(ctx: Context, mode: str, tr: np.ndarray, y: np.ndarray, seed: int) -> dict:
     """``mdxfer transfer``'s cross-validation of ``mode`` on rows ``tr`` (cached per training set)."""
-    from mdxfer.transfer import TransferSettings, cross_validate
-
     key = (seed, tr.tobytes())
     if ctx.tx.get("key") != key:
         ctx.tx.update(key=key, results={})
     if "E" not in ctx.tx:
         if ctx.source:
-            from mdxfer.fpnet import load_source
-
             ctx.tx["base"] = load_source(ctx.source)
             ctx.tx["E"] = ctx.tx["base"].embed(ctx.graphs, ctx.smiles)
         else:
@@ -194,15 +186,6 @@ def _tx_predict(ctx: Context, name: str, tr: np.ndarray, y: np.ndarray, te: np.n
                 seed: int) -> tuple[np.ndarray, str]:
     """A transfer candidate (or ``auto``: the best of all by CV MAE) fitted on ``tr``, its
     fold models' mean on ``te``; held-out coverage before/after calibration in ``ctx.extra``."""
-    from mdxfer.transfer import (
-        MODES,
-        GPMember,
-        calibrate,
-        combine_moments,
-        features_for,
-        select_mode,
-    )
-
     if name == "auto":
         modes = MODES if ctx.source else ("fp_ridge", "fp_gp")
         mode = select_mode({m: _tx_cv(ctx, m, tr, y, seed) for m in modes})
@@ -246,22 +229,16 @@ def run_approach(name: str, ctx: Context, tr: np.ndarray, y: np.ndarray, te: np.
             raise DataError(f"{name} needs a self-supervised model (--ssl DIR from `mdxfer selfsup`).")
         if name == "ssl_gnn":
             return _gnn(ctx, tr, y, te, seed, ctx.ssl), "encoder from " + Path(ctx.ssl).name
-        from mdxfer.fpnet import load_source
-
         base = load_source(ctx.ssl)
         E = base.embed(ctx.graphs, ctx.smiles)
         return _ridge(E[tr], y, E[te], standardize=True), ""
     if name == "single_source":
-        from mdxfer.fpnet import load_source
-
         if not ctx.source:
             raise DataError("single_source needs a source model (--source DIR).")
         entry = {"name": Path(ctx.source).name, "property": "", "kind": "", "metrics": {}}
         return _transfer(ctx, "single", lambda: [(entry, load_source(ctx.source))], tr, y, te, seed,
                          include_direct=False)
     if name in ("shotgun", "shotgun_top3"):
-        from mdxfer.library import load_library
-
         if not ctx.library:
             raise DataError(f"{name} needs a model library (--library DIR).")
         return _transfer(ctx, "library", lambda: load_library(ctx.library, ctx.exclude_properties), tr, y, te,
@@ -271,8 +248,6 @@ def run_approach(name: str, ctx: Context, tr: np.ndarray, y: np.ndarray, te: np.
 
 def default_source(library: str | Path, prop: str = qm9.CV_COLUMN) -> str:
     """The library's best graph model of ``prop`` (by validation R²): the single source."""
-    from mdxfer.library import model_path, read_manifest
-
     ms = [m for m in read_manifest(library)["models"] if m["property"] == prop and m["kind"] == "gnn"]
     if not ms:
         raise DataError(f"{library} has no graph model of {prop}; give --source DIR.")
@@ -293,8 +268,6 @@ def _score(y_true: np.ndarray, pred: np.ndarray, threshold: float | None) -> dic
 
 def qm9_sample(n: int, seed: int, target: str, exclude_library: str | Path | None = None) -> pd.DataFrame:
     """``n`` seeded QM9 molecules with ``target``, none from the library's training subset."""
-    from mdxfer.library import LibrarySettings, read_manifest
-
     df = qm9.load_qm9()
     if exclude_library:
         ls = LibrarySettings.from_dict(read_manifest(exclude_library).get("settings", {}))

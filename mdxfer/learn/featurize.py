@@ -196,10 +196,11 @@ def canonical_bond_features(mol: Chem.Mol) -> np.ndarray:
 # SMILES parsing
 # --------------------------------------------------------------------------------------------
 
-def parse_smiles(smiles: str) -> Chem.Mol | None:
+def parse_smiles_or_none(smiles: str) -> Chem.Mol | None:
     """RDKit molecule (hydrogens implicit, as DGL-LifeSci's ``smiles_to_bigraph``) or ``None``
-    when RDKit cannot parse or sanitise it, or would read only part of the string (see
-    :func:`mdxfer.molecule.parse_smiles`). RDKit's own messages are silenced."""
+    when RDKit cannot parse or sanitise it, or would read only part of the string (the same
+    checks as :func:`mdxfer.molecule.parse_smiles`, which raises :class:`MoleculeError` instead).
+    RDKit's own messages are silenced."""
     text = smiles.strip() if isinstance(smiles, str) else ""
     if smiles_text_problem(text):  # RDKit would drop what follows a space, 'Ö', a NUL, ...
         return None
@@ -367,7 +368,7 @@ class Featurized:
 def _featurize_chunk(smiles: Sequence[str]) -> tuple[GraphSet, list[int], list[int]]:
     mols, ok, bad = [], [], []
     for i, s in enumerate(smiles):
-        mol = parse_smiles(s)
+        mol = parse_smiles_or_none(s)
         if mol is None:
             bad.append(i)
         else:
@@ -490,7 +491,7 @@ FP_RADIUS, FP_BITS = 2, 2048
 
 def morgan_counts(smiles: Sequence[str]) -> np.ndarray:
     """Morgan count fingerprints (radius 2, 2,048 bits), float32 (n x 2048); zeros if unparsable."""
-    return morgan_counts_mols([parse_smiles(s) for s in smiles])
+    return morgan_counts_mols([parse_smiles_or_none(s) for s in smiles])
 
 
 def morgan_counts_mols(mols: Sequence[Chem.Mol | None]) -> np.ndarray:

@@ -1,15 +1,17 @@
-"""Self-supervised pretraining of the graph encoder on unlabelled molecules (seed 004).
+"""Self-supervised pretraining of the graph encoder on unlabelled molecules.
 
-Two pseudo-tasks train the same :class:`~mdxfer.model.Encoder` that supervised models use:
+Two pretext tasks train the same :class:`~mdxfer.learn.nn.graph.Encoder` that supervised
+models use (docs/glossary.md):
 
-``atom`` (masked atoms)
+``atom`` (masked atoms, attribute masking after Hu et al. 2020)
     In every mini-batch a seeded random 15 % of the atoms (at least one per molecule) have their
     whole 74-column feature row replaced by zeros (the mask token); a linear classifier on the
     encoder's atom states predicts their element: one of the 43 DGL-LifeSci symbols of
-    :data:`~mdxfer.featurize.ATOM_TYPES` or ``other``. Organic molecules are mostly carbon, so
+    :data:`~mdxfer.learn.featurize.ATOM_TYPES` or ``other``. Organic molecules are mostly carbon, so
     the cross-entropy is weighted per element (:func:`element_weights`, ``inverse`` frequency by
-    default): seed 004 found this imbalance correction improved accuracy.
-``motif`` (functional groups, rings, bonds)
+    default): reweighting the rare elements improved accuracy in the self-supervised
+    study this follows (docs/glossary.md).
+``motif`` (functional groups, rings, bonds; motif prediction after Rong et al. 2020, GROVER)
     A linear layer on the pooled (unmasked) embedding predicts, multi-label, which motifs the
     molecule holds: RDKit's 85 functional-group fragments (the SMARTS of ``fr_*`` in
     ``rdkit.Chem.Fragments``, read from RDKit's ``FragmentDescriptors.csv``), ring sizes 3-8,
@@ -18,7 +20,7 @@ Two pseudo-tasks train the same :class:`~mdxfer.model.Encoder` that supervised m
     model file. Loss: binary cross-entropy with logits.
 
 The loss is the sum of the chosen tasks' losses. The heads are thrown away; ``model.pt`` is a
-normal :class:`~mdxfer.model.TrainedModel` with the pretrained encoder and a freshly initialised
+normal :class:`~mdxfer.learn.models.GraphModel` with the pretrained encoder and a freshly initialised
 fully connected head, so ``mdxfer pretrain --init-encoder DIR`` (same preset) and ``mdxfer
 transfer --base DIR`` read it unchanged.
 
@@ -32,7 +34,6 @@ import copy
 import csv
 import hashlib
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -43,12 +44,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from mdxfer.featurize import (ATOM_TYPES, DataError, GraphSet, cache_dir, cached_featurize,
-                              parse_smiles, smiles_hash)
-from mdxfer.fileio import save_torch_atomic
-from mdxfer.model import (ModelConfig, TargetScaler, TrainedModel, build_model, environment, preset,
-                          set_threads)
-from mdxfer.train import read_checkpoint, write_history
+from mdxfer.learn.data import qm9
+from mdxfer.learn.featurize import (
+    ATOM_TYPES,
+    DataError,
+    GraphSet,
+    cache_dir,
+    cached_featurize,
+    parse_smiles_or_none,
+    smiles_hash,
+)
+from mdxfer.learn.models import GraphModel, TargetScaler, environment, set_threads
+from mdxfer.learn.nn.graph import ModelConfig, build_model, preset
+from mdxfer.learn.training import Checkpoint, EarlyStopper, EpochResult, train_epochs, write_history
 
 __all__ = ["ELEMENT_CLASSES", "OTHER", "BALANCES", "TASKS", "element_classes", "element_counts",
            "element_weights", "mask_atoms", "masked_batch", "motif_candidates", "motif_labels",
@@ -210,7 +218,7 @@ def motif_labels(smiles: Sequence[str], use_cache: bool = True) -> tuple[np.ndar
     patterns = _fragment_patterns()
     y = np.zeros((len(smiles), len(names)), dtype=np.uint8)
     for i, s in enumerate(smiles):
-        mol = parse_smiles(s)
+        mol = parse_smiles_or_none(s)
         if mol is not None:
             y[i] = _mol_motifs(mol, column, patterns)
     if use_cache:
@@ -272,7 +280,7 @@ def read_smiles_file(path: str | Path, on_bad: Callable[[int, str], None] | None
                 rows.append((n, first))
     good, bad = [], []
     for line, s in rows:
-        if s and parse_smiles(s) is not None:
+        if s and parse_smiles_or_none(s) is not None:
             good.append(s)
         else:
             bad.append((line, s))
@@ -350,8 +358,6 @@ class _Data:
 
 
 def _load_data(s: SelfSupSettings, use_cache: bool, on_bad, log) -> _Data:
-    from mdxfer import qm9
-
     smiles: list[str] = []
     if s.n > 0:
         smiles += list(qm9.subset(s.n, s.seed)[qm9.SMILES_COLUMN])
@@ -477,8 +483,6 @@ def selfsup(out_dir: str | Path, settings: SelfSupSettings | None = None, thread
     The saved encoder is the one of the epoch with the lowest validation loss. ``on_bad(line,
     text)`` hears about unparsable lines of the SMILES file.
     """
-    from mdxfer.train import _Progress
-
     s = settings or SelfSupSettings()
     s.tasks = _parse_tasks(s.tasks)
     s.check()
@@ -509,82 +513,60 @@ def selfsup(out_dir: str | Path, settings: SelfSupSettings | None = None, thread
                            weight_decay=cfg.weight_decay)
     run_key = {"data_hash": data.data_hash, "arch": cfg.to_dict(), "seed": s.seed, "tasks": list(tasks),
                "balance": s.balance, "mask_rate": s.mask_rate, "batch_size": s.batch_size, "lr": lr}
-    state: dict[str, Any] = {"epoch": 0, "best_loss": math.inf, "best_epoch": 0, "train_s": 0.0,
-                             "history": [], "best_state": None, "best_metrics": None}
-    ckpt_path = out / "checkpoint.pt"
-    ck = read_checkpoint(ckpt_path, run_key, "other data, preset, tasks or seed") if resume else None
-    if ck is not None:
-        encoder.load_state_dict(ck["encoder"])
-        heads.load_state_dict(ck["heads"])
-        opt.load_state_dict(ck["optimizer"])
-        state = ck["state"]
-        log(f"resuming after epoch {state['epoch']}")
+    stopper = EarlyStopper(patience=None, time_limit_s=time_limit_s)
+    ckpt = Checkpoint(out / "checkpoint.pt", run_key, {"encoder": encoder, "heads": heads, "optimizer": opt})
+    if resume and ckpt.resume(stopper, "other data, preset, tasks or seed"):
+        log(f"resuming after epoch {stopper.epoch}")
 
     train_g, n_tr = data.graphs, len(data.train)
-    bar = _Progress(progress, s.epochs, state["epoch"])
-    stop_reason = "epochs"
-    try:
-        while state["epoch"] < s.epochs:
-            if time_limit_s is not None and state["train_s"] >= time_limit_s:
-                stop_reason = "time_limit"
-                break
-            te = time.perf_counter()
-            epoch = state["epoch"]
-            gen = torch.Generator().manual_seed(s.seed * 1_000_003 + epoch)
-            rng = np.random.default_rng([s.seed, epoch])
-            order = data.train[torch.randperm(n_tr, generator=gen).numpy()]
-            encoder.train()
-            heads.train()
-            sums = {"loss": 0.0, "atom": 0.0, "motif": 0.0}
-            seen = 0
-            for start in range(0, n_tr, s.batch_size):
-                idx = order[start:start + s.batch_size]
-                if len(idx) < 2 and cfg.batch_norm:
-                    continue  # batch norm cannot train on a single graph
-                r = _batch_loss(encoder, heads, train_g, idx, data, tasks, w, rng, s.mask_rate)
-                opt.zero_grad()
-                r["loss"].backward()
-                opt.step()
-                for k in sums:
-                    sums[k] += float(r[k].detach()) * len(idx) if k in r else 0.0
-                seen += len(idx)
-            vm = _evaluate(encoder, heads, data, tasks, w, s.seed, s.mask_rate)
-            state["epoch"] += 1
-            state["train_s"] += time.perf_counter() - te
-            if vm["val_loss"] < state["best_loss"]:
-                state.update(best_loss=vm["val_loss"], best_epoch=state["epoch"], best_metrics=vm,
-                             best_state=copy.deepcopy(encoder.state_dict()))
-            row = {"epoch": state["epoch"], "train_loss": sums["loss"] / max(seen, 1),
-                   "train_atom_loss": sums["atom"] / max(seen, 1) if "atom" in tasks else float("nan"),
-                   "train_motif_loss": sums["motif"] / max(seen, 1) if "motif" in tasks else float("nan"),
-                   **{k: vm.get(k, float("nan")) for k in ("val_loss", "val_atom_loss", "val_motif_loss",
-                                                           "val_atom_acc", "val_atom_balanced_acc",
-                                                           "val_motif_auc")},
-                   "time_s": state["train_s"]}
-            state["history"].append(row)
-            save_torch_atomic({"run_key": run_key, "encoder": encoder.state_dict(), "heads": heads.state_dict(),
-                               "optimizer": opt.state_dict(), "state": state}, ckpt_path)
-            info = f"loss {row['train_loss']:.3f}  val {row['val_loss']:.3f}"
-            if "atom" in tasks:
-                info += f"  atom acc {row['val_atom_acc']:.3f} bal {row['val_atom_balanced_acc']:.3f}"
-            if "motif" in tasks:
-                info += f"  motif AUC {row['val_motif_auc']:.3f}"
-            bar.update(state["epoch"], info)
-    finally:
-        bar.close()
 
-    if state["best_state"] is None:
-        raise DataError("No epoch was trained (time limit 0).")
-    encoder.load_state_dict(state["best_state"])
+    def run_epoch(epoch: int) -> EpochResult:
+        gen = torch.Generator().manual_seed(s.seed * 1_000_003 + epoch)
+        rng = np.random.default_rng([s.seed, epoch])
+        order = data.train[torch.randperm(n_tr, generator=gen).numpy()]
+        encoder.train()
+        heads.train()
+        sums = {"loss": 0.0, "atom": 0.0, "motif": 0.0}
+        seen = 0
+        for start in range(0, n_tr, s.batch_size):
+            idx = order[start:start + s.batch_size]
+            if len(idx) < 2 and cfg.batch_norm:
+                continue  # batch norm cannot train on a single graph
+            r = _batch_loss(encoder, heads, train_g, idx, data, tasks, w, rng, s.mask_rate)
+            opt.zero_grad()
+            r["loss"].backward()
+            opt.step()
+            for k in sums:
+                sums[k] += float(r[k].detach()) * len(idx) if k in r else 0.0
+            seen += len(idx)
+        vm = _evaluate(encoder, heads, data, tasks, w, s.seed, s.mask_rate)
+        row = {"train_loss": sums["loss"] / max(seen, 1),
+               "train_atom_loss": sums["atom"] / max(seen, 1) if "atom" in tasks else float("nan"),
+               "train_motif_loss": sums["motif"] / max(seen, 1) if "motif" in tasks else float("nan"),
+               **{k: vm.get(k, float("nan")) for k in ("val_loss", "val_atom_loss", "val_motif_loss",
+                                                       "val_atom_acc", "val_atom_balanced_acc", "val_motif_auc")}}
+        return EpochResult(vm["val_loss"], row, vm)
+
+    def describe(r: EpochResult, st: EarlyStopper) -> str:
+        info = f"loss {r.row['train_loss']:.3f}  val {r.row['val_loss']:.3f}"
+        if "atom" in tasks:
+            info += f"  atom acc {r.row['val_atom_acc']:.3f} bal {r.row['val_atom_balanced_acc']:.3f}"
+        if "motif" in tasks:
+            info += f"  motif AUC {r.row['val_motif_auc']:.3f}"
+        return info
+
+    stop_reason = train_epochs(run_epoch, stopper, s.epochs, encoder, checkpoint=ckpt, progress=progress,
+                               describe=describe, exhausted="epochs")
+    stopper.restore(encoder, "No epoch was trained (time limit 0).")
     model.eval()
-    vm = state["best_metrics"]
+    vm = stopper.best_metrics
     names = {i: ELEMENT_CLASSES[i] for i in range(len(ELEMENT_CLASSES))}
     counts = {names[i]: int(c) for i, c in enumerate(data.counts) if c}
     wdict = {names[i]: float(x) for i, x in enumerate(weights) if data.counts[i]}
     metrics: dict[str, Any] = {
         **vm, "tasks": list(tasks), "balance": s.balance, "preset": cfg.preset,
-        "epochs_run": state["epoch"], "best_epoch": state["best_epoch"], "stop_reason": stop_reason,
-        "train_wall_s": round(state["train_s"], 2), "data_s": round(t_data, 2),
+        "epochs_run": stopper.epoch, "best_epoch": stopper.best_epoch, "stop_reason": stop_reason,
+        "train_wall_s": round(stopper.train_s, 2), "data_s": round(t_data, 2),
         "n_molecules": len(data.smiles), "n_qm9": data.n_qm9, "n_user": data.n_user,
         "n_train": int(len(data.train)), "n_val": int(len(data.val)), "bad_lines": len(data.bad_lines),
         "n_motifs": len(data.motif_names), "mask_rate": s.mask_rate, "batch_size": s.batch_size, "lr": lr,
@@ -593,8 +575,6 @@ def selfsup(out_dir: str | Path, settings: SelfSupSettings | None = None, thread
     }
     heavy = data.graphs.subset(data.train).heavy_atom_counts()
     elements = sorted({1} | {int(z) for z in np.unique(data.graphs.z)})
-    from mdxfer import qm9
-
     provenance = {
         "selfsup": {"tasks": list(tasks), "balance": s.balance, "n_molecules": len(data.smiles),
                     "n_qm9": data.n_qm9, "n_user": data.n_user, "smiles_file": s.smiles_file,
@@ -610,8 +590,8 @@ def selfsup(out_dir: str | Path, settings: SelfSupSettings | None = None, thread
                                              "threads", "seed", "batch_size", "lr")},
         "environment": environment(),
     }
-    TrainedModel(model, TargetScaler(0.0, 1.0, "self-supervised", ""), provenance).save(out / "model.pt")
+    GraphModel(model, TargetScaler(0.0, 1.0, "self-supervised", ""), provenance).save(out / "model.pt")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    write_history(out / "history.csv", state["history"])
+    write_history(out / "history.csv", stopper.history)
     log(f"wrote {out / 'model.pt'}, metrics.json, history.csv")
     return metrics

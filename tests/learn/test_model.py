@@ -11,10 +11,11 @@ import pytest
 import torch
 from rdkit import Chem
 
-from mdxfer import qm9
-from mdxfer.featurize import DataError, featurize_mols, featurize_smiles
-from mdxfer.model import PRESETS, TrainedModel, build_model, predict_scaled, preset
-from mdxfer.train import PretrainSettings, pretrain
+from mdxfer.learn.data import qm9
+from mdxfer.learn.featurize import DataError, featurize_mols, featurize_smiles
+from mdxfer.learn.models import GraphModel
+from mdxfer.learn.nn.graph import PRESETS, build_model, predict_scaled, preset
+from mdxfer.learn.pretrain import PretrainSettings, pretrain
 
 SMALL = dict(n=300, n_val=60)
 
@@ -90,9 +91,9 @@ def test_model_file_has_provenance(pretrained):
 def test_reload_in_fresh_process_gives_identical_predictions(pretrained):
     out, _ = pretrained
     smiles = list(qm9.subset(25, seed=11).SMILES)
-    here = TrainedModel.load(out).predict(smiles)
-    code = ("import json,sys; from mdxfer.model import TrainedModel, set_threads; set_threads(1);"
-            "m = TrainedModel.load(sys.argv[1]); s = json.loads(sys.argv[2]);"
+    here = GraphModel.load(out).predict(smiles)
+    code = ("import json,sys; from mdxfer.learn.models import GraphModel, set_threads; set_threads(1);"
+            "m = GraphModel.load(sys.argv[1]); s = json.loads(sys.argv[2]);"
             "print(json.dumps([float(v).hex() for v in m.predict(s)]))")
     res = subprocess.run([sys.executable, "-c", code, str(out), json.dumps(smiles)], capture_output=True,
                          text=True, check=True)
@@ -131,18 +132,18 @@ def test_checkpoint_of_another_run_is_refused(tmp_path):
 
 def test_unparsable_smiles_predict_nan(pretrained):
     out, _ = pretrained
-    p = TrainedModel.load(out).predict(["CCO", "xyz", "CC"])
+    p = GraphModel.load(out).predict(["CCO", "xyz", "CC"])
     assert np.isfinite(p[0]) and np.isnan(p[1]) and np.isfinite(p[2])
 
 
 def test_missing_model_is_a_data_error(tmp_path):
     with pytest.raises(DataError, match="No model"):
-        TrainedModel.load(tmp_path)
+        GraphModel.load(tmp_path)
 
 
 def test_featurize_then_predict_batches_consistently(pretrained):
     out, _ = pretrained
-    m = TrainedModel.load(out)
+    m = GraphModel.load(out)
     smiles = list(qm9.subset(40, seed=12).SMILES)
     g = featurize_smiles(smiles).graphs
     whole = predict_scaled(m.model, g, batch_size=4096)
@@ -157,9 +158,9 @@ def test_pretrain_on_the_users_own_table(tmp_path):
 
     from typer.testing import CliRunner
 
-    from mdxfer import qm9
     from mdxfer.cli.main import app
-    from mdxfer.transfer import load_ensemble, predict
+    from mdxfer.learn.data import qm9
+    from mdxfer.learn.ensemble import load_ensemble, predict
 
     df = qm9.subset(400, seed=3)[[qm9.SMILES_COLUMN, "Polarizability_bohr3"]]
     rows = [f"{s},{y}" for s, y in zip(df[qm9.SMILES_COLUMN], df["Polarizability_bohr3"])]
@@ -190,14 +191,14 @@ def test_pretrain_on_the_users_own_table(tmp_path):
 
 def test_a_model_from_another_featuriser_is_refused_by_every_reader(pretrained, tmp_path):
     """A model.pt saved by an mdxfer with another atom featuriser would silently predict
-    garbage: `TrainedModel.load`, `transfer`'s loader and `rank` refuse it, naming both
+    garbage: `GraphModel.load`, `transfer`'s loader and `rank` refuse it, naming both
     versions and what to do."""
     from typer.testing import CliRunner
 
     from mdxfer.cli.main import app
     from mdxfer.fileio import save_torch_atomic
-    from mdxfer.model import read_torch_file
-    from mdxfer.transfer import load_ensemble
+    from mdxfer.learn.ensemble import load_ensemble
+    from mdxfer.learn.models import read_torch_file
 
     out, _ = pretrained
     d = read_torch_file(out / "model.pt")
@@ -206,7 +207,7 @@ def test_a_model_from_another_featuriser_is_refused_by_every_reader(pretrained, 
     folder.mkdir()
     save_torch_atomic(d, folder / "model.pt")
     with pytest.raises(DataError, match="canonical-74/old.*Retrain"):
-        TrainedModel.load(folder / "model.pt")
+        GraphModel.load(folder / "model.pt")
     with pytest.raises(DataError, match="canonical-74/old"):
         load_ensemble(folder)
     (tmp_path / "c.smi").write_text("CCO\n")

@@ -1,11 +1,13 @@
-"""Shotgun transfer (seed 002): transfer every model of a library, keep the best by cross-validation.
+"""Shotgun transfer learning (Yamada et al. 2019): transfer every model of a library, keep the
+best by cross-validation.
 
-For each source model of a library (:mod:`mdxfer.library`) and each transfer mode (``finetune``:
-the source's head retrained on the frozen embedding; ``ridge``: feature extraction into ridge
-regression; ``rf`` on request) the target table is scored by repeated k-fold cross-validated MAE
-— the same folds for every candidate, so the scores compare. The direct baseline (``fp_ridge``,
-ridge on Morgan counts, no transfer) is scored alongside. The best candidate (``top=1``) or the
-best few (``top=K``, a committee whose prediction is the mean of its parts) is kept.
+For each source model of a library (:mod:`mdxfer.learn.library`) and each transfer mode
+(``finetune``: the source's head retrained on the frozen embedding; ``ridge``: feature
+extraction into ridge regression; ``rf`` on request) the target table is scored by repeated
+k-fold cross-validated MAE — the same folds for every candidate, so the scores compare. The
+direct baseline (``fp_ridge``, ridge on Morgan counts, no transfer) is scored alongside. The
+best candidate (``top=1``) or the best few (``top=K``, a committee whose prediction is the mean
+of its parts) is kept.
 
 Choosing the best of many candidates on the same cross-validation is optimistic: the chosen
 candidate's CV MAE is a biased estimate of its error on new molecules. ``mdxfer benchmark
@@ -13,7 +15,8 @@ small-data`` measures the real held-out error (docs/learning.md).
 
 A kept candidate is an ordinary transfer ensemble (``ensemble.pt``), so ``mdxfer rank`` and the
 active-learning loop take it unchanged; a committee is a folder of such ensembles with a
-``committee.json`` that :func:`mdxfer.transfer.load_ensemble` recognises.
+``committee.json`` (:class:`mdxfer.learn.ensemble.Committee`) that
+:func:`mdxfer.learn.ensemble.load_ensemble` recognises.
 """
 
 from __future__ import annotations
@@ -21,51 +24,59 @@ from __future__ import annotations
 import copy
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from mdxfer.featurize import DataError, GraphSet, featurize_smiles, morgan_counts
-from mdxfer.fileio import write_json_atomic
-from mdxfer.progress import CountBar
-from mdxfer.transfer import (MODES, NO_TRANSFER, Ensemble, TransferSettings, _file_sha, check_folds, cross_validate,
-                             read_target_table)
+from mdxfer.learn.data.targets import file_sha256, read_target_table
+from mdxfer.learn.ensemble import Committee, Ensemble
+from mdxfer.learn.evaluation import parity_plot, regression_metrics
+from mdxfer.learn.featurize import DataError, GraphSet, featurize_smiles, morgan_counts
+from mdxfer.learn.library import load_library
+from mdxfer.learn.models import environment, set_threads
+from mdxfer.learn.transfer import MODES, NO_TRANSFER, TransferSettings, check_folds, cross_validate
+from mdxfer.progress import ProgressBar
 
-COMMITTEE_FORMAT = "mdxfer-committee"
 DIRECT = "(direct)"
+
+
+def shotgun_cv(folds: int = 5, repeats: int = 2, seed: int = 0, lr: float = 1e-3, max_epochs: int = 2000,
+               patience: int = 100, val_fraction: float = 0.2) -> TransferSettings:
+    """The cross-validation and fine-tuning settings every candidate of a shotgun shares: a
+    :class:`~mdxfer.learn.transfer.TransferSettings` with the shotgun's defaults. Fine-tuning
+    here uses a larger learning rate and a shorter patience than single-model transfer (1e-3 /
+    100 epochs instead of 1e-4 / 500) to keep tens of candidates affordable: with the reference
+    study's schedule every fit runs at least 500 epochs at a tenth of the step. The two
+    schedules were not compared on the same table."""
+    return TransferSettings(mode="auto", folds=folds, repeats=repeats, seed=seed, lr=lr, max_epochs=max_epochs,
+                            patience=patience, val_fraction=val_fraction)
 
 
 @dataclass
 class ShotgunSettings:
-    """Shotgun options. Fine-tuning here uses a larger learning rate and a shorter patience than
-    single-model transfer (1e-3 / 100 epochs instead of 1e-4 / 500) to keep tens of candidates
-    affordable: with the seed's schedule every fit runs at least 500 epochs at a tenth of the
-    step. The two schedules were not compared on the same table."""
+    """Shotgun options: which modes to try on every source model, how many candidates to keep,
+    and ``cv``, the cross-validation and fine-tuning settings (:func:`shotgun_cv`)."""
 
     modes: tuple[str, ...] = ("finetune", "ridge")
-    folds: int = 5
-    repeats: int = 2
-    seed: int = 0
     top: int = 1
-    lr: float = 1e-3
-    max_epochs: int = 2000
-    patience: int = 100
-    val_fraction: float = 0.2
     include_direct: bool = True
     exclude_properties: tuple[str, ...] = ()
+    cv: TransferSettings = field(default_factory=shotgun_cv)
 
-    def transfer_settings(self, target_name: str = "target", target_unit: str = "") -> TransferSettings:
-        return TransferSettings(mode="auto", folds=self.folds, repeats=self.repeats, seed=self.seed, lr=self.lr,
-                                max_epochs=self.max_epochs, patience=self.patience, val_fraction=self.val_fraction,
-                                target_name=target_name, target_unit=target_unit)
+    def record(self) -> dict[str, Any]:
+        """The settings as one flat table (saved in the kept model's provenance)."""
+        c = self.cv
+        return {"modes": self.modes, "folds": c.folds, "repeats": c.repeats, "seed": c.seed, "top": self.top,
+                "lr": c.lr, "max_epochs": c.max_epochs, "patience": c.patience, "val_fraction": c.val_fraction,
+                "include_direct": self.include_direct, "exclude_properties": self.exclude_properties}
 
 
 @dataclass
-class Candidate:
-    """One (source model, mode) pair with its cross-validation."""
+class TransferCandidate:
+    """One (source model, transfer mode) pair with its cross-validation."""
 
     name: str
     property: str
@@ -87,7 +98,7 @@ class Candidate:
 
 def score_candidates(sources: Sequence[tuple[dict[str, Any], Any]], smiles: Sequence[str], y: np.ndarray,
                      settings: ShotgunSettings, graphs: GraphSet | None = None, FP: np.ndarray | None = None,
-                     progress: bool = False, log: Callable[[str], None] | None = None) -> list[Candidate]:
+                     progress: bool = False, log: Callable[[str], None] | None = None) -> list[TransferCandidate]:
     """Cross-validate every (source, mode) pair and the direct baseline on ``(smiles, y)``;
     returns the candidates sorted by CV MAE (best first; ties by name, mode)."""
     bad_modes = [m for m in settings.modes if m not in MODES or m in NO_TRANSFER]
@@ -100,18 +111,18 @@ def score_candidates(sources: Sequence[tuple[dict[str, Any], Any]], smiles: Sequ
     y = np.asarray(y, dtype=np.float64)
     graphs = featurize_smiles(smiles).graphs if graphs is None else graphs
     FP = morgan_counts(smiles) if FP is None else FP
-    ts = settings.transfer_settings()
-    cands: list[Candidate] = []
-    folds = min(settings.folds, len(y))
-    total = (len(sources) * len(settings.modes) + int(settings.include_direct)) * settings.repeats * folds
-    bar = CountBar(progress, total, "shotgun")
+    ts = settings.cv
+    cands: list[TransferCandidate] = []
+    folds = min(ts.folds, len(y))
+    total = (len(sources) * len(settings.modes) + int(settings.include_direct)) * ts.repeats * folds
+    bar = ProgressBar(progress, total, "shotgun")
     try:
         for entry, base in sources:
             E = base.embed(graphs, smiles)
             for mode in settings.modes:
                 bar.set(f"{entry['name']} {mode}")
                 r = cross_validate(base, E, FP, y, mode, ts, bar.tick)
-                cands.append(Candidate(entry["name"], entry["property"], entry["kind"], mode, r["metrics"],
+                cands.append(TransferCandidate(entry["name"], entry["property"], entry["kind"], mode, r["metrics"],
                                        r["members"], r["oof"], base, entry.get("metrics", {})))
             if log:
                 best = min((c for c in cands if c.name == entry["name"]), key=lambda c: c.metrics["mae_val"])
@@ -119,7 +130,7 @@ def score_candidates(sources: Sequence[tuple[dict[str, Any], Any]], smiles: Sequ
         if settings.include_direct:
             bar.set("direct fp_ridge")
             r = cross_validate(sources[0][1], np.zeros((len(y), 1), np.float32), FP, y, "fp_ridge", ts, bar.tick)
-            cands.append(Candidate(DIRECT, "", "morgan", "fp_ridge", r["metrics"], r["members"], r["oof"],
+            cands.append(TransferCandidate(DIRECT, "", "morgan", "fp_ridge", r["metrics"], r["members"], r["oof"],
                                    sources[0][1]))
     finally:
         bar.close()
@@ -133,7 +144,7 @@ def score_candidates(sources: Sequence[tuple[dict[str, Any], Any]], smiles: Sequ
     return cands
 
 
-def candidates_table(cands: Sequence[Candidate], top: int = 1) -> pd.DataFrame:
+def candidates_table(cands: Sequence[TransferCandidate], top: int = 1) -> pd.DataFrame:
     """All candidates, best first, with ``rank`` and ``chosen``."""
     df = pd.DataFrame([c.row() for c in cands])
     df.insert(0, "rank", np.arange(1, len(df) + 1))
@@ -141,63 +152,13 @@ def candidates_table(cands: Sequence[Candidate], top: int = 1) -> pd.DataFrame:
     return df
 
 
-class Committee(Ensemble):
-    """Several ensembles whose predictions are pooled (member predictions stacked): the mean of
-    the committee is the mean over every member of every part. Embeddings and the applicability
-    check come from the first (best) part."""
-
-    def __init__(self, parts: Sequence[Ensemble], provenance: dict[str, Any] | None = None):
-        first = parts[0]
-        super().__init__(first.base, [m for p in parts for m in p.members], "shotgun", first.target_name,
-                         first.target_unit, first.domain, provenance or {})
-        self.parts = list(parts)
-
-    def member_predictions_graphs(self, graphs: GraphSet, smiles: Sequence[str] | None = None) -> np.ndarray:
-        return np.vstack([p.member_predictions_graphs(graphs, smiles) for p in self.parts])
-
-    def member_moments_graphs(self, graphs: GraphSet, smiles: Sequence[str] | None = None,
-                              fps: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        moments = [p.member_moments_graphs(graphs, smiles, fps) for p in self.parts]
-        return np.vstack([m for m, _ in moments]), np.vstack([v for _, v in moments])
-
-    def applicability(self, graphs: GraphSet) -> list[str]:
-        notes = [p.applicability(graphs) for p in self.parts]
-        return ["; ".join(dict.fromkeys(n for n in col if n)) for col in zip(*notes)]
-
-    def save(self, out_dir: str | Path) -> None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        names = []
-        for k, p in enumerate(self.parts):
-            p.save(out / f"part-{k}")
-            names.append(f"part-{k}")
-        write_json_atomic(out / "committee.json",
-                          {"format": COMMITTEE_FORMAT, "parts": names, "provenance": self.provenance})
-
-
-def load_committee(folder: str | Path) -> Committee:
-    """Read a folder written by :meth:`Committee.save`."""
-    from mdxfer.transfer import load_ensemble
-
-    folder = Path(folder)
-    d = json.loads((folder / "committee.json").read_text())
-    if d.get("format") != COMMITTEE_FORMAT:
-        raise DataError(f"{folder / 'committee.json'} is not an mdxfer committee file.")
-    parts = []
-    for name in d["parts"]:
-        if not all(c.isalnum() or c in "-_" for c in name):
-            raise DataError(f"{folder / 'committee.json'}: unsafe part name {name!r}.")
-        parts.append(load_ensemble(folder / name))
-    return Committee(parts, d.get("provenance", {}))
-
-
-def _ensemble_of(c: Candidate, target_name: str, target_unit: str, provenance: dict[str, Any]) -> Ensemble:
+def _ensemble_of(c: TransferCandidate, target_name: str, target_unit: str, provenance: dict[str, Any]) -> Ensemble:
     domain = c.base.provenance.get("data", {}).get("domain", {})
     return Ensemble(c.base, c.members, c.mode, target_name, target_unit, domain,
                     {**provenance, "source_model": c.name, "source_property": c.property, "cv": c.metrics})
 
 
-def choose(cands: Sequence[Candidate], top: int, target_name: str, target_unit: str = "",
+def choose(cands: Sequence[TransferCandidate], top: int, target_name: str, target_unit: str = "",
            provenance: dict[str, Any] | None = None) -> Ensemble:
     """The kept model: the best candidate's ensemble, or a committee of the best ``top``."""
     provenance = provenance or {}
@@ -205,7 +166,7 @@ def choose(cands: Sequence[Candidate], top: int, target_name: str, target_unit: 
     return kept[0] if len(kept) == 1 else Committee(kept, provenance)
 
 
-def committee_oof(cands: Sequence[Candidate], top: int) -> np.ndarray:
+def committee_oof(cands: Sequence[TransferCandidate], top: int) -> np.ndarray:
     """Out-of-fold predictions (repeats x n) of the kept model (mean over the top candidates;
     every candidate used the same folds)."""
     return np.mean([c.oof for c in cands[:top]], axis=0)
@@ -219,17 +180,13 @@ def shotgun_transfer(library_dir: str | Path, data: str | Path, out_dir: str | P
     ``candidates.csv`` (every candidate's scores), the kept model (``ensemble.pt``, or
     ``committee.json`` + ``part-K/``), ``cv_predictions.csv``, ``metrics.json`` and
     ``parity.png`` into ``out_dir``; returns the metrics."""
-    from mdxfer.library import load_library
-    from mdxfer.model import environment, set_threads
-    from mdxfer.train import parity_plot, regression_metrics
-
     s = copy.copy(settings or ShotgunSettings())
     log = log or (lambda msg: None)
     set_threads(threads)
     t0 = time.perf_counter()
     sources = load_library(library_dir, s.exclude_properties)
     table = read_target_table(data, smiles_col, target_col, log=log)
-    check_folds(s.folds, len(table))
+    check_folds(s.cv.folds, len(table))
     smiles, y = list(table.smiles), table.target.to_numpy()
     f = featurize_smiles(smiles)
     log(f"{len(y)} target rows; {len(sources)} source models x {len(s.modes)} modes "
@@ -254,13 +211,13 @@ def shotgun_transfer(library_dir: str | Path, data: str | Path, out_dir: str | P
         "transfer_beats_direct": (best_transfer.metrics["mae_val"] < best_direct.metrics["mae_val"])
         if best_transfer and best_direct else None,
         "n_candidates": len(cands), "n_sources": len(sources), "modes": list(s.modes), "n": len(y),
-        "folds": min(s.folds, len(y)), "repeats": s.repeats, "mean_predictor_mae": float(np.mean(np.abs(y - y.mean()))),
+        "folds": min(s.cv.folds, len(y)), "repeats": s.cv.repeats, "mean_predictor_mae": float(np.mean(np.abs(y - y.mean()))),
         "selection_note": "the chosen candidate's CV score is optimistic (best of many on the same folds)",
         "target": target_col, "library": str(library_dir), "wall_s": None, "threads": threads,
     }
     provenance = {"data": {"file": str(data), "smiles_col": smiles_col, "target_col": target_col, "n": len(y),
-                           "sha256": _file_sha(data)},
-                  "shotgun": {**asdict(s), "library": str(library_dir)}, "environment": environment()}
+                           "sha256": file_sha256(data)},
+                  "shotgun": {**s.record(), "library": str(library_dir)}, "environment": environment()}
     model = choose(cands, top, target_col, target_unit, provenance)
     model.save(out)
     notes = model.applicability(f.graphs)
@@ -280,5 +237,5 @@ def shotgun_transfer(library_dir: str | Path, data: str | Path, out_dir: str | P
     return metrics
 
 
-__all__ = ["ShotgunSettings", "Candidate", "Committee", "score_candidates", "candidates_table", "choose",
-           "shotgun_transfer", "load_committee"]
+__all__ = ["ShotgunSettings", "shotgun_cv", "TransferCandidate", "score_candidates", "candidates_table", "choose",
+           "shotgun_transfer"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mdxfer import qm9
-from mdxfer.featurize import DataError, parse_smiles
+from mdxfer.learn.data import qm9
+from mdxfer.learn.featurize import DataError, parse_smiles_or_none
 
 
 def test_files_found_without_importing_qm9pack():
@@ -36,7 +36,7 @@ def test_subset_is_seeded():
 
 
 def test_seed_split_sizes_disjoint_and_hashed():
-    sp = qm9.split()  # the seed's 5,000 -> 4,000 / 1,000
+    sp = qm9.split()  # the reference study's 5,000 -> 4,000 / 1,000
     assert len(sp.train) == 4000 and len(sp.val) == 1000
     assert not set(sp.train.qm9_index) & set(sp.val.qm9_index)
     again = qm9.split()
@@ -49,7 +49,7 @@ def test_seed_split_sizes_disjoint_and_hashed():
 def test_subset_parses_and_stays_in_qm9_domain():
     sub = qm9.subset(300, seed=3)
     for s in sub.SMILES:
-        mol = parse_smiles(s)
+        mol = parse_smiles_or_none(s)
         assert mol is not None
         assert mol.GetNumHeavyAtoms() <= 9
         assert {a.GetSymbol() for a in mol.GetAtoms()} <= {"C", "N", "O", "F"}

@@ -2,20 +2,21 @@
 
 Modes (all use the pretrained *encoder* — graph convolutions + pooling — frozen):
 
-``finetune``  seed 000's fine-tuning: the fully connected layers and the output start from the
-              pretrained weights and are retrained with Adam at 1e-4 on the target data; early
-              stopping on a validation split taken out of each training fold.
-``ridge``     feature extraction (seed 002): the frozen pooled embedding, centred and scaled,
-              feeds a ridge regression (penalty chosen by leave-one-out inside the fold).
+``finetune``  the reference study's fine-tuning (docs/glossary.md): the fully connected layers
+              and the output start from the pretrained weights and are retrained with Adam at
+              1e-4 on the target data; early stopping on a validation split taken out of each
+              training fold.
+``ridge``     feature extraction (Yamada et al. 2019): the frozen pooled embedding, centred and
+              scaled, feeds a ridge regression (penalty chosen by leave-one-out inside the fold).
 ``rf``        feature extraction into a random forest.
 ``emb_fp_ridge``  ridge on the embedding and the Morgan counts together (each block scaled to
               the same total variance).
 ``emb_gp``    a Gaussian process with an RBF kernel on the standardised embedding
-              (:mod:`mdxfer.gp`; hyperparameters by marginal likelihood).
+              (:mod:`mdxfer.learn.gp`; hyperparameters by marginal likelihood).
 ``fp_ridge``  direct baseline, no transfer: ridge on Morgan count fingerprints (radius 2,
               2,048 bits). Always evaluated, so a user sees whether transfer helps.
 ``fp_gp``     no transfer: a Gaussian process on the Morgan counts, Tanimoto kernel mixed with a
-              linear one (:mod:`mdxfer.gp`).
+              linear one (:mod:`mdxfer.learn.gp`).
 ``auto``      (default) the mode with the lowest cross-validated MAE among all of the above, so
               by construction never worse in CV than the fingerprint baselines. Picking the
               best of seven on the same folds is optimistic; the selection's own figure comes
@@ -37,20 +38,22 @@ deviation as the spread (Gaussian-process members add their own predictive varia
 
 Calibration: the spread is multiplied by a scale factor fitted on the out-of-fold predictions so
 that the squared z-scores average 1 (:func:`calibrate`); it is stored with the ensemble and used
-by :func:`predict` and ``mdxfer rank``. Coverage of ±1σ/±2σ before and after is reported.
+by :func:`mdxfer.learn.ensemble.predict` and ``mdxfer rank``. Coverage of ±1σ/±2σ before and after is reported.
 
 Applicability: a molecule with elements outside the source's (QM9: C, H, N, O, F) or more heavy
 atoms than any source molecule (9) reaches input weights the source never trained; such
 predictions are flagged (``in_domain = False``).
+
+The fitted fold models are ensemble members (:mod:`mdxfer.learn.ensemble`), saved as an
+:class:`~mdxfer.learn.ensemble.Ensemble`.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -58,236 +61,42 @@ import numpy as np
 import pandas as pd
 import torch
 
-from rdkit import Chem
+from mdxfer.learn.data.targets import file_sha256, read_target_table
+from mdxfer.learn.ensemble import (
+    Ensemble,
+    ForestMember,
+    GPMember,
+    GPTable,
+    HeadMember,
+    LinearMember,
+    combine_moments,
+    features_for,
+)
+from mdxfer.learn.evaluation import calibration_plot, parity_plot, regression_metrics
+from mdxfer.learn.featurize import (
+    QM9_ELEMENTS,
+    QM9_MAX_HEAVY_ATOMS,
+    DataError,
+    Featurized,
+    applicability,
+    featurize_smiles,
+    morgan_counts,
+)
+from mdxfer.learn.gp import fit_gp, pair_terms
+from mdxfer.learn.models import SourceModel, TargetScaler, encoder_digest, environment, load_source, set_threads
+from mdxfer.progress import ProgressBar
 
-from mdxfer.featurize import (FEATURIZER_VERSION, DataError, Featurized, GraphSet, applicability,
-                              featurize_smiles, morgan_counts, parse_smiles)
-from mdxfer.fileio import save_torch_atomic
-from mdxfer.fpnet import SourceModel, load_source, source_from_dict
-from mdxfer.model import TargetScaler, environment, read_torch_file, set_threads
-from mdxfer.progress import CountBar
-from mdxfer.train import parity_plot, regression_metrics
-from mdxfer.validate import smiles_text_problem
-
-ENSEMBLE_FORMAT = "mdxfer-ensemble"
-ENSEMBLE_FORMAT_VERSION = 1
 MODES = ("finetune", "ridge", "rf", "emb_fp_ridge", "emb_gp", "fp_ridge", "fp_gp")
 #: modes that do not use the pretrained model (the baselines a transfer must beat)
 NO_TRANSFER = ("fp_ridge", "fp_gp")
-#: features a member reads: the frozen embedding, the Morgan counts, or both side by side
-USES = ("embedding", "fingerprint", "both")
-
-
-def features_for(uses: str, E: np.ndarray | None, FP: np.ndarray | None) -> np.ndarray:
-    """The feature matrix a member with ``uses`` reads."""
-    if uses == "embedding":
-        return E
-    if uses == "fingerprint":
-        return FP
-    if uses == "both":
-        return np.hstack([np.asarray(E, dtype=np.float64), np.asarray(FP, dtype=np.float64)])
-    raise ValueError(f"unknown feature set {uses!r}; one of {', '.join(USES)}")
 
 
 # --------------------------------------------------------------------------------------------
-# input table
+# fitting one ensemble member
 # --------------------------------------------------------------------------------------------
 
-def read_target_table(path: str | Path, smiles_col: str = "smiles", target_col: str = "target",
-                      log: Callable[[str], None] | None = None) -> pd.DataFrame:
-    """Read a CSV of SMILES and target values (:func:`mdxfer.tables.read_targets`: a campaign
-    export is taken as it is, rows not ``done`` or without a target are skipped and counted in
-    ``log`` and ``df.attrs["skipped"]``); returns columns ``smiles``, ``target``, ``line`` (line
-    number in the file). Raises :class:`DataError` naming the bad lines."""
-    from mdxfer.tables import read_targets
-
-    path = Path(path)
-    rows = read_targets(path, smiles_col, target_col)
-    skipped = rows.skipped_text()
-    if skipped and log:
-        log(f"{path}: {skipped}")
-    out = pd.DataFrame({"smiles": [r.smiles for r in rows.records], "target": rows.targets,
-                        "line": [r.line for r in rows.records]})
-    problems = list(rows.problems)
-    first_line: dict[str, int] = {}   # canonical SMILES -> first line that holds it
-    for s, line in zip(out.smiles, out.line):
-        mol = parse_smiles(s) if s else None
-        if not s:
-            problems.append(f"line {line}: empty SMILES")
-        elif mol is None:
-            why = smiles_text_problem(s)
-            problems.append(f"line {line}: RDKit cannot parse SMILES {s!r}" + (f" ({why})" if why else ""))
-        else:
-            canon = Chem.MolToSmiles(mol)
-            if canon in first_line:
-                problems.append(f"line {line}: {s!r} is the molecule of line {first_line[canon]} again")
-            first_line.setdefault(canon, line)
-    problems.sort(key=lambda p: int(p.split(":")[0].split()[1]))
-    if problems:
-        more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
-        dup = (" Keep one row per molecule (average repeated measurements): a molecule in both the "
-               "training and the validation folds makes the cross-validation optimistic."
-               if any("again" in p for p in problems) else "")
-        raise DataError(f"{path}: " + "; ".join(problems[:10]) + more + f". Fix or remove these rows.{dup}")
-    if len(out) < 5:
-        left = f" ({skipped})" if skipped else ""
-        raise DataError(f"{path} has {len(out)} usable rows{left}; cross-validated transfer needs at least 5.")
-    y = out["target"].to_numpy(dtype=float)
-    if np.ptp(y) <= 1e-12 * max(1.0, float(np.abs(y).max())):
-        raise DataError(f"{path}: every target value is {y[0]:g}; a constant target has nothing to "
-                        "learn (R² is undefined). Check the --target-col column.")
-    out["smiles"] = out["smiles"].astype(str)
-    out["target"] = out["target"].astype(float)
-    out.attrs["skipped"] = {"status": rows.skipped_status, "missing_target": rows.skipped_missing}
-    return out
-
-
-# --------------------------------------------------------------------------------------------
-# ensemble members
-# --------------------------------------------------------------------------------------------
-
-@dataclass
-class HeadMember:
-    """A fully connected head on the pooled embedding, with its own target scaling."""
-
-    head: torch.nn.Sequential
-    scaler: TargetScaler
-    info: dict[str, Any] = field(default_factory=dict)
-    uses = "embedding"
-
-    @torch.no_grad()
-    def predict(self, feats: np.ndarray) -> np.ndarray:
-        self.head.eval()
-        return self.scaler.inverse(self.head(torch.from_numpy(feats)).squeeze(-1).numpy())
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": "head", "state_dict": copy.deepcopy(self.head.state_dict()),
-                "scaler": asdict(self.scaler), "info": self.info}
-
-
-@dataclass
-class LinearMember:
-    """``y = ((x - x_mean) / x_scale) . coef + intercept`` on the embedding or fingerprint."""
-
-    x_mean: np.ndarray
-    x_scale: np.ndarray
-    coef: np.ndarray
-    intercept: float
-    uses: str = "embedding"
-    info: dict[str, Any] = field(default_factory=dict)
-
-    def predict(self, feats: np.ndarray) -> np.ndarray:
-        return ((feats.astype(np.float64) - self.x_mean) / self.x_scale) @ self.coef + self.intercept
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": "linear", "x_mean": torch.from_numpy(self.x_mean), "x_scale": torch.from_numpy(self.x_scale),
-                "coef": torch.from_numpy(self.coef), "intercept": self.intercept, "uses": self.uses, "info": self.info}
-
-
-@dataclass
-class ForestMember:
-    """A scikit-learn random forest on the embedding (stored with joblib, i.e. pickle)."""
-
-    forest: Any
-    uses: str = "embedding"
-    info: dict[str, Any] = field(default_factory=dict)
-
-    def predict(self, feats: np.ndarray) -> np.ndarray:
-        return self.forest.predict(feats.astype(np.float64))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": "forest", "uses": self.uses, "info": self.info}
-
-
-@dataclass
-class GPTable:
-    """The features a group of Gaussian-process members was trained on (the whole CV table,
-    shared by its fold members, so that a query's kernel against it is computed once):
-    ``X`` = ``(features - x_mean) / x_scale``."""
-
-    kernel: str
-    uses: str
-    X: np.ndarray
-    x_mean: np.ndarray | None = None
-    x_scale: float = 1.0
-
-    @classmethod
-    def build(cls, kernel: str, uses: str, feats: np.ndarray) -> GPTable:
-        """Tanimoto: raw counts; RBF: centred and divided by one global standard deviation
-        (no target value is used, so the whole table may set it)."""
-        feats = np.asarray(feats, dtype=np.float64)
-        if kernel == "tanimoto":
-            return cls(kernel, uses, feats)
-        mean = feats.mean(0)
-        sd = float((feats - mean).std())
-        return cls(kernel, uses, (feats - mean) / (sd if sd > 1e-12 else 1.0), mean, sd if sd > 1e-12 else 1.0)
-
-    def transform(self, feats: np.ndarray) -> np.ndarray:
-        feats = np.asarray(feats, dtype=np.float64)
-        return feats if self.x_mean is None else (feats - self.x_mean) / self.x_scale
-
-    def terms(self, feats: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """Kernel terms of query ``feats`` against every table row, and with themselves."""
-        from mdxfer.gp import pair_terms, self_terms
-
-        q = self.transform(feats)
-        return pair_terms(self.kernel, q, self.X), self_terms(self.kernel, q)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kernel": self.kernel, "uses": self.uses, "X": torch.from_numpy(np.ascontiguousarray(self.X)),
-                "x_mean": None if self.x_mean is None else torch.from_numpy(self.x_mean), "x_scale": self.x_scale}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> GPTable:
-        return cls(d["kernel"], d["uses"], d["X"].numpy(), None if d["x_mean"] is None else d["x_mean"].numpy(),
-                   float(d["x_scale"]))
-
-
-@dataclass
-class GPMember:
-    """A Gaussian process trained on rows ``rows`` of ``table``; predicts a mean and a
-    variance (:mod:`mdxfer.gp`)."""
-
-    table: GPTable
-    rows: np.ndarray
-    fit: Any  # mdxfer.gp.GPFit
-    info: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def uses(self) -> str:
-        return self.table.uses
-
-    def moments_from_terms(self, terms: dict[str, np.ndarray], self_q: dict[str, np.ndarray]):
-        """Mean and variance from :meth:`GPTable.terms` (columns: every table row)."""
-        return self.fit.predict({k: v[:, self.rows] for k, v in terms.items()}, self_q)
-
-    def moments(self, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.moments_from_terms(*self.table.terms(feats))
-
-    def predict(self, feats: np.ndarray) -> np.ndarray:
-        return self.moments(feats)[0]
-
-    def to_dict(self) -> dict[str, Any]:
-        f = self.fit
-        return {"kind": "gp", "rows": torch.from_numpy(np.asarray(self.rows, dtype=np.int64)),
-                "fit": {"kernel": f.kernel, "signal": f.signal, "noise": f.noise, "mean": f.mean,
-                        "lengthscale": f.lengthscale, "mix": f.mix, "dot_scale": f.dot_scale,
-                        "alpha": torch.from_numpy(f.alpha), "Kinv": torch.from_numpy(f.Kinv), "lml": f.lml,
-                        "info": f.info},
-                "info": self.info}
-
-
-def _gp_from_dict(md: dict[str, Any], table: GPTable) -> GPMember:
-    from mdxfer.gp import GPFit
-
-    f = dict(md["fit"])
-    f["alpha"], f["Kinv"] = f["alpha"].numpy(), f["Kinv"].numpy()
-    return GPMember(table, md["rows"].numpy(), GPFit(**f), md["info"])
-
-
-def _fit_gp(table: GPTable, y: np.ndarray, idx: np.ndarray) -> GPMember:
-    from mdxfer.gp import fit_gp, pair_terms
-
+def fit_gp_member(table: GPTable, y: np.ndarray, idx: np.ndarray) -> GPMember:
+    """A Gaussian process on rows ``idx`` of ``table`` (hyperparameters by marginal likelihood)."""
     X = table.X[idx]
     fit = fit_gp(table.kernel, pair_terms(table.kernel, X, X), y[idx])
     return GPMember(table, np.asarray(idx, dtype=np.int64), fit, dict(fit.info))
@@ -347,7 +156,7 @@ def _fit_finetune(base: SourceModel, E: np.ndarray, y: np.ndarray, idx: np.ndarr
                                      "n_train": len(tr), "n_earlystop": len(va), "seed": seed})
 
 
-def _fit_ridge(X: np.ndarray, y: np.ndarray, uses: str, standardize: bool) -> LinearMember:
+def fit_ridge(X: np.ndarray, y: np.ndarray, uses: str, standardize: bool) -> LinearMember:
     """RidgeCV (penalty by leave-one-out). With ``standardize`` the features are centred and
     divided by one global scale (the standard deviation of the whole matrix), not per column:
     embedding units that fire for a single training molecule have a near-zero column spread,
@@ -377,11 +186,11 @@ def fit_member(mode: str, base: SourceModel, E: np.ndarray, FP: np.ndarray, y: n
     if mode == "finetune":
         return _fit_finetune(base, E, y, idx, s, seed)
     if mode == "ridge":
-        return _fit_ridge(E[idx], y[idx], "embedding", standardize=True)
+        return fit_ridge(E[idx], y[idx], "embedding", standardize=True)
     if mode == "rf":
         return _fit_forest(E[idx], y[idx], seed)
     if mode == "fp_ridge":
-        return _fit_ridge(FP[idx], y[idx], "fingerprint", standardize=False)
+        return fit_ridge(FP[idx], y[idx], "fingerprint", standardize=False)
     if mode == "emb_fp_ridge":
         return _fit_ridge_both(E[idx], FP[idx], y[idx])
     if mode in ("fp_gp", "emb_gp"):
@@ -389,217 +198,8 @@ def fit_member(mode: str, base: SourceModel, E: np.ndarray, FP: np.ndarray, y: n
         if mode not in tables:
             tables[mode] = (GPTable.build("tanimoto", "fingerprint", FP) if mode == "fp_gp"
                             else GPTable.build("rbf", "embedding", E))
-        return _fit_gp(tables[mode], y, idx)
+        return fit_gp_member(tables[mode], y, idx)
     raise DataError(f"Unknown transfer mode {mode!r}; choose one of {', '.join(MODES)} or auto.")
-
-
-# --------------------------------------------------------------------------------------------
-# the ensemble
-# --------------------------------------------------------------------------------------------
-
-@dataclass
-class Ensemble:
-    """A frozen pretrained encoder and several prediction members (what ``rank`` loads).
-
-    A pretraining folder loads as a one-member ensemble (its own head; spread 0)."""
-
-    base: SourceModel
-    members: list
-    mode: str
-    target_name: str
-    target_unit: str = ""
-    domain: dict[str, Any] = field(default_factory=dict)
-    provenance: dict[str, Any] = field(default_factory=dict)
-    calibration: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def needs_fingerprints(self) -> bool:
-        return any(m.uses in ("fingerprint", "both") for m in self.members)
-
-    @property
-    def needs_embedding(self) -> bool:
-        return any(m.uses in ("embedding", "both") for m in self.members)
-
-    @property
-    def spread_scale(self) -> float:
-        """The calibration factor of the spread (1 when none was fitted)."""
-        return float(self.calibration.get("scale") or 1.0)
-
-    def embed_graphs(self, graphs: GraphSet, smiles: Sequence[str] | None = None) -> np.ndarray:
-        """Embeddings of the frozen encoder (n x d); fingerprint sources need ``smiles``."""
-        return self.base.embed(graphs, smiles)
-
-    def member_predictions_graphs(self, graphs: GraphSet, smiles: Sequence[str] | None = None) -> np.ndarray:
-        """(n_members x n_graphs) predictions in the target unit. ``smiles`` (one per graph) is
-        needed only by fingerprint members."""
-        return self.member_moments_graphs(graphs, smiles)[0]
-
-    def member_moments_graphs(self, graphs: GraphSet, smiles: Sequence[str] | None = None,
-                              fps: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Per member (rows) and graph (columns): predicted mean and the member's own
-        predictive variance (0 except for Gaussian processes). ``fps``: the graphs' Morgan
-        counts when the caller has them (else computed from ``smiles``)."""
-        E = self.embed_graphs(graphs, smiles) if self.needs_embedding else None
-        FP = fps
-        if self.needs_fingerprints and FP is None:
-            if smiles is None:
-                raise ValueError("fingerprint members need the SMILES of the graphs")
-            FP = morgan_counts(smiles)
-        mean = np.empty((len(self.members), len(graphs)))
-        var = np.zeros_like(mean)
-        terms: dict[int, tuple] = {}   # kernel terms per GP table, shared by its members
-        for k, m in enumerate(self.members):
-            X = features_for(m.uses, E, FP)
-            if isinstance(m, GPMember):
-                if id(m.table) not in terms:
-                    terms[id(m.table)] = m.table.terms(X)
-                mean[k], var[k] = m.moments_from_terms(*terms[id(m.table)])
-            else:
-                mean[k] = m.predict(X)
-        return mean, var
-
-    def mean_std_graphs(self, graphs: GraphSet, smiles: Sequence[str] | None = None,
-                        calibrated: bool = True, fps: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Ensemble mean and spread (:func:`combine_moments`), the spread calibrated."""
-        mean, var = self.member_moments_graphs(graphs, smiles, fps)
-        return combine_moments(mean, var, self.spread_scale if calibrated else 1.0)
-
-    def applicability(self, graphs: GraphSet) -> list[str]:
-        """Per graph ``""`` (inside the source domain) or the reason it is outside."""
-        d = self.domain or {}
-        return applicability(graphs, d.get("elements", (1, 6, 7, 8, 9)), d.get("max_heavy_atoms", 9))
-
-    def to_dict(self) -> dict[str, Any]:
-        tables = {id(t): k for k, t in enumerate(self._gp_tables())}
-        members = [dict(m.to_dict(), table=tables[id(m.table)]) if isinstance(m, GPMember) else m.to_dict()
-                   for m in self.members]
-        return {"format": ENSEMBLE_FORMAT, "format_version": ENSEMBLE_FORMAT_VERSION,
-                "featurizer": FEATURIZER_VERSION, "mode": self.mode, "base": self.base.to_dict(),
-                "members": members, "target_name": self.target_name,
-                "target_unit": self.target_unit, "domain": self.domain, "provenance": self.provenance,
-                "calibration": self.calibration, "gp_tables": [t.to_dict() for t in self._gp_tables()]}
-
-    def _gp_tables(self) -> list[GPTable]:
-        out: dict[int, GPTable] = {}
-        for m in self.members:
-            if isinstance(m, GPMember):
-                out.setdefault(id(m.table), m.table)
-        return list(out.values())
-
-    def save(self, out_dir: str | Path) -> None:
-        """Write ``ensemble.pt`` (tensors and plain values) and, for forests,
-        ``forests.joblib`` (pickle: load only folders you trust)."""
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        forests = [m.forest for m in self.members if isinstance(m, ForestMember)]
-        if forests:
-            import joblib
-
-            joblib.dump(forests, out / "forests.joblib")
-        save_torch_atomic(self.to_dict(), out / "ensemble.pt")
-
-
-def load_ensemble(path: str | Path) -> Ensemble:
-    """Load a transfer folder (``ensemble.pt``) or a pretraining folder (``model.pt``)."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"No model folder {path}.")
-    folder = path if path.is_dir() else path.parent
-    if path.is_dir() and (folder / "committee.json").exists():
-        from mdxfer.shotgun import load_committee
-
-        return load_committee(folder)
-    ens_file = folder / "ensemble.pt" if path.is_dir() else path
-    if ens_file.name == "ensemble.pt" and ens_file.exists():
-        d = read_torch_file(ens_file)
-        if d.get("format") != ENSEMBLE_FORMAT:
-            raise DataError(f"{ens_file} is not an mdxfer ensemble file.")
-        if d.get("featurizer") != FEATURIZER_VERSION:
-            raise DataError(f"{ens_file} uses featuriser {d.get('featurizer')!r}, this mdxfer "
-                            f"{FEATURIZER_VERSION!r}; redo the transfer.")
-        base = source_from_dict(d["base"], str(ens_file))
-        forests = None
-        members = []
-        gp_tables = [GPTable.from_dict(t) for t in d.get("gp_tables", [])]
-        for md in d["members"]:
-            if md["kind"] == "head":
-                head = copy.deepcopy(base.model.head)
-                head.load_state_dict(md["state_dict"])
-                head.eval()
-                members.append(HeadMember(head, TargetScaler(**md["scaler"]), md["info"]))
-            elif md["kind"] == "linear":
-                members.append(LinearMember(md["x_mean"].numpy(), md["x_scale"].numpy(), md["coef"].numpy(),
-                                            md["intercept"], md["uses"], md["info"]))
-            elif md["kind"] == "forest":
-                if forests is None:
-                    import joblib
-
-                    forests = iter(joblib.load(folder / "forests.joblib"))
-                members.append(ForestMember(next(forests), md["uses"], md["info"]))
-            elif md["kind"] == "gp":
-                members.append(_gp_from_dict(md, gp_tables[md["table"]]))
-            else:
-                raise DataError(f"{ens_file}: unknown member kind {md['kind']!r}.")
-        return Ensemble(base, members, d["mode"], d["target_name"], d["target_unit"], d["domain"],
-                        d["provenance"], d.get("calibration", {}))
-    model_file = folder / "model.pt" if path.is_dir() else path
-    if model_file.exists():
-        base = load_source(model_file)
-        member = HeadMember(base.model.head, base.scaler, {"source": "pretrained head"})
-        domain = base.provenance.get("data", {}).get("domain", {})
-        return Ensemble(base, [member], "pretrained", base.scaler.name, base.scaler.unit, domain,
-                        base.provenance)
-    raise DataError(f"{path} holds neither ensemble.pt (mdxfer transfer) nor model.pt (mdxfer pretrain).")
-
-
-def _featurize_or_nan(smiles: Sequence[str]) -> Featurized:
-    return featurize_smiles(list(smiles))
-
-
-def predict_members(ensemble: Ensemble, smiles: Sequence[str]) -> np.ndarray:
-    """(n_members x n) predictions in the target unit; NaN columns for unparsable SMILES
-    (one draw per member: what Thompson sampling needs)."""
-    f = _featurize_or_nan(smiles)
-    out = np.full((len(ensemble.members), len(smiles)), np.nan)
-    if len(f.graphs):
-        out[:, f.index] = ensemble.member_predictions_graphs(f.graphs, [smiles[i] for i in f.index])
-    return out
-
-
-def combine_moments(mean: np.ndarray, var: np.ndarray, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and spread of an ensemble from its members' means and variances (members x n):
-    the spread is ``scale * sqrt(var_between + mean var_within)`` (``var_between`` with
-    ddof 1; 0 for one member)."""
-    between = mean.var(0, ddof=1) if mean.shape[0] > 1 else np.zeros(mean.shape[1])
-    return mean.mean(0), scale * np.sqrt(between + var.mean(0))
-
-
-def predict(ensemble: Ensemble, smiles: Sequence[str], calibrated: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and spread of the ensemble (target unit; the spread calibrated unless
-    ``calibrated=False``); NaN if unparsable."""
-    f = _featurize_or_nan(smiles)
-    mean, std = np.full(len(smiles), np.nan), np.full(len(smiles), np.nan)
-    if len(f.graphs):
-        mean[f.index], std[f.index] = ensemble.mean_std_graphs(f.graphs, [smiles[i] for i in f.index], calibrated)
-    return mean, std
-
-
-def embed(ensemble: Ensemble, smiles: Sequence[str]) -> np.ndarray:
-    """Pooled embeddings of the frozen encoder (n x d); NaN rows for unparsable SMILES."""
-    f = _featurize_or_nan(smiles)
-    out = np.full((len(smiles), ensemble.base.model.encoder.out_dim), np.nan, dtype=np.float32)
-    if len(f.graphs):
-        out[f.index] = ensemble.embed_graphs(f.graphs, [smiles[i] for i in f.index])
-    return out
-
-
-def in_domain(ensemble: Ensemble, smiles: Sequence[str]) -> list[str | None]:
-    """Per SMILES ``""`` if inside the source domain, the reason if outside, None if unparsable."""
-    f = _featurize_or_nan(smiles)
-    out: list[str | None] = [None] * len(smiles)
-    for i, note in zip(f.index, ensemble.applicability(f.graphs)):
-        out[i] = note
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -626,14 +226,6 @@ class TransferSettings:
     target_unit: str = ""
     nested: bool = True
     nested_repeats: int = 1
-
-
-def _encoder_digest(base: SourceModel) -> str:
-    h = hashlib.sha256()
-    for k, v in base.model.encoder.state_dict().items():
-        h.update(k.encode())
-        h.update(v.detach().cpu().numpy().tobytes())
-    return h.hexdigest()
 
 
 def check_folds(folds: int, n: int) -> None:
@@ -769,7 +361,7 @@ def transfer(base_dir: str | Path, data: str | Path, out_dir: str | Path, settin
     set_threads(threads)
     t0 = time.perf_counter()
     base = load_source(base_dir)
-    digest = _encoder_digest(base)
+    digest = encoder_digest(base.model.encoder)
     table = read_target_table(data, smiles_col, target_col, log=log)
     check_folds(s.folds, len(table))
     s.target_name = target_col
@@ -778,7 +370,8 @@ def transfer(base_dir: str | Path, data: str | Path, out_dir: str | Path, settin
     E = base.embed(f.graphs, smiles)
     FP = morgan_counts(smiles)
     domain = base.provenance.get("data", {}).get("domain", {})
-    notes = applicability(f.graphs, domain.get("elements", (1, 6, 7, 8, 9)), domain.get("max_heavy_atoms", 9))
+    notes = applicability(f.graphs, domain.get("elements", QM9_ELEMENTS),
+                          domain.get("max_heavy_atoms", QM9_MAX_HEAVY_ATOMS))
     n_out = sum(bool(x) for x in notes)
     log(f"{len(y)} target rows; {n_out} outside the source's domain")
 
@@ -794,7 +387,7 @@ def transfer(base_dir: str | Path, data: str | Path, out_dir: str | Path, settin
     total = len(modes) * folds * (s.repeats + (s.nested_repeats * inner if nest else 0))
     results: dict[str, dict[str, Any]] = {}
     nested = None
-    bar = CountBar(progress, total, "cross-validation")
+    bar = ProgressBar(progress, total, "cross-validation")
     try:
         for mode in modes:
             bar.set(f"cross-validation: {mode}")
@@ -804,7 +397,7 @@ def transfer(base_dir: str | Path, data: str | Path, out_dir: str | Path, settin
             nested = nested_cv(base, E, FP, y, modes, s, bar.tick)
     finally:
         bar.close()
-    if _encoder_digest(base) != digest:  # pragma: no cover - a guard, never expected
+    if encoder_digest(base.model.encoder) != digest:  # pragma: no cover - a guard, never expected
         raise RuntimeError("the frozen encoder changed during transfer")
 
     chosen = s.mode if s.mode != "auto" else select_mode(results)
@@ -830,7 +423,7 @@ def transfer(base_dir: str | Path, data: str | Path, out_dir: str | Path, settin
     }
     ens = Ensemble(base, res["members"], chosen, target_col, s.target_unit, domain, {
         "data": {"file": str(data), "smiles_col": smiles_col, "target_col": target_col, "n": len(y),
-                 "sha256": _file_sha(data)},
+                 "sha256": file_sha256(data)},
         "settings": {k: v for k, v in asdict(s).items() if k not in ("target_name", "target_unit")},
         "base_provenance": base.provenance, "cv": metrics, "environment": environment()},
         {"scale": calibration.get("scale"), "method": calibration["method"]})
@@ -910,32 +503,3 @@ def _write_reports(out: Path, ens: Ensemble, f: Featurized, smiles: list[str], y
     if metrics["calibration"].get("scale"):
         calibration_plot(out / "calibration.png", y, oof_mean, oof_std, ens.spread_scale,
                          f"{metrics['mode']}, out-of-fold, n = {len(y)}")
-
-
-def calibration_plot(path: str | Path, y: np.ndarray, mean: np.ndarray, std: np.ndarray, scale: float,
-                     title: str) -> None:
-    """Observed fraction of targets inside mean ± k·spread against the Gaussian expectation,
-    before and after scaling the spread."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from scipy.stats import norm
-
-    k = np.linspace(0, 3, 61)
-    err = np.abs(y - mean)
-    fig, ax = plt.subplots(figsize=(4.8, 4.2))
-    ax.plot(2 * norm.cdf(k) - 1, 2 * norm.cdf(k) - 1, "k--", lw=1, label="ideal")
-    for lab, sc in (("raw spread", 1.0), (f"calibrated (× {scale:.2f})", scale)):
-        ax.plot(2 * norm.cdf(k) - 1, [np.mean(err <= kk * sc * std) for kk in k], label=lab)
-    ax.set_xlabel("expected coverage of mean ± k·σ")
-    ax.set_ylabel("observed coverage")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def _file_sha(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

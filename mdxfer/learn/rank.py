@@ -20,8 +20,9 @@ for molecules ``mdxfer interaction`` and campaigns refuse
 element outside the force field); ``md_note`` says why. ``unsupported="flag"`` (default) keeps
 them, flagged; ``"skip"`` leaves them out like unparsable lines.
 
-The library functions (:func:`load_ensemble`, :func:`predict`, :func:`predict_members`,
-:func:`embed`) are re-exported from :mod:`mdxfer.transfer` for active-learning code.
+Loading a model folder and predicting for a list of SMILES (:func:`load_ensemble`,
+:func:`predict`, :func:`predict_members`, :func:`encoder_embeddings`) live in
+:mod:`mdxfer.learn.ensemble`.
 """
 
 from __future__ import annotations
@@ -34,15 +35,16 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
-
 from rdkit import Chem
 
-from mdxfer.featurize import DataError, GraphSet, featurize_mols, morgan_counts_mols, parse_smiles
+from mdxfer.learn.ensemble import Ensemble, load_ensemble
+from mdxfer.learn.featurize import DataError, GraphSet, featurize_mols, morgan_counts_mols, parse_smiles_or_none
+from mdxfer.learn.models import set_threads
+from mdxfer.molecule import md_elements, md_support_problem
+from mdxfer.progress import ProgressBar
 from mdxfer.tables import MolRecord, read_molecules
-from mdxfer.transfer import Ensemble, embed, in_domain, load_ensemble, predict, predict_members
 
-__all__ = ["SmiRecord", "MolRecord", "read_smi", "read_molecules", "rank_smiles", "rank_file",
-           "load_ensemble", "predict", "predict_members", "embed", "in_domain"]
+__all__ = ["SmiRecord", "MolRecord", "read_smi", "rank_smiles", "rank_records", "rank_file", "write_ranked"]
 
 
 #: one input row (line, smiles, name, other columns); the name predates CSV input
@@ -73,7 +75,7 @@ def _featurize_records(chunk: list[SmiRecord], with_fps: bool = False):
     from the same RDKit molecules when the ensemble reads fingerprints."""
     mols, ok, bad = [], [], []
     for i, r in enumerate(chunk):
-        mol = parse_smiles(r.smiles)
+        mol = parse_smiles_or_none(r.smiles)
         if mol is None:
             bad.append(i)
         else:
@@ -90,8 +92,6 @@ def md_problems(mols: list, gs: GraphSet) -> list[str]:
     the strings are the same at a fraction of the per-atom RDKit calls."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
-
-    from mdxfer.molecule import md_elements, md_support_problem
 
     n = len(gs)
     if n == 0:
@@ -246,29 +246,19 @@ def rank_file(candidates: str | Path, model_dir: str | Path, out: str | Path, ma
     """Rank a ``.smi`` or ``.csv`` file (SMILES in ``smiles_col``) with the model in
     ``model_dir`` and write ``out``. Returns counts and throughput (molecules/s, including
     reading, featurising and predicting)."""
-    from mdxfer.model import set_threads
-
     set_threads(threads)
     t0 = time.perf_counter()
     path = Path(candidates)
     table = read_molecules(path, smiles_col)
     ens = load_ensemble(model_dir)
-    bar = None
-    if progress:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        bar = Progress(TextColumn("ranking"), BarColumn(), MofNCompleteColumn(), TextColumn("lines"),
-                       TimeElapsedColumn(), console=Console(stderr=True), transient=True)
-        task = bar.add_task("rank", total=_count_lines(path) if path.exists() else None)
-        bar.start()
+    bar = ProgressBar(progress, (_count_lines(path) if path.exists() else None) if progress else None,
+                      "ranking (lines)", stderr=True, transient=True)
     try:
         ranked = rank_records(ens, iter(table), jobs=jobs, columns=table.columns, on_bad=on_bad,
-                              on_progress=(lambda line: bar.update(task, completed=line)) if bar else None,
+                              on_progress=bar.update if progress else None,
                               unsupported=unsupported, on_skip=on_skip)
     finally:
-        if bar is not None:
-            bar.stop()
+        bar.close()
     if not ranked.smiles:
         what = (f"all {len(ranked.bad_lines)} molecule line(s) are unparsable" if ranked.bad_lines
                 else "it holds no molecule line")

@@ -1,4 +1,4 @@
-"""Self-supervised pretraining (seed 004): element weights, masking, motif labels, a short real
+"""Self-supervised pretraining (masked atoms, motifs): element weights, masking, motif labels, a short real
 run on QM9 molecules whose encoder seeds a supervised model, and the SMILES-file input."""
 
 from __future__ import annotations
@@ -9,12 +9,23 @@ import numpy as np
 import pytest
 import torch
 
-from mdxfer.featurize import ATOM_TYPES, DataError, featurize_smiles
-from mdxfer.model import TrainedModel, build_model, preset
-from mdxfer.selfsup import (ELEMENT_CLASSES, OTHER, SelfSupSettings, element_classes, element_counts,
-                            element_weights, mask_atoms, masked_batch, motif_labels, read_smiles_file,
-                            selfsup)
-from mdxfer.train import load_encoder_weights
+from mdxfer.learn.featurize import ATOM_TYPES, DataError, featurize_smiles
+from mdxfer.learn.models import GraphModel
+from mdxfer.learn.nn.graph import build_model, preset
+from mdxfer.learn.selfsup import (
+    ELEMENT_CLASSES,
+    OTHER,
+    SelfSupSettings,
+    element_classes,
+    element_counts,
+    element_weights,
+    mask_atoms,
+    masked_batch,
+    motif_labels,
+    read_smiles_file,
+    selfsup,
+)
+from mdxfer.learn.training import load_encoder_weights
 
 torch.set_num_threads(1)
 
@@ -99,7 +110,7 @@ def run(tmp_path_factory):
 
 def test_run_writes_a_loadable_model(run):
     out, m = run
-    tm = TrainedModel.load(out)
+    tm = GraphModel.load(out)
     assert tm.scaler.name == "self-supervised" and tm.scaler.mean == 0.0 and tm.scaler.std == 1.0
     ss = tm.provenance["selfsup"]
     assert ss["tasks"] == ["atom", "motif"] and ss["balance"] == "inverse" and ss["n_molecules"] == 1500
@@ -123,7 +134,7 @@ def test_encoder_seeds_a_supervised_model(run):
     out, _ = run
     sup = build_model(preset("default"), seed=7)
     digest = load_encoder_weights(sup, out)
-    src = TrainedModel.load(out).model.encoder.state_dict()
+    src = GraphModel.load(out).model.encoder.state_dict()
     assert len(digest) == 64
     assert all(torch.equal(v, sup.encoder.state_dict()[k]) for k, v in src.items())
     with pytest.raises(DataError, match="does not match this network"):
@@ -192,7 +203,7 @@ def test_cli_reports_the_bad_line_and_trains_on_the_rest(tmp_path, monkeypatch):
                                    "--epochs", "1", "--batch-size", "8", "--no-progress"])
     assert res.exit_code == 0, res.output
     assert f"{smi}:4:" in res.output and "not_a_smiles" in res.output
-    prov = TrainedModel.load(out).provenance["selfsup"]
+    prov = GraphModel.load(out).provenance["selfsup"]
     assert prov["n_molecules"] == len(mols) and {"Cl", "S"} <= set(prov["element_counts"])
     res = CliRunner().invoke(app, ["selfsup", "--out", str(tmp_path / "x"), "--n", "0",
                                    "--smiles", str(tmp_path / "missing.smi")])

@@ -10,11 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mdxfer import qm9
-from mdxfer.featurize import DataError
-from mdxfer.rank import load_ensemble, predict, rank_file, rank_smiles, read_smi
-from mdxfer.train import PretrainSettings, pretrain
-from mdxfer.transfer import TransferSettings, transfer
+from mdxfer.learn.data import qm9
+from mdxfer.learn.ensemble import load_ensemble, predict
+from mdxfer.learn.featurize import DataError
+from mdxfer.learn.pretrain import PretrainSettings, pretrain
+from mdxfer.learn.rank import rank_file, rank_smiles, read_smi
+from mdxfer.learn.transfer import TransferSettings, transfer
 
 MDXFER = str(Path(sys.executable).parent / "mdxfer")
 COLUMNS = ["rank", "smiles", "name", "mean", "std", "in_domain", "domain_note", "md_supported", "md_note"]

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mdxfer.featurize import DataError
+from mdxfer.learn.featurize import DataError
 
-#: the seed's source property, cal/(mol K) at 298.15 K
+#: the reference study's source property, cal/(mol K) at 298.15 K
 CV_COLUMN = "Heatcapacity_Cv_cal_mol_K"
 SMILES_COLUMN = "SMILES"
 #: scalar properties kept from the CSVs (per-atom arrays such as XYZ are dropped)
@@ -111,7 +111,7 @@ def subset(n: int = 5000, seed: int = 0, df: pd.DataFrame | None = None) -> pd.D
 
 def split(n: int = 5000, n_val: int = 1000, seed: int = 0, split_seed: int | None = None,
           target: str = CV_COLUMN) -> Split:
-    """The seed's source data: a seeded random subset of ``n`` molecules (5,000) split into
+    """The reference study's source data: a seeded random subset of ``n`` molecules (5,000) split into
     ``n - n_val`` training and ``n_val`` validation molecules (4,000 / 1,000).
 
     ``split_seed`` defaults to ``seed``.
@@ -136,41 +136,3 @@ def split_frame(df: pd.DataFrame, n: int, n_val: int, seed: int = 0,
     perm = np.random.default_rng(split_seed + 1_000_003).permutation(n)
     val, train = sub.iloc[np.sort(perm[:n_val])], sub.iloc[np.sort(perm[n_val:])]
     return Split(train.reset_index(drop=True), val.reset_index(drop=True), seed, split_seed, target)
-
-
-def table_split(path: str | Path, target: str, smiles_col: str = "smiles", n: int | None = None,
-                n_val: int | None = None, seed: int = 0,
-                split_seed: int | None = None) -> tuple[Split, str, int, list[str]]:
-    """A user's own pretraining table split like QM9 (:func:`split_frame`): (split, source
-    description, rows left out, notes saying which). Rows without a number and SMILES RDKit
-    cannot parse are left out and counted, never fatal unless fewer than 10 remain. ``n``
-    (default: every usable row) rows are drawn with ``seed``; ``n_val`` (default: a fifth) of
-    them validate. The source names the file with the first 12 hex digits of its SHA-256."""
-    from rdkit import Chem, RDLogger
-
-    from mdxfer.tables import read_targets
-
-    rows = read_targets(path, smiles_col, target, what="Pretraining table")
-    RDLogger.DisableLog("rdApp.*")
-    try:
-        ok = [Chem.MolFromSmiles(r.smiles) is not None for r in rows.records]
-    finally:
-        RDLogger.EnableLog("rdApp.*")
-    bad = [r for r, good in zip(rows.records, ok) if not good]
-    skipped = len(bad) + len(rows.problems) + rows.skipped_missing + rows.skipped_status
-    notes = [t for t in (rows.skipped_text(),) if t] + rows.problems[:3]
-    if bad:
-        notes.append(f"{len(bad)} SMILES RDKit cannot parse (e.g. line {bad[0].line}: "
-                     f"{bad[0].smiles!r})")
-    df = pd.DataFrame({SMILES_COLUMN: [r.smiles for r, good in zip(rows.records, ok) if good],
-                       target: [y for y, good in zip(rows.targets, ok) if good]})
-    if len(df) < 10:
-        raise DataError(f"Pretraining table {path} has {len(df)} usable rows; at least 10 are "
-                        "needed (a SMILES and a number in each).")
-    n = len(df) if n is None else n
-    if n > len(df):
-        raise DataError(f"--n {n} is more than the {len(df)} usable rows of {path}.")
-    n_val = max(1, n // 5) if n_val is None else n_val
-    sha = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
-    source = f"table {Path(path).name} (sha256 {sha}, {len(df)} usable rows)"
-    return split_frame(df, n, n_val, seed, split_seed, target), source, skipped, notes

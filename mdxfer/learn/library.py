@@ -1,4 +1,5 @@
-"""A library of pretrained source models (seed 002's XenonPy.MDL, scaled to a laptop).
+"""A library of pretrained source models for shotgun transfer learning (Yamada et al. 2019, whose
+library is XenonPy.MDL), scaled to a laptop.
 
 ``build_library(out_dir)`` trains, for each of several QM9 properties, a few graph networks
 and a few fingerprint networks with *random* architectures (seeded): pyramid-shaped fully
@@ -33,11 +34,18 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import pandas as pd
+import torch
 
-from mdxfer import qm9
-from mdxfer.featurize import FEATURIZER_VERSION, DataError
 from mdxfer.fileio import write_json_atomic
-from mdxfer.progress import CountBar
+from mdxfer.learn.data import qm9
+from mdxfer.learn.data.targets import table_split
+from mdxfer.learn.featurize import FEATURIZER_VERSION, DataError, cached_featurize
+from mdxfer.learn.models import SourceModel, load_source, set_threads
+from mdxfer.learn.nn.fingerprint import FPConfig
+from mdxfer.learn.nn.graph import ModelConfig
+from mdxfer.learn.pretrain import PretrainSettings, pretrain, pretrain_fingerprint
+from mdxfer.progress import ProgressBar
 
 LIBRARY_FORMAT = "mdxfer-library"
 LIBRARY_FORMAT_VERSION = 1
@@ -113,11 +121,9 @@ def pyramid(rng: np.random.Generator, depth_range: tuple[int, int], first_range:
     return tuple(widths)
 
 
-def random_gnn_config(rng: np.random.Generator, epochs: int = 80, patience: int = 15):
+def random_gnn_config(rng: np.random.Generator, epochs: int = 80, patience: int = 15) -> ModelConfig:
     """A random graph network: GCN or GINE, 2-4 layers of 64-160 channels, sum or sum+mean
     pooling, a 1-3 layer pyramid head."""
-    from mdxfer.model import ModelConfig
-
     conv = str(rng.choice(["gcn", "gine"]))
     hidden = int(rng.choice([64, 96, 128, 160]))
     return ModelConfig(preset="library", conv=conv, hidden=hidden, n_conv=int(rng.integers(2, 5)),
@@ -127,11 +133,9 @@ def random_gnn_config(rng: np.random.Generator, epochs: int = 80, patience: int 
                        lr_schedule="plateau", max_epochs=epochs, patience=patience)
 
 
-def random_fp_config(rng: np.random.Generator, epochs: int = 150, patience: int = 15):
+def random_fp_config(rng: np.random.Generator, epochs: int = 150, patience: int = 15) -> FPConfig:
     """A random fingerprint network: a 2-4 layer pyramid starting at 256-1,024 units; the
     first layer is the encoder."""
-    from mdxfer.fpnet import FPConfig
-
     return FPConfig(widths=pyramid(rng, (2, 4), (256, 1024)), n_encoder=1,
                     dropout=float(rng.choice([0.0, 0.1, 0.2])), lr=float(rng.choice([5e-4, 1e-3])),
                     weight_decay=1e-5, batch_size=128, max_epochs=epochs, patience=patience)
@@ -207,8 +211,6 @@ def _widths(w) -> str:
 
 def manifest_table(data: dict[str, Any]):
     """The manifest as a pandas table (one row per model)."""
-    import pandas as pd
-
     rows = []
     for m in data["models"]:
         a = m.get("architecture", {})
@@ -228,18 +230,12 @@ def manifest_table(data: dict[str, Any]):
 
 def _train_one(job: dict[str, Any], settings: dict[str, Any], out_dir: str) -> dict[str, Any]:
     """Train one planned model into ``out_dir/<name>`` (runs in a worker process)."""
-    import torch
-
-    from mdxfer.model import ModelConfig, set_threads
-
     set_threads(1)
     torch.manual_seed(job["seed"])
     s = LibrarySettings.from_dict(settings)
     folder = Path(out_dir) / job["name"]
     t0 = time.perf_counter()
     if job["kind"] == "gnn":
-        from mdxfer.train import PretrainSettings, pretrain
-
         ps = PretrainSettings(n=s.n, n_val=s.n_val, seed=s.seed, target=job["property"],
                               arch=ModelConfig.from_dict(job["architecture"]), data=s.data,
                               smiles_col=s.smiles_col)
@@ -248,8 +244,6 @@ def _train_one(job: dict[str, Any], settings: dict[str, Any], out_dir: str) -> d
         if ck.exists():
             ck.unlink()  # the finished model is in model.pt; the checkpoint is 3x its size
     else:
-        from mdxfer.fpnet import FPConfig, pretrain_fingerprint
-
         m = pretrain_fingerprint(folder, FPConfig.from_dict(job["architecture"]), job["property"], n=s.n,
                                  n_val=s.n_val, seed=s.seed, model_seed=job["seed"],
                                  time_limit_s=s.model_time_limit_s, data=s.data,
@@ -297,15 +291,13 @@ def build_library(out_dir: str | Path, settings: LibrarySettings | None = None, 
         return manifest
     t0 = time.perf_counter()
     # featurise once in this process so the workers read the cache
-    from mdxfer.featurize import cached_featurize
-
     if s.data:
-        sp = qm9.table_split(s.data, s.properties[0], s.smiles_col, s.n, s.n_val, s.seed)[0]
+        sp = table_split(s.data, s.properties[0], s.smiles_col, s.n, s.n_val, s.seed)[0]
     else:
         sp = qm9.split(s.n, s.n_val, seed=s.seed, target=resolve_property(s.properties[0]))
     cached_featurize(list(sp.train[qm9.SMILES_COLUMN]) + list(sp.val[qm9.SMILES_COLUMN]))
     order = {j["name"]: i for i, j in enumerate(jobs_planned)}
-    bar = CountBar(progress, len(jobs_planned), "library", completed=len(done))
+    bar = ProgressBar(progress, len(jobs_planned), "library", completed=len(done))
     try:
         if jobs <= 1:
             for j in todo:
@@ -330,7 +322,7 @@ def _worker_init() -> None:
 
 
 def _record(manifest: dict[str, Any], path: Path, entry: dict[str, Any], order: dict[str, int],
-            log: Callable[[str], None], bar: CountBar) -> None:
+            log: Callable[[str], None], bar: ProgressBar) -> None:
     manifest["models"].append(entry)
     manifest["models"].sort(key=lambda m: order.get(m["name"], 1 << 30))
     write_json_atomic(path, manifest)
@@ -340,11 +332,9 @@ def _record(manifest: dict[str, Any], path: Path, entry: dict[str, Any], order: 
     bar.tick()
 
 
-def load_library(library_dir: str | Path, exclude_properties: tuple[str, ...] = ()) -> list[tuple[dict, Any]]:
+def load_library(library_dir: str | Path, exclude_properties: tuple[str, ...] = ()) -> list[tuple[dict, SourceModel]]:
     """``(manifest entry, source model)`` for every model of the library, minus those trained on
     ``exclude_properties`` (column or short names)."""
-    from mdxfer.fpnet import load_source
-
     data = read_manifest(library_dir)
     excluded = set()
     for p in exclude_properties:   # QM9 short names, or the columns of a library built --data
