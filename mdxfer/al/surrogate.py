@@ -43,7 +43,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from mdxfer.al.acquisition import ALError
+from mdxfer.errors import ALError
 
 SURROGATES = ("ridge", "rf", "finetune")
 FEATURE_SETS = ("embedding+morgan", "embedding", "morgan")

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from mdxfer.campaign.spec import CampaignError
+from mdxfer.errors import CampaignError
 from mdxfer.campaign.store import JOB_TERMINAL, Store
 
 _CANCEL = {"slurm": ["scancel"], "pbspro": ["qdel"]}

@@ -35,13 +35,13 @@ from mdxfer.md.datafile import apply_state, read_state, write_data
 from mdxfer.md.ffinput import (cross_commands, forcefield_include, hbond_pairs,
                                interface_wall_commands, shake_command,
                                tail_command)
-from mdxfer.md.lammps import Launcher, free_cores, lammps_version, run_input, version_from_log
-from mdxfer.md.protocol import Protocol, render
+from mdxfer.md.lammps import (Launcher, free_cores, lammps_version, render, run_input,
+                              version_from_log)
+from mdxfer.md.protocol import DEFAULT_PARTNER, Protocol
 from mdxfer.md.scatter import between_replica_sd, calibrated_stderr
 from mdxfer.md.thermo import concat_runs, is_finite, read_runs, summarize
 from mdxfer.molecule import canonical_smiles, embed, inchikey
 
-DEFAULT_PARTNER = "CC(=C)C=C"  # isoprene
 #: E_int estimator -> (thermo column, summary key)
 ESTIMATOR_COLUMN = {"etotal": "TotEng", "pe": "PotEng", "pe_nh": "PotEngNH"}
 ESTIMATOR_KEY = {"etotal": "etotal", "pe": "pe", "pe_nh": "pe_nh"}
