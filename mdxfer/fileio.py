@@ -127,7 +127,7 @@ class FileLock:
             self.fh.close()
             self.fh = None
 
-    def __enter__(self) -> "FileLock":
+    def __enter__(self) -> FileLock:
         self.acquire()
         return self
 

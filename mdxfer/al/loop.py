@@ -34,11 +34,25 @@ import numpy as np
 
 from mdxfer.al.acquisition import DEFAULT_ACQUISITION, Acquisition
 from mdxfer.al.diversity import Diversity, select_batch
-from mdxfer.al.oracles import (CAMPAIGN_TARGETS, CampaignOracle, Measurement, Oracle, TableOracle,
-                               read_pool)
-from mdxfer.al.state import ALState
-from mdxfer.al.surrogate import (FeatureTable, SurrogateSettings, calibrated_members, compute_features,
-                                 cross_validate, fit_ensemble, one_thread, predict_rows)
+from mdxfer.al.oracles import (
+    CAMPAIGN_TARGETS,
+    CampaignOracle,
+    Measurement,
+    Oracle,
+    TableOracle,
+    read_pool,
+)
+from mdxfer.al.state import ALState, LoopLock
+from mdxfer.al.surrogate import (
+    FeatureTable,
+    SurrogateSettings,
+    calibrated_members,
+    compute_features,
+    cross_validate,
+    fit_ensemble,
+    one_thread,
+    predict_rows,
+)
 from mdxfer.campaign.spec import spec_from_dict
 from mdxfer.db import now
 from mdxfer.errors import ALError
@@ -450,6 +464,24 @@ def load_al_config(path: str | Path) -> ALConfig:
                     str(al.get("smiles_column", "smiles")), target_col, report,
                     al.get("cross_validate", True), delay,
                     str(al.get("unit", "" if oracle == "table" else "kcal/mol")))
+
+
+def loop_status(cfg: ALConfig) -> dict[str, Any]:
+    """The loop's state for ``mdxfer al status``: rounds, picks and simulations by the loop
+    (failed, pending), what was known before it, whether a loop runs now (read-only)."""
+    with ALState(cfg.database, readonly=True) as state:
+        rounds = state.rounds()
+        limits = state.meta("limits") or {}
+        picks = state.picks()
+        obs = state.observations()
+    return {"file": str(cfg.path), "database": str(cfg.database),
+            "running": LoopLock.held(cfg.database),
+            "direction": "maximize" if cfg.settings.acquisition.maximize else "minimize",
+            "limits": limits, "rounds": rounds,
+            "simulations": sum(p["status"] in ("done", "failed") for p in picks),
+            "pending": sum(p["status"] == "pending" for p in picks),
+            "failed": sum(p["status"] == "failed" for p in picks),
+            "known_before_loop": sum(o["source"] != "oracle" for o in obs)}
 
 
 def open_loop(cfg: ALConfig, log: Log | None = None, on_round=None) -> tuple[ActiveLearner, ALState]:

@@ -115,8 +115,8 @@ class TableOracle(Oracle):
         return out
 
 
-#: What the MD campaign measures that a loop can learn: the interaction energy (the seed's
-#: target) or the direct candidate-partner energy E_cross (stationary and ~2 kcal/mol precise
+#: What the MD campaign measures that a loop can learn: the interaction energy (the
+#: published target) or the direct candidate-partner energy E_cross (stationary and ~2 kcal/mol precise
 #: with the production preset: docs/results.md).
 CAMPAIGN_TARGETS = ("E_int", "E_cross")
 

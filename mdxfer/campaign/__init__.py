@@ -10,7 +10,7 @@ resumable. Parsl is imported only when a campaign runs.
 """
 
 from mdxfer.campaign.runner import Campaign, RunReport, run_campaign
-from mdxfer.campaign.spec import Candidate, CampaignSpec, load_spec, spec_from_dict
+from mdxfer.campaign.spec import CampaignSpec, Candidate, load_spec, spec_from_dict
 from mdxfer.errors import CampaignError
 
 __all__ = ["Campaign", "CampaignError", "CampaignSpec", "Candidate", "RunReport", "load_spec",

@@ -16,8 +16,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from mdxfer.errors import (BoxError, ForceFieldError, LammpsError, MdxferError, MoleculeError,
-                           ProtocolError, StageFailure)
+from mdxfer.errors import (
+    BoxError,
+    ForceFieldError,
+    LammpsError,
+    MdxferError,
+    MoleculeError,
+    ProtocolError,
+    StageFailure,
+)
 
 #: Failure classes the retry policy can name.
 RETRYABLE = ("lost", "lammps", "error")

@@ -40,15 +40,33 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from mdxfer.campaign import apps
-from mdxfer.campaign.blocks import (BlockWatch, cancel_jobs, cancel_leftovers,
-                                    note_interchanges, stop_stale_interchanges)
-from mdxfer.campaign.profiles import (LAMMPS_LABEL, build_config, concurrency, light_label,
-                                      make_launcher, resolve_profile, resource_spec,
-                                      worker_start_timeout)
+from mdxfer.campaign.blocks import (
+    BlockWatch,
+    cancel_jobs,
+    cancel_leftovers,
+    note_interchanges,
+    stop_stale_interchanges,
+)
+from mdxfer.campaign.profiles import (
+    LAMMPS_LABEL,
+    build_config,
+    concurrency,
+    light_label,
+    make_launcher,
+    resolve_profile,
+    resource_spec,
+    worker_start_timeout,
+)
 from mdxfer.campaign.retry import failure_class
-from mdxfer.campaign.spec import Candidate, CampaignSpec, load_spec
-from mdxfer.campaign.store import (JSON_RESULT_COLUMNS, RESULT_COLUMNS, Store, content_key,
-                                   pair_key, species_key)
+from mdxfer.campaign.spec import CampaignSpec, Candidate, load_spec
+from mdxfer.campaign.store import (
+    JSON_RESULT_COLUMNS,
+    RESULT_COLUMNS,
+    Store,
+    content_key,
+    pair_key,
+    species_key,
+)
 from mdxfer.errors import CampaignError, MdxferError, StageFailure
 from mdxfer.fileio import DatabaseLock, atomic_write, write_json_atomic
 from mdxfer.md.cost import log_work, project
@@ -195,7 +213,7 @@ class Campaign:
 
     # ------------------------------------------------------------ opening
     @classmethod
-    def open(cls, spec_or_path: CampaignSpec | str | Path, readonly: bool = False) -> "Campaign":
+    def open(cls, spec_or_path: CampaignSpec | str | Path, readonly: bool = False) -> Campaign:
         """Open (creating if needed) the campaign of a spec or a campaign TOML file and register
         its candidates. ``readonly``: only read the existing database (status, export)."""
         spec = spec_or_path if isinstance(spec_or_path, CampaignSpec) else load_spec(spec_or_path)
@@ -207,7 +225,7 @@ class Campaign:
     def close(self) -> None:
         self.store.close()
 
-    def __enter__(self) -> "Campaign":
+    def __enter__(self) -> Campaign:
         return self
 
     def __exit__(self, *exc: Any) -> None:

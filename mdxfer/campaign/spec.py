@@ -83,7 +83,7 @@ class CampaignSpec:
         """Parsl's ``run_dir`` (logs, submit scripts): inside the campaign's work directory."""
         return self.workdir / "parsl"
 
-    def replace(self, **changes: Any) -> "CampaignSpec":
+    def replace(self, **changes: Any) -> CampaignSpec:
         return dataclasses.replace(self, **changes)
 
 

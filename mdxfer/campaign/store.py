@@ -37,7 +37,7 @@ import json
 import os
 import socket
 import sqlite3
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -162,7 +162,7 @@ JSON_RESULT_COLUMNS = ("replicas",)
 
 
 def iso(epoch: float | None) -> str | None:
-    return None if epoch is None else datetime.fromtimestamp(epoch, timezone.utc).isoformat(
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC).isoformat(
         timespec="microseconds")
 
 

@@ -143,7 +143,7 @@ class Launcher:
             check_number(self.timeout_s, "the LAMMPS time limit (s)", 0, lo_open=True)
 
     @classmethod
-    def from_env(cls) -> "Launcher":
+    def from_env(cls) -> Launcher:
         """Launcher from ``MDXFER_LMP`` (command) and ``MDXFER_RANKS``, else the defaults."""
         ranks = os.environ.get("MDXFER_RANKS", "").strip()
         if ranks and not (ranks.isascii() and ranks.isdigit() and int(ranks) >= 1):

@@ -85,7 +85,7 @@ class Protocol:
     replicas: int = 1                       # independent seeds per candidate (not in the digest)
     interface_wall_A: float = 0.0           # > 0: flat-bottom walls keep each slab of the stack
     #                                         on its side of the interfaces, atoms may cross by
-    #                                         this many Å (0: free interdiffusion, the seed's)
+    #                                         this many Å (0: free interdiffusion, as published)
     interface_wall_k: float = 5.0           # force constant of those walls, kcal/mol/Å²
 
     def steps(self, ps: float) -> int:
@@ -102,7 +102,7 @@ class Protocol:
         return d
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Protocol":
+    def from_dict(cls, data: dict[str, Any]) -> Protocol:
         """A protocol from :meth:`to_dict` output (fields unknown to this version are ignored)."""
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
@@ -148,7 +148,7 @@ class Protocol:
         single-species box (``"species"``), :meth:`digest` for a stack."""
         return self.cell_digest(role) if kind == "species" else self.digest()
 
-    def replica(self, k: int) -> "Protocol":
+    def replica(self, k: int) -> Protocol:
         """The protocol of replica ``k`` (0-based): a new seed (packing, conformer, velocities).
 
         Replica 0 is the protocol itself.
@@ -169,7 +169,7 @@ STACK_ONLY_FIELDS = ("stack_compress_ps", "stack_nvt_ps", "stack_gap_A", "stack_
 _DIGEST_IF_CHANGED = {"interface_wall_A": 0.0, "interface_wall_k": 5.0}
 
 PRESETS: dict[str, Protocol] = {
-    # Seed 000: 100 molecules in 30 x 30 x 200 Å; 200 atm along z for 100 ps (Nose-Hoover,
+    # The published procedure: 100 molecules in 30 x 30 x 200 Å; 200 atm along z for 100 ps (Nose-Hoover,
     # Parrinello-Rahman/MTK z-only barostat), then 100 ps NVT at 300 K, 1 fs; same for the stack.
     "paper": Protocol(),
     # Same stages, far fewer steps and molecules: for tests and demos. Does NOT reach liquid
