@@ -22,6 +22,8 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any, Iterator
 
+from mdxfer.errors import MdxferError
+
 
 def current_umask() -> int:
     """The process's umask (from ``/proc/self/status`` on Linux; elsewhere set and restored)."""
@@ -98,8 +100,6 @@ class FileLock:
 
     def busy_error(self, owner: str) -> Exception:
         """The error raised when another process (``owner``) holds the lock."""
-        from mdxfer.errors import MdxferError
-
         return MdxferError(f"{self.path} is locked by {owner}.")
 
     def acquire(self) -> None:

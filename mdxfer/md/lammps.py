@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from mdxfer.errors import InputError, LammpsError, ProtocolError
+from mdxfer.md.cost import record_log
 from mdxfer.validate import check_int, check_number
 
 #: The orphan guard: ``python -I -S guard.py PARENT_PID COMMAND...`` (:mod:`mdxfer.md.guard`).
@@ -238,8 +239,6 @@ def run_input(
     if proc.returncode != 0 or error_lines:
         reason = error_lines[0] if error_lines else f"exit code {proc.returncode}"
         raise LammpsError(stage, reason, tail, str(workdir))
-    from mdxfer.md.cost import record_log
-
     record_log(log)  # this machine's throughput, for the next projection (mdxfer.md.cost)
     return {"log": str(log), "wall_s": wall, "command": shlex.join(argv)}
 
