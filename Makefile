@@ -1,7 +1,8 @@
 # Two commands from a fresh machine (see README):
 #   make demo   set up .venv/ and run the main job on embedded defaults
 #   make test   set up .venv/ and run the tests
-.PHONY: setup demo test bench
+#   make lint   ruff: lint and formatting check (configured in pyproject.toml)
+.PHONY: setup demo test bench lint
 
 setup:
 	bash scripts/setup.sh
@@ -14,3 +15,8 @@ test: setup
 
 bench: setup
 	.venv/bin/python benchmarks/bench_lammps.py
+
+RUFF ?= $(if $(wildcard .venv/bin/ruff),.venv/bin/ruff,ruff)
+
+lint:
+	$(RUFF) check . && $(RUFF) format --check .

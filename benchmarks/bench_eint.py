@@ -15,7 +15,7 @@ For each target column (with its ``<target>_stderr``):
    validation rows): ridge, random forest and an RBF Gaussian process on the frozen embedding,
    ridge on embedding + Morgan counts, and the baselines without transfer: ridge and a
    Tanimoto GP on Morgan counts.
-   And the approaches of the held-out benchmarks (``mdxfer.benchmark.run_approach``), on the
+   And the approaches of the held-out benchmarks (``mdxfer.learn.heldout.run_approach``), on the
    same splits: ``direct_gnn`` (a small graph network trained from scratch on the 24 rows),
    ``auto`` (``mdxfer transfer``'s default: seven modes cross-validated inside the training
    rows, the best kept), and with ``--ssl`` the self-supervised start (``ssl_ridge``: ridge on

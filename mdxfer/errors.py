@@ -44,3 +44,24 @@ class LammpsError(MdxferError):
 
 class InputError(MdxferError):
     """A number, a string or a path given by the user is out of range or of the wrong kind."""
+
+
+class CampaignError(MdxferError):
+    """A campaign file, profile or database is invalid or cannot be used."""
+
+
+class StageFailure(Exception):
+    """A campaign task stage failed (any exception inside it, wrapped). ``kind`` is its failure
+    class (:mod:`mdxfer.campaign.retry`): molecule | forcefield | box | protocol | lammps |
+    error | stopped. Picklable, so every executor reports the same reason."""
+
+    def __init__(self, message: str, stage: str, kind: str, workdir: str = ""):
+        super().__init__(message, stage, kind, workdir)
+        self.message, self.stage, self.kind, self.workdir = message, stage, kind, workdir
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ALError(MdxferError):
+    """An active-learning setting, state or input is invalid."""

@@ -10,6 +10,7 @@
 - :mod:`.benchmark`   acquisitions against random picking on a table oracle
 """
 
-from mdxfer.al.acquisition import ACQUISITIONS, DEFAULT_ACQUISITION, Acquisition, ALError
+from mdxfer.al.acquisition import ACQUISITIONS, DEFAULT_ACQUISITION, Acquisition
+from mdxfer.errors import ALError
 
 __all__ = ["ACQUISITIONS", "DEFAULT_ACQUISITION", "Acquisition", "ALError"]

@@ -26,16 +26,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mdxfer.errors import MdxferError
+from mdxfer.errors import ALError
 
 ACQUISITIONS = ("greedy", "ucb", "ei", "thompson", "uncertainty", "random")
 #: the acquisition ``mdxfer al run`` uses when the campaign file names none (see
 #: docs/active_learning.md for the benchmark that chose it)
 DEFAULT_ACQUISITION = "ucb"
-
-
-class ALError(MdxferError):
-    """An active-learning setting, state or input is invalid."""
 
 
 def _sign(maximize: bool) -> float:

@@ -21,12 +21,13 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from mdxfer.al.acquisition import ACQUISITIONS, DEFAULT_ACQUISITION, Acquisition, ALError
+from mdxfer.al.acquisition import ACQUISITIONS, DEFAULT_ACQUISITION, Acquisition
 from mdxfer.al.diversity import Diversity
 from mdxfer.al.loop import ActiveLearner, LoopSettings
 from mdxfer.al.oracles import TableOracle
 from mdxfer.al.state import ALState
 from mdxfer.al.surrogate import SurrogateSettings, compute_features, one_thread
+from mdxfer.errors import ALError
 
 Log = Callable[[str], None]
 

@@ -28,7 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
-from mdxfer.al.acquisition import ALError
+from mdxfer.errors import ALError
 
 DIVERSITY_METHODS = ("none", "maxmin", "sphere", "cluster")
 FP_RADIUS, FP_BITS = 2, 2048

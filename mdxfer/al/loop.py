@@ -24,20 +24,39 @@ whichever comes first, or when the pool is exhausted.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
-import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from mdxfer.al.acquisition import DEFAULT_ACQUISITION, Acquisition, ALError
+from mdxfer.al.acquisition import DEFAULT_ACQUISITION, Acquisition
 from mdxfer.al.diversity import Diversity, select_batch
-from mdxfer.al.oracles import Measurement, Oracle
-from mdxfer.al.state import ALState, now
-from mdxfer.al.surrogate import (FeatureTable, SurrogateSettings, calibrated_members, compute_features,
-                                 cross_validate, fit_ensemble, one_thread, predict_rows)
+from mdxfer.al.oracles import (
+    CAMPAIGN_TARGETS,
+    CampaignOracle,
+    Measurement,
+    Oracle,
+    TableOracle,
+    read_pool,
+)
+from mdxfer.al.state import ALState, LoopLock
+from mdxfer.al.surrogate import (
+    FeatureTable,
+    SurrogateSettings,
+    calibrated_members,
+    compute_features,
+    cross_validate,
+    fit_ensemble,
+    one_thread,
+    predict_rows,
+)
+from mdxfer.campaign.spec import spec_from_dict
+from mdxfer.db import now
+from mdxfer.errors import ALError
+from mdxfer.inputs import check_keys, read_toml, resolve_path
 from mdxfer.validate import check_int, check_number, check_seed
 
 Log = Callable[[str], None]
@@ -258,8 +277,6 @@ class ActiveLearner:
                  f"best {best if best is None else f'{best:.4g}'} ({best_smiles})")
         if self.on_round:
             row = self.state.round_row(r)
-            import json
-
             self.on_round(RoundInfo(r, picks, n_measured, best, best_smiles,
                                     json.loads(row["cv_json"]) if row and row["cv_json"] else None))
 
@@ -344,8 +361,6 @@ class ALConfig:
         return Path(self.spec.database)
 
     def make_oracle(self) -> Oracle:
-        from mdxfer.al.oracles import CampaignOracle, TableOracle
-
         if self.oracle == "table":
             return TableOracle(self.table, self.smiles_column, self.target_column, delay_s=self.oracle_delay_s)
         return CampaignOracle(self.spec, self.target_column)
@@ -353,8 +368,6 @@ class ALConfig:
     def read_initial(self) -> list[Measurement]:
         if self.initial_file is None:
             return []
-        from mdxfer.al.oracles import TableOracle
-
         t = TableOracle(self.initial_file, self.smiles_column, self.target_column)
         return [Measurement(s, "done", v) for s, v in t.values.items()]
 
@@ -364,30 +377,15 @@ def _err(path: Path, msg: str) -> ALError:
 
 
 def _check(table: dict, allowed: set[str], section: str, path: Path) -> None:
-    unknown = sorted(set(table) - allowed)
-    if unknown:
-        raise ALError(f"campaign file {path}: unknown key(s) {', '.join(map(repr, unknown))} in [{section}]. "
-                      f"Allowed: {', '.join(sorted(allowed))}.")
-
-
-def _resolve(base: Path, value: str) -> Path:
-    p = Path(value).expanduser()
-    return p if p.is_absolute() else base / p
+    check_keys(table, allowed, section, f"campaign file {path}", ALError)
 
 
 def load_al_config(path: str | Path) -> ALConfig:
     """Read a campaign TOML file with an ``[active_learning]`` section. The campaign part is
     validated by the campaign's own loader (:func:`mdxfer.campaign.spec.spec_from_dict`),
     which does not know this section: it is taken out before."""
-    from mdxfer.campaign.spec import spec_from_dict
-
-    path = Path(path).expanduser().resolve()
-    if not path.is_file():
-        raise ALError(f"Campaign file {path} does not exist (see examples/al_campaign.toml).")
-    try:
-        data = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ALError(f"Campaign file {path} is not valid TOML: {exc}.") from None
+    path, data = read_toml(path, "Campaign file", error=ALError,
+                           hint="see examples/al_campaign.toml")
     al = data.pop("active_learning", None)
     if not isinstance(al, dict):
         raise ALError(f"Campaign file {path} has no [active_learning] section (see examples/al_campaign.toml).")
@@ -397,7 +395,7 @@ def load_al_config(path: str | Path) -> ALConfig:
 
     if "pool" not in al:
         raise _err(path, "pool = \"FILE\" is required (a .smi file, or a CSV with a smiles column).")
-    pool_file = _resolve(base, str(al["pool"]))
+    pool_file = resolve_path(base, str(al["pool"]))
     direction = al.get("direction")
     if direction not in ("maximize", "minimize"):
         raise _err(path, "direction = \"minimize\" or \"maximize\" is required (E_int: \"minimize\", "
@@ -405,13 +403,11 @@ def load_al_config(path: str | Path) -> ALConfig:
     oracle = al.get("oracle", "campaign")
     if oracle not in ("campaign", "table"):
         raise _err(path, f"oracle must be \"campaign\" or \"table\", got {oracle!r}.")
-    table = _resolve(base, str(al["table"])) if "table" in al else None
+    table = resolve_path(base, str(al["table"])) if "table" in al else None
     if oracle == "table" and table is None:
         raise _err(path, "oracle = \"table\" needs table = \"FILE.csv\" (columns smiles,target).")
     target_col = str(al.get("target_column", "target" if oracle == "table" else "E_int"))
     if oracle == "campaign":
-        from mdxfer.al.oracles import CAMPAIGN_TARGETS
-
         if target_col not in CAMPAIGN_TARGETS:
             raise _err(path, f"target_column = {target_col!r}: the MD campaign measures "
                              f"{' or '.join(map(repr, CAMPAIGN_TARGETS))}.")
@@ -423,7 +419,7 @@ def load_al_config(path: str | Path) -> ALConfig:
     features = model.get("features", "embedding+morgan")
     model_dir = al.get("model_dir")
     if model_dir is not None:
-        md = _resolve(base, str(model_dir))
+        md = resolve_path(base, str(model_dir))
         if not md.exists() and (Path.cwd() / str(model_dir)).exists():
             md = Path.cwd() / str(model_dir)
         if not md.exists():
@@ -462,18 +458,34 @@ def load_al_config(path: str | Path) -> ALConfig:
         raise _err(path, str(exc)) from None
     except (TypeError, ValueError) as exc:
         raise _err(path, f"a value has the wrong type ({exc}).") from None
-    report = _resolve(base, str(al.get("report", f"{path.stem}-al-report")))
+    report = resolve_path(base, str(al.get("report", f"{path.stem}-al-report")))
     return ALConfig(path, spec, settings, pool_file,
-                    _resolve(base, str(al["initial"])) if "initial" in al else None, oracle, table,
+                    resolve_path(base, str(al["initial"])) if "initial" in al else None, oracle, table,
                     str(al.get("smiles_column", "smiles")), target_col, report,
                     al.get("cross_validate", True), delay,
                     str(al.get("unit", "" if oracle == "table" else "kcal/mol")))
 
 
+def loop_status(cfg: ALConfig) -> dict[str, Any]:
+    """The loop's state for ``mdxfer al status``: rounds, picks and simulations by the loop
+    (failed, pending), what was known before it, whether a loop runs now (read-only)."""
+    with ALState(cfg.database, readonly=True) as state:
+        rounds = state.rounds()
+        limits = state.meta("limits") or {}
+        picks = state.picks()
+        obs = state.observations()
+    return {"file": str(cfg.path), "database": str(cfg.database),
+            "running": LoopLock.held(cfg.database),
+            "direction": "maximize" if cfg.settings.acquisition.maximize else "minimize",
+            "limits": limits, "rounds": rounds,
+            "simulations": sum(p["status"] in ("done", "failed") for p in picks),
+            "pending": sum(p["status"] == "pending" for p in picks),
+            "failed": sum(p["status"] == "failed" for p in picks),
+            "known_before_loop": sum(o["source"] != "oracle" for o in obs)}
+
+
 def open_loop(cfg: ALConfig, log: Log | None = None, on_round=None) -> tuple[ActiveLearner, ALState]:
     """The learner and its state for a resolved config (the caller closes the state)."""
-    from mdxfer.al.oracles import read_pool
-
     pool, _inputs, problems = read_pool(cfg.pool_file, cfg.smiles_column)
     for p in problems[:10]:
         (log or print)(f"skipped {p}")

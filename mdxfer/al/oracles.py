@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from mdxfer.al.acquisition import ALError
+from mdxfer.campaign import Campaign
+from mdxfer.errors import ALError
+from mdxfer.inputs import read_molecules
 
 Log = Callable[[str], None]
 
@@ -113,8 +115,8 @@ class TableOracle(Oracle):
         return out
 
 
-#: What the MD campaign measures that a loop can learn: the interaction energy (the seed's
-#: target) or the direct candidate-partner energy E_cross (stationary and ~2 kcal/mol precise
+#: What the MD campaign measures that a loop can learn: the interaction energy (the
+#: published target) or the direct candidate-partner energy E_cross (stationary and ~2 kcal/mol precise
 #: with the production preset: docs/results.md).
 CAMPAIGN_TARGETS = ("E_int", "E_cross")
 
@@ -156,8 +158,6 @@ class CampaignOracle(Oracle):
         return None
 
     def known(self) -> list[Measurement]:
-        from mdxfer.campaign import Campaign
-
         if not Path(self.spec.database).exists():
             return []
         with Campaign.open(self.spec) as camp:
@@ -167,8 +167,6 @@ class CampaignOracle(Oracle):
     def run_pending(self, log: Log | None = None) -> int:
         """Run the campaign's own pending candidates (its [candidates] section), so that their
         results train the model from round 1 on."""
-        from mdxfer.campaign import Campaign
-
         with Campaign.open(self.spec) as camp:
             n = sum(r["status"] in ("pending", "running") for r in camp.results())
             if n:
@@ -182,8 +180,6 @@ class CampaignOracle(Oracle):
         """Runs the campaign until every pick is finished. The campaign stores each result in
         its database as it arrives, so a killed loop loses no finished simulation; the loop
         records the answers when the run returns."""
-        from mdxfer.campaign import Campaign
-
         with Campaign.open(self.spec) as camp:
             camp.add_candidates(list(smiles))
             camp.run(progress=log)
@@ -206,11 +202,10 @@ def measured_error(row: dict) -> float | None:
 
 
 def read_pool(path: str | Path, smiles_col: str = "smiles") -> tuple[list[str], list[str], list[str]]:
-    """Read a candidate pool with :func:`mdxfer.tables.read_molecules`: a ``.smi`` file
-    (``SMILES [name]`` per line) or a CSV with a ``smiles_col`` column (a campaign export too). Returns (canonical SMILES, input SMILES, problems), duplicates removed
-    (first spelling kept); invalid molecules are listed in ``problems`` and skipped."""
-    from mdxfer.tables import read_molecules
-
+    """Read a candidate pool with :func:`mdxfer.inputs.read_molecules`: a ``.smi`` file
+    (``SMILES [name]`` per line) or a CSV with a ``smiles_col`` column (a campaign export too).
+    Returns (canonical SMILES, input SMILES, problems), duplicates removed (first spelling
+    kept); invalid molecules are listed in ``problems`` and skipped."""
     path = Path(path)
     items = [(r.line, r.smiles) for r in read_molecules(path, smiles_col, what="Pool file", error=ALError)]
     keys, inputs, problems, seen = [], [], [], set()

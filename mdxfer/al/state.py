@@ -23,15 +23,12 @@ is repeated or lost.
 from __future__ import annotations
 
 import json
-import sqlite3
-from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
-from mdxfer.al.acquisition import ALError
-from mdxfer.campaign.runner import RunnerLock
-from mdxfer.campaign.store import open_db, table_names
+from mdxfer.db import Database, now, table_names
+from mdxfer.errors import ALError
+from mdxfer.fileio import DatabaseLock
 
 SCHEMA_VERSION = 1
 
@@ -73,18 +70,14 @@ CREATE INDEX IF NOT EXISTS al_picks_status ON al_picks (status);
 """
 
 
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
-
-
-class ALState:
+class ALState(Database):
     """The loop's tables in ``path`` (the campaign database; ``":memory:"`` for benchmarks)."""
 
     def __init__(self, path: str | Path, journal: str = "wal", readonly: bool = False):
         self.path = str(path)
-        self.conn = open_db(self.path, journal, readonly, ALError,
-                            f"Database {self.path} does not exist yet: start the loop with "
-                            "`mdxfer al run FILE`.")
+        super().__init__(self.path, journal, readonly, ALError,
+                         f"Database {self.path} does not exist yet: start the loop with "
+                         "`mdxfer al run FILE`.")
         have = table_names(self.conn)
         if have and not any(t == "meta" or t.startswith("al_") for t in have):
             self.conn.close()
@@ -105,29 +98,6 @@ class ALState:
             elif int(row[0]) != SCHEMA_VERSION:
                 raise ALError(f"{self.path} has active-learning schema {row[0]}; this mdxfer "
                               f"reads {SCHEMA_VERSION}.")
-
-    # ------------------------------------------------------------ plumbing
-    def close(self) -> None:
-        self.conn.close()
-
-    def __enter__(self) -> "ALState":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
-
-    def query(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
-        return self.conn.execute(sql, args).fetchall()
 
     # ------------------------------------------------------------ settings
     def meta(self, key: str) -> Any:
@@ -239,7 +209,7 @@ class ALState:
         return (None, None) if row is None else (row[0], row[1])
 
 
-class LoopLock(RunnerLock):
+class LoopLock(DatabaseLock):
     """``<database>.al.lock``: one loop per database at a time (released by the kernel when the
     process dies, so a killed loop never leaves a stale lock). Separate from the campaign
     runner's own lock, which the loop takes (through the campaign) while it simulates."""

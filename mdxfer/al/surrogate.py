@@ -1,6 +1,6 @@
 """The loop's model: a transferred GCN as an ensemble, cheap enough to retrain every round.
 
-Transfer by **feature extraction** (seed 002): the pretrained QM9 network's frozen encoder
+Transfer by **feature extraction** (Yamada et al., ACS Cent. Sci. 5, 1717, 2019): the pretrained QM9 network's frozen encoder
 (graph convolutions + pooling) turns every molecule into its pooled embedding. That is
 computed **once** for the whole pool (the encoder never changes), optionally concatenated with
 Morgan count fingerprints; each round only the small models on top are refitted:
@@ -9,7 +9,7 @@ Morgan count fingerprints; each round only the small models on top are refitted:
               known molecules (penalty chosen by generalised cross-validation); the spread of
               their predictions is the uncertainty, each one is a Thompson draw.
 ``rf``        a random forest; its trees are the members.
-``finetune``  seed 000's fine-tuning of the pretrained fully connected head
+``finetune``  fine-tuning of the pretrained fully connected head (the reference study's procedure)
               (:func:`mdxfer.learn.transfer.fit_member`), one head per bootstrap resample — the
               expensive option (seconds to minutes per member).
 
@@ -43,7 +43,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from mdxfer.al.acquisition import ALError
+from mdxfer.errors import ALError
 
 SURROGATES = ("ridge", "rf", "finetune")
 FEATURE_SETS = ("embedding+morgan", "embedding", "morgan")
@@ -264,7 +264,7 @@ def _fit_finetune(table: FeatureTable, rows: np.ndarray, y: np.ndarray, members:
     ts = TransferSettings(mode="finetune", max_epochs=s.finetune_epochs, patience=s.finetune_patience)
     heads = []
     n = len(y)
-    for k in range(members):
+    for _ in range(members):
         # subsamples without replacement: fine-tuning takes its early-stopping rows out of
         # them, and a duplicated molecule would sit on both sides
         idx = np.sort(rng.choice(n, size=max(3, int(round(0.8 * n))), replace=False))
@@ -385,3 +385,28 @@ def one_thread() -> Iterator[None]:
 def model_dir_default() -> Path:
     """Where ``mdxfer pretrain --out runs/cv`` puts the QM9-Cv model (the documented place)."""
     return Path("runs") / "cv"
+
+
+def settings_with_fallback(model: str, features: str | None, members: int,
+                           model_dir: str | Path | None) -> tuple[SurrogateSettings, str | None]:
+    """(settings, warning) of a benchmark's surrogate. Without ``model_dir``, the pretrained
+    model of :func:`model_dir_default` is used when it exists (unless ``features`` is
+    ``morgan``); with none at all and no ``features`` named, Morgan fingerprints alone (no
+    transfer) — the warning says so. Naming embedding features without a model, or a model
+    folder that does not exist, is an :class:`ALError`."""
+    warning = None
+    if model_dir is None and features != "morgan" and model_dir_default().joinpath("model.pt").exists():
+        model_dir = model_dir_default()
+    if model_dir is None and features in (None, "embedding+morgan", "embedding"):
+        if features is not None:
+            raise ALError(f"--features {features} needs a pretrained model: --model DIR "
+                          "(make one with `mdxfer pretrain --out runs/cv`).")
+        warning = ("no pretrained model (--model, or runs/cv): using Morgan count fingerprints "
+                   "only, i.e. no transfer. Make one with `mdxfer pretrain --out runs/cv`.")
+        features = "morgan"
+    if model_dir is not None and not Path(model_dir).exists():
+        raise ALError(f"Model folder {model_dir} does not exist.")
+    settings = SurrogateSettings(
+        model=model, features=features or "embedding+morgan", members=members,
+        model_dir=str(model_dir) if model_dir and features != "morgan" else None)
+    return settings, warning

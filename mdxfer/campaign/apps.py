@@ -4,128 +4,31 @@ the runner (``parsl.python_app(fn, executors=[...])``).
 Each function works in its own task directory (under an exclusive lock on ``.lock``), lets the
 MD stage function skip a stage whose ``<stage>.json`` exists for the same protocol, and returns
 a small, picklable record: ``{"stage", "workdir", "ran", "host", "started", "finished",
-"lammps_s", ...}``. Every failure leaves as a :class:`StageFailure` (picklable, with its failure
-class) so that the retry policy and the store see the same reason whatever executor ran it.
-Physics happens only in :mod:`mdxfer.md`.
+"lammps_s", ...}``. Every failure leaves as a :class:`~mdxfer.errors.StageFailure` (picklable,
+with its failure class, :mod:`.retry`) so that the retry policy and the store see the same
+reason whatever executor ran it. Physics happens only in :mod:`mdxfer.md`, imported inside the
+tasks (RDKit, Open Babel, pandas: the runner process need not load them).
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
-import shlex
 import socket
-import sys
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from mdxfer.campaign.spec import RetryPolicy
-from mdxfer.errors import (BoxError, ForceFieldError, LammpsError, MdxferError, MoleculeError,
-                           ProtocolError)
+from mdxfer.campaign.retry import error_class
+from mdxfer.errors import MdxferError, StageFailure
+from mdxfer.fileio import FileLock, write_json_atomic
 from mdxfer.md.lammps import Launcher
 from mdxfer.md.protocol import Protocol
 
-GUARD = str(Path(__file__).with_name("guard.py"))
 #: Set by the runner when a run is interrupted: stages that have not started yet in this process
 #: (thread workers) fail at once with class ``stopped`` instead of starting LAMMPS.
 STOP = threading.Event()
-
-
-@dataclass
-class CampaignLauncher(Launcher):
-    """:class:`~mdxfer.md.lammps.Launcher` plus what a campaign task needs.
-
-    ``mpi_prefix``: prepend the ``$PARSL_MPI_PREFIX`` that Parsl's MPIExecutor sets for the task
-    (e.g. ``srun --ntasks 8 ... --nodelist n1,n2``), split with :func:`shlex.split`, never via a
-    shell. ``guard``: start LAMMPS through :mod:`mdxfer.campaign.guard`, so it is killed when the
-    process that started it dies (no orphan keeps writing into a task directory).
-    """
-
-    mpi_prefix: bool = False
-    guard: bool = True
-
-    def lammps_argv(self) -> list[str]:
-        """The LAMMPS command line (MPI prefix included), without the guard."""
-        argv = super().argv()
-        if self.mpi_prefix:
-            prefix = os.environ.get("PARSL_MPI_PREFIX")
-            if not prefix:
-                raise LammpsError("setup", "mpi_prefix is on but $PARSL_MPI_PREFIX is not set; it "
-                                  "is set by Parsl's MPIExecutor (executor kind 'mpi')")
-            argv = shlex.split(prefix) + argv
-        return argv
-
-    def argv(self) -> list[str]:
-        argv = self.lammps_argv()
-        if self.guard:
-            argv = [sys.executable, "-I", "-S", GUARD, str(os.getpid()), *argv]
-        return argv
-
-    def describe(self) -> str:
-        """The LAMMPS command for provenance (``$PARSL_MPI_PREFIX`` when not inside a task)."""
-        if self.mpi_prefix and not os.environ.get("PARSL_MPI_PREFIX"):
-            return "$PARSL_MPI_PREFIX " + shlex.join(super().argv())
-        return shlex.join(self.lammps_argv())
-
-
-class StageFailure(Exception):
-    """A task stage failed. ``kind``: molecule | forcefield | box | protocol | lammps | error."""
-
-    def __init__(self, message: str, stage: str, kind: str, workdir: str = ""):
-        super().__init__(message, stage, kind, workdir)
-        self.message, self.stage, self.kind, self.workdir = message, stage, kind, workdir
-
-    def __str__(self) -> str:
-        return self.message
-
-
-_KINDS: list[tuple[type, str]] = [(MoleculeError, "molecule"), (ForceFieldError, "forcefield"),
-                                  (BoxError, "box"), (ProtocolError, "protocol"),
-                                  (LammpsError, "lammps")]
-
-
-def failure_class(exc: BaseException) -> str:
-    """The retry policy's name for ``exc``: a StageFailure's kind, ``lost`` for lost workers,
-    managers, blocks and timeouts, ``dependency`` for an upstream failure, else ``error``."""
-    from parsl.app.errors import AppTimeout
-    from parsl.dataflow.errors import DependencyError
-    from parsl.executors.errors import BadStateException
-    from parsl.executors.high_throughput.errors import ManagerLost, WorkerLost
-
-    if isinstance(exc, StageFailure):
-        return exc.kind
-    if isinstance(exc, (WorkerLost, ManagerLost, BadStateException, AppTimeout)):
-        return "lost"
-    if isinstance(exc, DependencyError):
-        return "dependency"
-    return "error"
-
-
-def retry_handler(policy: RetryPolicy) -> Callable[[BaseException, Any], float]:
-    """A Parsl ``retry_handler``: cost 1 for failure classes in ``policy.retry_on`` (retried
-    until ``max_retries``), and a cost beyond ``max_retries`` (no retry) for all others."""
-    def handler(exc: BaseException, task_record: Any) -> float:
-        return 1.0 if failure_class(exc) in policy.retry_on else float(policy.max_retries + 1)
-
-    return handler
-
-
-@contextmanager
-def task_lock(workdir: Path) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``workdir/.lock`` (two campaigns sharing a work directory
-    never run the same stage at once). Without lock support on the file system, runs unlocked."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    with open(workdir / ".lock", "a+") as fh:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        except OSError:  # pragma: no cover - e.g. Lustre mounted without flock
-            pass
-        yield
 
 
 @contextmanager
@@ -137,13 +40,13 @@ def _stage(stage: str, workdir: str | Path) -> Iterator[dict[str, Any]]:
     rec: dict[str, Any] = {"stage": stage, "workdir": str(workdir), "ran": False,
                            "host": socket.gethostname(), "started": time.time(), "lammps_s": 0.0}
     try:
-        with task_lock(workdir):
+        # two campaigns sharing a work directory never run the same stage at once
+        with FileLock(workdir / ".lock", wait=True):
             yield rec
     except StageFailure:
         raise
     except MdxferError as exc:
-        kind = next((k for cls, k in _KINDS if isinstance(exc, cls)), "error")
-        raise StageFailure(str(exc), stage, kind, str(workdir)) from None
+        raise StageFailure(str(exc), stage, error_class(exc), str(workdir)) from None
     except Exception as exc:  # a bug or an I/O problem: keep the reason, stay picklable
         raise StageFailure(f"{type(exc).__name__}: {exc}", stage, "error", str(workdir)) from None
     rec["finished"] = time.time()
@@ -234,7 +137,6 @@ def combine_pair(smiles: str, candidate_dir: str, partner_dir: str, pair_dir: st
     the stack (s), ``partner_wall_s`` the shared partner box's. ``host`` is where the stack's
     NVT ran (``nvt_record``), not where this light task runs.
     """
-    from mdxfer.fileio import write_json_atomic
     from mdxfer.md.interaction import replica_result, summary_matches
 
     with _stage("combine", pair_dir) as rec:

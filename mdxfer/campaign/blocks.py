@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from mdxfer.campaign.spec import CampaignError
 from mdxfer.campaign.store import JOB_TERMINAL, Store
+from mdxfer.errors import CampaignError
 
 _CANCEL = {"slurm": ["scancel"], "pbspro": ["qdel"]}
 

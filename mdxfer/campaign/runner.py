@@ -30,19 +30,46 @@ stage records it with ``ran = 0``). Library use::
 from __future__ import annotations
 
 import csv
-import fcntl
 import json
 import os
+import signal
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from mdxfer.campaign.spec import Candidate, CampaignError, CampaignSpec, load_spec
-from mdxfer.campaign.store import (JSON_RESULT_COLUMNS, RESULT_COLUMNS, Store, content_key,
-                                   pair_key, species_key)
-from mdxfer.fileio import atomic_write
+from mdxfer.campaign import apps
+from mdxfer.campaign.blocks import (
+    BlockWatch,
+    cancel_jobs,
+    cancel_leftovers,
+    note_interchanges,
+    stop_stale_interchanges,
+)
+from mdxfer.campaign.profiles import (
+    LAMMPS_LABEL,
+    build_config,
+    concurrency,
+    light_label,
+    make_launcher,
+    resolve_profile,
+    resource_spec,
+    worker_start_timeout,
+)
+from mdxfer.campaign.retry import failure_class
+from mdxfer.campaign.spec import CampaignSpec, Candidate, load_spec
+from mdxfer.campaign.store import (
+    JSON_RESULT_COLUMNS,
+    RESULT_COLUMNS,
+    Store,
+    content_key,
+    pair_key,
+    species_key,
+)
+from mdxfer.errors import CampaignError, MdxferError, StageFailure
+from mdxfer.fileio import DatabaseLock, atomic_write, write_json_atomic
+from mdxfer.md.cost import log_work, project
 
 Progress = Callable[[str], None]
 
@@ -61,69 +88,14 @@ EXPORT_COLUMNS = [
 RESULT_FIELDS = [c for c in EXPORT_COLUMNS if c in RESULT_COLUMNS]
 
 
-class RunnerLock:
-    """Exclusive, non-blocking ``flock`` on ``<database>.lock`` for the whole run; released
-    by the kernel when the process dies, so a ``kill -9`` never leaves a stale lock. The lock
-    file sits beside the database's real path (symlinks and ``..`` resolved), so a symlink or
-    another spelling of the same database takes the same lock."""
+class RunnerLock(DatabaseLock):
+    """``<database>.lock``: one process runs (or requeues) a campaign at a time."""
 
     suffix = ".lock"
 
-    def __init__(self, db: str | Path):
-        self.path = self.lock_path(db)
-        self.fh = None
-
-    @classmethod
-    def lock_path(cls, db: str | Path) -> Path:
-        """``<real path of db><suffix>``."""
-        return Path(os.path.realpath(Path(db).expanduser()) + cls.suffix)
-
     def busy_error(self, owner: str) -> Exception:
-        """The error raised when another process holds the lock."""
         return CampaignError(f"This campaign is already running ({owner}); wait for it or "
                              "stop it before starting another run.")
-
-    def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(self.path, "a+")
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            owner = fh.read().strip() or "another process"
-            fh.close()
-            raise self.busy_error(owner) from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()} on {os.uname().nodename}")
-        fh.flush()
-        self.fh = fh
-
-    def release(self) -> None:
-        if self.fh:
-            self.fh.close()
-            self.fh = None
-
-    def __enter__(self) -> "RunnerLock":
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.release()
-
-    @classmethod
-    def held(cls, db: Path) -> bool:
-        """Whether some process holds this lock now."""
-        path = cls.lock_path(db)
-        if not path.exists():
-            return False
-        with open(path, "a+") as fh:
-            try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-        return False
 
 
 @dataclass
@@ -174,8 +146,6 @@ class _Failed:
 def terminate_children() -> int:
     """SIGTERM this process's own child processes (LAMMPS runs of thread workers); Linux only.
     Returns how many were signalled."""
-    import signal
-
     pids: set[int] = set()
     for children in Path("/proc/self/task").glob("*/children"):
         try:
@@ -210,7 +180,7 @@ class Campaign:
     """A campaign: its spec, its store, and the methods to grow, run and read it."""
 
     def __init__(self, spec: CampaignSpec, store: Store, readonly: bool = False):
-        from mdxfer.campaign.profiles import resolve_profile
+        # RDKit and the force field table: loaded when a campaign is opened, not imported
         from mdxfer.forcefield.parameters import load_table
         from mdxfer.molecule import canonical_smiles, inchikey
 
@@ -243,7 +213,7 @@ class Campaign:
 
     # ------------------------------------------------------------ opening
     @classmethod
-    def open(cls, spec_or_path: CampaignSpec | str | Path, readonly: bool = False) -> "Campaign":
+    def open(cls, spec_or_path: CampaignSpec | str | Path, readonly: bool = False) -> Campaign:
         """Open (creating if needed) the campaign of a spec or a campaign TOML file and register
         its candidates. ``readonly``: only read the existing database (status, export)."""
         spec = spec_or_path if isinstance(spec_or_path, CampaignSpec) else load_spec(spec_or_path)
@@ -255,7 +225,7 @@ class Campaign:
     def close(self) -> None:
         self.store.close()
 
-    def __enter__(self) -> "Campaign":
+    def __enter__(self) -> Campaign:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -309,7 +279,6 @@ class Campaign:
             return [self._add_one(item) for item in items]
 
     def _add_one(self, item: str | Candidate) -> str:
-        from mdxfer.errors import MdxferError
         from mdxfer.molecule import canonical_smiles, inchikey
 
         cand = item if isinstance(item, Candidate) else Candidate(str(item))
@@ -343,11 +312,6 @@ class Campaign:
         duration of the call; it must not be loaded already in this process.
         """
         import parsl
-
-        from mdxfer.campaign import apps
-        from mdxfer.campaign.blocks import (BlockWatch, cancel_jobs, cancel_leftovers,
-                                             note_interchanges, stop_stale_interchanges)
-        from mdxfer.campaign.profiles import build_config, worker_start_timeout
 
         if candidates is not None:
             self.add_candidates(candidates)
@@ -501,9 +465,6 @@ class Campaign:
         single-rank runs), ``eta_s`` at the profile's concurrency, and ``basis``: the mean of the
         finished candidates (``walls``, s) when there are any, else the cost model of
         :mod:`mdxfer.md.cost` on up to ``sample`` of the unfinished candidates."""
-        from mdxfer.campaign.profiles import concurrency
-        from mdxfer.md.cost import project
-
         rows = self.results() if rows is None else rows
         left = [r for r in rows if r["status"] in ("pending", "running")]
         done = [r for r in rows if r["status"] == "done"]
@@ -544,8 +505,6 @@ def _cpu_seconds(row: dict[str, Any]) -> float:
     """CPU seconds of LAMMPS in a finished candidate's folders (its stack and, through the
     stack's ``species.json``, its own box): 0 when the logs are gone. With replicas only
     replica 0's folders are read (``workdir`` is its stack)."""
-    from mdxfer.md.cost import log_work
-
     pair = row.get("workdir")
     if not pair:
         return 0.0
@@ -564,10 +523,6 @@ class _Graph:
 
     def __init__(self, campaign: Campaign, run_id: int, say: Progress, watch: Any = None):
         from parsl import python_app
-
-        from mdxfer.campaign import apps
-        from mdxfer.campaign.profiles import (LAMMPS_LABEL, concurrency, light_label,
-                                              make_launcher, resource_spec)
 
         self.c, self.store, self.run_id, self.say = campaign, campaign.store, run_id, say
         self.watch = watch      # BlockWatch of a cluster profile (None or empty: threads)
@@ -691,7 +646,6 @@ class _Graph:
     def _complete(self, cand: _Cand) -> None:
         """All replicas of ``cand`` finished: store their aggregate (as ``mdxfer interaction``
         writes it) as the candidate's result, and ``result.json`` in its pair directory."""
-        from mdxfer.fileio import write_json_atomic
         from mdxfer.md.interaction import aggregate
 
         result = aggregate([cand.records[k] for k in range(len(self.c.replica_protocols))])
@@ -722,8 +676,6 @@ class _Graph:
 
     def _reason(self, h: _Handle, cause: BaseException) -> tuple[str, str, str]:
         """(stage, failure class, message) of ``cause`` as seen by task ``h``."""
-        from mdxfer.campaign.apps import StageFailure, failure_class
-
         if isinstance(cause, StageFailure):
             label = self.labels.get(cause.workdir)
             if h.kind == "pair" and label:

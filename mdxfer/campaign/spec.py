@@ -10,7 +10,7 @@ Example (``mdxfer campaign init --out example.toml`` writes a commented one)::
 
     [candidates]
     smiles = ["CCO", "CC(C)=O", "CCCC"]
-    file = "candidates.smi"        # optional: one SMILES per line, optional name after it
+    file = "candidates.smi"        # optional: .smi (SMILES [name] per line) or .csv (smiles,name)
 
     [protocol]
     preset = "quick"               # paper | quick | path of a protocol TOML
@@ -33,25 +33,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mdxfer.errors import MdxferError, ProtocolError
-from mdxfer.md.protocol import Protocol, load_protocol
+from mdxfer.campaign.profiles import PROFILES, profile_toml, resolve_profile
+from mdxfer.campaign.retry import PERMANENT, RETRYABLE, RetryPolicy
+from mdxfer.errors import CampaignError, MdxferError, ProtocolError
+from mdxfer.inputs import check_keys, read_molecules, read_toml, resolve_path
+from mdxfer.md.protocol import DEFAULT_PARTNER, Protocol, load_protocol
 from mdxfer.validate import check_int, check_line
-
-
-class CampaignError(MdxferError):
-    """A campaign file, profile or database is invalid or cannot be used."""
-
-
-#: Failure classes the retry policy can name (see :mod:`mdxfer.campaign.apps`).
-RETRYABLE = ("lost", "lammps", "error")
-#: Failure classes that never succeed on a retry of the same input.
-PERMANENT = ("molecule", "forcefield", "box", "protocol")
 
 # [active_learning] belongs to `mdxfer al` (mdxfer.al.loop); the campaign loader ignores it so
 # that `mdxfer campaign status/export` work on an active-learning campaign file too.
@@ -60,7 +51,6 @@ _CAMPAIGN_KEYS = {"name", "database", "workdir", "partner", "sqlite_journal", "m
 _CANDIDATE_KEYS = {"smiles", "file"}
 _RETRY_KEYS = {"max_retries", "retry_on"}
 _EXECUTION_TABLES = {"executor", "provider", "lammps", "resources"}
-DEFAULT_PARTNER = "CC(=C)C=C"  # isoprene
 
 
 @dataclass(frozen=True)
@@ -69,20 +59,6 @@ class Candidate:
 
     smiles: str
     name: str = ""
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How often a failed stage is tried again, and for which failure classes.
-
-    ``max_retries``: extra attempts per stage (Parsl ``Config(retries=...)``). ``retry_on``:
-    failure classes worth retrying — ``lost`` (worker/manager/node lost, walltime), ``lammps``
-    (LAMMPS exited non-zero or blew up), ``error`` (any other unexpected exception). Invalid
-    molecules, unsupported elements, packing and protocol errors are never retried.
-    """
-
-    max_retries: int = 2
-    retry_on: tuple[str, ...] = ("lost", "lammps")
 
 
 @dataclass(frozen=True)
@@ -107,7 +83,7 @@ class CampaignSpec:
         """Parsl's ``run_dir`` (logs, submit scripts): inside the campaign's work directory."""
         return self.workdir / "parsl"
 
-    def replace(self, **changes: Any) -> "CampaignSpec":
+    def replace(self, **changes: Any) -> CampaignSpec:
         return dataclasses.replace(self, **changes)
 
 
@@ -116,12 +92,7 @@ def _where(path: Path | None) -> str:
 
 
 def _check_keys(table: dict, allowed: set[str], section: str, path: Path | None) -> None:
-    unknown = sorted(set(table) - allowed)
-    if unknown:
-        raise CampaignError(
-            f"{_where(path)}: unknown key(s) {', '.join(map(repr, unknown))} in [{section}]. "
-            f"Allowed: {', '.join(sorted(allowed))}."
-        )
+    check_keys(table, allowed, section, _where(path), CampaignError)
 
 
 def _str(value: Any, key: str, path: Path | None, allow_empty: bool = False) -> str:
@@ -130,24 +101,12 @@ def _str(value: Any, key: str, path: Path | None, allow_empty: bool = False) -> 
     return value.strip()
 
 
-def read_smi(path: Path) -> list[Candidate]:
-    """Candidates from a ``.smi`` file: ``SMILES [name]`` per line; ``#`` starts a comment."""
-    if not path.is_file():
-        raise CampaignError(f"Candidate file {path} does not exist.")
-    try:
-        text = path.read_text()
-    except UnicodeDecodeError:
-        raise CampaignError(f"Candidate file {path} is not UTF-8 text (a binary file?).") from None
-    if "\0" in text:
-        raise CampaignError(f"Candidate file {path} is binary, not a .smi text file.")
-    out = []
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        parts = line.split(None, 1)
-        out.append(Candidate(parts[0], parts[1].strip() if len(parts) > 1 else ""))
-    return out
+def read_candidates(path: Path) -> list[Candidate]:
+    """Candidates from a ``.smi`` or ``.csv`` file (:func:`mdxfer.inputs.read_molecules`:
+    ``SMILES [name]`` per line, ``#`` comments and a ``smiles`` header line skipped; or a CSV
+    with ``smiles`` and optional ``name`` columns)."""
+    return [Candidate(r.smiles, r.name)
+            for r in read_molecules(path, what="Candidate file", error=CampaignError)]
 
 
 def _candidates(table: dict, base: Path, path: Path | None) -> tuple[Candidate, ...]:
@@ -167,16 +126,11 @@ def _candidates(table: dict, base: Path, path: Path | None) -> tuple[Candidate, 
             out.append(Candidate(_str(item, "candidate smiles", path)))
     if "file" in table:
         try:
-            out.extend(read_smi(_resolve(base, _str(table["file"], "[candidates] file", path))))
+            out.extend(read_candidates(resolve_path(base, _str(table["file"], "[candidates] file",
+                                                                path))))
         except CampaignError as exc:
             raise CampaignError(f"{_where(path)}, [candidates] file: {exc}") from None
     return tuple(out)
-
-
-def _resolve(base: Path, value: str) -> Path:
-    """``value`` as an absolute path; relative ones are taken from ``base`` (the file's dir)."""
-    p = Path(value).expanduser()
-    return Path(os.path.normpath(p if p.is_absolute() else base / p))
 
 
 def _protocol(table: dict, base: Path, path: Path | None) -> Protocol:
@@ -184,7 +138,7 @@ def _protocol(table: dict, base: Path, path: Path | None) -> Protocol:
     preset = table.pop("preset", "production")
     if not isinstance(preset, str):
         raise CampaignError(f"{_where(path)}: [protocol] preset must be a name or a path.")
-    candidate_file = _resolve(base, preset)
+    candidate_file = resolve_path(base, preset)
     name_or_path = str(candidate_file) if candidate_file.is_file() else preset
     try:
         return load_protocol(name_or_path, table)
@@ -206,8 +160,6 @@ def _retry(table: dict, path: Path | None) -> RetryPolicy:
 
 
 def _execution(table: dict, path: Path | None) -> tuple[str, dict[str, dict[str, Any]]]:
-    from mdxfer.campaign.profiles import PROFILES
-
     table = dict(table)
     profile = table.pop("profile", "local")
     if profile not in PROFILES:
@@ -230,8 +182,8 @@ def spec_from_dict(data: dict[str, Any], base_dir: str | Path,
     stem = path.stem if path else "campaign"
     name = check_line(camp.get("name", stem), "[campaign] name", where=f"{_where(path)}: ",
                       error=CampaignError, allow_empty=False)
-    database = _resolve(base, _str(camp.get("database", f"{stem}.db"), "[campaign] database", path))
-    workdir = _resolve(base, _str(camp.get("workdir", f"{stem}-runs"), "[campaign] workdir", path))
+    database = resolve_path(base, _str(camp.get("database", f"{stem}.db"), "[campaign] database", path))
+    workdir = resolve_path(base, _str(camp.get("workdir", f"{stem}-runs"), "[campaign] workdir", path))
     partner = _str(camp.get("partner", DEFAULT_PARTNER), "[campaign] partner", path)
     journal = str(camp.get("sqlite_journal", "wal")).lower()
     if journal not in ("wal", "delete", "truncate"):
@@ -256,8 +208,6 @@ def spec_from_dict(data: dict[str, Any], base_dir: str | Path,
         profile_name=profile, execution=execution, retry=_retry(data.get("retry", {}), path),
         sqlite_journal=journal, max_in_flight=max_in_flight, path=path,
     )
-    from mdxfer.campaign.profiles import resolve_profile
-
     try:
         resolve_profile(spec)  # validate the profile now, not when the first task starts
     except CampaignError as exc:
@@ -267,14 +217,8 @@ def spec_from_dict(data: dict[str, Any], base_dir: str | Path,
 
 def load_spec(path: str | Path) -> CampaignSpec:
     """Read and validate a campaign TOML file."""
-    path = Path(path).expanduser().resolve()
-    if not path.is_file():
-        raise CampaignError(f"Campaign file {path} does not exist "
-                            "(write an example with `mdxfer campaign init --out FILE`).")
-    try:
-        data = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise CampaignError(f"Campaign file {path} is not valid TOML: {exc}.") from None
+    path, data = read_toml(path, "Campaign file", error=CampaignError,
+                           hint="write an example with `mdxfer campaign init --out FILE`")
     return spec_from_dict(data, path.parent, path)
 
 
@@ -291,14 +235,14 @@ name = {name}
 database = {database}
 # one directory per task (named by InChIKey + hash), plus Parsl's logs in parsl/
 workdir = {workdir}
-partner = "CC(=C)C=C"             # isoprene; simulated once per protocol, reused by every pair
+partner = "{partner}"             # isoprene; simulated once per protocol, reused by every pair
 # max_in_flight = 8               # candidates submitted at once (default: 2 x workers)
 # sqlite_journal = "delete"       # if the database lives on NFS/Lustre (WAL needs a local disk)
 
 [candidates]
 # Inline SMILES, optionally with names: {{smiles = "CCO", name = "ethanol"}}
 smiles = ["CCO", "CC(C)=O", "CCCC"]
-# file = "candidates.smi"         # and/or a file: one SMILES per line, optional name after it
+# file = "candidates.smi"         # and/or a file: SMILES [name] per line, or a CSV (smiles,name)
 
 [protocol]
 preset = "quick"                  # "production" (the one to use) | "paper" (the seed) | "demo" | "quick" (tests)
@@ -321,12 +265,10 @@ retry_on = ["lost", "lammps"]     # lost = worker/node/walltime lost; lammps = L
 
 def example_text(stem: str, profile: str = "local") -> str:
     """The commented example campaign file (``mdxfer campaign init``)."""
-    from mdxfer.campaign.profiles import PROFILES, profile_toml
-
     if profile not in PROFILES:
         raise CampaignError(f"Unknown profile {profile!r}; use one of {', '.join(PROFILES)}.")
     check_line(stem, "The campaign file name", error=CampaignError)
     quote = (lambda text: json.dumps(text, ensure_ascii=False))  # a valid TOML basic string
-    return EXAMPLE.format(stem=stem, file=f"{stem}.toml", profile=profile, name=quote(stem),
+    return EXAMPLE.format(stem=stem, partner=DEFAULT_PARTNER, file=f"{stem}.toml", profile=profile, name=quote(stem),
                           database=quote(f"{stem}.db"), workdir=quote(f"{stem}-runs"),
                           execution=profile_toml(profile))

@@ -37,12 +37,12 @@ import json
 import os
 import socket
 import sqlite3
-from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from mdxfer.campaign.spec import CampaignError
+from mdxfer.db import Database, now, table_names
+from mdxfer.errors import CampaignError
 
 SCHEMA_VERSION = 2
 STATES = ("pending", "running", "done", "failed")
@@ -161,13 +161,8 @@ ADDED_RESULT_COLUMNS = (
 JSON_RESULT_COLUMNS = ("replicas",)
 
 
-def now() -> str:
-    """UTC time stamp, ISO 8601 with microseconds."""
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
-
-
 def iso(epoch: float | None) -> str | None:
-    return None if epoch is None else datetime.fromtimestamp(epoch, timezone.utc).isoformat(
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC).isoformat(
         timespec="microseconds")
 
 
@@ -186,63 +181,14 @@ def pair_key(smiles: str, partner: str, protocol_digest: str, forcefield: str) -
     return content_key("pair", smiles, partner, protocol_digest, forcefield)
 
 
-JOURNAL_MODES = ("wal", "delete", "truncate")
-
-
-def open_db(path: str | Path, journal: str = "wal", readonly: bool = False,
-            error: type[Exception] = CampaignError, missing: str = "") -> sqlite3.Connection:
-    """Open a SQLite database the way mdxfer's stores share it: autocommit (transactions are
-    explicit), ``sqlite3.Row`` rows, a 30 s busy timeout; read-only through a ``mode=ro`` URI
-    (``missing``: the message if the file does not exist), or read-write with the ``journal``
-    mode checked (``":memory:"`` keeps its own) and ``synchronous = FULL``."""
-    memory = str(path) == ":memory:"
-    if journal.lower() not in JOURNAL_MODES:
-        raise error(f"Unknown SQLite journal mode {journal!r}; use one of {', '.join(JOURNAL_MODES)}.")
-    if not memory and Path(path).is_dir():
-        raise error(f"Database {path} is a folder, not a SQLite file: name a file ([campaign] database).")
-    if readonly:
-        if not Path(path).exists():
-            raise error(missing or f"Database {path} does not exist.")
-    elif not memory:
-        parent = Path(path).parent
-        if parent.exists() and not parent.is_dir():
-            raise error(f"Database {path}: {parent} is a file, not a folder.")
-        parent.mkdir(parents=True, exist_ok=True)
-    try:
-        if readonly:
-            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, isolation_level=None)
-        else:
-            conn = sqlite3.connect(path, timeout=30, isolation_level=None)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA busy_timeout = 30000")
-        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # garbage fails here
-        if not readonly and not memory:
-            mode = conn.execute(f"PRAGMA journal_mode = {journal.upper()}").fetchone()[0]
-            if mode.lower() != journal.lower():
-                conn.close()
-                raise error(f"SQLite refused journal mode {journal!r} for {path} (got {mode!r}); set "
-                            "[campaign] sqlite_journal = 'delete' on network file systems.")
-            conn.execute("PRAGMA synchronous = FULL")
-    except sqlite3.DatabaseError as exc:
-        raise error(f"Database {path} cannot be used: SQLite says {exc!s}. It is not an mdxfer "
-                    "database (or it is damaged); name another file as the database.") from None
-    return conn
-
-
-def table_names(conn: sqlite3.Connection) -> set[str]:
-    """Names of the tables of an open database."""
-    return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-
-
-class Store:
+class Store(Database):
     """The campaign database. Use as a context manager or call :meth:`close`."""
 
     def __init__(self, path: str | Path, journal: str = "wal", readonly: bool = False):
+        super().__init__(path, journal, readonly, CampaignError,
+                         f"Campaign database {path} does not exist yet "
+                         "(run `mdxfer campaign run FILE` first).")
         self.path = Path(path)
-        self._depth = 0
-        self.conn = open_db(self.path, journal, readonly, CampaignError,
-                            f"Campaign database {self.path} does not exist yet "
-                            "(run `mdxfer campaign run FILE` first).")
         have = table_names(self.conn)
         if readonly and not {"meta", "molecules", "tasks", "results"} <= have:
             self.conn.close()
@@ -257,7 +203,7 @@ class Store:
             self.conn.execute("PRAGMA foreign_keys = ON")
             with self.transaction():
                 row = (self.conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-                       if self._has_table("meta") else None)
+                       if self.has_table("meta") else None)
                 if row is not None and int(row[0]) > SCHEMA_VERSION:
                     raise CampaignError(f"{self.path} has schema version {row[0]}; this mdxfer "
                                         f"reads versions up to {SCHEMA_VERSION}.")
@@ -268,53 +214,14 @@ class Store:
                 self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)",
                                   (str(SCHEMA_VERSION),))
 
-    def _has_table(self, name: str) -> bool:
-        return self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-                                 (name,)).fetchone() is not None
-
     def _migrate(self) -> None:
         """Bring an older database to this schema: add the results columns it lacks."""
-        if not self._has_table("results"):
+        if not self.has_table("results"):
             return
         have = {r[1] for r in self.conn.execute("PRAGMA table_info(results)")}
         for name, sqltype in ADDED_RESULT_COLUMNS:
             if name not in have:
                 self.conn.execute(f"ALTER TABLE results ADD COLUMN {name} {sqltype}")
-
-    # ------------------------------------------------------------ plumbing
-    def close(self) -> None:
-        self.conn.close()
-
-    def __enter__(self) -> "Store":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on an exception). Nested uses join
-        the outermost transaction (one commit for a batch of inserts)."""
-        if self._depth:
-            self._depth += 1
-            try:
-                yield self.conn
-            finally:
-                self._depth -= 1
-            return
-        self.conn.execute("BEGIN IMMEDIATE")
-        self._depth = 1
-        try:
-            yield self.conn
-        except BaseException:
-            self._depth = 0
-            self.conn.execute("ROLLBACK")
-            raise
-        self._depth = 0
-        self.conn.execute("COMMIT")
-
-    def query(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
-        return self.conn.execute(sql, args).fetchall()
 
     # ------------------------------------------------------------ molecules and tasks
     def add_protocol(self, digest: str, name: str, data: dict[str, Any]) -> None:
@@ -561,7 +468,7 @@ class Store:
     def jobs(self, run_id: int | None = None) -> list[sqlite3.Row]:
         """Jobs of one run (all runs: ``None``), in submission order; [] before the table
         existed (a database of an older mdxfer opened read-only)."""
-        if not self._has_table("jobs"):
+        if not self.has_table("jobs"):
             return []
         if run_id is None:
             return self.query("SELECT * FROM jobs ORDER BY id")

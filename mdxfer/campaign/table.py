@@ -15,7 +15,8 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
-from mdxfer.campaign.spec import CampaignError
+from mdxfer.campaign.runner import Campaign
+from mdxfer.errors import CampaignError
 from mdxfer.fileio import atomic_write
 
 #: columns of the shipped table, in order (meanings: docs/eint_table.md)
@@ -78,8 +79,6 @@ def campaign_rows(source: str | Path) -> list[dict[str, Any]]:
     source = Path(source)
     if source.suffix.lower() == ".csv":
         return read_export(source)
-    from mdxfer.campaign.runner import Campaign
-
     with Campaign.open(source, readonly=True) as camp:
         return camp.results()
 

@@ -29,10 +29,6 @@ def _say(msg: str) -> None:
     console.print(msg, highlight=False, markup=False, soft_wrap=True)
 
 
-def _label(cfg) -> str:
-    return cfg.label
-
-
 @friendly_errors
 def run_cmd(
     file: Path = FILE_ARG,
@@ -59,7 +55,7 @@ def run_cmd(
                   f"{s.acquisition.name} ({'maximise' if s.acquisition.maximize else 'minimise'}), "
                   f"diversity {s.diversity.method}, model {s.surrogate.model} on {s.surrogate.features}; "
                   f"database {cfg.database}", soft_wrap=True)
-    label = _label(cfg)
+    label = cfg.label
     with LoopLock(cfg.database):
         state_box: dict[str, Any] = {}
 
@@ -95,22 +91,11 @@ def status_cmd(
     """Rounds, best found so far and cross-validated model quality per round."""
     from rich.table import Table
 
-    from mdxfer.al.loop import load_al_config
-    from mdxfer.al.state import ALState, LoopLock
+    from mdxfer.al.loop import load_al_config, loop_status
 
     cfg = load_al_config(file)
-    with ALState(cfg.database, readonly=True) as state:
-        rounds = state.rounds()
-        limits = state.meta("limits") or {}
-        picks = state.picks()
-        obs = state.observations()
-    maximize = cfg.settings.acquisition.maximize
-    st = {"file": str(cfg.path), "database": str(cfg.database), "running": LoopLock.held(cfg.database),
-          "direction": "maximize" if maximize else "minimize", "limits": limits, "rounds": rounds,
-          "simulations": sum(p["status"] in ("done", "failed") for p in picks),
-          "pending": sum(p["status"] == "pending" for p in picks),
-          "failed": sum(p["status"] == "failed" for p in picks),
-          "known_before_loop": sum(o["source"] != "oracle" for o in obs)}
+    st = loop_status(cfg)
+    rounds, maximize = st["rounds"], st["direction"] == "maximize"
     if as_json:
         typer.echo(json.dumps(st, indent=2, default=str))
         return
@@ -146,7 +131,7 @@ def report_cmd(
     if out is not None:
         check_output_dir(out)
     with ALState(cfg.database, readonly=True) as state:
-        path = write_report(state, out or cfg.report_dir, f"active learning: {cfg.path.name}", _label(cfg),
+        path = write_report(state, out or cfg.report_dir, f"active learning: {cfg.path.name}", cfg.label,
                             cfg.settings.acquisition.maximize)
     console.print(f"wrote {path}", highlight=False)
 
@@ -178,27 +163,12 @@ def benchmark_cmd(
     """Each acquisition against random picking on a table oracle; recovery of the top 1 % / 5 %."""
     from mdxfer.al.benchmark import run_benchmark
     from mdxfer.al.diversity import Diversity
-    from mdxfer.al.surrogate import SurrogateSettings, model_dir_default
+    from mdxfer.al.surrogate import settings_with_fallback
 
     check_output_dir(out)
-    model_dir = model
-    if model_dir is None and features != "morgan" and model_dir_default().joinpath("model.pt").exists():
-        model_dir = model_dir_default()
-    if model_dir is None and features in (None, "embedding+morgan", "embedding"):
-        if features is not None:
-            from mdxfer.al.acquisition import ALError
-
-            raise ALError(f"--features {features} needs a pretrained model: --model DIR "
-                          "(make one with `mdxfer pretrain --out runs/cv`).")
-        warn("no pretrained model (--model, or runs/cv): using Morgan count fingerprints only, i.e. no "
-             "transfer. Make one with `mdxfer pretrain --out runs/cv`.")
-        features = "morgan"
-    if model_dir is not None and not Path(model_dir).exists():
-        from mdxfer.al.acquisition import ALError
-
-        raise ALError(f"Model folder {model_dir} does not exist.")
-    s = SurrogateSettings(model=surrogate, features=features or "embedding+morgan", members=members,
-                          model_dir=str(model_dir) if model_dir and features != "morgan" else None)
+    s, warning = settings_with_fallback(surrogate, features, members, model)
+    if warning:
+        warn(warning)
     summary = run_benchmark(oracle, out, initial, batch, rounds, seeds, minimize, methods, s,
                             Diversity(diversity, shortlist), beta, smiles_col, target_col,
                             log=None if quiet else _say, label=label)

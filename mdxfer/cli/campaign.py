@@ -246,8 +246,12 @@ def profile_cmd(
     """Show the execution profile as resolved, the LAMMPS command and the job script."""
     import tomli_w
 
-    from mdxfer.campaign.profiles import (concurrency, make_launcher, render_job_script,
-                                          resolve_profile)
+    from mdxfer.campaign.profiles import (
+        concurrency,
+        make_launcher,
+        render_job_script,
+        resolve_profile,
+    )
     from mdxfer.campaign.spec import load_spec
 
     spec = load_spec(file)

@@ -24,7 +24,7 @@ import sqlite3
 import sys
 import time
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 
@@ -196,7 +196,7 @@ def command_log(out_dir: Path, command: str, params: dict, log_file: Path | None
 
     out_dir = Path(out_dir)
     log_path = Path(log_file) if log_file else out_dir / LOG_FILE
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     record = {"command": f"mdxfer {command}", "argv": [sys.argv[0].rsplit("/", 1)[-1], *sys.argv[1:]],
               "params": {k: _jsonable(v) for k, v in params.items()}, "cwd": os.getcwd(),
               "started": started.isoformat(timespec="seconds"), "log_file": str(log_path),

@@ -1,12 +1,14 @@
-"""The ``mdxfer`` command. Subcommand modules import heavy libraries (LAMMPS, torch) lazily,
-inside their commands, so ``mdxfer build`` never pays for importing torch."""
+"""The ``mdxfer`` command: the command groups of :data:`GROUPS`, each a module with a
+``register(app)`` that attaches its commands. Subcommand modules import heavy libraries
+(LAMMPS, torch, Parsl) lazily, inside their commands, so ``mdxfer build`` never pays for
+importing torch."""
 
 from __future__ import annotations
 
 import typer
 
 from mdxfer import __version__
-from mdxfer.cli import md as md_cli
+from mdxfer.cli import al, benchmark, campaign, common, library, md, ml
 
 app = typer.Typer(
     name="mdxfer",
@@ -32,19 +34,13 @@ def main(
                                help="Show the Python traceback of an error (also: MDXFER_DEBUG=1)."),
 ) -> None:
     """mdxfer command-line interface."""
-    from mdxfer.cli import common
-
     common.DEBUG = debug
 
 
-md_cli.register(app)
+#: Every command group, in the order of ``mdxfer --help``: the MD side (types, build,
+#: interaction, export), learning (pretrain, transfer, rank, selfsup), source-model libraries,
+#: benchmarks, campaigns, active learning.
+GROUPS = (md, ml, library, benchmark, campaign, al)
 
-# Optional groups register themselves when their modules exist.
-for _name in ("ml", "library", "benchmark", "campaign", "al"):
-    try:
-        _mod = __import__(f"mdxfer.cli.{_name}", fromlist=["register"])
-    except ModuleNotFoundError as _exc:  # pragma: no cover - only while a group is unwritten
-        if _exc.name != f"mdxfer.cli.{_name}":
-            raise
-        continue
-    _mod.register(app)
+for _group in GROUPS:
+    _group.register(app)

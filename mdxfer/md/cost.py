@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from mdxfer.fileio import write_json_atomic
 from mdxfer.md.protocol import Protocol
 
 #: katom-step/s of one single-rank LAMMPS run when nothing has been measured here yet:
@@ -92,8 +93,6 @@ def record_log(log: str | Path) -> float | None:
     scale = min(1.0, 1e10 / max(old_work, 1.0))
     data[str(ranks)] = {"atom_steps": old_work * scale + work, "seconds": old_s * scale + seconds}
     try:
-        from mdxfer.fileio import write_json_atomic
-
         cache_file().parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(cache_file(), data)
     except OSError:

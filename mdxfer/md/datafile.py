@@ -95,6 +95,9 @@ class DataState:
     positions: np.ndarray    # (N, 3), Å, relative to ``origin``
     images: np.ndarray       # (N, 3) int
     velocities: np.ndarray | None  # (N, 3), Å/fs
+    molecule_ids: np.ndarray | None = None  # (N,) int, 1-based as in the file
+    types: list[str] | None = None          # (N,) type labels (numbers where no label is given)
+    charges: np.ndarray | None = None       # (N,), e
 
 
 _SECTION_NAMES = {
@@ -108,7 +111,8 @@ _SECTION_NAMES = {
 
 
 def read_state(path: str | Path) -> DataState:
-    """Read box, positions, image flags and velocities from a LAMMPS data file."""
+    """Read box, positions, image flags and velocities — and each atom's molecule id, type
+    label and charge — from a LAMMPS data file (``atom_style full``)."""
     text = Path(path).read_text().splitlines()
     lo = np.zeros(3)
     hi = np.zeros(3)
@@ -141,7 +145,11 @@ def read_state(path: str | Path) -> DataState:
     if "Velocities" in sections:
         v = np.array([r.split() for r in sections["Velocities"]], dtype=float)
         vel = v[np.argsort(v[:, 0].astype(int)), 1:4]
-    return DataState(box=hi - lo, origin=lo, positions=xyz, images=img, velocities=vel)
+    labels = dict(r.split()[:2] for r in sections.get("Atom Type Labels", []))
+    types = [labels.get(t, t) for t in atoms[order, 2]]
+    return DataState(box=hi - lo, origin=lo, positions=xyz, images=img, velocities=vel,
+                     molecule_ids=atoms[order, 1].astype(int), types=types,
+                     charges=atoms[order, 3].astype(float))
 
 
 def apply_state(system: System, state: DataState) -> System:

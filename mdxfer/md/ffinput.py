@@ -13,7 +13,8 @@ import numpy as np
 from mdxfer.forcefield.parameters import angle_params, bond_params, lj_pair, load_table
 from mdxfer.md.box import System
 from mdxfer.md.datafile import angle_label, bond_label
-from mdxfer.md.protocol import Protocol, render
+from mdxfer.md.lammps import render
+from mdxfer.md.protocol import Protocol
 
 
 def hbond_pairs(system: System) -> list[tuple[str, str]]:

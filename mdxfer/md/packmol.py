@@ -1,6 +1,6 @@
 """Packing near liquid density with Packmol (the ``packmol`` wheel), periodic in x, y and z.
 
-The seed's procedure places molecules at random in a gas column and compresses it; the gas
+The published procedure (the ``paper`` preset) places molecules at random in a gas column and compresses it; the gas
 collapses into clumps whose voids close only slowly under a z-only barostat. The production
 preset instead packs the molecules at a fraction of their liquid density with Packmol's
 periodic packing (``pbc``), so that the barostat only has to take up a few percent.
@@ -92,7 +92,7 @@ def pack_packmol(molecule: MoleculeFF, count: int, lx: float, ly: float, density
     with tempfile.TemporaryDirectory(prefix="mdxfer-packmol-") as tmp:
         work = Path(tmp)
         _write_xyz(work / "molecule.xyz", molecule.symbols, centred)
-        for attempt in range(tries):
+        for _attempt in range(tries):
             text = "\n".join([
                 f"tolerance {tolerance:.3f}", "filetype xyz", "output packed.xyz",
                 f"seed {int(seed) % 2_000_000_000 + 1}", "nloop 60",

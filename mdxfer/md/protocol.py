@@ -1,8 +1,8 @@
-"""Simulation protocols: named presets (``paper``, ``quick``), TOML overrides, LAMMPS inputs.
+"""Simulation protocols: named presets (``paper``, ``quick``, ...), TOML overrides.
 
 A protocol holds every number of the MD procedure; LAMMPS input text lives in ``templates/``
-(package ``mdxfer.templates``) and is rendered with :class:`string.Template` from validated
-numbers and fixed file names only — no user text ever reaches a LAMMPS input.
+(package ``mdxfer.templates``) and is rendered by :func:`mdxfer.md.lammps.render` from
+validated numbers and fixed file names only — no user text ever reaches a LAMMPS input.
 Units: Å, fs, ps, K, atm, kcal/mol.
 """
 
@@ -12,14 +12,17 @@ import dataclasses
 import hashlib
 import json
 import math
-import string
 import tomllib
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from mdxfer.errors import ProtocolError
+from mdxfer.validate import check_int, check_number
+
+#: The partner molecule every candidate is stacked against unless told otherwise: isoprene
+#: (the monomer of natural rubber), as in the procedure this package reproduces.
+DEFAULT_PARTNER = "CC(=C)C=C"
 
 
 @dataclass(frozen=True)
@@ -82,7 +85,7 @@ class Protocol:
     replicas: int = 1                       # independent seeds per candidate (not in the digest)
     interface_wall_A: float = 0.0           # > 0: flat-bottom walls keep each slab of the stack
     #                                         on its side of the interfaces, atoms may cross by
-    #                                         this many Å (0: free interdiffusion, the seed's)
+    #                                         this many Å (0: free interdiffusion, as published)
     interface_wall_k: float = 5.0           # force constant of those walls, kcal/mol/Å²
 
     def steps(self, ps: float) -> int:
@@ -99,7 +102,7 @@ class Protocol:
         return d
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Protocol":
+    def from_dict(cls, data: dict[str, Any]) -> Protocol:
         """A protocol from :meth:`to_dict` output (fields unknown to this version are ignored)."""
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
@@ -145,7 +148,7 @@ class Protocol:
         single-species box (``"species"``), :meth:`digest` for a stack."""
         return self.cell_digest(role) if kind == "species" else self.digest()
 
-    def replica(self, k: int) -> "Protocol":
+    def replica(self, k: int) -> Protocol:
         """The protocol of replica ``k`` (0-based): a new seed (packing, conformer, velocities).
 
         Replica 0 is the protocol itself.
@@ -166,7 +169,7 @@ STACK_ONLY_FIELDS = ("stack_compress_ps", "stack_nvt_ps", "stack_gap_A", "stack_
 _DIGEST_IF_CHANGED = {"interface_wall_A": 0.0, "interface_wall_k": 5.0}
 
 PRESETS: dict[str, Protocol] = {
-    # Seed 000: 100 molecules in 30 x 30 x 200 Å; 200 atm along z for 100 ps (Nose-Hoover,
+    # The published procedure: 100 molecules in 30 x 30 x 200 Å; 200 atm along z for 100 ps (Nose-Hoover,
     # Parrinello-Rahman/MTK z-only barostat), then 100 ps NVT at 300 K, 1 fs; same for the stack.
     "paper": Protocol(),
     # Same stages, far fewer steps and molecules: for tests and demos. Does NOT reach liquid
@@ -212,8 +215,6 @@ PRESETS["demo"] = dataclasses.replace(
 
 def _coerce(name: str, value: Any, current: Any) -> Any:
     """``value`` as the type of ``current``; numbers must be finite (NaN and inf are refused)."""
-    from mdxfer.validate import check_int, check_number
-
     field = f"Protocol field {name!r}"
     if isinstance(current, bool):
         if not isinstance(value, bool):
@@ -357,29 +358,3 @@ def load_protocol(name_or_path: str = "paper", overrides: dict[str, Any] | None 
                 raise ProtocolError(f"Protocol file {name_or_path}: {exc}") from None
             raise
     return validate(dataclasses.replace(base, **changes))
-
-
-def _read_templates() -> dict[str, str]:
-    root = resources.files("mdxfer.templates")
-    return {f.name: f.read_text() for f in root.iterdir() if f.name.endswith(".lmp")}
-
-
-#: The LAMMPS templates, read once when mdxfer is imported: a long run keeps the inputs that
-#: match its code even if the installed package changes under it.
-TEMPLATES: dict[str, str] = _read_templates()
-
-
-def template(name: str) -> string.Template:
-    """A LAMMPS input template from ``templates/``."""
-    if name not in TEMPLATES:
-        raise ProtocolError(f"Template {name!r} is missing from mdxfer/templates.")
-    return string.Template(TEMPLATES[name])
-
-
-def render(name: str, **values: Any) -> str:
-    """Render template ``name``; every placeholder must be given (no silent defaults)."""
-    try:
-        return template(name).substitute(**values)
-    except KeyError as exc:
-        raise ProtocolError(f"Template {name!r} needs a value for {exc.args[0]!r}.") from exc
-

@@ -29,12 +29,12 @@ import pytest
 from typer.testing import CliRunner
 
 from mdxfer.campaign import Campaign, load_spec
-from mdxfer.cli.main import app
 from mdxfer.cli.common import EXIT_FAILED_TASKS
+from mdxfer.cli.main import app
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = {"preset": "quick", "n_molecules": 8, "compress_ps": 1.0, "nvt_ps": 1.0,
         "stack_compress_ps": 1.0, "stack_nvt_ps": 1.0, "minimize_steps": 100}
 GOOD = ["CCO", "CC(C)=O", "CCCC"]

@@ -8,7 +8,11 @@ import pytest
 from mdxfer.errors import LammpsError
 from mdxfer.md.datafile import read_state
 from mdxfer.md.interaction import (
-    load_system, point_energy, prepare_species, run_compress, run_nvt,
+    load_system,
+    point_energy,
+    prepare_species,
+    run_compress,
+    run_nvt,
 )
 from mdxfer.md.lammps import Launcher
 
@@ -62,8 +66,8 @@ def test_planar_groups_stay_planar(tmp_path, quick, launcher):
 def test_lammps_crash_names_the_stage_and_shows_the_log(tmp_path, quick, launcher):
     wd = prepare_species("CCO", quick, tmp_path / "broken")
     ff = wd / "forcefield.lmp"
-    ff.write_text("\n".join(l for l in ff.read_text().splitlines()
-                            if not l.startswith("bond_coeff")))
+    ff.write_text("\n".join(line for line in ff.read_text().splitlines()
+                            if not line.startswith("bond_coeff")))
     with pytest.raises(LammpsError, match="failed in stage 'compress'") as err:
         run_compress(wd, quick, launcher)
     assert err.value.stage == "compress"

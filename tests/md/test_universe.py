@@ -18,7 +18,7 @@ from mdxfer.md.trajectory import element_of, trajectory_files, type_labels  # no
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "results.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "results.md"
 
 
 def test_stack_segments_types_names_and_time_step(quick_ethanol_run, quick):
@@ -90,7 +90,7 @@ def test_compression_extensions_are_one_trajectory(tmp_path, quick, launcher):
 def test_docs_recipe_runs(quick_ethanol_run, capsys):
     out, _ = quick_ethanol_run
     text = DOCS.read_text()
-    block = re.search(r"<!-- recipe: tested by tests/test_universe.py[^\n]*\n```python\n(.*?)```", text, re.S)
+    block = re.search(r"<!-- recipe: tested by tests/md/test_universe.py[^\n]*\n```python\n(.*?)```", text, re.S)
     assert block, "the MDAnalysis recipe is missing from docs/results.md"
     code = block.group(1).replace('Path("runs/ethanol")', f"Path({str(out)!r})")
     assert f"Path({str(out)!r})" in code

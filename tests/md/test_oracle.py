@@ -43,16 +43,16 @@ def _python_terms(ff, system, cutoff: float) -> dict[str, float]:
         a, b = x[i] - x[j], x[k_] - x[j]
         th = math.acos(np.dot(a, b) / np.linalg.norm(a) / np.linalg.norm(b))
         e["eangle"] += k * (th - math.radians(th0)) ** 2
-    for (i, j, k_, l), (kd, d, n) in zip(ff.dihedrals, ff.dihedral_keys):
-        b1, b2, b3 = x[j] - x[i], x[k_] - x[j], x[l] - x[k_]
+    for (i, j, k_, l_), (kd, d, n) in zip(ff.dihedrals, ff.dihedral_keys):
+        b1, b2, b3 = x[j] - x[i], x[k_] - x[j], x[l_] - x[k_]
         n1, n2 = np.cross(b1, b2), np.cross(b2, b3)
         m1 = np.cross(n1, b2 / np.linalg.norm(b2))
         phi = math.atan2(np.dot(m1, n2), np.dot(n1, n2))
         e["edihed"] += kd * (1 + d * math.cos(n * phi))
-    for (i, j, k_, l), (kw, w0) in zip(ff.impropers, ff.improper_keys):
+    for (i, j, k_, l_), (kw, w0) in zip(ff.impropers, ff.improper_keys):
         assert w0 == 0.0
         normal = np.cross(x[j] - x[i], x[k_] - x[i])
-        axis = x[l] - x[i]
+        axis = x[l_] - x[i]
         c = np.dot(normal, axis) / np.linalg.norm(normal) / np.linalg.norm(axis)
         e["eimp"] += kw * (1.0 - math.sqrt(1.0 - c * c))
     excluded = {tuple(sorted(b)) for b in ff.bonds.tolist()}
@@ -141,7 +141,7 @@ def test_fixed_volume_stack_height_is_the_sum_of_the_cells(production_run):
     out, p, result = production_run
     from mdxfer.md.interaction import read_json
 
-    for k, base in enumerate((out, out / "replica_01")):
+    for _k, base in enumerate((out, out / "replica_01")):
         rec = read_json(base / "stack" / "replica_result.json")
         assert rec["lz_stack_A"] == pytest.approx(rec["lz_chem_A"] + rec["lz_partner_A"], abs=1e-6)
         comp = read_json(base / "stack" / "compress.json")

@@ -8,7 +8,11 @@ import pytest
 from mdxfer.errors import ForceFieldError
 from mdxfer.forcefield import parametrize
 from mdxfer.forcefield.parameters import (
-    angle_params, bond_params, harmonic_dihedral, lj_pair, lj_params,
+    angle_params,
+    bond_params,
+    harmonic_dihedral,
+    lj_pair,
+    lj_params,
 )
 from mdxfer.molecule import embed
 
@@ -133,8 +137,8 @@ def test_every_molecule_in_the_table_is_complete():
 
 
 def test_mmff94_charges_option_gives_larger_dipoles():
-    from mdxfer.forcefield.charges import partial_charges
     from mdxfer.errors import ForceFieldError
+    from mdxfer.forcefield.charges import partial_charges
 
     mol = embed("CC#N")
     x = mol.GetConformer().GetPositions()

@@ -1,7 +1,8 @@
 import pytest
 
 from mdxfer.errors import ProtocolError
-from mdxfer.md.protocol import PRESETS, load_protocol, render
+from mdxfer.md.lammps import render
+from mdxfer.md.protocol import PRESETS, load_protocol
 
 
 def test_paper_preset_has_the_seed_numbers():

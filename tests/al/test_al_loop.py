@@ -26,7 +26,7 @@ from mdxfer.al.oracles import TableOracle
 from mdxfer.al.state import ALState
 from mdxfer.al.surrogate import SurrogateSettings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")

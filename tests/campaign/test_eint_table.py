@@ -20,7 +20,7 @@ from mdxfer.campaign import Campaign, spec_from_dict
 from mdxfer.campaign.table import TABLE_COLUMNS, eint_table, make_table
 from mdxfer.cli.main import app
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _load_script(name: str):

@@ -11,8 +11,16 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from mdxfer.campaign.profiles import (PROFILES, build_config, build_executors, light_label, make_launcher,
-                                      render_job_script, resolve_profile, resource_spec)
+from mdxfer.campaign.profiles import (
+    PROFILES,
+    build_config,
+    build_executors,
+    light_label,
+    make_launcher,
+    render_job_script,
+    resolve_profile,
+    resource_spec,
+)
 from mdxfer.campaign.spec import CampaignError, example_text, load_spec, spec_from_dict
 from mdxfer.campaign.store import Store, pair_key, species_key
 from mdxfer.cli.main import app

@@ -6,8 +6,15 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from mdxfer.al.acquisition import (ALError, Acquisition, expected_improvement, greedy, thompson_draws,
-                                   ucb, uncertainty)
+from mdxfer.al.acquisition import (
+    Acquisition,
+    ALError,
+    expected_improvement,
+    greedy,
+    thompson_draws,
+    ucb,
+    uncertainty,
+)
 from mdxfer.al.diversity import Diversity, morgan_bits, select_batch, tanimoto
 
 MEAN = np.array([1.0, 3.0, 2.0, 2.9])

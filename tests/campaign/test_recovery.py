@@ -26,7 +26,6 @@ from mdxfer.campaign.spec import CampaignError
 from mdxfer.cli.common import EXIT_FAILED_TASKS
 from mdxfer.cli.main import app
 
-
 #: the quick protocol shortened as in test_campaign_run (fewer steps, never faked results)
 TINY = {"preset": "quick", "n_molecules": 8, "compress_ps": 1.0, "nvt_ps": 1.0,
         "stack_compress_ps": 1.0, "stack_nvt_ps": 1.0, "minimize_steps": 100}
@@ -236,7 +235,7 @@ def test_campaign_run_started_twice_the_second_refuses(tmp_path):
     db = tmp_path / "c.db"
     first = subprocess.Popen([sys.executable, "-m", "mdxfer", "campaign", "run", str(f)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                             cwd=Path(__file__).resolve().parents[1])
+                             cwd=Path(__file__).resolve().parents[2])
     try:
         wait_until(lambda: bool(db.exists() and rows(
             db, "SELECT COUNT(*) FROM tasks WHERE state = 'running'")[0][0]), first)
@@ -266,7 +265,7 @@ def test_al_run_started_twice_the_second_refuses(tmp_path):
     db = tmp_path / "al.db"
     first = subprocess.Popen([sys.executable, "-m", "mdxfer", "al", "run", str(f), "--no-report"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                             cwd=Path(__file__).resolve().parents[1])
+                             cwd=Path(__file__).resolve().parents[2])
     from mdxfer.al.state import LoopLock
 
     try:
