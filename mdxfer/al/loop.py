@@ -2,8 +2,9 @@
 batch, simulate it, record, repeat until the budget is spent.
 
 Round 0 simulates ``n_initial`` molecules drawn at random from the pool (on top of any
-measured molecules given in an ``initial`` table or already in the campaign database). Every
-later round:
+measured molecules given in an ``initial`` table or already in the campaign database); with
+``n_initial = 0`` the loop starts from those known molecules and round 0 is already an
+acquisition round. Every later round:
 
 1. refit the transferred ensemble (:mod:`mdxfer.al.surrogate`) on every measured molecule,
    each weighted by its measurement noise (stderr; unweighted when none is known), and
@@ -60,6 +61,9 @@ from mdxfer.inputs import check_keys, read_toml, resolve_path
 from mdxfer.validate import check_int, check_number, check_seed
 
 Log = Callable[[str], None]
+
+#: fewest measured molecules an acquisition round fits its model on
+MIN_KNOWN = 3
 
 
 @dataclass(frozen=True)
@@ -189,8 +193,14 @@ class ActiveLearner:
         taken |= {p["smiles"] for p in self.state.picks()}
         return np.array([s not in taken for s in self.pool], dtype=bool)
 
+    def _random_round(self, r: int) -> bool:
+        """Round 0 picks at random, unless ``n_initial = 0``: then the loop starts from the
+        molecules it already knows (an ``initial`` table, the campaign's finished results) and
+        round 0 is an acquisition round like the others."""
+        return (r == 0 and self.s.n_initial > 0) or not self.s.acquisition.needs_model
+
     def _next_size(self, r: int) -> int:
-        if r == 0:
+        if r == 0 and self.s.n_initial > 0:
             n = self.s.n_initial
         else:
             if self.s.rounds is not None and r > self.s.rounds:
@@ -207,7 +217,7 @@ class ActiveLearner:
         avail = self._available()
         size = int(min(size, avail.sum()))
         acq = self.s.acquisition
-        if r == 0 or not acq.needs_model:
+        if self._random_round(r):
             idx = rng.permutation(np.flatnonzero(avail))[:size]
             picks = [{"smiles": self.pool[i]} for i in idx]
             self.state.write_round(r, "initial" if r == 0 else acq.name, [], picks, None, None, None, None,
@@ -215,6 +225,11 @@ class ActiveLearner:
             return
         t0 = time.perf_counter()
         train = self.state.observations("done")
+        if len(train) < MIN_KNOWN:
+            raise ALError(f"The model of round {r} would be fitted on {len(train)} measured "
+                          f"molecule(s); it needs at least {MIN_KNOWN}. With n_initial = 0 give the "
+                          "loop an [active_learning] initial table (or a campaign with finished "
+                          "results), or set n_initial to draw a random first round.")
         smiles = [o["smiles"] for o in train]
         y = np.array([o["value"] for o in train], dtype=float)
         stderr = [o.get("stderr") for o in train]  # the noise of each measurement (None: unknown)
@@ -281,16 +296,20 @@ class ActiveLearner:
                                     json.loads(row["cv_json"]) if row and row["cv_json"] else None))
 
     # ------------------------------------------------------------ the loop
-    def run(self, max_rounds: int | None = None) -> dict[str, Any]:
+    def run(self, max_rounds: int | None = None, select_only: bool = False) -> dict[str, Any]:
         """Run (or resume) until the budget is spent. ``max_rounds``: stop after this many
-        rounds in this call (for tests and step-by-step use)."""
+        rounds in this call (for tests and step-by-step use). ``select_only``: choose the next
+        round's molecules (or keep the pending choice) and stop before simulating them; the
+        result's ``picks`` lists them, and the next ``run`` simulates them."""
         with one_thread():
-            return self._run(max_rounds)
+            return self._run(max_rounds, select_only)
 
-    def _run(self, max_rounds: int | None) -> dict[str, Any]:
+    def _run(self, max_rounds: int | None, select_only: bool = False) -> dict[str, Any]:
         self._check_settings()
         self._sync_known()
         self._ensure_features()
+        if select_only:
+            return self._select_next()
         done_now = 0
         while max_rounds is None or done_now < max_rounds:
             last = self.state.last_round()
@@ -304,7 +323,8 @@ class ActiveLearner:
             if r == 0 and size == 0:
                 raise ALError(f"Round 0 would simulate nothing (n_initial = {self.s.n_initial}, "
                               f"budget = {self.s.budget}), so the loop could never start: set "
-                              "[active_learning] n_initial and budget to at least 1.")
+                              "[active_learning] n_initial (or, when molecules are already known, "
+                              "batch_size) and budget to at least 1.")
             if size == 0 or not self._available().any():
                 break
             self._select(r, size)
@@ -314,6 +334,24 @@ class ActiveLearner:
         rounds = self.state.rounds()
         return {"rounds": len(rounds), "simulations": self._spent(), "best_value": best,
                 "best_smiles": best_smiles, "finished": self._finished()}
+
+    def _select_next(self) -> dict[str, Any]:
+        """The next round's picks, chosen now unless a chosen round is still pending."""
+        last = self.state.last_round()
+        if last is None or last["state"] != "selected":
+            r = 0 if last is None else last["round"] + 1
+            size = self._next_size(r)
+            if size > 0 and self._available().any():
+                self._select(r, size)
+                self.log(f"round {r}: {len(self.state.picks(r))} molecule(s) chosen, not simulated "
+                         "yet (run again without --select-only to simulate them)")
+        last = self.state.last_round()
+        pending = last is not None and last["state"] == "selected"
+        best, best_smiles = self._best()
+        return {"rounds": len(self.state.rounds()), "simulations": self._spent(), "best_value": best,
+                "best_smiles": best_smiles, "finished": self._finished(),
+                "round": last["round"] if pending else None,
+                "picks": self.state.picks(last["round"]) if pending else []}
 
     def _finished(self) -> bool:
         last = self.state.last_round()
@@ -369,7 +407,7 @@ class ALConfig:
         if self.initial_file is None:
             return []
         t = TableOracle(self.initial_file, self.smiles_column, self.target_column)
-        return [Measurement(s, "done", v) for s, v in t.values.items()]
+        return [Measurement(s, "done", v, t.stderr.get(s)) for s, v in t.values.items()]
 
 
 def _err(path: Path, msg: str) -> ALError:

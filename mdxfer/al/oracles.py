@@ -97,7 +97,32 @@ class TableOracle(Oracle):
             more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
             raise ALError(f"Oracle table {self.path}: " + "; ".join(bad[:5]) + more + ".")
         self.values = values
+        #: each molecule's standard error, from a ``<target>_stderr`` column when the table has one
+        #: (an mdxfer E_int table does); the loop weights its fits by it
+        self.stderr = self._read_stderr(f"{target_col}_stderr", smiles_col)
         self.target, self.unit, self.delay_s = target_col, unit, delay_s
+
+    def _read_stderr(self, column: str, smiles_col: str) -> dict[str, float]:
+        import pandas as pd
+
+        if self.path.suffix.lower() != ".csv":
+            return {}
+        try:
+            df = pd.read_csv(self.path, usecols=lambda c: c in (smiles_col, column))
+        except (OSError, ValueError):
+            return {}
+        if column not in df or smiles_col not in df:
+            return {}
+        out: dict[str, float] = {}
+        for smi, se in zip(df[smiles_col], pd.to_numeric(df[column], errors="coerce")):
+            if isinstance(smi, str) and math.isfinite(se) and se >= 0:
+                try:
+                    key = canonical(smi)
+                except Exception:  # noqa: BLE001 - an unparsable row was reported above
+                    continue
+                if key in self.values:
+                    out.setdefault(key, float(se))
+        return out
 
     def measure(self, smiles: Sequence[str], log: Log | None = None,
                 on_result: Callable[[Measurement], None] | None = None) -> list[Measurement]:
@@ -106,7 +131,7 @@ class TableOracle(Oracle):
             if self.delay_s:
                 time.sleep(self.delay_s)
             if s in self.values:
-                m = Measurement(s, "done", self.values[s])
+                m = Measurement(s, "done", self.values[s], self.stderr.get(s))
             else:
                 m = Measurement(s, "failed", error=f"{s} is not in the oracle table {self.path.name}")
             if on_result:

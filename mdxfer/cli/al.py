@@ -35,6 +35,7 @@ def run_cmd(
     max_rounds: Optional[int] = typer.Option(None, "--max-rounds", min=0, help="Stop after this many rounds in this call (resume later)."),
     report: bool = typer.Option(True, "--report/--no-report", help="Rewrite the Markdown report after every round."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only the final summary."),
+    select_only: bool = typer.Option(False, "--select-only", help="Choose the next round's molecules, print them and stop before simulating (the next run simulates them)."),
 ) -> None:
     """Start or resume the loop: transfer on all results, rank the pool, pick, simulate, repeat.
 
@@ -67,7 +68,7 @@ def run_cmd(
         learner, state = open_loop(cfg, log=log, on_round=on_round)
         state_box["state"] = state
         try:
-            res = learner.run(max_rounds=max_rounds)
+            res = learner.run(max_rounds=max_rounds, select_only=select_only)
         except KeyboardInterrupt:
             console.print(styled("interrupted: ", "yellow", "finished rounds and measurements are kept; "
                                  "run again to resume."))
@@ -79,8 +80,28 @@ def run_cmd(
             console.print(f"report: {path}", highlight=False)
         state.close()
     best = "—" if res["best_value"] is None else f"{res['best_value']:.4g} ({res['best_smiles']})"
+    if select_only:
+        _print_picks(res, label)
+        return
     typer.echo(f"{res['rounds']} round(s), {res['simulations']} simulation(s) by the loop; best {best}; "
                f"{'budget spent' if res['finished'] else 'not finished: run again to continue'}")
+
+
+def _print_picks(res: dict[str, Any], label: str) -> None:
+    """The chosen, not yet simulated molecules of ``run --select-only``."""
+    from rich.table import Table
+
+    if not res["picks"]:
+        typer.echo("nothing to choose: the loop is finished (budget, rounds or pool spent).")
+        return
+    table = Table(title=f"round {res['round']}: chosen, not simulated yet")
+    for col in ("smiles", f"predicted {label}", "spread", "score"):
+        table.add_column(col, no_wrap=True)
+    f = (lambda x: "—" if x is None else f"{x:.4g}")
+    for p in res["picks"]:
+        table.add_row(p["smiles"], f(p.get("mean")), f(p.get("std")), f(p.get("score")))
+    console.print(table)
+    typer.echo("run again without --select-only to simulate them.")
 
 
 @friendly_errors

@@ -308,3 +308,65 @@ def test_a_failed_pick_and_a_budget_beyond_the_pool(oracle_csv, tmp_path):
     assert "not in the oracle table" in failed[0]["error"]
     done = [p["value"] for p in picks if p["status"] == "done"]
     assert len(done) == 12 and res["best_value"] == max(done)
+
+
+def test_select_only_from_known_molecules(oracle_csv, tmp_path):
+    """n_initial = 0: round 0 is an acquisition round fitted on the known molecules; with
+    select_only the picks are chosen, kept pending and reported, and nothing is measured until
+    the next run, which measures exactly them."""
+    import pandas as pd
+
+    from mdxfer.al.oracles import Measurement
+
+    class CountingOracle(TableOracle):
+        calls = 0
+
+        def measure(self, smiles, log=None, on_result=None):
+            CountingOracle.calls += len(smiles)
+            return super().measure(smiles, log, on_result)
+
+    table = pd.read_csv(oracle_csv)
+    known_csv = tmp_path / "known.csv"
+    known = table.iloc[:20].assign(target_stderr=0.5)
+    known.to_csv(known_csv, index=False)
+    initial = TableOracle(known_csv)
+    assert set(initial.stderr.values()) == {0.5}       # the table's stderr column is read
+    oracle = CountingOracle(oracle_csv)
+    pool = [s for s in oracle.values if s not in initial.values]
+    known_ms = [Measurement(s, "done", v, initial.stderr[s]) for s, v in initial.values.items()]
+    s = settings(n_initial=0, batch_size=4, rounds=1, diversity=Diversity("none"))
+    with ALState(tmp_path / "al.db") as state:
+        res = ActiveLearner(pool, oracle, state, s, known_ms).run(select_only=True)
+        assert CountingOracle.calls == 0 and res["round"] == 0 and len(res["picks"]) == 4
+        assert all(p["status"] == "pending" and p["mean"] is not None for p in res["picks"])
+        assert state.rounds()[0]["acquisition"] == "ucb"  # not a random "initial" round
+        chosen = [p["smiles"] for p in res["picks"]]
+        assert all(c in pool for c in chosen)
+        again = ActiveLearner(pool, oracle, state, s, known_ms).run(select_only=True)
+        assert [p["smiles"] for p in again["picks"]] == chosen and len(state.rounds()) == 1
+        ActiveLearner(pool, oracle, state, s, known_ms).run(max_rounds=1)
+        assert CountingOracle.calls == 4
+        assert sorted(p["smiles"] for p in state.picks(0, status="done")) == sorted(chosen)
+    # without known molecules there is nothing to fit round 0 on
+    with ALState(tmp_path / "empty.db") as state:
+        with pytest.raises(ALError, match="at least 3"):
+            ActiveLearner(pool, oracle, state, s).run(select_only=True)
+
+
+def test_cli_select_only(oracle_csv, tmp_path):
+    """`mdxfer al run --select-only` prints the chosen molecules and simulates nothing."""
+    import pandas as pd
+
+    known_csv = tmp_path / "known.csv"
+    pd.read_csv(oracle_csv).iloc[:15].to_csv(known_csv, index=False)
+    path = write_table_campaign(tmp_path, oracle_csv, "sel", rounds=2)
+    text = path.read_text().replace("n_initial = 6", f'n_initial = 0\ninitial = "{known_csv}"')
+    path.write_text(text)
+    r = subprocess.run([sys.executable, "-m", "mdxfer", "al", "run", str(path), "--select-only",
+                        "--no-report"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout + r.stderr  # tables go to the console (stderr), the summary to stdout
+    assert "chosen, not simulated yet" in out and "without --select-only" in r.stdout
+    n_done = al_rows(tmp_path / "sel.db", "SELECT COUNT(*) FROM al_picks WHERE status = 'done'")
+    n_pending = al_rows(tmp_path / "sel.db", "SELECT COUNT(*) FROM al_picks WHERE status = 'pending'")
+    assert n_done == [(0,)] and n_pending == [(4,)]
