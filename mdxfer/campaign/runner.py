@@ -459,6 +459,27 @@ class Campaign:
             "eta": self.eta(rows, walls, partner),
         }
 
+    def _cpu_seconds(self, row: dict[str, Any]) -> float:
+        """CPU seconds of LAMMPS a finished candidate cost: its own box and its stack, of every
+        replica (from the replica records' folders; for a result without them, replica 0's
+        stack folder and, through its ``species.json``, its box, times the protocol's number of
+        replicas). 0 when the logs are gone."""
+        reps = self.store.replica_workdirs(row["task_key"]) if row.get("task_key") else []
+        if reps:
+            folders = [Path(w[k]) for w in reps for k in ("candidate", "stack") if w.get(k)]
+            return _folders_cpu_seconds(folders) * self.protocol.replicas / len(reps)
+        pair = row.get("workdir")
+        if not pair:
+            return 0.0
+        folders = [Path(pair)]
+        try:
+            bottom = json.loads((Path(pair) / "species.json").read_text()).get("bottom")
+        except (OSError, ValueError):
+            bottom = None
+        if bottom:
+            folders.append(Path(bottom))
+        return _folders_cpu_seconds(folders) * self.protocol.replicas
+
     def eta(self, rows: list[dict[str, Any]] | None = None, walls: list[float] | None = None,
             partner: Any = None, sample: int = 8) -> dict[str, Any]:
         """What is left, in LAMMPS time: ``remaining`` candidates, ``cpu_s`` (rank-seconds of
@@ -473,7 +494,7 @@ class Campaign:
         partner = self.store.task(self.partner_key) if partner is None else partner
         partner_left = not partner or partner["state"] != "done"
         per, basis = None, None
-        used = [c for c in (_cpu_seconds(r) for r in done[-20:]) if c]
+        used = [c for c in (self._cpu_seconds(r) for r in done[-20:]) if c]
         if used:   # what the finished ones really cost (CPU, not wall: runs may share cores)
             per = sum(used) / len(used)
             basis = f"CPU time of {len(used)} finished candidate(s), from their LAMMPS logs"
@@ -501,21 +522,10 @@ class Campaign:
                 "workers": workers, "basis": basis, "partner_left": bool(partner_left and left)}
 
 
-def _cpu_seconds(row: dict[str, Any]) -> float:
-    """CPU seconds of LAMMPS in a finished candidate's folders (its stack and, through the
-    stack's ``species.json``, its own box): 0 when the logs are gone. With replicas only
-    replica 0's folders are read (``workdir`` is its stack)."""
-    pair = row.get("workdir")
-    if not pair:
-        return 0.0
-    folders = [Path(pair)]
-    try:
-        bottom = json.loads((Path(pair) / "species.json").read_text()).get("bottom")
-    except (OSError, ValueError):
-        bottom = None
-    if bottom:
-        folders.append(Path(bottom))
-    return sum(log_work(log)[1] for d in folders if d.is_dir() for log in d.glob("*.log"))
+def _folders_cpu_seconds(folders: list[Path]) -> float:
+    """Rank-seconds of CPU of every LAMMPS log in ``folders`` (:func:`mdxfer.md.cost.log_work`)."""
+    return sum(sec * ranks for d in folders if d.is_dir() for log in d.glob("*.log")
+               for _, sec, ranks in [log_work(log)])
 
 
 class _Graph:

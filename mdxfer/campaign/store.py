@@ -351,6 +351,13 @@ class Store(Database):
                                 (key,)).fetchone()
         return None if row is None else json.loads(row[0])
 
+    def replica_workdirs(self, candidate_key: str) -> list[dict[str, str]]:
+        """The folders (``candidate``, ``stack``, ``partner``) of each finished replica of the
+        candidate whose pair task is ``candidate_key``, in replica order."""
+        rows = self.conn.execute("SELECT record FROM replica_results WHERE candidate_key = ? "
+                                 "ORDER BY replica", (candidate_key,)).fetchall()
+        return [w for w in (json.loads(r[0]).get("workdirs") for r in rows) if w]
+
     def requeue_replicas(self, protocol_digest: str, partner: str, forcefield: str,
                          replicas: int) -> int:
         """Done candidates of this protocol/partner/force field whose result aggregates another

@@ -209,3 +209,34 @@ def test_fewer_then_more_replicas_reuse_the_finished_ones(run2):
     ran = db_rows(spec.database, "SELECT DISTINCT task_key FROM stage_runs WHERE run_id = ? "
                   "AND ran = 1", (run_id,))
     assert {k for (k,) in ran} == ccc_replica_1       # its box and its stack, nothing else
+
+
+def test_eta_counts_every_replica(run2, tmp_path):
+    """What is left is costed from the CPU time of all of a finished candidate's replicas
+    (both boxes and stacks), not replica 0's alone."""
+    from mdxfer.md.cost import log_work
+
+    spec = run2["spec"]
+    copy = tmp_path / "copy.db"
+    src, dst = sqlite3.connect(spec.database), sqlite3.connect(copy)
+    src.backup(dst)
+    src.close()
+    dst.close()
+    path = write_campaign(tmp_path / "more", ["CCO", "CCC", "CCCO"], replicas=2)
+    text = path.read_text().replace("[campaign]\n", f'[campaign]\ndatabase = "{copy}"\n'
+                                    f'workdir = "{spec.workdir}"\n')
+    path.write_text(text)
+    def cpu(folders):
+        return sum(sec * ranks for d in folders for f in d.glob("*.log")
+                   for _, sec, ranks in [log_work(f)])
+
+    with Campaign.open(path) as camp:
+        eta = camp.eta()
+        done = [r["smiles"] for r in camp.results() if r["status"] == "done"]
+        per = [cpu([d for k in (0, 1) for d in replica_dirs(camp, s, k)]) for s in done]
+    # (CCO is done; CCC too when the test above has repaired it)
+    assert "CCO" in done and eta["remaining"] == 1
+    assert eta["basis"].startswith(f"CPU time of {len(done)} finished")
+    assert eta["cpu_s"] == pytest.approx(sum(per) / len(per))
+    both, replica0 = cpu(run2["dirs"][0] + run2["dirs"][1]), cpu(run2["dirs"][0])
+    assert both > 1.5 * replica0
