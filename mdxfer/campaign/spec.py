@@ -106,7 +106,8 @@ def read_candidates(path: Path) -> list[Candidate]:
     ``SMILES [name]`` per line, ``#`` comments and a ``smiles`` header line skipped; or a CSV
     with ``smiles`` and optional ``name`` columns)."""
     return [Candidate(r.smiles, r.name)
-            for r in read_molecules(path, what="Candidate file", error=CampaignError)]
+            for r in read_molecules(path, what="Candidate file", error=CampaignError,
+                                    hint="Call the SMILES column 'smiles' in the header line.")]
 
 
 def _candidates(table: dict, base: Path, path: Path | None) -> tuple[Candidate, ...]:

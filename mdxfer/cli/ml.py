@@ -227,7 +227,7 @@ def rank_cmd(
 def selfsup_cmd(
     out: Path = typer.Option(..., "--out", help="Output folder: model.pt (pretrained encoder), metrics.json, history.csv."),
     n: int = typer.Option(20000, "--n", min=0, help="QM9 molecules drawn at random (0: none)."),
-    smiles: Optional[Path] = typer.Option(None, "--smiles", help="Extra unlabelled molecules: .smi or .csv (a 'smiles' column or the first)."),
+    smiles: Optional[Path] = typer.Option(None, "--smiles", help="Extra unlabelled molecules: .smi or .csv (with a 'smiles' column)."),
     preset: str = typer.Option("default", "--preset", help="Encoder architecture ('paper' or 'default'); use the same for `pretrain --init-encoder`."),
     tasks: str = typer.Option("atom,motif", "--tasks", help="Pretraining tasks: atom (masked elements), motif (functional groups, rings, bonds)."),
     balance: str = typer.Option("inverse", "--balance", help="Masked-atom class weights: inverse, sqrt or none (element frequency)."),
