@@ -50,16 +50,24 @@ import numpy as np
 import pandas as pd
 from rdkit import Chem
 
+from mdxfer.errors import DataError
 from mdxfer.learn.data import qm9
 from mdxfer.learn.ensemble import GPMember, combine_moments, features_for
 from mdxfer.learn.evaluation import regression_metrics
-from mdxfer.learn.featurize import DataError, GraphSet, featurize_smiles, morgan_counts, parse_smiles_or_none
+from mdxfer.learn.featurize import GraphSet, featurize_smiles, morgan_counts, parse_smiles_or_none
 from mdxfer.learn.library import LibrarySettings, load_library, model_path, read_manifest
 from mdxfer.learn.models import GraphModel, load_source
 from mdxfer.learn.nn.graph import preset
 from mdxfer.learn.shotgun import ShotgunSettings, choose, score_candidates, shotgun_cv
 from mdxfer.learn.training import fit_graph_regressor
-from mdxfer.learn.transfer import MODES, TransferSettings, calibrate, cross_validate, fit_ridge, select_mode
+from mdxfer.learn.transfer import (
+    MODES,
+    TransferSettings,
+    calibrate,
+    cross_validate,
+    fit_ridge,
+    select_mode,
+)
 
 #: transfer candidates by benchmark name (``mdxfer transfer`` modes)
 TX_APPROACHES = {"fp_gp": "fp_gp", "emb_ridge": "ridge", "emb_rf": "rf", "emb_fp_ridge": "emb_fp_ridge",

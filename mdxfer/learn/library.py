@@ -37,10 +37,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from mdxfer.errors import DataError
 from mdxfer.fileio import write_json_atomic
 from mdxfer.learn.data import qm9
 from mdxfer.learn.data.targets import table_split
-from mdxfer.learn.featurize import FEATURIZER_VERSION, DataError, cached_featurize
+from mdxfer.learn.featurize import FEATURIZER_VERSION, cached_featurize
 from mdxfer.learn.models import SourceModel, load_source, set_threads
 from mdxfer.learn.nn.fingerprint import FPConfig
 from mdxfer.learn.nn.graph import ModelConfig

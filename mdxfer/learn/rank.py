@@ -38,10 +38,10 @@ from typing import Callable, Iterator
 import numpy as np
 from rdkit import Chem
 
+from mdxfer.errors import DataError
 from mdxfer.inputs import MolRecord, read_molecules
 from mdxfer.learn.ensemble import Ensemble, load_ensemble
 from mdxfer.learn.featurize import (
-    DataError,
     GraphSet,
     featurize_mols,
     morgan_counts_mols,

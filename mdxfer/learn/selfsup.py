@@ -43,11 +43,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from mdxfer.errors import DataError
 from mdxfer.inputs import read_molecules
 from mdxfer.learn.data import qm9
 from mdxfer.learn.featurize import (
     ATOM_TYPES,
-    DataError,
     GraphSet,
     cache_dir,
     cached_featurize,

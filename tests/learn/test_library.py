@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from mdxfer.errors import DataError
 from mdxfer.learn.data import qm9
 from mdxfer.learn.ensemble import Committee, load_ensemble, predict
-from mdxfer.learn.featurize import DataError
 from mdxfer.learn.heldout import extrapolation, qm9_sample, small_data, summarize, threshold_split
 from mdxfer.learn.library import (
     LibrarySettings,

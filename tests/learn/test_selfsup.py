@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from mdxfer.learn.featurize import ATOM_TYPES, DataError, featurize_smiles
+from mdxfer.errors import DataError
+from mdxfer.learn.featurize import ATOM_TYPES, featurize_smiles
 from mdxfer.learn.models import GraphModel
 from mdxfer.learn.nn.graph import build_model, preset
 from mdxfer.learn.selfsup import (

@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 from rdkit import Chem, RDLogger
 
+from mdxfer.errors import DataError
 from mdxfer.learn.data import qm9
-from mdxfer.learn.featurize import DataError, parse_smiles_or_none
+from mdxfer.learn.featurize import parse_smiles_or_none
 from mdxfer.tables import read_targets
 from mdxfer.validate import smiles_text_problem
 
