@@ -264,6 +264,18 @@ retry_on = ["lost", "lammps"]     # lost = worker/node/walltime lost; lammps = L
 '''
 
 
+def write_example(out: str | Path, profile: str = "local", force: bool = False) -> Path:
+    """Write the example campaign file (:func:`example_text`) to ``out`` (its folder created),
+    refusing to overwrite an existing file unless ``force``; the file is checked by loading it."""
+    out = Path(out)
+    if out.exists() and not force:
+        raise CampaignError(f"{out} exists; use --force to overwrite it.")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(example_text(out.stem, profile))
+    load_spec(out)  # the example must be valid as written
+    return out
+
+
 def example_text(stem: str, profile: str = "local") -> str:
     """The commented example campaign file (``mdxfer campaign init``)."""
     if profile not in PROFILES:

@@ -53,8 +53,8 @@ def pretrain_cmd(
     from mdxfer.learn.pretrain import PretrainSettings, pretrain
 
     check_output_dir(out)
-    if data is None:
-        n, n_val = n or 5000, n_val or 1000
+    if data is None:   # QM9: the settings' defaults (the reference study's 5,000 / 1,000)
+        n, n_val = n or PretrainSettings.n, n_val or PretrainSettings.n_val
     if n is not None and n_val is not None and n_val >= n:
         raise typer.BadParameter(f"--n-val {n_val} must be smaller than --n {n}.")
     console = make_console()
