@@ -63,5 +63,10 @@ class StageFailure(Exception):
         return self.message
 
 
+class DataError(MdxferError):
+    """An input table, a model folder or the source data of the learning side is missing or
+    malformed."""
+
+
 class ALError(MdxferError):
     """An active-learning setting, state or input is invalid."""

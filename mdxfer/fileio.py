@@ -80,14 +80,6 @@ def write_text_atomic(path: str | Path, text: str) -> None:
         fh.write(text)
 
 
-def save_torch_atomic(data: Any, path: str | Path) -> None:
-    """``torch.save`` to ``path`` atomically (:func:`atomic_write`)."""
-    import torch
-
-    with atomic_write(path, "wb") as fh:
-        torch.save(data, fh)
-
-
 class FileLock:
     """An exclusive ``flock`` on ``path`` (created with its folder if missing), as a context
     manager. ``wait=False`` (default): raise :meth:`busy_error` at once when another process

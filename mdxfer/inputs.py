@@ -35,6 +35,9 @@ from mdxfer.errors import InputError, MdxferError
 
 ErrorType = type[MdxferError]
 
+#: what to do when a CSV has no SMILES column (commands with a ``--smiles-col`` option)
+SMILES_COL_HINT = "Name the SMILES column with --smiles-col."
+
 
 @dataclass
 class MolRecord:
@@ -60,11 +63,13 @@ class MoleculeTable:
 
     ``what`` names the file in errors (``"Candidate file"``, ``"Pool file"``), ``error`` is the
     caller's error class. Opening checks that the file exists, is text, and (CSV) has the
-    SMILES column; rows are read lazily, so large files stream."""
+    SMILES column; rows are read lazily, so large files stream. ``hint`` ends the message when
+    a CSV has no SMILES column (what the user should do)."""
 
     def __init__(self, path: str | Path, smiles_col: str = "smiles", *,
-                 what: str = "Candidate file", error: ErrorType = InputError):
-        self.path, self.what, self.error = Path(path), what, error
+                 what: str = "Candidate file", error: ErrorType = InputError,
+                 hint: str = SMILES_COL_HINT):
+        self.path, self.what, self.error, self.hint = Path(path), what, error, hint
         self._check_file()
         self.kind = "csv" if self._looks_csv(smiles_col) else "smi"
         self.header: list[str] = []
@@ -109,8 +114,7 @@ class MoleculeTable:
             col = same[0] if len(same) == 1 else None
         if col is None:
             raise self.error(f"{self.what} {self.path} has no column {smiles_col!r}; its columns "
-                             f"are {', '.join(map(repr, self.header))}. Name the SMILES column "
-                             "with --smiles-col.")
+                             f"are {', '.join(map(repr, self.header))}. {self.hint}")
         self.smiles_col = col
         self.columns = [h for h in self.header if h != col]
 
@@ -156,10 +160,11 @@ class MoleculeTable:
 
 
 def read_molecules(path: str | Path, smiles_col: str = "smiles", *,
-                   what: str = "Candidate file", error: ErrorType = InputError) -> MoleculeTable:
+                   what: str = "Candidate file", error: ErrorType = InputError,
+                   hint: str = SMILES_COL_HINT) -> MoleculeTable:
     """Open a ``.smi`` or ``.csv`` table of molecules (see the module docstring); iterate the
     result for :class:`MolRecord` rows."""
-    return MoleculeTable(path, smiles_col, what=what, error=error)
+    return MoleculeTable(path, smiles_col, what=what, error=error, hint=hint)
 
 
 # ------------------------------------------------------------------------------ TOML settings

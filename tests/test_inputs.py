@@ -59,6 +59,16 @@ def test_csv_errors_name_the_file_and_what_to_do(tmp_path, text, message):
         list(read_molecules(f))
 
 
+def test_missing_smiles_column_ends_with_the_callers_hint(tmp_path):
+    f = tmp_path / "c.csv"
+    f.write_text("mol,name\nCCO,a\n")
+    with pytest.raises(InputError, match=r"columns are 'mol', 'name'\. Name the SMILES column "
+                                         r"with --smiles-col\.$"):
+        read_molecules(f)
+    with pytest.raises(CampaignError, match=r"'mol', 'name'\. Call it 'smiles'\.$"):
+        read_molecules(f, error=CampaignError, hint="Call it 'smiles'.")
+
+
 def test_missing_and_binary_files_raise_the_callers_error(tmp_path):
     with pytest.raises(CampaignError, match="Pool file .* does not exist"):
         read_molecules(tmp_path / "none.smi", what="Pool file", error=CampaignError)

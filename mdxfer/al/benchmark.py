@@ -28,6 +28,7 @@ from mdxfer.al.oracles import TableOracle
 from mdxfer.al.state import ALState
 from mdxfer.al.surrogate import SurrogateSettings, compute_features, one_thread
 from mdxfer.errors import ALError
+from mdxfer.learn.data import qm9
 
 Log = Callable[[str], None]
 
@@ -239,8 +240,6 @@ def make_qm9_oracle(out: str | Path, n: int = 2400, prop: str = "Polarizability_
     """Write a ``smiles,target`` oracle table of ``n`` QM9 molecules and property ``prop``
     (from qm9pack's CSVs through :mod:`mdxfer.learn.data.qm9`), drawn at random without the molecules of
     the default pretraining subset (``mdxfer.learn.data.qm9.subset(5000, 0)``)."""
-    from mdxfer.learn.data import qm9
-
     df = qm9.load_qm9()
     if prop not in qm9.PROPERTY_COLUMNS or prop not in df.columns:  # SMILES, qm9_index: no target
         raise ALError(f"--property {prop!r} is not a QM9 property; choose one of "

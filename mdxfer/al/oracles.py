@@ -24,6 +24,7 @@ from typing import Callable, Sequence
 from mdxfer.campaign import Campaign
 from mdxfer.errors import ALError
 from mdxfer.inputs import read_molecules
+from mdxfer.tables import read_targets
 
 Log = Callable[[str], None]
 
@@ -77,8 +78,6 @@ class TableOracle(Oracle):
 
     def __init__(self, path: str | Path, smiles_col: str = "smiles", target_col: str = "target",
                  unit: str = "", delay_s: float = 0.0):
-        from mdxfer.tables import read_targets
-
         self.path = Path(path)
         rows = read_targets(self.path, smiles_col, target_col, what="Oracle table", error=ALError)
         #: what was left out (a campaign export's unfinished rows, empty targets), or None

@@ -43,7 +43,9 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from mdxfer.al.diversity import morgan_bits
 from mdxfer.errors import ALError
+from mdxfer.learn.evaluation import regression_metrics
 
 SURROGATES = ("ridge", "rf", "finetune")
 FEATURE_SETS = ("embedding+morgan", "embedding", "morgan")
@@ -130,14 +132,14 @@ def compute_features(smiles: Sequence[str], settings: SurrogateSettings,
                      log=None) -> FeatureTable:
     """Featurise ``smiles`` (canonical SMILES) once: frozen-encoder embeddings, Morgan counts,
     Morgan bits. Unparsable SMILES raise :class:`ALError`."""
-    from mdxfer.al.diversity import morgan_bits
     from mdxfer.learn.featurize import morgan_counts
 
     smiles = list(smiles)
     blocks, emb, base = [], None, None
     domain: list[str | None] = [None] * len(smiles)
     if settings.uses_embedding:
-        from mdxfer.learn.ensemble import encoder_embeddings as embed, in_domain, load_ensemble
+        from mdxfer.learn.ensemble import encoder_embeddings as embed
+        from mdxfer.learn.ensemble import in_domain, load_ensemble
 
         ens = load_ensemble(settings.model_dir)
         base = ens.base
@@ -257,7 +259,7 @@ def _fit_rf(X: np.ndarray, y: np.ndarray, members: int, seed: int,
 
 def _fit_finetune(table: FeatureTable, rows: np.ndarray, y: np.ndarray, members: int,
                   rng: np.random.Generator) -> FittedEnsemble:
-    from mdxfer.learn.transfer import fit_member, TransferSettings
+    from mdxfer.learn.transfer import TransferSettings, fit_member
 
     s = table.settings
     E = table.embedding[rows].astype(np.float32)
@@ -314,8 +316,6 @@ def cross_validate(table: FeatureTable, smiles: Sequence[str], y: np.ndarray, se
     :func:`fit_ensemble` (the folds' fits are weighted; the scores are not)."""
     from scipy.stats import spearmanr
     from sklearn.model_selection import KFold
-
-    from mdxfer.learn.evaluation import regression_metrics
 
     y = np.asarray(y, dtype=np.float64)
     n = len(y)

@@ -303,6 +303,10 @@ class Campaign:
         self.store.link_candidate(mol_id, key)
         return key
 
+    def has_candidates(self) -> bool:
+        """Whether the database holds any candidate (from the file or an earlier run)."""
+        return bool(self.store.query("SELECT 1 FROM candidates LIMIT 1"))
+
     # ------------------------------------------------------------ running
     def run(self, candidates: Iterable[str | Candidate] | None = None,
             progress: Progress | None = None) -> RunReport:

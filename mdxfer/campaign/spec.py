@@ -106,7 +106,8 @@ def read_candidates(path: Path) -> list[Candidate]:
     ``SMILES [name]`` per line, ``#`` comments and a ``smiles`` header line skipped; or a CSV
     with ``smiles`` and optional ``name`` columns)."""
     return [Candidate(r.smiles, r.name)
-            for r in read_molecules(path, what="Candidate file", error=CampaignError)]
+            for r in read_molecules(path, what="Candidate file", error=CampaignError,
+                                    hint="Call the SMILES column 'smiles' in the header line.")]
 
 
 def _candidates(table: dict, base: Path, path: Path | None) -> tuple[Candidate, ...]:
@@ -261,6 +262,18 @@ retry_on = ["lost", "lammps"]     # lost = worker/node/walltime lost; lammps = L
                                   # "error" = anything unexpected. Bad SMILES and unsupported
                                   # elements are never retried.
 '''
+
+
+def write_example(out: str | Path, profile: str = "local", force: bool = False) -> Path:
+    """Write the example campaign file (:func:`example_text`) to ``out`` (its folder created),
+    refusing to overwrite an existing file unless ``force``; the file is checked by loading it."""
+    out = Path(out)
+    if out.exists() and not force:
+        raise CampaignError(f"{out} exists; use --force to overwrite it.")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(example_text(out.stem, profile))
+    load_spec(out)  # the example must be valid as written
+    return out
 
 
 def example_text(stem: str, profile: str = "local") -> str:

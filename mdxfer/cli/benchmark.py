@@ -10,45 +10,23 @@ import typer
 from mdxfer.cli.common import friendly_errors, make_console
 from mdxfer.validate import SEED_LIMIT, check_output_file, cli_number
 
-benchmark_app = typer.Typer(help="Benchmarks of direct training, transfer, shotgun and self-supervised starts.",
-                            no_args_is_help=True)
-
 APPROACHES_HELP = ("Comma-separated: direct_fp_ridge, direct_gnn, ssl_gnn, ssl_ridge, single_source, shotgun, "
                    "shotgun_top3, and mdxfer transfer's candidates fp_gp, emb_ridge, emb_rf, emb_fp_ridge, emb_gp, "
                    "finetune, auto (the emb_*, finetune and auto ones need --source or --library) "
                    "(default: all whose inputs are given).")
 
 
-def _table(data: Optional[Path], target: str, n: int, seed: int, library: Optional[Path],
-           smiles_col: str, target_col: str):
-    """The benchmark's data: a user CSV, or a seeded QM9 sample (outside the library's subset)."""
-    from mdxfer.learn import heldout
-    from mdxfer.learn.data.targets import read_target_table
-    from mdxfer.learn.library import resolve_property
-
-    if data is not None:
-        t = read_target_table(data, smiles_col, target_col)
-        return t[["smiles", "target"]], None
-    prop = resolve_property(target)
-    return heldout.qm9_sample(n, seed, prop, library), prop
-
-
 def _approaches(spec: Optional[str], library, ssl, source) -> list[str]:
-    from mdxfer.learn.heldout import APPROACHES
+    from mdxfer.learn.heldout import APPROACHES, default_approaches
 
-    if spec is not None:
-        names = [a.strip() for a in spec.split(",") if a.strip()]
-        if not names:
-            raise typer.BadParameter(f"names no approach; give some of {', '.join(APPROACHES)} "
-                                     "(comma-separated) or leave the option out for all.",
-                                     param_hint="'--approaches'")
-        return names
-    from mdxfer.learn.heldout import TX_APPROACHES
-
-    have = {"ssl_gnn": ssl, "ssl_ridge": ssl, "single_source": source or library, "shotgun": library,
-            "shotgun_top3": library, "auto": source or library,
-            **{a: source or library for a in TX_APPROACHES if a != "fp_gp"}}
-    return [a for a in APPROACHES if have.get(a, True)]
+    if spec is None:
+        return default_approaches(library, ssl, source)
+    names = [a.strip() for a in spec.split(",") if a.strip()]
+    if not names:
+        raise typer.BadParameter(f"names no approach; give some of {', '.join(APPROACHES)} "
+                                 "(comma-separated) or leave the option out for all.",
+                                 param_hint="'--approaches'")
+    return names
 
 
 def _run(kind: str, data, target, n, seed, seeds, library, ssl, source, approaches, exclude, out, smiles_col,
@@ -69,20 +47,13 @@ def _run(kind: str, data, target, n, seed, seeds, library, ssl, source, approach
                                      param_hint=f"'{option}'")
     set_threads(threads)
     console = make_console()
-    table, prop = _table(data, target, n, seed, library, smiles_col, target_col)
-    excl = tuple(p.strip() for p in exclude.split(",") if p.strip()) if exclude else ((prop,) if prop else ())
-    src = str(source) if source else (heldout.default_source(library) if library else None)
-    kw = dict(library=str(library) if library else None, exclude_properties=excl, ssl=str(ssl) if ssl else None,
-              source=src, gnn_epochs=gnn_epochs, cv_repeats=cv_repeats)
-    names = _approaches(approaches, library, ssl, source)
-    log = console.print
-    log(f"{kind}: {len(table)} molecules, target {prop or target_col}; approaches {', '.join(names)}; "
-        f"library models of {', '.join(excl) or 'no property'} excluded")
+    table, prop = heldout.benchmark_data(data, target, n, seed, library, smiles_col, target_col)
+    excl = tuple(p.strip() for p in exclude.split(",") if p.strip()) if exclude else None
     seed_list = [seed + k for k in range(seeds)]
-    if kind == "extrapolation":
-        df = heldout.extrapolation(table, names, seeds=seed_list, log=log, **extra, **kw)
-    else:
-        df = heldout.small_data(table, names, seeds=seed_list, log=log, **extra, **kw)
+    df = heldout.run_benchmark(kind, table, _approaches(approaches, library, ssl, source), seed_list,
+                               prop=prop, target_name=target_col, library=library, ssl=ssl,
+                               source=source, exclude_properties=excl, gnn_epochs=gnn_epochs,
+                               cv_repeats=cv_repeats, log=console.print, **extra)
     out.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(out, index=False)
     summ = heldout.summarize(df)
@@ -120,7 +91,6 @@ COMMON = dict(
 )
 
 
-@benchmark_app.command("extrapolation")
 @friendly_errors
 def extrapolation_cmd(
     target: str = typer.Option("gap", "--target", help="QM9 property (short or column name)."),
@@ -142,7 +112,6 @@ def extrapolation_cmd(
          target_col, gnn_epochs, threads, cv_repeats, threshold=threshold, quantile=quantile)
 
 
-@benchmark_app.command("small-data")
 @friendly_errors
 def small_data_cmd(
     target: str = typer.Option("homo", "--target", help="QM9 property (short or column name)."),
@@ -163,4 +132,9 @@ def small_data_cmd(
 
 
 def register(app: typer.Typer) -> None:
-    app.add_typer(benchmark_app, name="benchmark")
+    """Attach ``mdxfer benchmark extrapolation|small-data`` to ``app``."""
+    group = typer.Typer(help="Benchmarks of direct training, transfer, shotgun and self-supervised "
+                             "starts.", no_args_is_help=True)
+    group.command("extrapolation")(extrapolation_cmd)
+    group.command("small-data")(small_data_cmd)
+    app.add_typer(group, name="benchmark")

@@ -15,13 +15,8 @@ from typing import Any
 import typer
 
 from mdxfer.cli.common import EXIT_FAILED_TASKS, console, friendly_errors, styled
+from mdxfer.errors import CampaignError
 from mdxfer.validate import check_output_file
-
-campaign_app = typer.Typer(
-    name="campaign", no_args_is_help=True, add_completion=False,
-    help="Many interaction-energy simulations through Parsl (local, Slurm, PBS), kept in a "
-         "SQLite database and resumable.",
-)
 
 FILE_ARG = typer.Argument(..., help="The campaign TOML file.")
 
@@ -45,14 +40,10 @@ def init_cmd(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
 ) -> None:
     """Write a commented example campaign file (local profile, quick protocol, 3 candidates)."""
-    from mdxfer.campaign.spec import CampaignError, example_text, load_spec
+    from mdxfer.campaign.spec import write_example
 
     check_output_file(out)
-    if out.exists() and not force:
-        raise CampaignError(f"{out} exists; use --force to overwrite it.")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(example_text(out.stem, profile))
-    load_spec(out)  # the example must be valid as written
+    write_example(out, profile, force)
     console.print(f"wrote {out}; run it with: mdxfer campaign run {out}")
 
 
@@ -65,9 +56,7 @@ def _run(file: Path, quiet: bool) -> None:
 
     _sigterm_as_interrupt()
     with Campaign.open(file) as camp:
-        if not camp.store.query("SELECT 1 FROM candidates LIMIT 1"):
-            from mdxfer.campaign.spec import CampaignError
-
+        if not camp.has_candidates():
             raise CampaignError(f"Campaign {file} has no candidates (none in the file, none in its "
                                 f"database {camp.spec.database}): add [candidates] smiles = "
                                 '["CCO", ...] or file = "candidates.smi".')
@@ -267,11 +256,16 @@ def profile_cmd(
 
 def register(app: typer.Typer) -> None:
     """Attach ``mdxfer campaign ...`` to ``app``."""
-    campaign_app.command("init")(init_cmd)
-    campaign_app.command("run")(run_cmd)
-    campaign_app.command("status")(status_cmd)
-    campaign_app.command("export")(export_cmd)
-    campaign_app.command("table")(table_cmd)
-    campaign_app.command("retry")(retry_cmd)
-    campaign_app.command("profile")(profile_cmd)
-    app.add_typer(campaign_app, name="campaign")
+    group = typer.Typer(
+        name="campaign", no_args_is_help=True, add_completion=False,
+        help="Many interaction-energy simulations through Parsl (local, Slurm, PBS), kept in a "
+             "SQLite database and resumable.",
+    )
+    group.command("init")(init_cmd)
+    group.command("run")(run_cmd)
+    group.command("status")(status_cmd)
+    group.command("export")(export_cmd)
+    group.command("table")(table_cmd)
+    group.command("retry")(retry_cmd)
+    group.command("profile")(profile_cmd)
+    app.add_typer(group, name="campaign")

@@ -11,10 +11,7 @@ import typer
 from mdxfer.cli.common import friendly_errors, logged, make_console
 from mdxfer.validate import SEED_LIMIT, check_output_dir, check_output_file, cli_number
 
-library_app = typer.Typer(help="Libraries of pretrained source models for shotgun transfer.", no_args_is_help=True)
 
-
-@library_app.command("build")
 @friendly_errors
 @logged("library build")
 def build_cmd(
@@ -39,11 +36,17 @@ def build_cmd(
 ) -> None:
     """Train a library of source models over several QM9 properties — or the columns of your
     own table (--data) — (resumable: run it again to finish an interrupted build)."""
-    from mdxfer.learn.library import LibrarySettings, build_library, manifest_table, resolve_property
+    from mdxfer.learn.library import (
+        LibrarySettings,
+        build_library,
+        check_table_columns,
+        manifest_table,
+        resolve_property,
+    )
 
     check_output_dir(out)
-    if data is None:
-        n, n_val = n or 4000, n_val or 800
+    if data is None:   # QM9: the settings' defaults (4,000 / 800)
+        n, n_val = n or LibrarySettings.n, n_val or LibrarySettings.n_val
     if n is not None and n_val is not None and n_val >= n:
         raise typer.BadParameter(f"--n-val {n_val} must be smaller than --n {n}.")
     if gnn + fp == 0:
@@ -57,10 +60,7 @@ def build_cmd(
                                  "cv,alpha,gap, or your table's columns with --data).",
                                  param_hint="'--properties'")
     if data is not None:
-        from mdxfer.tables import read_targets
-
-        for col in props:   # every column must exist and hold numbers (a clear error now)
-            read_targets(data, smiles_col, col, what="Library table")
+        check_table_columns(data, smiles_col, props)
     s = LibrarySettings(properties=props, gnn_per_property=gnn, fp_per_property=fp, n=n, n_val=n_val, seed=seed,
                         gnn_epochs=gnn_epochs, fp_epochs=fp_epochs,
                         model_time_limit_s=model_minutes * 60 if model_minutes else None,
@@ -71,7 +71,6 @@ def build_cmd(
                f"({m.get('build_wall_s', 0) / 60:.1f} min of building)")
 
 
-@library_app.command("list")
 @friendly_errors
 def list_cmd(
     library: Path = typer.Argument(..., help="Library folder (holds manifest.json)."),
@@ -102,4 +101,9 @@ def _print_table(df) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.add_typer(library_app, name="library")
+    """Attach ``mdxfer library build|list`` to ``app``."""
+    group = typer.Typer(help="Libraries of pretrained source models for shotgun transfer.",
+                        no_args_is_help=True)
+    group.command("build")(build_cmd)
+    group.command("list")(list_cmd)
+    app.add_typer(group, name="library")

@@ -53,8 +53,8 @@ def pretrain_cmd(
     from mdxfer.learn.pretrain import PretrainSettings, pretrain
 
     check_output_dir(out)
-    if data is None:
-        n, n_val = n or 5000, n_val or 1000
+    if data is None:   # QM9: the settings' defaults (the reference study's 5,000 / 1,000)
+        n, n_val = n or PretrainSettings.n, n_val or PretrainSettings.n_val
     if n is not None and n_val is not None and n_val >= n:
         raise typer.BadParameter(f"--n-val {n_val} must be smaller than --n {n}.")
     console = make_console()
@@ -227,7 +227,7 @@ def rank_cmd(
 def selfsup_cmd(
     out: Path = typer.Option(..., "--out", help="Output folder: model.pt (pretrained encoder), metrics.json, history.csv."),
     n: int = typer.Option(20000, "--n", min=0, help="QM9 molecules drawn at random (0: none)."),
-    smiles: Optional[Path] = typer.Option(None, "--smiles", help="Extra unlabelled molecules: .smi or .csv (a 'smiles' column or the first)."),
+    smiles: Optional[Path] = typer.Option(None, "--smiles", help="Extra unlabelled molecules: .smi or .csv (with a 'smiles' column)."),
     preset: str = typer.Option("default", "--preset", help="Encoder architecture ('paper' or 'default'); use the same for `pretrain --init-encoder`."),
     tasks: str = typer.Option("atom,motif", "--tasks", help="Pretraining tasks: atom (masked elements), motif (functional groups, rings, bonds)."),
     balance: str = typer.Option("inverse", "--balance", help="Masked-atom class weights: inverse, sqrt or none (element frequency)."),

@@ -9,7 +9,8 @@ Modules, in the order a molecule meets them (each imports only modules above it)
 ``nn``            network architectures: ``graph`` (GCN/GINE encoders and presets),
                   ``fingerprint`` (fully connected networks on Morgan counts), ``head``
 ``models``        a trained source model (:class:`~.models.GraphModel`,
-                  :class:`~.models.FingerprintModel`): one save/load path for ``model.pt``
+                  :class:`~.models.FingerprintModel`): one save/load path for ``model.pt``;
+                  atomic torch files
 ``evaluation``    regression figures, parity and calibration plots
 ``training``      the one training loop: early stopping, time limit, resumable checkpoints
 ``pretrain``      ``mdxfer pretrain`` (QM9 or a table) and the fingerprint networks of a library
@@ -19,10 +20,13 @@ Modules, in the order a molecule meets them (each imports only modules above it)
                   the one loader of a model folder
 ``transfer``      ``mdxfer transfer``: cross-validated transfer modes, calibration
 ``library``       ``mdxfer library``: a library of randomly shaped source models
-``shotgun``       ``mdxfer shotgun``: transfer every library model, keep the best
+``shotgun``       ``mdxfer transfer --library``: transfer every library model, keep the best
 ``rank``          ``mdxfer rank``: rank a file of candidates with an ensemble
 ``heldout``       ``mdxfer benchmark``: held-out extrapolation and small-data benchmarks
 
-Nothing here imports LAMMPS, Parsl or the campaign code; importing :mod:`mdxfer` does not import
-this package (torch loads only when a learning module is imported). Terms: docs/glossary.md.
+Nothing here imports LAMMPS, Parsl or the campaign code (``rank`` asks :mod:`mdxfer.molecule`
+which molecules MD would refuse); inputs are read by :mod:`mdxfer.inputs` and
+:mod:`mdxfer.tables`, errors are :class:`mdxfer.errors.DataError`. Importing :mod:`mdxfer` does
+not import this package (torch loads only when a learning module is imported). Terms:
+docs/glossary.md; the whole picture: docs/architecture.md.
 """

@@ -31,19 +31,26 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from mdxfer.fileio import save_torch_atomic, write_json_atomic
+from mdxfer.errors import DataError
+from mdxfer.fileio import write_json_atomic
 from mdxfer.learn.featurize import (
     FEATURIZER_VERSION,
     QM9_ELEMENTS,
     QM9_MAX_HEAVY_ATOMS,
-    DataError,
     GraphSet,
     applicability,
     featurize_smiles,
     morgan_counts,
 )
 from mdxfer.learn.gp import GPFit, pair_terms, self_terms
-from mdxfer.learn.models import SourceModel, TargetScaler, load_source, read_torch_file, source_from_dict
+from mdxfer.learn.models import (
+    SourceModel,
+    TargetScaler,
+    load_source,
+    read_torch_file,
+    save_torch_atomic,
+    source_from_dict,
+)
 
 ENSEMBLE_FORMAT = "mdxfer-ensemble"
 ENSEMBLE_FORMAT_VERSION = 1

@@ -61,13 +61,7 @@ from typing import Iterable, Sequence
 import numpy as np
 from rdkit import Chem, RDLogger
 
-from mdxfer.errors import MdxferError
 from mdxfer.validate import smiles_consumed_problem, smiles_text_problem
-
-
-class DataError(MdxferError):
-    """An input table, a model folder or the source data is missing or malformed."""
-
 
 #: Bump when the features change; stored with every model and cache file.
 FEATURIZER_VERSION = "dgllife-canonical-atom74-bond12/v1"

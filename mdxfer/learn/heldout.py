@@ -50,16 +50,31 @@ import numpy as np
 import pandas as pd
 from rdkit import Chem
 
+from mdxfer.errors import DataError
 from mdxfer.learn.data import qm9
+from mdxfer.learn.data.targets import read_target_table
 from mdxfer.learn.ensemble import GPMember, combine_moments, features_for
 from mdxfer.learn.evaluation import regression_metrics
-from mdxfer.learn.featurize import DataError, GraphSet, featurize_smiles, morgan_counts, parse_smiles_or_none
-from mdxfer.learn.library import LibrarySettings, load_library, model_path, read_manifest
+from mdxfer.learn.featurize import GraphSet, featurize_smiles, morgan_counts, parse_smiles_or_none
+from mdxfer.learn.library import (
+    LibrarySettings,
+    load_library,
+    model_path,
+    read_manifest,
+    resolve_property,
+)
 from mdxfer.learn.models import GraphModel, load_source
 from mdxfer.learn.nn.graph import preset
 from mdxfer.learn.shotgun import ShotgunSettings, choose, score_candidates, shotgun_cv
 from mdxfer.learn.training import fit_graph_regressor
-from mdxfer.learn.transfer import MODES, TransferSettings, calibrate, cross_validate, fit_ridge, select_mode
+from mdxfer.learn.transfer import (
+    MODES,
+    TransferSettings,
+    calibrate,
+    cross_validate,
+    fit_ridge,
+    select_mode,
+)
 
 #: transfer candidates by benchmark name (``mdxfer transfer`` modes)
 TX_APPROACHES = {"fp_gp": "fp_gp", "emb_ridge": "ridge", "emb_rf": "rf", "emb_fp_ridge": "emb_fp_ridge",
@@ -343,3 +358,53 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     out = g.mean().add_suffix("_mean").join(g.std(ddof=0).add_suffix("_sd"))
     out["seeds"] = df.groupby("approach", sort=False).size()
     return out.reset_index()
+
+
+# --------------------------------------------------------------------------------------------
+# one benchmark run (``mdxfer benchmark extrapolation|small-data``)
+# --------------------------------------------------------------------------------------------
+
+def benchmark_data(data: str | Path | None, target: str, n: int, seed: int,
+                   library: str | Path | None = None, smiles_col: str = "smiles",
+                   target_col: str = "target") -> tuple[pd.DataFrame, str | None]:
+    """The benchmark's table (columns ``smiles``, ``target``) and its QM9 property: the user's
+    CSV ``data`` (property None), or ``n`` seeded QM9 molecules of property ``target`` (short or
+    column name) outside the library's training subset."""
+    if data is not None:
+        t = read_target_table(data, smiles_col, target_col)
+        return t[["smiles", "target"]], None
+    prop = resolve_property(target)
+    return qm9_sample(n, seed, prop, library), prop
+
+
+def default_approaches(library: str | Path | None = None, ssl: str | Path | None = None,
+                       source: str | Path | None = None) -> list[str]:
+    """Every approach whose inputs are given (in the order of :data:`APPROACHES`): ``ssl_*``
+    need ``ssl``, shotgun a library, the single-source and embedding ones a source or a
+    library."""
+    have = {"ssl_gnn": ssl, "ssl_ridge": ssl, "single_source": source or library, "shotgun": library,
+            "shotgun_top3": library, "auto": source or library,
+            **{a: source or library for a in TX_APPROACHES if a != "fp_gp"}}
+    return [a for a in APPROACHES if have.get(a, True)]
+
+
+def run_benchmark(kind: str, table: pd.DataFrame, approaches: Sequence[str], seeds: Sequence[int],
+                  prop: str | None = None, target_name: str = "target",
+                  library: str | Path | None = None, ssl: str | Path | None = None,
+                  source: str | Path | None = None,
+                  exclude_properties: Sequence[str] | None = None, gnn_epochs: int = 150,
+                  cv_repeats: int = 2, log: Callable[[str], None] | None = None,
+                  **split) -> pd.DataFrame:
+    """Run :func:`extrapolation` (``kind="extrapolation"``, ``split``: threshold, quantile) or
+    :func:`small_data` (``kind="small-data"``, ``split``: n_train) on ``table``. Defaults: the
+    library models of the target's own property ``prop`` are excluded, and the single source
+    is the library's best Cv graph model (:func:`default_source`)."""
+    log = log or (lambda m: None)
+    excl = tuple(exclude_properties) if exclude_properties is not None else ((prop,) if prop else ())
+    src = str(source) if source else (default_source(library) if library else None)
+    kw = dict(library=str(library) if library else None, exclude_properties=excl,
+              ssl=str(ssl) if ssl else None, source=src, gnn_epochs=gnn_epochs, cv_repeats=cv_repeats)
+    log(f"{kind}: {len(table)} molecules, target {prop or target_name}; approaches "
+        f"{', '.join(approaches)}; library models of {', '.join(excl) or 'no property'} excluded")
+    run = extrapolation if kind == "extrapolation" else small_data
+    return run(table, list(approaches), seeds=list(seeds), log=log, **split, **kw)

@@ -31,21 +31,23 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
+from mdxfer.errors import DataError
 from mdxfer.fileio import write_json_atomic
 from mdxfer.learn.data import qm9
 from mdxfer.learn.data.targets import table_split
-from mdxfer.learn.featurize import FEATURIZER_VERSION, DataError, cached_featurize
+from mdxfer.learn.featurize import FEATURIZER_VERSION, cached_featurize
 from mdxfer.learn.models import SourceModel, load_source, set_threads
 from mdxfer.learn.nn.fingerprint import FPConfig
 from mdxfer.learn.nn.graph import ModelConfig
 from mdxfer.learn.pretrain import PretrainSettings, pretrain, pretrain_fingerprint
 from mdxfer.progress import ProgressBar
+from mdxfer.tables import read_targets
 
 LIBRARY_FORMAT = "mdxfer-library"
 LIBRARY_FORMAT_VERSION = 1
@@ -70,6 +72,13 @@ def resolve_property(name: str) -> str:
             return col
     raise DataError(f"Unknown QM9 property {name!r}; use a column ({', '.join(qm9.PROPERTY_COLUMNS)}) "
                     f"or a short name ({', '.join(SHORT_NAMES.values())}).")
+
+
+def check_table_columns(data: str | Path, smiles_col: str, columns: Sequence[str]) -> None:
+    """Refuse a table to build a library on (``--data``) unless every one of ``columns``
+    exists beside ``smiles_col`` and holds numbers: a clear error before any training."""
+    for col in columns:
+        read_targets(data, smiles_col, col, what="Library table", error=DataError)
 
 
 @dataclass

@@ -26,12 +26,12 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 import torch
 
-from mdxfer.fileio import save_torch_atomic
+from mdxfer.errors import DataError
+from mdxfer.fileio import atomic_write
 from mdxfer.learn.featurize import (
     FEATURIZER_VERSION,
     FP_BITS,
     FP_RADIUS,
-    DataError,
     GraphSet,
     featurize_smiles,
     morgan_counts,
@@ -79,6 +79,12 @@ def environment() -> dict[str, str]:
     the running torch's own version string, the machine and the time."""
     return {**software_versions(), "torch": str(torch.__version__), "machine": platform.machine(),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def save_torch_atomic(data: Any, path: str | Path) -> None:
+    """``torch.save`` to ``path`` atomically (:func:`mdxfer.fileio.atomic_write`)."""
+    with atomic_write(path, "wb") as fh:
+        torch.save(data, fh)
 
 
 def read_torch_file(path: str | Path) -> dict[str, Any]:

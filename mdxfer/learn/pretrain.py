@@ -30,10 +30,16 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from mdxfer.errors import DataError
 from mdxfer.learn.data import qm9
 from mdxfer.learn.data.targets import table_split
 from mdxfer.learn.evaluation import parity_plot, regression_metrics
-from mdxfer.learn.featurize import FEATURIZER_VERSION, DataError, cached_featurize, featurize_smiles, morgan_counts
+from mdxfer.learn.featurize import (
+    FEATURIZER_VERSION,
+    cached_featurize,
+    featurize_smiles,
+    morgan_counts,
+)
 from mdxfer.learn.models import GraphModel, TargetScaler, environment, set_threads
 from mdxfer.learn.nn.fingerprint import FPConfig
 from mdxfer.learn.nn.graph import ModelConfig, build_model, predict_scaled, preset

@@ -1,12 +1,13 @@
 """Rank candidate molecules with a transferred ensemble (or a pretrained model).
 
-Input (:mod:`mdxfer.tables`, the reader ``transfer`` and active learning use too): a ``.smi``
-file — one molecule per line, the SMILES first, then an optional name (the rest of the line),
-separated by whitespace; blank lines and lines starting with ``#`` are skipped, and so is a
-first line whose first word is ``smiles`` (a header) — or a ``.csv`` with a header line and a
-SMILES column (``smiles_col``, default ``smiles``). Unparsable rows (including SMILES RDKit
-would read only in part, such as ``CCÖ``) are reported with their line numbers and skipped; a
-file with no rankable molecule at all (empty, binary, no valid SMILES) is an error.
+Input (:func:`mdxfer.inputs.read_molecules`, the reader campaigns, ``transfer`` and active
+learning use too): a ``.smi`` file — one molecule per line, the SMILES first, then an optional
+name (the rest of the line), separated by whitespace; blank lines and lines starting with ``#``
+are skipped, and so is a first line whose first word is ``smiles`` (a header) — or a ``.csv``
+with a header line and a SMILES column (``smiles_col``, default ``smiles``). Unparsable rows
+(including SMILES RDKit would read only in part, such as ``CCÖ``) are reported with their line
+numbers and skipped; a file with no rankable molecule at all (empty, binary, no valid SMILES) is
+an error.
 
 Output: CSV with ``rank, smiles``, then the input's other columns (``name`` for a ``.smi``;
 every other column of a CSV, in order, as written — one whose name the output uses itself
@@ -37,12 +38,18 @@ from typing import Callable, Iterator
 import numpy as np
 from rdkit import Chem
 
+from mdxfer.errors import DataError
+from mdxfer.inputs import MolRecord, read_molecules
 from mdxfer.learn.ensemble import Ensemble, load_ensemble
-from mdxfer.learn.featurize import DataError, GraphSet, featurize_mols, morgan_counts_mols, parse_smiles_or_none
+from mdxfer.learn.featurize import (
+    GraphSet,
+    featurize_mols,
+    morgan_counts_mols,
+    parse_smiles_or_none,
+)
 from mdxfer.learn.models import set_threads
 from mdxfer.molecule import md_elements, md_support_problem
 from mdxfer.progress import ProgressBar
-from mdxfer.tables import MolRecord, read_molecules
 
 __all__ = ["SmiRecord", "MolRecord", "read_smi", "rank_smiles", "rank_records", "rank_file", "write_ranked"]
 
@@ -56,7 +63,7 @@ PREDICTION_COLUMNS = ["mean", "std", "in_domain", "domain_note", "md_supported",
 
 def read_smi(path: str | Path, smiles_col: str = "smiles") -> Iterator[MolRecord]:
     """Yield the molecules of a ``.smi`` or ``.csv`` file (line numbers start at 1)."""
-    return iter(read_molecules(path, smiles_col))
+    return iter(read_molecules(path, smiles_col, error=DataError))
 
 
 def _chunks(records: Iterator[SmiRecord], size: int) -> Iterator[list[SmiRecord]]:
@@ -249,7 +256,7 @@ def rank_file(candidates: str | Path, model_dir: str | Path, out: str | Path, ma
     set_threads(threads)
     t0 = time.perf_counter()
     path = Path(candidates)
-    table = read_molecules(path, smiles_col)
+    table = read_molecules(path, smiles_col, error=DataError)
     ens = load_ensemble(model_dir)
     bar = ProgressBar(progress, (_count_lines(path) if path.exists() else None) if progress else None,
                       "ranking (lines)", stderr=True, transient=True)

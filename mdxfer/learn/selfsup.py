@@ -31,7 +31,6 @@ transfer --base DIR`` read it unchanged.
 from __future__ import annotations
 
 import copy
-import csv
 import hashlib
 import json
 import time
@@ -44,10 +43,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from mdxfer.errors import DataError
+from mdxfer.inputs import read_molecules
 from mdxfer.learn.data import qm9
 from mdxfer.learn.featurize import (
     ATOM_TYPES,
-    DataError,
     GraphSet,
     cache_dir,
     cached_featurize,
@@ -244,40 +244,15 @@ def select_motifs(y: np.ndarray, lo: float = MOTIF_MIN_FRACTION, hi: float = MOT
 
 def read_smiles_file(path: str | Path, on_bad: Callable[[int, str], None] | None = None
                      ) -> tuple[list[str], list[tuple[int, str]]]:
-    """SMILES of a ``.smi`` file (first word per line; ``#`` comments and a ``smiles`` header
-    skipped) or a ``.csv`` file (a column named ``smiles``, any case, else the first column).
-    Lines RDKit cannot parse are skipped and returned as (line number, text), also passed to
-    ``on_bad``. Raises :class:`DataError` when no line is usable."""
+    """SMILES of a ``.smi`` or ``.csv`` file, read by :func:`mdxfer.inputs.read_molecules`
+    (``.smi``: first word per line, ``#`` comments and a ``smiles`` header skipped; ``.csv``: a
+    column named ``smiles``, any case). Lines RDKit cannot parse are skipped and returned as
+    (line number, text), also passed to ``on_bad``. Raises :class:`DataError` when no line is
+    usable."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"SMILES file {path} does not exist.")
-    with open(path, "rb") as fh:
-        if b"\x00" in fh.read(65536):
-            raise DataError(f"SMILES file {path} is binary, not a .smi or .csv text file.")
-    rows: list[tuple[int, str]] = []
-    with open(path, encoding="utf-8", errors="replace", newline="") as fh:
-        if path.suffix.lower() == ".csv":
-            reader = csv.reader(fh)
-            header = next(reader, None)
-            if header is None:
-                raise DataError(f"{path} is empty.")
-            lower = [h.strip().lower() for h in header]
-            col = lower.index("smiles") if "smiles" in lower else 0
-            for row in reader:
-                line = reader.line_num
-                if row and len(row) > col and row[col].strip() and not row[col].lstrip().startswith("#"):
-                    rows.append((line, row[col].strip()))
-                elif row and any(c.strip() for c in row):
-                    rows.append((line, ""))
-        else:
-            for n, raw in enumerate(fh, start=1):
-                text = raw.strip()
-                if not text or text.startswith("#"):
-                    continue
-                first = text.split(None, 1)[0]
-                if n == 1 and first.lower() == "smiles":
-                    continue
-                rows.append((n, first))
+    table = read_molecules(path, what="SMILES file", error=DataError,
+                           hint="Call the SMILES column 'smiles' in the header line (that column is read).")
+    rows = [(r.line, r.smiles) for r in table]
     good, bad = [], []
     for line, s in rows:
         if s and parse_smiles_or_none(s) is not None:

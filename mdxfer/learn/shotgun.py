@@ -31,10 +31,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from mdxfer.errors import DataError
 from mdxfer.learn.data.targets import file_sha256, read_target_table
 from mdxfer.learn.ensemble import Committee, Ensemble
 from mdxfer.learn.evaluation import parity_plot, regression_metrics
-from mdxfer.learn.featurize import DataError, GraphSet, featurize_smiles, morgan_counts
+from mdxfer.learn.featurize import GraphSet, featurize_smiles, morgan_counts
 from mdxfer.learn.library import load_library
 from mdxfer.learn.models import environment, set_threads
 from mdxfer.learn.transfer import MODES, NO_TRANSFER, TransferSettings, check_folds, cross_validate

@@ -29,10 +29,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from mdxfer.fileio import save_torch_atomic
+from mdxfer.errors import DataError
 from mdxfer.learn.evaluation import regression_metrics
-from mdxfer.learn.featurize import DataError, GraphSet
-from mdxfer.learn.models import FingerprintModel, GraphModel, TargetScaler, encoder_digest
+from mdxfer.learn.featurize import GraphSet
+from mdxfer.learn.models import (
+    FingerprintModel,
+    GraphModel,
+    TargetScaler,
+    encoder_digest,
+    save_torch_atomic,
+)
 from mdxfer.learn.nn.fingerprint import FPConfig, FPRegressor, forward_batched
 from mdxfer.learn.nn.graph import ModelConfig, build_model, predict_scaled
 from mdxfer.progress import ProgressBar

@@ -61,6 +61,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from mdxfer.errors import DataError
 from mdxfer.learn.data.targets import file_sha256, read_target_table
 from mdxfer.learn.ensemble import (
     Ensemble,
@@ -76,14 +77,20 @@ from mdxfer.learn.evaluation import calibration_plot, parity_plot, regression_me
 from mdxfer.learn.featurize import (
     QM9_ELEMENTS,
     QM9_MAX_HEAVY_ATOMS,
-    DataError,
     Featurized,
     applicability,
     featurize_smiles,
     morgan_counts,
 )
 from mdxfer.learn.gp import fit_gp, pair_terms
-from mdxfer.learn.models import SourceModel, TargetScaler, encoder_digest, environment, load_source, set_threads
+from mdxfer.learn.models import (
+    SourceModel,
+    TargetScaler,
+    encoder_digest,
+    environment,
+    load_source,
+    set_threads,
+)
 from mdxfer.progress import ProgressBar
 
 MODES = ("finetune", "ridge", "rf", "emb_fp_ridge", "emb_gp", "fp_ridge", "fp_gp")

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from mdxfer.md.thermo import with_derived
+
 
 def leg_series(workdir: Path) -> pd.DataFrame:
     """Compress and NVT thermo of one leg, joined, with a ``time_ps`` column."""
@@ -59,8 +61,6 @@ def plot_legs(legs: dict[str, Path], out: Path) -> list[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from mdxfer.md.thermo import with_derived
 
     data = {name: leg_series(wd) for name, wd in legs.items()}
     info = {name: _nvt_summary(wd) for name, wd in legs.items()}

@@ -152,7 +152,8 @@ def test_a_symlink_to_the_database_cannot_take_a_second_lock(tmp_path):
 
 @pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
 def test_atomic_writes_respect_the_umask(tmp_path, mask, mode):
-    from mdxfer.fileio import save_torch_atomic, write_json_atomic, write_text_atomic
+    from mdxfer.fileio import write_json_atomic, write_text_atomic
+    from mdxfer.learn.models import save_torch_atomic
 
     old = os.umask(mask)
     try:

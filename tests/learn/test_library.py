@@ -12,13 +12,24 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from mdxfer.errors import DataError
 from mdxfer.learn.data import qm9
 from mdxfer.learn.ensemble import Committee, load_ensemble, predict
-from mdxfer.learn.featurize import DataError
-from mdxfer.learn.heldout import extrapolation, qm9_sample, small_data, summarize, threshold_split
+from mdxfer.learn.heldout import (
+    APPROACHES,
+    benchmark_data,
+    default_approaches,
+    extrapolation,
+    qm9_sample,
+    run_benchmark,
+    small_data,
+    summarize,
+    threshold_split,
+)
 from mdxfer.learn.library import (
     LibrarySettings,
     build_library,
+    check_table_columns,
     load_library,
     manifest_table,
     plan,
@@ -242,6 +253,28 @@ def test_extrapolation_and_small_data_run_on_real_molecules(lib):
     assert list(s.approach) == ["direct_fp_ridge", "single_source"] and (s.seeds == 2).all()
 
 
+def test_benchmark_defaults_follow_the_inputs_given(tmp_path):
+    """`mdxfer benchmark`'s defaults, in the library: the approaches whose inputs exist, the
+    target's own property excluded, the user's table read as a target table."""
+    assert default_approaches() == ["direct_fp_ridge", "direct_gnn", "fp_gp"]
+    assert default_approaches(ssl="s") == ["direct_fp_ridge", "direct_gnn", "ssl_gnn", "ssl_ridge", "fp_gp"]
+    assert default_approaches(library="lib", ssl="s") == list(APPROACHES)
+    assert "shotgun" not in default_approaches(source="src") and "auto" in default_approaches(source="src")
+    df = qm9.subset(40, seed=3)
+    data = tmp_path / "t.csv"
+    pd.DataFrame({"SMILES": df[qm9.SMILES_COLUMN], "y": df["HOMO_au"]}).to_csv(data, index=False)
+    table, prop = benchmark_data(data, "gap", 0, 0, smiles_col="SMILES", target_col="y")
+    assert prop is None and list(table.columns) == ["smiles", "target"] and len(table) == 40
+    with pytest.raises(DataError, match="no column 'nope'"):
+        benchmark_data(data, "gap", 0, 0, smiles_col="SMILES", target_col="nope")
+    heard = []
+    out = run_benchmark("small-data", table, ["direct_fp_ridge"], [0, 1], prop="HOMO_au",
+                        log=heard.append, n_train=10)
+    assert list(out.seed) == [0, 1] and (out.n_test == 30).all()
+    assert heard[0] == ("small-data: 40 molecules, target HOMO_au; approaches direct_fp_ridge; "
+                        "library models of HOMO_au excluded")
+
+
 def test_library_on_the_users_own_table(tmp_path):
     """`library build --data TABLE.csv --properties col1,col2`: the same library, sources from
     the user's columns (both kinds of model), recorded as such, usable by the shotgun."""
@@ -272,3 +305,5 @@ def test_library_on_the_users_own_table(tmp_path):
     r = CliRunner().invoke(app, ["library", "build", "--out", str(tmp_path / "x"), "--data",
                                  str(table), "--properties", "nope", "--no-progress"])
     assert r.exit_code != 0 and "nope" in r.output and not (tmp_path / "x" / "manifest.json").exists()
+    with pytest.raises(DataError, match=r"mine\.csv has no column 'nope'"):
+        check_table_columns(table, "smiles", ["my alpha", "nope"])

@@ -11,8 +11,9 @@ import pytest
 import torch
 from rdkit import Chem
 
+from mdxfer.errors import DataError
 from mdxfer.learn.data import qm9
-from mdxfer.learn.featurize import DataError, featurize_mols, featurize_smiles
+from mdxfer.learn.featurize import featurize_mols, featurize_smiles
 from mdxfer.learn.models import GraphModel
 from mdxfer.learn.nn.graph import PRESETS, build_model, predict_scaled, preset
 from mdxfer.learn.pretrain import PretrainSettings, pretrain
@@ -196,9 +197,8 @@ def test_a_model_from_another_featuriser_is_refused_by_every_reader(pretrained, 
     from typer.testing import CliRunner
 
     from mdxfer.cli.main import app
-    from mdxfer.fileio import save_torch_atomic
     from mdxfer.learn.ensemble import load_ensemble
-    from mdxfer.learn.models import read_torch_file
+    from mdxfer.learn.models import read_torch_file, save_torch_atomic
 
     out, _ = pretrained
     d = read_torch_file(out / "model.pt")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mdxfer.errors import DataError
 from mdxfer.learn.data import qm9
-from mdxfer.learn.featurize import DataError, parse_smiles_or_none
+from mdxfer.learn.featurize import parse_smiles_or_none
 
 
 def test_files_found_without_importing_qm9pack():

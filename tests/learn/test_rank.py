@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mdxfer.errors import DataError
 from mdxfer.learn.data import qm9
 from mdxfer.learn.ensemble import load_ensemble, predict
-from mdxfer.learn.featurize import DataError
 from mdxfer.learn.pretrain import PretrainSettings, pretrain
 from mdxfer.learn.rank import rank_file, rank_smiles, read_smi
 from mdxfer.learn.transfer import TransferSettings, transfer

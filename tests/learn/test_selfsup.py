@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from mdxfer.learn.featurize import ATOM_TYPES, DataError, featurize_smiles
+from mdxfer.errors import DataError
+from mdxfer.learn.featurize import ATOM_TYPES, featurize_smiles
 from mdxfer.learn.models import GraphModel
 from mdxfer.learn.nn.graph import build_model, preset
 from mdxfer.learn.selfsup import (
@@ -186,6 +187,12 @@ def test_read_smiles_file_reports_bad_lines(tmp_path):
     nothing.write_text("xx\nC1CC\n")
     with pytest.raises(DataError, match="no SMILES"):
         read_smiles_file(nothing)
+    # a CSV without a 'smiles' column is an error saying what to do (no silent first column)
+    other = tmp_path / "other.csv"
+    other.write_text("mol,name\nCCO,a\nCCN,b\n")
+    with pytest.raises(DataError, match=r"other\.csv has no column 'smiles'.*'mol', 'name'.*"
+                                        r"Call the SMILES column 'smiles'"):
+        read_smiles_file(other)
 
 
 def test_cli_reports_the_bad_line_and_trains_on_the_rest(tmp_path, monkeypatch):

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from mdxfer.learn.featurize import DataError
+from mdxfer.errors import DataError
 from mdxfer.learn.training import Checkpoint, EarlyStopper, EpochResult, train_epochs, write_history
 
 

@@ -9,10 +9,18 @@ import pandas as pd
 import pytest
 import torch
 
+from mdxfer.errors import DataError
 from mdxfer.learn.data import qm9
 from mdxfer.learn.data.targets import read_target_table
-from mdxfer.learn.ensemble import ForestMember, HeadMember, LinearMember, load_ensemble, predict, predict_members
-from mdxfer.learn.featurize import DataError, featurize_smiles, morgan_counts
+from mdxfer.learn.ensemble import (
+    ForestMember,
+    HeadMember,
+    LinearMember,
+    load_ensemble,
+    predict,
+    predict_members,
+)
+from mdxfer.learn.featurize import featurize_smiles, morgan_counts
 from mdxfer.learn.models import GraphModel
 from mdxfer.learn.nn.graph import embed_graphs
 from mdxfer.learn.transfer import MODES, TransferSettings, fit_member, transfer

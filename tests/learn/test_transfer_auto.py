@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mdxfer.errors import DataError
 from mdxfer.learn.data import qm9
 from mdxfer.learn.ensemble import GPMember, encoder_embeddings, features_for, load_ensemble, predict
-from mdxfer.learn.featurize import DataError, morgan_counts
+from mdxfer.learn.featurize import morgan_counts
 from mdxfer.learn.transfer import MODES, NO_TRANSFER, TransferSettings, transfer
 
 FAST = {"folds": 3, "repeats": 2, "max_epochs": 300, "patience": 50}

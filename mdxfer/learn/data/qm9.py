@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mdxfer.learn.featurize import DataError
+from mdxfer.errors import DataError
 
 #: the reference study's source property, cal/(mol K) at 298.15 K
 CV_COLUMN = "Heatcapacity_Cv_cal_mol_K"

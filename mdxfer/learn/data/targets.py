@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 from rdkit import Chem, RDLogger
 
+from mdxfer.errors import DataError
 from mdxfer.learn.data import qm9
-from mdxfer.learn.featurize import DataError, parse_smiles_or_none
+from mdxfer.learn.featurize import parse_smiles_or_none
 from mdxfer.tables import read_targets
 from mdxfer.validate import smiles_text_problem
 
@@ -26,7 +27,7 @@ def read_target_table(path: str | Path, smiles_col: str = "smiles", target_col: 
     ``log`` and ``df.attrs["skipped"]``); returns columns ``smiles``, ``target``, ``line`` (line
     number in the file). Raises :class:`DataError` naming the bad lines."""
     path = Path(path)
-    rows = read_targets(path, smiles_col, target_col)
+    rows = read_targets(path, smiles_col, target_col, error=DataError)
     skipped = rows.skipped_text()
     if skipped and log:
         log(f"{path}: {skipped}")
@@ -74,7 +75,7 @@ def table_split(path: str | Path, target: str, smiles_col: str = "smiles", n: in
     cannot parse are left out and counted, never fatal unless fewer than 10 remain. ``n``
     (default: every usable row) rows are drawn with ``seed``; ``n_val`` (default: a fifth) of
     them validate. The source names the file with the first 12 hex digits of its SHA-256."""
-    rows = read_targets(path, smiles_col, target, what="Pretraining table")
+    rows = read_targets(path, smiles_col, target, what="Pretraining table", error=DataError)
     RDLogger.DisableLog("rdApp.*")
     try:
         ok = [Chem.MolFromSmiles(r.smiles) is not None for r in rows.records]

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from mdxfer.learn.featurize import FP_BITS, DataError
+from mdxfer.errors import DataError
+from mdxfer.learn.featurize import FP_BITS
 from mdxfer.learn.nn.head import make_head
 
 

@@ -36,7 +36,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from mdxfer.learn.featurize import ATOM_FEATURE_SIZE, BOND_FEATURE_SIZE, DataError, GraphSet
+from mdxfer.errors import DataError
+from mdxfer.learn.featurize import ATOM_FEATURE_SIZE, BOND_FEATURE_SIZE, GraphSet
 from mdxfer.learn.nn.head import make_head
 
 
