@@ -27,14 +27,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--property", default="Polarizability_bohr3")
     ap.add_argument("--minimize", action="store_true")
     ap.add_argument("--n", type=int, default=2400)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--model", type=Path, default=ROOT / "runs" / "cv")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "al-bench")
-    ap.add_argument("--compare", action="store_true", help="also compare surrogates, features and diversity")
+    ap.add_argument(
+        "--compare", action="store_true", help="also compare surrogates, features and diversity"
+    )
     args = ap.parse_args()
 
     from mdxfer.al.acquisition import DEFAULT_ACQUISITION
@@ -54,29 +58,76 @@ def main() -> None:
     say = print
     main_out = args.out / tag
     s = SurrogateSettings(model_dir=str(args.model))
-    run_benchmark(oracle, main_out, 20, 10, 10, args.seeds, args.minimize, surrogate=s, log=say,
-                            label=args.property)
+    run_benchmark(
+        oracle,
+        main_out,
+        20,
+        10,
+        10,
+        args.seeds,
+        args.minimize,
+        surrogate=s,
+        log=say,
+        label=args.property,
+    )
     print((main_out / "summary.md").read_text())
     if not args.compare:
         return
     variants = {
-        "ridge, embedding+morgan, maxmin": (SurrogateSettings(model_dir=str(args.model)), Diversity("maxmin")),
-        "ridge, embedding+morgan, no diversity": (SurrogateSettings(model_dir=str(args.model)), Diversity("none")),
-        "ridge, embedding only": (SurrogateSettings(features="embedding", model_dir=str(args.model)), Diversity("maxmin")),
-        "ridge, morgan only (no transfer)": (SurrogateSettings(features="morgan"), Diversity("maxmin")),
-        "random forest, embedding+morgan": (SurrogateSettings(model="rf", members=100, model_dir=str(args.model)),
-                                            Diversity("maxmin")),
+        "ridge, embedding+morgan, maxmin": (
+            SurrogateSettings(model_dir=str(args.model)),
+            Diversity("maxmin"),
+        ),
+        "ridge, embedding+morgan, no diversity": (
+            SurrogateSettings(model_dir=str(args.model)),
+            Diversity("none"),
+        ),
+        "ridge, embedding only": (
+            SurrogateSettings(features="embedding", model_dir=str(args.model)),
+            Diversity("maxmin"),
+        ),
+        "ridge, morgan only (no transfer)": (
+            SurrogateSettings(features="morgan"),
+            Diversity("maxmin"),
+        ),
+        "random forest, embedding+morgan": (
+            SurrogateSettings(model="rf", members=100, model_dir=str(args.model)),
+            Diversity("maxmin"),
+        ),
     }
     results = {}
     for name, (sur, div) in variants.items():
         t0 = time.perf_counter()
-        out = args.out / f"{tag}-compare" / name.replace(", ", "_").replace(" ", "-").replace("(", "").replace(")", "")
-        r = run_benchmark(oracle, out, 20, 10, 10, args.seeds, args.minimize, [DEFAULT_ACQUISITION, "greedy"], sur,
-                          div, label=args.property)
-        results[name] = {m: {k: v[k] for k in ("top1_recovery", "top5_recovery", "wall_s")}
-                         for m, v in r["methods"].items()}
-        print(f"{name}: " + ", ".join(f"{m} top1 {v['top1_recovery']:.3f} top5 {v['top5_recovery']:.3f}"
-                                      for m, v in results[name].items()) + f" ({time.perf_counter() - t0:.0f} s)")
+        out = (
+            args.out
+            / f"{tag}-compare"
+            / name.replace(", ", "_").replace(" ", "-").replace("(", "").replace(")", "")
+        )
+        r = run_benchmark(
+            oracle,
+            out,
+            20,
+            10,
+            10,
+            args.seeds,
+            args.minimize,
+            [DEFAULT_ACQUISITION, "greedy"],
+            sur,
+            div,
+            label=args.property,
+        )
+        results[name] = {
+            m: {k: v[k] for k in ("top1_recovery", "top5_recovery", "wall_s")}
+            for m, v in r["methods"].items()
+        }
+        print(
+            f"{name}: "
+            + ", ".join(
+                f"{m} top1 {v['top1_recovery']:.3f} top5 {v['top5_recovery']:.3f}"
+                for m, v in results[name].items()
+            )
+            + f" ({time.perf_counter() - t0:.0f} s)"
+        )
     (args.out / f"{tag}-compare" / "compare.json").write_text(json.dumps(results, indent=2) + "\n")
 
 

@@ -84,8 +84,15 @@ def pooled_r2(df: pd.DataFrame, y: np.ndarray) -> pd.Series:
     return pd.Series(out, name="r2_val_pooled")
 
 
-def run_target(base, smiles: list[str], y: np.ndarray, E: np.ndarray, FP: np.ndarray,
-               splits: int, modes: tuple[str, ...]) -> pd.DataFrame:
+def run_target(
+    base,
+    smiles: list[str],
+    y: np.ndarray,
+    E: np.ndarray,
+    FP: np.ndarray,
+    splits: int,
+    modes: tuple[str, ...],
+) -> pd.DataFrame:
     """R² train/validation of every transfer mode on ``splits`` random 3:1 splits."""
     s = TransferSettings(mode="finetune", lr=1e-4)
     rows = []
@@ -95,11 +102,18 @@ def run_target(base, smiles: list[str], y: np.ndarray, E: np.ndarray, FP: np.nda
         for mode in modes:
             m = fit_member(mode, base, E, FP, y, tr, copy.copy(s), seed=k, tables=tables)
             pred = m.predict(features_for(m.uses, E, FP))
-            rows.append({"mode": mode, "split": k, "n_train": len(tr), "n_val": len(va),
-                         **held_out(va, pred[va]),
-                         "r2_train": regression_metrics(y[tr], pred[tr])["r2"],
-                         "r2_val": regression_metrics(y[va], pred[va])["r2"],
-                         "mae_val": regression_metrics(y[va], pred[va])["mae"]})
+            rows.append(
+                {
+                    "mode": mode,
+                    "split": k,
+                    "n_train": len(tr),
+                    "n_val": len(va),
+                    **held_out(va, pred[va]),
+                    "r2_train": regression_metrics(y[tr], pred[tr])["r2"],
+                    "r2_val": regression_metrics(y[va], pred[va])["r2"],
+                    "mae_val": regression_metrics(y[va], pred[va])["mae"],
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -108,25 +122,36 @@ def one_feature_baselines(base, smiles: list[str], y: np.ndarray, splits: int) -
     ``size_linear`` (through the heavy-atom count), on the same splits."""
     from rdkit import Chem
 
-    feats = {"source_linear": np.asarray(base.predict(smiles), dtype=float),
-             "size_linear": np.array([Chem.MolFromSmiles(s).GetNumHeavyAtoms() for s in smiles],
-                                     dtype=float)}
+    feats = {
+        "source_linear": np.asarray(base.predict(smiles), dtype=float),
+        "size_linear": np.array(
+            [Chem.MolFromSmiles(s).GetNumHeavyAtoms() for s in smiles], dtype=float
+        ),
+    }
     rows = []
     for k in range(splits):
         tr, va = split(len(y), k)
         for name, x in feats.items():
             coef = np.polyfit(x[tr], y[tr], 1)
             pred = np.polyval(coef, x)
-            rows.append({"mode": name, "split": k, "n_train": len(tr), "n_val": len(va),
-                         **held_out(va, pred[va]),
-                         "r2_train": regression_metrics(y[tr], pred[tr])["r2"],
-                         "r2_val": regression_metrics(y[va], pred[va])["r2"],
-                         "mae_val": regression_metrics(y[va], pred[va])["mae"]})
+            rows.append(
+                {
+                    "mode": name,
+                    "split": k,
+                    "n_train": len(tr),
+                    "n_val": len(va),
+                    **held_out(va, pred[va]),
+                    "r2_train": regression_metrics(y[tr], pred[tr])["r2"],
+                    "r2_val": regression_metrics(y[va], pred[va])["r2"],
+                    "mae_val": regression_metrics(y[va], pred[va])["mae"],
+                }
+            )
     return pd.DataFrame(rows)
 
 
-def run_approaches(ctx: Context, y: np.ndarray, splits: int,
-                   approaches: tuple[str, ...]) -> pd.DataFrame:
+def run_approaches(
+    ctx: Context, y: np.ndarray, splits: int, approaches: tuple[str, ...]
+) -> pd.DataFrame:
     """Validation R² of the held-out benchmarks' approaches on the same 3:1 splits (each fitted,
     and every choice in it made, on the training rows only)."""
     rows = []
@@ -135,26 +160,41 @@ def run_approaches(ctx: Context, y: np.ndarray, splits: int,
         for a in approaches:
             pred, note = run_approach(a, ctx, tr, y[tr], va, seed=k)
             m = regression_metrics(y[va], pred)
-            rows.append({"mode": a, "split": k, "n_train": len(tr), "n_val": len(va),
-                         **held_out(va, pred),
-                         "r2_train": np.nan, "r2_val": m["r2"], "mae_val": m["mae"],
-                         "chosen": note})
+            rows.append(
+                {
+                    "mode": a,
+                    "split": k,
+                    "n_train": len(tr),
+                    "n_val": len(va),
+                    **held_out(va, pred),
+                    "r2_train": np.nan,
+                    "r2_val": m["r2"],
+                    "mae_val": m["mae"],
+                    "chosen": note,
+                }
+            )
             print(f"  split {k} {a:<13} R² val {m['r2']:+.3f}  {note}", flush=True)
     return pd.DataFrame(rows)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--base", required=True, help="pretraining folder (model.pt), e.g. runs/cv-paper")
+    ap.add_argument(
+        "--base", required=True, help="pretraining folder (model.pt), e.g. runs/cv-paper"
+    )
     ap.add_argument("--table", default=str(ROOT / "data" / "eint_isoprene.csv"))
     ap.add_argument("--targets", nargs="*", default=["E_int", "E_cross"])
     ap.add_argument("--splits", type=int, default=10)
     ap.add_argument("--modes", nargs="*", default=list(MODES))
     ap.add_argument("--ssl", default=None, help="self-supervised model folder (mdxfer selfsup)")
     ap.add_argument("--library", default=None, help="model library folder (mdxfer library build)")
-    ap.add_argument("--approaches", nargs="*", default=None,
-                    help="held-out benchmark approaches (default: direct_gnn, auto, and ssl_*/"
-                    "shotgun* where --ssl/--library are given)")
+    ap.add_argument(
+        "--approaches",
+        nargs="*",
+        default=None,
+        help="held-out benchmark approaches (default: direct_gnn, auto, and ssl_*/"
+        "shotgun* where --ssl/--library are given)",
+    )
     ap.add_argument("--csv", default=None, help="write every (target, mode, split) row here")
     args = ap.parse_args()
     approaches = args.approaches
@@ -169,35 +209,53 @@ def main() -> None:
         table = read_target_table(args.table, "smiles", target)
         smiles, y = list(table.smiles), table.target.to_numpy(dtype=float)
         if len(y) < 8:
-            raise SystemExit(f"{args.table} has {len(y)} rows with {target}: a 3:1 split needs at "
-                             "least 8 (the reference study's set-up has 32); let the campaign run on.")
+            raise SystemExit(
+                f"{args.table} has {len(y)} rows with {target}: a 3:1 split needs at "
+                "least 8 (the reference study's set-up has 32); let the campaign run on."
+            )
         raw = pd.read_csv(args.table)
         se_col = f"{target}_stderr"
-        stderr = (raw.set_index("smiles").loc[smiles, se_col].to_numpy(dtype=float)
-                  if se_col in raw else np.zeros_like(y))
+        stderr = (
+            raw.set_index("smiles").loc[smiles, se_col].to_numpy(dtype=float)
+            if se_col in raw
+            else np.zeros_like(y)
+        )
         E = base.embed(featurize_smiles(smiles).graphs, smiles)
         FP = morgan_counts(smiles)
         df = run_target(base, smiles, y, E, FP, args.splits, tuple(args.modes))
-        df = pd.concat([df, one_feature_baselines(base, smiles, y, args.splits)],
-                       ignore_index=True)
+        df = pd.concat([df, one_feature_baselines(base, smiles, y, args.splits)], ignore_index=True)
         if approaches:
-            ctx = Context(smiles, featurize_smiles(smiles).graphs, FP, library=args.library,
-                          ssl=args.ssl, source=args.base)
-            df = pd.concat([df, run_approaches(ctx, y, args.splits, tuple(approaches))],
-                           ignore_index=True)
+            ctx = Context(
+                smiles,
+                featurize_smiles(smiles).graphs,
+                FP,
+                library=args.library,
+                ssl=args.ssl,
+                source=args.base,
+            )
+            df = pd.concat(
+                [df, run_approaches(ctx, y, args.splits, tuple(approaches))], ignore_index=True
+            )
         df.insert(0, "target", target)
         out.append(df)
         ceiling = noise_ceiling(y, stderr)
-        print(f"\n== {target}: {len(y)} rows, SD {np.std(y, ddof=1):.2f}, mean stderr "
-              f"{np.mean(stderr):.2f} → noise ceiling R² ≤ {ceiling:.2f}; "
-              f"{df.n_train.iloc[0]}/{df.n_val.iloc[0]} splits × {args.splits} ==")
-        g = df.groupby("mode", sort=False).agg(r2_train=("r2_train", "mean"),
-                                               r2_train_sd=("r2_train", "std"),
-                                               r2_val=("r2_val", "mean"), r2_val_sd=("r2_val", "std"),
-                                               mae_val=("mae_val", "mean"))
+        print(
+            f"\n== {target}: {len(y)} rows, SD {np.std(y, ddof=1):.2f}, mean stderr "
+            f"{np.mean(stderr):.2f} → noise ceiling R² ≤ {ceiling:.2f}; "
+            f"{df.n_train.iloc[0]}/{df.n_val.iloc[0]} splits × {args.splits} =="
+        )
+        g = df.groupby("mode", sort=False).agg(
+            r2_train=("r2_train", "mean"),
+            r2_train_sd=("r2_train", "std"),
+            r2_val=("r2_val", "mean"),
+            r2_val_sd=("r2_val", "std"),
+            mae_val=("mae_val", "mean"),
+        )
         g = g.join(pooled_r2(df, y))
         print(g.to_string(float_format=lambda v: f"{v:.3f}"))
-        print(f"reference study (fine-tuning, 24/8): R² train {SEED_R2['train']}, validation {SEED_R2['val']}")
+        print(
+            f"reference study (fine-tuning, 24/8): R² train {SEED_R2['train']}, validation {SEED_R2['val']}"
+        )
     if args.csv:
         pd.concat(out).to_csv(args.csv, index=False, float_format="%.4f")
         print(f"wrote {args.csv}")

@@ -49,9 +49,12 @@ def main() -> None:
         work = prepare_species(args.smiles, base, out / "mdxfer")
         t0 = time.perf_counter()
         comp = run_compress(work, base, launcher)
-        print(f"compressed in {time.perf_counter() - t0:.0f} s to {comp['density_g_cm3']:.3f} g/cm³")
-    protocol = dataclasses.replace(base, nvt_ps=args.ps, thermo_every_fs=100.0,
-                                   dump_every_fs=1000.0)
+        print(
+            f"compressed in {time.perf_counter() - t0:.0f} s to {comp['density_g_cm3']:.3f} g/cm³"
+        )
+    protocol = dataclasses.replace(
+        base, nvt_ps=args.ps, thermo_every_fs=100.0, dump_every_fs=1000.0
+    )
     for stale in work.glob("nvt*"):
         stale.unlink()
     t0 = time.perf_counter()
@@ -71,9 +74,11 @@ def main() -> None:
 
     n_atoms = read_json(work / "species.json")["n_atoms"]
     steps = protocol.steps(args.ps)
-    print(f"system: {args.smiles if not args.src else args.src}, {n_atoms} atoms, "
-          f"{summary['density_g_cm3']:.3f} g/cm³, {steps} steps of {protocol.timestep_fs:g} fs, "
-          f"{launcher.describe()}")
+    print(
+        f"system: {args.smiles if not args.src else args.src}, {n_atoms} atoms, "
+        f"{summary['density_g_cm3']:.3f} g/cm³, {steps} steps of {protocol.timestep_fs:g} fs, "
+        f"{launcher.describe()}"
+    )
     print(f"{'run':<8} {'wall (s)':>9} {'atom-steps/s':>14} {'ns/day':>8}")
     for name, t in (("mdxfer", t_mdxfer), ("bare lmp", t_bare)):
         rate = n_atoms * steps / t

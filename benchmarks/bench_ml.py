@@ -35,7 +35,9 @@ SEED_R2 = {"train": 0.978, "val": 0.964}
 HERE = Path(__file__).resolve().parent
 
 
-def bench_pretrain(work: Path, presets: list[str], threads: int, skip: bool, time_limit_min: float | None) -> dict:
+def bench_pretrain(
+    work: Path, presets: list[str], threads: int, skip: bool, time_limit_min: float | None
+) -> dict:
     from mdxfer.learn.pretrain import PretrainSettings, pretrain
 
     results = {}
@@ -45,8 +47,14 @@ def bench_pretrain(work: Path, presets: list[str], threads: int, skip: bool, tim
             m = json.loads((out / "metrics.json").read_text())
         else:
             t0 = time.perf_counter()
-            m = pretrain(out, PretrainSettings(preset=p), threads=threads, resume=False, progress=False,
-                         time_limit_s=time_limit_min * 60 if time_limit_min else None)
+            m = pretrain(
+                out,
+                PretrainSettings(preset=p),
+                threads=threads,
+                resume=False,
+                progress=False,
+                time_limit_s=time_limit_min * 60 if time_limit_min else None,
+            )
             m["total_wall_s"] = round(time.perf_counter() - t0, 1)
             (out / "metrics.json").write_text(json.dumps(m, indent=2) + "\n")
         results[p] = m
@@ -68,11 +76,18 @@ def bench_featurize(smiles: list[str], jobs: int) -> dict:
     t0 = time.perf_counter()
     featurize_smiles(smiles, n_jobs=jobs)
     t_both = time.perf_counter() - t0
-    return {"n": len(smiles), "parse_per_s": len(smiles) / t_parse, "featurize_only_per_s": len(smiles) / t_feat,
-            "parse_and_featurize_per_s": len(smiles) / t_both, "jobs": jobs}
+    return {
+        "n": len(smiles),
+        "parse_per_s": len(smiles) / t_parse,
+        "featurize_only_per_s": len(smiles) / t_feat,
+        "parse_and_featurize_per_s": len(smiles) / t_both,
+        "jobs": jobs,
+    }
 
 
-def bench_rank(smiles: list[str], names: list[str], model_dir: Path, work: Path, threads: int, jobs: int) -> dict:
+def bench_rank(
+    smiles: list[str], names: list[str], model_dir: Path, work: Path, threads: int, jobs: int
+) -> dict:
     from rdkit import Chem, RDLogger
     from rdkit.Chem import rdFingerprintGenerator
 
@@ -94,18 +109,37 @@ def bench_rank(smiles: list[str], names: list[str], model_dir: Path, work: Path,
     import resource
 
     r = rank_file(smi, model_dir, work / "ranked.csv", threads=threads, jobs=jobs, progress=False)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB, the whole process so far
-    return {"n": len(smiles), "rank_per_s": r["molecules_per_s"], "rank_wall_s": r["wall_s"], "peak_rss_mib": peak,
-            "members": r["members"], "mode": r["mode"], "rdkit_parse_per_s": len(smiles) / t_parse,
-            "rdkit_parse_morgan_per_s": n_fp / t_fp, "jobs": jobs}
+    peak = (
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    )  # MiB, the whole process so far
+    return {
+        "n": len(smiles),
+        "rank_per_s": r["molecules_per_s"],
+        "rank_wall_s": r["wall_s"],
+        "peak_rss_mib": peak,
+        "members": r["members"],
+        "mode": r["mode"],
+        "rdkit_parse_per_s": len(smiles) / t_parse,
+        "rdkit_parse_morgan_per_s": n_fp / t_fp,
+        "jobs": jobs,
+    }
 
 
-SMALL_DATA_APPROACHES = ("direct_fp_ridge", "fp_gp", "emb_ridge", "emb_rf", "emb_fp_ridge", "emb_gp", "finetune",
-                         "auto")
+SMALL_DATA_APPROACHES = (
+    "direct_fp_ridge",
+    "fp_gp",
+    "emb_ridge",
+    "emb_rf",
+    "emb_fp_ridge",
+    "emb_gp",
+    "finetune",
+    "auto",
+)
 
 
-def bench_small_data(source: Path, targets: list[str], n_trains: list[int], seeds: int, n: int,
-                     out: Path) -> pd.DataFrame:
+def bench_small_data(
+    source: Path, targets: list[str], n_trains: list[int], seeds: int, n: int, out: Path
+) -> pd.DataFrame:
     """One :func:`mdxfer.learn.heldout.small_data` run per (target, n_train); all rows in ``out``."""
     from mdxfer.learn import heldout
     from mdxfer.learn.library import SHORT_NAMES, resolve_property
@@ -116,8 +150,14 @@ def bench_small_data(source: Path, targets: list[str], n_trains: list[int], seed
         table = heldout.qm9_sample(n, 0, prop)
         for n_train in n_trains:
             t0 = time.perf_counter()
-            df = heldout.small_data(table, SMALL_DATA_APPROACHES, n_train=n_train, seeds=list(range(seeds)),
-                                      source=str(source), cv_repeats=2)
+            df = heldout.small_data(
+                table,
+                SMALL_DATA_APPROACHES,
+                n_train=n_train,
+                seeds=list(range(seeds)),
+                source=str(source),
+                cv_repeats=2,
+            )
             df.insert(0, "target", SHORT_NAMES.get(prop, prop))
             frames.append(df)
             pd.concat(frames).to_csv(out, index=False)
@@ -128,8 +168,10 @@ def bench_small_data(source: Path, targets: list[str], n_trains: list[int], seed
 def small_data_markdown(df) -> str:
     """Held-out R² (mean ± SD over seeds) as a markdown table, method x (target, n)."""
     keys = list(dict.fromkeys(zip(df.target, df.n_train)))
-    lines = ["| method | " + " | ".join(f"{t}, n={k}" for t, k in keys) + " |",
-             "|---|" + "---|" * len(keys)]
+    lines = [
+        "| method | " + " | ".join(f"{t}, n={k}" for t, k in keys) + " |",
+        "|---|" + "---|" * len(keys),
+    ]
     for a in dict.fromkeys(df.approach):
         cells = []
         for t, k in keys:
@@ -140,14 +182,20 @@ def small_data_markdown(df) -> str:
     picks = ", ".join(f"{m} {c}" for m, c in auto.chosen.value_counts().items())
     lines.append(f"\n`auto` chose: {picks}.")
     cov = auto[["cov1_raw", "cov1_cal", "cov2_raw", "cov2_cal"]].mean()
-    lines.append(f"Held-out coverage of `auto` (all tables): ±1σ {cov.cov1_raw:.2f} raw -> {cov.cov1_cal:.2f} "
-                 f"calibrated, ±2σ {cov.cov2_raw:.2f} -> {cov.cov2_cal:.2f} (Gaussian: 0.68, 0.95).")
+    lines.append(
+        f"Held-out coverage of `auto` (all tables): ±1σ {cov.cov1_raw:.2f} raw -> {cov.cov1_cal:.2f} "
+        f"calibrated, ±2σ {cov.cov2_raw:.2f} -> {cov.cov2_cal:.2f} (Gaussian: 0.68, 0.95)."
+    )
     return "\n".join(lines)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "mdxfer-bench")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "mdxfer-bench"
+    )
     ap.add_argument("--presets", default="paper,default")
     ap.add_argument("--skip-pretrain", action="store_true", help="reuse WORK/<preset> if present")
     ap.add_argument("--time-limit", type=float, default=None, help="minutes per pretraining")
@@ -156,20 +204,32 @@ def main() -> None:
     ap.add_argument("--n-featurize", type=int, default=20000)
     ap.add_argument("--n-rank", type=int, default=100000)
     ap.add_argument("--small-data", action="store_true", help="run only the small-data table")
-    ap.add_argument("--source", type=Path, default=None, help="pretrained model for --small-data (default WORK/paper)")
+    ap.add_argument(
+        "--source",
+        type=Path,
+        default=None,
+        help="pretrained model for --small-data (default WORK/paper)",
+    )
     ap.add_argument("--targets", default="alpha,gap,mu", help="QM9 properties for --small-data")
     ap.add_argument("--n-train", default="24,48", help="training molecules for --small-data")
     ap.add_argument("--seeds", type=int, default=5, help="seeds for --small-data")
-    ap.add_argument("--n-sample", type=int, default=1000, help="QM9 molecules per table (the rest held out)")
+    ap.add_argument(
+        "--n-sample", type=int, default=1000, help="QM9 molecules per table (the rest held out)"
+    )
     args = ap.parse_args()
     if args.small_data:
         from mdxfer.learn.models import set_threads
 
         set_threads(args.threads)
         args.work.mkdir(parents=True, exist_ok=True)
-        df = bench_small_data(args.source or args.work / "paper", args.targets.split(","),
-                              [int(k) for k in args.n_train.split(",")], args.seeds, args.n_sample,
-                              args.work / "small_data.csv")
+        df = bench_small_data(
+            args.source or args.work / "paper",
+            args.targets.split(","),
+            [int(k) for k in args.n_train.split(",")],
+            args.seeds,
+            args.n_sample,
+            args.work / "small_data.csv",
+        )
         print(small_data_markdown(df))
         return
 
@@ -182,37 +242,62 @@ def main() -> None:
     set_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
     presets = [p for p in args.presets.split(",") if p]
-    print(f"torch {torch.__version__}, {args.threads} thread(s), {os.cpu_count()} CPUs, work dir {args.work}")
+    print(
+        f"torch {torch.__version__}, {args.threads} thread(s), {os.cpu_count()} CPUs, work dir {args.work}"
+    )
 
     pre = bench_pretrain(args.work, presets, args.threads, args.skip_pretrain, args.time_limit)
     print("\nPretraining, QM9 Cv, 5,000 molecules (4,000 train / 1,000 validation), seed 0")
     print(f"{'model':<12}{'R² train':>10}{'R² val':>10}{'MAE val':>10}{'epochs':>8}{'train s':>10}")
-    print(f"{'reference':<12}{SEED_R2['train']:>10.3f}{SEED_R2['val']:>10.3f}{'':>10}{5000:>8}{'':>10}")
+    print(
+        f"{'reference':<12}{SEED_R2['train']:>10.3f}{SEED_R2['val']:>10.3f}{'':>10}{5000:>8}{'':>10}"
+    )
     for p, m in pre.items():
-        print(f"{p:<12}{m['r2_train']:>10.4f}{m['r2_val']:>10.4f}{m['mae_val']:>10.4f}{m['epochs_run']:>8}"
-              f"{m['train_wall_s']:>10.0f}   (best epoch {m['best_epoch']}, {m['stop_reason']})")
+        print(
+            f"{p:<12}{m['r2_train']:>10.4f}{m['r2_val']:>10.4f}{m['mae_val']:>10.4f}{m['epochs_run']:>8}"
+            f"{m['train_wall_s']:>10.0f}   (best epoch {m['best_epoch']}, {m['stop_reason']})"
+        )
 
     df = qm9.load_qm9()
     rng = np.random.default_rng(1)
     feat_idx = rng.choice(len(df), size=min(args.n_featurize, len(df)), replace=False)
     fb = bench_featurize(list(df.SMILES.iloc[feat_idx]), args.jobs)
-    print(f"\nFeaturisation ({fb['n']} QM9 SMILES, {args.jobs} process(es)): "
-          f"{fb['featurize_only_per_s']:,.0f} molecules/s from RDKit molecules, "
-          f"{fb['parse_and_featurize_per_s']:,.0f} molecules/s from SMILES "
-          f"(RDKit parsing alone {fb['parse_per_s']:,.0f}/s)")
+    print(
+        f"\nFeaturisation ({fb['n']} QM9 SMILES, {args.jobs} process(es)): "
+        f"{fb['featurize_only_per_s']:,.0f} molecules/s from RDKit molecules, "
+        f"{fb['parse_and_featurize_per_s']:,.0f} molecules/s from SMILES "
+        f"(RDKit parsing alone {fb['parse_per_s']:,.0f}/s)"
+    )
 
     base = args.work / ("default" if "default" in pre else presets[0])
     ens_dir = args.work / "ensemble"
-    transfer(base, HERE.parent / "examples" / "md_results_example.csv", ens_dir,
-             TransferSettings(mode="finetune", compare=("finetune",)), threads=args.threads, progress=False)
+    transfer(
+        base,
+        HERE.parent / "examples" / "md_results_example.csv",
+        ens_dir,
+        TransferSettings(mode="finetune", compare=("finetune",)),
+        threads=args.threads,
+        progress=False,
+    )
     rank_idx = rng.choice(len(df), size=min(args.n_rank, len(df)), replace=False)
     sub = df.iloc[rank_idx]
-    rb = bench_rank(list(sub.SMILES), [f"qm9_{i}" for i in sub.qm9_index], ens_dir, args.work, args.threads, args.jobs)
-    print(f"\nRanking {rb['n']:,} QM9 SMILES with a {rb['members']}-member '{rb['mode']}' ensemble "
-          f"(read, parse, featurise, predict, sort, write): {rb['rank_per_s']:,.0f} molecules/s "
-          f"({rb['rank_wall_s']:.1f} s; peak memory of the process {rb['peak_rss_mib']:,.0f} MiB)")
-    print(f"RDKit on the same input: parsing {rb['rdkit_parse_per_s']:,.0f}/s, parsing + Morgan count "
-          f"fingerprint {rb['rdkit_parse_morgan_per_s']:,.0f}/s")
+    rb = bench_rank(
+        list(sub.SMILES),
+        [f"qm9_{i}" for i in sub.qm9_index],
+        ens_dir,
+        args.work,
+        args.threads,
+        args.jobs,
+    )
+    print(
+        f"\nRanking {rb['n']:,} QM9 SMILES with a {rb['members']}-member '{rb['mode']}' ensemble "
+        f"(read, parse, featurise, predict, sort, write): {rb['rank_per_s']:,.0f} molecules/s "
+        f"({rb['rank_wall_s']:.1f} s; peak memory of the process {rb['peak_rss_mib']:,.0f} MiB)"
+    )
+    print(
+        f"RDKit on the same input: parsing {rb['rdkit_parse_per_s']:,.0f}/s, parsing + Morgan count "
+        f"fingerprint {rb['rdkit_parse_morgan_per_s']:,.0f}/s"
+    )
     summary = {"pretrain": pre, "featurize": fb, "rank": rb, "threads": args.threads}
     (args.work / "bench_ml.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
     print(f"\nsummary: {args.work / 'bench_ml.json'}")

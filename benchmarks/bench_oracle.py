@@ -25,29 +25,71 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mdxfer.md.interaction import (DEFAULT_PARTNER, prepare_species, prepare_stack, read_json,
-                                   replica_dirs, replica_result, run_box, run_compress, run_nvt)
-from mdxfer.md.interaction import ESTIMATOR_COLUMN
 from mdxfer.md.cost import log_work
+from mdxfer.md.interaction import (
+    DEFAULT_PARTNER,
+    ESTIMATOR_COLUMN,
+    prepare_species,
+    prepare_stack,
+    read_json,
+    replica_dirs,
+    replica_result,
+    run_box,
+    run_compress,
+    run_nvt,
+)
 from mdxfer.md.lammps import Launcher, free_cores
-from mdxfer.md.thermo import summarize
 from mdxfer.md.protocol import load_protocol
+from mdxfer.md.thermo import summarize
 from mdxfer.molecule import canonical_smiles
 
 ROOT = Path(__file__).resolve().parents[1]
 #: A chemically diverse panel (name, SMILES): hydrocarbon, aromatic, alcohol, nitrile, acid,
 #: aromatic amine, halogenated. Six of them have measured liquid densities (docs/forcefield.md).
-PANEL = [("methanol", "CO"), ("benzene", "c1ccccc1"), ("hexane", "CCCCCC"),
-         ("acetonitrile", "CC#N"), ("acetic_acid", "CC(=O)O"), ("pyridine", "c1ccncc1"),
-         ("dichloromethane", "ClCCl")]
+PANEL = [
+    ("methanol", "CO"),
+    ("benzene", "c1ccccc1"),
+    ("hexane", "CCCCCC"),
+    ("acetonitrile", "CC#N"),
+    ("acetic_acid", "CC(=O)O"),
+    ("pyridine", "c1ccncc1"),
+    ("dichloromethane", "ClCCl"),
+]
 CSV = ROOT / "data" / "oracle_panel.csv"
-FIELDS = ["protocol", "protocol_digest", "name", "smiles", "replica", "seed", "estimator",
-          "E_int", "E_int_stderr", "E_int_pe", "E_int_pe_stderr", "E_int_etotal",
-          "E_int_etotal_stderr", "E_cross", "E_cross_stderr", "E_partner_stderr",
-          "density_chem_g_cm3", "density_partner_g_cm3", "density_stack_g_cm3", "lz_chem_A",
-          "lz_partner_A", "lz_stack_A", "n_molecules_chem", "stack_start_ps", "stack_drift_z",
-          "wall_s", "cpu_s", "partner_cpu_s", "mdxfer_version", "lammps_version",
-          "E_int_stderr_run", "derived_from"]
+FIELDS = [
+    "protocol",
+    "protocol_digest",
+    "name",
+    "smiles",
+    "replica",
+    "seed",
+    "estimator",
+    "E_int",
+    "E_int_stderr",
+    "E_int_pe",
+    "E_int_pe_stderr",
+    "E_int_etotal",
+    "E_int_etotal_stderr",
+    "E_cross",
+    "E_cross_stderr",
+    "E_partner_stderr",
+    "density_chem_g_cm3",
+    "density_partner_g_cm3",
+    "density_stack_g_cm3",
+    "lz_chem_A",
+    "lz_partner_A",
+    "lz_stack_A",
+    "n_molecules_chem",
+    "stack_start_ps",
+    "stack_drift_z",
+    "wall_s",
+    "cpu_s",
+    "partner_cpu_s",
+    "mdxfer_version",
+    "lammps_version",
+    "E_int_stderr_run",
+    "derived_from",
+]
 SCATTER = ROOT / "mdxfer" / "md" / "replica_scatter.json"
 
 
@@ -69,13 +111,19 @@ def cpu_seconds_of(logs: list[Path]) -> float:
     return sum(seconds * ranks for _, seconds, ranks in map(log_work, logs))
 
 
-def panel_row(rec: dict, name: str, k: int, protocol, cdir: Path, sdir: Path,
-              pdir: Path) -> dict:
+def panel_row(rec: dict, name: str, k: int, protocol, cdir: Path, sdir: Path, pdir: Path) -> dict:
     """One CSV row of the panel: a replica's result plus its name, replica index and cost."""
-    return dict(rec, name=name, replica=k, protocol=protocol.name,
-                protocol_digest=protocol.digest(), stack_start_ps=rec["nvt_start_ps"]["stack"],
-                stack_drift_z=rec["drift_z"]["stack"], cpu_s=cpu_seconds(cdir, sdir),
-                partner_cpu_s=cpu_seconds(pdir))
+    return dict(
+        rec,
+        name=name,
+        replica=k,
+        protocol=protocol.name,
+        protocol_digest=protocol.digest(),
+        stack_start_ps=rec["nvt_start_ps"]["stack"],
+        stack_drift_z=rec["drift_z"]["stack"],
+        cpu_s=cpu_seconds(cdir, sdir),
+        partner_cpu_s=cpu_seconds(pdir),
+    )
 
 
 def append_row(row: dict) -> None:
@@ -116,8 +164,11 @@ def finished_replicas(out: Path, replicas: int, only=None):
 
 def nvt_summary(d: Path, protocol) -> dict:
     """Statistics of ``d``'s stored NVT series, recomputed with the protocol's estimator."""
-    return summarize(pd.read_csv(d / "nvt.thermo.csv"), protocol.nvt_discard_fraction,
-                     detect=ESTIMATOR_COLUMN[protocol.estimator])
+    return summarize(
+        pd.read_csv(d / "nvt.thermo.csv"),
+        protocol.nvt_discard_fraction,
+        detect=ESTIMATOR_COLUMN[protocol.estimator],
+    )
 
 
 def run(args: argparse.Namespace) -> None:
@@ -130,8 +181,8 @@ def run(args: argparse.Namespace) -> None:
     prepare_species(canonical_smiles(DEFAULT_PARTNER), protocol, pdir, role="partner")
     finished = done_rows()
     lock = threading.Lock()
-    done: set[tuple] = set()       # finished jobs
-    failed: set[tuple] = set()     # (name, k) that failed
+    done: set[tuple] = set()  # finished jobs
+    failed: set[tuple] = set()  # (name, k) that failed
     # jobs in order of preference; each runs when the jobs it needs are done
     jobs: list[tuple] = [("pcomp", None, None), ("pnvt", None, None)]
     pending: list[tuple[str, int]] = []
@@ -140,10 +191,13 @@ def run(args: argparse.Namespace) -> None:
             if (protocol.digest(), name, k) not in finished:
                 jobs += [("comp", name, k), ("stack", name, k), ("nvt", name, k)]
                 pending.append((name, k))
-    needs = {"pcomp": lambda n, k: [], "pnvt": lambda n, k: [("pcomp", None, None)],
-             "comp": lambda n, k: [],
-             "stack": lambda n, k: [("pcomp", None, None), ("comp", n, k)],
-             "nvt": lambda n, k: [("comp", n, k)]}
+    needs = {
+        "pcomp": lambda n, k: [],
+        "pnvt": lambda n, k: [("pcomp", None, None)],
+        "comp": lambda n, k: [],
+        "stack": lambda n, k: [("pcomp", None, None), ("comp", n, k)],
+        "nvt": lambda n, k: [("comp", n, k)],
+    }
     if protocol.stack_source == "nvt":
         needs["stack"] = lambda n, k: [("pnvt", None, None), ("nvt", n, k)]
 
@@ -183,8 +237,11 @@ def run(args: argparse.Namespace) -> None:
                 rec = replica_result(smiles[name], cdir, pdir, sdir, prot, one)
                 append_row(panel_row(rec, name, k, protocol, cdir, sdir, pdir))
                 pending.remove((name, k))
-                print(f"  -> {name} replica {k}: E_int {rec['E_int']:.2f} ± "
-                      f"{rec['E_int_stderr']:.2f}, E_cross {rec['E_cross']:.2f}", flush=True)
+                print(
+                    f"  -> {name} replica {k}: E_int {rec['E_int']:.2f} ± "
+                    f"{rec['E_int_stderr']:.2f}, E_cross {rec['E_cross']:.2f}",
+                    flush=True,
+                )
 
     def worker(wid: int) -> None:
         while True:
@@ -215,11 +272,16 @@ def run(args: argparse.Namespace) -> None:
                 with lock:
                     done.add(job)
                     finalize()
-                print(f"[{time.strftime('%H:%M:%S')}] worker {wid}: {kind} {name or 'partner'} "
-                      f"{'' if k is None else k} done in {time.time() - t0:.0f} s", flush=True)
+                print(
+                    f"[{time.strftime('%H:%M:%S')}] worker {wid}: {kind} {name or 'partner'} "
+                    f"{'' if k is None else k} done in {time.time() - t0:.0f} s",
+                    flush=True,
+                )
             except Exception as exc:  # keep the rest of the panel going
-                print(f"[{time.strftime('%H:%M:%S')}] worker {wid}: {kind} {name} {k} FAILED: "
-                      f"{exc}", flush=True)
+                print(
+                    f"[{time.strftime('%H:%M:%S')}] worker {wid}: {kind} {name} {k} FAILED: {exc}",
+                    flush=True,
+                )
                 if name is None:
                     raise
                 with lock:
@@ -245,27 +307,39 @@ def report(args: argparse.Namespace) -> None:
             sd = m.E_int.std(ddof=1) if len(m) > 1 else np.nan
             se = m.E_int_stderr.mean()
             cpu_h = m.cpu_s.mean() / 3600
-            rows.append({
-                "name": name, "n": len(m), "E_int": m.E_int.mean(), "replica_sd": sd,
-                "mean_stderr": se, "stderr/sd": se / sd if sd > 0 else np.nan,
-                "sd_pe": m.E_int_pe.std(ddof=1) if len(m) > 1 else np.nan,
-                "sd_etotal": m.E_int_etotal.std(ddof=1) if len(m) > 1 else np.nan,
-                "E_cross": m.E_cross.mean(),
-                "sd_cross": m.E_cross.std(ddof=1) if len(m) > 1 else np.nan,
-                "rho_chem": m.density_chem_g_cm3.mean(), "lz_chem": m.lz_chem_A.mean(),
-                "wall_min": m.wall_s.mean() / 60, "cpu_h": cpu_h,
-                "cpu_h_to_1kcal": cpu_h * sd ** 2 if sd > 0 else np.nan,
-            })
+            rows.append(
+                {
+                    "name": name,
+                    "n": len(m),
+                    "E_int": m.E_int.mean(),
+                    "replica_sd": sd,
+                    "mean_stderr": se,
+                    "stderr/sd": se / sd if sd > 0 else np.nan,
+                    "sd_pe": m.E_int_pe.std(ddof=1) if len(m) > 1 else np.nan,
+                    "sd_etotal": m.E_int_etotal.std(ddof=1) if len(m) > 1 else np.nan,
+                    "E_cross": m.E_cross.mean(),
+                    "sd_cross": m.E_cross.std(ddof=1) if len(m) > 1 else np.nan,
+                    "rho_chem": m.density_chem_g_cm3.mean(),
+                    "lz_chem": m.lz_chem_A.mean(),
+                    "wall_min": m.wall_s.mean() / 60,
+                    "cpu_h": cpu_h,
+                    "cpu_h_to_1kcal": cpu_h * sd**2 if sd > 0 else np.nan,
+                }
+            )
         t = pd.DataFrame(rows)
         print(t.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
-        pooled = np.sqrt(np.nanmean(t.replica_sd ** 2)) if t.replica_sd.notna().any() else np.nan
-        print(f"pooled replica SD {pooled:.2f} kcal/mol; SD across candidates (means) "
-              f"{t.E_int.std(ddof=1):.2f}; ratio {pooled / t.E_int.std(ddof=1):.2f} (target ≤ 0.25)")
+        pooled = np.sqrt(np.nanmean(t.replica_sd**2)) if t.replica_sd.notna().any() else np.nan
+        print(
+            f"pooled replica SD {pooled:.2f} kcal/mol; SD across candidates (means) "
+            f"{t.E_int.std(ddof=1):.2f}; ratio {pooled / t.E_int.std(ddof=1):.2f} (target ≤ 0.25)"
+        )
         cpu = t.cpu_h.mean()
-        print(f"CPU-hours per candidate-replica {cpu:.3f} (partner once: "
-              f"{g.partner_cpu_s.iloc[0] / 3600:.3f}); CPU-hours to ± 1 kcal/mol "
-              f"{cpu * pooled ** 2:.2f}; partner stderr (common offset) "
-              f"{g.E_partner_stderr.iloc[0]:.2f} kcal/mol")
+        print(
+            f"CPU-hours per candidate-replica {cpu:.3f} (partner once: "
+            f"{g.partner_cpu_s.iloc[0] / 3600:.3f}); CPU-hours to ± 1 kcal/mol "
+            f"{cpu * pooled**2:.2f}; partner stderr (common offset) "
+            f"{g.E_partner_stderr.iloc[0]:.2f} kcal/mol"
+        )
 
 
 def collect(args: argparse.Namespace) -> None:
@@ -288,9 +362,15 @@ def collect(args: argparse.Namespace) -> None:
             if not all((d / "nvt.json").exists() for d in (cdir, sdir, pdir)):
                 continue
             prot = protocol.replica(k)
-            rec = replica_result(smi, cdir, pdir, sdir, prot, Launcher(ranks=1),
-                                 legs={"candidate": legs_of(cdir), "partner": legs_of(pdir),
-                                       "stack": legs_of(sdir)})
+            rec = replica_result(
+                smi,
+                cdir,
+                pdir,
+                sdir,
+                prot,
+                Launcher(ranks=1),
+                legs={"candidate": legs_of(cdir), "partner": legs_of(pdir), "stack": legs_of(sdir)},
+            )
             rows.append(panel_row(rec, name, k, protocol, cdir, sdir, pdir))
     others = read_panel() if CSV.exists() else pd.DataFrame()
     if not others.empty:  # other protocols' rows stay as they are
@@ -300,8 +380,10 @@ def collect(args: argparse.Namespace) -> None:
         append_row(row)
     for row in rows:
         append_row(row)
-    print(f"wrote {len(rows)} replicas of {protocol.digest()} to {CSV} "
-          f"(and kept {len(others)} of other protocols)")
+    print(
+        f"wrote {len(rows)} replicas of {protocol.digest()} to {CSV} "
+        f"(and kept {len(others)} of other protocols)"
+    )
 
 
 def partial(args: argparse.Namespace) -> None:
@@ -316,13 +398,22 @@ def partial(args: argparse.Namespace) -> None:
         # statistics recomputed from the stored series with the current estimator
         c, st = nvt_summary(cdir, protocol), nvt_summary(sdir, protocol)
         comp = read_json(cdir / "compress.json")
-        rows.append({"name": name, "replica": k, "E_tot_minus_E_chem": st[key] - c[key],
-                         "stderr": float(np.hypot(st[f"{key}_stderr"], c[f"{key}_stderr"])),
-                     "E_cross": st.get("ecross"), "E_cross_stderr": st.get("ecross_stderr"),
-                     "rho_chem": c["density_g_cm3"], "plateau": comp["plateau"],
-                     "drift": comp["density_drift"], "stack_start_ps": st.get("start_ps"),
-                     "stack_drift_z": st.get(f"{key}_drift_z"),
-                     "cpu_h": cpu_seconds(cdir, sdir) / 3600})
+        rows.append(
+            {
+                "name": name,
+                "replica": k,
+                "E_tot_minus_E_chem": st[key] - c[key],
+                "stderr": float(np.hypot(st[f"{key}_stderr"], c[f"{key}_stderr"])),
+                "E_cross": st.get("ecross"),
+                "E_cross_stderr": st.get("ecross_stderr"),
+                "rho_chem": c["density_g_cm3"],
+                "plateau": comp["plateau"],
+                "drift": comp["density_drift"],
+                "stack_start_ps": st.get("start_ps"),
+                "stack_drift_z": st.get(f"{key}_drift_z"),
+                "cpu_h": cpu_seconds(cdir, sdir) / 3600,
+            }
+        )
     t = pd.DataFrame(rows)
     t.insert(0, "protocol_digest", protocol.digest())
     if args.csv:
@@ -331,9 +422,11 @@ def partial(args: argparse.Namespace) -> None:
     print(t.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     for name, m in t.groupby("name", sort=False):
         if len(m) > 1:
-            print(f"{name}: replica SD of E_tot − E_chem {m.E_tot_minus_E_chem.std(ddof=1):.2f}, "
-                  f"of E_cross {m.E_cross.std(ddof=1):.2f}; mean stderr {m.stderr.mean():.2f} "
-                  f"(n = {len(m)})")
+            print(
+                f"{name}: replica SD of E_tot − E_chem {m.E_tot_minus_E_chem.std(ddof=1):.2f}, "
+                f"of E_cross {m.E_cross.std(ddof=1):.2f}; mean stderr {m.stderr.mean():.2f} "
+                f"(n = {len(m)})"
+            )
 
 
 def components(args: argparse.Namespace) -> None:
@@ -348,13 +441,23 @@ def components(args: argparse.Namespace) -> None:
     for name, k, cdir, sdir in finished_replicas(out, args.replicas):
         c, st = nvt_summary(cdir, protocol), nvt_summary(sdir, protocol)
         n = read_json(cdir / "species.json").get("n_molecules", np.nan)
-        rows.append({"name": name, "replica": k, "n_mol": n, "E_chem": c[key],
-                     "E_chem_per_mol": c[key] / n, "E_stack": st[key],
-                     "E_cross": st.get("ecross", np.nan),
-                     "E_self": st[key] - st.get("ecross", np.nan),
-                     "E_tot_minus_E_chem": st[key] - c[key],
-                     "se_chem": c[f"{key}_stderr"], "se_stack": st[f"{key}_stderr"],
-                     "harm_chem": c["pe"] - c["pe_nh"], "harm_stack": st["pe"] - st["pe_nh"]})
+        rows.append(
+            {
+                "name": name,
+                "replica": k,
+                "n_mol": n,
+                "E_chem": c[key],
+                "E_chem_per_mol": c[key] / n,
+                "E_stack": st[key],
+                "E_cross": st.get("ecross", np.nan),
+                "E_self": st[key] - st.get("ecross", np.nan),
+                "E_tot_minus_E_chem": st[key] - c[key],
+                "se_chem": c[f"{key}_stderr"],
+                "se_stack": st[f"{key}_stderr"],
+                "harm_chem": c["pe"] - c["pe_nh"],
+                "harm_stack": st["pe"] - st["pe_nh"],
+            }
+        )
     t = pd.DataFrame(rows)
     pd.set_option("display.width", 220)
     print(t.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
@@ -364,15 +467,21 @@ def components(args: argparse.Namespace) -> None:
             continue
         n_ref = m.n_mol.mean()
         chem = m.E_chem_per_mol * n_ref
-        summary.append({"name": name, "n": len(m),
-                        "sd_E_int": m.E_tot_minus_E_chem.std(ddof=1),
-                        "sd_E_chem": chem.std(ddof=1),
-                        "sd_E_stack": (m.E_stack - m.E_chem + chem).std(ddof=1),
-                        "corr_stack_chem": np.corrcoef(m.E_stack, m.E_chem)[0, 1] if len(m) > 2
-                        else np.nan,
-                        "sd_E_cross": m.E_cross.std(ddof=1), "sd_E_self": m.E_self.std(ddof=1),
-                        "sd_harm": (m.harm_stack - m.harm_chem).std(ddof=1),
-                        "mean_se_chem": m.se_chem.mean(), "mean_se_stack": m.se_stack.mean()})
+        summary.append(
+            {
+                "name": name,
+                "n": len(m),
+                "sd_E_int": m.E_tot_minus_E_chem.std(ddof=1),
+                "sd_E_chem": chem.std(ddof=1),
+                "sd_E_stack": (m.E_stack - m.E_chem + chem).std(ddof=1),
+                "corr_stack_chem": np.corrcoef(m.E_stack, m.E_chem)[0, 1] if len(m) > 2 else np.nan,
+                "sd_E_cross": m.E_cross.std(ddof=1),
+                "sd_E_self": m.E_self.std(ddof=1),
+                "sd_harm": (m.harm_stack - m.harm_chem).std(ddof=1),
+                "mean_se_chem": m.se_chem.mean(),
+                "mean_se_stack": m.se_stack.mean(),
+            }
+        )
     if summary:
         print(pd.DataFrame(summary).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
 
@@ -395,48 +504,68 @@ def calibrate(args: argparse.Namespace) -> None:
     df = read_panel()
     table = json.loads(SCATTER.read_text()) if SCATTER.exists() else {}
     for (prot, digest), g in df.groupby(["protocol", "protocol_digest"]):
-        groups = {name: (list(m.E_int), list(_run_stderr(m)))
-                  for name, m in g.groupby("name", sort=False)}
+        groups = {
+            name: (list(m.E_int), list(_run_stderr(m))) for name, m in g.groupby("name", sort=False)
+        }
         sigma, dof = pooled_between_sd(list(groups.values()))
         if dof < args.min_dof:
-            print(f"{prot} ({digest}): {dof} degrees of freedom, fewer than {args.min_dof}: "
-                  "not stored")
+            print(
+                f"{prot} ({digest}): {dof} degrees of freedom, fewer than {args.min_dof}: "
+                "not stored"
+            )
             continue
-        print(f"== {prot} ({digest}): σ_between {sigma:.2f} kcal/mol from {dof} degrees of "
-              "freedom ==")
+        print(
+            f"== {prot} ({digest}): σ_between {sigma:.2f} kcal/mol from {dof} degrees of freedom =="
+        )
         # leave one candidate out: is the calibrated stderr right for a candidate not used?
         rows, var_cal, var_sd, w = [], 0.0, 0.0, 0
         for name, (vals, ses) in groups.items():
             if len(vals) < 2:
                 continue
             s_loo, _ = pooled_between_sd([v for k, v in groups.items() if k != name])
-            cal = np.sqrt(np.mean(np.square(ses)) + s_loo ** 2)
+            cal = np.sqrt(np.mean(np.square(ses)) + s_loo**2)
             sd = float(np.std(vals, ddof=1))
-            rows.append({"name": name, "n": len(vals), "replica_sd": sd,
-                         "stderr_run": float(np.sqrt(np.mean(np.square(ses)))),
-                         "sigma_loo": s_loo, "stderr_calibrated": cal,
-                         "ratio_run": float(np.sqrt(np.mean(np.square(ses)))) / sd,
-                         "ratio_calibrated": cal / sd})
-            var_cal += (len(vals) - 1) * cal ** 2
-            var_sd += (len(vals) - 1) * sd ** 2
+            rows.append(
+                {
+                    "name": name,
+                    "n": len(vals),
+                    "replica_sd": sd,
+                    "stderr_run": float(np.sqrt(np.mean(np.square(ses)))),
+                    "sigma_loo": s_loo,
+                    "stderr_calibrated": cal,
+                    "ratio_run": float(np.sqrt(np.mean(np.square(ses)))) / sd,
+                    "ratio_calibrated": cal / sd,
+                }
+            )
+            var_cal += (len(vals) - 1) * cal**2
+            var_sd += (len(vals) - 1) * sd**2
             w += len(vals) - 1
         t = pd.DataFrame(rows)
         print(t.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
         pooled_ratio = float(np.sqrt(var_cal / var_sd))
         print(f"pooled stderr/SD, leave-one-candidate-out: {pooled_ratio:.2f} (target 0.7–1.5)")
         try:
-            family = load_protocol(prot).family_digest() if load_protocol(prot).digest() == digest \
+            family = (
+                load_protocol(prot).family_digest()
+                if load_protocol(prot).digest() == digest
                 else None
+            )
         except Exception:  # noqa: BLE001 - a preset renamed or removed since
             family = None
         if family is None:
             print(f"{prot} ({digest}): not the digest of today's preset {prot!r}: not stored")
             continue
         table.pop(digest, None)
-        table[family] = {"protocol": prot, "protocol_digest": digest, "sigma_between_kcal": round(sigma, 2), "dof": dof,
-                         "n_candidates": int((g.groupby("name").size() > 1).sum()),
-                         "n_replicas": int(len(g)), "loo_pooled_ratio": round(pooled_ratio, 2),
-                         "source": "data/oracle_panel.csv (benchmarks/bench_oracle.py calibrate)"}
+        table[family] = {
+            "protocol": prot,
+            "protocol_digest": digest,
+            "sigma_between_kcal": round(sigma, 2),
+            "dof": dof,
+            "n_candidates": int((g.groupby("name").size() > 1).sum()),
+            "n_replicas": int(len(g)),
+            "loo_pooled_ratio": round(pooled_ratio, 2),
+            "source": "data/oracle_panel.csv (benchmarks/bench_oracle.py calibrate)",
+        }
     SCATTER.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
     print(f"wrote {SCATTER.relative_to(ROOT)}")
 
@@ -449,13 +578,16 @@ def wall(args: argparse.Namespace) -> None:
     import shutil
 
     protocol = load_protocol(args.protocol)
-    variant = dataclasses.replace(protocol, interface_wall_A=args.tolerance,
-                                  interface_wall_k=args.k)
+    variant = dataclasses.replace(
+        protocol, interface_wall_A=args.tolerance, interface_wall_k=args.k
+    )
     out = Path(args.out) / f"{protocol.name}-{protocol.digest()}"
     pdir = out / "partner"
     key = protocol.estimator
-    todo = [(name, k, cdir, sdir, sdir.parent / f"stack_wall{args.tolerance:g}")
-            for name, k, cdir, sdir in finished_replicas(out, args.replicas, args.only)]
+    todo = [
+        (name, k, cdir, sdir, sdir.parent / f"stack_wall{args.tolerance:g}")
+        for name, k, cdir, sdir in finished_replicas(out, args.replicas, args.only)
+    ]
 
     def one(item) -> None:
         name, k, cdir, sdir, wdir = item
@@ -463,16 +595,26 @@ def wall(args: argparse.Namespace) -> None:
             try:
                 wdir.mkdir()  # the claim: another process running this replica made it
             except FileExistsError:
-                print(f"{wdir} exists without nvt.json: another run has it (or it died: "
-                      "delete the folder)", flush=True)
+                print(
+                    f"{wdir} exists without nvt.json: another run has it (or it died: "
+                    "delete the folder)",
+                    flush=True,
+                )
                 return
-            for f in ("species.json", "forcefield.lmp", "system.data", "compress.data",
-                      "compress.json"):
+            for f in (
+                "species.json",
+                "forcefield.lmp",
+                "system.data",
+                "compress.data",
+                "compress.json",
+            ):
                 shutil.copy2(sdir / f, wdir / f)
             t0 = time.time()
             run_nvt(wdir, variant.replica(k), Launcher(ranks=1))
-            print(f"[{time.strftime('%H:%M:%S')}] {name} {k} walls done in "
-                  f"{time.time() - t0:.0f} s", flush=True)
+            print(
+                f"[{time.strftime('%H:%M:%S')}] {name} {k} walls done in {time.time() - t0:.0f} s",
+                flush=True,
+            )
 
     if not args.report_only:
         threads = []
@@ -498,21 +640,29 @@ def wall(args: argparse.Namespace) -> None:
         if not (wdir / "nvt.json").exists():
             continue
         c, s0, s1 = (nvt_summary(d, protocol) for d in (cdir, sdir, wdir))
-        rows.append({"name": name, "replica": k,
-                     "E_int": s0[key] - c[key] - p[key],
-                     "E_int_wall": s1[key] - c[key] - p[key],
-                     "se_wall": float(np.hypot(s1[f"{key}_stderr"], c[f"{key}_stderr"])),
-                     "E_cross": s0.get("ecross"), "E_cross_wall": s1.get("ecross"),
-                     "drift_z_wall": s1.get(f"{key}_drift_z"),
-                     "cross_drift_z_wall": s1.get("ecross_drift_z")})
+        rows.append(
+            {
+                "name": name,
+                "replica": k,
+                "E_int": s0[key] - c[key] - p[key],
+                "E_int_wall": s1[key] - c[key] - p[key],
+                "se_wall": float(np.hypot(s1[f"{key}_stderr"], c[f"{key}_stderr"])),
+                "E_cross": s0.get("ecross"),
+                "E_cross_wall": s1.get("ecross"),
+                "drift_z_wall": s1.get(f"{key}_drift_z"),
+                "cross_drift_z_wall": s1.get("ecross_drift_z"),
+            }
+        )
     t = pd.DataFrame(rows)
     pd.set_option("display.width", 200)
     print(t.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     for name, m in t.groupby("name", sort=False):
         if len(m) > 1:
-            print(f"{name}: replica SD of E_int {m.E_int.std(ddof=1):.2f} -> with walls "
-                  f"{m.E_int_wall.std(ddof=1):.2f}; of E_cross {m.E_cross.std(ddof=1):.2f} -> "
-                  f"{m.E_cross_wall.std(ddof=1):.2f} (n = {len(m)})")
+            print(
+                f"{name}: replica SD of E_int {m.E_int.std(ddof=1):.2f} -> with walls "
+                f"{m.E_int_wall.std(ddof=1):.2f}; of E_cross {m.E_cross.std(ddof=1):.2f} -> "
+                f"{m.E_cross_wall.std(ddof=1):.2f} (n = {len(m)})"
+            )
     if args.csv:
         t.to_csv(args.csv, index=False, float_format="%.4f")
 
@@ -528,8 +678,9 @@ def cells(args: argparse.Namespace) -> None:
     key = variant.estimator
     root = Path(args.out)
     out = root / f"cells-{variant.digest()}"
-    todo = [(name, smi, k) for k in range(args.replicas) for name, smi in PANEL
-            if name in args.only]
+    todo = [
+        (name, smi, k) for k in range(args.replicas) for name, smi in PANEL if name in args.only
+    ]
     queue, lock = list(todo), threading.Lock()
 
     def worker() -> None:
@@ -542,8 +693,10 @@ def cells(args: argparse.Namespace) -> None:
             t0 = time.time()
             prepare_species(canonical_smiles(smi), variant.replica(k), d)
             run_box(d, variant.replica(k), Launcher(ranks=1))
-            print(f"[{time.strftime('%H:%M:%S')}] {name} {k} cell done in "
-                  f"{time.time() - t0:.0f} s", flush=True)
+            print(
+                f"[{time.strftime('%H:%M:%S')}] {name} {k} cell done in {time.time() - t0:.0f} s",
+                flush=True,
+            )
 
     if not args.report_only:
         threads = [threading.Thread(target=worker) for _ in range(args.workers)]
@@ -552,26 +705,46 @@ def cells(args: argparse.Namespace) -> None:
         for t in threads:
             t.join()
     rows = []
-    for label, prot, folder in (("base", base, root / f"{base.name}-{base.digest()}"),
-                                ("variant", variant, out)):
+    for label, prot, folder in (
+        ("base", base, root / f"{base.name}-{base.digest()}"),
+        ("variant", variant, out),
+    ):
         for name, _, k in todo:
-            d = (replica_dirs(folder / name, k)[0] if label == "base"
-                 else folder / name / f"replica_{k:02d}")
+            d = (
+                replica_dirs(folder / name, k)[0]
+                if label == "base"
+                else folder / name / f"replica_{k:02d}"
+            )
             if not (d / "nvt.thermo.csv").exists():
                 continue
             s, comp = nvt_summary(d, prot), read_json(d / "compress.json")
-            rows.append({"set": label, "name": name, "replica": k, "E_chem": s[key],
-                         "se": s[f"{key}_stderr"], "density": comp["density_g_cm3"],
-                         "lz": comp["lz_A"], "drift": comp["density_drift"],
-                         "npt_ps": comp["npt_ps"], "cpu_s": cpu_seconds(d)})
+            rows.append(
+                {
+                    "set": label,
+                    "name": name,
+                    "replica": k,
+                    "E_chem": s[key],
+                    "se": s[f"{key}_stderr"],
+                    "density": comp["density_g_cm3"],
+                    "lz": comp["lz_A"],
+                    "drift": comp["density_drift"],
+                    "npt_ps": comp["npt_ps"],
+                    "cpu_s": cpu_seconds(d),
+                }
+            )
     t = pd.DataFrame(rows)
     pd.set_option("display.width", 200)
     print(f"variant {variant.digest()} = {args.protocol} with {overrides}")
     print(t.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    g = t.groupby(["name", "set"]).agg(n=("E_chem", "size"), sd_E_chem=("E_chem", "std"),
-                                       mean_se=("se", "mean"), sd_lz=("lz", "std"),
-                                       density=("density", "mean"), npt_ps=("npt_ps", "mean"),
-                                       cpu_s=("cpu_s", "mean"))
+    g = t.groupby(["name", "set"]).agg(
+        n=("E_chem", "size"),
+        sd_E_chem=("E_chem", "std"),
+        mean_se=("se", "mean"),
+        sd_lz=("lz", "std"),
+        density=("density", "mean"),
+        npt_ps=("npt_ps", "mean"),
+        cpu_s=("cpu_s", "mean"),
+    )
     print(g.to_string(float_format=lambda v: f"{v:.3f}"))
     if args.csv:
         t.to_csv(args.csv, index=False, float_format="%.4f")
@@ -617,8 +790,12 @@ def adopt(args: argparse.Namespace) -> None:
                 continue
             shutil.copytree(wall_dir, nsdir)
             info = read_json(nsdir / "species.json")
-            info.update(protocol=prot.to_dict(), protocol_digest=prot.digest(),
-                        bottom=str(ncdir.resolve()), top=str((dst / "partner").resolve()))
+            info.update(
+                protocol=prot.to_dict(),
+                protocol_digest=prot.digest(),
+                bottom=str(ncdir.resolve()),
+                top=str((dst / "partner").resolve()),
+            )
             (nsdir / "species.json").write_text(json.dumps(info, indent=1))
             comp = read_json(nsdir / "compress.json")
             comp["protocol_digest"] = prot.digest()
@@ -640,36 +817,64 @@ def shorter(args: argparse.Namespace) -> None:
     pser = pd.read_csv(out / "partner" / "nvt.thermo.csv")
     p = summarize(pser, protocol.nvt_discard_fraction, detect=col)
     reps = list(finished_replicas(out, args.replicas))
-    series = {(n, k): (pd.read_csv(c / "nvt.thermo.csv"), pd.read_csv(s / "nvt.thermo.csv"))
-              for n, k, c, s in reps}
+    series = {
+        (n, k): (pd.read_csv(c / "nvt.thermo.csv"), pd.read_csv(s / "nvt.thermo.csv"))
+        for n, k, c, s in reps
+    }
     rows = []
     for cell_ps in args.cell_ps:
         for stack_ps in args.stack_ps:
             for (name, k), (cser, sser) in series.items():
-                c = summarize(cser[cser.Time - cser.Time.iloc[0] <= cell_ps * 1000.0],
-                              protocol.nvt_discard_fraction, detect=col)
-                st = summarize(sser[sser.Time - sser.Time.iloc[0] <= stack_ps * 1000.0],
-                               protocol.nvt_discard_fraction, detect=col)
-                rows.append({"cell_ps": cell_ps, "stack_ps": stack_ps, "name": name,
-                             "replica": k, "E_int": st[key] - c[key] - p[key],
-                             "se_run": float(np.hypot(st[f"{key}_stderr"], c[f"{key}_stderr"])),
-                             "E_cross": st.get("ecross"), "se_cross": st.get("ecross_stderr")})
+                c = summarize(
+                    cser[cser.Time - cser.Time.iloc[0] <= cell_ps * 1000.0],
+                    protocol.nvt_discard_fraction,
+                    detect=col,
+                )
+                st = summarize(
+                    sser[sser.Time - sser.Time.iloc[0] <= stack_ps * 1000.0],
+                    protocol.nvt_discard_fraction,
+                    detect=col,
+                )
+                rows.append(
+                    {
+                        "cell_ps": cell_ps,
+                        "stack_ps": stack_ps,
+                        "name": name,
+                        "replica": k,
+                        "E_int": st[key] - c[key] - p[key],
+                        "se_run": float(np.hypot(st[f"{key}_stderr"], c[f"{key}_stderr"])),
+                        "E_cross": st.get("ecross"),
+                        "se_cross": st.get("ecross_stderr"),
+                    }
+                )
     t = pd.DataFrame(rows)
     summary = []
     for (cps, sps), g in t.groupby(["cell_ps", "stack_ps"]):
-        per = g.groupby("name").agg(n=("E_int", "size"), sd=("E_int", "std"),
-                                    sdx=("E_cross", "std"), se=("se_run", "mean"),
-                                    sex=("se_cross", "mean"))
+        per = g.groupby("name").agg(
+            n=("E_int", "size"),
+            sd=("E_int", "std"),
+            sdx=("E_cross", "std"),
+            se=("se_run", "mean"),
+            sex=("se_cross", "mean"),
+        )
         per = per[per.n > 1]
         dof = (per.n - 1).sum()
-        pooled = float(np.sqrt(((per.n - 1) * per.sd ** 2).sum() / dof))
-        pooled_x = float(np.sqrt(((per.n - 1) * per.sdx ** 2).sum() / dof))
-        summary.append({"cell_nvt_ps": cps, "stack_nvt_ps": sps, "candidates": len(per),
-                        "dof": int(dof), "E_int_replica_sd": pooled,
-                        "E_int_stderr_run": float(per.se.mean()),
-                        "E_cross_replica_sd": pooled_x, "E_cross_stderr_run": float(per.sex.mean()),
-                        "spread_E_cross": float(g.groupby("name").E_cross.mean().std()),
-                        "spread_E_int": float(g.groupby("name").E_int.mean().std())})
+        pooled = float(np.sqrt(((per.n - 1) * per.sd**2).sum() / dof))
+        pooled_x = float(np.sqrt(((per.n - 1) * per.sdx**2).sum() / dof))
+        summary.append(
+            {
+                "cell_nvt_ps": cps,
+                "stack_nvt_ps": sps,
+                "candidates": len(per),
+                "dof": int(dof),
+                "E_int_replica_sd": pooled,
+                "E_int_stderr_run": float(per.se.mean()),
+                "E_cross_replica_sd": pooled_x,
+                "E_cross_stderr_run": float(per.sex.mean()),
+                "spread_E_cross": float(g.groupby("name").E_cross.mean().std()),
+                "spread_E_int": float(g.groupby("name").E_int.mean().std()),
+            }
+        )
     pd.set_option("display.width", 200)
     print(pd.DataFrame(summary).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     if args.csv:
@@ -715,29 +920,48 @@ def derive(args: argparse.Namespace) -> None:
         prot = target.replica(k)
         info = read_json(sdir / "species.json")
         cinfo = read_json(cdir / "species.json")
-        meta = {"smiles": cinfo["smiles"], "input_smiles": smiles[name],
-                "n_molecules": prot.n_molecules, "n_molecules_chem": cinfo["n_molecules"],
-                "seed": prot.seed, "box_xy_A2": info["box_A"][0] * info["box_A"][1]}
-        rec = combine(leg(cdir, target.nvt_ps), leg(pdir, None), leg(sdir, target.stack_nvt_ps),
-                      prot, meta)
-        cpu = (cpu_seconds(cdir, sdir) - (1 - fc) * cpu_seconds_of([cdir / "nvt.log"])
-               - (1 - fs) * cpu_seconds_of([sdir / "nvt.log"]))
-        rows.append(dict(rec, name=name, replica=k, protocol=target.name,
-                         protocol_digest=target.digest(),
-                         stack_start_ps=rec["nvt_start_ps"]["stack"],
-                         stack_drift_z=rec["drift_z"]["stack"], cpu_s=cpu,
-                         partner_cpu_s=cpu_seconds(pdir), derived_from=source.digest(),
-                         mdxfer_version=read_json(sdir / "replica_result.json").get(
-                             "mdxfer_version") if (sdir / "replica_result.json").exists()
-                         else None))
+        meta = {
+            "smiles": cinfo["smiles"],
+            "input_smiles": smiles[name],
+            "n_molecules": prot.n_molecules,
+            "n_molecules_chem": cinfo["n_molecules"],
+            "seed": prot.seed,
+            "box_xy_A2": info["box_A"][0] * info["box_A"][1],
+        }
+        rec = combine(
+            leg(cdir, target.nvt_ps), leg(pdir, None), leg(sdir, target.stack_nvt_ps), prot, meta
+        )
+        cpu = (
+            cpu_seconds(cdir, sdir)
+            - (1 - fc) * cpu_seconds_of([cdir / "nvt.log"])
+            - (1 - fs) * cpu_seconds_of([sdir / "nvt.log"])
+        )
+        rows.append(
+            dict(
+                rec,
+                name=name,
+                replica=k,
+                protocol=target.name,
+                protocol_digest=target.digest(),
+                stack_start_ps=rec["nvt_start_ps"]["stack"],
+                stack_drift_z=rec["drift_z"]["stack"],
+                cpu_s=cpu,
+                partner_cpu_s=cpu_seconds(pdir),
+                derived_from=source.digest(),
+                mdxfer_version=read_json(sdir / "replica_result.json").get("mdxfer_version")
+                if (sdir / "replica_result.json").exists()
+                else None,
+            )
+        )
     others = read_panel() if CSV.exists() else pd.DataFrame()
     if not others.empty:
         others = others[others.protocol_digest != target.digest()]
     CSV.unlink(missing_ok=True)
     for row in others.to_dict("records") + rows:
         append_row(row)
-    print(f"wrote {len(rows)} derived replicas of {target.digest()} (from {source.digest()}) "
-          f"to {CSV}")
+    print(
+        f"wrote {len(rows)} derived replicas of {target.digest()} (from {source.digest()}) to {CSV}"
+    )
 
 
 def check_derived(args: argparse.Namespace) -> None:
@@ -749,15 +973,19 @@ def check_derived(args: argparse.Namespace) -> None:
     protocol = load_protocol(args.protocol)
     out = Path(args.out) / f"{protocol.name}-{protocol.digest()}"
     rows = read_panel()
-    row = rows[(rows.protocol_digest == protocol.digest()) & (rows.name == args.name)
-               & (rows.replica == args.replica)]
+    row = rows[
+        (rows.protocol_digest == protocol.digest())
+        & (rows.name == args.name)
+        & (rows.replica == args.replica)
+    ]
     if row.empty or not isinstance(row.derived_from.iloc[0], str):
-        raise SystemExit(f"no derived row of {args.name} replica {args.replica} for "
-                         f"{protocol.digest()} in {CSV}")
+        raise SystemExit(
+            f"no derived row of {args.name} replica {args.replica} for {protocol.digest()} in {CSV}"
+        )
     source = Path(args.out) / f"{protocol.name}-{row.derived_from.iloc[0]}"
     pdir = out / "partner"
     if not pdir.exists():
-        shutil.copytree(source / "partner", pdir)      # same cell digest: the same box
+        shutil.copytree(source / "partner", pdir)  # same cell digest: the same box
     smi = dict(PANEL)[args.name]
     prot = protocol.replica(args.replica)
     cdir, sdir = replica_dirs(out / args.name, args.replica)
@@ -771,10 +999,18 @@ def check_derived(args: argparse.Namespace) -> None:
     rec = replica_result(smi, cdir, pdir, sdir, prot, one)
     d = row.iloc[0]
     print(f"{args.name} replica {args.replica}, protocol {protocol.digest()}:")
-    for key in ("E_int", "E_int_stderr_run", "E_cross", "E_cross_stderr", "density_chem_g_cm3",
-                "lz_stack_A"):
-        print(f"  {key:20s} run {rec[key]: .6f}   derived {float(d[key]): .6f}   "
-              f"difference {rec[key] - float(d[key]): .2e}")
+    for key in (
+        "E_int",
+        "E_int_stderr_run",
+        "E_cross",
+        "E_cross_stderr",
+        "density_chem_g_cm3",
+        "lz_stack_A",
+    ):
+        print(
+            f"  {key:20s} run {rec[key]: .6f}   derived {float(d[key]): .6f}   "
+            f"difference {rec[key] - float(d[key]): .2e}"
+        )
 
 
 def _toml_value(text: str):
@@ -799,19 +1035,30 @@ def main() -> None:
     r = panel_parser(sub, "run")
     r.add_argument("--workers", type=int, default=None)
     r.add_argument("--only", nargs="*", help="panel names to run (default: all)")
-    r.add_argument("--first-replica", type=int, default=0,
-                   help="skip replicas below this one (another run is doing them)")
-    r.add_argument("--wait-partner", action="store_true",
-                   help="another run simulates the partner box: wait for it instead")
+    r.add_argument(
+        "--first-replica",
+        type=int,
+        default=0,
+        help="skip replicas below this one (another run is doing them)",
+    )
+    r.add_argument(
+        "--wait-partner",
+        action="store_true",
+        help="another run simulates the partner box: wait for it instead",
+    )
     p = sub.add_parser("report")
     p.add_argument("--out", default=str(ROOT / "runs" / "oracle"))
     q = panel_parser(sub, "partial", help=partial.__doc__.splitlines()[0])
     q.add_argument("--csv", default=None, help="also write the table to this CSV file")
-    c = panel_parser(sub, "collect", help=collect.__doc__.splitlines()[0])
-    m = panel_parser(sub, "components", help=components.__doc__.splitlines()[0])
+    panel_parser(sub, "collect", help=collect.__doc__.splitlines()[0])
+    panel_parser(sub, "components", help=components.__doc__.splitlines()[0])
     cal = sub.add_parser("calibrate", help=calibrate.__doc__.splitlines()[0])
-    cal.add_argument("--min-dof", type=int, default=4,
-                     help="store σ only when the panel gives at least this many degrees of freedom")
+    cal.add_argument(
+        "--min-dof",
+        type=int,
+        default=4,
+        help="store σ only when the panel gives at least this many degrees of freedom",
+    )
     w = panel_parser(sub, "wall", help=wall.__doc__.splitlines()[0])
     w.add_argument("--only", nargs="*")
     w.add_argument("--tolerance", type=float, default=1.0, help="interface_wall_A, Å")
@@ -825,14 +1072,18 @@ def main() -> None:
     sh.add_argument("--csv", default=None)
     de = sub.add_parser("derive", help=derive.__doc__.splitlines()[0])
     de.add_argument("--protocol", default="production")
-    de.add_argument("--source-set", nargs="*", default=[],
-                    help="overrides of --protocol that give the finished panel's protocol")
+    de.add_argument(
+        "--source-set",
+        nargs="*",
+        default=[],
+        help="overrides of --protocol that give the finished panel's protocol",
+    )
     de.add_argument("--replicas", type=int, default=3)
     de.add_argument("--out", default=str(ROOT / "runs" / "oracle"))
     ck = panel_parser(sub, "check-derived", help=check_derived.__doc__.splitlines()[0])
     ck.add_argument("--name", default="acetonitrile")
     ck.add_argument("--replica", type=int, default=0)
-    ad = panel_parser(sub, "adopt", help=adopt.__doc__.splitlines()[0])
+    panel_parser(sub, "adopt", help=adopt.__doc__.splitlines()[0])
     ce = sub.add_parser("cells", help=cells.__doc__.splitlines()[0])
     ce.add_argument("--protocol", default="production")
     ce.add_argument("--set", nargs="*", default=[], help="protocol overrides, key=value (TOML)")
@@ -843,10 +1094,20 @@ def main() -> None:
     ce.add_argument("--report-only", action="store_true")
     ce.add_argument("--csv", default=None)
     args = ap.parse_args()
-    {"run": run, "report": report, "partial": partial, "collect": collect,
-     "components": components, "calibrate": calibrate, "wall": wall,
-     "cells": cells, "adopt": adopt, "shorter": shorter, "derive": derive,
-     "check-derived": check_derived}[args.cmd](args)
+    {
+        "run": run,
+        "report": report,
+        "partial": partial,
+        "collect": collect,
+        "components": components,
+        "calibrate": calibrate,
+        "wall": wall,
+        "cells": cells,
+        "adopt": adopt,
+        "shorter": shorter,
+        "derive": derive,
+        "check-derived": check_derived,
+    }[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -36,8 +36,13 @@ def main() -> None:
     ap.add_argument("--protocol", default="paper")
     ap.add_argument("--ranks", type=int, default=1)
     ap.add_argument("--out", default="runs/density")
-    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                    help="protocol override, e.g. --set pdamp_fs=100 --set tail_correction=true")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="protocol override, e.g. --set pdamp_fs=100 --set tail_correction=true",
+    )
     args = ap.parse_args()
     overrides = {}
     for item in args.set:
@@ -46,7 +51,9 @@ def main() -> None:
     protocol = load_protocol(args.protocol, overrides)
     launcher = Launcher(ranks=args.ranks)
     rows = []
-    print("| molecule | SMILES | ρ sim (g/cm³) | ρ exp (g/cm³) | error | Lz (Å) | drift | wall (s) |")
+    print(
+        "| molecule | SMILES | ρ sim (g/cm³) | ρ exp (g/cm³) | error | Lz (Å) | drift | wall (s) |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for name in args.names:
         smiles, rho_exp = EXPERIMENT[name]
@@ -56,12 +63,24 @@ def main() -> None:
         s = run_compress(wd, protocol, launcher)
         wall = time.perf_counter() - t0
         err = 100 * (s["density_g_cm3"] - rho_exp) / rho_exp
-        rows.append({"name": name, **s, "rho_exp": rho_exp, "error_pct": err, "total_wall_s": round(wall, 1)})
-        print(f"| {name} | `{smiles}` | {s['density_g_cm3']:.3f} ± {s['density_g_cm3_stderr']:.3f} "
-              f"| {rho_exp:.3f} | {err:+.1f}% | {s['lz_A']:.1f} | {100 * s['density_drift']:.1f}% "
-              f"| {s['wall_s']:.0f} |", flush=True)
-    (Path(args.out) / f"{protocol.digest()}.json").write_text(json.dumps(
-        {"protocol": protocol.to_dict(), "rows": rows}, indent=2))
+        rows.append(
+            {
+                "name": name,
+                **s,
+                "rho_exp": rho_exp,
+                "error_pct": err,
+                "total_wall_s": round(wall, 1),
+            }
+        )
+        print(
+            f"| {name} | `{smiles}` | {s['density_g_cm3']:.3f} ± {s['density_g_cm3_stderr']:.3f} "
+            f"| {rho_exp:.3f} | {err:+.1f}% | {s['lz_A']:.1f} | {100 * s['density_drift']:.1f}% "
+            f"| {s['wall_s']:.0f} |",
+            flush=True,
+        )
+    (Path(args.out) / f"{protocol.digest()}.json").write_text(
+        json.dumps({"protocol": protocol.to_dict(), "rows": rows}, indent=2)
+    )
 
 
 if __name__ == "__main__":

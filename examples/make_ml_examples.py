@@ -23,11 +23,11 @@ from mdxfer.learn.data import qm9
 
 HERE = Path(__file__).resolve().parent
 OUTSIDE_QM9 = [
-    ("CC(=C)C=C", "isoprene"),                 # in domain: 5 heavy atoms, C/H only
-    ("c1ccsc1", "thiophene"),                  # sulfur
-    ("ClC(Cl)Cl", "chloroform"),               # chlorine
-    ("CCCCCCCCCCCC(=O)O", "lauric_acid"),      # 14 heavy atoms
-    ("OCCN(CCO)CCO", "triethanolamine"),       # 10 heavy atoms
+    ("CC(=C)C=C", "isoprene"),  # in domain: 5 heavy atoms, C/H only
+    ("c1ccsc1", "thiophene"),  # sulfur
+    ("ClC(Cl)Cl", "chloroform"),  # chlorine
+    ("CCCCCCCCCCCC(=O)O", "lauric_acid"),  # 14 heavy atoms
+    ("OCCN(CCO)CCO", "triethanolamine"),  # 10 heavy atoms
     ("C[Si](C)(C)OCC", "ethoxytrimethylsilane"),  # silicon
 ]
 
@@ -41,19 +41,24 @@ def main() -> None:
     pick = rng.choice(len(pool), size=32 + 200, replace=False)
     table = pool.iloc[pick[:32]]
     out = table[["SMILES", "Polarizability_bohr3", "qm9_index"]].rename(
-        columns={"SMILES": "smiles", "Polarizability_bohr3": "target"})
+        columns={"SMILES": "smiles", "Polarizability_bohr3": "target"}
+    )
     out.to_csv(HERE / "md_results_example.csv", index=False)
 
     cands = pool.iloc[pick[32:]]
-    lines = ["# Candidate molecules for `mdxfer rank`: SMILES, then an optional name.",
-             "# 200 QM9 molecules (not in the pretraining subset, not in md_results_example.csv),",
-             "# then a few molecules outside QM9's domain. Regenerate: python examples/make_ml_examples.py"]
+    lines = [
+        "# Candidate molecules for `mdxfer rank`: SMILES, then an optional name.",
+        "# 200 QM9 molecules (not in the pretraining subset, not in md_results_example.csv),",
+        "# then a few molecules outside QM9's domain. Regenerate: python examples/make_ml_examples.py",
+    ]
     lines += [f"{s} qm9_{i}" for s, i in zip(cands.SMILES, cands.qm9_index)]
     lines += ["# outside the source data's domain (flagged in the ranking)"]
     lines += [f"{s} {name}" for s, name in OUTSIDE_QM9]
     (HERE / "candidates.smi").write_text("\n".join(lines) + "\n")
-    print(f"wrote {HERE / 'md_results_example.csv'} (32 rows) and {HERE / 'candidates.smi'} "
-          f"({len(cands) + len(OUTSIDE_QM9)} molecules)")
+    print(
+        f"wrote {HERE / 'md_results_example.csv'} (32 rows) and {HERE / 'candidates.smi'} "
+        f"({len(cands) + len(OUTSIDE_QM9)} molecules)"
+    )
 
 
 if __name__ == "__main__":

@@ -25,17 +25,26 @@ def now() -> str:
 JOURNAL_MODES = ("wal", "delete", "truncate")
 
 
-def open_db(path: str | Path, journal: str = "wal", readonly: bool = False,
-            error: type[Exception] = MdxferError, missing: str = "") -> sqlite3.Connection:
+def open_db(
+    path: str | Path,
+    journal: str = "wal",
+    readonly: bool = False,
+    error: type[Exception] = MdxferError,
+    missing: str = "",
+) -> sqlite3.Connection:
     """Open a SQLite database the way mdxfer's stores share it: autocommit (transactions are
     explicit), ``sqlite3.Row`` rows, a 30 s busy timeout; read-only through a ``mode=ro`` URI
     (``missing``: the message if the file does not exist), or read-write with the ``journal``
     mode checked (``":memory:"`` keeps its own) and ``synchronous = FULL``."""
     memory = str(path) == ":memory:"
     if journal.lower() not in JOURNAL_MODES:
-        raise error(f"Unknown SQLite journal mode {journal!r}; use one of {', '.join(JOURNAL_MODES)}.")
+        raise error(
+            f"Unknown SQLite journal mode {journal!r}; use one of {', '.join(JOURNAL_MODES)}."
+        )
     if not memory and Path(path).is_dir():
-        raise error(f"Database {path} is a folder, not a SQLite file: name a file ([campaign] database).")
+        raise error(
+            f"Database {path} is a folder, not a SQLite file: name a file ([campaign] database)."
+        )
     if readonly:
         if not Path(path).exists():
             raise error(missing or f"Database {path} does not exist.")
@@ -46,7 +55,9 @@ def open_db(path: str | Path, journal: str = "wal", readonly: bool = False,
         parent.mkdir(parents=True, exist_ok=True)
     try:
         if readonly:
-            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, isolation_level=None)
+            conn = sqlite3.connect(
+                f"file:{path}?mode=ro", uri=True, timeout=30, isolation_level=None
+            )
         else:
             conn = sqlite3.connect(path, timeout=30, isolation_level=None)
         conn.row_factory = sqlite3.Row
@@ -56,12 +67,16 @@ def open_db(path: str | Path, journal: str = "wal", readonly: bool = False,
             mode = conn.execute(f"PRAGMA journal_mode = {journal.upper()}").fetchone()[0]
             if mode.lower() != journal.lower():
                 conn.close()
-                raise error(f"SQLite refused journal mode {journal!r} for {path} (got {mode!r}); set "
-                            "[campaign] sqlite_journal = 'delete' on network file systems.")
+                raise error(
+                    f"SQLite refused journal mode {journal!r} for {path} (got {mode!r}); set "
+                    "[campaign] sqlite_journal = 'delete' on network file systems."
+                )
             conn.execute("PRAGMA synchronous = FULL")
     except sqlite3.DatabaseError as exc:
-        raise error(f"Database {path} cannot be used: SQLite says {exc!s}. It is not an mdxfer "
-                    "database (or it is damaged); name another file as the database.") from None
+        raise error(
+            f"Database {path} cannot be used: SQLite says {exc!s}. It is not an mdxfer "
+            "database (or it is damaged); name another file as the database."
+        ) from None
     return conn
 
 
@@ -73,8 +88,14 @@ def table_names(conn: sqlite3.Connection) -> set[str]:
 class Database:
     """An open SQLite database (:func:`open_db`); a context manager, or call :meth:`close`."""
 
-    def __init__(self, path: str | Path, journal: str = "wal", readonly: bool = False,
-                 error: type[Exception] = MdxferError, missing: str = ""):
+    def __init__(
+        self,
+        path: str | Path,
+        journal: str = "wal",
+        readonly: bool = False,
+        error: type[Exception] = MdxferError,
+        missing: str = "",
+    ):
         self._depth = 0
         self.conn = open_db(path, journal, readonly, error, missing)
 
@@ -88,8 +109,12 @@ class Database:
         self.close()
 
     def has_table(self, name: str) -> bool:
-        return self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-                                 (name,)).fetchone() is not None
+        return (
+            self.conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+            ).fetchone()
+            is not None
+        )
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

@@ -46,7 +46,7 @@ class MolRecord:
     line: int
     smiles: str
     name: str = ""
-    values: tuple[str, ...] | None = None   # None: ``(name,)``, a ``.smi`` file's one column
+    values: tuple[str, ...] | None = None  # None: ``(name,)``, a ``.smi`` file's one column
 
     def __post_init__(self) -> None:
         if self.values is None:
@@ -66,9 +66,15 @@ class MoleculeTable:
     SMILES column; rows are read lazily, so large files stream. ``hint`` ends the message when
     a CSV has no SMILES column (what the user should do)."""
 
-    def __init__(self, path: str | Path, smiles_col: str = "smiles", *,
-                 what: str = "Candidate file", error: ErrorType = InputError,
-                 hint: str = SMILES_COL_HINT):
+    def __init__(
+        self,
+        path: str | Path,
+        smiles_col: str = "smiles",
+        *,
+        what: str = "Candidate file",
+        error: ErrorType = InputError,
+        hint: str = SMILES_COL_HINT,
+    ):
         self.path, self.what, self.error, self.hint = Path(path), what, error, hint
         self._check_file()
         self.kind = "csv" if self._looks_csv(smiles_col) else "smi"
@@ -88,8 +94,9 @@ class MoleculeTable:
         with open(p, "rb") as fh:
             if b"\0" in fh.read(1 << 16):
                 kind = "CSV" if p.suffix.lower() == ".csv" else ".smi text (SMILES [name] per line)"
-                raise self.error(f"{self.what} {p} is binary and cannot be read as {kind}; "
-                                 "give a text file.")
+                raise self.error(
+                    f"{self.what} {p} is binary and cannot be read as {kind}; give a text file."
+                )
 
     def _open(self):
         return open(self.path, encoding="utf-8-sig", errors="replace", newline="")
@@ -105,16 +112,20 @@ class MoleculeTable:
         with self._open() as fh:
             header = next(csv.reader(fh), None)
         if not header or not any(h.strip() for h in header):
-            raise self.error(f"{self.what} {self.path} cannot be read as CSV: it is empty; it must "
-                             f"be a text table with a header line naming a {smiles_col!r} column.")
+            raise self.error(
+                f"{self.what} {self.path} cannot be read as CSV: it is empty; it must "
+                f"be a text table with a header line naming a {smiles_col!r} column."
+            )
         self.header = [h.strip() for h in header]
         col = smiles_col if smiles_col in self.header else None
         if col is None:
             same = [h for h in self.header if h.lower() == smiles_col.lower()]
             col = same[0] if len(same) == 1 else None
         if col is None:
-            raise self.error(f"{self.what} {self.path} has no column {smiles_col!r}; its columns "
-                             f"are {', '.join(map(repr, self.header))}. {self.hint}")
+            raise self.error(
+                f"{self.what} {self.path} has no column {smiles_col!r}; its columns "
+                f"are {', '.join(map(repr, self.header))}. {self.hint}"
+            )
         self.smiles_col = col
         self.columns = [h for h in self.header if h != col]
 
@@ -146,22 +157,32 @@ class MoleculeTable:
                 if not row or not any(c.strip() for c in row):
                     continue
                 if len(row) > width:
-                    raise self.error(f"{self.what} {self.path}, line {reader.line_num}: "
-                                     f"{len(row)} fields, the header has {width}; quote values "
-                                     "that hold commas.")
+                    raise self.error(
+                        f"{self.what} {self.path}, line {reader.line_num}: "
+                        f"{len(row)} fields, the header has {width}; quote values "
+                        "that hold commas."
+                    )
                 row = row + [""] * (width - len(row))
-                yield MolRecord(reader.line_num, row[i_smi].strip(),
-                                row[i_name].strip() if i_name is not None else "",
-                                tuple(row[i] for i in others))
+                yield MolRecord(
+                    reader.line_num,
+                    row[i_smi].strip(),
+                    row[i_name].strip() if i_name is not None else "",
+                    tuple(row[i] for i in others),
+                )
 
     def column(self, name: str) -> int | None:
         """Index of column ``name`` in :attr:`columns` / ``MolRecord.values`` (None: absent)."""
         return self.columns.index(name) if name in self.columns else None
 
 
-def read_molecules(path: str | Path, smiles_col: str = "smiles", *,
-                   what: str = "Candidate file", error: ErrorType = InputError,
-                   hint: str = SMILES_COL_HINT) -> MoleculeTable:
+def read_molecules(
+    path: str | Path,
+    smiles_col: str = "smiles",
+    *,
+    what: str = "Candidate file",
+    error: ErrorType = InputError,
+    hint: str = SMILES_COL_HINT,
+) -> MoleculeTable:
     """Open a ``.smi`` or ``.csv`` table of molecules (see the module docstring); iterate the
     result for :class:`MolRecord` rows."""
     return MoleculeTable(path, smiles_col, what=what, error=error, hint=hint)
@@ -169,8 +190,10 @@ def read_molecules(path: str | Path, smiles_col: str = "smiles", *,
 
 # ------------------------------------------------------------------------------ TOML settings
 
-def read_toml(path: str | Path, what: str = "Settings file", *, error: ErrorType = InputError,
-              hint: str = "") -> tuple[Path, dict[str, Any]]:
+
+def read_toml(
+    path: str | Path, what: str = "Settings file", *, error: ErrorType = InputError, hint: str = ""
+) -> tuple[Path, dict[str, Any]]:
     """(absolute path, parsed content) of a TOML file; ``hint`` is added to the message when
     the file does not exist (e.g. how to write one)."""
     path = Path(path).expanduser().resolve()
@@ -182,14 +205,17 @@ def read_toml(path: str | Path, what: str = "Settings file", *, error: ErrorType
         raise error(f"{what} {path} is not valid TOML: {exc}.") from None
 
 
-def check_keys(table: dict, allowed: set[str], section: str, where: str,
-               error: ErrorType = InputError) -> None:
+def check_keys(
+    table: dict, allowed: set[str], section: str, where: str, error: ErrorType = InputError
+) -> None:
     """Refuse keys of ``table`` (section ``[section]`` of ``where``, e.g. ``campaign file X``)
     that are not in ``allowed``, naming them and the allowed ones."""
     unknown = sorted(set(table) - allowed)
     if unknown:
-        raise error(f"{where}: unknown key(s) {', '.join(map(repr, unknown))} in [{section}]. "
-                    f"Allowed: {', '.join(sorted(allowed))}.")
+        raise error(
+            f"{where}: unknown key(s) {', '.join(map(repr, unknown))} in [{section}]. "
+            f"Allowed: {', '.join(sorted(allowed))}."
+        )
 
 
 def resolve_path(base: str | Path, value: str | Path) -> Path:

@@ -78,8 +78,10 @@ def md_support_problem(mol: Chem.Mol) -> str:
         reasons.append("radical")
     other = sorted({a.GetSymbol() for a in mol.GetAtoms()} - md_elements())
     if other:
-        reasons.append(f"unsupported element(s) {', '.join(other)} (the force field covers "
-                       f"{', '.join(sorted(md_elements()))})")
+        reasons.append(
+            f"unsupported element(s) {', '.join(other)} (the force field covers "
+            f"{', '.join(sorted(md_elements()))})"
+        )
     return "; ".join(reasons)
 
 

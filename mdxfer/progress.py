@@ -9,19 +9,42 @@ class ProgressBar:
     by :meth:`update`, and the elapsed time. ``stderr``: draw on standard error (keeps standard
     output clean for piped results); ``transient``: erase the bar when it closes."""
 
-    def __init__(self, enabled: bool, total: int | None, description: str = "", completed: int = 0, *,
-                 info: bool = False, stderr: bool = False, transient: bool = False):
+    def __init__(
+        self,
+        enabled: bool,
+        total: int | None,
+        description: str = "",
+        completed: int = 0,
+        *,
+        info: bool = False,
+        stderr: bool = False,
+        transient: bool = False,
+    ):
         self.enabled = enabled
         if not enabled:
             return
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
-        columns = [TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn()]
+        columns = [
+            TextColumn("{task.description}", markup=False),
+            BarColumn(),
+            MofNCompleteColumn(),
+        ]
         if info:
             columns.append(TextColumn("{task.fields[info]}", markup=False))
-        self.p = Progress(*columns, TimeElapsedColumn(), transient=transient,
-                          **({"console": Console(stderr=True)} if stderr else {}))
+        self.p = Progress(
+            *columns,
+            TimeElapsedColumn(),
+            transient=transient,
+            **({"console": Console(stderr=True)} if stderr else {}),
+        )
         self.t = self.p.add_task(description, total=total, completed=completed, info="")
         self.p.start()
 

@@ -36,9 +36,9 @@ class TargetRows:
 
     records: list[MolRecord]
     targets: list[float]
-    skipped_status: int = 0          # status column present and not "done"
-    skipped_missing: int = 0         # empty / NaN target
-    problems: list[str] = field(default_factory=list)   # "line N: target 'x' is not a number"
+    skipped_status: int = 0  # status column present and not "done"
+    skipped_missing: int = 0  # empty / NaN target
+    problems: list[str] = field(default_factory=list)  # "line N: target 'x' is not a number"
 
     def skipped_text(self) -> str | None:
         """``"skipped 3 row(s) whose status is not done, 1 without a target value"`` or None."""
@@ -57,21 +57,33 @@ def _number(text: str) -> float | None:
         return None
 
 
-def read_targets(path: str | Path, smiles_col: str = "smiles", target_col: str = "target", *,
-                 what: str = "Target table", error: ErrorType = InputError) -> TargetRows:
+def read_targets(
+    path: str | Path,
+    smiles_col: str = "smiles",
+    target_col: str = "target",
+    *,
+    what: str = "Target table",
+    error: ErrorType = InputError,
+) -> TargetRows:
     """Rows of a CSV with a SMILES and a numeric target column; a campaign export's rows that are
     not ``done`` and rows without a target value are skipped and counted."""
     table = read_molecules(path, smiles_col, what=what, error=error)
     if table.kind != "csv":
-        raise error(f"{what} {path} is not a CSV; it must have a header line with the columns "
-                    f"{smiles_col!r} and {target_col!r}.")
+        raise error(
+            f"{what} {path} is not a CSV; it must have a header line with the columns "
+            f"{smiles_col!r} and {target_col!r}."
+        )
     if target_col.strip().lower() == table.smiles_col.strip().lower():
-        raise error(f"{what} {path}: the target column {target_col!r} is the SMILES column; name "
-                    "the column of numbers with --target-col (and the SMILES with --smiles-col).")
+        raise error(
+            f"{what} {path}: the target column {target_col!r} is the SMILES column; name "
+            "the column of numbers with --target-col (and the SMILES with --smiles-col)."
+        )
     i_y = table.column(target_col)
     if i_y is None:
-        raise error(f"{path} has no column {target_col!r}; its columns are {', '.join(map(repr, table.header))}. "
-                    "Name them with --smiles-col/--target-col.")
+        raise error(
+            f"{path} has no column {target_col!r}; its columns are {', '.join(map(repr, table.header))}. "
+            "Name them with --smiles-col/--target-col."
+        )
     i_status = table.column(STATUS_COLUMN) if target_col != STATUS_COLUMN else None
     out = TargetRows([], [])
     for rec in table:

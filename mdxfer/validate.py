@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional
 from mdxfer.errors import InputError, MdxferError
 
 #: Seeds of numpy, torch and scikit-learn: 0 <= seed < SEED_LIMIT.
-SEED_LIMIT = 2 ** 32
+SEED_LIMIT = 2**32
 
 ErrorType = type[MdxferError]
 
@@ -31,8 +31,9 @@ def _num(x: float) -> str:
     return str(x) if isinstance(x, int) else f"{x:g}"
 
 
-def _range_text(lo: float | None, hi: float | None, lo_open: bool = False,
-                hi_open: bool = False) -> str:
+def _range_text(
+    lo: float | None, hi: float | None, lo_open: bool = False, hi_open: bool = False
+) -> str:
     if lo is not None and hi is not None:
         return f" in {'(' if lo_open else '['}{_num(lo)}, {_num(hi)}{')' if hi_open else ']'}"
     if lo is not None:
@@ -43,8 +44,9 @@ def _range_text(lo: float | None, hi: float | None, lo_open: bool = False,
 
 
 def _outside(x: float, lo, hi, lo_open: bool, hi_open: bool) -> bool:
-    return ((lo is not None and (x <= lo if lo_open else x < lo))
-            or (hi is not None and (x >= hi if hi_open else x > hi)))
+    return (lo is not None and (x <= lo if lo_open else x < lo)) or (
+        hi is not None and (x >= hi if hi_open else x > hi)
+    )
 
 
 def int_problem(value: Any, lo: int | None = None, hi: int | None = None) -> str | None:
@@ -57,8 +59,13 @@ def int_problem(value: Any, lo: int | None = None, hi: int | None = None) -> str
     return None
 
 
-def number_problem(value: Any, lo: float | None = None, hi: float | None = None,
-                   lo_open: bool = False, hi_open: bool = False) -> str | None:
+def number_problem(
+    value: Any,
+    lo: float | None = None,
+    hi: float | None = None,
+    lo_open: bool = False,
+    hi_open: bool = False,
+) -> str | None:
     """Why ``value`` is not a finite number in the range (``None``: it is)."""
     want = f"must be a finite number{_range_text(lo, hi, lo_open, hi_open)}"
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -68,8 +75,15 @@ def number_problem(value: Any, lo: float | None = None, hi: float | None = None,
     return None
 
 
-def check_int(value: Any, name: str, lo: int | None = None, hi: int | None = None, *,
-              where: str = "", error: ErrorType = InputError) -> int:
+def check_int(
+    value: Any,
+    name: str,
+    lo: int | None = None,
+    hi: int | None = None,
+    *,
+    where: str = "",
+    error: ErrorType = InputError,
+) -> int:
     """``value`` as an int, or ``error`` naming ``where`` + ``name`` and the range."""
     problem = int_problem(value, lo, hi)
     if problem:
@@ -77,9 +91,17 @@ def check_int(value: Any, name: str, lo: int | None = None, hi: int | None = Non
     return int(value)
 
 
-def check_number(value: Any, name: str, lo: float | None = None, hi: float | None = None, *,
-                 lo_open: bool = False, hi_open: bool = False, where: str = "",
-                 error: ErrorType = InputError) -> float:
+def check_number(
+    value: Any,
+    name: str,
+    lo: float | None = None,
+    hi: float | None = None,
+    *,
+    lo_open: bool = False,
+    hi_open: bool = False,
+    where: str = "",
+    error: ErrorType = InputError,
+) -> float:
     """``value`` as a finite float, or ``error`` naming ``where`` + ``name`` and the range."""
     problem = number_problem(value, lo, hi, lo_open, hi_open)
     if problem:
@@ -87,8 +109,9 @@ def check_number(value: Any, name: str, lo: float | None = None, hi: float | Non
     return float(value)
 
 
-def check_seed(value: Any, name: str = "seed", *, where: str = "",
-               error: ErrorType = InputError) -> int:
+def check_seed(
+    value: Any, name: str = "seed", *, where: str = "", error: ErrorType = InputError
+) -> int:
     """A seed: an integer in [0, 2**32)."""
     return check_int(value, name, 0, SEED_LIMIT - 1, where=where, error=error)
 
@@ -96,20 +119,29 @@ def check_seed(value: Any, name: str = "seed", *, where: str = "",
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def check_line(value: Any, name: str, *, where: str = "", error: ErrorType = InputError,
-               allow_empty: bool = True) -> str:
+def check_line(
+    value: Any,
+    name: str,
+    *,
+    where: str = "",
+    error: ErrorType = InputError,
+    allow_empty: bool = True,
+) -> str:
     """A one-line string: no newline or other control character (tab included)."""
     if not isinstance(value, str):
         raise error(f"{where}{name} must be a string, got {value!r}.")
     if _CONTROL.search(value):
-        raise error(f"{where}{name} = {value!r} holds a newline or another control character; "
-                    "it must be one line.")
+        raise error(
+            f"{where}{name} = {value!r} holds a newline or another control character; "
+            "it must be one line."
+        )
     if not allow_empty and not value.strip():
         raise error(f"{where}{name} must not be empty.")
     return value
 
 
 # ------------------------------------------------------------------------------- output paths
+
 
 def _first_existing(path: Path) -> Path | None:
     for p in (path, *path.parents):
@@ -159,10 +191,15 @@ def smiles_text_problem(text: str) -> str | None:
     m = _SMILES_CHARS.match(text)
     if m.end() != len(text):
         c = text[m.end()]
-        kind = "whitespace" if c.isspace() else ("a control character" if _CONTROL.match(c)
-                                                  else "a character no SMILES holds")
-        return (f"{kind} {c!r} at position {m.end() + 1}; a SMILES is one word of ASCII "
-                "letters, digits and ()[]=#$:/\\.+-@%*")
+        kind = (
+            "whitespace"
+            if c.isspace()
+            else ("a control character" if _CONTROL.match(c) else "a character no SMILES holds")
+        )
+        return (
+            f"{kind} {c!r} at position {m.end() + 1}; a SMILES is one word of ASCII "
+            "letters, digits and ()[]=#$:/\\.+-@%*"
+        )
     return None
 
 
@@ -181,21 +218,26 @@ def smiles_consumed_problem(text: str, mol: Any) -> str | None:
     fewer (or more) heavy atoms than the string writes."""
     written, read = smiles_heavy_atoms(text), mol.GetNumHeavyAtoms()
     if written != read:
-        return (f"RDKit read {read} heavy atom(s) of the {written} the string writes "
-                "(part of it was dropped)")
+        return (
+            f"RDKit read {read} heavy atom(s) of the {written} the string writes "
+            "(part of it was dropped)"
+        )
     return None
 
 
 # ------------------------------------------------------------------------------- CLI callbacks
 
-def cli_number(lo: float | None = None, hi: float | None = None, lo_open: bool = False,
-               hi_open: bool = False) -> Callable[[Any], Any]:
+
+def cli_number(
+    lo: float | None = None, hi: float | None = None, lo_open: bool = False, hi_open: bool = False
+) -> Callable[[Any], Any]:
     """A typer callback refusing NaN, inf and numbers outside the range (click's FloatRange
     lets NaN through). Works for optional and repeated options."""
+
     def callback(value: Optional[Any]):
         import typer
 
-        for v in (value if isinstance(value, (list, tuple)) else [value]):
+        for v in value if isinstance(value, (list, tuple)) else [value]:
             if v is None:
                 continue
             problem = number_problem(v, lo, hi, lo_open, hi_open)

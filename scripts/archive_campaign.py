@@ -28,11 +28,11 @@ def keep(path: Path, kind: str, finished: bool) -> bool:
     if path.suffix in SKIP_SUFFIXES or path.name.endswith(".lock"):
         return False
     if path.suffix == ".log":
-        return not finished          # a finished task's numbers are in its JSON, CSV and the store
+        return not finished  # a finished task's numbers are in its JSON, CSV and the store
     if path.suffix == ".data":
         if kind == "species":
             return path.name in ("system.data", "compress.data")
-        return not finished          # a finished stack's data files are read by nothing
+        return not finished  # a finished stack's data files are read by nothing
     return True
 
 
@@ -53,16 +53,22 @@ def main() -> None:
         src = sqlite3.connect(f"file:{spec.database}?mode=ro", uri=True, timeout=60)
         dst = sqlite3.connect(copy)
         src.backup(dst)
-        tasks = src.execute("SELECT kind, state, workdir FROM tasks WHERE workdir IS NOT NULL "
-                            "AND state != 'pending'").fetchall()
+        tasks = src.execute(
+            "SELECT kind, state, workdir FROM tasks WHERE workdir IS NOT NULL "
+            "AND state != 'pending'"
+        ).fetchall()
         src.close()
         dst.close()
         n = 0
         with tarfile.open(out, "w:gz") as tar:
-            tar.add(copy, arcname=Path(spec.database).relative_to(workdir)
-                    if Path(spec.database).is_relative_to(workdir) else "campaign.db")
+            tar.add(
+                copy,
+                arcname=Path(spec.database).relative_to(workdir)
+                if Path(spec.database).is_relative_to(workdir)
+                else "campaign.db",
+            )
             campaign_file = Path(args.campaign).resolve()
-            if campaign_file.is_relative_to(workdir.resolve()):   # a file kept with its runs
+            if campaign_file.is_relative_to(workdir.resolve()):  # a file kept with its runs
                 tar.add(campaign_file, arcname=str(campaign_file.relative_to(workdir.resolve())))
             for kind, state, rel in tasks:
                 folder = workdir / rel
@@ -73,8 +79,10 @@ def main() -> None:
                     if f.is_file() and keep(f, kind, finished):
                         tar.add(f, arcname=str(f.relative_to(workdir)))
                         n += 1
-    print(f"wrote {out}: the store and {n} files of {len(tasks)} task folders "
-          f"({out.stat().st_size / 1e6:.1f} MB)")
+    print(
+        f"wrote {out}: the store and {n} files of {len(tasks)} task folders "
+        f"({out.stat().st_size / 1e6:.1f} MB)"
+    )
 
 
 if __name__ == "__main__":

@@ -46,8 +46,17 @@ MIN_HEAVY_ATOMS = 3
 DRAW_CSV = ROOT / "data" / "qm9_draw.csv"
 SKIPPED_CSV = ROOT / "data" / "qm9_draw_skipped.csv"
 SMI_FILE = ROOT / "examples" / "qm9_isoprene_candidates.smi"
-KEPT_COLUMNS = ["name", "smiles", "canonical_smiles", "qm9_index", "Cv_cal_mol_K", "heavy_atoms",
-                "draw_position", "in_pretrain_subset", "formal_charges"]
+KEPT_COLUMNS = [
+    "name",
+    "smiles",
+    "canonical_smiles",
+    "qm9_index",
+    "Cv_cal_mol_K",
+    "heavy_atoms",
+    "draw_position",
+    "in_pretrain_subset",
+    "formal_charges",
+]
 SKIPPED_COLUMNS = ["draw_position", "qm9_index", "smiles", "reason"]
 
 
@@ -100,13 +109,20 @@ def formal_charges(smiles: str) -> str:
     """``N+1 O-1`` style list of the atoms with a formal charge (empty for none)."""
     from mdxfer.molecule import parse_smiles
 
-    return " ".join(f"{a.GetSymbol()}{a.GetFormalCharge():+d}"
-                    for a in parse_smiles(smiles).GetAtoms() if a.GetFormalCharge())
+    return " ".join(
+        f"{a.GetSymbol()}{a.GetFormalCharge():+d}"
+        for a in parse_smiles(smiles).GetAtoms()
+        if a.GetFormalCharge()
+    )
 
 
-def draw(df: pd.DataFrame, n: int = DEFAULT_N, seed: int = DEFAULT_SEED,
-         problem: Callable[[str], str | None] = simulation_problem,
-         pretrain: set[int] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def draw(
+    df: pd.DataFrame,
+    n: int = DEFAULT_N,
+    seed: int = DEFAULT_SEED,
+    problem: Callable[[str], str | None] = simulation_problem,
+    pretrain: set[int] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(kept, skipped): the first ``n`` molecules of ``df`` in the order
     ``default_rng(seed).permutation(len(df))`` for which ``problem(smiles)`` is None, and the
     ones passed over on the way with their reasons. ``df`` has QM9's columns (``qm9_index``,
@@ -123,26 +139,42 @@ def draw(df: pd.DataFrame, n: int = DEFAULT_N, seed: int = DEFAULT_SEED,
         smiles, index = str(row["SMILES"]), int(row["qm9_index"])
         reason = problem(smiles)
         if reason is not None:
-            skipped.append({"draw_position": pos, "qm9_index": index, "smiles": smiles,
-                            "reason": " ".join(reason.split())})
+            skipped.append(
+                {
+                    "draw_position": pos,
+                    "qm9_index": index,
+                    "smiles": smiles,
+                    "reason": " ".join(reason.split()),
+                }
+            )
             continue
-        kept.append({
-            "name": f"qm9_{index}", "smiles": smiles, "canonical_smiles": canonical_smiles(smiles),
-            "qm9_index": index, "Cv_cal_mol_K": float(row[CV_COLUMN]),
-            "heavy_atoms": parse_smiles(smiles).GetNumHeavyAtoms(), "draw_position": pos,
-            "in_pretrain_subset": bool(pretrain is not None and index in pretrain),
-            "formal_charges": formal_charges(smiles),
-        })
+        kept.append(
+            {
+                "name": f"qm9_{index}",
+                "smiles": smiles,
+                "canonical_smiles": canonical_smiles(smiles),
+                "qm9_index": index,
+                "Cv_cal_mol_K": float(row[CV_COLUMN]),
+                "heavy_atoms": parse_smiles(smiles).GetNumHeavyAtoms(),
+                "draw_position": pos,
+                "in_pretrain_subset": bool(pretrain is not None and index in pretrain),
+                "formal_charges": formal_charges(smiles),
+            }
+        )
     if len(kept) < n:
         raise ValueError(f"only {len(kept)} of {len(df)} molecules pass; asked for {n}")
-    return (pd.DataFrame(kept, columns=KEPT_COLUMNS),
-            pd.DataFrame(skipped, columns=SKIPPED_COLUMNS))
+    return (
+        pd.DataFrame(kept, columns=KEPT_COLUMNS),
+        pd.DataFrame(skipped, columns=SKIPPED_COLUMNS),
+    )
 
 
 def smi_text(kept: pd.DataFrame, seed: int) -> str:
-    head = [f"# {len(kept)} QM9 molecules drawn at random (seed {seed}) by scripts/draw_qm9.py;",
-            "# the molecules passed over and why: data/qm9_draw_skipped.csv. Do not edit by hand.",
-            "# SMILES name  (name = qm9_<QM9 index>, QM9's own SMILES)"]
+    head = [
+        f"# {len(kept)} QM9 molecules drawn at random (seed {seed}) by scripts/draw_qm9.py;",
+        "# the molecules passed over and why: data/qm9_draw_skipped.csv. Do not edit by hand.",
+        "# SMILES name  (name = qm9_<QM9 index>, QM9's own SMILES)",
+    ]
     return "\n".join(head + [f"{s} {name}" for s, name in zip(kept.smiles, kept.name)]) + "\n"
 
 
@@ -150,8 +182,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=DEFAULT_N, help="molecules to keep (32)")
     ap.add_argument("--seed", type=int, default=DEFAULT_SEED, help="draw seed (12)")
-    ap.add_argument("--check", action="store_true",
-                    help="redraw and compare with the committed files; write nothing")
+    ap.add_argument(
+        "--check",
+        action="store_true",
+        help="redraw and compare with the committed files; write nothing",
+    )
     args = ap.parse_args(argv)
 
     from mdxfer.learn.data import qm9
@@ -160,18 +195,23 @@ def main(argv: list[str] | None = None) -> int:
     pretrain = set(qm9.subset(5000, 0, df).qm9_index)  # `mdxfer pretrain` defaults
     kept, skipped = draw(df, args.n, args.seed, pretrain=pretrain)
     if args.check:
-        same = (DRAW_CSV.is_file() and SKIPPED_CSV.is_file()
-                and list(pd.read_csv(DRAW_CSV).qm9_index) == list(kept.qm9_index)
-                and list(pd.read_csv(SKIPPED_CSV).qm9_index) == list(skipped.qm9_index))
+        same = (
+            DRAW_CSV.is_file()
+            and SKIPPED_CSV.is_file()
+            and list(pd.read_csv(DRAW_CSV).qm9_index) == list(kept.qm9_index)
+            and list(pd.read_csv(SKIPPED_CSV).qm9_index) == list(skipped.qm9_index)
+        )
         print("the committed draw is reproduced" if same else "the draw DIFFERS from the files")
         return 0 if same else 1
     DRAW_CSV.parent.mkdir(parents=True, exist_ok=True)
     kept.to_csv(DRAW_CSV, index=False)
     skipped.to_csv(SKIPPED_CSV, index=False)
     SMI_FILE.write_text(smi_text(kept, args.seed))
-    print(f"kept {len(kept)} (qm9pack {qm9.qm9pack_version()}, seed {args.seed}), skipped "
-          f"{len(skipped)}: {DRAW_CSV.relative_to(ROOT)}, {SKIPPED_CSV.relative_to(ROOT)}, "
-          f"{SMI_FILE.relative_to(ROOT)}")
+    print(
+        f"kept {len(kept)} (qm9pack {qm9.qm9pack_version()}, seed {args.seed}), skipped "
+        f"{len(skipped)}: {DRAW_CSV.relative_to(ROOT)}, {SKIPPED_CSV.relative_to(ROOT)}, "
+        f"{SMI_FILE.relative_to(ROOT)}"
+    )
     for r in skipped.itertuples():
         print(f"  skipped #{r.draw_position} qm9_{r.qm9_index} {r.smiles}: {r.reason}")
     return 0

@@ -48,8 +48,9 @@ def _copy(src: Path, dst: Path, protocol, what: str) -> bool:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("campaign", help="campaign TOML file")
-    ap.add_argument("--oracle", default=str(ROOT / "runs" / "oracle"),
-                    help="bench_oracle.py's --out folder")
+    ap.add_argument(
+        "--oracle", default=str(ROOT / "runs" / "oracle"), help="bench_oracle.py's --out folder"
+    )
     args = ap.parse_args()
 
     import sys
@@ -62,26 +63,30 @@ def main() -> None:
 
     with Campaign.open(args.campaign) as camp:
         prot = camp.protocol
-        roots = [d for d in sorted(Path(args.oracle).glob("*-*"))
-                 if _finished(d / "partner", prot)]
+        roots = [d for d in sorted(Path(args.oracle).glob("*-*")) if _finished(d / "partner", prot)]
         if not roots:
-            raise SystemExit(f"no panel run under {args.oracle} has a finished partner box for "
-                             f"protocol {camp.digest} (cell digest {camp.cell_digest}).")
+            raise SystemExit(
+                f"no panel run under {args.oracle} has a finished partner box for "
+                f"protocol {camp.digest} (cell digest {camp.cell_digest})."
+            )
         src_root = roots[0]
         print(f"panel run {src_root}")
-        _copy(src_root / "partner", camp.species_dir(camp.partner, camp.partner_inchikey,
-                                                     camp.partner_cell_digest),
-              prot, "partner")
+        _copy(
+            src_root / "partner",
+            camp.species_dir(camp.partner, camp.partner_inchikey, camp.partner_cell_digest),
+            prot,
+            "partner",
+        )
         wanted = {canonical_smiles(c.smiles) for c in camp.spec.candidates}
         for name, smi in PANEL:
             canon = canonical_smiles(smi)
             if canon not in wanted:
                 continue
             key = inchikey(canon)
-            if _copy(src_root / name / "candidate", camp.species_dir(canon, key), prot,
-                     f"{name} cell"):
-                _copy(src_root / name / "stack", camp.pair_dir(canon, key), prot,
-                      f"{name} stack")
+            if _copy(
+                src_root / name / "candidate", camp.species_dir(canon, key), prot, f"{name} cell"
+            ):
+                _copy(src_root / name / "stack", camp.pair_dir(canon, key), prot, f"{name} stack")
                 (camp.pair_dir(canon, key) / "replica_result.json").unlink(missing_ok=True)
 
 

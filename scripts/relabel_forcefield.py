@@ -52,28 +52,35 @@ def main() -> None:
             continue
         protocol = Protocol.from_dict(info["protocol"])
         stack = info.get("kind") == "stack"
-        if stack and any(json.loads((Path(info[k]) / "species.json").read_text())
-                         .get("forcefield") != current for k in ("bottom", "top")):
+        if stack and any(
+            json.loads((Path(info[k]) / "species.json").read_text()).get("forcefield") != current
+            for k in ("bottom", "top")
+        ):
             print(f"{d}: a stack whose cells are not {current}: relabel them first")
             continue
         with tempfile.TemporaryDirectory() as tmp:
             if stack:
                 prepare_stack(info["bottom"], info["top"], protocol, Path(tmp))
             else:
-                prepare_species(info["smiles"], protocol, Path(tmp),
-                                role=info.get("role", "candidate"))
-            same_ff = (Path(tmp) / "forcefield.lmp").read_bytes() == \
-                (d / "forcefield.lmp").read_bytes()
-            same_atoms = _types_charges(Path(tmp) / "system.data") == \
-                _types_charges(d / "system.data")
+                prepare_species(
+                    info["smiles"], protocol, Path(tmp), role=info.get("role", "candidate")
+                )
+            same_ff = (Path(tmp) / "forcefield.lmp").read_bytes() == (
+                d / "forcefield.lmp"
+            ).read_bytes()
+            same_atoms = _types_charges(Path(tmp) / "system.data") == _types_charges(
+                d / "system.data"
+            )
         if same_ff and same_atoms:
             info["forcefield_built_with"] = info["forcefield"]
             info["forcefield"] = current
             (d / "species.json").write_text(json.dumps(info, indent=1))
             print(f"{d}: identical input under {current}: relabelled")
         else:
-            print(f"{d}: input differs under {current} (forcefield.lmp {same_ff}, atoms "
-                  f"{same_atoms}): left as it is; run it again")
+            print(
+                f"{d}: input differs under {current} (forcefield.lmp {same_ff}, atoms "
+                f"{same_atoms}): left as it is; run it again"
+            )
 
 
 if __name__ == "__main__":

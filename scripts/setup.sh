@@ -13,7 +13,7 @@ if [ "${1:-}" = "--relock" ]; then
   {
     sed -n '1,3p' constraints.txt
     .venv/bin/python -m pip freeze --exclude-editable \
-      | grep -v -i -E '^(torch==|pip==|setuptools==|wheel==|ruff==)' | sort -f
+      | grep -v -i -E '^(torch==|pip==|setuptools==|wheel==)' | sort -f
   } > constraints.txt.new
   mv constraints.txt.new constraints.txt
   echo "constraints.txt rewritten from .venv/"

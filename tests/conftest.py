@@ -44,6 +44,10 @@ def small_paper_model(tmp_path_factory):
     from mdxfer.learn.pretrain import PretrainSettings, pretrain
 
     out = tmp_path_factory.mktemp("base")
-    pretrain(out, PretrainSettings(n=300, n_val=60, preset="paper", max_epochs=25), progress=False,
-             use_cache=False)
+    pretrain(
+        out,
+        PretrainSettings(n=300, n_val=60, preset="paper", max_epochs=25),
+        progress=False,
+        use_cache=False,
+    )
     return out

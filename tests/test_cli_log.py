@@ -18,7 +18,7 @@ def cli(*args):
 
 
 def test_build_writes_args_and_an_appended_log(tmp_path):
-    out = tmp_path / "box[/x]"                      # markup-looking path, printed and logged as is
+    out = tmp_path / "box[/x]"  # markup-looking path, printed and logged as is
     r = cli("build", "CCO", "--protocol", "quick", "--n", "5", "--out", out)
     assert r.exit_code == 0, (r.stderr, r.exception)
     rec = json.loads((out / ARGS_FILE).read_text())
@@ -27,18 +27,22 @@ def test_build_writes_args_and_an_appended_log(tmp_path):
     assert all(rec["versions"][k] not in ("", "not installed") for k in DECIDING), rec["versions"]
     log = (out / LOG_FILE).read_text()
     assert log.startswith("==== ") and "mdxfer build" in log and '"openbabel": "' in log
-    assert f"wrote{out / 'system.data'}" in "".join(log.split())           # what the command printed
+    assert f"wrote{out / 'system.data'}" in "".join(log.split())  # what the command printed
     assert log.rstrip().endswith("s") and "==== exit status 0 after" in log
     r = cli("build", "CCO", "--protocol", "quick", "--n", "6", "--out", out)
     assert r.exit_code == 0
     log = (out / LOG_FILE).read_text()
-    assert log.count("==== exit status 0") == 2 and '"n_molecules": 6' in log   # appended, not replaced
+    assert (
+        log.count("==== exit status 0") == 2 and '"n_molecules": 6' in log
+    )  # appended, not replaced
     assert json.loads((out / ARGS_FILE).read_text())["params"]["n_molecules"] == 6
 
 
 def test_log_file_option_and_refused_commands(tmp_path):
     out, elsewhere = tmp_path / "b", tmp_path / "logs" / "build.log"
-    r = cli("build", "CCC", "--protocol", "quick", "--n", "4", "--out", out, "--log-file", elsewhere)
+    r = cli(
+        "build", "CCC", "--protocol", "quick", "--n", "4", "--out", out, "--log-file", elsewhere
+    )
     assert r.exit_code == 0, (r.stderr, r.exception)
     assert not (out / LOG_FILE).exists() and "wrote" in elsewhere.read_text()
     assert json.loads((out / ARGS_FILE).read_text())["log_file"] == str(elsewhere)
@@ -50,7 +54,9 @@ def test_log_file_option_and_refused_commands(tmp_path):
     r = cli("build", "CCÖ", "--protocol", "quick", "--out", bad, "--log-file", elsewhere)
     assert r.exit_code == 1 and not bad.exists()
     tail = elsewhere.read_text().split("==== ")[-2:]
-    assert "error: SMILES 'CCÖ' is not one molecule as written" in tail[0] and tail[1].startswith("exit status 1")
+    assert "error: SMILES 'CCÖ' is not one molecule as written" in tail[0] and tail[1].startswith(
+        "exit status 1"
+    )
 
 
 def test_result_json_names_the_deciding_versions(quick_ethanol_run):
@@ -58,7 +64,9 @@ def test_result_json_names_the_deciding_versions(quick_ethanol_run):
     on_disk = json.loads((out / "result.json").read_text())
     versions = on_disk["versions"]
     assert all(versions[k] not in ("", "not installed") for k in DECIDING), versions
-    assert on_disk["lammps_version"] != "unknown" and on_disk["mdxfer_version"] == versions["mdxfer"]
+    assert (
+        on_disk["lammps_version"] != "unknown" and on_disk["mdxfer_version"] == versions["mdxfer"]
+    )
 
 
 def test_model_metadata_names_the_deciding_versions():

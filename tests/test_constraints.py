@@ -31,7 +31,7 @@ def test_every_dependency_is_pinned_within_its_declared_range():
     for text in declared:
         req = Requirement(text)
         name = re.sub(r"[-_.]+", "-", req.name).lower()
-        if name == "torch":              # pinned apart (MDXFER_TORCH), CPU build
+        if name == "torch":  # pinned apart (MDXFER_TORCH), CPU build
             continue
         assert name in pinned, f"{name} is not in constraints.txt"
         assert Version(pinned[name]) in req.specifier, f"{name}=={pinned[name]} vs {req}"
@@ -44,8 +44,10 @@ def test_the_environment_is_the_locked_one():
     import tomllib
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    declared = {re.sub(r"[-_.]+", "-", Requirement(t).name).lower()
-                for t in project["dependencies"] + project["optional-dependencies"]["test"]}
+    declared = {
+        re.sub(r"[-_.]+", "-", Requirement(t).name).lower()
+        for t in project["dependencies"] + project["optional-dependencies"]["test"]
+    }
     stale = []
     for name, version in pins().items():
         try:

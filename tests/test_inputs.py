@@ -20,24 +20,35 @@ def rows(path, **kw):
 
 def test_smi_skips_header_comments_and_blank_lines(tmp_path):
     f = tmp_path / "c.smi"
-    f.write_text("smiles name\n# a comment\n\nCCO ethanol\n  CC(C)=O   acetone, the solvent \nCCCC\n")
-    assert rows(f) == [(4, "CCO", "ethanol"), (5, "CC(C)=O", "acetone, the solvent"), (6, "CCCC", "")]
+    f.write_text(
+        "smiles name\n# a comment\n\nCCO ethanol\n  CC(C)=O   acetone, the solvent \nCCCC\n"
+    )
+    assert rows(f) == [
+        (4, "CCO", "ethanol"),
+        (5, "CC(C)=O", "acetone, the solvent"),
+        (6, "CCCC", ""),
+    ]
 
 
 def test_smiles_word_is_a_header_on_the_first_line_only(tmp_path):
     f = tmp_path / "c.smi"
     f.write_text("CCO\nSMILES x\n")
-    assert rows(f) == [(1, "CCO", ""), (2, "SMILES", "x")]   # line 2 is data (RDKit decides)
+    assert rows(f) == [(1, "CCO", ""), (2, "SMILES", "x")]  # line 2 is data (RDKit decides)
 
 
 def test_csv_with_smiles_and_name_columns(tmp_path):
     f = tmp_path / "c.csv"
-    f.write_text("id,Name,SMILES,target\n1,ethanol,CCO,0.5\n\n2,,CCCC,\n3,\"acetone, dry\",CC(C)=O,1\n")
+    f.write_text(
+        'id,Name,SMILES,target\n1,ethanol,CCO,0.5\n\n2,,CCCC,\n3,"acetone, dry",CC(C)=O,1\n'
+    )
     table = read_molecules(f)
     assert table.kind == "csv" and table.columns == ["id", "Name", "target"]
     recs = list(table)
     assert [(r.line, r.smiles, r.name) for r in recs] == [
-        (2, "CCO", "ethanol"), (4, "CCCC", ""), (5, "CC(C)=O", "acetone, dry")]
+        (2, "CCO", "ethanol"),
+        (4, "CCCC", ""),
+        (5, "CC(C)=O", "acetone, dry"),
+    ]
     assert recs[0].values == ("1", "ethanol", "0.5")
 
 
@@ -47,11 +58,14 @@ def test_csv_header_in_a_file_with_another_suffix(tmp_path):
     assert rows(f) == [(2, "CCO", "ethanol")]
 
 
-@pytest.mark.parametrize("text, message", [
-    ("a,b\n1,2\n", "has no column 'smiles'"),
-    ("", "it is empty"),
-    ("smiles,name\nCCO,a,b\n", "line 2: 3 fields"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("a,b\n1,2\n", "has no column 'smiles'"),
+        ("", "it is empty"),
+        ("smiles,name\nCCO,a,b\n", "line 2: 3 fields"),
+    ],
+)
 def test_csv_errors_name_the_file_and_what_to_do(tmp_path, text, message):
     f = tmp_path / "c.csv"
     f.write_text(text)
@@ -62,8 +76,11 @@ def test_csv_errors_name_the_file_and_what_to_do(tmp_path, text, message):
 def test_missing_smiles_column_ends_with_the_callers_hint(tmp_path):
     f = tmp_path / "c.csv"
     f.write_text("mol,name\nCCO,a\n")
-    with pytest.raises(InputError, match=r"columns are 'mol', 'name'\. Name the SMILES column "
-                                         r"with --smiles-col\.$"):
+    with pytest.raises(
+        InputError,
+        match=r"columns are 'mol', 'name'\. Name the SMILES column "
+        r"with --smiles-col\.$",
+    ):
         read_molecules(f)
     with pytest.raises(CampaignError, match=r"'mol', 'name'\. Call it 'smiles'\.$"):
         read_molecules(f, error=CampaignError, hint="Call it 'smiles'.")
@@ -89,8 +106,13 @@ def test_campaign_candidates_and_al_pool_read_the_same_rows(tmp_path):
     assert inputs == ["CCO", "CCCC"] and problems == []
     csv = tmp_path / "c.csv"
     csv.write_text("name,smiles\nethanol,CCO\nbutane,CCCC\n")
-    assert [(c.smiles, c.name) for c in read_candidates(csv)] == [("CCO", "ethanol"), ("CCCC", "butane")]
-    spec = spec_from_dict({"candidates": {"file": "c.csv"}, "protocol": {"preset": "quick"}}, tmp_path)
+    assert [(c.smiles, c.name) for c in read_candidates(csv)] == [
+        ("CCO", "ethanol"),
+        ("CCCC", "butane"),
+    ]
+    spec = spec_from_dict(
+        {"candidates": {"file": "c.csv"}, "protocol": {"preset": "quick"}}, tmp_path
+    )
     assert [c.smiles for c in spec.candidates] == ["CCO", "CCCC"]
 
 
@@ -103,7 +125,9 @@ def test_toml_helpers(tmp_path):
     (tmp_path / "ok.toml").write_text("[s]\nk = 1\n")
     path, data = read_toml(tmp_path / "ok.toml")
     assert path.is_absolute() and data == {"s": {"k": 1}}
-    with pytest.raises(CampaignError, match=r"file f: unknown key\(s\) 'z' in \[s\]. Allowed: a, k."):
+    with pytest.raises(
+        CampaignError, match=r"file f: unknown key\(s\) 'z' in \[s\]. Allowed: a, k."
+    ):
         check_keys({"k": 1, "z": 2}, {"k", "a"}, "s", "file f", CampaignError)
     assert resolve_path(tmp_path / "sub", "../data/x.smi") == tmp_path / "data" / "x.smi"
     assert resolve_path(tmp_path, "/abs/x") == resolve_path("/elsewhere", "/abs/x")
@@ -143,7 +167,10 @@ def test_waiting_lock_and_database_locks(tmp_path):
     with FileLock(tmp_path / "task" / ".lock", wait=True):
         assert FileLock.is_held(tmp_path / "task" / ".lock")
     db = tmp_path / "c.db"
-    assert RunnerLock.lock_path(db).name == "c.db.lock" and LoopLock.lock_path(db).name == "c.db.al.lock"
+    assert (
+        RunnerLock.lock_path(db).name == "c.db.lock"
+        and LoopLock.lock_path(db).name == "c.db.al.lock"
+    )
     assert issubclass(RunnerLock, DatabaseLock) and issubclass(LoopLock, DatabaseLock)
 
 
@@ -154,7 +181,7 @@ def test_sqlite_base_nests_transactions_and_rolls_back(tmp_path):
     with pytest.raises(RuntimeError):
         with db.transaction() as c:
             c.execute("INSERT INTO t VALUES (1)")
-            with db.transaction() as inner:     # joins the outer transaction
+            with db.transaction() as inner:  # joins the outer transaction
                 inner.execute("INSERT INTO t VALUES (2)")
             raise RuntimeError
     assert db.query("SELECT COUNT(*) FROM t")[0][0] == 0 and db.has_table("t")

@@ -48,8 +48,9 @@ def ucb(mean: np.ndarray, std: np.ndarray, beta: float = 1.0, maximize: bool = T
     return _sign(maximize) * np.asarray(mean, dtype=float) + beta * np.asarray(std, dtype=float)
 
 
-def expected_improvement(mean: np.ndarray, std: np.ndarray, best: float, xi: float = 0.0,
-                         maximize: bool = True) -> np.ndarray:
+def expected_improvement(
+    mean: np.ndarray, std: np.ndarray, best: float, xi: float = 0.0, maximize: bool = True
+) -> np.ndarray:
     """Expected improvement over ``best`` (the best measured value, in the target's unit) of a
     Gaussian with ``mean`` and ``std``; ``xi`` (target unit) asks for a margin. Where
     ``std`` is 0 it is ``max(d, 0)``."""
@@ -69,8 +70,9 @@ def uncertainty(std: np.ndarray) -> np.ndarray:
     return np.asarray(std, dtype=float).copy()
 
 
-def thompson_draws(members: np.ndarray, n_picks: int, rng: np.random.Generator,
-                   maximize: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def thompson_draws(
+    members: np.ndarray, n_picks: int, rng: np.random.Generator, maximize: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """Thompson sampling: one ensemble member per pick. ``members`` is (n_members x n).
     Returns the (n_picks x n) score vectors and the member index drawn for each pick (members
     are drawn without replacement while there are enough, so a batch sees different members)."""
@@ -78,8 +80,11 @@ def thompson_draws(members: np.ndarray, n_picks: int, rng: np.random.Generator,
     m = members.shape[0]
     if m == 0:
         raise ALError("Thompson sampling needs at least one ensemble member.")
-    idx = (rng.permutation(m)[:n_picks] if n_picks <= m
-           else np.concatenate([rng.permutation(m) for _ in range(-(-n_picks // m))])[:n_picks])
+    idx = (
+        rng.permutation(m)[:n_picks]
+        if n_picks <= m
+        else np.concatenate([rng.permutation(m) for _ in range(-(-n_picks // m))])[:n_picks]
+    )
     return _sign(maximize) * members[idx], idx
 
 
@@ -97,7 +102,9 @@ class Acquisition:
 
     def __post_init__(self) -> None:
         if self.name not in ACQUISITIONS:
-            raise ALError(f"Unknown acquisition {self.name!r}; choose one of {', '.join(ACQUISITIONS)}.")
+            raise ALError(
+                f"Unknown acquisition {self.name!r}; choose one of {', '.join(ACQUISITIONS)}."
+            )
         if not np.isfinite(self.beta) or self.beta < 0:
             raise ALError(f"UCB's beta must be a number >= 0, got {self.beta!r}.")
 
@@ -105,16 +112,29 @@ class Acquisition:
     def needs_model(self) -> bool:
         return self.name != "random"
 
-    def score_matrix(self, mean: np.ndarray, std: np.ndarray, members: np.ndarray | None,
-                     n_picks: int, rng: np.random.Generator, best: float | None = None) -> np.ndarray:
+    def score_matrix(
+        self,
+        mean: np.ndarray,
+        std: np.ndarray,
+        members: np.ndarray | None,
+        n_picks: int,
+        rng: np.random.Generator,
+        best: float | None = None,
+    ) -> np.ndarray:
         """Scores for each of the ``n_picks`` picks of a batch ((rows x n), larger = better):
         one row, except for Thompson sampling (one row per pick, each from one member).
         NaN predictions get -inf."""
         return self.batch_scores(mean, std, members, n_picks, rng, best)[0]
 
-    def batch_scores(self, mean: np.ndarray, std: np.ndarray, members: np.ndarray | None,
-                     n_picks: int, rng: np.random.Generator, best: float | None = None
-                     ) -> tuple[np.ndarray, np.ndarray | None]:
+    def batch_scores(
+        self,
+        mean: np.ndarray,
+        std: np.ndarray,
+        members: np.ndarray | None,
+        n_picks: int,
+        rng: np.random.Generator,
+        best: float | None = None,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """:meth:`score_matrix` and, for Thompson sampling, the member drawn for each pick."""
         n = len(mean)
         drawn = None
@@ -138,8 +158,14 @@ class Acquisition:
             rows = s[None, :]
         return np.where(np.isfinite(rows), rows, -np.inf), drawn
 
-    def scores(self, mean: np.ndarray, std: np.ndarray, best: float | None = None,
-               members: np.ndarray | None = None, rng: np.random.Generator | None = None) -> np.ndarray:
+    def scores(
+        self,
+        mean: np.ndarray,
+        std: np.ndarray,
+        best: float | None = None,
+        members: np.ndarray | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> np.ndarray:
         """One score vector (for Thompson sampling: one member's draw)."""
         rng = rng or np.random.default_rng(0)
         return self.score_matrix(mean, std, members, 1, rng, best)[0]

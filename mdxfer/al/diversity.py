@@ -45,13 +45,19 @@ class Diversity:
 
     def __post_init__(self) -> None:
         if self.method not in DIVERSITY_METHODS:
-            raise ALError(f"Unknown diversity method {self.method!r}; choose one of "
-                          f"{', '.join(DIVERSITY_METHODS)}.")
+            raise ALError(
+                f"Unknown diversity method {self.method!r}; choose one of "
+                f"{', '.join(DIVERSITY_METHODS)}."
+            )
         if not self.shortlist >= 1:
-            raise ALError(f"The diversity shortlist must be >= 1 (a multiple of the batch size), "
-                          f"got {self.shortlist!r}.")
+            raise ALError(
+                f"The diversity shortlist must be >= 1 (a multiple of the batch size), "
+                f"got {self.shortlist!r}."
+            )
         if not 0 < self.threshold <= 1:
-            raise ALError(f"The sphere-exclusion threshold must be in (0, 1], got {self.threshold!r}.")
+            raise ALError(
+                f"The sphere-exclusion threshold must be in (0, 1], got {self.threshold!r}."
+            )
 
 
 def morgan_bits(smiles: Sequence[str]) -> np.ndarray:
@@ -85,9 +91,15 @@ def _shortlist(row: np.ndarray, available: np.ndarray, k: int) -> np.ndarray:
     return order[:k]
 
 
-def select_batch(score_rows: np.ndarray, batch: int, diversity: Diversity | None = None,
-                 fps: np.ndarray | None = None, embedding: np.ndarray | None = None,
-                 available: np.ndarray | None = None, seed: int = 0) -> list[int]:
+def select_batch(
+    score_rows: np.ndarray,
+    batch: int,
+    diversity: Diversity | None = None,
+    fps: np.ndarray | None = None,
+    embedding: np.ndarray | None = None,
+    available: np.ndarray | None = None,
+    seed: int = 0,
+) -> list[int]:
     """Pick up to ``batch`` candidates. ``score_rows`` is (n_rows x n) scores, larger = better:
     pick ``j`` uses row ``min(j, n_rows - 1)`` (one row for most acquisitions; one per pick
     for Thompson sampling). ``fps`` (n x bits) are needed by ``maxmin``/``sphere``,
@@ -96,7 +108,9 @@ def select_batch(score_rows: np.ndarray, batch: int, diversity: Diversity | None
     diversity = diversity or Diversity()
     rows = np.atleast_2d(np.asarray(score_rows, dtype=float))
     n = rows.shape[1]
-    avail = np.ones(n, dtype=bool) if available is None else np.asarray(available, dtype=bool).copy()
+    avail = (
+        np.ones(n, dtype=bool) if available is None else np.asarray(available, dtype=bool).copy()
+    )
     avail &= np.isfinite(rows).any(0)
     batch = int(min(batch, avail.sum()))
     if batch <= 0:
@@ -107,7 +121,9 @@ def select_batch(score_rows: np.ndarray, batch: int, diversity: Diversity | None
         raise ALError(f"Diversity method {method!r} needs fingerprints of the candidates.")
 
     if method == "cluster":
-        return _cluster_pick(rows[0], batch, k, avail, embedding if embedding is not None else fps, seed)
+        return _cluster_pick(
+            rows[0], batch, k, avail, embedding if embedding is not None else fps, seed
+        )
 
     fixed = _shortlist(rows[0], avail, k) if len(rows) == 1 else None
     picks: list[int] = []
@@ -135,12 +151,13 @@ def select_batch(score_rows: np.ndarray, batch: int, diversity: Diversity | None
         picks.append(i)
         avail[i] = False
         if fps is not None:
-            max_sim = np.maximum(max_sim, tanimoto(fps, fps[i:i + 1])[:, 0])
+            max_sim = np.maximum(max_sim, tanimoto(fps, fps[i : i + 1])[:, 0])
     return picks
 
 
-def _cluster_pick(row: np.ndarray, batch: int, k: int, avail: np.ndarray, X: np.ndarray | None,
-                  seed: int) -> list[int]:
+def _cluster_pick(
+    row: np.ndarray, batch: int, k: int, avail: np.ndarray, X: np.ndarray | None, seed: int
+) -> list[int]:
     if X is None:
         raise ALError("Diversity method 'cluster' needs the learned embedding (or fingerprints).")
     from sklearn.cluster import KMeans
@@ -154,7 +171,7 @@ def _cluster_pick(row: np.ndarray, batch: int, k: int, avail: np.ndarray, X: np.
     labels = KMeans(n_clusters=batch, n_init=4, random_state=seed).fit_predict(Z)
     picks = []
     for c in range(batch):
-        members = short[labels == c]          # `short` is best-first, so members[0] is the best
+        members = short[labels == c]  # `short` is best-first, so members[0] is the best
         if len(members):
             picks.append(int(members[0]))
     picks.sort(key=lambda i: -row[i])

@@ -76,17 +76,27 @@ class LoopSettings:
     n_initial: int = 10
     acquisition: Acquisition = field(default_factory=Acquisition)
     diversity: Diversity = field(default_factory=Diversity)
-    surrogate: SurrogateSettings = field(default_factory=lambda: SurrogateSettings(features="morgan"))
+    surrogate: SurrogateSettings = field(
+        default_factory=lambda: SurrogateSettings(features="morgan")
+    )
     seed: int = 0
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "n_initial"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < (1 if name == "batch_size" else 0):
-                raise ALError(f"{name} must be an integer >= {1 if name == 'batch_size' else 0}, got {v!r}.")
+            if (
+                isinstance(v, bool)
+                or not isinstance(v, int)
+                or v < (1 if name == "batch_size" else 0)
+            ):
+                raise ALError(
+                    f"{name} must be an integer >= {1 if name == 'batch_size' else 0}, got {v!r}."
+                )
         if self.rounds is None and self.budget is None:
-            raise ALError("Give the loop an end: rounds (acquisition rounds after the initial one) "
-                          "and/or budget (total simulations).")
+            raise ALError(
+                "Give the loop an end: rounds (acquisition rounds after the initial one) "
+                "and/or budget (total simulations)."
+            )
         for name in ("rounds", "budget"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
@@ -123,10 +133,18 @@ class RoundInfo:
 class ActiveLearner:
     """One loop over ``pool`` (canonical SMILES) with ``oracle``, state in ``state``."""
 
-    def __init__(self, pool: Sequence[str], oracle: Oracle, state: ALState, settings: LoopSettings,
-                 initial: Sequence[Measurement] = (), features: FeatureTable | None = None,
-                 log: Log | None = None, on_round: Callable[[RoundInfo], None] | None = None,
-                 cross_validate_rounds: bool = True):
+    def __init__(
+        self,
+        pool: Sequence[str],
+        oracle: Oracle,
+        state: ALState,
+        settings: LoopSettings,
+        initial: Sequence[Measurement] = (),
+        features: FeatureTable | None = None,
+        log: Log | None = None,
+        on_round: Callable[[RoundInfo], None] | None = None,
+        cross_validate_rounds: bool = True,
+    ):
         self.pool = list(dict.fromkeys(pool))
         if not self.pool:
             raise ALError("The pool is empty.")
@@ -140,7 +158,11 @@ class ActiveLearner:
 
     # ------------------------------------------------------------ set-up
     def _check_settings(self) -> None:
-        fp = {"settings": self.s.fingerprint(), "pool": pool_digest(self.pool), "oracle": self.oracle.name}
+        fp = {
+            "settings": self.s.fingerprint(),
+            "pool": pool_digest(self.pool),
+            "oracle": self.oracle.name,
+        }
         old = self.state.meta("loop")
         if old is None:
             self.state.set_meta("loop", fp)
@@ -150,11 +172,21 @@ class ActiveLearner:
             if "settings" in changed:
                 o, n = old["settings"], fp["settings"]
                 detail = [k for k in sorted(set(o) | set(n)) if o.get(k) != n.get(k)]
-            raise ALError("This database holds a loop with other settings ("
-                          + ", ".join(detail or changed) + " differ). Resume it with the settings it "
-                          "was started with (only rounds and budget may change), or use another database.")
-        self.state.set_meta("limits", {"rounds": self.s.rounds, "budget": self.s.budget,
-                                       "batch_size": self.s.batch_size, "n_initial": self.s.n_initial})
+            raise ALError(
+                "This database holds a loop with other settings ("
+                + ", ".join(detail or changed)
+                + " differ). Resume it with the settings it "
+                "was started with (only rounds and budget may change), or use another database."
+            )
+        self.state.set_meta(
+            "limits",
+            {
+                "rounds": self.s.rounds,
+                "budget": self.s.budget,
+                "batch_size": self.s.batch_size,
+                "n_initial": self.s.n_initial,
+            },
+        )
 
     def _sync_known(self) -> None:
         self.oracle.run_pending(self.log)
@@ -171,10 +203,16 @@ class ActiveLearner:
     def _ensure_features(self) -> None:
         if self.features is not None or not self.s.acquisition.needs_model:
             return
-        extra = [o["smiles"] for o in self.state.observations("done") if o["smiles"] not in self.pool_index]
+        extra = [
+            o["smiles"]
+            for o in self.state.observations("done")
+            if o["smiles"] not in self.pool_index
+        ]
         t0 = time.perf_counter()
         self.features = compute_features(self.pool + extra, self.s.surrogate, self.log)
-        self.log(f"featurised {len(self.pool) + len(extra)} molecules in {time.perf_counter() - t0:.1f} s")
+        self.log(
+            f"featurised {len(self.pool) + len(extra)} molecules in {time.perf_counter() - t0:.1f} s"
+        )
 
     # ------------------------------------------------------------ bookkeeping
     def _spent(self) -> int:
@@ -220,52 +258,97 @@ class ActiveLearner:
         if self._random_round(r):
             idx = rng.permutation(np.flatnonzero(avail))[:size]
             picks = [{"smiles": self.pool[i]} for i in idx]
-            self.state.write_round(r, "initial" if r == 0 else acq.name, [], picks, None, None, None, None,
-                                   0.0, 0.0, started)
+            self.state.write_round(
+                r,
+                "initial" if r == 0 else acq.name,
+                [],
+                picks,
+                None,
+                None,
+                None,
+                None,
+                0.0,
+                0.0,
+                started,
+            )
             return
         t0 = time.perf_counter()
         train = self.state.observations("done")
         if len(train) < MIN_KNOWN:
-            raise ALError(f"The model of round {r} would be fitted on {len(train)} measured "
-                          f"molecule(s); it needs at least {MIN_KNOWN}. With n_initial = 0 give the "
-                          "loop an [active_learning] initial table (or a campaign with finished "
-                          "results), or set n_initial to draw a random first round.")
+            raise ALError(
+                f"The model of round {r} would be fitted on {len(train)} measured "
+                f"molecule(s); it needs at least {MIN_KNOWN}. With n_initial = 0 give the "
+                "loop an [active_learning] initial table (or a campaign with finished "
+                "results), or set n_initial to draw a random first round."
+            )
         smiles = [o["smiles"] for o in train]
         y = np.array([o["value"] for o in train], dtype=float)
         stderr = [o.get("stderr") for o in train]  # the noise of each measurement (None: unknown)
         table = self.features
         ens = fit_ensemble(table, smiles, y, seed=int(rng.integers(1 << 31)), stderr=stderr)
-        cv = (cross_validate(table, smiles, y, seed=self.s.seed + r, stderr=stderr)
-              if self.cv_rounds else None)
+        cv = (
+            cross_validate(table, smiles, y, seed=self.s.seed + r, stderr=stderr)
+            if self.cv_rounds
+            else None
+        )
         fit_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         rows = table.rows(self.pool)
         # the spread calibrated on this round's out-of-fold predictions (when cross-validated)
-        members = calibrated_members(predict_rows(table, ens, rows), cv.get("spread_scale") if cv else None)
+        members = calibrated_members(
+            predict_rows(table, ens, rows), cv.get("spread_scale") if cv else None
+        )
         mean, std = members.mean(0), members.std(0, ddof=1)
         best, _ = self._best()
         score_rows, drawn = acq.batch_scores(mean, std, members, size, rng, best)
-        chosen = select_batch(score_rows, size, self.s.diversity, fps=table.fps[rows],
-                              embedding=table.embedding[rows] if table.embedding is not None else table.X[rows],
-                              available=avail, seed=int(rng.integers(1 << 31)))
+        chosen = select_batch(
+            score_rows,
+            size,
+            self.s.diversity,
+            fps=table.fps[rows],
+            embedding=table.embedding[rows] if table.embedding is not None else table.X[rows],
+            available=avail,
+            seed=int(rng.integers(1 << 31)),
+        )
         picks = []
         for j, i in enumerate(chosen):
             row = score_rows[min(j, len(score_rows) - 1)]
-            picks.append({"smiles": self.pool[i], "mean": float(mean[i]), "std": float(std[i]),
-                          "score": float(row[i]) if np.isfinite(row[i]) else None,
-                          "member": None if drawn is None else int(drawn[j])})
+            picks.append(
+                {
+                    "smiles": self.pool[i],
+                    "mean": float(mean[i]),
+                    "std": float(std[i]),
+                    "score": float(row[i]) if np.isfinite(row[i]) else None,
+                    "member": None if drawn is None else int(drawn[j]),
+                }
+            )
         domain = [table.domain[i] for i in rows]
-        preds = [(self.pool[k], float(mean[k]), float(std[k]),
-                  float(score_rows[0][k]) if np.isfinite(score_rows[0][k]) else None,
-                  None if domain[k] is None else int(domain[k] == ""))
-                 for k in range(len(self.pool))]
+        preds = [
+            (
+                self.pool[k],
+                float(mean[k]),
+                float(std[k]),
+                float(score_rows[0][k]) if np.isfinite(score_rows[0][k]) else None,
+                None if domain[k] is None else int(domain[k] == ""),
+            )
+            for k in range(len(self.pool))
+        ]
         select_s = time.perf_counter() - t0
-        info = {"kind": ens.kind, "members": len(members), "features": table.settings.features,
-                "columns": int(table.X.shape[1]), **ens.info}
-        self.state.write_round(r, acq.name, smiles, picks, preds, cv, ens.to_bytes(), info, fit_s, select_s, started)
+        info = {
+            "kind": ens.kind,
+            "members": len(members),
+            "features": table.settings.features,
+            "columns": int(table.X.shape[1]),
+            **ens.info,
+        }
+        self.state.write_round(
+            r, acq.name, smiles, picks, preds, cv, ens.to_bytes(), info, fit_s, select_s, started
+        )
         if cv and cv.get("folds"):
-            self.log(f"round {r}: model on {len(y)} molecules, cross-validated R² {cv['r2']:.3f}, "
-                     f"Spearman {cv['spearman']:.3f}, MAE {cv['mae']:.3g}")
+            self.log(
+                f"round {r}: model on {len(y)} molecules, cross-validated R² {cv['r2']:.3f}, "
+                f"Spearman {cv['spearman']:.3f}, MAE {cv['mae']:.3g}"
+            )
 
     def _measure(self, r: int) -> None:
         pending = self.state.picks(r, status="pending")
@@ -288,12 +371,22 @@ class ActiveLearner:
         self.state.finish_round(r, n_measured, best, best_smiles, 0.0)
         picks = self.state.picks(r)
         nf = sum(p["status"] == "failed" for p in picks)
-        self.log(f"round {r}: {len(picks)} simulated ({nf} failed); {n_measured} simulations so far; "
-                 f"best {best if best is None else f'{best:.4g}'} ({best_smiles})")
+        self.log(
+            f"round {r}: {len(picks)} simulated ({nf} failed); {n_measured} simulations so far; "
+            f"best {best if best is None else f'{best:.4g}'} ({best_smiles})"
+        )
         if self.on_round:
             row = self.state.round_row(r)
-            self.on_round(RoundInfo(r, picks, n_measured, best, best_smiles,
-                                    json.loads(row["cv_json"]) if row and row["cv_json"] else None))
+            self.on_round(
+                RoundInfo(
+                    r,
+                    picks,
+                    n_measured,
+                    best,
+                    best_smiles,
+                    json.loads(row["cv_json"]) if row and row["cv_json"] else None,
+                )
+            )
 
     # ------------------------------------------------------------ the loop
     def run(self, max_rounds: int | None = None, select_only: bool = False) -> dict[str, Any]:
@@ -321,10 +414,12 @@ class ActiveLearner:
             r = 0 if last is None else last["round"] + 1
             size = self._next_size(r)
             if r == 0 and size == 0:
-                raise ALError(f"Round 0 would simulate nothing (n_initial = {self.s.n_initial}, "
-                              f"budget = {self.s.budget}), so the loop could never start: set "
-                              "[active_learning] n_initial (or, when molecules are already known, "
-                              "batch_size) and budget to at least 1.")
+                raise ALError(
+                    f"Round 0 would simulate nothing (n_initial = {self.s.n_initial}, "
+                    f"budget = {self.s.budget}), so the loop could never start: set "
+                    "[active_learning] n_initial (or, when molecules are already known, "
+                    "batch_size) and budget to at least 1."
+                )
             if size == 0 or not self._available().any():
                 break
             self._select(r, size)
@@ -332,8 +427,13 @@ class ActiveLearner:
             done_now += 1
         best, best_smiles = self._best()
         rounds = self.state.rounds()
-        return {"rounds": len(rounds), "simulations": self._spent(), "best_value": best,
-                "best_smiles": best_smiles, "finished": self._finished()}
+        return {
+            "rounds": len(rounds),
+            "simulations": self._spent(),
+            "best_value": best,
+            "best_smiles": best_smiles,
+            "finished": self._finished(),
+        }
 
     def _select_next(self) -> dict[str, Any]:
         """The next round's picks, chosen now unless a chosen round is still pending."""
@@ -343,15 +443,22 @@ class ActiveLearner:
             size = self._next_size(r)
             if size > 0 and self._available().any():
                 self._select(r, size)
-                self.log(f"round {r}: {len(self.state.picks(r))} molecule(s) chosen, not simulated "
-                         "yet (run again without --select-only to simulate them)")
+                self.log(
+                    f"round {r}: {len(self.state.picks(r))} molecule(s) chosen, not simulated "
+                    "yet (run again without --select-only to simulate them)"
+                )
         last = self.state.last_round()
         pending = last is not None and last["state"] == "selected"
         best, best_smiles = self._best()
-        return {"rounds": len(self.state.rounds()), "simulations": self._spent(), "best_value": best,
-                "best_smiles": best_smiles, "finished": self._finished(),
-                "round": last["round"] if pending else None,
-                "picks": self.state.picks(last["round"]) if pending else []}
+        return {
+            "rounds": len(self.state.rounds()),
+            "simulations": self._spent(),
+            "best_value": best,
+            "best_smiles": best_smiles,
+            "finished": self._finished(),
+            "round": last["round"] if pending else None,
+            "picks": self.state.picks(last["round"]) if pending else [],
+        }
 
     def _finished(self) -> bool:
         last = self.state.last_round()
@@ -364,9 +471,30 @@ class ActiveLearner:
 # the [active_learning] section of a campaign file
 # --------------------------------------------------------------------------------------------
 
-_AL_KEYS = {"pool", "initial", "n_initial", "batch_size", "rounds", "budget", "acquisition", "direction",
-            "beta", "xi", "seed", "oracle", "table", "smiles_column", "target_column", "model_dir",
-            "report", "model", "diversity", "cross_validate", "oracle_delay_s", "unit"}
+_AL_KEYS = {
+    "pool",
+    "initial",
+    "n_initial",
+    "batch_size",
+    "rounds",
+    "budget",
+    "acquisition",
+    "direction",
+    "beta",
+    "xi",
+    "seed",
+    "oracle",
+    "table",
+    "smiles_column",
+    "target_column",
+    "model_dir",
+    "report",
+    "model",
+    "diversity",
+    "cross_validate",
+    "oracle_delay_s",
+    "unit",
+}
 _MODEL_KEYS = {"kind", "features", "members", "cv_folds", "finetune_epochs", "finetune_patience"}
 _DIV_KEYS = {"method", "shortlist", "threshold"}
 
@@ -376,18 +504,18 @@ class ALConfig:
     """A campaign file with an ``[active_learning]`` section, resolved."""
 
     path: Path
-    spec: Any                       # mdxfer.campaign.spec.CampaignSpec
+    spec: Any  # mdxfer.campaign.spec.CampaignSpec
     settings: LoopSettings
     pool_file: Path
     initial_file: Path | None
-    oracle: str                     # "campaign" | "table"
+    oracle: str  # "campaign" | "table"
     table: Path | None
     smiles_column: str
     target_column: str
     report_dir: Path
     cross_validate: bool = True
-    oracle_delay_s: float = 0.0     # table oracle only: seconds per answer (tests, demos)
-    unit: str = ""                  # the target's unit (axes and tables of the report)
+    oracle_delay_s: float = 0.0  # table oracle only: seconds per answer (tests, demos)
+    unit: str = ""  # the target's unit (axes and tables of the report)
 
     @property
     def label(self) -> str:
@@ -400,7 +528,9 @@ class ALConfig:
 
     def make_oracle(self) -> Oracle:
         if self.oracle == "table":
-            return TableOracle(self.table, self.smiles_column, self.target_column, delay_s=self.oracle_delay_s)
+            return TableOracle(
+                self.table, self.smiles_column, self.target_column, delay_s=self.oracle_delay_s
+            )
         return CampaignOracle(self.spec, self.target_column)
 
     def read_initial(self) -> list[Measurement]:
@@ -422,33 +552,42 @@ def load_al_config(path: str | Path) -> ALConfig:
     """Read a campaign TOML file with an ``[active_learning]`` section. The campaign part is
     validated by the campaign's own loader (:func:`mdxfer.campaign.spec.spec_from_dict`),
     which does not know this section: it is taken out before."""
-    path, data = read_toml(path, "Campaign file", error=ALError,
-                           hint="see examples/al_campaign.toml")
+    path, data = read_toml(
+        path, "Campaign file", error=ALError, hint="see examples/al_campaign.toml"
+    )
     al = data.pop("active_learning", None)
     if not isinstance(al, dict):
-        raise ALError(f"Campaign file {path} has no [active_learning] section (see examples/al_campaign.toml).")
+        raise ALError(
+            f"Campaign file {path} has no [active_learning] section (see examples/al_campaign.toml)."
+        )
     _check(al, _AL_KEYS, "active_learning", path)
     base = path.parent
     spec = spec_from_dict(data, base, path)
 
     if "pool" not in al:
-        raise _err(path, "pool = \"FILE\" is required (a .smi file, or a CSV with a smiles column).")
+        raise _err(path, 'pool = "FILE" is required (a .smi file, or a CSV with a smiles column).')
     pool_file = resolve_path(base, str(al["pool"]))
     direction = al.get("direction")
     if direction not in ("maximize", "minimize"):
-        raise _err(path, "direction = \"minimize\" or \"maximize\" is required (E_int: \"minimize\", "
-                         "a more negative interaction energy is a stronger attraction).")
+        raise _err(
+            path,
+            'direction = "minimize" or "maximize" is required (E_int: "minimize", '
+            "a more negative interaction energy is a stronger attraction).",
+        )
     oracle = al.get("oracle", "campaign")
     if oracle not in ("campaign", "table"):
-        raise _err(path, f"oracle must be \"campaign\" or \"table\", got {oracle!r}.")
+        raise _err(path, f'oracle must be "campaign" or "table", got {oracle!r}.')
     table = resolve_path(base, str(al["table"])) if "table" in al else None
     if oracle == "table" and table is None:
-        raise _err(path, "oracle = \"table\" needs table = \"FILE.csv\" (columns smiles,target).")
+        raise _err(path, 'oracle = "table" needs table = "FILE.csv" (columns smiles,target).')
     target_col = str(al.get("target_column", "target" if oracle == "table" else "E_int"))
     if oracle == "campaign":
         if target_col not in CAMPAIGN_TARGETS:
-            raise _err(path, f"target_column = {target_col!r}: the MD campaign measures "
-                             f"{' or '.join(map(repr, CAMPAIGN_TARGETS))}.")
+            raise _err(
+                path,
+                f"target_column = {target_col!r}: the MD campaign measures "
+                f"{' or '.join(map(repr, CAMPAIGN_TARGETS))}.",
+            )
 
     model = dict(al.get("model", {}))
     _check(model, _MODEL_KEYS, "active_learning.model", path)
@@ -461,16 +600,22 @@ def load_al_config(path: str | Path) -> ALConfig:
         if not md.exists() and (Path.cwd() / str(model_dir)).exists():
             md = Path.cwd() / str(model_dir)
         if not md.exists():
-            raise _err(path, f"model_dir {model_dir!r} does not exist (looked in {base} and {Path.cwd()}); "
-                             "pretrain one with `mdxfer pretrain --out runs/cv`.")
+            raise _err(
+                path,
+                f"model_dir {model_dir!r} does not exist (looked in {base} and {Path.cwd()}); "
+                "pretrain one with `mdxfer pretrain --out runs/cv`.",
+            )
         model_dir = str(md)
+
     def integer(table: dict, key: str, default: int, lo: int, section: str = "") -> int:
         return check_int(table.get(key, default), f"{section}{key}", lo, error=ALError)
 
-    def number(table: dict, key: str, default: float, lo=None, hi=None, lo_open=False,
-               section: str = "") -> float:
-        return check_number(table.get(key, default), f"{section}{key}", lo, hi, lo_open=lo_open,
-                            error=ALError)
+    def number(
+        table: dict, key: str, default: float, lo=None, hi=None, lo_open=False, section: str = ""
+    ) -> float:
+        return check_number(
+            table.get(key, default), f"{section}{key}", lo, hi, lo_open=lo_open, error=ALError
+        )
 
     try:
         for key in ("acquisition", "smiles_column", "target_column", "unit"):
@@ -478,30 +623,57 @@ def load_al_config(path: str | Path) -> ALConfig:
                 raise ALError(f"{key} must be a string, got {al[key]!r}.")
         if not isinstance(al.get("cross_validate", True), bool):
             raise ALError(f"cross_validate must be true or false, got {al['cross_validate']!r}.")
-        surrogate = SurrogateSettings(model=model.get("kind", "ridge"), features=features,
-                                      members=integer(model, "members", 16, 2, "model."), model_dir=model_dir,
-                                      cv_folds=integer(model, "cv_folds", 5, 2, "model."),
-                                      finetune_epochs=integer(model, "finetune_epochs", 2000, 1, "model."),
-                                      finetune_patience=integer(model, "finetune_patience", 200, 1, "model."))
-        acq = Acquisition(str(al.get("acquisition", DEFAULT_ACQUISITION)), direction == "maximize",
-                          number(al, "beta", 1.0, 0), number(al, "xi", 0.0))
-        diversity = Diversity(str(div.get("method", "maxmin")), number(div, "shortlist", 1.5, 1, section="diversity."),
-                              number(div, "threshold", 0.6, 0, 1, lo_open=True, section="diversity."))
-        settings = LoopSettings(batch_size=al.get("batch_size", 10), rounds=al.get("rounds"),
-                                budget=al.get("budget"), n_initial=al.get("n_initial", 10),
-                                acquisition=acq, diversity=diversity, surrogate=surrogate,
-                                seed=check_seed(al.get("seed", 0), error=ALError))
+        surrogate = SurrogateSettings(
+            model=model.get("kind", "ridge"),
+            features=features,
+            members=integer(model, "members", 16, 2, "model."),
+            model_dir=model_dir,
+            cv_folds=integer(model, "cv_folds", 5, 2, "model."),
+            finetune_epochs=integer(model, "finetune_epochs", 2000, 1, "model."),
+            finetune_patience=integer(model, "finetune_patience", 200, 1, "model."),
+        )
+        acq = Acquisition(
+            str(al.get("acquisition", DEFAULT_ACQUISITION)),
+            direction == "maximize",
+            number(al, "beta", 1.0, 0),
+            number(al, "xi", 0.0),
+        )
+        diversity = Diversity(
+            str(div.get("method", "maxmin")),
+            number(div, "shortlist", 1.5, 1, section="diversity."),
+            number(div, "threshold", 0.6, 0, 1, lo_open=True, section="diversity."),
+        )
+        settings = LoopSettings(
+            batch_size=al.get("batch_size", 10),
+            rounds=al.get("rounds"),
+            budget=al.get("budget"),
+            n_initial=al.get("n_initial", 10),
+            acquisition=acq,
+            diversity=diversity,
+            surrogate=surrogate,
+            seed=check_seed(al.get("seed", 0), error=ALError),
+        )
         delay = number(al, "oracle_delay_s", 0.0, 0)
     except ALError as exc:
         raise _err(path, str(exc)) from None
     except (TypeError, ValueError) as exc:
         raise _err(path, f"a value has the wrong type ({exc}).") from None
     report = resolve_path(base, str(al.get("report", f"{path.stem}-al-report")))
-    return ALConfig(path, spec, settings, pool_file,
-                    resolve_path(base, str(al["initial"])) if "initial" in al else None, oracle, table,
-                    str(al.get("smiles_column", "smiles")), target_col, report,
-                    al.get("cross_validate", True), delay,
-                    str(al.get("unit", "" if oracle == "table" else "kcal/mol")))
+    return ALConfig(
+        path,
+        spec,
+        settings,
+        pool_file,
+        resolve_path(base, str(al["initial"])) if "initial" in al else None,
+        oracle,
+        table,
+        str(al.get("smiles_column", "smiles")),
+        target_col,
+        report,
+        al.get("cross_validate", True),
+        delay,
+        str(al.get("unit", "" if oracle == "table" else "kcal/mol")),
+    )
 
 
 def loop_status(cfg: ALConfig) -> dict[str, Any]:
@@ -512,26 +684,42 @@ def loop_status(cfg: ALConfig) -> dict[str, Any]:
         limits = state.meta("limits") or {}
         picks = state.picks()
         obs = state.observations()
-    return {"file": str(cfg.path), "database": str(cfg.database),
-            "running": LoopLock.held(cfg.database),
-            "direction": "maximize" if cfg.settings.acquisition.maximize else "minimize",
-            "limits": limits, "rounds": rounds,
-            "simulations": sum(p["status"] in ("done", "failed") for p in picks),
-            "pending": sum(p["status"] == "pending" for p in picks),
-            "failed": sum(p["status"] == "failed" for p in picks),
-            "known_before_loop": sum(o["source"] != "oracle" for o in obs)}
+    return {
+        "file": str(cfg.path),
+        "database": str(cfg.database),
+        "running": LoopLock.held(cfg.database),
+        "direction": "maximize" if cfg.settings.acquisition.maximize else "minimize",
+        "limits": limits,
+        "rounds": rounds,
+        "simulations": sum(p["status"] in ("done", "failed") for p in picks),
+        "pending": sum(p["status"] == "pending" for p in picks),
+        "failed": sum(p["status"] == "failed" for p in picks),
+        "known_before_loop": sum(o["source"] != "oracle" for o in obs),
+    }
 
 
-def open_loop(cfg: ALConfig, log: Log | None = None, on_round=None) -> tuple[ActiveLearner, ALState]:
+def open_loop(
+    cfg: ALConfig, log: Log | None = None, on_round=None
+) -> tuple[ActiveLearner, ALState]:
     """The learner and its state for a resolved config (the caller closes the state)."""
     pool, _inputs, problems = read_pool(cfg.pool_file, cfg.smiles_column)
     for p in problems[:10]:
         (log or print)(f"skipped {p}")
     if len(pool) < cfg.settings.n_initial:
-        raise ALError(f"The pool {cfg.pool_file} holds {len(pool)} usable molecule(s) "
-                      f"({len(problems)} skipped), fewer than [active_learning] n_initial = "
-                      f"{cfg.settings.n_initial} in {cfg.path}: add molecules or lower n_initial.")
+        raise ALError(
+            f"The pool {cfg.pool_file} holds {len(pool)} usable molecule(s) "
+            f"({len(problems)} skipped), fewer than [active_learning] n_initial = "
+            f"{cfg.settings.n_initial} in {cfg.path}: add molecules or lower n_initial."
+        )
     state = ALState(cfg.database, cfg.spec.sqlite_journal)
-    learner = ActiveLearner(pool, cfg.make_oracle(), state, cfg.settings, cfg.read_initial(), log=log,
-                            on_round=on_round, cross_validate_rounds=cfg.cross_validate)
+    learner = ActiveLearner(
+        pool,
+        cfg.make_oracle(),
+        state,
+        cfg.settings,
+        cfg.read_initial(),
+        log=log,
+        on_round=on_round,
+        cross_validate_rounds=cfg.cross_validate,
+    )
     return learner, state

@@ -41,8 +41,8 @@ def canonical(smiles: str) -> str:
 class Measurement:
     """One oracle answer (``value``/``stderr`` in the target's unit)."""
 
-    smiles: str                   # canonical
-    status: str                   # "done" | "failed"
+    smiles: str  # canonical
+    status: str  # "done" | "failed"
     value: float | None = None
     stderr: float | None = None
     error: str | None = None
@@ -55,8 +55,12 @@ class Oracle:
     target = "target"
     unit = ""
 
-    def measure(self, smiles: Sequence[str], log: Log | None = None,
-                on_result: Callable[[Measurement], None] | None = None) -> list[Measurement]:
+    def measure(
+        self,
+        smiles: Sequence[str],
+        log: Log | None = None,
+        on_result: Callable[[Measurement], None] | None = None,
+    ) -> list[Measurement]:
         """Answers for ``smiles`` (canonical), in order. ``on_result`` is called with each
         answer as soon as it exists, so the loop records it before the batch is over."""
         raise NotImplementedError
@@ -76,8 +80,14 @@ class TableOracle(Oracle):
 
     name = "table"
 
-    def __init__(self, path: str | Path, smiles_col: str = "smiles", target_col: str = "target",
-                 unit: str = "", delay_s: float = 0.0):
+    def __init__(
+        self,
+        path: str | Path,
+        smiles_col: str = "smiles",
+        target_col: str = "target",
+        unit: str = "",
+        delay_s: float = 0.0,
+    ):
         self.path = Path(path)
         rows = read_targets(self.path, smiles_col, target_col, what="Oracle table", error=ALError)
         #: what was left out (a campaign export's unfinished rows, empty targets), or None
@@ -123,8 +133,12 @@ class TableOracle(Oracle):
                     out.setdefault(key, float(se))
         return out
 
-    def measure(self, smiles: Sequence[str], log: Log | None = None,
-                on_result: Callable[[Measurement], None] | None = None) -> list[Measurement]:
+    def measure(
+        self,
+        smiles: Sequence[str],
+        log: Log | None = None,
+        on_result: Callable[[Measurement], None] | None = None,
+    ) -> list[Measurement]:
         out = []
         for s in smiles:
             if self.delay_s:
@@ -132,7 +146,9 @@ class TableOracle(Oracle):
             if s in self.values:
                 m = Measurement(s, "done", self.values[s], self.stderr.get(s))
             else:
-                m = Measurement(s, "failed", error=f"{s} is not in the oracle table {self.path.name}")
+                m = Measurement(
+                    s, "failed", error=f"{s} is not in the oracle table {self.path.name}"
+                )
             if on_result:
                 on_result(m)
             out.append(m)
@@ -153,8 +169,10 @@ class CampaignOracle(Oracle):
 
     def __init__(self, spec, target: str = "E_int"):
         if target not in CAMPAIGN_TARGETS:
-            raise ALError(f"target_column {target!r}: the MD campaign measures "
-                          f"{' or '.join(CAMPAIGN_TARGETS)}.")
+            raise ALError(
+                f"target_column {target!r}: the MD campaign measures "
+                f"{' or '.join(CAMPAIGN_TARGETS)}."
+            )
         self.spec, self.target = spec, target
 
     def _rows(self, camp) -> dict[str, dict]:
@@ -174,8 +192,9 @@ class CampaignOracle(Oracle):
         if row is None:
             return None
         if row["status"] == "done" and row.get(self.target) is not None:
-            error = (measured_error(row) if self.target == "E_int"
-                     else row.get(f"{self.target}_stderr"))
+            error = (
+                measured_error(row) if self.target == "E_int" else row.get(f"{self.target}_stderr")
+            )
             return Measurement(key, "done", float(row[self.target]), error)
         if row["status"] == "failed":
             return Measurement(key, "failed", error=row.get("error") or "simulation failed")
@@ -199,8 +218,12 @@ class CampaignOracle(Oracle):
                 camp.run(progress=log)
         return n
 
-    def measure(self, smiles: Sequence[str], log: Log | None = None,
-                on_result: Callable[[Measurement], None] | None = None) -> list[Measurement]:
+    def measure(
+        self,
+        smiles: Sequence[str],
+        log: Log | None = None,
+        on_result: Callable[[Measurement], None] | None = None,
+    ) -> list[Measurement]:
         """Runs the campaign until every pick is finished. The campaign stores each result in
         its database as it arrives, so a killed loop loses no finished simulation; the loop
         records the answers when the run returns."""
@@ -211,7 +234,9 @@ class CampaignOracle(Oracle):
         out = []
         for s in smiles:
             m = self._measurement(s, rows.get(s))
-            out.append(m or Measurement(s, "failed", error="the campaign finished without a result for it"))
+            out.append(
+                m or Measurement(s, "failed", error="the campaign finished without a result for it")
+            )
         return out
 
 
@@ -225,13 +250,18 @@ def measured_error(row: dict) -> float | None:
     return max(errs) if errs else None
 
 
-def read_pool(path: str | Path, smiles_col: str = "smiles") -> tuple[list[str], list[str], list[str]]:
+def read_pool(
+    path: str | Path, smiles_col: str = "smiles"
+) -> tuple[list[str], list[str], list[str]]:
     """Read a candidate pool with :func:`mdxfer.inputs.read_molecules`: a ``.smi`` file
     (``SMILES [name]`` per line) or a CSV with a ``smiles_col`` column (a campaign export too).
     Returns (canonical SMILES, input SMILES, problems), duplicates removed (first spelling
     kept); invalid molecules are listed in ``problems`` and skipped."""
     path = Path(path)
-    items = [(r.line, r.smiles) for r in read_molecules(path, smiles_col, what="Pool file", error=ALError)]
+    items = [
+        (r.line, r.smiles)
+        for r in read_molecules(path, smiles_col, what="Pool file", error=ALError)
+    ]
     keys, inputs, problems, seen = [], [], [], set()
     for line, s in items:
         try:

@@ -35,12 +35,22 @@ def history(state: ALState, maximize: bool) -> dict[str, Any]:
     best = max((o["value"] for o in before), key=lambda v: sign * v) if before else None
     xs, best_so_far, rounds = [0], [best], [None]
     for k, p in enumerate(picks, 1):
-        if p["status"] == "done" and p["value"] is not None and (best is None or sign * p["value"] > sign * best):
+        if (
+            p["status"] == "done"
+            and p["value"] is not None
+            and (best is None or sign * p["value"] > sign * best)
+        ):
             best = p["value"]
         xs.append(k)
         best_so_far.append(best)
         rounds.append(p["round"])
-    return {"n": xs, "best": best_so_far, "round": rounds, "picks": picks, "n_known_before": len(before)}
+    return {
+        "n": xs,
+        "best": best_so_far,
+        "round": rounds,
+        "picks": picks,
+        "n_known_before": len(before),
+    }
 
 
 def plot_best_so_far(path: Path, hist: dict[str, Any], label: str, maximize: bool) -> None:
@@ -66,8 +76,15 @@ def plot_best_so_far(path: Path, hist: dict[str, Any], label: str, maximize: boo
     plt.close(fig)
 
 
-def plot_parity(path: Path, cv: dict[str, Any], train: list[str], picks: list[dict[str, Any]],
-                values: dict[str, float], label: str, title: str) -> None:
+def plot_parity(
+    path: Path,
+    cv: dict[str, Any],
+    train: list[str],
+    picks: list[dict[str, Any]],
+    values: dict[str, float],
+    label: str,
+    title: str,
+) -> None:
     """Cross-validated predictions of the known molecules, and the round's picks as predicted
     before they were simulated, against the measured values."""
     plt = _plt()
@@ -76,8 +93,17 @@ def plot_parity(path: Path, cv: dict[str, Any], train: list[str], picks: list[di
     if cv and cv.get("folds"):
         y = np.array([values.get(s, np.nan) for s in train])
         m, sd = np.array(cv["oof_mean"]), np.array(cv["oof_std"])
-        ax.errorbar(y, m, yerr=sd, fmt="o", ms=3, alpha=0.6, elinewidth=0.6, color="C0",
-                    label=f"known, {cv['folds']}-fold CV (n={len(y)}, R²={cv['r2']:.2f})")
+        ax.errorbar(
+            y,
+            m,
+            yerr=sd,
+            fmt="o",
+            ms=3,
+            alpha=0.6,
+            elinewidth=0.6,
+            color="C0",
+            label=f"known, {cv['folds']}-fold CV (n={len(y)}, R²={cv['r2']:.2f})",
+        )
         xs += list(y)
         ys += list(m)
     done = [p for p in picks if p["status"] == "done" and p["mean"] is not None]
@@ -85,8 +111,17 @@ def plot_parity(path: Path, cv: dict[str, Any], train: list[str], picks: list[di
         y = np.array([p["value"] for p in done])
         m = np.array([p["mean"] for p in done])
         sd = np.array([p["std"] or 0.0 for p in done])
-        ax.errorbar(y, m, yerr=sd, fmt="s", ms=4, alpha=0.9, elinewidth=0.8, color="C3",
-                    label=f"this round's picks, predicted before simulation (n={len(y)})")
+        ax.errorbar(
+            y,
+            m,
+            yerr=sd,
+            fmt="s",
+            ms=4,
+            alpha=0.9,
+            elinewidth=0.8,
+            color="C3",
+            label=f"this round's picks, predicted before simulation (n={len(y)})",
+        )
         xs += list(y)
         ys += list(m)
     if xs:
@@ -110,8 +145,13 @@ def _f(x: Any, digits: int = 4) -> str:
     return f"{x:.{digits}g}" if isinstance(x, float) else str(x)
 
 
-def write_report(state: ALState, out_dir: str | Path, title: str = "active learning",
-                 label: str = "target", maximize: bool = True) -> Path:
+def write_report(
+    state: ALState,
+    out_dir: str | Path,
+    title: str = "active learning",
+    label: str = "target",
+    maximize: bool = True,
+) -> Path:
     """Write ``out_dir/report.md`` with its figures; returns the report's path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -124,25 +164,40 @@ def write_report(state: ALState, out_dir: str | Path, title: str = "active learn
     settings = loop.get("settings", {})
     acq = settings.get("acquisition", {})
     lines = [f"# {title}", ""]
-    lines.append(f"Target: **{label}**, {'maximised' if maximize else 'minimised'}. "
-                 f"Acquisition **{acq.get('name', '?')}** (beta {acq.get('beta', '—')}), diversity "
-                 f"**{settings.get('diversity', {}).get('method', '?')}**, model "
-                 f"**{settings.get('surrogate', {}).get('model', '?')}** on "
-                 f"**{settings.get('surrogate', {}).get('features', '?')}**, batch {limits.get('batch_size')}, "
-                 f"rounds {limits.get('rounds')}, budget {limits.get('budget')}, seed {settings.get('seed')}.")
-    lines += ["", f"{len(hist['picks'])} simulations by the loop; {hist['n_known_before']} molecules were "
-              "measured before its first pick.", "", "![best so far](best_so_far.png)", "",
-              "## Rounds", "",
-              "| round | acquisition | trained on | CV R² | CV Spearman | CV MAE | ±2σ coverage | picks | "
-              "simulations so far | best so far | state |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines.append(
+        f"Target: **{label}**, {'maximised' if maximize else 'minimised'}. "
+        f"Acquisition **{acq.get('name', '?')}** (beta {acq.get('beta', '—')}), diversity "
+        f"**{settings.get('diversity', {}).get('method', '?')}**, model "
+        f"**{settings.get('surrogate', {}).get('model', '?')}** on "
+        f"**{settings.get('surrogate', {}).get('features', '?')}**, batch {limits.get('batch_size')}, "
+        f"rounds {limits.get('rounds')}, budget {limits.get('budget')}, seed {settings.get('seed')}."
+    )
+    lines += [
+        "",
+        f"{len(hist['picks'])} simulations by the loop; {hist['n_known_before']} molecules were "
+        "measured before its first pick.",
+        "",
+        "![best so far](best_so_far.png)",
+        "",
+        "## Rounds",
+        "",
+        "| round | acquisition | trained on | CV R² | CV Spearman | CV MAE | ±2σ coverage | picks | "
+        "simulations so far | best so far | state |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rounds:
-        lines.append(f"| {r['round']} | {r['acquisition']} | {r['n_train']} | {_f(r['cv_r2'], 3)} | "
-                     f"{_f(r['cv_spearman'], 3)} | {_f(r['cv_mae'], 3)} | {_f(r['cv_coverage'], 2)} | "
-                     f"{r['n_picks']} | {_f(r['n_measured'])} | {_f(r['best_value'])} | {r['state']} |")
-    lines += ["", "CV: k-fold cross-validation of the round's model on everything measured before the "
-              "round (out-of-fold predictions); coverage: fraction of measured values inside the "
-              "out-of-fold mean ± 2 spreads.", ""]
+        lines.append(
+            f"| {r['round']} | {r['acquisition']} | {r['n_train']} | {_f(r['cv_r2'], 3)} | "
+            f"{_f(r['cv_spearman'], 3)} | {_f(r['cv_mae'], 3)} | {_f(r['cv_coverage'], 2)} | "
+            f"{r['n_picks']} | {_f(r['n_measured'])} | {_f(r['best_value'])} | {r['state']} |"
+        )
+    lines += [
+        "",
+        "CV: k-fold cross-validation of the round's model on everything measured before the "
+        "round (out-of-fold predictions); coverage: fraction of measured values inside the "
+        "out-of-fold mean ± 2 spreads.",
+        "",
+    ]
     for r in rounds:
         rr = state.round_row(r["round"])
         picks = state.picks(r["round"])
@@ -150,14 +205,26 @@ def write_report(state: ALState, out_dir: str | Path, title: str = "active learn
         if rr["train_json"] and json.loads(rr["train_json"]):
             cv = json.loads(rr["cv_json"]) if rr["cv_json"] else {}
             name = f"parity_round{r['round']:03d}.png"
-            plot_parity(out / name, cv, json.loads(rr["train_json"]), picks, values, label,
-                        f"round {r['round']}: model trained on {r['n_train']} molecules")
+            plot_parity(
+                out / name,
+                cv,
+                json.loads(rr["train_json"]),
+                picks,
+                values,
+                label,
+                f"round {r['round']}: model trained on {r['n_train']} molecules",
+            )
             lines += [f"![parity, round {r['round']}]({name})", ""]
-        lines += ["| # | SMILES | predicted | spread | score | measured | status |", "|---|---|---|---|---|---|---|"]
+        lines += [
+            "| # | SMILES | predicted | spread | score | measured | status |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for p in picks:
             meas = _f(p["value"]) if p["status"] == "done" else (p["error"] or p["status"])[:80]
-            lines.append(f"| {p['rank']} | `{p['smiles']}` | {_f(p['mean'])} | {_f(p['std'], 3)} | "
-                         f"{_f(p['score'], 3)} | {meas} | {p['status']} |")
+            lines.append(
+                f"| {p['rank']} | `{p['smiles']}` | {_f(p['mean'])} | {_f(p['std'], 3)} | "
+                f"{_f(p['score'], 3)} | {meas} | {p['status']} |"
+            )
         lines.append("")
     path = out / "report.md"
     write_text_atomic(path, "\n".join(lines) + "\n")

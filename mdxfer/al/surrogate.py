@@ -66,18 +66,26 @@ class SurrogateSettings:
 
     def __post_init__(self) -> None:
         if self.model not in SURROGATES:
-            raise ALError(f"Unknown surrogate model {self.model!r}; choose one of {', '.join(SURROGATES)}.")
+            raise ALError(
+                f"Unknown surrogate model {self.model!r}; choose one of {', '.join(SURROGATES)}."
+            )
         if self.features not in FEATURE_SETS:
-            raise ALError(f"Unknown feature set {self.features!r}; choose one of {', '.join(FEATURE_SETS)}.")
+            raise ALError(
+                f"Unknown feature set {self.features!r}; choose one of {', '.join(FEATURE_SETS)}."
+            )
         if self.members < 2:
             raise ALError(f"An ensemble needs at least 2 members for a spread, got {self.members}.")
         if self.model == "finetune" and self.features != "embedding":
-            raise ALError("Fine-tuning retrains the pretrained head, which reads the embedding "
-                          "only: use features = \"embedding\" with model = \"finetune\".")
+            raise ALError(
+                "Fine-tuning retrains the pretrained head, which reads the embedding "
+                'only: use features = "embedding" with model = "finetune".'
+            )
         if self.uses_embedding and not self.model_dir:
-            raise ALError(f"Features {self.features!r} need a pretrained model: set model_dir "
-                          "(a folder written by `mdxfer pretrain --out DIR`), or use "
-                          "features = \"morgan\" (no transfer).")
+            raise ALError(
+                f"Features {self.features!r} need a pretrained model: set model_dir "
+                "(a folder written by `mdxfer pretrain --out DIR`), or use "
+                'features = "morgan" (no transfer).'
+            )
 
     @property
     def uses_embedding(self) -> bool:
@@ -90,6 +98,7 @@ class SurrogateSettings:
 # --------------------------------------------------------------------------------------------
 # features, computed once
 # --------------------------------------------------------------------------------------------
+
 
 @dataclass
 class FeatureTable:
@@ -116,8 +125,9 @@ class FeatureTable:
         try:
             return np.array([self.row[s] for s in smiles], dtype=np.int64)
         except KeyError as exc:
-            raise ALError(f"Molecule {exc.args[0]!r} has no features (not in the pool or the "
-                          "measured set).") from None
+            raise ALError(
+                f"Molecule {exc.args[0]!r} has no features (not in the pool or the measured set)."
+            ) from None
 
 
 def _standardize(block: np.ndarray) -> np.ndarray:
@@ -128,8 +138,7 @@ def _standardize(block: np.ndarray) -> np.ndarray:
     return out / np.sqrt(live)  # each block gets the same total variance
 
 
-def compute_features(smiles: Sequence[str], settings: SurrogateSettings,
-                     log=None) -> FeatureTable:
+def compute_features(smiles: Sequence[str], settings: SurrogateSettings, log=None) -> FeatureTable:
     """Featurise ``smiles`` (canonical SMILES) once: frozen-encoder embeddings, Morgan counts,
     Morgan bits. Unparsable SMILES raise :class:`ALError`."""
     from mdxfer.learn.featurize import morgan_counts
@@ -146,7 +155,9 @@ def compute_features(smiles: Sequence[str], settings: SurrogateSettings,
         emb = embed(ens, smiles)
         bad = np.flatnonzero(~np.isfinite(emb).all(1))
         if len(bad):
-            raise ALError(f"RDKit cannot featurise {len(bad)} molecule(s), e.g. {smiles[bad[0]]!r}.")
+            raise ALError(
+                f"RDKit cannot featurise {len(bad)} molecule(s), e.g. {smiles[bad[0]]!r}."
+            )
         domain = in_domain(ens, smiles)
         blocks.append(_standardize(emb))
     if "morgan" in settings.features:
@@ -169,10 +180,10 @@ class FittedEnsemble:
     """A fitted ensemble; :meth:`predict_members` gives (n_members x n) in the target unit."""
 
     kind: str
-    coef: np.ndarray | None = None          # ridge: (members x d)
-    intercept: np.ndarray | None = None     # ridge: (members,)
-    forest: Any = None                      # rf
-    heads: list | None = None               # finetune: HeadMember objects
+    coef: np.ndarray | None = None  # ridge: (members x d)
+    intercept: np.ndarray | None = None  # ridge: (members,)
+    forest: Any = None  # rf
+    heads: list | None = None  # finetune: HeadMember objects
     info: dict[str, Any] = field(default_factory=dict)
 
     def predict_members(self, X: np.ndarray, emb: np.ndarray | None = None) -> np.ndarray:
@@ -224,12 +235,17 @@ def noise_weights(stderr: Sequence[float | None] | None) -> np.ndarray | None:
             return None
         s0 = float(np.median(positive))
     filled = np.where(known, se, s0)
-    w = 1.0 / (filled ** 2 + s0 ** 2)
+    w = 1.0 / (filled**2 + s0**2)
     return w / w.mean()
 
 
-def _fit_ridge(X: np.ndarray, y: np.ndarray, members: int, rng: np.random.Generator,
-               weights: np.ndarray | None = None) -> FittedEnsemble:
+def _fit_ridge(
+    X: np.ndarray,
+    y: np.ndarray,
+    members: int,
+    rng: np.random.Generator,
+    weights: np.ndarray | None = None,
+) -> FittedEnsemble:
     from sklearn.linear_model import RidgeCV
 
     n = len(y)
@@ -238,53 +254,74 @@ def _fit_ridge(X: np.ndarray, y: np.ndarray, members: int, rng: np.random.Genera
         idx = rng.integers(0, n, n)
         if len(np.unique(idx)) < 3:  # degenerate resample of a tiny set
             idx = np.arange(n)
-        m = RidgeCV(alphas=ALPHAS).fit(X[idx].astype(np.float64), y[idx],
-                                       sample_weight=None if weights is None else weights[idx])
+        m = RidgeCV(alphas=ALPHAS).fit(
+            X[idx].astype(np.float64),
+            y[idx],
+            sample_weight=None if weights is None else weights[idx],
+        )
         coefs.append(np.asarray(m.coef_, dtype=np.float64))
         icpts.append(float(m.intercept_))
         alphas.append(float(m.alpha_))
-    return FittedEnsemble("ridge", np.stack(coefs), np.array(icpts),
-                          info={"alpha_median": float(np.median(alphas))})
+    return FittedEnsemble(
+        "ridge", np.stack(coefs), np.array(icpts), info={"alpha_median": float(np.median(alphas))}
+    )
 
 
-def _fit_rf(X: np.ndarray, y: np.ndarray, members: int, seed: int,
-            weights: np.ndarray | None = None) -> FittedEnsemble:
+def _fit_rf(
+    X: np.ndarray, y: np.ndarray, members: int, seed: int, weights: np.ndarray | None = None
+) -> FittedEnsemble:
     from sklearn.ensemble import RandomForestRegressor
 
-    rf = RandomForestRegressor(n_estimators=max(members, 2), max_features=0.33, min_samples_leaf=1,
-                               random_state=seed, n_jobs=1).fit(X.astype(np.float64), y,
-                                                                sample_weight=weights)
+    rf = RandomForestRegressor(
+        n_estimators=max(members, 2),
+        max_features=0.33,
+        min_samples_leaf=1,
+        random_state=seed,
+        n_jobs=1,
+    ).fit(X.astype(np.float64), y, sample_weight=weights)
     return FittedEnsemble("rf", forest=rf, info={"trees": len(rf.estimators_)})
 
 
-def _fit_finetune(table: FeatureTable, rows: np.ndarray, y: np.ndarray, members: int,
-                  rng: np.random.Generator) -> FittedEnsemble:
+def _fit_finetune(
+    table: FeatureTable, rows: np.ndarray, y: np.ndarray, members: int, rng: np.random.Generator
+) -> FittedEnsemble:
     from mdxfer.learn.transfer import TransferSettings, fit_member
 
     s = table.settings
     E = table.embedding[rows].astype(np.float32)
-    ts = TransferSettings(mode="finetune", max_epochs=s.finetune_epochs, patience=s.finetune_patience)
+    ts = TransferSettings(
+        mode="finetune", max_epochs=s.finetune_epochs, patience=s.finetune_patience
+    )
     heads = []
     n = len(y)
     for _ in range(members):
         # subsamples without replacement: fine-tuning takes its early-stopping rows out of
         # them, and a duplicated molecule would sit on both sides
         idx = np.sort(rng.choice(n, size=max(3, int(round(0.8 * n))), replace=False))
-        heads.append(fit_member("finetune", table.base, E, None, y, idx, ts, int(rng.integers(1 << 30))))
+        heads.append(
+            fit_member("finetune", table.base, E, None, y, idx, ts, int(rng.integers(1 << 30)))
+        )
     return FittedEnsemble("finetune", heads=heads)
 
 
-def fit_ensemble(table: FeatureTable, smiles: Sequence[str], y: np.ndarray, seed: int,
-                 members: int | None = None,
-                 stderr: Sequence[float | None] | None = None) -> FittedEnsemble:
+def fit_ensemble(
+    table: FeatureTable,
+    smiles: Sequence[str],
+    y: np.ndarray,
+    seed: int,
+    members: int | None = None,
+    stderr: Sequence[float | None] | None = None,
+) -> FittedEnsemble:
     """Fit the surrogate on measured ``smiles``/``y`` (target unit). ``stderr``: the
     measurements' standard errors (None entries for unknown), their noise for the fit
     (:func:`noise_weights`; ``ridge`` and ``rf``)."""
     s = table.settings
     y = np.asarray(y, dtype=np.float64)
     if len(y) < 3:
-        raise ALError(f"The model needs at least 3 measured molecules, got {len(y)}: raise n_initial, "
-                      "or give measured molecules with initial = \"FILE.csv\".")
+        raise ALError(
+            f"The model needs at least 3 measured molecules, got {len(y)}: raise n_initial, "
+            'or give measured molecules with initial = "FILE.csv".'
+        )
     if stderr is not None and len(stderr) != len(y):
         raise ALError(f"{len(stderr)} stderrs for {len(y)} measurements.")
     rows = table.rows(smiles)
@@ -307,9 +344,14 @@ def predict_rows(table: FeatureTable, ens: FittedEnsemble, rows: np.ndarray) -> 
     return ens.predict_members(table.X[rows], emb)
 
 
-def cross_validate(table: FeatureTable, smiles: Sequence[str], y: np.ndarray, seed: int,
-                   folds: int | None = None,
-                   stderr: Sequence[float | None] | None = None) -> dict[str, Any]:
+def cross_validate(
+    table: FeatureTable,
+    smiles: Sequence[str],
+    y: np.ndarray,
+    seed: int,
+    folds: int | None = None,
+    stderr: Sequence[float | None] | None = None,
+) -> dict[str, Any]:
     """k-fold cross-validation of the surrogate on the measured molecules: out-of-fold mean
     and spread per molecule, R², MAE (target unit), Spearman's rank correlation, and the
     fraction of out-of-fold targets inside mean ± 2 spread (calibration). ``stderr``: as in
@@ -326,8 +368,14 @@ def cross_validate(table: FeatureTable, smiles: Sequence[str], y: np.ndarray, se
     oof_mean, oof_std = np.full(n, np.nan), np.full(n, np.nan)
     members = min(table.settings.members, 8)
     for f, (tr, te) in enumerate(KFold(k, shuffle=True, random_state=seed).split(np.arange(n))):
-        ens = fit_ensemble(table, [smiles[i] for i in tr], y[tr], seed * 31 + f, members,
-                           None if stderr is None else [stderr[i] for i in tr])
+        ens = fit_ensemble(
+            table,
+            [smiles[i] for i in tr],
+            y[tr],
+            seed * 31 + f,
+            members,
+            None if stderr is None else [stderr[i] for i in tr],
+        )
         p = predict_rows(table, ens, table.rows([smiles[i] for i in te]))
         oof_mean[te], oof_std[te] = p.mean(0), p.std(0, ddof=1)
     m = regression_metrics(y, oof_mean)
@@ -335,11 +383,26 @@ def cross_validate(table: FeatureTable, smiles: Sequence[str], y: np.ndarray, se
     cover = float(np.mean(np.abs(y - oof_mean) <= 2 * oof_std))
     scale = spread_scale(y, oof_mean, oof_std)
     err = np.abs(y - oof_mean)
-    after = {f"coverage_{k}sd_calibrated": float(np.mean(err <= k * scale * oof_std)) for k in (1, 2)} if scale else {}
-    return {"folds": k, "n": n, "r2": m["r2"], "mae": m["mae"], "rmse": m["rmse"],
-            "spearman": float(rho), "coverage_2sd": cover, "coverage_1sd": float(np.mean(err <= oof_std)),
-            "spread_scale": scale, **after, "mean_predictor_mae":
-            float(np.mean(np.abs(y - y.mean()))), "oof_mean": oof_mean.tolist(), "oof_std": oof_std.tolist()}
+    after = (
+        {f"coverage_{k}sd_calibrated": float(np.mean(err <= k * scale * oof_std)) for k in (1, 2)}
+        if scale
+        else {}
+    )
+    return {
+        "folds": k,
+        "n": n,
+        "r2": m["r2"],
+        "mae": m["mae"],
+        "rmse": m["rmse"],
+        "spearman": float(rho),
+        "coverage_2sd": cover,
+        "coverage_1sd": float(np.mean(err <= oof_std)),
+        "spread_scale": scale,
+        **after,
+        "mean_predictor_mae": float(np.mean(np.abs(y - y.mean()))),
+        "oof_mean": oof_mean.tolist(),
+        "oof_std": oof_std.tolist(),
+    }
 
 
 def spread_scale(y: np.ndarray, oof_mean: np.ndarray, oof_std: np.ndarray) -> float | None:
@@ -387,26 +450,38 @@ def model_dir_default() -> Path:
     return Path("runs") / "cv"
 
 
-def settings_with_fallback(model: str, features: str | None, members: int,
-                           model_dir: str | Path | None) -> tuple[SurrogateSettings, str | None]:
+def settings_with_fallback(
+    model: str, features: str | None, members: int, model_dir: str | Path | None
+) -> tuple[SurrogateSettings, str | None]:
     """(settings, warning) of a benchmark's surrogate. Without ``model_dir``, the pretrained
     model of :func:`model_dir_default` is used when it exists (unless ``features`` is
     ``morgan``); with none at all and no ``features`` named, Morgan fingerprints alone (no
     transfer) — the warning says so. Naming embedding features without a model, or a model
     folder that does not exist, is an :class:`ALError`."""
     warning = None
-    if model_dir is None and features != "morgan" and model_dir_default().joinpath("model.pt").exists():
+    if (
+        model_dir is None
+        and features != "morgan"
+        and model_dir_default().joinpath("model.pt").exists()
+    ):
         model_dir = model_dir_default()
     if model_dir is None and features in (None, "embedding+morgan", "embedding"):
         if features is not None:
-            raise ALError(f"--features {features} needs a pretrained model: --model DIR "
-                          "(make one with `mdxfer pretrain --out runs/cv`).")
-        warning = ("no pretrained model (--model, or runs/cv): using Morgan count fingerprints "
-                   "only, i.e. no transfer. Make one with `mdxfer pretrain --out runs/cv`.")
+            raise ALError(
+                f"--features {features} needs a pretrained model: --model DIR "
+                "(make one with `mdxfer pretrain --out runs/cv`)."
+            )
+        warning = (
+            "no pretrained model (--model, or runs/cv): using Morgan count fingerprints "
+            "only, i.e. no transfer. Make one with `mdxfer pretrain --out runs/cv`."
+        )
         features = "morgan"
     if model_dir is not None and not Path(model_dir).exists():
         raise ALError(f"Model folder {model_dir} does not exist.")
     settings = SurrogateSettings(
-        model=model, features=features or "embedding+morgan", members=members,
-        model_dir=str(model_dir) if model_dir and features != "morgan" else None)
+        model=model,
+        features=features or "embedding+morgan",
+        members=members,
+        model_dir=str(model_dir) if model_dir and features != "morgan" else None,
+    )
     return settings, warning

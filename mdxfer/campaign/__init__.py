@@ -19,5 +19,13 @@ from mdxfer.campaign.runner import Campaign, RunReport, run_campaign
 from mdxfer.campaign.spec import CampaignSpec, Candidate, load_spec, spec_from_dict
 from mdxfer.errors import CampaignError
 
-__all__ = ["Campaign", "CampaignError", "CampaignSpec", "Candidate", "RunReport", "load_spec",
-           "run_campaign", "spec_from_dict"]
+__all__ = [
+    "Campaign",
+    "CampaignError",
+    "CampaignSpec",
+    "Candidate",
+    "RunReport",
+    "load_spec",
+    "run_campaign",
+    "spec_from_dict",
+]

@@ -37,8 +37,14 @@ def _stage(stage: str, workdir: str | Path) -> Iterator[dict[str, Any]]:
     workdir = Path(workdir)
     if STOP.is_set():
         raise StageFailure("the campaign run was stopped", stage, "stopped", str(workdir))
-    rec: dict[str, Any] = {"stage": stage, "workdir": str(workdir), "ran": False,
-                           "host": socket.gethostname(), "started": time.time(), "lammps_s": 0.0}
+    rec: dict[str, Any] = {
+        "stage": stage,
+        "workdir": str(workdir),
+        "ran": False,
+        "host": socket.gethostname(),
+        "started": time.time(),
+        "lammps_s": 0.0,
+    }
     try:
         # two campaigns sharing a work directory never run the same stage at once
         with FileLock(workdir / ".lock", wait=True):
@@ -65,8 +71,9 @@ def _stage_done(workdir: Path, stage: str, protocol: Protocol) -> bool:
     return summary_matches(workdir, _read_json(workdir / f"{stage}.json"), protocol)
 
 
-def build_species(smiles: str, protocol: Protocol, workdir: str,
-                  role: str = "candidate") -> dict[str, Any]:
+def build_species(
+    smiles: str, protocol: Protocol, workdir: str, role: str = "candidate"
+) -> dict[str, Any]:
     """Type, charge and pack ``protocol.n_molecules`` copies of ``smiles`` (canonical) into
     ``workdir/system.data``; skipped when ``species.json`` already holds this box in this
     ``role`` (``candidate`` or ``partner``: the partner's NVT runs ``protocol.partner_ps``)."""
@@ -83,8 +90,9 @@ def build_species(smiles: str, protocol: Protocol, workdir: str,
     return rec
 
 
-def stack_pair(candidate_dir: str, partner_dir: str, protocol: Protocol, workdir: str,
-               *after: Any) -> dict[str, Any]:
+def stack_pair(
+    candidate_dir: str, partner_dir: str, protocol: Protocol, workdir: str, *after: Any
+) -> dict[str, Any]:
     """Stack the NVT cells of the candidate (bottom) and the partner (top) in ``workdir``.
     ``after``: results of the stages this one waits for (Parsl futures, resolved)."""
     from mdxfer.md.interaction import prepare_stack
@@ -96,8 +104,9 @@ def stack_pair(candidate_dir: str, partner_dir: str, protocol: Protocol, workdir
     return rec
 
 
-def _lammps_stage(stage: str, run: Callable, workdir: str, protocol: Protocol,
-                  launcher: Launcher) -> dict[str, Any]:
+def _lammps_stage(
+    stage: str, run: Callable, workdir: str, protocol: Protocol, launcher: Launcher
+) -> dict[str, Any]:
     with _stage(stage, workdir) as rec:
         rec["ran"] = not _stage_done(Path(workdir), stage, protocol)
         summary = run(workdir, protocol, launcher)
@@ -108,25 +117,43 @@ def _lammps_stage(stage: str, run: Callable, workdir: str, protocol: Protocol,
     return rec
 
 
-def compress_stage(workdir: str, protocol: Protocol, launcher: Launcher, *after: Any,
-                   parsl_resource_specification: dict | None = None) -> dict[str, Any]:
+def compress_stage(
+    workdir: str,
+    protocol: Protocol,
+    launcher: Launcher,
+    *after: Any,
+    parsl_resource_specification: dict | None = None,
+) -> dict[str, Any]:
     """Minimise and compress along z at ``protocol.pressure_atm`` (LAMMPS)."""
     from mdxfer.md.interaction import run_compress
 
     return _lammps_stage("compress", run_compress, workdir, protocol, launcher)
 
 
-def nvt_stage(workdir: str, protocol: Protocol, launcher: Launcher, *after: Any,
-              parsl_resource_specification: dict | None = None) -> dict[str, Any]:
+def nvt_stage(
+    workdir: str,
+    protocol: Protocol,
+    launcher: Launcher,
+    *after: Any,
+    parsl_resource_specification: dict | None = None,
+) -> dict[str, Any]:
     """NVT at the mean compressed cell height (LAMMPS); energy averages in kcal/mol."""
     from mdxfer.md.interaction import run_nvt
 
     return _lammps_stage("nvt", run_nvt, workdir, protocol, launcher)
 
 
-def combine_pair(smiles: str, candidate_dir: str, partner_dir: str, pair_dir: str,
-                 protocol: Protocol, partner_protocol: Protocol, launcher: Launcher,
-                 nvt_record: dict[str, Any] | None = None, *after: Any) -> dict[str, Any]:
+def combine_pair(
+    smiles: str,
+    candidate_dir: str,
+    partner_dir: str,
+    pair_dir: str,
+    protocol: Protocol,
+    partner_protocol: Protocol,
+    launcher: Launcher,
+    nvt_record: dict[str, Any] | None = None,
+    *after: Any,
+) -> dict[str, Any]:
     """The result record of one replica, by :func:`mdxfer.md.interaction.replica_result` (the
     one result path: the same fields and meanings as ``mdxfer interaction``'s records); it
     writes ``pair_dir/replica_result.json`` atomically; the record is returned as ``result``.
@@ -140,8 +167,11 @@ def combine_pair(smiles: str, candidate_dir: str, partner_dir: str, pair_dir: st
     from mdxfer.md.interaction import replica_result, summary_matches
 
     with _stage("combine", pair_dir) as rec:
-        dirs = {"candidate": Path(candidate_dir), "partner": Path(partner_dir),
-                "stack": Path(pair_dir)}
+        dirs = {
+            "candidate": Path(candidate_dir),
+            "partner": Path(partner_dir),
+            "stack": Path(pair_dir),
+        }
         legs: dict[str, dict[str, Any]] = {}
         for name, d in dirs.items():
             prot = partner_protocol if name == "partner" else protocol
@@ -149,12 +179,17 @@ def combine_pair(smiles: str, candidate_dir: str, partner_dir: str, pair_dir: st
             for stage in ("compress", "nvt"):
                 data = _read_json(d / f"{stage}.json")
                 if not summary_matches(d, data, prot):
-                    raise StageFailure(f"the {name} box in {d} has no finished '{stage}' stage "
-                                       "for this protocol", "combine", "error", pair_dir)
+                    raise StageFailure(
+                        f"the {name} box in {d} has no finished '{stage}' stage for this protocol",
+                        "combine",
+                        "error",
+                        pair_dir,
+                    )
                 legs[name][stage] = data
         rec["ran"] = not (dirs["stack"] / "replica_result.json").exists()
-        result = replica_result(smiles, dirs["candidate"], dirs["partner"], dirs["stack"],
-                                protocol, launcher, legs=legs)
+        result = replica_result(
+            smiles, dirs["candidate"], dirs["partner"], dirs["stack"], protocol, launcher, legs=legs
+        )
         host = (nvt_record or {}).get("host")
         if host and result.get("host") != host:
             result["host"] = host

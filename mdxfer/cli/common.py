@@ -62,7 +62,12 @@ def warn(message: str, out: Console | None = None) -> None:
 
 def debug_enabled() -> bool:
     """True when tracebacks are wanted: ``--debug`` or ``MDXFER_DEBUG`` set to a true value."""
-    return DEBUG or os.environ.get("MDXFER_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+    return DEBUG or os.environ.get("MDXFER_DEBUG", "").strip().lower() not in (
+        "",
+        "0",
+        "false",
+        "no",
+    )
 
 
 def error_message(exc: BaseException) -> str:
@@ -70,8 +75,10 @@ def error_message(exc: BaseException) -> str:
     if isinstance(exc, MdxferError):
         return str(exc)
     if isinstance(exc, sqlite3.DatabaseError):
-        return (f"SQLite: {exc}. The database file is not an mdxfer database, or it is damaged "
-                "or locked.")
+        return (
+            f"SQLite: {exc}. The database file is not an mdxfer database, or it is damaged "
+            "or locked."
+        )
     if isinstance(exc, UnicodeDecodeError):
         return f"A file is not UTF-8 text ({exc}); give a text file."
     if isinstance(exc, OSError):
@@ -79,9 +86,11 @@ def error_message(exc: BaseException) -> str:
     if isinstance(exc, MemoryError):
         return "Out of memory."
     text = re.sub(r"\s+", " ", str(exc)).strip()
-    return (f"Unexpected {type(exc).__name__}: {text or 'no message'}. This is an input mdxfer "
-            "does not check yet, or a bug: run again with --debug (or MDXFER_DEBUG=1) for the "
-            "traceback, and report it.")
+    return (
+        f"Unexpected {type(exc).__name__}: {text or 'no message'}. This is an input mdxfer "
+        "does not check yet, or a bug: run again with --debug (or MDXFER_DEBUG=1) for the "
+        "traceback, and report it."
+    )
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -115,8 +124,10 @@ def friendly_errors(func: F) -> F:
 #: written into every output folder of a command: its arguments, and the log of what it printed
 ARGS_FILE = "args.json"
 LOG_FILE = "mdxfer.log"
-LOG_FILE_HELP = (f"Append the command's log (arguments, versions, everything it prints) to this file "
-                 f"instead of OUT/{LOG_FILE}.")
+LOG_FILE_HELP = (
+    f"Append the command's log (arguments, versions, everything it prints) to this file "
+    f"instead of OUT/{LOG_FILE}."
+)
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 
@@ -180,12 +191,14 @@ class _Tee:
             self.log.write(self.partial.rsplit("\r", 1)[-1] + "\n")
         self.partial = ""
 
-    def __getattr__(self, name: str):       # isatty, encoding, fileno ... of the real stream
+    def __getattr__(self, name: str):  # isatty, encoding, fileno ... of the real stream
         return getattr(self.stream, name)
 
 
 @contextmanager
-def command_log(out_dir: Path, command: str, params: dict, log_file: Path | None = None) -> Iterator[None]:
+def command_log(
+    out_dir: Path, command: str, params: dict, log_file: Path | None = None
+) -> Iterator[None]:
     """Record a command that writes the folder ``out_dir``: ``OUT/args.json`` (command line,
     parameters, working directory, software versions, start time) and ``OUT/mdxfer.log`` (or
     ``log_file``, appended: a header with the same facts, everything the command prints on
@@ -197,13 +210,20 @@ def command_log(out_dir: Path, command: str, params: dict, log_file: Path | None
     out_dir = Path(out_dir)
     log_path = Path(log_file) if log_file else out_dir / LOG_FILE
     started = datetime.now(UTC)
-    record = {"command": f"mdxfer {command}", "argv": [sys.argv[0].rsplit("/", 1)[-1], *sys.argv[1:]],
-              "params": {k: _jsonable(v) for k, v in params.items()}, "cwd": os.getcwd(),
-              "started": started.isoformat(timespec="seconds"), "log_file": str(log_path),
-              "versions": software_versions()}
-    header = (f"==== {record['started']} mdxfer {command}\n"
-              f"params: {json.dumps(record['params'], sort_keys=True)}\n"
-              f"versions: {json.dumps(record['versions'], sort_keys=True)}\n")
+    record = {
+        "command": f"mdxfer {command}",
+        "argv": [sys.argv[0].rsplit("/", 1)[-1], *sys.argv[1:]],
+        "params": {k: _jsonable(v) for k, v in params.items()},
+        "cwd": os.getcwd(),
+        "started": started.isoformat(timespec="seconds"),
+        "log_file": str(log_path),
+        "versions": software_versions(),
+    }
+    header = (
+        f"==== {record['started']} mdxfer {command}\n"
+        f"params: {json.dumps(record['params'], sort_keys=True)}\n"
+        f"versions: {json.dumps(record['versions'], sort_keys=True)}\n"
+    )
     log = _Log(log_path, out_dir, eager=log_file is not None)
     log.write(header)
     real = sys.stdout, sys.stderr
@@ -241,8 +261,12 @@ def logged(command: str, out_param: str = "out") -> Callable[[F], F]:
 
     def decorate(func: F) -> F:
         sig = inspect.signature(func)
-        extra = inspect.Parameter("log_file", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],
-                                  default=typer.Option(None, "--log-file", help=LOG_FILE_HELP))
+        extra = inspect.Parameter(
+            "log_file",
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=Optional[Path],
+            default=typer.Option(None, "--log-file", help=LOG_FILE_HELP),
+        )
 
         @functools.wraps(func)
         def wrapper(*args, log_file: Path | None = None, **kwargs):

@@ -28,10 +28,12 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                 help="Print the version and exit."),
-    debug: bool = typer.Option(False, "--debug",
-                               help="Show the Python traceback of an error (also: MDXFER_DEBUG=1)."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+    debug: bool = typer.Option(
+        False, "--debug", help="Show the Python traceback of an error (also: MDXFER_DEBUG=1)."
+    ),
 ) -> None:
     """mdxfer command-line interface."""
     common.DEBUG = debug

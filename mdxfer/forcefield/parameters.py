@@ -85,8 +85,14 @@ def angle_params(center: str) -> tuple[float, float]:
 
 
 def torsion_rule(
-    tj: str, tk: str, order: float, ej: str, ek: str,
-    j_other_sp2: bool, k_other_sp2: bool, exocyclic_aromatic: bool,
+    tj: str,
+    tk: str,
+    order: float,
+    ej: str,
+    ek: str,
+    j_other_sp2: bool,
+    k_other_sp2: bool,
+    exocyclic_aromatic: bool,
 ) -> tuple[str, dict[str, float]] | None:
     """The DREIDING torsion case for a central bond j-k, or None when it has no torsion.
 
@@ -174,7 +180,7 @@ class MoleculeFF:
     def donor_types(self) -> set[str]:
         """Type labels of heavy atoms that carry an H___A (hydrogen-bond donors)."""
         out = set()
-        for (i, j) in self.bonds:
+        for i, j in self.bonds:
             for a, b in ((i, j), (j, i)):
                 if self.types[a] == "H___A":
                     out.add(self.labels[b])
@@ -185,8 +191,7 @@ class MoleculeFF:
         """Type labels of the hydrogen-bond acceptors (N, O, F atoms that
         :func:`mdxfer.forcefield.typing.is_hbond_acceptor` accepts)."""
         acc = set(load_table()["hbond"]["acceptor_elements"])
-        return {t for s, t in zip(self.symbols, self.labels)
-                if s in acc and base_type(t) == t}
+        return {t for s, t in zip(self.symbols, self.labels) if s in acc and base_type(t) == t}
 
 
 def _check_supported(mol: Chem.Mol, types: list[str], smiles: str) -> None:
@@ -263,8 +268,14 @@ def parametrize(mol: Chem.Mol, smiles: str | None = None, charges: str = "gastei
             and not ring_info.NumBondRings(b.GetIdx())
         )
         rule = torsion_rule(
-            types[j], types[k], order, symbols[j], symbols[k],
-            other_sp2(j, k), other_sp2(k, j), exo,
+            types[j],
+            types[k],
+            order,
+            symbols[j],
+            symbols[k],
+            other_sp2(j, k),
+            other_sp2(k, j),
+            exo,
         )
         if rule is None:
             continue
@@ -292,10 +303,21 @@ def parametrize(mol: Chem.Mol, smiles: str | None = None, charges: str = "gastei
         return np.array(rows, dtype=int).reshape(-1, width)
 
     return MoleculeFF(
-        smiles=smiles, symbols=symbols, types=types, charges=atom_charges, masses=masses,
-        coords=coords, bonds=arr(bonds, 2), bond_keys=bond_keys, angles=arr(angles, 3),
-        angle_keys=angle_keys, dihedrals=arr(dihedrals, 4), dihedral_keys=dihedral_keys,
-        impropers=arr(impropers, 4), improper_keys=improper_keys, torsion_cases=cases,
+        smiles=smiles,
+        symbols=symbols,
+        types=types,
+        charges=atom_charges,
+        masses=masses,
+        coords=coords,
+        bonds=arr(bonds, 2),
+        bond_keys=bond_keys,
+        angles=arr(angles, 3),
+        angle_keys=angle_keys,
+        dihedrals=arr(dihedrals, 4),
+        dihedral_keys=dihedral_keys,
+        impropers=arr(impropers, 4),
+        improper_keys=improper_keys,
+        torsion_cases=cases,
         labels=type_labels(mol, types),
     )
 

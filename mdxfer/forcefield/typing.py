@@ -131,7 +131,7 @@ def type_labels(mol: Chem.Mol, types: list[str]) -> list[str]:
 
 def base_type(label: str) -> str:
     """The DREIDING type of a LAMMPS type label (drops :data:`NOT_ACCEPTOR`)."""
-    return label[:-len(NOT_ACCEPTOR)] if label.endswith(NOT_ACCEPTOR) else label
+    return label[: -len(NOT_ACCEPTOR)] if label.endswith(NOT_ACCEPTOR) else label
 
 
 def resonance_equivalents(mol: Chem.Mol) -> list[list[int]]:

@@ -75,6 +75,7 @@ def features_for(uses: str, E: np.ndarray | None, FP: np.ndarray | None) -> np.n
 # members
 # --------------------------------------------------------------------------------------------
 
+
 @dataclass
 class HeadMember:
     """A fully connected head on the pooled embedding, with its own target scaling."""
@@ -90,8 +91,12 @@ class HeadMember:
         return self.scaler.inverse(self.head(torch.from_numpy(feats)).squeeze(-1).numpy())
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": "head", "state_dict": copy.deepcopy(self.head.state_dict()),
-                "scaler": asdict(self.scaler), "info": self.info}
+        return {
+            "kind": "head",
+            "state_dict": copy.deepcopy(self.head.state_dict()),
+            "scaler": asdict(self.scaler),
+            "info": self.info,
+        }
 
 
 @dataclass
@@ -106,11 +111,20 @@ class LinearMember:
     info: dict[str, Any] = field(default_factory=dict)
 
     def predict(self, feats: np.ndarray) -> np.ndarray:
-        return ((feats.astype(np.float64) - self.x_mean) / self.x_scale) @ self.coef + self.intercept
+        return (
+            (feats.astype(np.float64) - self.x_mean) / self.x_scale
+        ) @ self.coef + self.intercept
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": "linear", "x_mean": torch.from_numpy(self.x_mean), "x_scale": torch.from_numpy(self.x_scale),
-                "coef": torch.from_numpy(self.coef), "intercept": self.intercept, "uses": self.uses, "info": self.info}
+        return {
+            "kind": "linear",
+            "x_mean": torch.from_numpy(self.x_mean),
+            "x_scale": torch.from_numpy(self.x_scale),
+            "coef": torch.from_numpy(self.coef),
+            "intercept": self.intercept,
+            "uses": self.uses,
+            "info": self.info,
+        }
 
 
 @dataclass
@@ -149,7 +163,13 @@ class GPTable:
             return cls(kernel, uses, feats)
         mean = feats.mean(0)
         sd = float((feats - mean).std())
-        return cls(kernel, uses, (feats - mean) / (sd if sd > 1e-12 else 1.0), mean, sd if sd > 1e-12 else 1.0)
+        return cls(
+            kernel,
+            uses,
+            (feats - mean) / (sd if sd > 1e-12 else 1.0),
+            mean,
+            sd if sd > 1e-12 else 1.0,
+        )
 
     def transform(self, feats: np.ndarray) -> np.ndarray:
         feats = np.asarray(feats, dtype=np.float64)
@@ -161,13 +181,23 @@ class GPTable:
         return pair_terms(self.kernel, q, self.X), self_terms(self.kernel, q)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kernel": self.kernel, "uses": self.uses, "X": torch.from_numpy(np.ascontiguousarray(self.X)),
-                "x_mean": None if self.x_mean is None else torch.from_numpy(self.x_mean), "x_scale": self.x_scale}
+        return {
+            "kernel": self.kernel,
+            "uses": self.uses,
+            "X": torch.from_numpy(np.ascontiguousarray(self.X)),
+            "x_mean": None if self.x_mean is None else torch.from_numpy(self.x_mean),
+            "x_scale": self.x_scale,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GPTable:
-        return cls(d["kernel"], d["uses"], d["X"].numpy(), None if d["x_mean"] is None else d["x_mean"].numpy(),
-                   float(d["x_scale"]))
+        return cls(
+            d["kernel"],
+            d["uses"],
+            d["X"].numpy(),
+            None if d["x_mean"] is None else d["x_mean"].numpy(),
+            float(d["x_scale"]),
+        )
 
 
 @dataclass
@@ -196,12 +226,24 @@ class GPMember:
 
     def to_dict(self) -> dict[str, Any]:
         f = self.fit
-        return {"kind": "gp", "rows": torch.from_numpy(np.asarray(self.rows, dtype=np.int64)),
-                "fit": {"kernel": f.kernel, "signal": f.signal, "noise": f.noise, "mean": f.mean,
-                        "lengthscale": f.lengthscale, "mix": f.mix, "dot_scale": f.dot_scale,
-                        "alpha": torch.from_numpy(f.alpha), "Kinv": torch.from_numpy(f.Kinv), "lml": f.lml,
-                        "info": f.info},
-                "info": self.info}
+        return {
+            "kind": "gp",
+            "rows": torch.from_numpy(np.asarray(self.rows, dtype=np.int64)),
+            "fit": {
+                "kernel": f.kernel,
+                "signal": f.signal,
+                "noise": f.noise,
+                "mean": f.mean,
+                "lengthscale": f.lengthscale,
+                "mix": f.mix,
+                "dot_scale": f.dot_scale,
+                "alpha": torch.from_numpy(f.alpha),
+                "Kinv": torch.from_numpy(f.Kinv),
+                "lml": f.lml,
+                "info": f.info,
+            },
+            "info": self.info,
+        }
 
 
 def gp_member_from_dict(md: dict[str, Any], table: GPTable) -> GPMember:
@@ -209,9 +251,11 @@ def gp_member_from_dict(md: dict[str, Any], table: GPTable) -> GPMember:
     f["alpha"], f["Kinv"] = f["alpha"].numpy(), f["Kinv"].numpy()
     return GPMember(table, md["rows"].numpy(), GPFit(**f), md["info"])
 
+
 # --------------------------------------------------------------------------------------------
 # the ensemble
 # --------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Ensemble:
@@ -245,13 +289,16 @@ class Ensemble:
         """Embeddings of the frozen encoder (n x d); fingerprint sources need ``smiles``."""
         return self.base.embed(graphs, smiles)
 
-    def member_predictions_graphs(self, graphs: GraphSet, smiles: Sequence[str] | None = None) -> np.ndarray:
+    def member_predictions_graphs(
+        self, graphs: GraphSet, smiles: Sequence[str] | None = None
+    ) -> np.ndarray:
         """(n_members x n_graphs) predictions in the target unit. ``smiles`` (one per graph) is
         needed only by fingerprint members."""
         return self.member_moments_graphs(graphs, smiles)[0]
 
-    def member_moments_graphs(self, graphs: GraphSet, smiles: Sequence[str] | None = None,
-                              fps: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def member_moments_graphs(
+        self, graphs: GraphSet, smiles: Sequence[str] | None = None, fps: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Per member (rows) and graph (columns): predicted mean and the member's own
         predictive variance (0 except for Gaussian processes). ``fps``: the graphs' Morgan
         counts when the caller has them (else computed from ``smiles``)."""
@@ -263,7 +310,7 @@ class Ensemble:
             FP = morgan_counts(smiles)
         mean = np.empty((len(self.members), len(graphs)))
         var = np.zeros_like(mean)
-        terms: dict[int, tuple] = {}   # kernel terms per GP table, shared by its members
+        terms: dict[int, tuple] = {}  # kernel terms per GP table, shared by its members
         for k, m in enumerate(self.members):
             X = features_for(m.uses, E, FP)
             if isinstance(m, GPMember):
@@ -274,8 +321,13 @@ class Ensemble:
                 mean[k] = m.predict(X)
         return mean, var
 
-    def mean_std_graphs(self, graphs: GraphSet, smiles: Sequence[str] | None = None,
-                        calibrated: bool = True, fps: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def mean_std_graphs(
+        self,
+        graphs: GraphSet,
+        smiles: Sequence[str] | None = None,
+        calibrated: bool = True,
+        fps: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Ensemble mean and spread (:func:`combine_moments`), the spread calibrated."""
         mean, var = self.member_moments_graphs(graphs, smiles, fps)
         return combine_moments(mean, var, self.spread_scale if calibrated else 1.0)
@@ -283,17 +335,30 @@ class Ensemble:
     def applicability(self, graphs: GraphSet) -> list[str]:
         """Per graph ``""`` (inside the source domain) or the reason it is outside."""
         d = self.domain or {}
-        return applicability(graphs, d.get("elements", QM9_ELEMENTS), d.get("max_heavy_atoms", QM9_MAX_HEAVY_ATOMS))
+        return applicability(
+            graphs, d.get("elements", QM9_ELEMENTS), d.get("max_heavy_atoms", QM9_MAX_HEAVY_ATOMS)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         tables = {id(t): k for k, t in enumerate(self._gp_tables())}
-        members = [dict(m.to_dict(), table=tables[id(m.table)]) if isinstance(m, GPMember) else m.to_dict()
-                   for m in self.members]
-        return {"format": ENSEMBLE_FORMAT, "format_version": ENSEMBLE_FORMAT_VERSION,
-                "featurizer": FEATURIZER_VERSION, "mode": self.mode, "base": self.base.to_dict(),
-                "members": members, "target_name": self.target_name,
-                "target_unit": self.target_unit, "domain": self.domain, "provenance": self.provenance,
-                "calibration": self.calibration, "gp_tables": [t.to_dict() for t in self._gp_tables()]}
+        members = [
+            dict(m.to_dict(), table=tables[id(m.table)]) if isinstance(m, GPMember) else m.to_dict()
+            for m in self.members
+        ]
+        return {
+            "format": ENSEMBLE_FORMAT,
+            "format_version": ENSEMBLE_FORMAT_VERSION,
+            "featurizer": FEATURIZER_VERSION,
+            "mode": self.mode,
+            "base": self.base.to_dict(),
+            "members": members,
+            "target_name": self.target_name,
+            "target_unit": self.target_unit,
+            "domain": self.domain,
+            "provenance": self.provenance,
+            "calibration": self.calibration,
+            "gp_tables": [t.to_dict() for t in self._gp_tables()],
+        }
 
     def _gp_tables(self) -> list[GPTable]:
         out: dict[int, GPTable] = {}
@@ -329,8 +394,10 @@ def load_ensemble(path: str | Path) -> Ensemble:
         if d.get("format") != ENSEMBLE_FORMAT:
             raise DataError(f"{ens_file} is not an mdxfer ensemble file.")
         if d.get("featurizer") != FEATURIZER_VERSION:
-            raise DataError(f"{ens_file} uses featuriser {d.get('featurizer')!r}, this mdxfer "
-                            f"{FEATURIZER_VERSION!r}; redo the transfer.")
+            raise DataError(
+                f"{ens_file} uses featuriser {d.get('featurizer')!r}, this mdxfer "
+                f"{FEATURIZER_VERSION!r}; redo the transfer."
+            )
         base = source_from_dict(d["base"], str(ens_file))
         forests = None
         members = []
@@ -342,8 +409,16 @@ def load_ensemble(path: str | Path) -> Ensemble:
                 head.eval()
                 members.append(HeadMember(head, TargetScaler(**md["scaler"]), md["info"]))
             elif md["kind"] == "linear":
-                members.append(LinearMember(md["x_mean"].numpy(), md["x_scale"].numpy(), md["coef"].numpy(),
-                                            md["intercept"], md["uses"], md["info"]))
+                members.append(
+                    LinearMember(
+                        md["x_mean"].numpy(),
+                        md["x_scale"].numpy(),
+                        md["coef"].numpy(),
+                        md["intercept"],
+                        md["uses"],
+                        md["info"],
+                    )
+                )
             elif md["kind"] == "forest":
                 if forests is None:
                     import joblib
@@ -354,16 +429,33 @@ def load_ensemble(path: str | Path) -> Ensemble:
                 members.append(gp_member_from_dict(md, gp_tables[md["table"]]))
             else:
                 raise DataError(f"{ens_file}: unknown member kind {md['kind']!r}.")
-        return Ensemble(base, members, d["mode"], d["target_name"], d["target_unit"], d["domain"],
-                        d["provenance"], d.get("calibration", {}))
+        return Ensemble(
+            base,
+            members,
+            d["mode"],
+            d["target_name"],
+            d["target_unit"],
+            d["domain"],
+            d["provenance"],
+            d.get("calibration", {}),
+        )
     model_file = folder / "model.pt" if path.is_dir() else path
     if model_file.exists():
         base = load_source(model_file)
         member = HeadMember(base.model.head, base.scaler, {"source": "pretrained head"})
         domain = base.provenance.get("data", {}).get("domain", {})
-        return Ensemble(base, [member], "pretrained", base.scaler.name, base.scaler.unit, domain,
-                        base.provenance)
-    raise DataError(f"{path} holds neither ensemble.pt (mdxfer transfer) nor model.pt (mdxfer pretrain).")
+        return Ensemble(
+            base,
+            [member],
+            "pretrained",
+            base.scaler.name,
+            base.scaler.unit,
+            domain,
+            base.provenance,
+        )
+    raise DataError(
+        f"{path} holds neither ensemble.pt (mdxfer transfer) nor model.pt (mdxfer pretrain)."
+    )
 
 
 def predict_members(ensemble: Ensemble, smiles: Sequence[str]) -> np.ndarray:
@@ -376,7 +468,9 @@ def predict_members(ensemble: Ensemble, smiles: Sequence[str]) -> np.ndarray:
     return out
 
 
-def combine_moments(mean: np.ndarray, var: np.ndarray, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def combine_moments(
+    mean: np.ndarray, var: np.ndarray, scale: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Mean and spread of an ensemble from its members' means and variances (members x n):
     the spread is ``scale * sqrt(var_between + mean var_within)`` (``var_between`` with
     ddof 1; 0 for one member)."""
@@ -384,13 +478,17 @@ def combine_moments(mean: np.ndarray, var: np.ndarray, scale: float = 1.0) -> tu
     return mean.mean(0), scale * np.sqrt(between + var.mean(0))
 
 
-def predict(ensemble: Ensemble, smiles: Sequence[str], calibrated: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def predict(
+    ensemble: Ensemble, smiles: Sequence[str], calibrated: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """Mean and spread of the ensemble (target unit; the spread calibrated unless
     ``calibrated=False``); NaN if unparsable."""
     f = featurize_smiles(list(smiles))
     mean, std = np.full(len(smiles), np.nan), np.full(len(smiles), np.nan)
     if len(f.graphs):
-        mean[f.index], std[f.index] = ensemble.mean_std_graphs(f.graphs, [smiles[i] for i in f.index], calibrated)
+        mean[f.index], std[f.index] = ensemble.mean_std_graphs(
+            f.graphs, [smiles[i] for i in f.index], calibrated
+        )
     return mean, std
 
 
@@ -411,9 +509,11 @@ def in_domain(ensemble: Ensemble, smiles: Sequence[str]) -> list[str | None]:
         out[i] = note
     return out
 
+
 # --------------------------------------------------------------------------------------------
 # committees
 # --------------------------------------------------------------------------------------------
+
 
 class Committee(Ensemble):
     """Several ensembles whose predictions are pooled (member predictions stacked): the mean of
@@ -422,15 +522,25 @@ class Committee(Ensemble):
 
     def __init__(self, parts: Sequence[Ensemble], provenance: dict[str, Any] | None = None):
         first = parts[0]
-        super().__init__(first.base, [m for p in parts for m in p.members], "shotgun", first.target_name,
-                         first.target_unit, first.domain, provenance or {})
+        super().__init__(
+            first.base,
+            [m for p in parts for m in p.members],
+            "shotgun",
+            first.target_name,
+            first.target_unit,
+            first.domain,
+            provenance or {},
+        )
         self.parts = list(parts)
 
-    def member_predictions_graphs(self, graphs: GraphSet, smiles: Sequence[str] | None = None) -> np.ndarray:
+    def member_predictions_graphs(
+        self, graphs: GraphSet, smiles: Sequence[str] | None = None
+    ) -> np.ndarray:
         return np.vstack([p.member_predictions_graphs(graphs, smiles) for p in self.parts])
 
-    def member_moments_graphs(self, graphs: GraphSet, smiles: Sequence[str] | None = None,
-                              fps: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def member_moments_graphs(
+        self, graphs: GraphSet, smiles: Sequence[str] | None = None, fps: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         moments = [p.member_moments_graphs(graphs, smiles, fps) for p in self.parts]
         return np.vstack([m for m, _ in moments]), np.vstack([v for _, v in moments])
 
@@ -445,8 +555,10 @@ class Committee(Ensemble):
         for k, p in enumerate(self.parts):
             p.save(out / f"part-{k}")
             names.append(f"part-{k}")
-        write_json_atomic(out / "committee.json",
-                          {"format": COMMITTEE_FORMAT, "parts": names, "provenance": self.provenance})
+        write_json_atomic(
+            out / "committee.json",
+            {"format": COMMITTEE_FORMAT, "parts": names, "provenance": self.provenance},
+        )
 
 
 def load_committee(folder: str | Path) -> Committee:

@@ -12,12 +12,20 @@ def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     from sklearn.metrics import mean_absolute_error, r2_score
 
     y, pred = np.asarray(y, float), np.asarray(pred, float)
-    return {"r2": float(r2_score(y, pred)), "mae": float(mean_absolute_error(y, pred)),
-            "rmse": float(np.sqrt(np.mean((y - pred) ** 2)))}
+    return {
+        "r2": float(r2_score(y, pred)),
+        "mae": float(mean_absolute_error(y, pred)),
+        "rmse": float(np.sqrt(np.mean((y - pred) ** 2))),
+    }
 
 
-def parity_plot(path: str | Path, sets: list[tuple[str, np.ndarray, np.ndarray, np.ndarray | None]],
-                label: str, title: str = "", r2: dict[str, float] | None = None) -> None:
+def parity_plot(
+    path: str | Path,
+    sets: list[tuple[str, np.ndarray, np.ndarray, np.ndarray | None]],
+    label: str,
+    title: str = "",
+    r2: dict[str, float] | None = None,
+) -> None:
     """Predicted vs reference scatter with the diagonal; ``sets`` = (name, y, pred, pred_std).
     The legend shows each set's R² (or ``r2[name]`` when given)."""
     import matplotlib
@@ -36,10 +44,18 @@ def parity_plot(path: str | Path, sets: list[tuple[str, np.ndarray, np.ndarray, 
         value = (r2 or {}).get(name, regression_metrics(y, p)["r2"] if len(y) > 1 else float("nan"))
         lab = f"{name} (n={len(y)}, R²={value:.3f})"
         if s is not None:
-            ax.errorbar(y, p, yerr=s, fmt="o", ms=4, alpha=0.8, elinewidth=0.8, color=f"C{k}", label=lab)
+            ax.errorbar(
+                y, p, yerr=s, fmt="o", ms=4, alpha=0.8, elinewidth=0.8, color=f"C{k}", label=lab
+            )
         else:
-            ax.scatter(y, p, s=6 if len(y) > 200 else 16, alpha=0.5 if len(y) > 200 else 0.8, color=f"C{k}",
-                       label=lab)
+            ax.scatter(
+                y,
+                p,
+                s=6 if len(y) > 200 else 16,
+                alpha=0.5 if len(y) > 200 else 0.8,
+                color=f"C{k}",
+                label=lab,
+            )
     ax.set_xlim(lo - pad, hi + pad)
     ax.set_ylim(lo - pad, hi + pad)
     ax.set_aspect("equal")
@@ -53,8 +69,9 @@ def parity_plot(path: str | Path, sets: list[tuple[str, np.ndarray, np.ndarray, 
     plt.close(fig)
 
 
-def calibration_plot(path: str | Path, y: np.ndarray, mean: np.ndarray, std: np.ndarray, scale: float,
-                     title: str) -> None:
+def calibration_plot(
+    path: str | Path, y: np.ndarray, mean: np.ndarray, std: np.ndarray, scale: float, title: str
+) -> None:
     """Observed fraction of targets inside mean ± k·spread against the Gaussian expectation,
     before and after scaling the spread."""
     import matplotlib

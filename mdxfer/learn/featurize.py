@@ -68,23 +68,70 @@ FEATURIZER_VERSION = "dgllife-canonical-atom74-bond12/v1"
 
 #: DGL-LifeSci's default ``atom_type_one_hot`` allowable set, in its order.
 ATOM_TYPES: tuple[str, ...] = (
-    "C", "N", "O", "S", "F", "Si", "P", "Cl", "Br", "Mg", "Na", "Ca", "Fe", "As", "Al", "I",
-    "B", "V", "K", "Tl", "Yb", "Sb", "Sn", "Ag", "Pd", "Co", "Se", "Ti", "Zn", "H", "Li", "Ge",
-    "Cu", "Au", "Ni", "Cd", "In", "Mn", "Zr", "Cr", "Pt", "Hg", "Pb",
+    "C",
+    "N",
+    "O",
+    "S",
+    "F",
+    "Si",
+    "P",
+    "Cl",
+    "Br",
+    "Mg",
+    "Na",
+    "Ca",
+    "Fe",
+    "As",
+    "Al",
+    "I",
+    "B",
+    "V",
+    "K",
+    "Tl",
+    "Yb",
+    "Sb",
+    "Sn",
+    "Ag",
+    "Pd",
+    "Co",
+    "Se",
+    "Ti",
+    "Zn",
+    "H",
+    "Li",
+    "Ge",
+    "Cu",
+    "Au",
+    "Ni",
+    "Cd",
+    "In",
+    "Mn",
+    "Zr",
+    "Cr",
+    "Pt",
+    "Hg",
+    "Pb",
 )
 HYBRIDIZATIONS = (
-    Chem.rdchem.HybridizationType.SP, Chem.rdchem.HybridizationType.SP2,
-    Chem.rdchem.HybridizationType.SP3, Chem.rdchem.HybridizationType.SP3D,
+    Chem.rdchem.HybridizationType.SP,
+    Chem.rdchem.HybridizationType.SP2,
+    Chem.rdchem.HybridizationType.SP3,
+    Chem.rdchem.HybridizationType.SP3D,
     Chem.rdchem.HybridizationType.SP3D2,
 )
 BOND_TYPES = (
-    Chem.rdchem.BondType.SINGLE, Chem.rdchem.BondType.DOUBLE,
-    Chem.rdchem.BondType.TRIPLE, Chem.rdchem.BondType.AROMATIC,
+    Chem.rdchem.BondType.SINGLE,
+    Chem.rdchem.BondType.DOUBLE,
+    Chem.rdchem.BondType.TRIPLE,
+    Chem.rdchem.BondType.AROMATIC,
 )
 BOND_STEREOS = (
-    Chem.rdchem.BondStereo.STEREONONE, Chem.rdchem.BondStereo.STEREOANY,
-    Chem.rdchem.BondStereo.STEREOZ, Chem.rdchem.BondStereo.STEREOE,
-    Chem.rdchem.BondStereo.STEREOCIS, Chem.rdchem.BondStereo.STEREOTRANS,
+    Chem.rdchem.BondStereo.STEREONONE,
+    Chem.rdchem.BondStereo.STEREOANY,
+    Chem.rdchem.BondStereo.STEREOZ,
+    Chem.rdchem.BondStereo.STEREOE,
+    Chem.rdchem.BondStereo.STEREOCIS,
+    Chem.rdchem.BondStereo.STEREOTRANS,
 )
 
 ATOM_FEATURE_SIZE = 74
@@ -115,13 +162,21 @@ _IMPLICIT = Chem.ValenceType.IMPLICIT
 # per-molecule integer tables
 # --------------------------------------------------------------------------------------------
 
+
 def atom_table(mol: Chem.Mol) -> np.ndarray:
     """Integer table (n_atoms x 8): Z, degree, implicit valence, formal charge, radical
     electrons, hybridisation (RDKit enum value), aromatic, total H — in RDKit atom order."""
     rows = [
-        (a.GetAtomicNum(), a.GetDegree(), a.GetValence(_IMPLICIT), a.GetFormalCharge(),
-         a.GetNumRadicalElectrons(), int(a.GetHybridization()), a.GetIsAromatic(),
-         a.GetTotalNumHs())
+        (
+            a.GetAtomicNum(),
+            a.GetDegree(),
+            a.GetValence(_IMPLICIT),
+            a.GetFormalCharge(),
+            a.GetNumRadicalElectrons(),
+            int(a.GetHybridization()),
+            a.GetIsAromatic(),
+            a.GetTotalNumHs(),
+        )
         for a in mol.GetAtoms()
     ]
     return np.array(rows, dtype=np.int64).reshape(-1, 8)
@@ -131,8 +186,14 @@ def bond_table(mol: Chem.Mol) -> np.ndarray:
     """Integer table (n_bonds x 6): begin atom, end atom, bond type (RDKit enum value),
     conjugated, in ring, stereo (RDKit enum value) — in RDKit bond order."""
     rows = [
-        (b.GetBeginAtomIdx(), b.GetEndAtomIdx(), int(b.GetBondType()), b.GetIsConjugated(),
-         b.IsInRing(), int(b.GetStereo()))
+        (
+            b.GetBeginAtomIdx(),
+            b.GetEndAtomIdx(),
+            int(b.GetBondType()),
+            b.GetIsConjugated(),
+            b.IsInRing(),
+            int(b.GetStereo()),
+        )
         for b in mol.GetBonds()
     ]
     return np.array(rows, dtype=np.int64).reshape(-1, 6)
@@ -190,6 +251,7 @@ def canonical_bond_features(mol: Chem.Mol) -> np.ndarray:
 # SMILES parsing
 # --------------------------------------------------------------------------------------------
 
+
 def parse_smiles_or_none(smiles: str) -> Chem.Mol | None:
     """RDKit molecule (hydrogens implicit, as DGL-LifeSci's ``smiles_to_bigraph``) or ``None``
     when RDKit cannot parse or sanitise it, or would read only part of the string (the same
@@ -212,6 +274,7 @@ def parse_smiles_or_none(smiles: str) -> Chem.Mol | None:
 # packed graphs
 # --------------------------------------------------------------------------------------------
 
+
 @dataclass
 class GraphSet:
     """Many molecular graphs packed into flat arrays (no per-graph Python objects).
@@ -222,12 +285,12 @@ class GraphSet:
     each node (for the applicability check).
     """
 
-    x: np.ndarray          # (N, 74) float32
+    x: np.ndarray  # (N, 74) float32
     edge_index: np.ndarray  # (2, E) int64, global node ids
-    edge_attr: np.ndarray   # (E, 12) float32
-    node_ptr: np.ndarray    # (G+1,) int64
-    edge_ptr: np.ndarray    # (G+1,) int64
-    z: np.ndarray           # (N,) int16 atomic numbers
+    edge_attr: np.ndarray  # (E, 12) float32
+    node_ptr: np.ndarray  # (G+1,) int64
+    edge_ptr: np.ndarray  # (G+1,) int64
+    z: np.ndarray  # (N,) int16 atomic numbers
 
     def __len__(self) -> int:
         return len(self.node_ptr) - 1
@@ -245,9 +308,9 @@ class GraphSet:
 
     def elements(self, g: int) -> set[int]:
         """Atomic numbers present in graph ``g``."""
-        return set(self.z[self.node_ptr[g]:self.node_ptr[g + 1]].tolist())
+        return set(self.z[self.node_ptr[g] : self.node_ptr[g + 1]].tolist())
 
-    def subset(self, idx: Sequence[int] | np.ndarray) -> "GraphSet":
+    def subset(self, idx: Sequence[int] | np.ndarray) -> GraphSet:
         """A new :class:`GraphSet` holding graphs ``idx`` in that order (vectorised)."""
         idx = np.asarray(idx, dtype=np.int64)
         n_start, n_cnt = self.node_ptr[idx], np.diff(self.node_ptr)[idx]
@@ -257,8 +320,14 @@ class GraphSet:
         nodes = _ranges(n_start, n_cnt)
         edges = _ranges(e_start, e_cnt)
         shift = np.repeat(node_ptr[:-1] - n_start, e_cnt)
-        return GraphSet(self.x[nodes], self.edge_index[:, edges] + shift, self.edge_attr[edges],
-                        node_ptr, edge_ptr, self.z[nodes])
+        return GraphSet(
+            self.x[nodes],
+            self.edge_index[:, edges] + shift,
+            self.edge_attr[edges],
+            node_ptr,
+            edge_ptr,
+            self.z[nodes],
+        )
 
     def to_batch(self, idx: Sequence[int] | np.ndarray | None = None):
         """A PyG mini-batch (``torch_geometric.data.Batch``) of graphs ``idx`` (all if None),
@@ -269,27 +338,47 @@ class GraphSet:
         gs = self if idx is None else self.subset(idx)
         counts = torch.from_numpy(np.diff(gs.node_ptr))
         batch = torch.repeat_interleave(torch.arange(len(gs)), counts)
-        return Batch(x=torch.from_numpy(gs.x), edge_index=torch.from_numpy(gs.edge_index),
-                     edge_attr=torch.from_numpy(gs.edge_attr), batch=batch,
-                     ptr=torch.from_numpy(gs.node_ptr), _num_graphs=len(gs))
+        return Batch(
+            x=torch.from_numpy(gs.x),
+            edge_index=torch.from_numpy(gs.edge_index),
+            edge_attr=torch.from_numpy(gs.edge_attr),
+            batch=batch,
+            ptr=torch.from_numpy(gs.node_ptr),
+            _num_graphs=len(gs),
+        )
 
     def save(self, path: str | Path) -> None:
         """Write to ``.npz`` (features stored as int8: every value is a small integer)."""
-        np.savez_compressed(path, x=self.x.astype(np.int8), edge_index=self.edge_index.astype(np.int32),
-                            edge_attr=self.edge_attr.astype(np.int8), node_ptr=self.node_ptr,
-                            edge_ptr=self.edge_ptr, z=self.z, version=FEATURIZER_VERSION)
+        np.savez_compressed(
+            path,
+            x=self.x.astype(np.int8),
+            edge_index=self.edge_index.astype(np.int32),
+            edge_attr=self.edge_attr.astype(np.int8),
+            node_ptr=self.node_ptr,
+            edge_ptr=self.edge_ptr,
+            z=self.z,
+            version=FEATURIZER_VERSION,
+        )
 
     @classmethod
-    def load(cls, path: str | Path) -> "GraphSet":
+    def load(cls, path: str | Path) -> GraphSet:
         """Read a file written by :meth:`save`."""
         with np.load(path) as f:
             if str(f["version"]) != FEATURIZER_VERSION:
-                raise ValueError(f"{path}: featuriser version {f['version']} != {FEATURIZER_VERSION}")
-            return cls(f["x"].astype(np.float32), f["edge_index"].astype(np.int64),
-                       f["edge_attr"].astype(np.float32), f["node_ptr"], f["edge_ptr"], f["z"])
+                raise ValueError(
+                    f"{path}: featuriser version {f['version']} != {FEATURIZER_VERSION}"
+                )
+            return cls(
+                f["x"].astype(np.float32),
+                f["edge_index"].astype(np.int64),
+                f["edge_attr"].astype(np.float32),
+                f["node_ptr"],
+                f["edge_ptr"],
+                f["z"],
+            )
 
     @classmethod
-    def concat(cls, parts: Sequence["GraphSet"]) -> "GraphSet":
+    def concat(cls, parts: Sequence[GraphSet]) -> GraphSet:
         """Join several sets end to end."""
         if len(parts) == 1:
             return parts[0]
@@ -325,12 +414,35 @@ def featurize_mols(mols: Iterable[Chem.Mol]) -> GraphSet:
         # GetAtomWithIdx/GetBondWithIdx: RDKit's GetAtoms()/GetBonds() sequences are iterated in
         # Python (a __len__ and a __getitem__ call per atom), ~40 % slower for the same atoms
         atoms = map(mol.GetAtomWithIdx, range(mol.GetNumAtoms()))
-        arows.extend([(a.GetAtomicNum(), a.GetDegree(), a.GetValence(_IMPLICIT), a.GetFormalCharge(),
-                       a.GetNumRadicalElectrons(), int(a.GetHybridization()), a.GetIsAromatic(),
-                       a.GetTotalNumHs()) for a in atoms])
+        arows.extend(
+            [
+                (
+                    a.GetAtomicNum(),
+                    a.GetDegree(),
+                    a.GetValence(_IMPLICIT),
+                    a.GetFormalCharge(),
+                    a.GetNumRadicalElectrons(),
+                    int(a.GetHybridization()),
+                    a.GetIsAromatic(),
+                    a.GetTotalNumHs(),
+                )
+                for a in atoms
+            ]
+        )
         bonds = map(mol.GetBondWithIdx, range(mol.GetNumBonds()))
-        brows.extend([(b.GetBeginAtomIdx(), b.GetEndAtomIdx(), int(b.GetBondType()), b.GetIsConjugated(),
-                       b.IsInRing(), int(b.GetStereo())) for b in bonds])
+        brows.extend(
+            [
+                (
+                    b.GetBeginAtomIdx(),
+                    b.GetEndAtomIdx(),
+                    int(b.GetBondType()),
+                    b.GetIsConjugated(),
+                    b.IsInRing(),
+                    int(b.GetStereo()),
+                )
+                for b in bonds
+            ]
+        )
         node_ptr.append(len(arows))
         bond_ptr.append(len(brows))
     at = np.array(arows, dtype=np.int64).reshape(-1, 8)
@@ -355,8 +467,8 @@ class Featurized:
     """Result of :func:`featurize_smiles`: graphs for the parsable inputs, in input order."""
 
     graphs: GraphSet
-    index: np.ndarray          # position in the input list of each graph
-    failed: list[int]          # positions that RDKit could not parse
+    index: np.ndarray  # position in the input list of each graph
+    failed: list[int]  # positions that RDKit could not parse
 
 
 def _featurize_chunk(smiles: Sequence[str]) -> tuple[GraphSet, list[int], list[int]]:
@@ -378,7 +490,7 @@ def featurize_smiles(smiles: Sequence[str], n_jobs: int = 1, chunk_size: int = 5
     (worth it above ~10,000 molecules).
     """
     smiles = list(smiles)
-    chunks = [smiles[i:i + chunk_size] for i in range(0, len(smiles), chunk_size)] or [[]]
+    chunks = [smiles[i : i + chunk_size] for i in range(0, len(smiles), chunk_size)] or [[]]
     if n_jobs > 1 and len(chunks) > 1:
         import multiprocessing as mp
 
@@ -440,8 +552,11 @@ def to_pyg(mol: Chem.Mol, y: float | None = None):
     from torch_geometric.data import Data
 
     gs = featurize_mols([mol])
-    data = Data(x=torch.from_numpy(gs.x), edge_index=torch.from_numpy(gs.edge_index),
-                edge_attr=torch.from_numpy(gs.edge_attr))
+    data = Data(
+        x=torch.from_numpy(gs.x),
+        edge_index=torch.from_numpy(gs.edge_index),
+        edge_attr=torch.from_numpy(gs.edge_attr),
+    )
     if y is not None:
         data.y = torch.tensor([y], dtype=torch.float32)
     return data
@@ -456,8 +571,11 @@ QM9_ELEMENTS = (1, 6, 7, 8, 9)
 QM9_MAX_HEAVY_ATOMS = 9
 
 
-def applicability(graphs: GraphSet, elements: Iterable[int] = QM9_ELEMENTS,
-                  max_heavy_atoms: int = QM9_MAX_HEAVY_ATOMS) -> list[str]:
+def applicability(
+    graphs: GraphSet,
+    elements: Iterable[int] = QM9_ELEMENTS,
+    max_heavy_atoms: int = QM9_MAX_HEAVY_ATOMS,
+) -> list[str]:
     """Per graph: ``""`` when inside the source domain, else the reason(s), e.g.
     ``"elements Cl,S; 12 heavy atoms > 9"``."""
     allowed = np.zeros(128, dtype=bool)
@@ -471,8 +589,16 @@ def applicability(graphs: GraphSet, elements: Iterable[int] = QM9_ELEMENTS,
     for g in range(len(graphs)):
         reasons = []
         if n_bad[g]:
-            zs = sorted({int(v) for v in z[graphs.node_ptr[g]:graphs.node_ptr[g + 1]] if not allowed[min(v, 127)]})
-            reasons.append("elements " + ",".join(_PT.GetElementSymbol(v) if v > 0 else "*" for v in zs))
+            zs = sorted(
+                {
+                    int(v)
+                    for v in z[graphs.node_ptr[g] : graphs.node_ptr[g + 1]]
+                    if not allowed[min(v, 127)]
+                }
+            )
+            reasons.append(
+                "elements " + ",".join(_PT.GetElementSymbol(v) if v > 0 else "*" for v in zs)
+            )
         if heavy[g] > max_heavy_atoms:
             reasons.append(f"{heavy[g]} heavy atoms > {max_heavy_atoms}")
         out.append("; ".join(reasons))

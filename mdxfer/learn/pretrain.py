@@ -82,15 +82,32 @@ class PretrainSettings:
 
     def config(self) -> ModelConfig:
         base = self.arch if self.arch is not None else preset(self.preset)
-        return replace(base, **{k: v for k, v in {"max_epochs": self.max_epochs, "patience": self.patience,
-                                                 "batch_size": self.batch_size, "lr": self.lr}.items()
-                                if v is not None})
+        return replace(
+            base,
+            **{
+                k: v
+                for k, v in {
+                    "max_epochs": self.max_epochs,
+                    "patience": self.patience,
+                    "batch_size": self.batch_size,
+                    "lr": self.lr,
+                }.items()
+                if v is not None
+            },
+        )
 
 
-def pretrain(out_dir: str | Path, settings: PretrainSettings | None = None, threads: int = 1,
-             jobs: int = 1, resume: bool = True, time_limit_s: float | None = None,
-             progress: bool = True, use_cache: bool = True,
-             log: Callable[[str], None] | None = None) -> dict[str, Any]:
+def pretrain(
+    out_dir: str | Path,
+    settings: PretrainSettings | None = None,
+    threads: int = 1,
+    jobs: int = 1,
+    resume: bool = True,
+    time_limit_s: float | None = None,
+    progress: bool = True,
+    use_cache: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Pretrain a network on a seeded QM9 subset and write the files listed in the module
     docstring. Returns the metrics dictionary (also in ``metrics.json``).
 
@@ -107,8 +124,9 @@ def pretrain(out_dir: str | Path, settings: PretrainSettings | None = None, thre
     t0 = time.perf_counter()
 
     if s.data:
-        sp, source, skipped, notes = table_split(s.data, s.target, s.smiles_col, s.n, s.n_val,
-                                                 s.seed, s.split_seed)
+        sp, source, skipped, notes = table_split(
+            s.data, s.target, s.smiles_col, s.n, s.n_val, s.seed, s.split_seed
+        )
         if notes:
             log(f"{s.data}: " + "; ".join(notes))
     else:
@@ -121,10 +139,15 @@ def pretrain(out_dir: str | Path, settings: PretrainSettings | None = None, thre
         bad = ", ".join(smiles[i] for i in feats.failed[:5])
         raise DataError(f"RDKit could not parse {len(feats.failed)} SMILES (e.g. {bad}).")
     n_tr = len(sp.train)
-    train_g, val_g = feats.graphs.subset(np.arange(n_tr)), feats.graphs.subset(np.arange(n_tr, len(smiles)))
+    train_g, val_g = (
+        feats.graphs.subset(np.arange(n_tr)),
+        feats.graphs.subset(np.arange(n_tr, len(smiles))),
+    )
     t_data = time.perf_counter() - t0
-    log(f"data: {n_tr} train / {len(sp.val)} val molecules ({source}), target {s.target}, "
-        f"hash {data_hash[:12]}; read and featurised in {t_data:.1f} s")
+    log(
+        f"data: {n_tr} train / {len(sp.val)} val molecules ({source}), target {s.target}, "
+        f"hash {data_hash[:12]}; read and featurised in {t_data:.1f} s"
+    )
 
     unit = s.unit or qm9.UNITS.get(s.target, "")
     scaler = TargetScaler.fit(sp.train[s.target].to_numpy(), s.target, unit)
@@ -139,15 +162,25 @@ def pretrain(out_dir: str | Path, settings: PretrainSettings | None = None, thre
         log(f"encoder initialised from {s.init_encoder} (sha256 {init_digest[:12]})")
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = make_scheduler(cfg, opt)
-    run_key = {"data_hash": data_hash, "arch": {k: v for k, v in cfg.to_dict().items()
-                                                  if k not in ("max_epochs", "patience")},
-               "seed": s.seed, "featurizer": FEATURIZER_VERSION, "init_encoder": init_digest}
+    run_key = {
+        "data_hash": data_hash,
+        "arch": {k: v for k, v in cfg.to_dict().items() if k not in ("max_epochs", "patience")},
+        "seed": s.seed,
+        "featurizer": FEATURIZER_VERSION,
+        "init_encoder": init_digest,
+    }
     stopper = EarlyStopper(cfg.patience, time_limit_s)
-    ckpt = Checkpoint(out / "checkpoint.pt", run_key,
-                      {"model": model, "optimizer": opt, "scheduler": sched}, torch_rng=True)
+    ckpt = Checkpoint(
+        out / "checkpoint.pt",
+        run_key,
+        {"model": model, "optimizer": opt, "scheduler": sched},
+        torch_rng=True,
+    )
     if resume and ckpt.resume(stopper, "other data, preset or seed"):
-        log(f"resuming after epoch {stopper.epoch} (best val loss {stopper.best_loss:.4f} "
-            f"at epoch {stopper.best_epoch})")
+        log(
+            f"resuming after epoch {stopper.epoch} (best val loss {stopper.best_loss:.4f} "
+            f"at epoch {stopper.best_epoch})"
+        )
 
     def run_epoch(done: int) -> EpochResult:
         gen = torch.Generator().manual_seed(s.seed * 1_000_003 + done)
@@ -157,38 +190,96 @@ def pretrain(out_dir: str | Path, settings: PretrainSettings | None = None, thre
         vm = regression_metrics(y_val, scaler.inverse(zval))
         if sched is not None:
             sched.step(val_loss)
-        return EpochResult(val_loss, {"train_loss": tr_loss, "val_loss": val_loss, "val_r2": vm["r2"],
-                                      "val_mae": vm["mae"], "lr": opt.param_groups[0]["lr"]})
+        return EpochResult(
+            val_loss,
+            {
+                "train_loss": tr_loss,
+                "val_loss": val_loss,
+                "val_r2": vm["r2"],
+                "val_mae": vm["mae"],
+                "lr": opt.param_groups[0]["lr"],
+            },
+        )
 
     def describe(r: EpochResult, st: EarlyStopper) -> str:
-        return (f"train {r.row['train_loss']:.4f}  val {r.val_loss:.4f}  val R² {r.row['val_r2']:.4f}  "
-                f"best@{st.best_epoch}")
+        return (
+            f"train {r.row['train_loss']:.4f}  val {r.val_loss:.4f}  val R² {r.row['val_r2']:.4f}  "
+            f"best@{st.best_epoch}"
+        )
 
-    stop_reason = train_epochs(run_epoch, stopper, cfg.max_epochs, model, checkpoint=ckpt, progress=progress,
-                               describe=describe)
+    stop_reason = train_epochs(
+        run_epoch,
+        stopper,
+        cfg.max_epochs,
+        model,
+        checkpoint=ckpt,
+        progress=progress,
+        describe=describe,
+    )
     stopper.restore(model)
     pred_tr = scaler.inverse(predict_scaled(model, train_g))
     pred_val = scaler.inverse(predict_scaled(model, val_g))
-    m_tr, m_val = regression_metrics(sp.train[s.target].to_numpy(), pred_tr), regression_metrics(y_val, pred_val)
+    m_tr, m_val = (
+        regression_metrics(sp.train[s.target].to_numpy(), pred_tr),
+        regression_metrics(y_val, pred_val),
+    )
     heavy = np.concatenate([train_g.heavy_atom_counts()])
-    domain = {"elements": sorted({1} | set(np.unique(train_g.z).tolist())),
-              "max_heavy_atoms": int(heavy.max())}
+    domain = {
+        "elements": sorted({1} | set(np.unique(train_g.z).tolist())),
+        "max_heavy_atoms": int(heavy.max()),
+    }
     metrics = {
-        "r2_train": m_tr["r2"], "r2_val": m_val["r2"], "mae_train": m_tr["mae"], "mae_val": m_val["mae"],
-        "rmse_val": m_val["rmse"], "target": s.target, "unit": unit,
-        "n_train": n_tr, "n_val": len(sp.val), "preset": cfg.preset, "epochs_run": stopper.epoch,
-        "best_epoch": stopper.best_epoch, "stop_reason": stop_reason,
-        "train_wall_s": round(stopper.train_s, 2), "data_s": round(t_data, 2),
-        "threads": threads, "seed": s.seed, "split_seed": sp.split_seed, "data_hash": data_hash,
-        "data_source": source, "skipped_rows": skipped,
+        "r2_train": m_tr["r2"],
+        "r2_val": m_val["r2"],
+        "mae_train": m_tr["mae"],
+        "mae_val": m_val["mae"],
+        "rmse_val": m_val["rmse"],
+        "target": s.target,
+        "unit": unit,
+        "n_train": n_tr,
+        "n_val": len(sp.val),
+        "preset": cfg.preset,
+        "epochs_run": stopper.epoch,
+        "best_epoch": stopper.best_epoch,
+        "stop_reason": stop_reason,
+        "train_wall_s": round(stopper.train_s, 2),
+        "data_s": round(t_data, 2),
+        "threads": threads,
+        "seed": s.seed,
+        "split_seed": sp.split_seed,
+        "data_hash": data_hash,
+        "data_source": source,
+        "skipped_rows": skipped,
     }
     provenance = {
-        "data": {"source": source, "target": s.target, "unit": unit,
-                 "n_subset": n_tr + len(sp.val), "n_train": n_tr, "n_val": len(sp.val), "subset_seed": s.seed,
-                 "split_seed": sp.split_seed, "data_hash": data_hash, "domain": domain},
-        "training": {**{k: metrics[k] for k in ("epochs_run", "best_epoch", "stop_reason", "train_wall_s",
-                                                "threads", "seed")},
-                     "init_encoder": {"path": str(s.init_encoder), "sha256": init_digest} if s.init_encoder else None},
+        "data": {
+            "source": source,
+            "target": s.target,
+            "unit": unit,
+            "n_subset": n_tr + len(sp.val),
+            "n_train": n_tr,
+            "n_val": len(sp.val),
+            "subset_seed": s.seed,
+            "split_seed": sp.split_seed,
+            "data_hash": data_hash,
+            "domain": domain,
+        },
+        "training": {
+            **{
+                k: metrics[k]
+                for k in (
+                    "epochs_run",
+                    "best_epoch",
+                    "stop_reason",
+                    "train_wall_s",
+                    "threads",
+                    "seed",
+                )
+            },
+            "init_encoder": {"path": str(s.init_encoder), "sha256": init_digest}
+            if s.init_encoder
+            else None,
+        },
         "metrics": {k: metrics[k] for k in ("r2_train", "r2_val", "mae_val")},
         "environment": environment(),
     }
@@ -197,19 +288,34 @@ def pretrain(out_dir: str | Path, settings: PretrainSettings | None = None, thre
     write_history(out / "history.csv", stopper.history)
     name = qm9.LABELS.get(s.target, s.target)
     label = f"{name} [{unit}]" if unit else name
-    parity_plot(out / "parity.png", [("train", sp.train[s.target].to_numpy(), pred_tr, None),
-                                     ("validation", y_val, pred_val, None)], label,
-                title=f"{'QM9 ' if not s.data else ''}{name}, preset {cfg.preset}, "
-                      f"best epoch {stopper.best_epoch}")
+    parity_plot(
+        out / "parity.png",
+        [
+            ("train", sp.train[s.target].to_numpy(), pred_tr, None),
+            ("validation", y_val, pred_val, None),
+        ],
+        label,
+        title=f"{'QM9 ' if not s.data else ''}{name}, preset {cfg.preset}, "
+        f"best epoch {stopper.best_epoch}",
+    )
     log(f"wrote {out / 'model.pt'}, metrics.json, parity.png")
     return metrics
 
 
-def pretrain_fingerprint(out_dir: str | Path, cfg: FPConfig, target: str, n: int | None = 4000,
-                         n_val: int | None = 800, seed: int = 0, model_seed: int = 0,
-                         threads: int = 1, time_limit_s: float | None = None,
-                         log: Callable[[str], None] | None = None, data: str | None = None,
-                         smiles_col: str = "smiles") -> dict[str, Any]:
+def pretrain_fingerprint(
+    out_dir: str | Path,
+    cfg: FPConfig,
+    target: str,
+    n: int | None = 4000,
+    n_val: int | None = 800,
+    seed: int = 0,
+    model_seed: int = 0,
+    threads: int = 1,
+    time_limit_s: float | None = None,
+    log: Callable[[str], None] | None = None,
+    data: str | None = None,
+    smiles_col: str = "smiles",
+) -> dict[str, Any]:
     """Train a fingerprint network on a seeded QM9 subset (the same subset and split as
     ``mdxfer pretrain`` with this ``seed``), or on the user's table ``data``
     (:func:`~mdxfer.learn.data.targets.table_split`); writes ``model.pt`` and ``metrics.json``."""
@@ -220,23 +326,58 @@ def pretrain_fingerprint(out_dir: str | Path, cfg: FPConfig, target: str, n: int
     if data:
         sp, source, _, _ = table_split(data, target, smiles_col, n, n_val, seed)
     else:
-        sp, source = qm9.split(n, n_val, seed=seed, target=target), f"qm9pack {qm9.qm9pack_version()}"
+        sp, source = (
+            qm9.split(n, n_val, seed=seed, target=target),
+            f"qm9pack {qm9.qm9pack_version()}",
+        )
     X_tr = morgan_counts(list(sp.train[qm9.SMILES_COLUMN]))
     X_val = morgan_counts(list(sp.val[qm9.SMILES_COLUMN]))
     unit = qm9.UNITS.get(target, "")
-    fm, rec = fit_fingerprint_model(X_tr, sp.train[target].to_numpy(), X_val, sp.val[target].to_numpy(), cfg,
-                                    seed=model_seed, name=target, unit=unit, time_limit_s=time_limit_s)
+    fm, rec = fit_fingerprint_model(
+        X_tr,
+        sp.train[target].to_numpy(),
+        X_val,
+        sp.val[target].to_numpy(),
+        cfg,
+        seed=model_seed,
+        name=target,
+        unit=unit,
+        time_limit_s=time_limit_s,
+    )
     g = featurize_smiles(list(sp.train[qm9.SMILES_COLUMN])).graphs
-    domain = {"elements": sorted({1} | set(np.unique(g.z).tolist())), "max_heavy_atoms": int(g.heavy_atom_counts().max())}
-    metrics = {**rec, "target": target, "unit": unit, "n_train": len(sp.train), "n_val": len(sp.val),
-               "preset": cfg.preset, "threads": threads, "seed": model_seed, "subset_seed": seed,
-               "data_hash": sp.data_hash, "wall_s": round(time.perf_counter() - t0, 2)}
+    domain = {
+        "elements": sorted({1} | set(np.unique(g.z).tolist())),
+        "max_heavy_atoms": int(g.heavy_atom_counts().max()),
+    }
+    metrics = {
+        **rec,
+        "target": target,
+        "unit": unit,
+        "n_train": len(sp.train),
+        "n_val": len(sp.val),
+        "preset": cfg.preset,
+        "threads": threads,
+        "seed": model_seed,
+        "subset_seed": seed,
+        "data_hash": sp.data_hash,
+        "wall_s": round(time.perf_counter() - t0, 2),
+    }
     fm.provenance = {
-        "data": {"source": source, "target": target, "unit": unit,
-                 "n_subset": len(sp.train) + len(sp.val),
-                 "n_train": len(sp.train), "n_val": len(sp.val), "subset_seed": seed, "split_seed": sp.split_seed,
-                 "data_hash": sp.data_hash, "domain": domain},
-        "training": {k: rec[k] for k in ("epochs_run", "best_epoch", "stop_reason", "train_wall_s")},
+        "data": {
+            "source": source,
+            "target": target,
+            "unit": unit,
+            "n_subset": len(sp.train) + len(sp.val),
+            "n_train": len(sp.train),
+            "n_val": len(sp.val),
+            "subset_seed": seed,
+            "split_seed": sp.split_seed,
+            "data_hash": sp.data_hash,
+            "domain": domain,
+        },
+        "training": {
+            k: rec[k] for k in ("epochs_run", "best_epoch", "stop_reason", "train_wall_s")
+        },
         "metrics": {k: rec[k] for k in ("r2_train", "r2_val", "mae_val")},
         "environment": environment(),
     }

@@ -51,7 +51,15 @@ from mdxfer.learn.models import set_threads
 from mdxfer.molecule import md_elements, md_support_problem
 from mdxfer.progress import ProgressBar
 
-__all__ = ["SmiRecord", "MolRecord", "read_smi", "rank_smiles", "rank_records", "rank_file", "write_ranked"]
+__all__ = [
+    "SmiRecord",
+    "MolRecord",
+    "read_smi",
+    "rank_smiles",
+    "rank_records",
+    "rank_file",
+    "write_ranked",
+]
 
 
 #: one input row (line, smiles, name, other columns); the name predates CSV input
@@ -110,9 +118,12 @@ def md_problems(mols: list, gs: GraphSet) -> list[str]:
     flag = np.zeros(n, dtype=bool)
     flag[mol_of[odd]] = True
     atoms = len(gs.z)
-    adj = coo_matrix((np.ones(gs.edge_index.shape[1]), (gs.edge_index[0], gs.edge_index[1])), shape=(atoms, atoms))
+    adj = coo_matrix(
+        (np.ones(gs.edge_index.shape[1]), (gs.edge_index[0], gs.edge_index[1])),
+        shape=(atoms, atoms),
+    )
     _, label = connected_components(adj, directed=False)
-    _, first = np.unique(label, return_index=True)     # one atom per fragment
+    _, first = np.unique(label, return_index=True)  # one atom per fragment
     flag |= np.bincount(mol_of[first], minlength=n) > 1
     return [md_support_problem(m) if f else "" for m, f in zip(mols, flag)]
 
@@ -135,9 +146,9 @@ class Ranked:
     notes: list[str]
     bad_lines: list[tuple[int, str]]
     md_notes: list[str]
-    skipped: list[tuple[int, str, str]]   # (line, smiles, why MD refuses it), unsupported="skip"
-    columns: list[str] = field(default_factory=lambda: ["name"])   # the input's other columns
-    values: list[tuple[str, ...]] = field(default_factory=list)    # their values, per molecule
+    skipped: list[tuple[int, str, str]]  # (line, smiles, why MD refuses it), unsupported="skip"
+    columns: list[str] = field(default_factory=lambda: ["name"])  # the input's other columns
+    values: list[tuple[str, ...]] = field(default_factory=list)  # their values, per molecule
 
     def order(self, maximize: bool = True) -> np.ndarray:
         """Indices best first; ties keep the input order."""
@@ -145,11 +156,17 @@ class Ranked:
         return np.argsort(key, kind="stable")
 
 
-def rank_records(ensemble: Ensemble, records: Iterator[MolRecord], chunk_size: int = 4096, jobs: int = 1,
-                 on_bad: Callable[[int, str], None] | None = None,
-                 on_progress: Callable[[int], None] | None = None, unsupported: str = "flag",
-                 on_skip: Callable[[int, str, str], None] | None = None,
-                 columns: list[str] | None = None) -> Ranked:
+def rank_records(
+    ensemble: Ensemble,
+    records: Iterator[MolRecord],
+    chunk_size: int = 4096,
+    jobs: int = 1,
+    on_bad: Callable[[int, str], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    unsupported: str = "flag",
+    on_skip: Callable[[int, str, str], None] | None = None,
+    columns: list[str] | None = None,
+) -> Ranked:
     """Featurise and predict ``records`` chunk by chunk; ``jobs > 1`` featurises in worker
     processes while the main process predicts. ``on_progress`` gets the last line number done.
     ``unsupported``: ``"flag"`` ranks molecules the MD side refuses with ``md_supported`` False,
@@ -157,7 +174,9 @@ def rank_records(ensemble: Ensemble, records: Iterator[MolRecord], chunk_size: i
     records' ``values`` (default ``["name"]``, a ``.smi`` file's)."""
     columns = list(columns) if columns is not None else ["name"]
     if unsupported not in UNSUPPORTED:
-        raise DataError(f"unsupported must be one of {', '.join(UNSUPPORTED)}, got {unsupported!r}.")
+        raise DataError(
+            f"unsupported must be one of {', '.join(UNSUPPORTED)}, got {unsupported!r}."
+        )
     smiles, names, means, stds, notes, bad_lines, md_notes, skipped = [], [], [], [], [], [], [], []
     values: list[tuple[str, ...]] = []
     chunks = _chunks(records, chunk_size)
@@ -202,19 +221,24 @@ def rank_records(ensemble: Ensemble, records: Iterator[MolRecord], chunk_size: i
         if pool is not None:
             pool.close()
             pool.join()
-    cat = (lambda xs: np.concatenate(xs) if xs else np.zeros(0))
-    return Ranked(smiles, names, cat(means), cat(stds), notes, bad_lines, md_notes, skipped, columns, values)
+    cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0)
+    return Ranked(
+        smiles, names, cat(means), cat(stds), notes, bad_lines, md_notes, skipped, columns, values
+    )
 
 
-def rank_smiles(ensemble: Ensemble, smiles: list[str], names: list[str] | None = None,
-                unsupported: str = "flag") -> Ranked:
+def rank_smiles(
+    ensemble: Ensemble, smiles: list[str], names: list[str] | None = None, unsupported: str = "flag"
+) -> Ranked:
     """Rank an in-memory list (unparsable entries end up in ``bad_lines`` by 1-based position)."""
     names = names or [""] * len(smiles)
     recs = (MolRecord(i + 1, s, n) for i, (s, n) in enumerate(zip(smiles, names)))
     return rank_records(ensemble, recs, unsupported=unsupported)
 
 
-def write_ranked(ranked: Ranked, out: str | Path, maximize: bool = True, top: int | None = None) -> int:
+def write_ranked(
+    ranked: Ranked, out: str | Path, maximize: bool = True, top: int | None = None
+) -> int:
     """Write the ranking CSV; returns the number of rows written."""
     if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 1):
         raise DataError(f"top must be a positive integer (the best K rows), got {top!r}.")
@@ -229,8 +253,19 @@ def write_ranked(ranked: Ranked, out: str | Path, maximize: bool = True, top: in
         w = csv.writer(fh)
         w.writerow(["rank", "smiles", *cols, *PREDICTION_COLUMNS])
         for r, i in enumerate(order, start=1):
-            w.writerow([r, ranked.smiles[i], *ranked.values[i], f"{ranked.mean[i]:.6g}", f"{ranked.std[i]:.4g}",
-                        not ranked.notes[i], ranked.notes[i], not ranked.md_notes[i], ranked.md_notes[i]])
+            w.writerow(
+                [
+                    r,
+                    ranked.smiles[i],
+                    *ranked.values[i],
+                    f"{ranked.mean[i]:.6g}",
+                    f"{ranked.std[i]:.4g}",
+                    not ranked.notes[i],
+                    ranked.notes[i],
+                    not ranked.md_notes[i],
+                    ranked.md_notes[i],
+                ]
+            )
     return len(order)
 
 
@@ -246,10 +281,20 @@ def _count_lines(path: Path) -> int:
         return sum(buf.count(b"\n") for buf in iter(lambda: fh.read(1 << 20), b""))
 
 
-def rank_file(candidates: str | Path, model_dir: str | Path, out: str | Path, maximize: bool = True,
-              top: int | None = None, jobs: int = 1, threads: int = 1, progress: bool = True,
-              on_bad: Callable[[int, str], None] | None = None, unsupported: str = "flag",
-              on_skip: Callable[[int, str, str], None] | None = None, smiles_col: str = "smiles") -> dict:
+def rank_file(
+    candidates: str | Path,
+    model_dir: str | Path,
+    out: str | Path,
+    maximize: bool = True,
+    top: int | None = None,
+    jobs: int = 1,
+    threads: int = 1,
+    progress: bool = True,
+    on_bad: Callable[[int, str], None] | None = None,
+    unsupported: str = "flag",
+    on_skip: Callable[[int, str, str], None] | None = None,
+    smiles_col: str = "smiles",
+) -> dict:
     """Rank a ``.smi`` or ``.csv`` file (SMILES in ``smiles_col``) with the model in
     ``model_dir`` and write ``out``. Returns counts and throughput (molecules/s, including
     reading, featurising and predicting)."""
@@ -258,26 +303,54 @@ def rank_file(candidates: str | Path, model_dir: str | Path, out: str | Path, ma
     path = Path(candidates)
     table = read_molecules(path, smiles_col, error=DataError)
     ens = load_ensemble(model_dir)
-    bar = ProgressBar(progress, (_count_lines(path) if path.exists() else None) if progress else None,
-                      "ranking (lines)", stderr=True, transient=True)
+    bar = ProgressBar(
+        progress,
+        (_count_lines(path) if path.exists() else None) if progress else None,
+        "ranking (lines)",
+        stderr=True,
+        transient=True,
+    )
     try:
-        ranked = rank_records(ens, iter(table), jobs=jobs, columns=table.columns, on_bad=on_bad,
-                              on_progress=bar.update if progress else None,
-                              unsupported=unsupported, on_skip=on_skip)
+        ranked = rank_records(
+            ens,
+            iter(table),
+            jobs=jobs,
+            columns=table.columns,
+            on_bad=on_bad,
+            on_progress=bar.update if progress else None,
+            unsupported=unsupported,
+            on_skip=on_skip,
+        )
     finally:
         bar.close()
     if not ranked.smiles:
-        what = (f"all {len(ranked.bad_lines)} molecule line(s) are unparsable" if ranked.bad_lines
-                else "it holds no molecule line")
+        what = (
+            f"all {len(ranked.bad_lines)} molecule line(s) are unparsable"
+            if ranked.bad_lines
+            else "it holds no molecule line"
+        )
         if ranked.skipped:
             what += f", {len(ranked.skipped)} molecule(s) skipped as unsupported by MD"
-        raise DataError(f"Nothing to rank in {path}: {what}. It must be a .smi text file (one SMILES per "
-                        "line, optionally a name after whitespace) or a .csv with a header line and a "
-                        f"{table.smiles_col!r} column (--smiles-col).")
+        raise DataError(
+            f"Nothing to rank in {path}: {what}. It must be a .smi text file (one SMILES per "
+            "line, optionally a name after whitespace) or a .csv with a header line and a "
+            f"{table.smiles_col!r} column (--smiles-col)."
+        )
     n_written = write_ranked(ranked, out, maximize, top)
     wall = time.perf_counter() - t0
-    return {"ranked": len(ranked.smiles), "written": n_written, "bad_lines": len(ranked.bad_lines),
-            "outside_domain": sum(bool(x) for x in ranked.notes), "wall_s": wall,
-            "md_unsupported": sum(bool(x) for x in ranked.md_notes), "skipped": len(ranked.skipped),
-            "molecules_per_s": (len(ranked.smiles) + len(ranked.bad_lines)) / wall if wall > 0 else float("nan"),
-            "target": ens.target_name, "unit": ens.target_unit, "members": len(ens.members), "mode": ens.mode}
+    return {
+        "ranked": len(ranked.smiles),
+        "written": n_written,
+        "bad_lines": len(ranked.bad_lines),
+        "outside_domain": sum(bool(x) for x in ranked.notes),
+        "wall_s": wall,
+        "md_unsupported": sum(bool(x) for x in ranked.md_notes),
+        "skipped": len(ranked.skipped),
+        "molecules_per_s": (len(ranked.smiles) + len(ranked.bad_lines)) / wall
+        if wall > 0
+        else float("nan"),
+        "target": ens.target_name,
+        "unit": ens.target_unit,
+        "members": len(ens.members),
+        "mode": ens.mode,
+    }

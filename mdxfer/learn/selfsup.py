@@ -58,9 +58,24 @@ from mdxfer.learn.models import GraphModel, TargetScaler, environment, set_threa
 from mdxfer.learn.nn.graph import ModelConfig, build_model, preset
 from mdxfer.learn.training import Checkpoint, EarlyStopper, EpochResult, train_epochs, write_history
 
-__all__ = ["ELEMENT_CLASSES", "OTHER", "BALANCES", "TASKS", "element_classes", "element_counts",
-           "element_weights", "mask_atoms", "masked_batch", "motif_candidates", "motif_labels",
-           "select_motifs", "read_smiles_file", "SelfSupSettings", "PretrainHeads", "selfsup"]
+__all__ = [
+    "ELEMENT_CLASSES",
+    "OTHER",
+    "BALANCES",
+    "TASKS",
+    "element_classes",
+    "element_counts",
+    "element_weights",
+    "mask_atoms",
+    "masked_batch",
+    "motif_candidates",
+    "motif_labels",
+    "select_motifs",
+    "read_smiles_file",
+    "SelfSupSettings",
+    "PretrainHeads",
+    "selfsup",
+]
 
 #: element classes of the masked-atom task: DGL-LifeSci's 43 symbols, then "other"
 ELEMENT_CLASSES: tuple[str, ...] = (*ATOM_TYPES, "other")
@@ -77,10 +92,11 @@ _BOND_SYMBOLS = {"SINGLE": "-", "DOUBLE": "=", "TRIPLE": "#", "AROMATIC": ":"}
 # masked-atom task
 # --------------------------------------------------------------------------------------------
 
+
 def element_classes(x: np.ndarray | torch.Tensor) -> np.ndarray:
     """Element class of each atom row (74 DGL features): column of the element one-hot, or
     :data:`OTHER` when the type block is all zero (an element outside DGL's list)."""
-    t = np.asarray(x[:, :len(ATOM_TYPES)])
+    t = np.asarray(x[:, : len(ATOM_TYPES)])
     return np.where(t.any(axis=1), t.argmax(axis=1), OTHER).astype(np.int64)
 
 
@@ -105,8 +121,11 @@ def element_weights(counts: Sequence[float] | np.ndarray, balance: str = "invers
     nz = c > 0
     if not nz.any():
         return w
-    w[nz] = {"inverse": lambda v: 1.0 / v, "sqrt": lambda v: 1.0 / np.sqrt(v),
-             "none": lambda v: np.ones_like(v)}[balance](c[nz])
+    w[nz] = {
+        "inverse": lambda v: 1.0 / v,
+        "sqrt": lambda v: 1.0 / np.sqrt(v),
+        "none": lambda v: np.ones_like(v),
+    }[balance](c[nz])
     return w * (c.sum() / float((c * w).sum()))
 
 
@@ -137,6 +156,7 @@ def masked_batch(batch, mask: np.ndarray | torch.Tensor):
 # --------------------------------------------------------------------------------------------
 # motif task
 # --------------------------------------------------------------------------------------------
+
 
 @lru_cache(maxsize=1)
 def _fragment_patterns() -> tuple[tuple[str, Any], ...]:
@@ -171,8 +191,12 @@ def _bond_pairs() -> list[str]:
 
 def motif_candidates() -> list[str]:
     """All motif label names before the frequency filter, in column order."""
-    return ([n for n, _ in _fragment_patterns()] + [f"ring{k}" for k in RING_SIZES]
-            + [f"bond_{k.lower()}" for k in _BOND_SYMBOLS] + [f"pair_{p}" for p in _bond_pairs()])
+    return (
+        [n for n, _ in _fragment_patterns()]
+        + [f"ring{k}" for k in RING_SIZES]
+        + [f"bond_{k.lower()}" for k in _BOND_SYMBOLS]
+        + [f"pair_{p}" for p in _bond_pairs()]
+    )
 
 
 def _mol_motifs(mol, column: dict[str, int], patterns) -> np.ndarray:
@@ -189,15 +213,19 @@ def _mol_motifs(mol, column: dict[str, int], patterns) -> np.ndarray:
         if sym is None:
             continue
         row[column[f"bond_{str(b.GetBondType()).lower()}"]] = 1
-        a, c = sorted((b.GetBeginAtom().GetSymbol(), b.GetEndAtom().GetSymbol()),
-                      key=lambda s: (_PAIR_ORDER.get(s, 99), s))
+        a, c = sorted(
+            (b.GetBeginAtom().GetSymbol(), b.GetEndAtom().GetSymbol()),
+            key=lambda s: (_PAIR_ORDER.get(s, 99), s),
+        )
         k = column.get(f"pair_{a}{sym}{c}")
         if k is not None:
             row[k] = 1
     return row
 
 
-_PAIR_ORDER = {s: i for i, s in enumerate(("C", "N", "O", "F", "S", "P", "Cl", "Br", "I", "Si", "B"))}
+_PAIR_ORDER = {
+    s: i for i, s in enumerate(("C", "N", "O", "F", "S", "P", "Cl", "Br", "I", "Si", "B"))
+}
 
 
 def motif_labels(smiles: Sequence[str], use_cache: bool = True) -> tuple[np.ndarray, list[str]]:
@@ -232,7 +260,9 @@ def motif_labels(smiles: Sequence[str], use_cache: bool = True) -> tuple[np.ndar
     return y, names
 
 
-def select_motifs(y: np.ndarray, lo: float = MOTIF_MIN_FRACTION, hi: float = MOTIF_MAX_FRACTION) -> np.ndarray:
+def select_motifs(
+    y: np.ndarray, lo: float = MOTIF_MIN_FRACTION, hi: float = MOTIF_MAX_FRACTION
+) -> np.ndarray:
     """Columns of ``y`` present in a fraction of rows within ``[lo, hi]``."""
     f = y.mean(axis=0) if len(y) else np.zeros(y.shape[1])
     return np.nonzero((f >= lo) & (f <= hi))[0]
@@ -242,16 +272,22 @@ def select_motifs(y: np.ndarray, lo: float = MOTIF_MIN_FRACTION, hi: float = MOT
 # input molecules
 # --------------------------------------------------------------------------------------------
 
-def read_smiles_file(path: str | Path, on_bad: Callable[[int, str], None] | None = None
-                     ) -> tuple[list[str], list[tuple[int, str]]]:
+
+def read_smiles_file(
+    path: str | Path, on_bad: Callable[[int, str], None] | None = None
+) -> tuple[list[str], list[tuple[int, str]]]:
     """SMILES of a ``.smi`` or ``.csv`` file, read by :func:`mdxfer.inputs.read_molecules`
     (``.smi``: first word per line, ``#`` comments and a ``smiles`` header skipped; ``.csv``: a
     column named ``smiles``, any case). Lines RDKit cannot parse are skipped and returned as
     (line number, text), also passed to ``on_bad``. Raises :class:`DataError` when no line is
     usable."""
     path = Path(path)
-    table = read_molecules(path, what="SMILES file", error=DataError,
-                           hint="Call the SMILES column 'smiles' in the header line (that column is read).")
+    table = read_molecules(
+        path,
+        what="SMILES file",
+        error=DataError,
+        hint="Call the SMILES column 'smiles' in the header line (that column is read).",
+    )
     rows = [(r.line, r.smiles) for r in table]
     good, bad = [], []
     for line, s in rows:
@@ -262,14 +298,17 @@ def read_smiles_file(path: str | Path, on_bad: Callable[[int, str], None] | None
             if on_bad is not None:
                 on_bad(line, s)
     if not good:
-        raise DataError(f"{path} holds no SMILES that RDKit can parse"
-                        + (f" ({len(bad)} unparsable lines, first at line {bad[0][0]})." if bad else "."))
+        raise DataError(
+            f"{path} holds no SMILES that RDKit can parse"
+            + (f" ({len(bad)} unparsable lines, first at line {bad[0][0]})." if bad else ".")
+        )
     return good, bad
 
 
 # --------------------------------------------------------------------------------------------
 # network heads and training
 # --------------------------------------------------------------------------------------------
+
 
 class PretrainHeads(nn.Module):
     """The pretraining heads (not saved with the encoder): atom classifier on the atom states,
@@ -285,7 +324,7 @@ class PretrainHeads(nn.Module):
 class SelfSupSettings:
     """Everything that defines a self-supervised run."""
 
-    n: int = 20000                  # QM9 molecules drawn at random (0: none)
+    n: int = 20000  # QM9 molecules drawn at random (0: none)
     smiles_file: str | None = None  # extra unlabelled molecules (.smi or .csv)
     seed: int = 0
     preset: str = "default"
@@ -295,7 +334,7 @@ class SelfSupSettings:
     mask_rate: float = 0.15
     epochs: int = 20
     batch_size: int = 128
-    lr: float | None = None          # default: the preset's
+    lr: float | None = None  # default: the preset's
     val_fraction: float = 0.1
 
     def config(self) -> ModelConfig:
@@ -304,13 +343,19 @@ class SelfSupSettings:
     def check(self) -> None:
         bad = [t for t in self.tasks if t not in TASKS]
         if bad or not self.tasks:
-            raise DataError(f"Unknown task(s) {', '.join(bad) or '(none)'}; choose from {', '.join(TASKS)}.")
+            raise DataError(
+                f"Unknown task(s) {', '.join(bad) or '(none)'}; choose from {', '.join(TASKS)}."
+            )
         if self.balance not in BALANCES:
-            raise DataError(f"Unknown balance {self.balance!r}; choose one of {', '.join(BALANCES)}.")
+            raise DataError(
+                f"Unknown balance {self.balance!r}; choose one of {', '.join(BALANCES)}."
+            )
         if not 0.0 < self.mask_rate < 1.0:
             raise DataError(f"The mask rate must lie between 0 and 1, got {self.mask_rate}.")
         if not 0.0 < self.val_fraction < 1.0:
-            raise DataError(f"The validation fraction must lie between 0 and 1, got {self.val_fraction}.")
+            raise DataError(
+                f"The validation fraction must lie between 0 and 1, got {self.val_fraction}."
+            )
         if self.n < 0 or (self.n == 0 and not self.smiles_file):
             raise DataError("No molecules: give --n > 0 (QM9) and/or --smiles FILE.")
         if self.epochs < 1 or self.batch_size < 2:
@@ -323,9 +368,9 @@ class _Data:
     graphs: GraphSet
     train: np.ndarray
     val: np.ndarray
-    motifs: np.ndarray          # (n, n_kept) float32
+    motifs: np.ndarray  # (n, n_kept) float32
     motif_names: list[str]
-    counts: np.ndarray          # element counts over the training molecules
+    counts: np.ndarray  # element counts over the training molecules
     data_hash: str
     n_qm9: int
     n_user: int
@@ -346,7 +391,9 @@ def _load_data(s: SelfSupSettings, use_cache: bool, on_bad, log) -> _Data:
         raise DataError(f"Only {n} molecules; self-supervised pretraining needs at least 10.")
     feats = cached_featurize(smiles, use_cache=use_cache)
     if feats.failed:  # cannot happen for checked input, but never train on misaligned rows
-        raise DataError(f"RDKit could not parse {len(feats.failed)} SMILES (e.g. {smiles[feats.failed[0]]}).")
+        raise DataError(
+            f"RDKit could not parse {len(feats.failed)} SMILES (e.g. {smiles[feats.failed[0]]})."
+        )
     perm = np.random.default_rng(s.seed + 7_000_003).permutation(n)
     n_val = max(1, int(round(s.val_fraction * n)))
     val, train = np.sort(perm[:n_val]), np.sort(perm[n_val:])
@@ -356,10 +403,23 @@ def _load_data(s: SelfSupSettings, use_cache: bool, on_bad, log) -> _Data:
     h = hashlib.sha256()
     for x in smiles:
         h.update(x.encode() + b"\n")
-    log(f"data: {n} molecules ({n_qm9} QM9, {n - n_qm9} from {s.smiles_file or '-'}), "
-        f"{len(train)} train / {len(val)} val, {len(keep)} of {len(names)} motif labels kept")
-    return _Data(smiles, feats.graphs, train, val, y_all[:, keep].astype(np.float32),
-                 [names[j] for j in keep], counts, h.hexdigest(), n_qm9, n - n_qm9, bad)
+    log(
+        f"data: {n} molecules ({n_qm9} QM9, {n - n_qm9} from {s.smiles_file or '-'}), "
+        f"{len(train)} train / {len(val)} val, {len(keep)} of {len(names)} motif labels kept"
+    )
+    return _Data(
+        smiles,
+        feats.graphs,
+        train,
+        val,
+        y_all[:, keep].astype(np.float32),
+        [names[j] for j in keep],
+        counts,
+        h.hexdigest(),
+        n_qm9,
+        n - n_qm9,
+        bad,
+    )
 
 
 def _weighted_ce(logits: torch.Tensor, target: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -369,9 +429,17 @@ def _weighted_ce(logits: torch.Tensor, target: torch.Tensor, w: torch.Tensor) ->
     return (per * wt).sum() / wt.sum().clamp_min(1e-12)
 
 
-def _batch_loss(encoder, heads: PretrainHeads, graphs: GraphSet, idx: np.ndarray, data: _Data,
-                tasks: tuple[str, ...], w: torch.Tensor, rng: np.random.Generator,
-                mask_rate: float) -> dict[str, Any]:
+def _batch_loss(
+    encoder,
+    heads: PretrainHeads,
+    graphs: GraphSet,
+    idx: np.ndarray,
+    data: _Data,
+    tasks: tuple[str, ...],
+    w: torch.Tensor,
+    rng: np.random.Generator,
+    mask_rate: float,
+) -> dict[str, Any]:
     """One mini-batch: ``loss`` (sum of the tasks'), ``atom`` and ``motif`` losses, and the
     masked atoms' ``atom_logits`` / ``atom_target`` and the ``motif_logits``."""
     batch = graphs.to_batch(idx)
@@ -379,7 +447,8 @@ def _batch_loss(encoder, heads: PretrainHeads, graphs: GraphSet, idx: np.ndarray
     if "motif" in tasks and heads.motif is not None:
         r["motif_logits"] = heads.motif(encoder(batch))
         r["motif"] = nn.functional.binary_cross_entropy_with_logits(
-            r["motif_logits"], torch.from_numpy(data.motifs[idx]))
+            r["motif_logits"], torch.from_numpy(data.motifs[idx])
+        )
         r["loss"] = r["loss"] + r["motif"]
     if "atom" in tasks:
         sub_ptr = np.concatenate([[0], np.cumsum(np.diff(graphs.node_ptr)[idx])])
@@ -392,8 +461,16 @@ def _batch_loss(encoder, heads: PretrainHeads, graphs: GraphSet, idx: np.ndarray
 
 
 @torch.no_grad()
-def _evaluate(encoder, heads: PretrainHeads, data: _Data, tasks, w: torch.Tensor, seed: int,
-              mask_rate: float, batch_size: int = 1024) -> dict[str, Any]:
+def _evaluate(
+    encoder,
+    heads: PretrainHeads,
+    data: _Data,
+    tasks,
+    w: torch.Tensor,
+    seed: int,
+    mask_rate: float,
+    batch_size: int = 1024,
+) -> dict[str, Any]:
     """Validation losses and metrics with a fixed seeded mask (the same every epoch)."""
     from sklearn.metrics import roc_auc_score
 
@@ -405,7 +482,7 @@ def _evaluate(encoder, heads: PretrainHeads, data: _Data, tasks, w: torch.Tensor
     preds, targets, motif_logits = [], [], []
     val = data.val
     for start in range(0, len(val), batch_size):
-        idx = val[start:start + batch_size]
+        idx = val[start : start + batch_size]
         r = _batch_loss(encoder, heads, data.graphs, idx, data, tasks, w, rng, mask_rate)
         tot += float(r["loss"]) * len(idx)
         if "atom" in r:
@@ -425,11 +502,16 @@ def _evaluate(encoder, heads: PretrainHeads, data: _Data, tasks, w: torch.Tensor
         per = {ELEMENT_CLASSES[c]: float(np.mean(p[t == c] == c)) for c in np.unique(t)}
         support = {ELEMENT_CLASSES[c]: int(np.sum(t == c)) for c in np.unique(t)}
         majority = int(np.argmax(data.counts))
-        out.update(val_atom_loss=atom / max(wsum, 1e-12), val_atom_acc=float(np.mean(p == t)),
-                   val_atom_balanced_acc=float(np.mean(list(per.values()))),
-                   val_atom_per_class_acc=per, val_atom_support=support,
-                   val_atom_majority_acc=float(np.mean(t == majority)),
-                   val_atom_majority_balanced_acc=1.0 / len(per), n_val_masked_atoms=int(len(t)))
+        out.update(
+            val_atom_loss=atom / max(wsum, 1e-12),
+            val_atom_acc=float(np.mean(p == t)),
+            val_atom_balanced_acc=float(np.mean(list(per.values()))),
+            val_atom_per_class_acc=per,
+            val_atom_support=support,
+            val_atom_majority_acc=float(np.mean(t == majority)),
+            val_atom_majority_balanced_acc=1.0 / len(per),
+            n_val_masked_atoms=int(len(t)),
+        )
     if motif_logits:
         z = np.concatenate(motif_logits)
         y = data.motifs[val]
@@ -437,9 +519,11 @@ def _evaluate(encoder, heads: PretrainHeads, data: _Data, tasks, w: torch.Tensor
         for j, name in enumerate(data.motif_names):
             if 0 < y[:, j].sum() < len(y):
                 aucs[name] = float(roc_auc_score(y[:, j], z[:, j]))
-        out.update(val_motif_loss=motif / len(val),
-                   val_motif_auc=float(np.mean(list(aucs.values()))) if aucs else float("nan"),
-                   val_motif_auc_per_label=aucs)
+        out.update(
+            val_motif_loss=motif / len(val),
+            val_motif_auc=float(np.mean(list(aucs.values()))) if aucs else float("nan"),
+            val_motif_auc_per_label=aucs,
+        )
     return out
 
 
@@ -448,10 +532,17 @@ def _parse_tasks(tasks: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(t.strip().lower() for t in items if t.strip()))
 
 
-def selfsup(out_dir: str | Path, settings: SelfSupSettings | None = None, threads: int = 1,
-            resume: bool = True, time_limit_s: float | None = None, progress: bool = True,
-            use_cache: bool = True, log: Callable[[str], None] | None = None,
-            on_bad: Callable[[int, str], None] | None = None) -> dict[str, Any]:
+def selfsup(
+    out_dir: str | Path,
+    settings: SelfSupSettings | None = None,
+    threads: int = 1,
+    resume: bool = True,
+    time_limit_s: float | None = None,
+    progress: bool = True,
+    use_cache: bool = True,
+    log: Callable[[str], None] | None = None,
+    on_bad: Callable[[int, str], None] | None = None,
+) -> dict[str, Any]:
     """Self-supervised pretraining; writes ``model.pt``, ``metrics.json``, ``history.csv`` and
     ``checkpoint.pt`` into ``out_dir`` and returns the metrics (see the module docstring).
 
@@ -470,8 +561,10 @@ def selfsup(out_dir: str | Path, settings: SelfSupSettings | None = None, thread
     tasks = tuple(t for t in TASKS if t in s.tasks)
     if "motif" in tasks and not data.motif_names:
         if tasks == ("motif",):
-            raise DataError("No motif label varies across the training molecules; use more molecules "
-                            "or --tasks atom.")
+            raise DataError(
+                "No motif label varies across the training molecules; use more molecules "
+                "or --tasks atom."
+            )
         log("no motif label varies across the training molecules; motif task dropped")
         tasks = ("atom",)
     t_data = time.perf_counter() - t0
@@ -479,17 +572,30 @@ def selfsup(out_dir: str | Path, settings: SelfSupSettings | None = None, thread
 
     weights = element_weights(data.counts, s.balance)
     w = torch.tensor(weights, dtype=torch.float32)
-    model = build_model(cfg, seed=s.seed)          # encoder + a fresh head (saved as is)
+    model = build_model(cfg, seed=s.seed)  # encoder + a fresh head (saved as is)
     encoder = model.encoder
     torch.manual_seed(s.seed + 1)
-    heads = PretrainHeads(cfg.hidden, encoder.out_dim, len(data.motif_names) if "motif" in tasks else 0)
+    heads = PretrainHeads(
+        cfg.hidden, encoder.out_dim, len(data.motif_names) if "motif" in tasks else 0
+    )
     lr = s.lr if s.lr is not None else cfg.lr
-    opt = torch.optim.Adam(list(encoder.parameters()) + list(heads.parameters()), lr=lr,
-                           weight_decay=cfg.weight_decay)
-    run_key = {"data_hash": data.data_hash, "arch": cfg.to_dict(), "seed": s.seed, "tasks": list(tasks),
-               "balance": s.balance, "mask_rate": s.mask_rate, "batch_size": s.batch_size, "lr": lr}
+    opt = torch.optim.Adam(
+        list(encoder.parameters()) + list(heads.parameters()), lr=lr, weight_decay=cfg.weight_decay
+    )
+    run_key = {
+        "data_hash": data.data_hash,
+        "arch": cfg.to_dict(),
+        "seed": s.seed,
+        "tasks": list(tasks),
+        "balance": s.balance,
+        "mask_rate": s.mask_rate,
+        "batch_size": s.batch_size,
+        "lr": lr,
+    }
     stopper = EarlyStopper(patience=None, time_limit_s=time_limit_s)
-    ckpt = Checkpoint(out / "checkpoint.pt", run_key, {"encoder": encoder, "heads": heads, "optimizer": opt})
+    ckpt = Checkpoint(
+        out / "checkpoint.pt", run_key, {"encoder": encoder, "heads": heads, "optimizer": opt}
+    )
     if resume and ckpt.resume(stopper, "other data, preset, tasks or seed"):
         log(f"resuming after epoch {stopper.epoch}")
 
@@ -504,7 +610,7 @@ def selfsup(out_dir: str | Path, settings: SelfSupSettings | None = None, thread
         sums = {"loss": 0.0, "atom": 0.0, "motif": 0.0}
         seen = 0
         for start in range(0, n_tr, s.batch_size):
-            idx = order[start:start + s.batch_size]
+            idx = order[start : start + s.batch_size]
             if len(idx) < 2 and cfg.batch_norm:
                 continue  # batch norm cannot train on a single graph
             r = _batch_loss(encoder, heads, train_g, idx, data, tasks, w, rng, s.mask_rate)
@@ -515,23 +621,44 @@ def selfsup(out_dir: str | Path, settings: SelfSupSettings | None = None, thread
                 sums[k] += float(r[k].detach()) * len(idx) if k in r else 0.0
             seen += len(idx)
         vm = _evaluate(encoder, heads, data, tasks, w, s.seed, s.mask_rate)
-        row = {"train_loss": sums["loss"] / max(seen, 1),
-               "train_atom_loss": sums["atom"] / max(seen, 1) if "atom" in tasks else float("nan"),
-               "train_motif_loss": sums["motif"] / max(seen, 1) if "motif" in tasks else float("nan"),
-               **{k: vm.get(k, float("nan")) for k in ("val_loss", "val_atom_loss", "val_motif_loss",
-                                                       "val_atom_acc", "val_atom_balanced_acc", "val_motif_auc")}}
+        row = {
+            "train_loss": sums["loss"] / max(seen, 1),
+            "train_atom_loss": sums["atom"] / max(seen, 1) if "atom" in tasks else float("nan"),
+            "train_motif_loss": sums["motif"] / max(seen, 1) if "motif" in tasks else float("nan"),
+            **{
+                k: vm.get(k, float("nan"))
+                for k in (
+                    "val_loss",
+                    "val_atom_loss",
+                    "val_motif_loss",
+                    "val_atom_acc",
+                    "val_atom_balanced_acc",
+                    "val_motif_auc",
+                )
+            },
+        }
         return EpochResult(vm["val_loss"], row, vm)
 
     def describe(r: EpochResult, st: EarlyStopper) -> str:
         info = f"loss {r.row['train_loss']:.3f}  val {r.row['val_loss']:.3f}"
         if "atom" in tasks:
-            info += f"  atom acc {r.row['val_atom_acc']:.3f} bal {r.row['val_atom_balanced_acc']:.3f}"
+            info += (
+                f"  atom acc {r.row['val_atom_acc']:.3f} bal {r.row['val_atom_balanced_acc']:.3f}"
+            )
         if "motif" in tasks:
             info += f"  motif AUC {r.row['val_motif_auc']:.3f}"
         return info
 
-    stop_reason = train_epochs(run_epoch, stopper, s.epochs, encoder, checkpoint=ckpt, progress=progress,
-                               describe=describe, exhausted="epochs")
+    stop_reason = train_epochs(
+        run_epoch,
+        stopper,
+        s.epochs,
+        encoder,
+        checkpoint=ckpt,
+        progress=progress,
+        describe=describe,
+        exhausted="epochs",
+    )
     stopper.restore(encoder, "No epoch was trained (time limit 0).")
     model.eval()
     vm = stopper.best_metrics
@@ -539,33 +666,82 @@ def selfsup(out_dir: str | Path, settings: SelfSupSettings | None = None, thread
     counts = {names[i]: int(c) for i, c in enumerate(data.counts) if c}
     wdict = {names[i]: float(x) for i, x in enumerate(weights) if data.counts[i]}
     metrics: dict[str, Any] = {
-        **vm, "tasks": list(tasks), "balance": s.balance, "preset": cfg.preset,
-        "epochs_run": stopper.epoch, "best_epoch": stopper.best_epoch, "stop_reason": stop_reason,
-        "train_wall_s": round(stopper.train_s, 2), "data_s": round(t_data, 2),
-        "n_molecules": len(data.smiles), "n_qm9": data.n_qm9, "n_user": data.n_user,
-        "n_train": int(len(data.train)), "n_val": int(len(data.val)), "bad_lines": len(data.bad_lines),
-        "n_motifs": len(data.motif_names), "mask_rate": s.mask_rate, "batch_size": s.batch_size, "lr": lr,
-        "threads": threads, "seed": s.seed, "data_hash": data.data_hash, "element_counts": counts,
+        **vm,
+        "tasks": list(tasks),
+        "balance": s.balance,
+        "preset": cfg.preset,
+        "epochs_run": stopper.epoch,
+        "best_epoch": stopper.best_epoch,
+        "stop_reason": stop_reason,
+        "train_wall_s": round(stopper.train_s, 2),
+        "data_s": round(t_data, 2),
+        "n_molecules": len(data.smiles),
+        "n_qm9": data.n_qm9,
+        "n_user": data.n_user,
+        "n_train": int(len(data.train)),
+        "n_val": int(len(data.val)),
+        "bad_lines": len(data.bad_lines),
+        "n_motifs": len(data.motif_names),
+        "mask_rate": s.mask_rate,
+        "batch_size": s.batch_size,
+        "lr": lr,
+        "threads": threads,
+        "seed": s.seed,
+        "data_hash": data.data_hash,
+        "element_counts": counts,
         "element_weights": wdict,
     }
     heavy = data.graphs.subset(data.train).heavy_atom_counts()
     elements = sorted({1} | {int(z) for z in np.unique(data.graphs.z)})
     provenance = {
-        "selfsup": {"tasks": list(tasks), "balance": s.balance, "n_molecules": len(data.smiles),
-                    "n_qm9": data.n_qm9, "n_user": data.n_user, "smiles_file": s.smiles_file,
-                    "data_hash": data.data_hash, "element_counts": counts, "element_weights": wdict,
-                    "motif_names": data.motif_names, "mask_rate": s.mask_rate,
-                    "metrics": {k: v for k, v in vm.items() if not isinstance(v, dict)}},
-        "data": {"source": (f"qm9pack {qm9.qm9pack_version()}" if data.n_qm9 else "")
-                           + (" + " if data.n_qm9 and data.n_user else "") + (s.smiles_file or ""),
-                 "target": "self-supervised", "unit": "", "n_subset": s.n, "subset_seed": s.seed,
-                 "n_train": int(len(data.train)), "n_val": int(len(data.val)), "data_hash": data.data_hash,
-                 "domain": {"elements": elements, "max_heavy_atoms": int(heavy.max()) if len(heavy) else 0}},
-        "training": {k: metrics[k] for k in ("epochs_run", "best_epoch", "stop_reason", "train_wall_s",
-                                             "threads", "seed", "batch_size", "lr")},
+        "selfsup": {
+            "tasks": list(tasks),
+            "balance": s.balance,
+            "n_molecules": len(data.smiles),
+            "n_qm9": data.n_qm9,
+            "n_user": data.n_user,
+            "smiles_file": s.smiles_file,
+            "data_hash": data.data_hash,
+            "element_counts": counts,
+            "element_weights": wdict,
+            "motif_names": data.motif_names,
+            "mask_rate": s.mask_rate,
+            "metrics": {k: v for k, v in vm.items() if not isinstance(v, dict)},
+        },
+        "data": {
+            "source": (f"qm9pack {qm9.qm9pack_version()}" if data.n_qm9 else "")
+            + (" + " if data.n_qm9 and data.n_user else "")
+            + (s.smiles_file or ""),
+            "target": "self-supervised",
+            "unit": "",
+            "n_subset": s.n,
+            "subset_seed": s.seed,
+            "n_train": int(len(data.train)),
+            "n_val": int(len(data.val)),
+            "data_hash": data.data_hash,
+            "domain": {
+                "elements": elements,
+                "max_heavy_atoms": int(heavy.max()) if len(heavy) else 0,
+            },
+        },
+        "training": {
+            k: metrics[k]
+            for k in (
+                "epochs_run",
+                "best_epoch",
+                "stop_reason",
+                "train_wall_s",
+                "threads",
+                "seed",
+                "batch_size",
+                "lr",
+            )
+        },
         "environment": environment(),
     }
-    GraphModel(model, TargetScaler(0.0, 1.0, "self-supervised", ""), provenance).save(out / "model.pt")
+    GraphModel(model, TargetScaler(0.0, 1.0, "self-supervised", ""), provenance).save(
+        out / "model.pt"
+    )
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     write_history(out / "history.csv", stopper.history)
     log(f"wrote {out / 'model.pt'}, metrics.json, history.csv")

@@ -70,8 +70,14 @@ class EarlyStopper:
             return "time_limit"
         return None
 
-    def record_epoch(self, loss: float, module: nn.Module, seconds: float, row: dict[str, float] | None = None,
-                     metrics: dict[str, Any] | None = None) -> None:
+    def record_epoch(
+        self,
+        loss: float,
+        module: nn.Module,
+        seconds: float,
+        row: dict[str, float] | None = None,
+        metrics: dict[str, Any] | None = None,
+    ) -> None:
         """Count one finished epoch with validation loss ``loss``; keep ``module``'s weights (and
         ``metrics``) when it is the best so far; ``row`` goes to the history between ``epoch``
         and ``time_s``."""
@@ -85,7 +91,11 @@ class EarlyStopper:
         if row is not None:
             self.history.append({"epoch": self.epoch, **row, "time_s": self.train_s})
 
-    def restore(self, module: nn.Module, nothing: str = "No epoch was trained (max epochs 0 or time limit 0).") -> None:
+    def restore(
+        self,
+        module: nn.Module,
+        nothing: str = "No epoch was trained (max epochs 0 or time limit 0).",
+    ) -> None:
         """Load the best epoch's weights into ``module`` and put it in evaluation mode;
         :class:`DataError` with ``nothing`` when no epoch was trained."""
         if self.best_state is None:
@@ -95,18 +105,33 @@ class EarlyStopper:
 
     def record(self, stop_reason: str) -> dict[str, Any]:
         """The training record saved with a model."""
-        return {"best_epoch": self.best_epoch, "epochs_run": self.epoch, "stop_reason": stop_reason,
-                "train_wall_s": round(self.train_s, 2)}
+        return {
+            "best_epoch": self.best_epoch,
+            "epochs_run": self.epoch,
+            "stop_reason": stop_reason,
+            "train_wall_s": round(self.train_s, 2),
+        }
 
     def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "best_loss": self.best_loss, "best_epoch": self.best_epoch,
-                "bad_epochs": self.bad_epochs, "train_s": self.train_s, "history": self.history,
-                "best_state": self.best_state, "best_metrics": self.best_metrics}
+        return {
+            "epoch": self.epoch,
+            "best_loss": self.best_loss,
+            "best_epoch": self.best_epoch,
+            "bad_epochs": self.bad_epochs,
+            "train_s": self.train_s,
+            "history": self.history,
+            "best_state": self.best_state,
+            "best_metrics": self.best_metrics,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` (also the state of checkpoints written before the loop was
         shared: self-supervised ones lack ``bad_epochs``, pretraining ones ``best_metrics``)."""
-        self.epoch, self.best_loss, self.best_epoch = state["epoch"], state["best_loss"], state["best_epoch"]
+        self.epoch, self.best_loss, self.best_epoch = (
+            state["epoch"],
+            state["best_loss"],
+            state["best_epoch"],
+        )
         self.bad_epochs, self.train_s = state.get("bad_epochs", 0), state["train_s"]
         self.history, self.best_state = state["history"], state["best_state"]
         self.best_metrics = state.get("best_metrics")
@@ -119,8 +144,10 @@ def read_checkpoint(path: Path, run_key: dict[str, Any], differs: str) -> dict[s
         return None
     ck = torch.load(path, map_location="cpu", weights_only=False)
     if ck.get("run_key") != run_key:
-        raise DataError(f"{path} belongs to a different run ({differs}). "
-                        "Use another --out folder, or --restart to overwrite it.")
+        raise DataError(
+            f"{path} belongs to a different run ({differs}). "
+            "Use another --out folder, or --restart to overwrite it."
+        )
     return ck
 
 
@@ -136,8 +163,10 @@ class Checkpoint:
     torch_rng: bool = False
 
     def save(self, stopper: EarlyStopper) -> None:
-        d = {"run_key": self.run_key,
-             **{k: (o.state_dict() if o is not None else None) for k, o in self.objects.items()}}
+        d = {
+            "run_key": self.run_key,
+            **{k: (o.state_dict() if o is not None else None) for k, o in self.objects.items()},
+        }
         if self.torch_rng:
             d["torch_rng"] = torch.get_rng_state()
         save_torch_atomic({**d, "state": stopper.state_dict()}, self.path)
@@ -166,10 +195,17 @@ class EpochResult:
     metrics: dict[str, Any] | None = None
 
 
-def train_epochs(run_epoch: Callable[[int], EpochResult], stopper: EarlyStopper, max_epochs: int,
-                 keep: nn.Module, *, checkpoint: Checkpoint | None = None, progress: bool = False,
-                 describe: Callable[[EpochResult, EarlyStopper], str] | None = None,
-                 exhausted: str = "max_epochs") -> str:
+def train_epochs(
+    run_epoch: Callable[[int], EpochResult],
+    stopper: EarlyStopper,
+    max_epochs: int,
+    keep: nn.Module,
+    *,
+    checkpoint: Checkpoint | None = None,
+    progress: bool = False,
+    describe: Callable[[EpochResult, EarlyStopper], str] | None = None,
+    exhausted: str = "max_epochs",
+) -> str:
     """Run ``run_epoch(epoch)`` (``epoch``: epochs finished so far) until ``max_epochs`` are done
     or ``stopper`` says stop (checked before every epoch, so a resumed run that had already
     stopped trains no further). ``keep``: the module whose best weights are kept; after every
@@ -205,6 +241,7 @@ def write_history(path: Path, history: list[dict[str, float]]) -> None:
 # graph networks
 # --------------------------------------------------------------------------------------------
 
+
 def make_scheduler(cfg: ModelConfig, opt: torch.optim.Optimizer):
     """The preset's learning-rate schedule: halve on a plateau of the validation loss, or None."""
     if cfg.lr_schedule == "plateau":
@@ -212,13 +249,15 @@ def make_scheduler(cfg: ModelConfig, opt: torch.optim.Optimizer):
     return None
 
 
-def train_graph_epoch(model, opt, graphs: GraphSet, y: torch.Tensor, batch_size: int, gen: torch.Generator) -> float:
+def train_graph_epoch(
+    model, opt, graphs: GraphSet, y: torch.Tensor, batch_size: int, gen: torch.Generator
+) -> float:
     """One pass over the training graphs in a seeded random order; mean standardised MSE."""
     model.train()
     perm = torch.randperm(len(graphs), generator=gen).numpy()
     total, count = 0.0, 0
     for start in range(0, len(perm), batch_size):
-        idx = perm[start:start + batch_size]
+        idx = perm[start : start + batch_size]
         if len(idx) < 2 and model.cfg.batch_norm:
             continue  # batch norm cannot train on a single graph
         batch = graphs.to_batch(idx)
@@ -236,18 +275,29 @@ def load_encoder_weights(model, folder: str | Path) -> str:
     encoder; the architectures must match. Returns the SHA-256 of the copied weights."""
     src = GraphModel.load(folder)
     mine, theirs = model.encoder.state_dict(), src.model.encoder.state_dict()
-    if {k: tuple(v.shape) for k, v in mine.items()} != {k: tuple(v.shape) for k, v in theirs.items()}:
-        raise DataError(f"The encoder in {folder} ({src.config.conv}, {src.config.n_conv} layers x "
-                        f"{src.config.hidden}) does not match this network ({model.cfg.conv}, "
-                        f"{model.cfg.n_conv} x {model.cfg.hidden}); pretrain with the same preset.")
+    if {k: tuple(v.shape) for k, v in mine.items()} != {
+        k: tuple(v.shape) for k, v in theirs.items()
+    }:
+        raise DataError(
+            f"The encoder in {folder} ({src.config.conv}, {src.config.n_conv} layers x "
+            f"{src.config.hidden}) does not match this network ({model.cfg.conv}, "
+            f"{model.cfg.n_conv} x {model.cfg.hidden}); pretrain with the same preset."
+        )
     model.encoder.load_state_dict(theirs)
     return encoder_digest(model.encoder)
 
 
-def fit_graph_regressor(graphs: GraphSet, y: np.ndarray, cfg: ModelConfig, seed: int = 0,
-                        init_encoder: str | Path | None = None, val_fraction: float = 0.1,
-                        time_limit_s: float | None = None, name: str = "target",
-                        unit: str = "") -> tuple[GraphModel, dict[str, Any]]:
+def fit_graph_regressor(
+    graphs: GraphSet,
+    y: np.ndarray,
+    cfg: ModelConfig,
+    seed: int = 0,
+    init_encoder: str | Path | None = None,
+    val_fraction: float = 0.1,
+    time_limit_s: float | None = None,
+    name: str = "target",
+    unit: str = "",
+) -> tuple[GraphModel, dict[str, Any]]:
     """Train a whole network (encoder and head) on any graphs and targets, with early stopping
     on a seeded random ``val_fraction`` of them; the encoder may start from another model's
     (``init_encoder``, e.g. self-supervised). Returns the model (best epoch) and a record."""
@@ -285,16 +335,28 @@ def fit_graph_regressor(graphs: GraphSet, y: np.ndarray, cfg: ModelConfig, seed:
 # fingerprint networks
 # --------------------------------------------------------------------------------------------
 
-def fit_fingerprint_model(X_tr: np.ndarray, y_tr: np.ndarray, X_val: np.ndarray, y_val: np.ndarray,
-                          cfg: FPConfig, seed: int = 0, name: str = "target", unit: str = "",
-                          time_limit_s: float | None = None) -> tuple[FingerprintModel, dict[str, Any]]:
+
+def fit_fingerprint_model(
+    X_tr: np.ndarray,
+    y_tr: np.ndarray,
+    X_val: np.ndarray,
+    y_val: np.ndarray,
+    cfg: FPConfig,
+    seed: int = 0,
+    name: str = "target",
+    unit: str = "",
+    time_limit_s: float | None = None,
+) -> tuple[FingerprintModel, dict[str, Any]]:
     """Train on Morgan counts ``X_tr`` (n x 2,048) with early stopping on ``X_val``; returns the
     model (best validation epoch) and a training record. Targets are standardised on ``y_tr``."""
     scaler = TargetScaler.fit(y_tr, name, unit)
     torch.manual_seed(seed)
     model = FPRegressor(cfg)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    xt, yt = torch.from_numpy(X_tr.astype(np.float32)), torch.tensor(scaler.transform(y_tr), dtype=torch.float32)
+    xt, yt = (
+        torch.from_numpy(X_tr.astype(np.float32)),
+        torch.tensor(scaler.transform(y_tr), dtype=torch.float32),
+    )
     xv, yv_z = X_val.astype(np.float32), scaler.transform(y_val)
     gen = torch.Generator().manual_seed(seed)
 
@@ -302,7 +364,7 @@ def fit_fingerprint_model(X_tr: np.ndarray, y_tr: np.ndarray, X_val: np.ndarray,
         model.train()
         perm = torch.randperm(len(xt), generator=gen)
         for s in range(0, len(perm), cfg.batch_size):
-            idx = perm[s:s + cfg.batch_size]
+            idx = perm[s : s + cfg.batch_size]
             loss = nn.functional.mse_loss(model(xt[idx]), yt[idx])
             opt.zero_grad()
             loss.backward()
@@ -313,8 +375,16 @@ def fit_fingerprint_model(X_tr: np.ndarray, y_tr: np.ndarray, X_val: np.ndarray,
     reason = train_epochs(run_epoch, stopper, cfg.max_epochs, model)
     stopper.restore(model)
     fm = FingerprintModel(model, scaler)
-    m_tr = regression_metrics(y_tr, fm.scaler.inverse(forward_batched(model, X_tr.astype(np.float32))))
+    m_tr = regression_metrics(
+        y_tr, fm.scaler.inverse(forward_batched(model, X_tr.astype(np.float32)))
+    )
     m_val = regression_metrics(y_val, fm.scaler.inverse(forward_batched(model, xv)))
-    record = {"r2_train": m_tr["r2"], "r2_val": m_val["r2"], "mae_train": m_tr["mae"], "mae_val": m_val["mae"],
-              "rmse_val": m_val["rmse"], **stopper.record(reason)}
+    record = {
+        "r2_train": m_tr["r2"],
+        "r2_val": m_val["r2"],
+        "mae_train": m_tr["mae"],
+        "mae_val": m_val["mae"],
+        "rmse_val": m_val["rmse"],
+        **stopper.record(reason),
+    }
     return fm, record

@@ -102,6 +102,7 @@ NO_TRANSFER = ("fp_ridge", "fp_gp")
 # fitting one ensemble member
 # --------------------------------------------------------------------------------------------
 
+
 def fit_gp_member(table: GPTable, y: np.ndarray, idx: np.ndarray) -> GPMember:
     """A Gaussian process on rows ``idx`` of ``table`` (hyperparameters by marginal likelihood)."""
     X = table.X[idx]
@@ -121,12 +122,19 @@ def _fit_ridge_both(E: np.ndarray, FP: np.ndarray, y: np.ndarray) -> LinearMembe
         tv = float(np.sqrt(((X[:, block] - mean[block]) ** 2).mean(0).sum()))
         scale[block] = tv if tv > 1e-12 else 1.0
     model = RidgeCV(alphas=np.logspace(-4, 3, 15)).fit((X - mean) / scale, y)
-    return LinearMember(mean, scale, np.asarray(model.coef_, dtype=np.float64), float(model.intercept_),
-                        "both", {"alpha": float(model.alpha_)})
+    return LinearMember(
+        mean,
+        scale,
+        np.asarray(model.coef_, dtype=np.float64),
+        float(model.intercept_),
+        "both",
+        {"alpha": float(model.alpha_)},
+    )
 
 
-def _fit_finetune(base: SourceModel, E: np.ndarray, y: np.ndarray, idx: np.ndarray, s: "TransferSettings",
-                  seed: int) -> HeadMember:
+def _fit_finetune(
+    base: SourceModel, E: np.ndarray, y: np.ndarray, idx: np.ndarray, s: TransferSettings, seed: int
+) -> HeadMember:
     """Retrain the pretrained head (FC layers + output) on rows ``idx`` of the embedding ``E``;
     early stopping on a random ``val_fraction`` of those rows."""
     rng = np.random.default_rng(seed)
@@ -159,8 +167,18 @@ def _fit_finetune(base: SourceModel, E: np.ndarray, y: np.ndarray, idx: np.ndarr
                 break
     head.load_state_dict(best_state)
     head.eval()
-    return HeadMember(head, scaler, {"best_epoch": best_epoch, "epochs_run": epoch, "lr": s.lr,
-                                     "n_train": len(tr), "n_earlystop": len(va), "seed": seed})
+    return HeadMember(
+        head,
+        scaler,
+        {
+            "best_epoch": best_epoch,
+            "epochs_run": epoch,
+            "lr": s.lr,
+            "n_train": len(tr),
+            "n_earlystop": len(va),
+            "seed": seed,
+        },
+    )
 
 
 def fit_ridge(X: np.ndarray, y: np.ndarray, uses: str, standardize: bool) -> LinearMember:
@@ -175,19 +193,36 @@ def fit_ridge(X: np.ndarray, y: np.ndarray, uses: str, standardize: bool) -> Lin
     scale = float((X - mean).std()) if standardize else 1.0
     scale = np.full(X.shape[1], scale if scale > 1e-12 else 1.0)
     model = RidgeCV(alphas=np.logspace(-3, 4, 15)).fit((X - mean) / scale, y)
-    return LinearMember(mean, scale, np.asarray(model.coef_, dtype=np.float64), float(model.intercept_),
-                        uses, {"alpha": float(model.alpha_)})
+    return LinearMember(
+        mean,
+        scale,
+        np.asarray(model.coef_, dtype=np.float64),
+        float(model.intercept_),
+        uses,
+        {"alpha": float(model.alpha_)},
+    )
 
 
 def _fit_forest(X: np.ndarray, y: np.ndarray, seed: int) -> ForestMember:
     from sklearn.ensemble import RandomForestRegressor
 
-    rf = RandomForestRegressor(n_estimators=200, random_state=seed, n_jobs=1).fit(X.astype(np.float64), y)
+    rf = RandomForestRegressor(n_estimators=200, random_state=seed, n_jobs=1).fit(
+        X.astype(np.float64), y
+    )
     return ForestMember(rf, "embedding", {"n_estimators": 200, "seed": seed})
 
 
-def fit_member(mode: str, base: SourceModel, E: np.ndarray, FP: np.ndarray, y: np.ndarray,
-               idx: np.ndarray, s: "TransferSettings", seed: int, tables: dict[str, GPTable] | None = None):
+def fit_member(
+    mode: str,
+    base: SourceModel,
+    E: np.ndarray,
+    FP: np.ndarray,
+    y: np.ndarray,
+    idx: np.ndarray,
+    s: TransferSettings,
+    seed: int,
+    tables: dict[str, GPTable] | None = None,
+):
     """Train one member of ``mode`` on rows ``idx``. ``tables``: the Gaussian-process feature
     tables of this ``(E, FP)`` by mode, built on first use (pass the same dict for every fold)."""
     if mode == "finetune":
@@ -203,8 +238,11 @@ def fit_member(mode: str, base: SourceModel, E: np.ndarray, FP: np.ndarray, y: n
     if mode in ("fp_gp", "emb_gp"):
         tables = {} if tables is None else tables
         if mode not in tables:
-            tables[mode] = (GPTable.build("tanimoto", "fingerprint", FP) if mode == "fp_gp"
-                            else GPTable.build("rbf", "embedding", E))
+            tables[mode] = (
+                GPTable.build("tanimoto", "fingerprint", FP)
+                if mode == "fp_gp"
+                else GPTable.build("rbf", "embedding", E)
+            )
         return fit_gp_member(tables[mode], y, idx)
     raise DataError(f"Unknown transfer mode {mode!r}; choose one of {', '.join(MODES)} or auto.")
 
@@ -212,6 +250,7 @@ def fit_member(mode: str, base: SourceModel, E: np.ndarray, FP: np.ndarray, y: n
 # --------------------------------------------------------------------------------------------
 # cross-validated transfer
 # --------------------------------------------------------------------------------------------
+
 
 @dataclass
 class TransferSettings:
@@ -238,14 +277,25 @@ class TransferSettings:
 def check_folds(folds: int, n: int) -> None:
     """k-fold cross-validation needs 2 <= k <= n rows."""
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
-        raise DataError(f"folds must be an integer >= 2 for k-fold cross-validation, got {folds!r}.")
+        raise DataError(
+            f"folds must be an integer >= 2 for k-fold cross-validation, got {folds!r}."
+        )
     if folds > n:
-        raise DataError(f"{folds}-fold cross-validation needs at least {folds} rows; the table has {n}. "
-                        f"Use --folds {n} or fewer, or add rows.")
+        raise DataError(
+            f"{folds}-fold cross-validation needs at least {folds} rows; the table has {n}. "
+            f"Use --folds {n} or fewer, or add rows."
+        )
 
 
-def cross_validate(base: SourceModel, E: np.ndarray, FP: np.ndarray, y: np.ndarray, mode: str,
-                   s: TransferSettings, tick: Callable[[], None] | None = None) -> dict[str, Any]:
+def cross_validate(
+    base: SourceModel,
+    E: np.ndarray,
+    FP: np.ndarray,
+    y: np.ndarray,
+    mode: str,
+    s: TransferSettings,
+    tick: Callable[[], None] | None = None,
+) -> dict[str, Any]:
     """Repeated k-fold CV of one mode. Returns metrics, out-of-fold predictions (repeats x n)
     and the fold models (the ensemble)."""
     from sklearn.model_selection import RepeatedKFold
@@ -255,12 +305,12 @@ def cross_validate(base: SourceModel, E: np.ndarray, FP: np.ndarray, y: np.ndarr
     folds = s.folds
     rkf = RepeatedKFold(n_splits=folds, n_repeats=s.repeats, random_state=s.seed)
     oof = np.full((s.repeats, n), np.nan)
-    oof_var = np.zeros((s.repeats, n))   # members' own predictive variance (Gaussian processes)
+    oof_var = np.zeros((s.repeats, n))  # members' own predictive variance (Gaussian processes)
     fit_r2, fit_mae, members = [], [], []
     tables: dict[str, GPTable] = {}
     for k, (tr, te) in enumerate(rkf.split(np.arange(n))):
         r, f = divmod(k, folds)
-        seed = (s.seed * 10_007 + k) % 2 ** 32  # scikit-learn seeds must be < 2**32
+        seed = (s.seed * 10_007 + k) % 2**32  # scikit-learn seeds must be < 2**32
         m = fit_member(mode, base, E, FP, y, tr, s, seed, tables)
         m.info.update({"repeat": r, "fold": f})
         X = features_for(m.uses, E, FP)
@@ -276,9 +326,15 @@ def cross_validate(base: SourceModel, E: np.ndarray, FP: np.ndarray, y: np.ndarr
             tick()
     per_rep = [regression_metrics(y, oof[r]) for r in range(s.repeats)]
     r2s, maes = np.array([p["r2"] for p in per_rep]), np.array([p["mae"] for p in per_rep])
-    metrics = {"r2_val": float(r2s.mean()), "r2_val_sd": float(r2s.std()), "mae_val": float(maes.mean()),
-               "mae_val_sd": float(maes.std()), "rmse_val": float(np.mean([p["rmse"] for p in per_rep])),
-               "r2_train": float(np.mean(fit_r2)), "mae_train": float(np.mean(fit_mae))}
+    metrics = {
+        "r2_val": float(r2s.mean()),
+        "r2_val_sd": float(r2s.std()),
+        "mae_val": float(maes.mean()),
+        "mae_val_sd": float(maes.std()),
+        "rmse_val": float(np.mean([p["rmse"] for p in per_rep])),
+        "r2_train": float(np.mean(fit_r2)),
+        "mae_train": float(np.mean(fit_mae)),
+    }
     return {"metrics": metrics, "oof": oof, "oof_var": oof_var, "members": members}
 
 
@@ -287,8 +343,15 @@ def select_mode(results: dict[str, dict[str, Any]]) -> str:
     return min(results, key=lambda m: results[m]["metrics"]["mae_val"])
 
 
-def nested_cv(base: SourceModel, E: np.ndarray, FP: np.ndarray, y: np.ndarray, modes: Sequence[str],
-              s: TransferSettings, tick: Callable[[], None] | None = None) -> dict[str, Any]:
+def nested_cv(
+    base: SourceModel,
+    E: np.ndarray,
+    FP: np.ndarray,
+    y: np.ndarray,
+    modes: Sequence[str],
+    s: TransferSettings,
+    tick: Callable[[], None] | None = None,
+) -> dict[str, Any]:
     """The selection's own estimate: outer ``s.folds``-fold CV; inside every outer training
     side, every mode is cross-validated (``s.nested_repeats`` repeats), the best is selected
     and its fold models predict the outer test rows. Also scores, on the same outer folds,
@@ -298,7 +361,7 @@ def nested_cv(base: SourceModel, E: np.ndarray, FP: np.ndarray, y: np.ndarray, m
     n = len(y)
     pred, base_pred = np.full(n, np.nan), np.full(n, np.nan)
     picks: list[str] = []
-    outer = KFold(n_splits=s.folds, shuffle=True, random_state=(s.seed * 7_919 + 1) % 2 ** 32)
+    outer = KFold(n_splits=s.folds, shuffle=True, random_state=(s.seed * 7_919 + 1) % 2**32)
     for tr, te in outer.split(np.arange(n)):
         inner = copy.copy(s)
         inner.folds, inner.repeats = min(s.folds, len(tr)), s.nested_repeats
@@ -311,8 +374,13 @@ def nested_cv(base: SourceModel, E: np.ndarray, FP: np.ndarray, y: np.ndarray, m
         if baselines:
             base_pred[te] = _members_mean(res[select_mode(baselines)]["members"], Ete, FP[te])
     m = regression_metrics(y, pred)
-    out = {"r2": m["r2"], "mae": m["mae"], "picks": picks, "outer_folds": s.folds,
-           "inner": f"{s.nested_repeats}x{min(s.folds, n - n // s.folds)}-fold"}
+    out = {
+        "r2": m["r2"],
+        "mae": m["mae"],
+        "picks": picks,
+        "outer_folds": s.folds,
+        "inner": f"{s.nested_repeats}x{min(s.folds, n - n // s.folds)}-fold",
+    }
     if np.isfinite(base_pred).all():
         b = regression_metrics(y, base_pred)
         out.update({"baseline_r2": b["r2"], "baseline_mae": b["mae"]})
@@ -334,11 +402,17 @@ def calibrate(y: np.ndarray, oof: np.ndarray, oof_var: np.ndarray, seed: int = 0
     m = oof.mean(0)
     s2 = (oof.var(0, ddof=1) if oof.shape[0] > 1 else np.zeros(len(y))) + oof_var.mean(0)
     err2 = (y - m) ** 2
-    out: dict[str, Any] = {"method": "scale² = Σ(y - oof mean)² / Σ oof spread² (z-scores of unit variance)",
-                           "n": len(y)}
+    out: dict[str, Any] = {
+        "method": "scale² = Σ(y - oof mean)² / Σ oof spread² (z-scores of unit variance)",
+        "n": len(y),
+    }
     if s2.sum() <= 0:
-        return {**out, "scale": None, "note": "no out-of-fold spread (one repeat of a mode without its own "
-                                                "variance): the spread is not calibrated"}
+        return {
+            **out,
+            "scale": None,
+            "note": "no out-of-fold spread (one repeat of a mode without its own "
+            "variance): the spread is not calibrated",
+        }
     scale = float(np.sqrt(err2.sum() / s2.sum()))
     sd = np.sqrt(s2)
     half = np.random.default_rng(seed).permutation(len(y)) % 2 == 0
@@ -350,16 +424,32 @@ def calibrate(y: np.ndarray, oof: np.ndarray, oof_var: np.ndarray, seed: int = 0
     def cover(k: float, factor: np.ndarray | float) -> float:
         return float(np.mean(np.abs(y - m) <= k * factor * sd))
 
-    return {**out, "scale": scale, "z_var_before": float(np.mean(err2[s2 > 0] / s2[s2 > 0])),
-            "coverage_1sd_before": cover(1, 1.0), "coverage_2sd_before": cover(2, 1.0),
-            "coverage_1sd_after": cover(1, scale), "coverage_2sd_after": cover(2, scale),
-            "coverage_1sd_after_crossfit": cover(1, cross), "coverage_2sd_after_crossfit": cover(2, cross),
-            "gaussian_1sd": 0.683, "gaussian_2sd": 0.954}
+    return {
+        **out,
+        "scale": scale,
+        "z_var_before": float(np.mean(err2[s2 > 0] / s2[s2 > 0])),
+        "coverage_1sd_before": cover(1, 1.0),
+        "coverage_2sd_before": cover(2, 1.0),
+        "coverage_1sd_after": cover(1, scale),
+        "coverage_2sd_after": cover(2, scale),
+        "coverage_1sd_after_crossfit": cover(1, cross),
+        "coverage_2sd_after_crossfit": cover(2, cross),
+        "gaussian_1sd": 0.683,
+        "gaussian_2sd": 0.954,
+    }
 
 
-def transfer(base_dir: str | Path, data: str | Path, out_dir: str | Path, settings: TransferSettings | None = None,
-             smiles_col: str = "smiles", target_col: str = "target", threads: int = 1, progress: bool = True,
-             log: Callable[[str], None] | None = None) -> dict[str, Any]:
+def transfer(
+    base_dir: str | Path,
+    data: str | Path,
+    out_dir: str | Path,
+    settings: TransferSettings | None = None,
+    smiles_col: str = "smiles",
+    target_col: str = "target",
+    threads: int = 1,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Cross-validated transfer of the model in ``base_dir`` to the table ``data``; writes
     ``ensemble.pt``, ``metrics.json``, ``cv_predictions.csv`` and ``parity.png`` into
     ``out_dir`` and returns the metrics."""
@@ -377,15 +467,21 @@ def transfer(base_dir: str | Path, data: str | Path, out_dir: str | Path, settin
     E = base.embed(f.graphs, smiles)
     FP = morgan_counts(smiles)
     domain = base.provenance.get("data", {}).get("domain", {})
-    notes = applicability(f.graphs, domain.get("elements", QM9_ELEMENTS),
-                          domain.get("max_heavy_atoms", QM9_MAX_HEAVY_ATOMS))
+    notes = applicability(
+        f.graphs,
+        domain.get("elements", QM9_ELEMENTS),
+        domain.get("max_heavy_atoms", QM9_MAX_HEAVY_ATOMS),
+    )
     n_out = sum(bool(x) for x in notes)
     log(f"{len(y)} target rows; {n_out} outside the source's domain")
 
     if s.mode not in MODES and s.mode != "auto":
-        raise DataError(f"Unknown transfer mode {s.mode!r}; choose one of {', '.join(MODES)} or auto.")
-    modes = list(dict.fromkeys([m for m in s.compare if m in MODES] +
-                               ([s.mode] if s.mode in MODES else [])))
+        raise DataError(
+            f"Unknown transfer mode {s.mode!r}; choose one of {', '.join(MODES)} or auto."
+        )
+    modes = list(
+        dict.fromkeys([m for m in s.compare if m in MODES] + ([s.mode] if s.mode in MODES else []))
+    )
     if not modes:
         raise DataError(f"No transfer mode to compare; choose from {', '.join(MODES)}.")
     nest = s.mode == "auto" and s.nested and len(modes) > 1
@@ -412,28 +508,66 @@ def transfer(base_dir: str | Path, data: str | Path, out_dir: str | Path, settin
     calibration = calibrate(y, res["oof"], res["oof_var"], s.seed)
     selection = selection_summary(results, chosen, nested, auto=s.mode == "auto")
     transfer_modes = [m for m in modes if m not in NO_TRANSFER]
-    best_transfer = min(transfer_modes, key=lambda m: results[m]["metrics"]["mae_val"]) if transfer_modes else None
+    best_transfer = (
+        min(transfer_modes, key=lambda m: results[m]["metrics"]["mae_val"])
+        if transfer_modes
+        else None
+    )
     baseline_mae = float(np.mean(np.abs(y - y.mean())))  # predicting the mean (in-sample)
     metrics = {
         **{k: res["metrics"][k] for k in ("r2_train", "r2_val", "mae_val")},
-        "mode": chosen, "r2_val_sd": res["metrics"]["r2_val_sd"], "mae_val_sd": res["metrics"]["mae_val_sd"],
-        "target": target_col, "n": len(y), "folds": folds, "repeats": s.repeats,
-        "ensemble_size": len(res["members"]), "n_outside_domain": n_out,
+        "mode": chosen,
+        "r2_val_sd": res["metrics"]["r2_val_sd"],
+        "mae_val_sd": res["metrics"]["mae_val_sd"],
+        "target": target_col,
+        "n": len(y),
+        "folds": folds,
+        "repeats": s.repeats,
+        "ensemble_size": len(res["members"]),
+        "n_outside_domain": n_out,
         "rows_skipped": table.attrs.get("skipped", {}),
         "methods": {m: results[m]["metrics"] for m in modes},
-        "selection": selection, "summary": selection["line"], "calibration": calibration,
-        "fingerprint_baseline_mae": results["fp_ridge"]["metrics"]["mae_val"] if "fp_ridge" in results else None,
-        "transfer_beats_baseline": (results[best_transfer]["metrics"]["mae_val"] < results["fp_ridge"]["metrics"]["mae_val"])
-        if best_transfer and "fp_ridge" in results else None,
-        "mean_predictor_mae": baseline_mae, "wall_s": round(time.perf_counter() - t0, 2), "threads": threads,
-        "base_model": str(Path(base_dir)), "base_data_hash": base.provenance.get("data", {}).get("data_hash"),
+        "selection": selection,
+        "summary": selection["line"],
+        "calibration": calibration,
+        "fingerprint_baseline_mae": results["fp_ridge"]["metrics"]["mae_val"]
+        if "fp_ridge" in results
+        else None,
+        "transfer_beats_baseline": (
+            results[best_transfer]["metrics"]["mae_val"] < results["fp_ridge"]["metrics"]["mae_val"]
+        )
+        if best_transfer and "fp_ridge" in results
+        else None,
+        "mean_predictor_mae": baseline_mae,
+        "wall_s": round(time.perf_counter() - t0, 2),
+        "threads": threads,
+        "base_model": str(Path(base_dir)),
+        "base_data_hash": base.provenance.get("data", {}).get("data_hash"),
     }
-    ens = Ensemble(base, res["members"], chosen, target_col, s.target_unit, domain, {
-        "data": {"file": str(data), "smiles_col": smiles_col, "target_col": target_col, "n": len(y),
-                 "sha256": file_sha256(data)},
-        "settings": {k: v for k, v in asdict(s).items() if k not in ("target_name", "target_unit")},
-        "base_provenance": base.provenance, "cv": metrics, "environment": environment()},
-        {"scale": calibration.get("scale"), "method": calibration["method"]})
+    ens = Ensemble(
+        base,
+        res["members"],
+        chosen,
+        target_col,
+        s.target_unit,
+        domain,
+        {
+            "data": {
+                "file": str(data),
+                "smiles_col": smiles_col,
+                "target_col": target_col,
+                "n": len(y),
+                "sha256": file_sha256(data),
+            },
+            "settings": {
+                k: v for k, v in asdict(s).items() if k not in ("target_name", "target_unit")
+            },
+            "base_provenance": base.provenance,
+            "cv": metrics,
+            "environment": environment(),
+        },
+        {"scale": calibration.get("scale"), "method": calibration["method"]},
+    )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ens.save(out)
@@ -441,36 +575,61 @@ def transfer(base_dir: str | Path, data: str | Path, out_dir: str | Path, settin
     return metrics
 
 
-def selection_summary(results: dict[str, dict[str, Any]], chosen: str, nested: dict[str, Any] | None,
-                      auto: bool = True) -> dict[str, Any]:
+def selection_summary(
+    results: dict[str, dict[str, Any]],
+    chosen: str,
+    nested: dict[str, Any] | None,
+    auto: bool = True,
+) -> dict[str, Any]:
     """Whether transfer helped on this table and by how much, with the selection's nested-CV
     figure; ``line``: the same in one sentence. ``auto``: ``chosen`` was selected by CV (else
     the user asked for it)."""
+
     def best_of(names: Sequence[str]) -> str | None:
         names = [m for m in names if m in results]
         return min(names, key=lambda m: results[m]["metrics"]["mae_val"]) if names else None
 
     bt, bb = best_of([m for m in results if m not in NO_TRANSFER]), best_of(NO_TRANSFER)
     r = {m: results[m]["metrics"] for m in results}
-    out: dict[str, Any] = {"selected": chosen, "selected_by": "cross-validation" if auto else "--mode",
-                           "selected_cv_r2": r[chosen]["r2_val"],
-                           "selected_cv_mae": r[chosen]["mae_val"], "best_transfer": bt, "best_baseline": bb,
-                           "criterion": "lowest cross-validated MAE"}
+    out: dict[str, Any] = {
+        "selected": chosen,
+        "selected_by": "cross-validation" if auto else "--mode",
+        "selected_cv_r2": r[chosen]["r2_val"],
+        "selected_cv_mae": r[chosen]["mae_val"],
+        "best_transfer": bt,
+        "best_baseline": bb,
+        "criterion": "lowest cross-validated MAE",
+    }
     parts = []
     if bt and bb:
         helped = r[bt]["mae_val"] < r[bb]["mae_val"]
-        out.update({"transfer_helped": helped, "best_transfer_cv_r2": r[bt]["r2_val"],
-                    "best_baseline_cv_r2": r[bb]["r2_val"],
-                    "margin_cv_mae_over_best_baseline": r[bb]["mae_val"] - r[chosen]["mae_val"],
-                    "margin_cv_r2_over_best_baseline": r[chosen]["r2_val"] - r[bb]["r2_val"]})
-        parts.append(f"transfer {'helped' if helped else 'did not help'} on this table: best transfer mode {bt} "
-                     f"R² {r[bt]['r2_val']:.3f} vs fingerprint baseline {bb} R² {r[bb]['r2_val']:.3f} (CV)")
+        out.update(
+            {
+                "transfer_helped": helped,
+                "best_transfer_cv_r2": r[bt]["r2_val"],
+                "best_baseline_cv_r2": r[bb]["r2_val"],
+                "margin_cv_mae_over_best_baseline": r[bb]["mae_val"] - r[chosen]["mae_val"],
+                "margin_cv_r2_over_best_baseline": r[chosen]["r2_val"] - r[bb]["r2_val"],
+            }
+        )
+        parts.append(
+            f"transfer {'helped' if helped else 'did not help'} on this table: best transfer mode {bt} "
+            f"R² {r[bt]['r2_val']:.3f} vs fingerprint baseline {bb} R² {r[bb]['r2_val']:.3f} (CV)"
+        )
     if auto:
-        parts.append(f"selected {chosen} (CV R² {r[chosen]['r2_val']:.3f}, optimistic: best of {len(results)})")
+        parts.append(
+            f"selected {chosen} (CV R² {r[chosen]['r2_val']:.3f}, optimistic: best of {len(results)})"
+        )
     else:
         best = select_mode(results)
-        parts.append(f"kept {chosen} as asked (--mode {chosen}, CV R² {r[chosen]['r2_val']:.3f})"
-                     + (f"; the CV-best mode was {best} (R² {r[best]['r2_val']:.3f})" if best != chosen else ""))
+        parts.append(
+            f"kept {chosen} as asked (--mode {chosen}, CV R² {r[chosen]['r2_val']:.3f})"
+            + (
+                f"; the CV-best mode was {best} (R² {r[best]['r2_val']:.3f})"
+                if best != chosen
+                else ""
+            )
+        )
     if nested:
         out["nested_cv"] = nested
         txt = f"nested-CV R² of the selection {nested['r2']:.3f}"
@@ -481,9 +640,20 @@ def selection_summary(results: dict[str, dict[str, Any]], chosen: str, nested: d
     return out
 
 
-def _write_reports(out: Path, ens: Ensemble, f: Featurized, smiles: list[str], y: np.ndarray, modes: list[str],
-                   results: dict[str, dict[str, Any]], res: dict[str, Any], notes: list[str],
-                   metrics: dict[str, Any], s: TransferSettings, target_col: str) -> None:
+def _write_reports(
+    out: Path,
+    ens: Ensemble,
+    f: Featurized,
+    smiles: list[str],
+    y: np.ndarray,
+    modes: list[str],
+    results: dict[str, dict[str, Any]],
+    res: dict[str, Any],
+    notes: list[str],
+    metrics: dict[str, Any],
+    s: TransferSettings,
+    target_col: str,
+) -> None:
     """``cv_predictions.csv``, ``metrics.json``, ``parity.png`` and ``calibration.png``."""
     pm, pv = ens.member_moments_graphs(f.graphs, smiles)
     fit_mean, fit_std = combine_moments(pm, pv, ens.spread_scale)
@@ -492,21 +662,38 @@ def _write_reports(out: Path, ens: Ensemble, f: Featurized, smiles: list[str], y
         cvp[f"{m}_cv_mean"] = results[m]["oof"].mean(0)
         cvp[f"{m}_cv_std"] = results[m]["oof"].std(0)
     oof_mean, oof_std = combine_moments(res["oof"], res["oof_var"], 1.0)
-    cvp["selected_cv_mean"], cvp["selected_cv_std_calibrated"] = oof_mean, oof_std * ens.spread_scale
+    cvp["selected_cv_mean"], cvp["selected_cv_std_calibrated"] = (
+        oof_mean,
+        oof_std * ens.spread_scale,
+    )
     cvp["ensemble_fit_mean"], cvp["ensemble_fit_std"] = fit_mean, fit_std
     cvp["in_domain"] = [not x for x in notes]
     cvp["domain_note"] = notes
     cvp.to_csv(out / "cv_predictions.csv", index=False)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     oof = res["oof"]
-    cv_name = f"cross-validation, mean ± sd of {s.repeats} repeats" if s.repeats > 1 else "cross-validation"
-    parity_plot(out / "parity.png",
-                [("train (ensemble fit)", y, fit_mean, None),
-                 (cv_name, y, oof.mean(0), oof.std(0) if s.repeats > 1 else None)],
-                f"{target_col} {('[' + s.target_unit + ']') if s.target_unit else ''}".strip(),
-                title=f"transfer mode {metrics['mode']}, {s.repeats}x{metrics['folds']}-fold CV: "
-                      f"R² {metrics['r2_val']:.3f}, MAE {metrics['mae_val']:.3g}",
-                r2={cv_name: metrics["r2_val"]})
+    cv_name = (
+        f"cross-validation, mean ± sd of {s.repeats} repeats"
+        if s.repeats > 1
+        else "cross-validation"
+    )
+    parity_plot(
+        out / "parity.png",
+        [
+            ("train (ensemble fit)", y, fit_mean, None),
+            (cv_name, y, oof.mean(0), oof.std(0) if s.repeats > 1 else None),
+        ],
+        f"{target_col} {('[' + s.target_unit + ']') if s.target_unit else ''}".strip(),
+        title=f"transfer mode {metrics['mode']}, {s.repeats}x{metrics['folds']}-fold CV: "
+        f"R² {metrics['r2_val']:.3f}, MAE {metrics['mae_val']:.3g}",
+        r2={cv_name: metrics["r2_val"]},
+    )
     if metrics["calibration"].get("scale"):
-        calibration_plot(out / "calibration.png", y, oof_mean, oof_std, ens.spread_scale,
-                         f"{metrics['mode']}, out-of-fold, n = {len(y)}")
+        calibration_plot(
+            out / "calibration.png",
+            y,
+            oof_mean,
+            oof_std,
+            ens.spread_scale,
+            f"{metrics['mode']}, out-of-fold, n = {len(y)}",
+        )

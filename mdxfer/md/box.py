@@ -84,12 +84,16 @@ class System:
 
 
 def assemble(
-    molecules: list[MoleculeFF], mol_template: list[int], coords: list[np.ndarray],
+    molecules: list[MoleculeFF],
+    mol_template: list[int],
+    coords: list[np.ndarray],
     box: np.ndarray,
 ) -> System:
     """Join molecule copies (template index + coordinates in Å) into one :class:`System`."""
-    parts: dict[str, list] = {k: [] for k in (
-        "pos", "types", "q", "m", "amol", "b", "bk", "a", "ak", "d", "dk", "i", "ik")}
+    parts: dict[str, list] = {
+        k: []
+        for k in ("pos", "types", "q", "m", "amol", "b", "bk", "a", "ak", "d", "dk", "i", "ik")
+    }
     offset = 0
     for m, (t, xyz) in enumerate(zip(mol_template, coords)):
         ff = molecules[t]
@@ -99,8 +103,10 @@ def assemble(
         parts["m"].append(ff.masses)
         parts["amol"].append(np.full(ff.n_atoms, m))
         for arr, keys, a_name, k_name in (
-            (ff.bonds, ff.bond_keys, "b", "bk"), (ff.angles, ff.angle_keys, "a", "ak"),
-            (ff.dihedrals, ff.dihedral_keys, "d", "dk"), (ff.impropers, ff.improper_keys, "i", "ik"),
+            (ff.bonds, ff.bond_keys, "b", "bk"),
+            (ff.angles, ff.angle_keys, "a", "ak"),
+            (ff.dihedrals, ff.dihedral_keys, "d", "dk"),
+            (ff.impropers, ff.improper_keys, "i", "ik"),
         ):
             parts[a_name].append(arr + offset)
             parts[k_name] += keys
@@ -111,13 +117,21 @@ def assemble(
         return np.concatenate(rows).astype(int) if rows else np.zeros((0, width), dtype=int)
 
     return System(
-        box=np.asarray(box, dtype=float), molecules=list(molecules),
+        box=np.asarray(box, dtype=float),
+        molecules=list(molecules),
         mol_template=np.asarray(mol_template, dtype=int),
         atom_mol=np.concatenate(parts["amol"]).astype(int),
-        positions=np.concatenate(parts["pos"]), types=parts["types"],
-        charges=np.concatenate(parts["q"]), masses=np.concatenate(parts["m"]),
-        bonds=cat("b", 2), bond_keys=parts["bk"], angles=cat("a", 3), angle_keys=parts["ak"],
-        dihedrals=cat("d", 4), dihedral_keys=parts["dk"], impropers=cat("i", 4),
+        positions=np.concatenate(parts["pos"]),
+        types=parts["types"],
+        charges=np.concatenate(parts["q"]),
+        masses=np.concatenate(parts["m"]),
+        bonds=cat("b", 2),
+        bond_keys=parts["bk"],
+        angles=cat("a", 3),
+        angle_keys=parts["ak"],
+        dihedrals=cat("d", 4),
+        dihedral_keys=parts["dk"],
+        impropers=cat("i", 4),
         improper_keys=parts["ik"],
     )
 
@@ -150,8 +164,12 @@ def molecule_extent(coords: np.ndarray) -> float:
 
 
 def pack(
-    molecule: MoleculeFF, count: int, box: tuple[float, float, float] = (30.0, 30.0, 200.0),
-    min_distance: float = 2.0, seed: int = 0, max_attempts: int = 2000,
+    molecule: MoleculeFF,
+    count: int,
+    box: tuple[float, float, float] = (30.0, 30.0, 200.0),
+    min_distance: float = 2.0,
+    seed: int = 0,
+    max_attempts: int = 2000,
 ) -> System:
     """Place ``count`` randomly rotated copies of ``molecule`` at random in ``box`` (Å).
 
@@ -255,8 +273,15 @@ def stack(bottom: System, top: System, gap: float = 1.0, top_shift: float = 0.0)
     out = assemble(templates, mol_template, coords, box)
     if bottom.velocities is not None and top.velocities is not None:
         out.velocities = np.concatenate([bottom.velocities, top.velocities])
-    out.meta.update({"stack_interfaces": 2, "bottom_Lz_A": float(bottom.box[2]),
-                     "top_Lz_A": float(top.box[2]), "gap_A": gap, "top_shift_A": top_shift})
+    out.meta.update(
+        {
+            "stack_interfaces": 2,
+            "bottom_Lz_A": float(bottom.box[2]),
+            "top_Lz_A": float(top.box[2]),
+            "gap_A": gap,
+            "top_shift_A": top_shift,
+        }
+    )
     return out
 
 
@@ -270,5 +295,9 @@ def rescale_z(system: System, lz: float) -> System:
     com_z = mass_z / np.bincount(system.atom_mol, weights=system.masses)
     pos[:, 2] += (lz / float(system.box[2]) - 1.0) * com_z[system.atom_mol]
     return dataclasses.replace(
-        system, positions=pos, images=None, box=np.array([system.box[0], system.box[1], lz]),
-        meta=dict(system.meta, rescaled_from_lz_A=float(system.box[2])))
+        system,
+        positions=pos,
+        images=None,
+        box=np.array([system.box[0], system.box[1], lz]),
+        meta=dict(system.meta, rescaled_from_lz_A=float(system.box[2])),
+    )

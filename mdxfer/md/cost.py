@@ -117,19 +117,21 @@ def throughput(ranks: int = 1) -> tuple[float, str]:
 class Projection:
     """Projected LAMMPS work and time of one ``interaction`` (seconds are of one run's ranks)."""
 
-    atom_steps: float          # the base plan (no barostat extensions)
-    atom_steps_max: float      # every barostat extension taken
-    katom_steps_s: float       # the throughput used
-    source: str                # where it comes from
-    cpu_s: float               # base CPU seconds (atom-steps / per-rank speed)
+    atom_steps: float  # the base plan (no barostat extensions)
+    atom_steps_max: float  # every barostat extension taken
+    katom_steps_s: float  # the throughput used
+    source: str  # where it comes from
+    cpu_s: float  # base CPU seconds (atom-steps / per-rank speed)
     cpu_s_max: float
-    wall_s: float              # with ``workers`` runs side by side
+    wall_s: float  # with ``workers`` runs side by side
     wall_s_max: float
 
     def describe(self) -> str:
-        return (f"projected LAMMPS time ≈ {_fmt(self.wall_s)} (up to {_fmt(self.wall_s_max)} if "
-                f"every barostat extension runs), {self.cpu_s / 3600:.2f} CPU-hours; "
-                f"{self.katom_steps_s:.0f} katom-step/s per run ({self.source})")
+        return (
+            f"projected LAMMPS time ≈ {_fmt(self.wall_s)} (up to {_fmt(self.wall_s_max)} if "
+            f"every barostat extension runs), {self.cpu_s / 3600:.2f} CPU-hours; "
+            f"{self.katom_steps_s:.0f} katom-step/s per run ({self.source})"
+        )
 
 
 def _fmt(seconds: float) -> str:
@@ -155,8 +157,9 @@ def atoms_in_box(smiles: str, protocol: Protocol) -> int:
 
     mol = embed_compact(canon, seed=protocol.seed, n_conformers=1)
     lx, ly, _ = protocol.box_A
-    return per * molecules_for_slab(vdw_volume(mol), lx * ly, protocol.min_slab_A,
-                                    protocol.n_molecules, PACKING_FRACTION)
+    return per * molecules_for_slab(
+        vdw_volume(mol), lx * ly, protocol.min_slab_A, protocol.n_molecules, PACKING_FRACTION
+    )
 
 
 def _cell_ps(protocol: Protocol, nvt_ps: float) -> tuple[float, float]:
@@ -164,8 +167,15 @@ def _cell_ps(protocol: Protocol, nvt_ps: float) -> tuple[float, float]:
     return base, base + protocol.compress_extra_max_ps
 
 
-def project(smiles: str, protocol: Protocol, partner: str, replicas: int = 1,
-            ranks: int = 1, workers: int = 1, partner_done: bool = False) -> Projection:
+def project(
+    smiles: str,
+    protocol: Protocol,
+    partner: str,
+    replicas: int = 1,
+    ranks: int = 1,
+    workers: int = 1,
+    partner_done: bool = False,
+) -> Projection:
     """The projected cost of ``mdxfer interaction smiles`` with ``replicas`` replicas.
 
     ``ranks``: MPI ranks of each LAMMPS run; ``workers``: runs side by side; ``partner_done``:
@@ -175,8 +185,9 @@ def project(smiles: str, protocol: Protocol, partner: str, replicas: int = 1,
     fs = protocol.timestep_fs / 1000.0
     cell, cell_max = _cell_ps(protocol, protocol.nvt_ps)
     part, part_max = _cell_ps(protocol, protocol.partner_ps)
-    stack_ps = protocol.stack_nvt_ps + (protocol.stack_compress_ps if protocol.stack_barostat
-                                        else 0.0)
+    stack_ps = protocol.stack_nvt_ps + (
+        protocol.stack_compress_ps if protocol.stack_barostat else 0.0
+    )
     stack_max = stack_ps + (protocol.compress_extra_max_ps if protocol.stack_barostat else 0.0)
     per_rep = n_cand * cell / fs + (n_cand + n_part) * stack_ps / fs
     per_rep_max = n_cand * cell_max / fs + (n_cand + n_part) * stack_max / fs

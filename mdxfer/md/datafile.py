@@ -34,14 +34,24 @@ def write_data(system: System, path: str | Path, title: str = "mdxfer system") -
     index = {kind: {key: i + 1 for i, key in enumerate(keys)} for kind, keys in tables.items()}
     lines = [f"# {title} (written by mdxfer)", ""]
     lines += [
-        f"{system.n_atoms} atoms", f"{len(system.bonds)} bonds", f"{len(system.angles)} angles",
-        f"{len(system.dihedrals)} dihedrals", f"{len(system.impropers)} impropers", "",
-        f"{len(tables['atom'])} atom types", f"{len(tables['bond'])} bond types",
-        f"{len(tables['angle'])} angle types", f"{len(tables['dihedral'])} dihedral types",
-        f"{len(tables['improper'])} improper types", "",
-        f"0.0 {system.box[0]:.6f} xlo xhi", f"0.0 {system.box[1]:.6f} ylo yhi",
-        f"0.0 {system.box[2]:.6f} zlo zhi", "",
-        "Atom Type Labels", "",
+        f"{system.n_atoms} atoms",
+        f"{len(system.bonds)} bonds",
+        f"{len(system.angles)} angles",
+        f"{len(system.dihedrals)} dihedrals",
+        f"{len(system.impropers)} impropers",
+        "",
+        f"{len(tables['atom'])} atom types",
+        f"{len(tables['bond'])} bond types",
+        f"{len(tables['angle'])} angle types",
+        f"{len(tables['dihedral'])} dihedral types",
+        f"{len(tables['improper'])} improper types",
+        "",
+        f"0.0 {system.box[0]:.6f} xlo xhi",
+        f"0.0 {system.box[1]:.6f} ylo yhi",
+        f"0.0 {system.box[2]:.6f} zlo zhi",
+        "",
+        "Atom Type Labels",
+        "",
     ]
     lines += [f"{i + 1} {t}" for i, t in enumerate(tables["atom"])]
     if tables["bond"]:
@@ -67,8 +77,9 @@ def write_data(system: System, path: str | Path, title: str = "mdxfer system") -
         )
     if system.velocities is not None:
         lines += ["", "Velocities", ""]
-        lines += [f"{i + 1} {v[0]:.8g} {v[1]:.8g} {v[2]:.8g}"
-                  for i, v in enumerate(system.velocities)]
+        lines += [
+            f"{i + 1} {v[0]:.8g} {v[1]:.8g} {v[2]:.8g}" for i, v in enumerate(system.velocities)
+        ]
     for title_, arr, keys, kind in (
         ("Bonds", system.bonds, system.bond_keys, "bond"),
         ("Angles", system.angles, system.angle_keys, "angle"),
@@ -90,23 +101,43 @@ def write_data(system: System, path: str | Path, title: str = "mdxfer system") -
 class DataState:
     """What a LAMMPS-written data file says about the atoms, ordered by atom id."""
 
-    box: np.ndarray          # (3,) lengths, Å
-    origin: np.ndarray       # (3,) lower corner, Å
-    positions: np.ndarray    # (N, 3), Å, relative to ``origin``
-    images: np.ndarray       # (N, 3) int
+    box: np.ndarray  # (3,) lengths, Å
+    origin: np.ndarray  # (3,) lower corner, Å
+    positions: np.ndarray  # (N, 3), Å, relative to ``origin``
+    images: np.ndarray  # (N, 3) int
     velocities: np.ndarray | None  # (N, 3), Å/fs
     molecule_ids: np.ndarray | None = None  # (N,) int, 1-based as in the file
-    types: list[str] | None = None          # (N,) type labels (numbers where no label is given)
-    charges: np.ndarray | None = None       # (N,), e
+    types: list[str] | None = None  # (N,) type labels (numbers where no label is given)
+    charges: np.ndarray | None = None  # (N,), e
 
 
 _SECTION_NAMES = {
-    "Atoms", "Velocities", "Masses", "Bonds", "Angles", "Dihedrals", "Impropers",
-    "Pair Coeffs", "PairIJ Coeffs", "Bond Coeffs", "Angle Coeffs", "Dihedral Coeffs",
-    "Improper Coeffs", "BondBond Coeffs", "BondAngle Coeffs", "MiddleBondTorsion Coeffs",
-    "EndBondTorsion Coeffs", "AngleTorsion Coeffs", "AngleAngleTorsion Coeffs",
-    "BondBond13 Coeffs", "AngleAngle Coeffs", "Atom Type Labels", "Bond Type Labels",
-    "Angle Type Labels", "Dihedral Type Labels", "Improper Type Labels",
+    "Atoms",
+    "Velocities",
+    "Masses",
+    "Bonds",
+    "Angles",
+    "Dihedrals",
+    "Impropers",
+    "Pair Coeffs",
+    "PairIJ Coeffs",
+    "Bond Coeffs",
+    "Angle Coeffs",
+    "Dihedral Coeffs",
+    "Improper Coeffs",
+    "BondBond Coeffs",
+    "BondAngle Coeffs",
+    "MiddleBondTorsion Coeffs",
+    "EndBondTorsion Coeffs",
+    "AngleTorsion Coeffs",
+    "AngleAngleTorsion Coeffs",
+    "BondBond13 Coeffs",
+    "AngleAngle Coeffs",
+    "Atom Type Labels",
+    "Bond Type Labels",
+    "Angle Type Labels",
+    "Dihedral Type Labels",
+    "Improper Type Labels",
 }
 
 
@@ -147,9 +178,16 @@ def read_state(path: str | Path) -> DataState:
         vel = v[np.argsort(v[:, 0].astype(int)), 1:4]
     labels = dict(r.split()[:2] for r in sections.get("Atom Type Labels", []))
     types = [labels.get(t, t) for t in atoms[order, 2]]
-    return DataState(box=hi - lo, origin=lo, positions=xyz, images=img, velocities=vel,
-                     molecule_ids=atoms[order, 1].astype(int), types=types,
-                     charges=atoms[order, 3].astype(float))
+    return DataState(
+        box=hi - lo,
+        origin=lo,
+        positions=xyz,
+        images=img,
+        velocities=vel,
+        molecule_ids=atoms[order, 1].astype(int),
+        types=types,
+        charges=atoms[order, 3].astype(float),
+    )
 
 
 def apply_state(system: System, state: DataState) -> System:
@@ -160,5 +198,11 @@ def apply_state(system: System, state: DataState) -> System:
         )
     from dataclasses import replace
 
-    return replace(system, box=state.box.copy(), positions=state.positions.copy(),
-                   images=state.images.copy(), velocities=state.velocities, meta=dict(system.meta))
+    return replace(
+        system,
+        box=state.box.copy(),
+        positions=state.positions.copy(),
+        images=state.images.copy(),
+        velocities=state.velocities,
+        meta=dict(system.meta),
+    )

@@ -60,11 +60,16 @@ def forcefield_include(system: System, protocol: Protocol) -> str:
     # A cell without any charge (an alkane with MMFF94 charges) has no Coulomb energy at all;
     # PPPM refuses an uncharged system, so it runs plain LJ (the same energy, term by term).
     lj_style = "lj/cut/coul/long" if charged else "lj/cut"
-    kspace = (f"kspace_style pppm {protocol.kspace_accuracy:g}" if charged
-              else "# no charges in this cell: no long-range Coulomb (PPPM needs charges)")
+    kspace = (
+        f"kspace_style pppm {protocol.kspace_accuracy:g}"
+        if charged
+        else "# no charges in this cell: no long-range Coulomb (PPPM needs charges)"
+    )
     if hb:
-        pair_style = (f"hybrid/overlay {lj_style} {rc:g} hbond/dreiding/lj {hbt['n']} "
-                      f"{hbt['r_inner']:g} {hbt['r_outer']:g} {hbt['angle_cutoff']:g}")
+        pair_style = (
+            f"hybrid/overlay {lj_style} {rc:g} hbond/dreiding/lj {hbt['n']} "
+            f"{hbt['r_inner']:g} {hbt['r_outer']:g} {hbt['angle_cutoff']:g}"
+        )
         sub = f" {lj_style}"
     else:
         pair_style, sub = f"{lj_style} {rc:g}", ""
@@ -72,7 +77,9 @@ def forcefield_include(system: System, protocol: Protocol) -> str:
     for i, ti in enumerate(labels):
         for tj in labels[i:]:
             eps, sig = lj_pair(ti, tj)
-            pair_lines.append(f"pair_coeff {num[ti]} {num[tj]}{sub} {eps:.6f} {sig:.6f}  # {ti} {tj}")
+            pair_lines.append(
+                f"pair_coeff {num[ti]} {num[tj]}{sub} {eps:.6f} {sig:.6f}  # {ti} {tj}"
+            )
     for donor, acc in hb:
         i, j = sorted((num[donor], num[acc]))
         flag = "i" if num[donor] == i else "j"
@@ -80,8 +87,7 @@ def forcefield_include(system: System, protocol: Protocol) -> str:
             f"pair_coeff {i} {j} hbond/dreiding/lj {num['H___A']} {flag} {hbt['D_hb']:g} "
             f"{hbt['R_hb']:g} {hbt['n']}  # donor {donor}, acceptor {acc}"
         )
-    pair_modify = ("# no long-range LJ tail correction here (see tail_command: barostat stages "
-                   "only)")
+    pair_modify = "# no long-range LJ tail correction here (see tail_command: barostat stages only)"
     bond_lines = []
     for n, key in enumerate(tables["bond"], 1):
         k, r0 = bond_params(*key)
@@ -90,15 +96,22 @@ def forcefield_include(system: System, protocol: Protocol) -> str:
     for n, key in enumerate(tables["angle"], 1):
         k, th = angle_params(key)
         angle_lines.append(f"angle_coeff {n} {k:.4f} {th:.4f}  # {angle_label(key)}")
-    dihedral_lines = [f"dihedral_coeff {n} {k:.6f} {d} {m}"
-                      for n, (k, d, m) in enumerate(tables["dihedral"], 1)]
-    improper_lines = [f"improper_coeff {n} {k:.6f} {w0:.4f}"
-                      for n, (k, w0) in enumerate(tables["improper"], 1)]
+    dihedral_lines = [
+        f"dihedral_coeff {n} {k:.6f} {d} {m}" for n, (k, d, m) in enumerate(tables["dihedral"], 1)
+    ]
+    improper_lines = [
+        f"improper_coeff {n} {k:.6f} {w0:.4f}" for n, (k, w0) in enumerate(tables["improper"], 1)
+    ]
     return render(
-        "forcefield.lmp", pair_style=pair_style, pair_coeffs="\n".join(pair_lines),
-        pair_modify=pair_modify, bond_coeffs="\n".join(bond_lines),
-        angle_coeffs="\n".join(angle_lines), dihedral_coeffs="\n".join(dihedral_lines),
-        improper_coeffs="\n".join(improper_lines), kspace_command=kspace,
+        "forcefield.lmp",
+        pair_style=pair_style,
+        pair_coeffs="\n".join(pair_lines),
+        pair_modify=pair_modify,
+        bond_coeffs="\n".join(bond_lines),
+        angle_coeffs="\n".join(angle_lines),
+        dihedral_coeffs="\n".join(dihedral_lines),
+        improper_coeffs="\n".join(improper_lines),
+        kspace_command=kspace,
     )
 
 
@@ -113,8 +126,7 @@ def shake_command(protocol: Protocol) -> str:
     return "fix             rigid_h all shake 0.0001 20 0 m 1.1"
 
 
-def interface_wall_commands(bottom_molecules: int, lc: float, tolerance: float,
-                            k: float) -> str:
+def interface_wall_commands(bottom_molecules: int, lc: float, tolerance: float, k: float) -> str:
     """Flat-bottom walls that keep each slab of a stack on its side of its two interfaces.
 
     The stack is the candidate cell (molecules 1..N, z in [0, lc]) under the partner cell
@@ -124,21 +136,23 @@ def interface_wall_commands(bottom_molecules: int, lc: float, tolerance: float,
     the potential energy LAMMPS reports). Interdiffusion stops; the interface stays sharp.
     """
     n = int(bottom_molecules)
-    return "\n".join([
-        f"group           wcand molecule <> 1 {n}",
-        "group           wpart subtract all wcand",
-        f"variable        wlc equal {lc:.6f}",
-        f"variable        wd equal {tolerance:g}",
-        f"variable        wk equal {k:g}",
-        "variable        wtop atom \"(z-v_wlc)<(lz-z)\"",
-        "variable        wbot atom \"z<(v_wlc-z)\"",
-        "variable        wc atom \"gmask(wcand)*(z>v_wlc+v_wd)*(z<lz-v_wd)*"
-        "(-v_wk*(z-v_wlc-v_wd)*v_wtop+v_wk*(lz-v_wd-z)*(1-v_wtop))\"",
-        "variable        wp atom \"gmask(wpart)*(z>v_wd)*(z<v_wlc-v_wd)*"
-        "(-v_wk*(z-v_wd)*v_wbot+v_wk*(v_wlc-v_wd-z)*(1-v_wbot))\"",
-        "variable        wfz atom v_wc+v_wp",
-        "fix             iwall all addforce 0.0 0.0 v_wfz",
-    ])
+    return "\n".join(
+        [
+            f"group           wcand molecule <> 1 {n}",
+            "group           wpart subtract all wcand",
+            f"variable        wlc equal {lc:.6f}",
+            f"variable        wd equal {tolerance:g}",
+            f"variable        wk equal {k:g}",
+            'variable        wtop atom "(z-v_wlc)<(lz-z)"',
+            'variable        wbot atom "z<(v_wlc-z)"',
+            'variable        wc atom "gmask(wcand)*(z>v_wlc+v_wd)*(z<lz-v_wd)*'
+            '(-v_wk*(z-v_wlc-v_wd)*v_wtop+v_wk*(lz-v_wd-z)*(1-v_wtop))"',
+            'variable        wp atom "gmask(wpart)*(z>v_wd)*(z<v_wlc-v_wd)*'
+            '(-v_wk*(z-v_wd)*v_wbot+v_wk*(v_wlc-v_wd-z)*(1-v_wbot))"',
+            "variable        wfz atom v_wc+v_wp",
+            "fix             iwall all addforce 0.0 0.0 v_wfz",
+        ]
+    )
 
 
 def cross_commands(bottom_molecules: int) -> tuple[str, str]:
@@ -149,7 +163,9 @@ def cross_commands(bottom_molecules: int) -> tuple[str, str]:
     ``bottom_molecules`` molecules) and the partner slab, kcal/mol.
     """
     n = int(bottom_molecules)
-    lines = [f"group           cand molecule <> 1 {n}",
-             "group           partner subtract all cand",
-             "compute         cross cand group/group partner pair yes kspace yes"]
+    lines = [
+        f"group           cand molecule <> 1 {n}",
+        "group           partner subtract all cand",
+        "compute         cross cand group/group partner pair yes kspace yes",
+    ]
     return "\n".join(lines), "c_cross"

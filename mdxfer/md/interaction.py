@@ -78,6 +78,7 @@ def read_json(path: Path) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- building systems
 
+
 def species_template(canon: str, protocol: Protocol) -> tuple[Any, MoleculeFF]:
     """(RDKit molecule, :class:`MoleculeFF`) of the molecule a species box is made of: its
     seeded conformer (``packing = "random"``: :func:`~mdxfer.molecule.embed`; ``"packmol"``:
@@ -103,15 +104,23 @@ def build_species_system(smiles: str, protocol: Protocol) -> System:
 def _pack_species(canon: str, protocol: Protocol) -> System:
     mol, ff = species_template(canon, protocol)
     if protocol.packing == "random":
-        return pack(ff, protocol.n_molecules, box=protocol.box_A,
-                    min_distance=protocol.min_distance_A, seed=protocol.seed)
+        return pack(
+            ff,
+            protocol.n_molecules,
+            box=protocol.box_A,
+            min_distance=protocol.min_distance_A,
+            seed=protocol.seed,
+        )
     lx, ly, _ = protocol.box_A
-    count = molecules_for_slab(vdw_volume(mol), lx * ly, protocol.min_slab_A,
-                               protocol.n_molecules, PACKING_FRACTION)
-    rho = packing_density(liquid_density_estimate(mol), protocol.pack_density_fraction,
-                          molecule_extent(ff.coords))
-    return pack_packmol(ff, count, lx, ly, rho, seed=protocol.seed,
-                        tolerance=protocol.min_distance_A)
+    count = molecules_for_slab(
+        vdw_volume(mol), lx * ly, protocol.min_slab_A, protocol.n_molecules, PACKING_FRACTION
+    )
+    rho = packing_density(
+        liquid_density_estimate(mol), protocol.pack_density_fraction, molecule_extent(ff.coords)
+    )
+    return pack_packmol(
+        ff, count, lx, ly, rho, seed=protocol.seed, tolerance=protocol.min_distance_A
+    )
 
 
 #: Outputs of the stages of a cell: a folder holding them for another cell (molecule, role,
@@ -124,10 +133,13 @@ def _refuse_finished(workdir: Path, found: dict, wanted: dict) -> None:
     lost, or — worse — taken as this cell's); a cell without finished stages is rebuilt."""
     if not any((workdir / name).exists() for name in STAGE_OUTPUTS):
         return
-    diff = "; ".join(f"{k} {found.get(k)!r} (wanted {v!r})" for k, v in wanted.items()
-                     if found.get(k) != v)
-    raise MdxferError(f"{workdir} holds finished stages of another cell ({diff}); nothing was "
-                      "changed. Use another output folder, or delete that one to start again.")
+    diff = "; ".join(
+        f"{k} {found.get(k)!r} (wanted {v!r})" for k, v in wanted.items() if found.get(k) != v
+    )
+    raise MdxferError(
+        f"{workdir} holds finished stages of another cell ({diff}); nothing was "
+        "changed. Use another output folder, or delete that one to start again."
+    )
 
 
 def _write_inputs(system: System, protocol: Protocol, workdir: Path, info: dict) -> None:
@@ -135,18 +147,25 @@ def _write_inputs(system: System, protocol: Protocol, workdir: Path, info: dict)
         (workdir / name).unlink(missing_ok=True)
     write_data(system, workdir / "system.data", title=info.get("title", "mdxfer system"))
     (workdir / "forcefield.lmp").write_text(forcefield_include(system, protocol))
-    info = dict(info, n_atoms=system.n_atoms, n_molecules=system.n_molecules,
-                protocol=protocol.to_dict(),
-                protocol_digest=protocol.box_digest(info.get("kind", "species"),
-                                                    info.get("role", "candidate")),
-                forcefield=load_table()["version"], initial_density_g_cm3=system.density,
-                hbond_pairs=hbond_pairs(system) if protocol.hbond else [],
-                box_A=list(map(float, system.box)))
+    info = dict(
+        info,
+        n_atoms=system.n_atoms,
+        n_molecules=system.n_molecules,
+        protocol=protocol.to_dict(),
+        protocol_digest=protocol.box_digest(
+            info.get("kind", "species"), info.get("role", "candidate")
+        ),
+        forcefield=load_table()["version"],
+        initial_density_g_cm3=system.density,
+        hbond_pairs=hbond_pairs(system) if protocol.hbond else [],
+        box_A=list(map(float, system.box)),
+    )
     write_json_atomic(workdir / SPECIES_FILE, info)
 
 
-def prepare_species(smiles: str, protocol: Protocol, workdir: str | Path,
-                    role: str = "candidate") -> Path:
+def prepare_species(
+    smiles: str, protocol: Protocol, workdir: str | Path, role: str = "candidate"
+) -> Path:
     """Write ``system.data``, ``forcefield.lmp`` and ``species.json`` for one molecule's box.
 
     ``role`` is ``candidate`` or ``partner`` (the partner's NVT runs ``partner_nvt_ps``).
@@ -154,16 +173,21 @@ def prepare_species(smiles: str, protocol: Protocol, workdir: str | Path,
     return _prepare_species(canonical_smiles(smiles), smiles, protocol, workdir, role)
 
 
-def _prepare_species(canon: str, smiles: str, protocol: Protocol, workdir: str | Path,
-                     role: str = "candidate") -> Path:
+def _prepare_species(
+    canon: str, smiles: str, protocol: Protocol, workdir: str | Path, role: str = "candidate"
+) -> Path:
     """:func:`prepare_species` of canonical SMILES ``canon`` (``smiles``: as the user wrote it)."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     existing = workdir / SPECIES_FILE
     if existing.exists():
         info = read_json(existing)
-        wanted = {"smiles": canon, "protocol_digest": protocol.cell_digest(role), "role": role,
-                  "forcefield": load_table()["version"]}
+        wanted = {
+            "smiles": canon,
+            "protocol_digest": protocol.cell_digest(role),
+            "role": role,
+            "forcefield": load_table()["version"],
+        }
         found = dict(info, role=info.get("role", "candidate"))
         if box_matches(info, protocol):
             found["protocol_digest"] = protocol.cell_digest(found["role"])
@@ -172,16 +196,26 @@ def _prepare_species(canon: str, smiles: str, protocol: Protocol, workdir: str |
         _refuse_finished(workdir, found, wanted)
     system = _pack_species(canon, protocol)
     key = inchikey(canon)
-    _write_inputs(system, protocol, workdir, {
-        "kind": "species", "role": role, "smiles": canon, "input_smiles": smiles,
-        "inchikey": key, "title": f"{system.n_molecules} x {key}",
-        "molar_mass_g_mol": system.molecules[0].mass,
-    })
+    _write_inputs(
+        system,
+        protocol,
+        workdir,
+        {
+            "kind": "species",
+            "role": role,
+            "smiles": canon,
+            "input_smiles": smiles,
+            "inchikey": key,
+            "title": f"{system.n_molecules} x {key}",
+            "molar_mass_g_mol": system.molecules[0].mass,
+        },
+    )
     return workdir
 
 
-def prepare_stack(bottom_dir: str | Path, top_dir: str | Path, protocol: Protocol,
-                  workdir: str | Path) -> Path:
+def prepare_stack(
+    bottom_dir: str | Path, top_dir: str | Path, protocol: Protocol, workdir: str | Path
+) -> Path:
     """Stack the NVT-equilibrated cells of ``bottom_dir`` (candidate) and ``top_dir``."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -189,30 +223,47 @@ def prepare_stack(bottom_dir: str | Path, top_dir: str | Path, protocol: Protoco
     if existing.exists():
         info = read_json(existing)
         # the cells are matched by content, not by path (a run folder may be moved or copied)
-        wanted = {"protocol_digest": protocol.digest(), "forcefield": load_table()["version"],
-                  "bottom_smiles": read_json(Path(bottom_dir) / SPECIES_FILE)["smiles"],
-                  "top_smiles": read_json(Path(top_dir) / SPECIES_FILE)["smiles"]}
+        wanted = {
+            "protocol_digest": protocol.digest(),
+            "forcefield": load_table()["version"],
+            "bottom_smiles": read_json(Path(bottom_dir) / SPECIES_FILE)["smiles"],
+            "top_smiles": read_json(Path(top_dir) / SPECIES_FILE)["smiles"],
+        }
         if all(info.get(k) == v for k, v in wanted.items()):
             return workdir
         _refuse_finished(workdir, info, wanted)
     return _build_stack(bottom_dir, top_dir, protocol, workdir)
 
 
-def _build_stack(bottom_dir: str | Path, top_dir: str | Path, protocol: Protocol,
-                 workdir: Path, top_shift_A: float = 0.0) -> Path:
+def _build_stack(
+    bottom_dir: str | Path,
+    top_dir: str | Path,
+    protocol: Protocol,
+    workdir: Path,
+    top_shift_A: float = 0.0,
+) -> Path:
     """Write the stack's inputs in ``workdir`` (the top cell translated by ``top_shift_A``)."""
     bottom = stack_cell(bottom_dir, protocol)
     top = stack_cell(top_dir, protocol)
     joined = stack(bottom, top, gap=protocol.stack_gap_A, top_shift=top_shift_A)
-    _write_inputs(joined, protocol, workdir, {
-        "kind": "stack", "bottom": str(Path(bottom_dir).resolve()),
-        "top": str(Path(top_dir).resolve()),
-        "bottom_smiles": read_json(Path(bottom_dir) / SPECIES_FILE)["smiles"],
-        "top_smiles": read_json(Path(top_dir) / SPECIES_FILE)["smiles"],
-        "title": "stacked cells", "interfaces": 2, "bottom_molecules": bottom.n_molecules,
-        "bottom_lz_A": float(bottom.box[2]), "top_lz_A": float(top.box[2]),
-        "top_shift_A": top_shift_A,
-    })
+    _write_inputs(
+        joined,
+        protocol,
+        workdir,
+        {
+            "kind": "stack",
+            "bottom": str(Path(bottom_dir).resolve()),
+            "top": str(Path(top_dir).resolve()),
+            "bottom_smiles": read_json(Path(bottom_dir) / SPECIES_FILE)["smiles"],
+            "top_smiles": read_json(Path(top_dir) / SPECIES_FILE)["smiles"],
+            "title": "stacked cells",
+            "interfaces": 2,
+            "bottom_molecules": bottom.n_molecules,
+            "bottom_lz_A": float(bottom.box[2]),
+            "top_lz_A": float(top.box[2]),
+            "top_shift_A": top_shift_A,
+        },
+    )
     return workdir
 
 
@@ -248,16 +299,18 @@ def box_topology(workdir: str | Path) -> tuple[list[MoleculeFF], list[int]]:
 def _check_topology(system: System, state: DataState, data: Path) -> None:
     """The data file holds the atoms of ``system``: the same molecule of each atom, type label
     and charge (to the file's 6 decimals), else an :class:`MdxferError`."""
-    same = (len(state.positions) == system.n_atoms
-            and (state.molecule_ids is None
-                 or np.array_equal(state.molecule_ids, system.atom_mol + 1))
-            and (state.types is None or state.types == list(system.types))
-            and (state.charges is None
-                 or np.allclose(state.charges, system.charges, rtol=0, atol=2e-6)))
+    same = (
+        len(state.positions) == system.n_atoms
+        and (state.molecule_ids is None or np.array_equal(state.molecule_ids, system.atom_mol + 1))
+        and (state.types is None or state.types == list(system.types))
+        and (state.charges is None or np.allclose(state.charges, system.charges, rtol=0, atol=2e-6))
+    )
     if not same:
-        raise MdxferError(f"{data} does not hold the molecules its species.json describes "
-                          f"({len(state.positions)} atoms in the file, {system.n_atoms} built); "
-                          "the folder was changed by hand: delete it and build it again.")
+        raise MdxferError(
+            f"{data} does not hold the molecules its species.json describes "
+            f"({len(state.positions)} atoms in the file, {system.n_atoms} built); "
+            "the folder was changed by hand: delete it and build it again."
+        )
 
 
 def load_system(workdir: str | Path, stage: str | None = None) -> System:
@@ -268,8 +321,11 @@ def load_system(workdir: str | Path, stage: str | None = None) -> System:
     workdir = Path(workdir)
     data = workdir / (f"{stage}.data" if stage else "system.data")
     if not data.exists():
-        raise MdxferError(f"{workdir} has no {data.name}: run the '{stage}' stage first."
-                          if stage else f"{workdir} has no system.data: build it first.")
+        raise MdxferError(
+            f"{workdir} has no {data.name}: run the '{stage}' stage first."
+            if stage
+            else f"{workdir} has no system.data: build it first."
+        )
     templates, of = box_topology(workdir)
     state = read_state(data)
     system = assemble(templates, of, [templates[t].coords for t in of], state.box)
@@ -278,6 +334,7 @@ def load_system(workdir: str | Path, stage: str | None = None) -> System:
 
 
 # ---------------------------------------------------------------- stages
+
 
 def box_matches(info: dict[str, Any], protocol: Protocol) -> bool:
     """Whether a box's ``species.json`` (``info``) was built for ``protocol``: the same
@@ -297,8 +354,9 @@ def box_matches(info: dict[str, Any], protocol: Protocol) -> bool:
     return stored.digest() == info.get("protocol_digest") and stored.cell_digest(role) == want
 
 
-def summary_matches(workdir: str | Path, summary: dict[str, Any] | None,
-                    protocol: Protocol) -> bool:
+def summary_matches(
+    workdir: str | Path, summary: dict[str, Any] | None, protocol: Protocol
+) -> bool:
     """Whether a stage summary of the box in ``workdir`` was made for ``protocol`` (its box
     digest, or the digest its ``species.json`` was written with when that box matches)."""
     if not summary:
@@ -330,8 +388,11 @@ def _check_series(series, stage: str, workdir: Path) -> None:
     if series.empty:
         raise LammpsError(stage, "the log holds no thermo output", workdir=str(workdir))
     if not is_finite(series):
-        raise LammpsError(stage, "non-finite energies in the thermo output (the system blew up)",
-                          workdir=str(workdir))
+        raise LammpsError(
+            stage,
+            "non-finite energies in the thermo output (the system blew up)",
+            workdir=str(workdir),
+        )
 
 
 def precompression(info: dict[str, Any], protocol: Protocol) -> tuple[int, int, float]:
@@ -353,16 +414,22 @@ def precompression(info: dict[str, Any], protocol: Protocol) -> tuple[int, int, 
     total = protocol.steps(protocol.precompress_ps)
     # Each run may shrink the box by at most 25 % (the last run shrinks it most): PPPM is set
     # up again at every run, and a larger change per run loses atoms out of its grid.
-    chunks = max(math.ceil(total / protocol.steps(protocol.compress_chunk_ps)),
-                 math.ceil((lz0 - lz_target) / (0.25 * lz_target)))
+    chunks = max(
+        math.ceil(total / protocol.steps(protocol.compress_chunk_ps)),
+        math.ceil((lz0 - lz_target) / (0.25 * lz_target)),
+    )
     chunks = min(chunks, total)
     chunk = max(1, total // chunks)
     velocity = (lz_target - lz0) / (chunks * chunk * protocol.timestep_fs)
     return chunks, chunk, velocity
 
 
-def run_compress(workdir: str | Path, protocol: Protocol, launcher: Launcher | None = None,
-                 stage: str = "compress") -> dict[str, Any]:
+def run_compress(
+    workdir: str | Path,
+    protocol: Protocol,
+    launcher: Launcher | None = None,
+    stage: str = "compress",
+) -> dict[str, Any]:
     """Minimise and compress along z (``fix npt ... z P P Pdamp``); writes ``compress.json``."""
     workdir = Path(workdir)
     done = _stage_done(workdir, stage, protocol)
@@ -375,71 +442,111 @@ def run_compress(workdir: str | Path, protocol: Protocol, launcher: Launcher | N
     chunk_steps = min(protocol.steps(protocol.compress_chunk_ps), protocol.steps(ps))
     n_chunks = max(1, math.ceil(protocol.steps(ps) / chunk_steps))
     pre_chunks, pre_chunk_steps, pre_vel = precompression(info, protocol)
-    squeeze_chunks = (math.ceil(protocol.steps(protocol.squeeze_ps) / chunk_steps)
-                      if protocol.squeeze_ps > 0 and info["kind"] == "species" else 0)
+    squeeze_chunks = (
+        math.ceil(protocol.steps(protocol.squeeze_ps) / chunk_steps)
+        if protocol.squeeze_ps > 0 and info["kind"] == "species"
+        else 0
+    )
     # values shared by the first input and its extensions
     barostat = dict(
-        stage=stage, data_out=f"{stage}.data", timestep=f"{protocol.timestep_fs:g}",
+        stage=stage,
+        data_out=f"{stage}.data",
+        timestep=f"{protocol.timestep_fs:g}",
         thermo_every=protocol.every(protocol.thermo_every_fs),
         tail_command=tail_command(protocol, bool(info["hbond_pairs"])),
-        temperature=f"{protocol.temperature_K:g}", tdamp=f"{protocol.tdamp_fs:g}",
-        pressure=f"{protocol.pressure_atm:g}", pdamp=f"{protocol.pdamp_fs:g}",
-        dump_every=protocol.every(protocol.dump_every_fs), chunk_steps=chunk_steps,
+        temperature=f"{protocol.temperature_K:g}",
+        tdamp=f"{protocol.tdamp_fs:g}",
+        pressure=f"{protocol.pressure_atm:g}",
+        pdamp=f"{protocol.pdamp_fs:g}",
+        dump_every=protocol.every(protocol.dump_every_fs),
+        chunk_steps=chunk_steps,
         shake_command=shake_command(protocol),
     )
     text = render(
-        "in.compress.lmp", **barostat, data_in="system.data", n_chunks=n_chunks,
-        minimize_steps=protocol.minimize_steps, minimize_evals=10 * protocol.minimize_steps,
+        "in.compress.lmp",
+        **barostat,
+        data_in="system.data",
+        n_chunks=n_chunks,
+        minimize_steps=protocol.minimize_steps,
+        minimize_evals=10 * protocol.minimize_steps,
         seed=protocol.seed % 900_000_000 + 1,
-        precompress_chunks=pre_chunks, precompress_chunk_steps=pre_chunk_steps,
-        precompress_vel=f"{pre_vel:.8g}", precompress_density=f"{protocol.precompress_density_g_cm3:g}",
-        squeeze_chunks=squeeze_chunks, squeeze_pressure=f"{protocol.squeeze_atm:g}",
+        precompress_chunks=pre_chunks,
+        precompress_chunk_steps=pre_chunk_steps,
+        precompress_vel=f"{pre_vel:.8g}",
+        precompress_density=f"{protocol.precompress_density_g_cm3:g}",
+        squeeze_chunks=squeeze_chunks,
+        squeeze_pressure=f"{protocol.squeeze_atm:g}",
     )
     (workdir / f"in.{stage}.lmp").write_text(text)
     run = run_input(workdir, f"in.{stage}.lmp", stage, launcher)
     runs = read_runs(run["log"])
     # runs[0] is the minimisation, then the pre-compression chunks, the squeeze chunks and the
     # barostat chunks at the target pressure
-    pre = concat_runs(runs[1:1 + pre_chunks])
-    squeeze = concat_runs(runs[1 + pre_chunks:1 + pre_chunks + squeeze_chunks])
-    series = concat_runs(runs[1 + pre_chunks + squeeze_chunks:])
+    pre = concat_runs(runs[1 : 1 + pre_chunks])
+    squeeze = concat_runs(runs[1 + pre_chunks : 1 + pre_chunks + squeeze_chunks])
+    series = concat_runs(runs[1 + pre_chunks + squeeze_chunks :])
     _check_series(series, stage, workdir)
     squeeze = _after(squeeze, pre)
     series = _after(series, squeeze if not squeeze.empty else pre)
     # plateau test: mean density of the last window against the window before it
-    window = max(1, int(round(protocol.steps(ps) * protocol.compress_average_fraction
-                              / protocol.every(protocol.thermo_every_fs))))
+    window = max(
+        1,
+        int(
+            round(
+                protocol.steps(ps)
+                * protocol.compress_average_fraction
+                / protocol.every(protocol.thermo_every_fs)
+            )
+        ),
+    )
     drift = _drift(series, window)
     wall, total_ps, extension = run["wall_s"], ps, 0
     ext_chunks = max(1, math.ceil(protocol.steps(protocol.compress_extend_ps) / chunk_steps))
     while drift >= protocol.plateau_drift and total_ps + 1e-9 < ps + protocol.compress_extra_max_ps:
         extension += 1
         name = f"{stage}_more{extension}"
-        text = render("in.compress_more.lmp", **barostat, extension=extension,
-                      data_in=f"{stage}.data", n_chunks=ext_chunks)
+        text = render(
+            "in.compress_more.lmp",
+            **barostat,
+            extension=extension,
+            data_in=f"{stage}.data",
+            n_chunks=ext_chunks,
+        )
         (workdir / f"in.{name}.lmp").write_text(text)
         more = run_input(workdir, f"in.{name}.lmp", name, launcher)
         extra = concat_runs(read_runs(more["log"]))
         _check_series(extra, name, workdir)
-        extra = extra.assign(Step=extra["Step"] + series["Step"].iloc[-1] - extra["Step"].iloc[0],
-                             Time=extra["Time"] + series["Time"].iloc[-1] - extra["Time"].iloc[0])
+        extra = extra.assign(
+            Step=extra["Step"] + series["Step"].iloc[-1] - extra["Step"].iloc[0],
+            Time=extra["Time"] + series["Time"].iloc[-1] - extra["Time"].iloc[0],
+        )
         series = pd.concat([series, extra.iloc[1:]], ignore_index=True)
         wall += more["wall_s"]
         total_ps += ext_chunks * chunk_steps * protocol.timestep_fs / 1000.0
         drift = _drift(series, window)
-    pd.concat([pre.assign(phase="precompress"), squeeze.assign(phase="squeeze"),
-               series.assign(phase="npt")],
-              ignore_index=True).to_csv(workdir / f"{stage}.thermo.csv", index=False)
-    last = summarize(series.iloc[len(series) - window:])
+    pd.concat(
+        [
+            pre.assign(phase="precompress"),
+            squeeze.assign(phase="squeeze"),
+            series.assign(phase="npt"),
+        ],
+        ignore_index=True,
+    ).to_csv(workdir / f"{stage}.thermo.csv", index=False)
+    last = summarize(series.iloc[len(series) - window :])
     summary = {
         "stage": stage,
         "protocol_digest": protocol.box_digest(info["kind"], info.get("role", "candidate")),
-        "steps": protocol.steps(total_ps), "npt_ps": total_ps, "extensions": extension,
-        "wall_s": wall, "command": run["command"],
-        "lz_A": last["lz_A"], "lz_A_stderr": last["lz_A_stderr"],
+        "steps": protocol.steps(total_ps),
+        "npt_ps": total_ps,
+        "extensions": extension,
+        "wall_s": wall,
+        "command": run["command"],
+        "lz_A": last["lz_A"],
+        "lz_A_stderr": last["lz_A_stderr"],
         "density_g_cm3": last["density_g_cm3"],
         "density_g_cm3_stderr": last["density_g_cm3_stderr"],
-        "density_drift": drift, "plateau": bool(drift < protocol.plateau_drift),
+        "density_drift": drift,
+        "plateau": bool(drift < protocol.plateau_drift),
         "initial_lz_A": float((pre if not pre.empty else series)["Lz"].iloc[0]),
         "precompressed_lz_A": float(pre["Lz"].iloc[-1]) if not pre.empty else None,
         "final_lz_A": float(series["Lz"].iloc[-1]),
@@ -490,8 +597,12 @@ def max_bond_stretch(workdir: str | Path, data: str) -> float:
     return float(np.abs(length - np.array([r0[t] for t in b[:, 0]])).max())
 
 
-def run_relax(workdir: str | Path, protocol: Protocol, launcher: Launcher | None = None,
-              stage: str = "compress") -> dict[str, Any]:
+def run_relax(
+    workdir: str | Path,
+    protocol: Protocol,
+    launcher: Launcher | None = None,
+    stage: str = "compress",
+) -> dict[str, Any]:
     """A stacked cell at fixed volume: minimise the interfaces, keep the summed height.
 
     Writes ``<stage>.json`` with the same fields as :func:`run_compress` (``lz_A`` is the
@@ -512,30 +623,50 @@ def run_relax(workdir: str | Path, protocol: Protocol, launcher: Launcher | None
         if stretch <= MAX_BOND_STRETCH_A:
             break
         if rebuilds == STACK_REBUILDS:
-            tried = ", ".join(f"{k * info['top_lz_A'] / (STACK_REBUILDS + 1):.1f}"
-                              for k in range(rebuilds + 1))
+            tried = ", ".join(
+                f"{k * info['top_lz_A'] / (STACK_REBUILDS + 1):.1f}" for k in range(rebuilds + 1)
+            )
             raise LammpsError(
-                stage, f"after {rebuilds + 1} builds the stacked cell still has molecules "
+                stage,
+                f"after {rebuilds + 1} builds the stacked cell still has molecules "
                 f"threaded through each other (a bond stretched by {stretch:.2f} Å after "
                 f"minimisation; top cell shifted by {tried} Å). Nothing is averaged from it: "
-                "delete the folder to try other cells, or report it", workdir=str(workdir))
+                "delete the folder to try other cells, or report it",
+                workdir=str(workdir),
+            )
         rebuilds += 1
-        _build_stack(info["bottom"], info["top"], protocol, workdir,
-                     top_shift_A=rebuilds * info["top_lz_A"] / (STACK_REBUILDS + 1))
-    summary.update({"max_bond_stretch_A": stretch, "stack_rebuilds": rebuilds,
-                    "bond_stretch_per_build_A": stretches,
-                    "top_shift_A": read_json(workdir / SPECIES_FILE).get("top_shift_A", 0.0)})
+        _build_stack(
+            info["bottom"],
+            info["top"],
+            protocol,
+            workdir,
+            top_shift_A=rebuilds * info["top_lz_A"] / (STACK_REBUILDS + 1),
+        )
+    summary.update(
+        {
+            "max_bond_stretch_A": stretch,
+            "stack_rebuilds": rebuilds,
+            "bond_stretch_per_build_A": stretches,
+            "top_shift_A": read_json(workdir / SPECIES_FILE).get("top_shift_A", 0.0),
+        }
+    )
     write_json_atomic(workdir / f"{stage}.json", summary)
     return summary
 
 
-def _relax_once(workdir: Path, protocol: Protocol, launcher: Launcher | None,
-                stage: str) -> dict[str, Any]:
+def _relax_once(
+    workdir: Path, protocol: Protocol, launcher: Launcher | None, stage: str
+) -> dict[str, Any]:
     """One minimisation of the stack as it is in ``system.data``; the summary (not written)."""
-    text = render("in.relax.lmp", stage=stage, data_in="system.data", data_out=f"{stage}.data",
-                  thermo_every=protocol.every(protocol.thermo_every_fs),
-                  minimize_steps=protocol.minimize_steps,
-                  minimize_evals=10 * protocol.minimize_steps)
+    text = render(
+        "in.relax.lmp",
+        stage=stage,
+        data_in="system.data",
+        data_out=f"{stage}.data",
+        thermo_every=protocol.every(protocol.thermo_every_fs),
+        minimize_steps=protocol.minimize_steps,
+        minimize_evals=10 * protocol.minimize_steps,
+    )
     (workdir / f"in.{stage}.lmp").write_text(text)
     run = run_input(workdir, f"in.{stage}.lmp", stage, launcher)
     series = concat_runs(read_runs(run["log"]))
@@ -544,11 +675,23 @@ def _relax_once(workdir: Path, protocol: Protocol, launcher: Launcher | None,
     lz = float(read_state(workdir / f"{stage}.data").box[2])
     density = float(series["Density"].iloc[-1])
     summary = {
-        "stage": stage, "protocol_digest": protocol.digest(), "steps": 0, "npt_ps": 0.0,
-        "extensions": 0, "wall_s": run["wall_s"], "command": run["command"], "lz_A": lz,
-        "lz_A_stderr": 0.0, "density_g_cm3": density, "density_g_cm3_stderr": 0.0,
-        "density_drift": 0.0, "plateau": True, "barostat": False, "initial_lz_A": lz,
-        "precompressed_lz_A": None, "final_lz_A": lz,
+        "stage": stage,
+        "protocol_digest": protocol.digest(),
+        "steps": 0,
+        "npt_ps": 0.0,
+        "extensions": 0,
+        "wall_s": run["wall_s"],
+        "command": run["command"],
+        "lz_A": lz,
+        "lz_A_stderr": 0.0,
+        "density_g_cm3": density,
+        "density_g_cm3_stderr": 0.0,
+        "density_drift": 0.0,
+        "plateau": True,
+        "barostat": False,
+        "initial_lz_A": lz,
+        "precompressed_lz_A": None,
+        "final_lz_A": lz,
         "pe_before_min": float(series["PotEng"].iloc[0]),
         "pe_after_min": float(series["PotEng"].iloc[-1]),
     }
@@ -568,12 +711,17 @@ def _drift(series: pd.DataFrame, window: int) -> float:
     if n < 2 * window:
         return float("inf")
     rho = series["Density"].to_numpy(dtype=float)
-    last, before = rho[n - window:].mean(), rho[n - 2 * window:n - window].mean()
+    last, before = rho[n - window :].mean(), rho[n - 2 * window : n - window].mean()
     return float(abs(last - before) / max(last, 1e-12))
 
 
-def run_nvt(workdir: str | Path, protocol: Protocol, launcher: Launcher | None = None,
-            stage: str = "nvt", compress_stage: str = "compress") -> dict[str, Any]:
+def run_nvt(
+    workdir: str | Path,
+    protocol: Protocol,
+    launcher: Launcher | None = None,
+    stage: str = "nvt",
+    compress_stage: str = "compress",
+) -> dict[str, Any]:
     """NVT at the mean compressed Lz; writes ``nvt.json`` with energy means and stderrs."""
     workdir = Path(workdir)
     info = read_json(workdir / SPECIES_FILE)
@@ -593,16 +741,27 @@ def run_nvt(workdir: str | Path, protocol: Protocol, launcher: Launcher | None =
     if info["kind"] == "stack" and protocol.cross_energy:
         cross, cross_thermo = cross_commands(info["bottom_molecules"])
     if info["kind"] == "stack" and protocol.interface_wall_A > 0:
-        cross += "\n" + interface_wall_commands(info["bottom_molecules"], info["bottom_lz_A"],
-                                                 protocol.interface_wall_A,
-                                                 protocol.interface_wall_k)
+        cross += "\n" + interface_wall_commands(
+            info["bottom_molecules"],
+            info["bottom_lz_A"],
+            protocol.interface_wall_A,
+            protocol.interface_wall_k,
+        )
     text = render(
-        "in.nvt.lmp", stage=stage, data_in=f"{compress_stage}.data", data_out=f"{stage}.data",
-        timestep=f"{protocol.timestep_fs:g}", thermo_every=protocol.every(protocol.thermo_every_fs),
-        z_scale=f"{z_scale:.8f}", temperature=f"{protocol.temperature_K:g}",
-        tdamp=f"{protocol.tdamp_fs:g}", dump_every=protocol.every(protocol.dump_every_fs),
-        nvt_steps=protocol.steps(ps), shake_command=shake_command(protocol),
-        cross_commands=cross, cross_thermo=cross_thermo,
+        "in.nvt.lmp",
+        stage=stage,
+        data_in=f"{compress_stage}.data",
+        data_out=f"{stage}.data",
+        timestep=f"{protocol.timestep_fs:g}",
+        thermo_every=protocol.every(protocol.thermo_every_fs),
+        z_scale=f"{z_scale:.8f}",
+        temperature=f"{protocol.temperature_K:g}",
+        tdamp=f"{protocol.tdamp_fs:g}",
+        dump_every=protocol.every(protocol.dump_every_fs),
+        nvt_steps=protocol.steps(ps),
+        shake_command=shake_command(protocol),
+        cross_commands=cross,
+        cross_thermo=cross_thermo,
     )
     (workdir / f"in.{stage}.lmp").write_text(text)
     run = run_input(workdir, f"in.{stage}.lmp", stage, launcher)
@@ -611,10 +770,14 @@ def run_nvt(workdir: str | Path, protocol: Protocol, launcher: Launcher | None =
     series.to_csv(workdir / f"{stage}.thermo.csv", index=False)
     detect = ESTIMATOR_COLUMN[protocol.estimator] if protocol.equilibration == "detect" else None
     stats = summarize(series, protocol.nvt_discard_fraction, detect=detect)
-    summary = {"stage": stage,
-               "protocol_digest": protocol.box_digest(info["kind"], info.get("role", "candidate")),
-               "steps": protocol.steps(ps),
-               "wall_s": run["wall_s"], "command": run["command"], **stats}
+    summary = {
+        "stage": stage,
+        "protocol_digest": protocol.box_digest(info["kind"], info.get("role", "candidate")),
+        "steps": protocol.steps(ps),
+        "wall_s": run["wall_s"],
+        "command": run["command"],
+        **stats,
+    }
     write_json_atomic(workdir / f"{stage}.json", summary)
     return summary
 
@@ -628,43 +791,63 @@ def run_box(workdir: str | Path, protocol: Protocol, launcher: Launcher | None =
 
 # ---------------------------------------------------------------- the result
 
+
 def _warnings(protocol: Protocol, legs: dict[str, dict]) -> list[str]:
     out = []
     if protocol.name == "quick":
-        out.append("quick protocol: far too short for science (tiny cells, picoseconds); "
-                   "energies are for testing the pipeline only.")
+        out.append(
+            "quick protocol: far too short for science (tiny cells, picoseconds); "
+            "energies are for testing the pipeline only."
+        )
     if protocol.name == "demo":
         sigma = between_replica_sd(PRESETS["production"].family_digest())
-        scatter = (f"production replicas scatter by {sigma:.1f} kcal/mol beyond their in-run "
-                   "stderr" if sigma is not None else "replicas scatter beyond the in-run stderr")
-        out.append("demo preset: the production route on a 20 x 20 Å cell with 20-30 ps runs: a "
-                   "liquid-density E_int for showing the pipeline; its real error is larger than "
-                   f"the stderr ({scatter}). For a measurement use --protocol production "
-                   "--replicas 3.")
-    if protocol.name not in ("quick", "demo") and between_replica_sd(protocol.family_digest()) is None:
-        out.append("E_int_stderr is the in-run estimate only: the scatter between replicas of "
-                   "this protocol is unmeasured, and for the production preset it is several "
-                   "times the in-run stderr (docs/results.md). Run --replicas 3 or more.")
+        scatter = (
+            f"production replicas scatter by {sigma:.1f} kcal/mol beyond their in-run stderr"
+            if sigma is not None
+            else "replicas scatter beyond the in-run stderr"
+        )
+        out.append(
+            "demo preset: the production route on a 20 x 20 Å cell with 20-30 ps runs: a "
+            "liquid-density E_int for showing the pipeline; its real error is larger than "
+            f"the stderr ({scatter}). For a measurement use --protocol production "
+            "--replicas 3."
+        )
+    if (
+        protocol.name not in ("quick", "demo")
+        and between_replica_sd(protocol.family_digest()) is None
+    ):
+        out.append(
+            "E_int_stderr is the in-run estimate only: the scatter between replicas of "
+            "this protocol is unmeasured, and for the production preset it is several "
+            "times the in-run stderr (docs/results.md). Run --replicas 3 or more."
+        )
     key = ESTIMATOR_KEY[protocol.estimator]
     for name, leg in legs.items():
         lz = leg["nvt"]["lz_A"]
         if lz < 2 * protocol.cutoff_A:
-            out.append(f"{name}: the cell is only {lz:.1f} Å high, less than twice the "
-                       f"{protocol.cutoff_A:g} Å cut-off; a thin slab sees its own images.")
+            out.append(
+                f"{name}: the cell is only {lz:.1f} Å high, less than twice the "
+                f"{protocol.cutoff_A:g} Å cut-off; a thin slab sees its own images."
+            )
         if not leg["compress"]["plateau"]:
-            out.append(f"{name}: after {leg['compress'].get('npt_ps', 0):g} ps at "
-                       f"{protocol.pressure_atm:g} atm the density still changed by "
-                       f"{100 * leg['compress']['density_drift']:.1f}% between the last two "
-                       "windows; raise compress_extra_max_ps.")
+            out.append(
+                f"{name}: after {leg['compress'].get('npt_ps', 0):g} ps at "
+                f"{protocol.pressure_atm:g} atm the density still changed by "
+                f"{100 * leg['compress']['density_drift']:.1f}% between the last two "
+                "windows; raise compress_extra_max_ps."
+            )
         z = leg["nvt"].get(f"{key}_drift_z")
         if z is not None and abs(z) > 3:
-            out.append(f"{name}: the NVT energy still drifts (halves differ by {z:+.1f} stderr); "
-                       "its mean and stderr are not reliable: run longer (nvt_ps).")
+            out.append(
+                f"{name}: the NVT energy still drifts (halves differ by {z:+.1f} stderr); "
+                "its mean and stderr are not reliable: run longer (nvt_ps)."
+            )
     return out
 
 
-def combine(cand: dict, partner: dict, stacked: dict, protocol: Protocol,
-            meta: dict[str, Any]) -> dict[str, Any]:
+def combine(
+    cand: dict, partner: dict, stacked: dict, protocol: Protocol, meta: dict[str, Any]
+) -> dict[str, Any]:
     """The result record of one replica (kcal/mol; see docs/results.md).
 
     ``E_int = E_tot − (E_chem + E_partner)`` with the protocol's estimator (``pe_nh``: potential
@@ -672,6 +855,7 @@ def combine(cand: dict, partner: dict, stacked: dict, protocol: Protocol,
     candidate's own error (stack and candidate cell); the partner's error is a common offset for
     every candidate of a campaign and is reported apart as ``E_partner_stderr``.
     """
+
     def q(*xs: float) -> float:
         return float(math.sqrt(sum(x * x for x in xs)))
 
@@ -691,30 +875,47 @@ def combine(cand: dict, partner: dict, stacked: dict, protocol: Protocol,
     variants = {f"E_int_{k}": diff(k) for k in ("etotal", "pe", "pe_nh")}
     result = {
         **{k: v for k, v in meta.items() if k != "box_xy_A2"},
-        "protocol": protocol.name, "protocol_digest": protocol.digest(),
+        "protocol": protocol.name,
+        "protocol_digest": protocol.digest(),
         "estimator": protocol.estimator,
-        "E_int": e_int, "E_int_stderr": e_int_se, "E_int_stderr_run": e_int_run_se,
+        "E_int": e_int,
+        "E_int_stderr": e_int_se,
+        "E_int_stderr_run": e_int_run_se,
         "E_int_between_replica_sd": between_replica_sd(protocol.family_digest()),
         "E_int_stderr_with_partner": q(e_int_se, p[f"{key}_stderr"]),
-        "E_cross": s.get("ecross"), "E_cross_stderr": s.get("ecross_stderr"),
-        "E_tot": s[key], "E_tot_stderr": s[f"{key}_stderr"],
-        "E_chem": c[key], "E_chem_stderr": c[f"{key}_stderr"],
-        "E_partner": p[key], "E_partner_stderr": p[f"{key}_stderr"],
+        "E_cross": s.get("ecross"),
+        "E_cross_stderr": s.get("ecross_stderr"),
+        "E_tot": s[key],
+        "E_tot_stderr": s[f"{key}_stderr"],
+        "E_chem": c[key],
+        "E_chem_stderr": c[f"{key}_stderr"],
+        "E_partner": p[key],
+        "E_partner_stderr": p[f"{key}_stderr"],
         **{name: v for name, (v, _) in variants.items()},
         **{f"{name}_stderr": se for name, (_, se) in variants.items()},
-        "density_chem_g_cm3": c["density_g_cm3"], "density_partner_g_cm3": p["density_g_cm3"],
+        "density_chem_g_cm3": c["density_g_cm3"],
+        "density_partner_g_cm3": p["density_g_cm3"],
         "density_stack_g_cm3": s["density_g_cm3"],
-        "lz_chem_A": c["lz_A"], "lz_partner_A": p["lz_A"], "lz_stack_A": s["lz_A"],
+        "lz_chem_A": c["lz_A"],
+        "lz_partner_A": p["lz_A"],
+        "lz_stack_A": s["lz_A"],
         "n_molecules_chem": meta.get("n_molecules_chem"),
         "temperature_stack_K": s["temp_K"],
-        "nvt_start_ps": {"candidate": c.get("start_ps"), "partner": p.get("start_ps"),
-                         "stack": s.get("start_ps")},
-        "drift_z": {"candidate": c.get(f"{key}_drift_z"), "partner": p.get(f"{key}_drift_z"),
-                    "stack": s.get(f"{key}_drift_z")},
-        "interfaces": 2, "interface_area_A2": 2 * area,
+        "nvt_start_ps": {
+            "candidate": c.get("start_ps"),
+            "partner": p.get("start_ps"),
+            "stack": s.get("start_ps"),
+        },
+        "drift_z": {
+            "candidate": c.get(f"{key}_drift_z"),
+            "partner": p.get(f"{key}_drift_z"),
+            "stack": s.get(f"{key}_drift_z"),
+        },
+        "interfaces": 2,
+        "interface_area_A2": 2 * area,
         "E_int_per_area": None if e_int is None else e_int / (2 * area),
         "note": "E in kcal/mol for whole cells (NVT averages). The stack is fully periodic, so it "
-                "has two candidate/partner interfaces; E_int_per_area divides by both (kcal/mol/Å²).",
+        "has two candidate/partner interfaces; E_int_per_area divides by both (kcal/mol/Å²).",
         "warnings": _warnings(protocol, {"candidate": cand, "partner": partner, "stack": stacked}),
     }
     result["E_int_pe_stderr_with_partner"] = q(result["E_int_pe_stderr"] or 0.0, p["pe_stderr"])
@@ -744,34 +945,47 @@ def aggregate(replicas: list[dict[str, Any]]) -> dict[str, Any]:
         se = None if any(x is None for x in ses) else float(np.sqrt(np.sum(np.square(ses))) / n)
         return float(np.mean(vals)), se
 
-    for field in ("E_int", "E_cross", "E_int_etotal", "E_int_pe", "E_int_pe_nh", "E_tot",
-                  "E_chem"):
+    for field in ("E_int", "E_cross", "E_int_etotal", "E_int_pe", "E_int_pe_nh", "E_tot", "E_chem"):
         out[field], out[f"{field}_stderr"] = mean_se(field)
-    for field in ("density_chem_g_cm3", "density_stack_g_cm3", "lz_chem_A", "lz_stack_A",
-                  "temperature_stack_K", "wall_s"):
+    for field in (
+        "density_chem_g_cm3",
+        "density_stack_g_cm3",
+        "lz_chem_A",
+        "lz_stack_A",
+        "temperature_stack_K",
+        "wall_s",
+    ):
         vals = [r.get(field) for r in replicas]
         if all(v is not None for v in vals):
             out[field] = float(np.sum(vals)) if field == "wall_s" else float(np.mean(vals))
     e = [r["E_int"] for r in replicas]
     x = [r.get("E_cross") for r in replicas]
-    out.update({
-        "n_replicas": n,
-        "replicas": e,
-        "replica_stderrs": [r["E_int_stderr"] for r in replicas],
-        "replica_seeds": [r.get("seed") for r in replicas],
-        "E_int_replica_sd": float(np.std(e, ddof=1)) if n > 1 else None,
-        "E_cross_replicas": x,
-        "E_cross_replica_sd": (float(np.std(x, ddof=1))
-                               if n > 1 and all(v is not None for v in x) else None),
-        "E_int_per_area": None if out["E_int"] is None else out["E_int"] / first["interface_area_A2"],
-        "warnings": sorted({w for r in replicas for w in r["warnings"]}),
-    })
+    out.update(
+        {
+            "n_replicas": n,
+            "replicas": e,
+            "replica_stderrs": [r["E_int_stderr"] for r in replicas],
+            "replica_seeds": [r.get("seed") for r in replicas],
+            "E_int_replica_sd": float(np.std(e, ddof=1)) if n > 1 else None,
+            "E_cross_replicas": x,
+            "E_cross_replica_sd": (
+                float(np.std(x, ddof=1)) if n > 1 and all(v is not None for v in x) else None
+            ),
+            "E_int_per_area": None
+            if out["E_int"] is None
+            else out["E_int"] / first["interface_area_A2"],
+            "warnings": sorted({w for r in replicas for w in r["warnings"]}),
+        }
+    )
     runs = [r.get("E_int_stderr_run", r["E_int_stderr"]) for r in replicas]
-    out["E_int_stderr_run"] = (None if any(x is None for x in runs)
-                               else float(np.sqrt(np.sum(np.square(runs))) / n))
+    out["E_int_stderr_run"] = (
+        None if any(x is None for x in runs) else float(np.sqrt(np.sum(np.square(runs))) / n)
+    )
     if n >= 3:  # enough replicas to measure the scatter directly: never report less than it
         out["E_int_stderr"] = max(out["E_int_stderr"], out["E_int_replica_sd"] / np.sqrt(n))
-    out["E_int_stderr_with_partner"] = float(np.hypot(out["E_int_stderr"], first["E_partner_stderr"]))
+    out["E_int_stderr_with_partner"] = float(
+        np.hypot(out["E_int_stderr"], first["E_partner_stderr"])
+    )
     return out
 
 
@@ -786,37 +1000,59 @@ def provenance(launcher: Launcher, log: str | Path | None = None) -> dict[str, A
     version = version_from_log(log) if log else "unknown"
     if version == "unknown":
         version = lammps_version()
-    return {"mdxfer_version": __version__, "lammps_version": version,
-            "lammps_command": launcher.describe(), "forcefield": load_table()["version"],
-            "host": socket.gethostname(), "python": platform.python_version(),
-            "versions": software_versions()}
+    return {
+        "mdxfer_version": __version__,
+        "lammps_version": version,
+        "lammps_command": launcher.describe(),
+        "forcefield": load_table()["version"],
+        "host": socket.gethostname(),
+        "python": platform.python_version(),
+        "versions": software_versions(),
+    }
 
 
-def replica_result(smiles: str, cand_dir: Path, partner_dir: Path, stack_dir: Path,
-                   protocol: Protocol, launcher: Launcher,
-                   legs: dict[str, dict] | None = None) -> dict[str, Any]:
+def replica_result(
+    smiles: str,
+    cand_dir: Path,
+    partner_dir: Path,
+    stack_dir: Path,
+    protocol: Protocol,
+    launcher: Launcher,
+    legs: dict[str, dict] | None = None,
+) -> dict[str, Any]:
     """The result of one replica from its three finished cells; writes
     ``stack_dir/replica_result.json``. ``legs`` (stage summaries) are read from disk if absent."""
     cand_dir, partner_dir, stack_dir = Path(cand_dir), Path(partner_dir), Path(stack_dir)
     if legs is None:
-        legs = {name: {st: read_json(d / f"{st}.json") for st in ("compress", "nvt")}
-                for name, d in (("candidate", cand_dir), ("partner", partner_dir),
-                                ("stack", stack_dir))}
+        legs = {
+            name: {st: read_json(d / f"{st}.json") for st in ("compress", "nvt")}
+            for name, d in (("candidate", cand_dir), ("partner", partner_dir), ("stack", stack_dir))
+        }
     info = read_json(stack_dir / SPECIES_FILE)
     cinfo = read_json(cand_dir / SPECIES_FILE)
     canon = cinfo["smiles"]
-    meta = {"smiles": canon, "input_smiles": smiles, "inchikey": inchikey(canon),
-            "partner": read_json(partner_dir / SPECIES_FILE)["smiles"],
-            "n_molecules": protocol.n_molecules,
-            "n_molecules_chem": cinfo["n_molecules"], "seed": protocol.seed,
-            "box_xy_A2": info["box_A"][0] * info["box_A"][1],
-            "wall_s": sum(legs[n][s]["wall_s"] for n in ("candidate", "stack")
-                          for s in ("compress", "nvt")),
-            "partner_wall_s": sum(legs["partner"][s]["wall_s"] for s in ("compress", "nvt")),
-            "ranks": launcher.ranks, **provenance(launcher, stack_dir / "nvt.log")}
+    meta = {
+        "smiles": canon,
+        "input_smiles": smiles,
+        "inchikey": inchikey(canon),
+        "partner": read_json(partner_dir / SPECIES_FILE)["smiles"],
+        "n_molecules": protocol.n_molecules,
+        "n_molecules_chem": cinfo["n_molecules"],
+        "seed": protocol.seed,
+        "box_xy_A2": info["box_A"][0] * info["box_A"][1],
+        "wall_s": sum(
+            legs[n][s]["wall_s"] for n in ("candidate", "stack") for s in ("compress", "nvt")
+        ),
+        "partner_wall_s": sum(legs["partner"][s]["wall_s"] for s in ("compress", "nvt")),
+        "ranks": launcher.ranks,
+        **provenance(launcher, stack_dir / "nvt.log"),
+    }
     rec = combine(legs["candidate"], legs["partner"], legs["stack"], protocol, meta)
-    rec["workdirs"] = {"candidate": str(cand_dir), "partner": str(partner_dir),
-                       "stack": str(stack_dir)}
+    rec["workdirs"] = {
+        "candidate": str(cand_dir),
+        "partner": str(partner_dir),
+        "stack": str(stack_dir),
+    }
     write_json_atomic(stack_dir / "replica_result.json", rec)
     return rec
 
@@ -826,20 +1062,25 @@ def check_partner_dir(pdir: Path, partner: str, protocol: Protocol) -> None:
     be rebuilt, and the user asked to reuse it)."""
     path = Path(pdir) / SPECIES_FILE
     if not path.exists():
-        raise MdxferError(f"--partner-dir {pdir} holds no partner box (no {SPECIES_FILE}): give "
-                          "the folder of an earlier run's partner, or leave the option out.")
+        raise MdxferError(
+            f"--partner-dir {pdir} holds no partner box (no {SPECIES_FILE}): give "
+            "the folder of an earlier run's partner, or leave the option out."
+        )
     info = read_json(path)
     problems = []
     if info.get("smiles") != partner:
         problems.append(f"molecule {info.get('smiles')!r}, not {partner!r}")
     if not box_matches(info, protocol):
-        problems.append(f"protocol {info.get('protocol_digest')}, not "
-                        f"{protocol.cell_digest('partner')}")
+        problems.append(
+            f"protocol {info.get('protocol_digest')}, not {protocol.cell_digest('partner')}"
+        )
     if info.get("forcefield") != load_table()["version"]:
         problems.append(f"force field {info.get('forcefield')}, not {load_table()['version']}")
     if problems:
-        raise MdxferError(f"--partner-dir {pdir} holds another partner box ({'; '.join(problems)}): "
-                          "use a partner simulated with this protocol, or leave the option out.")
+        raise MdxferError(
+            f"--partner-dir {pdir} holds another partner box ({'; '.join(problems)}): "
+            "use a partner simulated with this protocol, or leave the option out."
+        )
 
 
 def replica_dirs(out: Path, k: int) -> tuple[Path, Path]:
@@ -861,13 +1102,26 @@ def _launchers(launcher: Launcher, jobs: int) -> tuple[int, Launcher]:
     return workers, dataclasses.replace(launcher, ranks=max(1, cores // workers))
 
 
-def projected_cost(smiles: str, protocol: Protocol, partner: str, launcher: Launcher,
-                   replicas: int = 1, partner_done: bool = False):
+def projected_cost(
+    smiles: str,
+    protocol: Protocol,
+    partner: str,
+    launcher: Launcher,
+    replicas: int = 1,
+    partner_done: bool = False,
+):
     """The projected LAMMPS time of :func:`interaction_energy` with these arguments, run the way
     it will run (the same side-by-side split of the cores): a :class:`mdxfer.md.cost.Projection`."""
     workers, each = _launchers(launcher, replicas + (0 if partner_done else 1))
-    return project(smiles, protocol, partner, replicas=replicas, ranks=each.ranks or 1,
-                   workers=workers, partner_done=partner_done)
+    return project(
+        smiles,
+        protocol,
+        partner,
+        replicas=replicas,
+        ranks=each.ranks or 1,
+        workers=workers,
+        partner_done=partner_done,
+    )
 
 
 def _in_parallel(fn, items: list, workers: int) -> list:
@@ -882,9 +1136,14 @@ def _in_parallel(fn, items: list, workers: int) -> list:
 
 
 def interaction_energy(
-    smiles: str, protocol: Protocol, out: str | Path, partner: str = DEFAULT_PARTNER,
-    launcher: Launcher | None = None, partner_dir: str | Path | None = None,
-    progress=None, replicas: int | None = None,
+    smiles: str,
+    protocol: Protocol,
+    out: str | Path,
+    partner: str = DEFAULT_PARTNER,
+    launcher: Launcher | None = None,
+    partner_dir: str | Path | None = None,
+    progress=None,
+    replicas: int | None = None,
 ) -> dict[str, Any]:
     """Run the whole procedure for ``smiles`` into ``out``; writes ``out/result.json``.
 
@@ -913,21 +1172,36 @@ def interaction_energy(
         _prepare_species(canon, canon, prot, cdir)
     jobs = [(pdir, protocol)] + [(cdir, prot) for (cdir, _), prot in zip(dirs, reps)]
     workers, each = _launchers(launcher, len(jobs))
-    say(f"partner ({protocol.partner_ps:g} ps NVT) and {n_rep} candidate cell(s) "
-        f"({protocol.compress_ps:g} ps barostat, {protocol.nvt_ps:g} ps NVT), {workers} at a time")
+    say(
+        f"partner ({protocol.partner_ps:g} ps NVT) and {n_rep} candidate cell(s) "
+        f"({protocol.compress_ps:g} ps barostat, {protocol.nvt_ps:g} ps NVT), {workers} at a time"
+    )
     boxes = _in_parallel(lambda wd, prot: run_box(wd, prot, each), jobs, workers)
     partner_leg, cand_legs = boxes[0], boxes[1:]
     for (cdir, sdir), prot in zip(dirs, reps):
         prepare_stack(cdir, pdir, prot, sdir)
     workers, each = _launchers(launcher, n_rep)
-    say(f"{n_rep} stack(s): {'barostat' if protocol.stack_barostat else 'fixed summed height'}, "
-        f"{protocol.stack_nvt_ps:g} ps NVT, {workers} at a time")
-    stacks = _in_parallel(lambda wd, prot: run_box(wd, prot, each),
-                          [(sdir, prot) for (_, sdir), prot in zip(dirs, reps)], workers)
-    results = [replica_result(smiles, cdir, pdir, sdir, prot, launcher,
-                              legs={"candidate": cand_legs[k], "partner": partner_leg,
-                                    "stack": stacks[k]})
-               for k, ((cdir, sdir), prot) in enumerate(zip(dirs, reps))]
+    say(
+        f"{n_rep} stack(s): {'barostat' if protocol.stack_barostat else 'fixed summed height'}, "
+        f"{protocol.stack_nvt_ps:g} ps NVT, {workers} at a time"
+    )
+    stacks = _in_parallel(
+        lambda wd, prot: run_box(wd, prot, each),
+        [(sdir, prot) for (_, sdir), prot in zip(dirs, reps)],
+        workers,
+    )
+    results = [
+        replica_result(
+            smiles,
+            cdir,
+            pdir,
+            sdir,
+            prot,
+            launcher,
+            legs={"candidate": cand_legs[k], "partner": partner_leg, "stack": stacks[k]},
+        )
+        for k, ((cdir, sdir), prot) in enumerate(zip(dirs, reps))
+    ]
     result = aggregate(results)
     result["protocol_digest"] = protocol.digest()
     write_json_atomic(out / "result.json", result)
@@ -940,9 +1214,13 @@ def interaction_energy(
     return result
 
 
-def point_energy(workdir: str | Path, launcher: Launcher | None = None,
-                 data: str = "system.data", forcefield: str = "forcefield.lmp",
-                 stage: str = "energy") -> dict[str, float]:
+def point_energy(
+    workdir: str | Path,
+    launcher: Launcher | None = None,
+    data: str = "system.data",
+    forcefield: str = "forcefield.lmp",
+    stage: str = "energy",
+) -> dict[str, float]:
     """Single-point energy terms (kcal/mol) of ``workdir/data`` under ``workdir/forcefield``."""
     workdir = Path(workdir)
     text = render("in.energy.lmp", stage=stage, data_in=data, forcefield=forcefield)

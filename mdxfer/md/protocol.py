@@ -69,24 +69,24 @@ class Protocol:
     tail_correction: bool = True
     seed: int = 12345
     # production-protocol choices (docs/protocol.md, "The production preset")
-    packing: str = "random"                 # "random" (seed: gas column) | "packmol" (near liquid)
-    pack_density_fraction: float = 0.85     # packmol: fraction of the estimated liquid density
-    min_slab_A: float = 0.0                 # more molecules than n_molecules until the liquid
+    packing: str = "random"  # "random" (seed: gas column) | "packmol" (near liquid)
+    pack_density_fraction: float = 0.85  # packmol: fraction of the estimated liquid density
+    min_slab_A: float = 0.0  # more molecules than n_molecules until the liquid
     #                                         slab (estimated density) is at least this thick, Å
-    shake: bool = False                     # SHAKE on X-H bonds (allows 2 fs)
-    stack_barostat: bool = True             # False: stack at the summed NVT heights, no barostat
-    stack_source: str = "nvt"               # cells stacked from their "nvt" end, or from the
+    shake: bool = False  # SHAKE on X-H bonds (allows 2 fs)
+    stack_barostat: bool = True  # False: stack at the summed NVT heights, no barostat
+    stack_source: str = "nvt"  # cells stacked from their "nvt" end, or from the
     #                                         "compress" end rescaled to the NVT height (the
     #                                         stack then waits for no NVT run)
-    partner_nvt_ps: float = 0.0             # partner's NVT length (0: nvt_ps); run once per campaign
-    equilibration: str = "fixed"            # "fixed": discard nvt_discard_fraction; "detect": pymbar
-    estimator: str = "pe_nh"                # E_int from "etotal", "pe" or "pe_nh" (see results.md)
-    cross_energy: bool = True               # log the candidate-partner energy E_cross in the stack
-    replicas: int = 1                       # independent seeds per candidate (not in the digest)
-    interface_wall_A: float = 0.0           # > 0: flat-bottom walls keep each slab of the stack
+    partner_nvt_ps: float = 0.0  # partner's NVT length (0: nvt_ps); run once per campaign
+    equilibration: str = "fixed"  # "fixed": discard nvt_discard_fraction; "detect": pymbar
+    estimator: str = "pe_nh"  # E_int from "etotal", "pe" or "pe_nh" (see results.md)
+    cross_energy: bool = True  # log the candidate-partner energy E_cross in the stack
+    replicas: int = 1  # independent seeds per candidate (not in the digest)
+    interface_wall_A: float = 0.0  # > 0: flat-bottom walls keep each slab of the stack
     #                                         on its side of the interfaces, atoms may cross by
     #                                         this many Å (0: free interdiffusion, as published)
-    interface_wall_k: float = 5.0           # force constant of those walls, kcal/mol/Å²
+    interface_wall_k: float = 5.0  # force constant of those walls, kcal/mol/Å²
 
     def steps(self, ps: float) -> int:
         """Number of time steps in ``ps`` picoseconds."""
@@ -119,7 +119,7 @@ class Protocol:
         d = self.to_dict()
         d.pop("replicas")
         for name, default in _DIGEST_IF_CHANGED.items():  # fields added later: digests of
-            if d[name] == default:                         # protocols without them stay valid
+            if d[name] == default:  # protocols without them stay valid
                 d.pop(name)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -162,8 +162,16 @@ class Protocol:
 
 
 #: Fields that only the stack of two cells uses: not part of :meth:`Protocol.cell_digest`.
-STACK_ONLY_FIELDS = ("stack_compress_ps", "stack_nvt_ps", "stack_gap_A", "stack_barostat",
-                     "stack_source", "cross_energy", "interface_wall_A", "interface_wall_k")
+STACK_ONLY_FIELDS = (
+    "stack_compress_ps",
+    "stack_nvt_ps",
+    "stack_gap_A",
+    "stack_barostat",
+    "stack_source",
+    "cross_energy",
+    "interface_wall_A",
+    "interface_wall_k",
+)
 
 #: Fields added after results were keyed by digest: part of the digest only when changed.
 _DIGEST_IF_CHANGED = {"interface_wall_A": 0.0, "interface_wall_k": 5.0}
@@ -175,10 +183,20 @@ PRESETS: dict[str, Protocol] = {
     # Same stages, far fewer steps and molecules: for tests and demos. Does NOT reach liquid
     # density; its energies are not science.
     "quick": Protocol(
-        name="quick", n_molecules=20, box_A=(20.0, 20.0, 60.0), minimize_steps=200,
+        name="quick",
+        n_molecules=20,
+        box_A=(20.0, 20.0, 60.0),
+        minimize_steps=200,
         precompress_ps=1.0,
-        pdamp_fs=100.0, compress_ps=3.0, compress_chunk_ps=1.0, compress_extra_max_ps=0.0, nvt_ps=2.0,
-        stack_compress_ps=2.0, stack_nvt_ps=2.0, thermo_every_fs=20.0, dump_every_fs=200.0,
+        pdamp_fs=100.0,
+        compress_ps=3.0,
+        compress_chunk_ps=1.0,
+        compress_extra_max_ps=0.0,
+        nvt_ps=2.0,
+        stack_compress_ps=2.0,
+        stack_nvt_ps=2.0,
+        thermo_every_fs=20.0,
+        dump_every_fs=200.0,
         cutoff_A=9.0,
     ),
     # The production preset (issue 11): packed near liquid density with packmol, slabs at least
@@ -193,24 +211,58 @@ PRESETS: dict[str, Protocol] = {
     # from the packing, not the run length), at ~40 % less CPU. Every choice and its
     # measurement: docs/protocol.md.
     "production": Protocol(
-        name="production", n_molecules=100, box_A=(30.0, 30.0, 200.0), packing="packmol",
-        pack_density_fraction=0.85, min_slab_A=20.0, minimize_steps=500, precompress_ps=0.0,
-        timestep_fs=2.0, shake=True, pdamp_fs=500.0, compress_ps=40.0, compress_chunk_ps=10.0,
-        compress_extend_ps=20.0, compress_extra_max_ps=60.0, plateau_drift=0.005,
-        compress_average_fraction=0.5, nvt_ps=30.0, stack_compress_ps=0.0, stack_nvt_ps=50.0,
-        stack_barostat=False, stack_source="compress", stack_gap_A=0.0, partner_nvt_ps=1000.0, equilibration="detect",
-        cutoff_A=10.0, charges="mmff94", thermo_every_fs=100.0, dump_every_fs=2000.0,
-        interface_wall_A=1.0, interface_wall_k=5.0,
+        name="production",
+        n_molecules=100,
+        box_A=(30.0, 30.0, 200.0),
+        packing="packmol",
+        pack_density_fraction=0.85,
+        min_slab_A=20.0,
+        minimize_steps=500,
+        precompress_ps=0.0,
+        timestep_fs=2.0,
+        shake=True,
+        pdamp_fs=500.0,
+        compress_ps=40.0,
+        compress_chunk_ps=10.0,
+        compress_extend_ps=20.0,
+        compress_extra_max_ps=60.0,
+        plateau_drift=0.005,
+        compress_average_fraction=0.5,
+        nvt_ps=30.0,
+        stack_compress_ps=0.0,
+        stack_nvt_ps=50.0,
+        stack_barostat=False,
+        stack_source="compress",
+        stack_gap_A=0.0,
+        partner_nvt_ps=1000.0,
+        equilibration="detect",
+        cutoff_A=10.0,
+        charges="mmff94",
+        thermo_every_fs=100.0,
+        dump_every_fs=2000.0,
+        interface_wall_A=1.0,
+        interface_wall_k=5.0,
     ),
 }
 # The README's main job: the production route (packed liquid, fixed-volume stack, pe_nh,
 # replicas-ready) on a smaller cross-section and shorter runs, about 3 minutes on 2 cores. Its
 # E_int is a liquid-density number with an honest (larger) error, not a production value.
 PRESETS["demo"] = dataclasses.replace(
-    PRESETS["production"], name="demo", n_molecules=30, box_A=(20.0, 20.0, 200.0),
-    min_slab_A=18.0, cutoff_A=9.0, compress_ps=20.0, compress_chunk_ps=5.0,
-    compress_extra_max_ps=0.0, compress_average_fraction=0.5, nvt_ps=20.0, stack_nvt_ps=30.0,
-    partner_nvt_ps=30.0, dump_every_fs=1000.0)
+    PRESETS["production"],
+    name="demo",
+    n_molecules=30,
+    box_A=(20.0, 20.0, 200.0),
+    min_slab_A=18.0,
+    cutoff_A=9.0,
+    compress_ps=20.0,
+    compress_chunk_ps=5.0,
+    compress_extra_max_ps=0.0,
+    compress_average_fraction=0.5,
+    nvt_ps=20.0,
+    stack_nvt_ps=30.0,
+    partner_nvt_ps=30.0,
+    dump_every_fs=1000.0,
+)
 
 
 def _coerce(name: str, value: Any, current: Any) -> Any:
@@ -223,8 +275,10 @@ def _coerce(name: str, value: Any, current: Any) -> Any:
     if isinstance(current, tuple):
         if not (isinstance(value, (list, tuple)) and len(value) == len(current)):
             raise ProtocolError(f"{field} must be a list of {len(current)} numbers, got {value!r}.")
-        return tuple(check_number(v, f"{field} entry {k + 1}", error=ProtocolError)
-                     for k, v in enumerate(value))
+        return tuple(
+            check_number(v, f"{field} entry {k + 1}", error=ProtocolError)
+            for k, v in enumerate(value)
+        )
     if isinstance(current, int):
         return check_int(value, field, error=ProtocolError)
     if isinstance(current, float):
@@ -238,22 +292,45 @@ def _coerce(name: str, value: Any, current: Any) -> Any:
 
 #: The protocol seed feeds RDKit's conformer seed (a signed 32-bit int, plus up to 5 retries)
 #: and each replica adds 1009 (:meth:`Protocol.replica`).
-SEED_MAX = 2 ** 31 - 16
+SEED_MAX = 2**31 - 16
 
 
 #: Upper bounds (inclusive) of the numeric fields: far beyond any meaningful run, but they stop
 #: a typo (1e12 molecules, a 1e30 ps run, a 1e9 Å box) before it allocates or runs for ever.
 MAXIMA: dict[str, tuple[float, str]] = {
-    "n_molecules": (100_000, "molecules per box"), "temperature_K": (5000.0, "K"),
-    "pressure_atm": (1e5, "atm"), "squeeze_atm": (1e5, "atm"), "tdamp_fs": (1e6, "fs"),
-    "pdamp_fs": (1e6, "fs"), "minimize_steps": (10_000_000, "steps"), "cutoff_A": (50.0, "Å"),
-    "min_distance_A": (10.0, "Å"), "min_slab_A": (10_000.0, "Å"), "stack_gap_A": (1000.0, "Å"),
-    "precompress_density_g_cm3": (5.0, "g/cm³"), "kspace_accuracy": (0.1, "relative"),
-    "thermo_every_fs": (1e8, "fs"), "dump_every_fs": (1e8, "fs"), "replicas": (1000, "replicas"),
-    "interface_wall_A": (100.0, "Å"), "interface_wall_k": (1000.0, "kcal/mol/Å²"),
-    **{name: (1e6, "ps (1 µs)") for name in (
-        "precompress_ps", "squeeze_ps", "compress_ps", "compress_chunk_ps", "compress_extend_ps",
-        "compress_extra_max_ps", "nvt_ps", "stack_compress_ps", "stack_nvt_ps", "partner_nvt_ps")},
+    "n_molecules": (100_000, "molecules per box"),
+    "temperature_K": (5000.0, "K"),
+    "pressure_atm": (1e5, "atm"),
+    "squeeze_atm": (1e5, "atm"),
+    "tdamp_fs": (1e6, "fs"),
+    "pdamp_fs": (1e6, "fs"),
+    "minimize_steps": (10_000_000, "steps"),
+    "cutoff_A": (50.0, "Å"),
+    "min_distance_A": (10.0, "Å"),
+    "min_slab_A": (10_000.0, "Å"),
+    "stack_gap_A": (1000.0, "Å"),
+    "precompress_density_g_cm3": (5.0, "g/cm³"),
+    "kspace_accuracy": (0.1, "relative"),
+    "thermo_every_fs": (1e8, "fs"),
+    "dump_every_fs": (1e8, "fs"),
+    "replicas": (1000, "replicas"),
+    "interface_wall_A": (100.0, "Å"),
+    "interface_wall_k": (1000.0, "kcal/mol/Å²"),
+    **{
+        name: (1e6, "ps (1 µs)")
+        for name in (
+            "precompress_ps",
+            "squeeze_ps",
+            "compress_ps",
+            "compress_chunk_ps",
+            "compress_extend_ps",
+            "compress_extra_max_ps",
+            "nvt_ps",
+            "stack_compress_ps",
+            "stack_nvt_ps",
+            "partner_nvt_ps",
+        )
+    },
 }
 BOX_MAX_A = 10_000.0
 
@@ -261,7 +338,9 @@ BOX_MAX_A = 10_000.0
 def validate(p: Protocol) -> Protocol:
     """Raise :class:`ProtocolError` for numbers that cannot give a meaningful run."""
     if p.minimize_steps < 0:
-        raise ProtocolError(f"Protocol field 'minimize_steps' must be >= 0, got {p.minimize_steps}.")
+        raise ProtocolError(
+            f"Protocol field 'minimize_steps' must be >= 0, got {p.minimize_steps}."
+        )
     if p.precompress_ps < 0 or p.precompress_density_g_cm3 <= 0:
         raise ProtocolError("precompress_ps must be >= 0 and precompress_density_g_cm3 > 0.")
     if p.stack_compress_ps < 0 or (p.stack_barostat and p.stack_compress_ps == 0):
@@ -272,23 +351,45 @@ def validate(p: Protocol) -> Protocol:
         raise ProtocolError(f"replicas must be at least 1, got {p.replicas}.")
     top = SEED_MAX - 1009 * (p.replicas - 1)
     if not 0 <= p.seed <= top:
-        raise ProtocolError(f"Protocol field 'seed' must be an integer in [0, {top}] (with "
-                            f"replicas = {p.replicas}), got {p.seed}.")
+        raise ProtocolError(
+            f"Protocol field 'seed' must be an integer in [0, {top}] (with "
+            f"replicas = {p.replicas}), got {p.seed}."
+        )
     for fld in dataclasses.fields(p):
         value = getattr(p, fld.name)
-        if any(isinstance(x, float) and not math.isfinite(x)
-               for x in (value if isinstance(value, tuple) else (value,))):
+        if any(
+            isinstance(x, float) and not math.isfinite(x)
+            for x in (value if isinstance(value, tuple) else (value,))
+        ):
             raise ProtocolError(f"Protocol field {fld.name!r} must be finite, got {value!r}.")
-    choices = {"packing": ("random", "packmol"), "equilibration": ("fixed", "detect"),
-               "estimator": ("etotal", "pe", "pe_nh"), "stack_source": ("nvt", "compress")}
+    choices = {
+        "packing": ("random", "packmol"),
+        "equilibration": ("fixed", "detect"),
+        "estimator": ("etotal", "pe", "pe_nh"),
+        "stack_source": ("nvt", "compress"),
+    }
     for f, allowed in choices.items():
         if getattr(p, f) not in allowed:
             raise ProtocolError(f"{f} must be one of {', '.join(allowed)}; got {getattr(p, f)!r}.")
     if not 0.1 <= p.pack_density_fraction <= 1.2:
         raise ProtocolError("pack_density_fraction must be in [0.1, 1.2].")
-    positive = ["n_molecules", "temperature_K", "timestep_fs", "tdamp_fs", "pdamp_fs",
-                "compress_ps", "compress_chunk_ps", "compress_extend_ps", "nvt_ps", "stack_nvt_ps",
-                "thermo_every_fs", "dump_every_fs", "cutoff_A", "kspace_accuracy", "min_distance_A"]
+    positive = [
+        "n_molecules",
+        "temperature_K",
+        "timestep_fs",
+        "tdamp_fs",
+        "pdamp_fs",
+        "compress_ps",
+        "compress_chunk_ps",
+        "compress_extend_ps",
+        "nvt_ps",
+        "stack_nvt_ps",
+        "thermo_every_fs",
+        "dump_every_fs",
+        "cutoff_A",
+        "kspace_accuracy",
+        "min_distance_A",
+    ]
     for f in positive:
         if not getattr(p, f) > 0:
             raise ProtocolError(f"Protocol field {f!r} must be positive, got {getattr(p, f)!r}.")
@@ -297,12 +398,16 @@ def validate(p: Protocol) -> Protocol:
     if p.interface_wall_A < 0 or p.interface_wall_k <= 0:
         raise ProtocolError("interface_wall_A must be >= 0 and interface_wall_k > 0.")
     if max(p.box_A) > BOX_MAX_A:
-        raise ProtocolError(f"Protocol field 'box_A' (--box) must be at most {BOX_MAX_A:g} Å per "
-                            f"side, got {p.box_A}.")
+        raise ProtocolError(
+            f"Protocol field 'box_A' (--box) must be at most {BOX_MAX_A:g} Å per "
+            f"side, got {p.box_A}."
+        )
     for name, (hi, unit) in MAXIMA.items():
         if getattr(p, name) > hi:
-            raise ProtocolError(f"Protocol field {name!r} must be at most {hi:g} {unit}, got "
-                                f"{getattr(p, name)!r}; this looks like a typo.")
+            raise ProtocolError(
+                f"Protocol field {name!r} must be at most {hi:g} {unit}, got "
+                f"{getattr(p, name)!r}; this looks like a typo."
+            )
     if p.squeeze_ps < 0 or p.squeeze_atm <= 0:
         raise ProtocolError("squeeze_ps must be >= 0 and squeeze_atm > 0.")
     if p.charges not in ("gasteiger", "mmff94"):

@@ -49,11 +49,24 @@ def blocking_stderr(x: np.ndarray, min_blocks: int = 8) -> float:
 
 
 #: thermo column -> summary name (kcal/mol, K, atm, Å, g/cm³)
-COLUMNS = (("TotEng", "etotal"), ("PotEng", "pe"), ("KinEng", "ke"), ("Temp", "temp_K"),
-           ("Press", "press_atm"), ("Pzz", "pzz_atm"), ("Lz", "lz_A"),
-           ("Density", "density_g_cm3"), ("E_vdwl", "evdwl"), ("E_coul", "ecoul"),
-           ("E_long", "elong"), ("E_bond", "ebond"), ("E_angle", "eangle"),
-           ("E_dihed", "edihed"), ("E_impro", "eimp"), ("c_cross", "ecross"))
+COLUMNS = (
+    ("TotEng", "etotal"),
+    ("PotEng", "pe"),
+    ("KinEng", "ke"),
+    ("Temp", "temp_K"),
+    ("Press", "press_atm"),
+    ("Pzz", "pzz_atm"),
+    ("Lz", "lz_A"),
+    ("Density", "density_g_cm3"),
+    ("E_vdwl", "evdwl"),
+    ("E_coul", "ecoul"),
+    ("E_long", "elong"),
+    ("E_bond", "ebond"),
+    ("E_angle", "eangle"),
+    ("E_dihed", "edihed"),
+    ("E_impro", "eimp"),
+    ("c_cross", "ecross"),
+)
 
 
 def with_derived(series: pd.DataFrame) -> pd.DataFrame:
@@ -76,8 +89,11 @@ def _quiet_timeseries():
     import io
     import warnings
 
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
-            warnings.catch_warnings():
+    with (
+        contextlib.redirect_stdout(io.StringIO()),
+        contextlib.redirect_stderr(io.StringIO()),
+        warnings.catch_warnings(),
+    ):
         warnings.simplefilter("ignore")
         from pymbar import timeseries
     return timeseries
@@ -129,13 +145,14 @@ def half_drift(x: np.ndarray) -> float:
     n = len(x) // 2
     if n < 4:
         return 0.0
-    a, b = x[:n], x[n:2 * n]
+    a, b = x[:n], x[n : 2 * n]
     se = np.hypot(correlated_stderr(a), correlated_stderr(b))
     return float((b.mean() - a.mean()) / se) if se > 0 else 0.0
 
 
-def summarize(series: pd.DataFrame, discard_fraction: float = 0.0,
-              detect: str | None = None) -> dict[str, float]:
+def summarize(
+    series: pd.DataFrame, discard_fraction: float = 0.0, detect: str | None = None
+) -> dict[str, float]:
     """Means and stderrs of energies, Lz and density over the equilibrated part of ``series``.
 
     Without ``detect``: the first ``discard_fraction`` is dropped and stderrs come from

@@ -69,17 +69,27 @@ def trajectory_files(directory: str | Path, stage: str) -> list[Path]:
     directory = Path(directory)
     first = directory / TRAJ.format(stage=stage)
     more = re.compile(rf"traj_{re.escape(stage)}_more(\d+)\.dcd$")
-    ext = sorted((int(m.group(1)), p) for p in directory.glob(f"traj_{stage}_more*.dcd")
-                 if (m := more.match(p.name)))
+    ext = sorted(
+        (int(m.group(1)), p)
+        for p in directory.glob(f"traj_{stage}_more*.dcd")
+        if (m := more.match(p.name))
+    )
     return ([first] if first.exists() else []) + [p for _, p in ext]
 
 
 def _species(directory: Path) -> dict[str, Any]:
     path = directory / "species.json"
     if not path.exists():
-        cells = [c for c in ("candidate", "partner", "stack") if (directory / c / "species.json").exists()]
-        hint = (f"; it holds the cells {', '.join(cells)}: give {directory / cells[-1]}, for example"
-                if cells else "; give a cell folder (OUT/candidate, OUT/partner or OUT/stack)")
+        cells = [
+            c
+            for c in ("candidate", "partner", "stack")
+            if (directory / c / "species.json").exists()
+        ]
+        hint = (
+            f"; it holds the cells {', '.join(cells)}: give {directory / cells[-1]}, for example"
+            if cells
+            else "; give a cell folder (OUT/candidate, OUT/partner or OUT/stack)"
+        )
         raise MdxferError(f"{directory} is not an mdxfer cell folder (no species.json){hint}.")
     return json.loads(path.read_text())
 
@@ -110,7 +120,7 @@ def _label(u: Any, info: dict[str, Any], labels: dict[int, str]) -> None:
     roles = _roles(info, u.residues.resids)
     u.add_TopologyAttr("resnames", [RESNAMES.get(r, r[:4].upper()) for r in roles])
     order = list(dict.fromkeys(roles))
-    u.add_TopologyAttr("segids", [order[0]])          # the parser's one segment: the first species
+    u.add_TopologyAttr("segids", [order[0]])  # the parser's one segment: the first species
     segments = {order[0]: u.segments[0]}
     for role in order[1:]:
         segments[role] = u.add_Segment(segid=role)
@@ -129,21 +139,37 @@ def universe(directory: str | Path, stage: str | None = "nvt") -> Any:
     info = _species(directory)
     data = directory / "system.data"
     if not data.exists():
-        raise MdxferError(f"{directory} has no system.data; build the cell first (mdxfer build or interaction).")
+        raise MdxferError(
+            f"{directory} has no system.data; build the cell first (mdxfer build or interaction)."
+        )
     labels = type_labels(data)
     if stage is None:
         u = mda.Universe(str(data), format="DATA", topology_format="DATA")
     else:
         trajs = trajectory_files(directory, stage)
         if trajs:
-            u = mda.Universe(str(data), [str(p) for p in trajs], topology_format="DATA",
-                             format="LAMMPS", timeunit="fs")
+            u = mda.Universe(
+                str(data),
+                [str(p) for p in trajs],
+                topology_format="DATA",
+                format="LAMMPS",
+                timeunit="fs",
+            )
         elif (directory / f"{stage}.data").exists():
-            u = mda.Universe(str(data), str(directory / f"{stage}.data"), topology_format="DATA", format="DATA")
+            u = mda.Universe(
+                str(data), str(directory / f"{stage}.data"), topology_format="DATA", format="DATA"
+            )
         else:
-            have = sorted({re.sub(r"_more\d+$", "", p.stem[len("traj_"):]) for p in directory.glob("traj_*.dcd")})
-            raise MdxferError(f"{directory} has no trajectory or data file of stage {stage!r}; stages with a "
-                              f"trajectory here: {', '.join(have) or 'none (run the stages first)'}.")
+            have = sorted(
+                {
+                    re.sub(r"_more\d+$", "", p.stem[len("traj_") :])
+                    for p in directory.glob("traj_*.dcd")
+                }
+            )
+            raise MdxferError(
+                f"{directory} has no trajectory or data file of stage {stage!r}; stages with a "
+                f"trajectory here: {', '.join(have) or 'none (run the stages first)'}."
+            )
     _label(u, info, labels)
     return u
 
@@ -167,9 +193,13 @@ def ase_frames(directory: str | Path, stage: str | None = "nvt", every: int = 1)
     symbols = list(atoms.elements)
     frames = []
     for ts in u.trajectory[::every]:
-        a = Atoms(symbols=symbols, positions=atoms.positions.copy(),
-                  cell=cellpar_to_cell(ts.dimensions), pbc=True,
-                  charges=atoms.charges.astype(float))
+        a = Atoms(
+            symbols=symbols,
+            positions=atoms.positions.copy(),
+            cell=cellpar_to_cell(ts.dimensions),
+            pbc=True,
+            charges=atoms.charges.astype(float),
+        )
         a.set_array("mol-id", atoms.resids.astype(int))
         a.set_array("dreiding_type", np.array([str(t) for t in atoms.types]))
         a.set_array("slab", np.array([str(t) for t in atoms.segids]))
@@ -178,8 +208,9 @@ def ase_frames(directory: str | Path, stage: str | None = "nvt", every: int = 1)
     return frames
 
 
-def export_ase(directory: str | Path, out: str | Path, stage: str | None = "nvt",
-               every: int = 1) -> int:
+def export_ase(
+    directory: str | Path, out: str | Path, stage: str | None = "nvt", every: int = 1
+) -> int:
     """Write the frames of :func:`ase_frames` to ``out`` with ``ase.io.write`` (the format from
     the file name: ``.extxyz``, ``.xyz``, ``.cif``, ``.pdb``, ``.traj``, ...). Returns the count."""
     from ase.io import write
@@ -188,8 +219,10 @@ def export_ase(directory: str | Path, out: str | Path, stage: str | None = "nvt"
     frames = ase_frames(directory, stage, every)
     try:
         write(str(out), frames if len(frames) > 1 else frames[0])
-    except (ValueError, UnknownFileTypeError) as exc:   # an unknown format, or a one-frame one
+    except (ValueError, UnknownFileTypeError) as exc:  # an unknown format, or a one-frame one
         Path(out).unlink(missing_ok=True)
-        raise MdxferError(f"ASE cannot write {out}: {exc} (try .extxyz or .traj; a one-frame "
-                          "format such as .vasp needs --stage system or a single frame).") from None
+        raise MdxferError(
+            f"ASE cannot write {out}: {exc} (try .extxyz or .traj; a one-frame "
+            "format such as .vasp needs --stage system or a single frame)."
+        ) from None
     return len(frames)

@@ -31,7 +31,9 @@ def test_cross_validation_fits_a_spread_scale(measured):
     scale = cv["spread_scale"]
     m, s = np.array(cv["oof_mean"]), np.array(cv["oof_std"])
     assert scale > 0 and scale != pytest.approx(1.0)
-    assert np.sum((y - m) ** 2) / np.sum((scale * s) ** 2) == pytest.approx(1.0)   # pooled unit variance
+    assert np.sum((y - m) ** 2) / np.sum((scale * s) ** 2) == pytest.approx(
+        1.0
+    )  # pooled unit variance
     err = np.abs(y - m)
     assert cv["coverage_1sd"] == pytest.approx(np.mean(err <= s))
     assert cv["coverage_2sd_calibrated"] == pytest.approx(np.mean(err <= 2 * scale * s))

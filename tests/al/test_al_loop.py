@@ -35,8 +35,13 @@ def pretrained(tmp_path_factory):
     from mdxfer.learn.pretrain import PretrainSettings, pretrain
 
     out = tmp_path_factory.mktemp("cv_small")
-    pretrain(out, PretrainSettings(n=400, n_val=80, preset="paper", max_epochs=8), threads=1,
-             progress=False, use_cache=False)
+    pretrain(
+        out,
+        PretrainSettings(n=400, n_val=80, preset="paper", max_epochs=8),
+        threads=1,
+        progress=False,
+        use_cache=False,
+    )
     return out
 
 
@@ -49,8 +54,15 @@ def oracle_csv(tmp_path_factory):
 
 
 def settings(**kw) -> LoopSettings:
-    base = dict(batch_size=5, rounds=4, n_initial=10, acquisition=Acquisition("ucb", maximize=True),
-                diversity=Diversity("maxmin"), surrogate=SurrogateSettings(features="morgan", members=8), seed=0)
+    base = dict(
+        batch_size=5,
+        rounds=4,
+        n_initial=10,
+        acquisition=Acquisition("ucb", maximize=True),
+        diversity=Diversity("maxmin"),
+        surrogate=SurrogateSettings(features="morgan", members=8),
+        seed=0,
+    )
     base.update(kw)
     return LoopSettings(**base)
 
@@ -58,12 +70,18 @@ def settings(**kw) -> LoopSettings:
 def test_short_loop_improves_on_its_initial_set(pretrained, oracle_csv, tmp_path):
     oracle = TableOracle(oracle_csv)
     pool = list(oracle.values)
-    s = settings(surrogate=SurrogateSettings(features="embedding+morgan", members=8, model_dir=str(pretrained)))
+    s = settings(
+        surrogate=SurrogateSettings(
+            features="embedding+morgan", members=8, model_dir=str(pretrained)
+        )
+    )
     with ALState(tmp_path / "al.db") as state:
         res = ActiveLearner(pool, oracle, state, s).run()
         rounds = state.rounds()
         picks = state.picks()
-        assert [r["round"] for r in rounds] == [0, 1, 2, 3, 4] and all(r["state"] == "done" for r in rounds)
+        assert [r["round"] for r in rounds] == [0, 1, 2, 3, 4] and all(
+            r["state"] == "done" for r in rounds
+        )
         assert res["simulations"] == 10 + 4 * 5 == len(picks) == len({p["smiles"] for p in picks})
         initial_best = max(p["value"] for p in picks if p["round"] == 0)
         assert res["best_value"] > initial_best
@@ -95,9 +113,12 @@ def test_random_picking_fails_the_same_bar(pretrained, oracle_csv, tmp_path):
     (same seed, rounds and model) picks far fewer top-10 % molecules and misses the best."""
     oracle = TableOracle(oracle_csv)
     pool = list(oracle.values)
-    s = settings(acquisition=Acquisition("random", maximize=True),
-                 surrogate=SurrogateSettings(features="embedding+morgan", members=8,
-                                             model_dir=str(pretrained)))
+    s = settings(
+        acquisition=Acquisition("random", maximize=True),
+        surrogate=SurrogateSettings(
+            features="embedding+morgan", members=8, model_dir=str(pretrained)
+        ),
+    )
     with ALState(tmp_path / "random.db") as state:
         res = ActiveLearner(pool, oracle, state, s).run()
         chosen = np.array([p["value"] for p in state.picks() if p["round"] > 0])
@@ -109,26 +130,45 @@ def test_random_picking_fails_the_same_bar(pretrained, oracle_csv, tmp_path):
 def test_minimize_thompson_and_resume_rules(oracle_csv, tmp_path):
     oracle = TableOracle(oracle_csv)
     pool = list(oracle.values)
-    s = settings(acquisition=Acquisition("thompson", maximize=False), rounds=2, diversity=Diversity("none"))
+    s = settings(
+        acquisition=Acquisition("thompson", maximize=False), rounds=2, diversity=Diversity("none")
+    )
     with ALState(tmp_path / "al.db") as state:
-        ActiveLearner(pool, oracle, state, s).run(max_rounds=2)          # round 0 and 1 only
+        ActiveLearner(pool, oracle, state, s).run(max_rounds=2)  # round 0 and 1 only
         assert [r["round"] for r in state.rounds()] == [0, 1]
         picks = state.picks(1)
         assert all(p["member"] is not None for p in picks)
-        assert len({p["member"] for p in picks}) == len(picks)            # one member per pick
+        assert len({p["member"] for p in picks}) == len(picks)  # one member per pick
         # other settings are refused; more rounds are fine
         with pytest.raises(ALError, match="acquisition"):
-            ActiveLearner(pool, oracle, state, settings(acquisition=Acquisition("greedy", maximize=False),
-                                                        rounds=2, diversity=Diversity("none"))).run()
-        res = ActiveLearner(pool, oracle, state, settings(acquisition=Acquisition("thompson", maximize=False),
-                                                          rounds=3, diversity=Diversity("none"))).run()
+            ActiveLearner(
+                pool,
+                oracle,
+                state,
+                settings(
+                    acquisition=Acquisition("greedy", maximize=False),
+                    rounds=2,
+                    diversity=Diversity("none"),
+                ),
+            ).run()
+        res = ActiveLearner(
+            pool,
+            oracle,
+            state,
+            settings(
+                acquisition=Acquisition("thompson", maximize=False),
+                rounds=3,
+                diversity=Diversity("none"),
+            ),
+        ).run()
         assert [r["round"] for r in state.rounds()] == [0, 1, 2, 3] and res["finished"]
         values = [p["value"] for p in state.picks()]
         assert res["best_value"] == min(values)
 
 
-def write_table_campaign(directory: Path, oracle_csv: Path, name: str, rounds: int = 5,
-                         delay: float = 0.0) -> Path:
+def write_table_campaign(
+    directory: Path, oracle_csv: Path, name: str, rounds: int = 5, delay: float = 0.0
+) -> Path:
     path = directory / f"{name}.toml"
     path.write_text(f"""[campaign]
 database = "{name}.db"
@@ -172,15 +212,23 @@ def test_sigkill_and_resume(oracle_csv, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     killed = write_table_campaign(tmp_path, oracle_csv, "killed", delay=0.15)
     db = tmp_path / "killed.db"
-    proc = subprocess.Popen(cmd + [str(killed), "--no-report"], cwd=tmp_path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        cmd + [str(killed), "--no-report"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.time() + 120
     seen = None
     try:
         while time.time() < deadline:
-            rows = al_rows(db, "SELECT r.round FROM al_rounds r WHERE r.state = 'selected' AND r.round >= 2 AND "
-                              "EXISTS (SELECT 1 FROM al_picks p WHERE p.round = r.round AND p.status = 'done') "
-                              "AND EXISTS (SELECT 1 FROM al_picks p WHERE p.round = r.round AND p.status = 'pending')")
+            rows = al_rows(
+                db,
+                "SELECT r.round FROM al_rounds r WHERE r.state = 'selected' AND r.round >= 2 AND "
+                "EXISTS (SELECT 1 FROM al_picks p WHERE p.round = r.round AND p.status = 'done') "
+                "AND EXISTS (SELECT 1 FROM al_picks p WHERE p.round = r.round AND p.status = 'pending')",
+            )
             if rows:
                 seen = rows[0][0]
                 break
@@ -194,26 +242,46 @@ def test_sigkill_and_resume(oracle_csv, tmp_path):
     assert {"done", "pending"} <= {s for _, s in before}
     assert al_rows(db, "SELECT MAX(round) FROM al_rounds")[0][0] == seen
 
-    res = subprocess.run(cmd + [str(killed), "--no-report"], cwd=tmp_path, env=env, capture_output=True, text=True,
-                         timeout=180)
+    res = subprocess.run(
+        cmd + [str(killed), "--no-report"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert res.returncode == 0, res.stderr
     assert f"resuming round {seen}" in res.stderr
     after = al_rows(db, f"SELECT smiles, status FROM al_picks WHERE round = {seen} ORDER BY rank")
     assert [s for s, _ in after] == [s for s, _ in before] and {s for _, s in after} == {"done"}
 
     reference = write_table_campaign(tmp_path, oracle_csv, "reference")
-    res = subprocess.run(cmd + [str(reference), "--no-report"], cwd=tmp_path, env=env, capture_output=True,
-                         text=True, timeout=180)
+    res = subprocess.run(
+        cmd + [str(reference), "--no-report"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert res.returncode == 0, res.stderr
     q = "SELECT round, rank, smiles, status, value FROM al_picks ORDER BY round, rank"
     got, want = al_rows(db, q), al_rows(tmp_path / "reference.db", q)
     assert got == want and len(got) == 6 + 5 * 4
     assert len({r[2] for r in got}) == len(got)
-    assert al_rows(db, "SELECT round, state FROM al_rounds ORDER BY round") == [(r, "done") for r in range(6)]
+    assert al_rows(db, "SELECT round, state FROM al_rounds ORDER BY round") == [
+        (r, "done") for r in range(6)
+    ]
     assert al_rows(db, "SELECT COUNT(*) FROM al_observations")[0][0] == len(got)
 
-    status = subprocess.run(cmd[:-1] + ["status", str(killed), "--json"], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=60)
+    status = subprocess.run(
+        cmd[:-1] + ["status", str(killed), "--json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     st = json.loads(status.stdout)
     assert st["simulations"] == 26 and len(st["rounds"]) == 6 and not st["running"]
 
@@ -223,8 +291,15 @@ def test_loop_with_the_md_campaign(pretrained, tmp_path):
     """The real oracle: picks go to the campaign, Parsl runs LAMMPS (1 rank), E_int comes back."""
     pool = ["CCO", "CC(C)=O", "CCCC", "CO", "CC#N", "CCOC"]
     (tmp_path / "pool.smi").write_text("\n".join(pool) + "\n")
-    tiny = {"preset": "quick", "n_molecules": 8, "compress_ps": 1.0, "nvt_ps": 1.0,
-            "stack_compress_ps": 1.0, "stack_nvt_ps": 1.0, "minimize_steps": 100}
+    tiny = {
+        "preset": "quick",
+        "n_molecules": 8,
+        "compress_ps": 1.0,
+        "nvt_ps": 1.0,
+        "stack_compress_ps": 1.0,
+        "stack_nvt_ps": 1.0,
+        "minimize_steps": 100,
+    }
     proto = "\n".join(f"{k} = {json.dumps(v)}" for k, v in tiny.items())
     f = tmp_path / "md.toml"
     f.write_text(f"""[campaign]
@@ -264,17 +339,22 @@ cv_folds = 3
     assert [r["round"] for r in rounds] == [0, 1] and len(picks) == 3, (rounds, picks, res.output)
     assert all(p["status"] == "done" and np.isfinite(p["value"]) for p in picks), picks
     # the campaign's own candidate (not in the pool) was simulated first and trained round 1
-    assert rounds[1]["n_train"] == 3 and "CCCO" not in {p["smiles"] for p in picks}, (rounds, res.output)
+    assert rounds[1]["n_train"] == 3 and "CCCO" not in {p["smiles"] for p in picks}, (
+        rounds,
+        res.output,
+    )
     # the values are the campaign's E_int results
     from mdxfer.campaign import Campaign
 
     with Campaign.open(cfg.spec, readonly=True) as camp:
         e_int = {r["canonical_smiles"]: r["E_int"] for r in camp.results() if r["status"] == "done"}
-    assert {p["smiles"]: p["value"] for p in picks} == {k: e_int[k] for k in (p["smiles"] for p in picks)}
+    assert {p["smiles"]: p["value"] for p in picks} == {
+        k: e_int[k] for k in (p["smiles"] for p in picks)
+    }
     assert "CCCO" in e_int
     assert rounds[1]["best_value"] == min(e_int.values()), (rounds, e_int)
     assert (cfg.report_dir / "report.md").exists()
-    assert cfg.label == "E_int [kcal/mol]"              # the MD oracle's unit on every axis
+    assert cfg.label == "E_int [kcal/mol]"  # the MD oracle's unit on every axis
     assert "Target: **E_int [kcal/mol]**" in (cfg.report_dir / "report.md").read_text()
     res = CliRunner().invoke(app, ["al", "status", str(f)])
     assert res.exit_code == 0 and "ei" in res.output, res.output
@@ -282,12 +362,18 @@ cv_folds = 3
     from mdxfer.al.oracles import CampaignOracle
 
     with Campaign.open(cfg.spec, readonly=True) as camp:
-        cross = {r["canonical_smiles"]: (r["E_cross"], r["E_cross_stderr"])
-                 for r in camp.results() if r["status"] == "done"}
+        cross = {
+            r["canonical_smiles"]: (r["E_cross"], r["E_cross_stderr"])
+            for r in camp.results()
+            if r["status"] == "done"
+        }
     known = {m.smiles: (m.value, m.stderr) for m in CampaignOracle(cfg.spec, "E_cross").known()}
     assert known == cross and all(v < 0 for v, _ in known.values())
-    f.write_text(f.read_text().replace('direction = "minimize"',
-                                       'direction = "minimize"\ntarget_column = "E_foo"'))
+    f.write_text(
+        f.read_text().replace(
+            'direction = "minimize"', 'direction = "minimize"\ntarget_column = "E_foo"'
+        )
+    )
     with pytest.raises(ALError, match="E_int' or 'E_cross"):
         load_al_config(f)
 
@@ -330,7 +416,7 @@ def test_select_only_from_known_molecules(oracle_csv, tmp_path):
     known = table.iloc[:20].assign(target_stderr=0.5)
     known.to_csv(known_csv, index=False)
     initial = TableOracle(known_csv)
-    assert set(initial.stderr.values()) == {0.5}       # the table's stderr column is read
+    assert set(initial.stderr.values()) == {0.5}  # the table's stderr column is read
     oracle = CountingOracle(oracle_csv)
     pool = [s for s in oracle.values if s not in initial.values]
     known_ms = [Measurement(s, "done", v, initial.stderr[s]) for s, v in initial.values.items()]
@@ -362,11 +448,17 @@ def test_cli_select_only(oracle_csv, tmp_path):
     path = write_table_campaign(tmp_path, oracle_csv, "sel", rounds=2)
     text = path.read_text().replace("n_initial = 6", f'n_initial = 0\ninitial = "{known_csv}"')
     path.write_text(text)
-    r = subprocess.run([sys.executable, "-m", "mdxfer", "al", "run", str(path), "--select-only",
-                        "--no-report"], capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-m", "mdxfer", "al", "run", str(path), "--select-only", "--no-report"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr
     out = r.stdout + r.stderr  # tables go to the console (stderr), the summary to stdout
     assert "chosen, not simulated yet" in out and "without --select-only" in r.stdout
     n_done = al_rows(tmp_path / "sel.db", "SELECT COUNT(*) FROM al_picks WHERE status = 'done'")
-    n_pending = al_rows(tmp_path / "sel.db", "SELECT COUNT(*) FROM al_picks WHERE status = 'pending'")
+    n_pending = al_rows(
+        tmp_path / "sel.db", "SELECT COUNT(*) FROM al_picks WHERE status = 'pending'"
+    )
     assert n_done == [(0,)] and n_pending == [(4,)]

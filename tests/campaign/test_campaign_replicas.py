@@ -22,10 +22,24 @@ from mdxfer.campaign import Campaign, load_spec
 
 pytestmark = pytest.mark.slow
 
-TINY = {"preset": "quick", "n_molecules": 8, "compress_ps": 1.0, "nvt_ps": 1.0,
-        "stack_compress_ps": 1.0, "stack_nvt_ps": 1.0, "minimize_steps": 100}
-NEW_COLUMNS = ("E_cross", "E_cross_stderr", "E_int_replica_sd", "n_replicas", "replicas",
-               "estimator", "E_int_stderr_with_partner")
+TINY = {
+    "preset": "quick",
+    "n_molecules": 8,
+    "compress_ps": 1.0,
+    "nvt_ps": 1.0,
+    "stack_compress_ps": 1.0,
+    "stack_nvt_ps": 1.0,
+    "minimize_steps": 100,
+}
+NEW_COLUMNS = (
+    "E_cross",
+    "E_cross_stderr",
+    "E_int_replica_sd",
+    "n_replicas",
+    "replicas",
+    "estimator",
+    "E_int_stderr_with_partner",
+)
 
 
 def write_campaign(directory: Path, smiles: list[str], replicas: int) -> Path:
@@ -33,11 +47,13 @@ def write_campaign(directory: Path, smiles: list[str], replicas: int) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     proto = "\n".join(f"{k} = {json.dumps(v)}" for k, v in {**TINY, "replicas": replicas}.items())
     path = directory / "rep.toml"
-    path.write_text(f"[campaign]\npartner = \"CC(=C)C=C\"\n"
-                    f"[candidates]\nsmiles = {json.dumps(smiles)}\n"
-                    f"[protocol]\n{proto}\n"
-                    f"[execution]\nprofile = \"local\"\n[execution.lammps]\nranks = 1\n"
-                    f"[retry]\nmax_retries = 0\n")
+    path.write_text(
+        f'[campaign]\npartner = "CC(=C)C=C"\n'
+        f"[candidates]\nsmiles = {json.dumps(smiles)}\n"
+        f"[protocol]\n{proto}\n"
+        f'[execution]\nprofile = "local"\n[execution.lammps]\nranks = 1\n'
+        f"[retry]\nmax_retries = 0\n"
+    )
     return path
 
 
@@ -79,9 +95,18 @@ def run2(tmp_path_factory):
         dirs = {k: replica_dirs(camp, "CCO", k) for k in (0, 1)}
         partner_dir = spec.workdir / camp.store.task(camp.partner_key)["workdir"]
         partner_key = camp.partner_key
-    return {"path": path, "spec": spec, "report": report, "rows": rows, "status": status,
-            "csv": exported, "dirs": dirs, "partner_dir": partner_dir,
-            "partner_key": partner_key, "messages": messages}
+    return {
+        "path": path,
+        "spec": spec,
+        "report": report,
+        "rows": rows,
+        "status": status,
+        "csv": exported,
+        "dirs": dirs,
+        "partner_dir": partner_dir,
+        "partner_key": partner_key,
+        "messages": messages,
+    }
 
 
 def test_two_replicas_are_run_and_aggregated(run2):
@@ -95,8 +120,12 @@ def test_two_replicas_are_run_and_aggregated(run2):
     assert row["estimator"] == spec.protocol.estimator
     assert row["E_cross"] is not None and row["E_cross_stderr"] is not None
     # each replica: its own record, its own seed and cells, one shared partner box
-    reps = db_rows(spec.database, "SELECT replica, seed, E_int, record FROM replica_results "
-                   "WHERE candidate_key = ? ORDER BY replica", (row["task_key"],))
+    reps = db_rows(
+        spec.database,
+        "SELECT replica, seed, E_int, record FROM replica_results "
+        "WHERE candidate_key = ? ORDER BY replica",
+        (row["task_key"],),
+    )
     assert [r[0] for r in reps] == [0, 1]
     assert [r[1] for r in reps] == [spec.protocol.seed, spec.protocol.seed + 1009]
     assert [r[2] for r in reps] == row["replicas"]
@@ -105,12 +134,19 @@ def test_two_replicas_are_run_and_aggregated(run2):
     assert workdirs[0]["stack"] != workdirs[1]["stack"]
     assert workdirs[0]["partner"] == workdirs[1]["partner"] == str(run2["partner_dir"])
     for k, (box, stack) in run2["dirs"].items():
-        assert workdirs[k] == {"candidate": str(box), "partner": str(run2["partner_dir"]),
-                               "stack": str(stack)}
+        assert workdirs[k] == {
+            "candidate": str(box),
+            "partner": str(run2["partner_dir"]),
+            "stack": str(stack),
+        }
         assert (stack / "replica_result.json").exists()
     # the partner box: built once, in the partner role
-    ran = db_rows(spec.database, "SELECT stage, COUNT(*) FROM stage_runs WHERE task_key = ? "
-                  "AND ran = 1 AND status = 'done' GROUP BY stage", (run2["partner_key"],))
+    ran = db_rows(
+        spec.database,
+        "SELECT stage, COUNT(*) FROM stage_runs WHERE task_key = ? "
+        "AND ran = 1 AND status = 'done' GROUP BY stage",
+        (run2["partner_key"],),
+    )
     assert dict(ran) == {"build": 1, "compress": 1, "nvt": 1}
     assert json.loads((run2["partner_dir"] / "species.json").read_text())["role"] == "partner"
     assert run2["status"]["replicas"] == 2 and run2["status"]["counts"]["done"] == 1
@@ -125,8 +161,11 @@ def test_a_failed_replica_fails_its_candidate_and_the_rest_carries_on(run2):
     assert "Unexpected end of data file" in row["error"]
     assert row["E_int"] is None and row["replicas"] is None
     # replica 0 of the failed candidate still finished, and is kept for a later run
-    (n,) = db_rows(spec.database, "SELECT COUNT(*) FROM replica_results WHERE candidate_key = ?",
-                   (row["task_key"],))
+    (n,) = db_rows(
+        spec.database,
+        "SELECT COUNT(*) FROM replica_results WHERE candidate_key = ?",
+        (row["task_key"],),
+    )
     assert n == (1,)
 
 
@@ -151,8 +190,9 @@ def test_the_campaign_result_is_the_interaction_result(run2, tmp_path, launcher)
     from mdxfer.md.interaction import interaction_energy
 
     spec, row = run2["spec"], run2["rows"]["CCO"]
-    ((record,),) = db_rows(spec.database, "SELECT record FROM results WHERE task_key = ?",
-                           (row["task_key"],))
+    ((record,),) = db_rows(
+        spec.database, "SELECT record FROM results WHERE task_key = ?", (row["task_key"],)
+    )
     record = json.loads(record)
     on_disk = json.loads((Path(row["workdir"]) / "result.json").read_text())
     assert on_disk == record
@@ -162,16 +202,37 @@ def test_the_campaign_result_is_the_interaction_result(run2, tmp_path, launcher)
         shutil.copytree(box, base / "candidate")
         shutil.copytree(stack, base / "stack")
     logs = {p: p.stat().st_mtime_ns for p in out.rglob("*.log")}
-    plain = interaction_energy("CCO", spec.protocol, out, launcher=launcher,
-                               partner_dir=run2["partner_dir"])
+    plain = interaction_energy(
+        "CCO", spec.protocol, out, launcher=launcher, partner_dir=run2["partner_dir"]
+    )
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.log")} == logs  # nothing ran again
     assert set(plain) == set(record)
-    for key in ("E_int", "E_int_stderr", "E_int_stderr_with_partner", "E_int_replica_sd",
-                "E_cross", "E_cross_stderr", "E_partner_stderr", "wall_s", "partner_wall_s",
-                "E_int_etotal", "E_int_pe", "E_int_pe_nh"):
+    for key in (
+        "E_int",
+        "E_int_stderr",
+        "E_int_stderr_with_partner",
+        "E_int_replica_sd",
+        "E_cross",
+        "E_cross_stderr",
+        "E_partner_stderr",
+        "wall_s",
+        "partner_wall_s",
+        "E_int_etotal",
+        "E_int_pe",
+        "E_int_pe_nh",
+    ):
         assert plain[key] == pytest.approx(record[key], rel=1e-12), key
-    for key in ("replicas", "replica_seeds", "n_replicas", "estimator", "protocol_digest",
-                "seed", "n_molecules_chem", "smiles", "partner"):
+    for key in (
+        "replicas",
+        "replica_seeds",
+        "n_replicas",
+        "estimator",
+        "protocol_digest",
+        "seed",
+        "n_molecules_chem",
+        "smiles",
+        "partner",
+    ):
         assert plain[key] == record[key], key
     assert record["protocol_digest"] == spec.protocol.digest()
 
@@ -182,11 +243,13 @@ def test_fewer_then_more_replicas_reuse_the_finished_ones(run2):
     # one replica: re-aggregated from the stored replica 0, no stage runs
     write_campaign(path.parent, ["CCO", "CCC"], replicas=1)
     with Campaign.open(path) as camp:
-        assert {r["smiles"]: r["status"] for r in camp.results()} == {"CCO": "pending",
-                                                                       "CCC": "failed"}
+        assert {r["smiles"]: r["status"] for r in camp.results()} == {
+            "CCO": "pending",
+            "CCC": "failed",
+        }
         report = camp.run()
         assert (report.done, report.stages_ran) == (1, 0)
-        assert camp.retry() >= 1                    # CCC: its replica 0 alone is a result
+        assert camp.retry() >= 1  # CCC: its replica 0 alone is a result
         report = camp.run()
         assert (report.done, report.stages_ran) == (1, 0)
         rows = {r["smiles"]: r for r in camp.results()}
@@ -196,19 +259,23 @@ def test_fewer_then_more_replicas_reuse_the_finished_ones(run2):
     write_campaign(path.parent, ["CCO", "CCC"], replicas=2)
     with Campaign.open(path) as camp:
         (replica_box, _) = replica_dirs(camp, "CCC", 1)
-        (replica_box / "species.json").unlink()     # the box is built again
+        (replica_box / "species.json").unlink()  # the box is built again
         report = camp.run()
         rows = {r["smiles"]: r for r in camp.results()}
-        ccc_replica_1 = set(camp.replica_tasks(rows["CCC"]["canonical_smiles"],
-                                               rows["CCC"]["inchikey"], 1))
+        ccc_replica_1 = set(
+            camp.replica_tasks(rows["CCC"]["canonical_smiles"], rows["CCC"]["inchikey"], 1)
+        )
     assert (report.done, report.failed) == (2, 0)
     assert rows["CCO"]["replicas"] == before["replicas"]
     assert rows["CCO"]["E_int"] == pytest.approx(before["E_int"], rel=1e-12)
     assert rows["CCC"]["n_replicas"] == 2 and rows["CCC"]["E_int_replica_sd"] is not None
     run_id = db_rows(spec.database, "SELECT MAX(id) FROM runs")[0][0]
-    ran = db_rows(spec.database, "SELECT DISTINCT task_key FROM stage_runs WHERE run_id = ? "
-                  "AND ran = 1", (run_id,))
-    assert {k for (k,) in ran} == ccc_replica_1       # its box and its stack, nothing else
+    ran = db_rows(
+        spec.database,
+        "SELECT DISTINCT task_key FROM stage_runs WHERE run_id = ? AND ran = 1",
+        (run_id,),
+    )
+    assert {k for (k,) in ran} == ccc_replica_1  # its box and its stack, nothing else
 
 
 def test_eta_counts_every_replica(run2, tmp_path):
@@ -223,12 +290,15 @@ def test_eta_counts_every_replica(run2, tmp_path):
     src.close()
     dst.close()
     path = write_campaign(tmp_path / "more", ["CCO", "CCC", "CCCO"], replicas=2)
-    text = path.read_text().replace("[campaign]\n", f'[campaign]\ndatabase = "{copy}"\n'
-                                    f'workdir = "{spec.workdir}"\n')
+    text = path.read_text().replace(
+        "[campaign]\n", f'[campaign]\ndatabase = "{copy}"\nworkdir = "{spec.workdir}"\n'
+    )
     path.write_text(text)
+
     def cpu(folders):
-        return sum(sec * ranks for d in folders for f in d.glob("*.log")
-                   for _, sec, ranks in [log_work(f)])
+        return sum(
+            sec * ranks for d in folders for f in d.glob("*.log") for _, sec, ranks in [log_work(f)]
+        )
 
     with Campaign.open(path) as camp:
         eta = camp.eta()

@@ -26,22 +26,37 @@ from mdxfer.cli.main import app
 
 pytestmark = pytest.mark.slow
 
-TINY = {"preset": "quick", "n_molecules": 8, "compress_ps": 1.0, "nvt_ps": 1.0,
-        "stack_compress_ps": 1.0, "stack_nvt_ps": 1.0, "minimize_steps": 100}
+TINY = {
+    "preset": "quick",
+    "n_molecules": 8,
+    "compress_ps": 1.0,
+    "nvt_ps": 1.0,
+    "stack_compress_ps": 1.0,
+    "stack_nvt_ps": 1.0,
+    "minimize_steps": 100,
+}
 GOOD = ["CCO", "CC(C)=O", "CCCC"]
 INCHIKEY_DIR = re.compile(r"^[A-Z]{14}-[A-Z]{10}-[A-Z]-[0-9a-f]{8}$")
 
 
-def write_campaign(directory: Path, smiles: list[str], name: str = "camp", retry: str = "",
-                   campaign: str = "", execution: str = "") -> Path:
+def write_campaign(
+    directory: Path,
+    smiles: list[str],
+    name: str = "camp",
+    retry: str = "",
+    campaign: str = "",
+    execution: str = "",
+) -> Path:
     """A campaign file with the tiny protocol and the local profile (1 LAMMPS rank)."""
     directory.mkdir(parents=True, exist_ok=True)
     proto = "\n".join(f"{k} = {json.dumps(v)}" for k, v in TINY.items())
-    text = (f"[campaign]\npartner = \"CC(=C)C=C\"\n{campaign}\n"
-            f"[candidates]\nsmiles = {json.dumps(smiles)}\n"
-            f"[protocol]\n{proto}\n"
-            f"[execution]\nprofile = \"local\"\n[execution.lammps]\nranks = 1\n{execution}\n"
-            f"{retry}")
+    text = (
+        f'[campaign]\npartner = "CC(=C)C=C"\n{campaign}\n'
+        f"[candidates]\nsmiles = {json.dumps(smiles)}\n"
+        f"[protocol]\n{proto}\n"
+        f'[execution]\nprofile = "local"\n[execution.lammps]\nranks = 1\n{execution}\n'
+        f"{retry}"
+    )
     path = directory / f"{name}.toml"
     path.write_text(text)
     return path
@@ -81,6 +96,7 @@ def db_rows(db: Path, sql: str, args: tuple = ()) -> list[tuple]:
 
 # ------------------------------------------------------------------ a whole campaign
 
+
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     """3 good candidates, a bad SMILES and an unsupported element, run once on `local`."""
@@ -93,8 +109,15 @@ def finished(tmp_path_factory):
         report = camp.run(progress=messages.append)
         rows = camp.results()
         status = camp.status()
-    return {"path": path, "dir": d, "report": report, "rows": rows, "status": status,
-            "messages": messages, "wall_s": time.perf_counter() - t0}
+    return {
+        "path": path,
+        "dir": d,
+        "report": report,
+        "rows": rows,
+        "status": status,
+        "messages": messages,
+        "wall_s": time.perf_counter() - t0,
+    }
 
 
 def test_three_candidates_finish_and_bad_ones_fail_with_their_reason(finished):
@@ -124,10 +147,14 @@ def test_partner_box_is_simulated_once_and_shared(finished):
     with Campaign.open(spec, readonly=True) as camp:
         pkey = camp.partner_key
         partner_dir = spec.workdir / camp.store.task(pkey)["workdir"]
-        ran = db_rows(spec.database, "SELECT stage, COUNT(*) FROM stage_runs WHERE task_key = ? "
-                      "AND ran = 1 AND status = 'done' GROUP BY stage", (pkey,))
+        ran = db_rows(
+            spec.database,
+            "SELECT stage, COUNT(*) FROM stage_runs WHERE task_key = ? "
+            "AND ran = 1 AND status = 'done' GROUP BY stage",
+            (pkey,),
+        )
     assert dict(ran) == {"build": 1, "compress": 1, "nvt": 1}
-    assert len(list(partner_dir.glob("*.log"))) == 2        # compress.log, nvt.log: one each
+    assert len(list(partner_dir.glob("*.log"))) == 2  # compress.log, nvt.log: one each
     tops = set()
     for r in finished["rows"]:
         if r["status"] == "done":
@@ -142,8 +169,16 @@ def test_results_carry_provenance_and_match_the_files(finished):
     db = load_spec(finished["path"]).database
     rows = [r for r in finished["rows"] if r["status"] == "done"]
     for r in rows:
-        for key in ("mdxfer_version", "lammps_version", "lammps_command", "host", "seed",
-                    "wall_s", "forcefield", "protocol_digest"):
+        for key in (
+            "mdxfer_version",
+            "lammps_version",
+            "lammps_command",
+            "host",
+            "seed",
+            "wall_s",
+            "forcefield",
+            "protocol_digest",
+        ):
             assert r[key] not in (None, "", "unknown"), key
         assert "guard.py" not in r["lammps_command"] and r["lammps_command"].endswith("lmp")
         on_disk = json.loads((Path(r["workdir"]) / "result.json").read_text())
@@ -157,8 +192,9 @@ def test_results_carry_provenance_and_match_the_files(finished):
     dirs = [p.name for p in spec.workdir.glob("*/species/*")]
     assert len(dirs) == 5 and all(INCHIKEY_DIR.match(n) for n in dirs), dirs
     pairs = [p.name.split("__") for p in spec.workdir.glob("*/pairs/*")]
-    assert len(pairs) == 3 and all(INCHIKEY_DIR.match(a) and INCHIKEY_DIR.match(b)
-                                   for a, b in pairs)
+    assert len(pairs) == 3 and all(
+        INCHIKEY_DIR.match(a) and INCHIKEY_DIR.match(b) for a, b in pairs
+    )
     assert (spec.workdir / "parsl" / "000" / "parsl.log").exists()  # run_dir is not the CWD
 
 
@@ -170,8 +206,9 @@ def test_campaign_equals_the_plain_pipeline(finished, tmp_path, launcher):
     spec = load_spec(finished["path"])
     row = next(r for r in finished["rows"] if r["smiles"] == "CCO")
     partner_dir = Path(json.loads((Path(row["workdir"]) / "species.json").read_text())["top"])
-    plain = interaction_energy("CCO", spec.protocol, tmp_path / "plain", launcher=launcher,
-                               partner_dir=partner_dir)
+    plain = interaction_energy(
+        "CCO", spec.protocol, tmp_path / "plain", launcher=launcher, partner_dir=partner_dir
+    )
     assert plain["E_int"] == pytest.approx(row["E_int"], rel=1e-9)
     assert plain["E_int_stderr"] == pytest.approx(row["E_int_stderr"], rel=1e-9)
 
@@ -215,12 +252,17 @@ def test_a_second_run_repeats_nothing(finished):
 
 # ------------------------------------------------------------------ kill -9 and resume
 
+
 def test_kill_9_mid_run_then_resume_repeats_no_finished_stage(tmp_path):
     path = write_campaign(tmp_path / "k", GOOD, campaign="max_in_flight = 1")
     spec = load_spec(path)
     mdxfer = str(Path(sys.executable).parent / "mdxfer")
-    proc = subprocess.Popen([mdxfer, "campaign", "run", str(path)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [mdxfer, "campaign", "run", str(path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 180
     try:
         while True:  # one candidate finished and LAMMPS running for the next one
@@ -237,36 +279,47 @@ def test_kill_9_mid_run_then_resume_repeats_no_finished_stage(tmp_path):
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
     time.sleep(0.5)
-    assert processes_in(spec.workdir) == []        # the guard took LAMMPS down with it
+    assert processes_in(spec.workdir) == []  # the guard took LAMMPS down with it
     killed = stage_files(spec.workdir)
     results_before = dict(db_rows(spec.database, "SELECT task_key, E_int FROM results"))
     assert 1 <= len(results_before) < 3
-    states = dict(db_rows(spec.database, "SELECT state, COUNT(*) FROM tasks WHERE kind = 'pair' "
-                          "GROUP BY state"))
-    assert states.get("running", 0) >= 1           # left behind by the killed run
+    states = dict(
+        db_rows(
+            spec.database, "SELECT state, COUNT(*) FROM tasks WHERE kind = 'pair' GROUP BY state"
+        )
+    )
+    assert states.get("running", 0) >= 1  # left behind by the killed run
 
-    with Campaign.open(path) as camp:              # `campaign run` again
+    with Campaign.open(path) as camp:  # `campaign run` again
         report = camp.run()
         rows = camp.results()
     assert report.requeued >= 1
     assert [r["status"] for r in rows] == ["done"] * 3
     after = stage_files(spec.workdir)
     unchanged = {k: v for k, v in killed.items() if after.get(k) == v}
-    assert unchanged == killed                     # no finished stage was written again
+    assert unchanged == killed  # no finished stage was written again
     assert set(after) > set(killed)
-    repeated = db_rows(spec.database, "SELECT task_key, stage, COUNT(*) FROM stage_runs WHERE "
-                       "ran = 1 AND status = 'done' GROUP BY task_key, stage HAVING COUNT(*) > 1")
+    repeated = db_rows(
+        spec.database,
+        "SELECT task_key, stage, COUNT(*) FROM stage_runs WHERE "
+        "ran = 1 AND status = 'done' GROUP BY task_key, stage HAVING COUNT(*) > 1",
+    )
     assert repeated == []
-    for key, e_int in results_before.items():      # finished results kept, not recomputed
-        assert db_rows(spec.database, "SELECT E_int FROM results WHERE task_key = ?",
-                       (key,)) == [(e_int,)]
-        assert db_rows(spec.database, "SELECT COUNT(*) FROM stage_runs WHERE task_key = ? AND "
-                       "run_id = 2", (key,)) == [(0,)]
+    for key, e_int in results_before.items():  # finished results kept, not recomputed
+        assert db_rows(spec.database, "SELECT E_int FROM results WHERE task_key = ?", (key,)) == [
+            (e_int,)
+        ]
+        assert db_rows(
+            spec.database,
+            "SELECT COUNT(*) FROM stage_runs WHERE task_key = ? AND run_id = 2",
+            (key,),
+        ) == [(0,)]
     runs = db_rows(spec.database, "SELECT id, status FROM runs ORDER BY id")
     assert runs == [(1, "interrupted"), (2, "finished")]
 
 
 # ------------------------------------------------------------------ a LAMMPS crash, retries
+
 
 def test_lammps_crash_fails_one_candidate_is_retried_then_fixed(tmp_path):
     """A candidate whose data file is damaged makes LAMMPS exit with an ERROR: that candidate
@@ -274,12 +327,16 @@ def test_lammps_crash_fails_one_candidate_is_retried_then_fixed(tmp_path):
     the damage is repaired, `campaign retry` finishes it."""
     from mdxfer.campaign.apps import build_species
 
-    path = write_campaign(tmp_path / "crash", ["CCO", "CCC"],
-                          retry='[retry]\nmax_retries = 1\nretry_on = ["lammps"]\n')
+    path = write_campaign(
+        tmp_path / "crash",
+        ["CCO", "CCC"],
+        retry='[retry]\nmax_retries = 1\nretry_on = ["lammps"]\n',
+    )
     spec = load_spec(path)
     with Campaign.open(spec) as camp:
-        species = camp.store.query("SELECT workdir FROM tasks WHERE kind='species' AND "
-                                   "smiles = 'CCC'")[0][0]
+        species = camp.store.query(
+            "SELECT workdir FROM tasks WHERE kind='species' AND smiles = 'CCC'"
+        )[0][0]
         wd = spec.workdir / species
         build_species("CCC", spec.protocol, str(wd))
         data = wd / "system.data"
@@ -292,9 +349,9 @@ def test_lammps_crash_fails_one_candidate_is_retried_then_fixed(tmp_path):
     assert r["status"] == "failed" and r["error_class"] == "lammps"
     assert r["failed_stage"] == "compress" and "Unexpected end of data file" in r["error"]
     attempts = db_rows(spec.database, "SELECT attempts FROM stage_runs WHERE status = 'failed'")
-    assert attempts == [(2,)]                     # first try + max_retries = 1
+    assert attempts == [(2,)]  # first try + max_retries = 1
 
-    (wd / "species.json").unlink()                 # repair: the box is built again
+    (wd / "species.json").unlink()  # repair: the box is built again
     result = CliRunner().invoke(app, ["campaign", "retry", str(path), "--quiet"])
     assert result.exit_code == 0, result.output
     with Campaign.open(spec, readonly=True) as camp:
@@ -305,25 +362,33 @@ def test_lammps_crash_fails_one_candidate_is_retried_then_fixed(tmp_path):
 
 # ------------------------------------------------------------------ HighThroughputExecutor
 
+
 def test_htex_executor_runs_a_campaign(tmp_path):
     """The cluster executor (HTEX, here with a LocalProvider): tasks, their results and their
     failures travel between processes."""
-    path = write_campaign(tmp_path / "htex", ["CCO", "C[Se]C"], execution=(
-        "[execution.executor]\nkind = \"htex\"\nmax_workers_per_node = 2\n"
-        "[execution.provider]\nkind = \"local\"\n"))
+    path = write_campaign(
+        tmp_path / "htex",
+        ["CCO", "C[Se]C"],
+        execution=(
+            '[execution.executor]\nkind = "htex"\nmax_workers_per_node = 2\n'
+            '[execution.provider]\nkind = "local"\n'
+        ),
+    )
     with Campaign.open(path) as camp:
         report = camp.run()
         rows = {r["smiles"]: r for r in camp.results()}
     assert (report.done, report.failed) == (1, 1)
     assert math.isfinite(rows["CCO"]["E_int"])
     assert rows["C[Se]C"]["error_class"] == "forcefield" and "Se" in rows["C[Se]C"]["error"]
-    hosts = db_rows(load_spec(path).database,
-                    "SELECT DISTINCT host FROM stage_runs WHERE status = 'done'")
+    hosts = db_rows(
+        load_spec(path).database, "SELECT DISTINCT host FROM stage_runs WHERE status = 'done'"
+    )
     assert len(hosts) == 1
     assert (load_spec(path).workdir / "parsl" / "000" / "lammps" / "interchange.log").exists()
 
 
 # ------------------------------------------------------------------ the init example as written
+
 
 def test_init_example_runs_as_written(tmp_path):
     """`campaign init` then `campaign run`: local profile, quick protocol, three candidates."""
@@ -363,8 +428,9 @@ def test_a_stack_only_change_reuses_every_box(finished, tmp_path):
     own database) runs the pairs again and no candidate or partner box."""
     spec = load_spec(finished["path"])
     species = {k: v for k, v in stage_files(spec.workdir).items() if "/species/" in k}
-    path = write_campaign(finished["dir"], GOOD[:2], name="walls",
-                          campaign=f'workdir = "{spec.workdir}"')
+    path = write_campaign(
+        finished["dir"], GOOD[:2], name="walls", campaign=f'workdir = "{spec.workdir}"'
+    )
     text = path.read_text().replace("[protocol]\n", "[protocol]\ninterface_wall_A = 1.0\n")
     path.write_text(text)
     with Campaign.open(path) as camp:
@@ -374,10 +440,9 @@ def test_a_stack_only_change_reuses_every_box(finished, tmp_path):
         rows = camp.results()
     assert report.done == 2 and all(r["status"] == "done" for r in rows)
     after = stage_files(spec.workdir)
-    assert {k: after[k] for k in species} == species          # no box ran again
-    new = [k for k in after if k not in species and "/pairs/" in k
-           and k.startswith(camp.digest)]
-    assert any(k.endswith("nvt.json") for k in new)           # the stacks did
+    assert {k: after[k] for k in species} == species  # no box ran again
+    new = [k for k in after if k not in species and "/pairs/" in k and k.startswith(camp.digest)]
+    assert any(k.endswith("nvt.json") for k in new)  # the stacks did
     for r in rows:
         assert r["protocol_digest"] == camp.digest
         assert "fix             iwall" in (Path(r["workdir"]) / "in.nvt.lmp").read_text()
@@ -395,8 +460,12 @@ def test_eta_from_the_cpu_time_of_finished_candidates(finished, tmp_path):
     src.backup(dst)
     src.close()
     dst.close()
-    path = write_campaign(tmp_path, GOOD + ["CCCCO"], name="more",
-                          campaign=f'database = "{copy}"\nworkdir = "{spec.workdir}"')
+    path = write_campaign(
+        tmp_path,
+        GOOD + ["CCCCO"],
+        name="more",
+        campaign=f'database = "{copy}"\nworkdir = "{spec.workdir}"',
+    )
     with Campaign.open(path) as camp:
         eta = camp.eta()
         rows = [r for r in camp.results() if r["status"] == "done"]

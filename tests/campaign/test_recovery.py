@@ -27,8 +27,15 @@ from mdxfer.cli.common import EXIT_FAILED_TASKS
 from mdxfer.cli.main import app
 
 #: the quick protocol shortened as in test_campaign_run (fewer steps, never faked results)
-TINY = {"preset": "quick", "n_molecules": 8, "compress_ps": 1.0, "nvt_ps": 1.0,
-        "stack_compress_ps": 1.0, "stack_nvt_ps": 1.0, "minimize_steps": 100}
+TINY = {
+    "preset": "quick",
+    "n_molecules": 8,
+    "compress_ps": 1.0,
+    "nvt_ps": 1.0,
+    "stack_compress_ps": 1.0,
+    "stack_nvt_ps": 1.0,
+    "minimize_steps": 100,
+}
 
 
 def cli(*args):
@@ -41,9 +48,11 @@ def text_of(r) -> str:
 
 def write_campaign(path: Path, candidates: list[str], extra: str = "") -> Path:
     """A campaign file (quick protocol, local profile); nothing runs until `run`."""
-    path.write_text(f'[campaign]\ndatabase = "{path.stem}.db"\n{extra}\n'
-                    f"[candidates]\nsmiles = {json.dumps(candidates)}\n"
-                    '[protocol]\npreset = "quick"\n')
+    path.write_text(
+        f'[campaign]\ndatabase = "{path.stem}.db"\n{extra}\n'
+        f"[candidates]\nsmiles = {json.dumps(candidates)}\n"
+        '[protocol]\npreset = "quick"\n'
+    )
     return path
 
 
@@ -84,6 +93,7 @@ def stop(proc: subprocess.Popen) -> None:
 
 # --------------------------------------------------------------------- retry after a crash
 
+
 def test_retry_requeues_tasks_a_killed_run_left_running(tmp_path):
     f = write_campaign(tmp_path / "c.toml", ["CCO", "CCC", "C1CC("])
     db = tmp_path / "c.db"
@@ -91,11 +101,15 @@ def test_retry_requeues_tasks_a_killed_run_left_running(tmp_path):
         pass
     # the on-disk state after `kill -9` of a runner: its tasks and its run stay 'running'
     with sqlite3.connect(db) as c:
-        c.execute("INSERT INTO runs (started_at, host, pid, profile, status) "
-                  "VALUES ('2026-01-01', 'h', 999999, 'local', 'running')")
+        c.execute(
+            "INSERT INTO runs (started_at, host, pid, profile, status) "
+            "VALUES ('2026-01-01', 'h', 999999, 'local', 'running')"
+        )
         c.execute("UPDATE tasks SET state = 'running', run_id = 1 WHERE smiles = 'CCO'")
-        c.execute("UPDATE tasks SET state = 'failed', error = 'x', error_class = 'lammps' "
-                  "WHERE smiles = 'CCC' AND kind = 'pair'")
+        c.execute(
+            "UPDATE tasks SET state = 'failed', error = 'x', error_class = 'lammps' "
+            "WHERE smiles = 'CCC' AND kind = 'pair'"
+        )
     st = cli("campaign", "status", f)
     assert st.exit_code == 0 and "1 interrupted" in text_of(st), text_of(st)
     r = cli("campaign", "retry", f, "--no-run")
@@ -119,10 +133,11 @@ def test_retry_refuses_while_a_run_holds_the_lock(tmp_path):
         r = cli("campaign", "retry", f, "--no-run")
     assert r.exit_code == 1 and "already running" in text_of(r), text_of(r)
     assert "Traceback" not in text_of(r)
-    assert rows(db, "SELECT DISTINCT state FROM tasks") == [("running",)]   # left alone
+    assert rows(db, "SELECT DISTINCT state FROM tasks") == [("running",)]  # left alone
 
 
 # --------------------------------------------------------------------- locks by real path
+
 
 def test_a_symlink_to_the_database_cannot_take_a_second_lock(tmp_path):
     from mdxfer.al.acquisition import ALError
@@ -133,8 +148,11 @@ def test_a_symlink_to_the_database_cannot_take_a_second_lock(tmp_path):
     real.write_bytes(b"")
     (tmp_path / "link.db").symlink_to(real)
     (tmp_path / "dirlink").symlink_to(real.parent)
-    spellings = [tmp_path / "link.db", tmp_path / "dirlink" / "c.db",
-                 tmp_path / "real" / ".." / "real" / "c.db"]
+    spellings = [
+        tmp_path / "link.db",
+        tmp_path / "dirlink" / "c.db",
+        tmp_path / "real" / ".." / "real" / "c.db",
+    ]
     with RunnerLock(real):
         for other in spellings:
             assert RunnerLock.held(other)
@@ -149,6 +167,7 @@ def test_a_symlink_to_the_database_cannot_take_a_second_lock(tmp_path):
 
 
 # --------------------------------------------------------------------- atomic writes
+
 
 @pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
 def test_atomic_writes_respect_the_umask(tmp_path, mask, mode):
@@ -180,11 +199,12 @@ def test_atomic_write_fsyncs_the_file_and_its_folder(tmp_path, monkeypatch):
 
     monkeypatch.setattr(fileio.os, "fsync", fsync)
     fileio.write_json_atomic(tmp_path / "r.json", {"x": 1})
-    assert synced == ["file", "dir"]        # the data, then the rename
+    assert synced == ["file", "dir"]  # the data, then the rename
 
 
 def test_campaign_export_is_group_readable_and_a_failed_export_leaves_no_temporary_file(
-        tmp_path, monkeypatch):
+    tmp_path, monkeypatch
+):
     import csv
 
     f = write_campaign(tmp_path / "c.toml", ["CCO", "CCC"])
@@ -203,7 +223,7 @@ def test_campaign_export_is_group_readable_and_a_failed_export_leaves_no_tempora
 
     def full_disk(self, row):
         calls["n"] += 1
-        if calls["n"] == 2:                  # after the header and one row
+        if calls["n"] == 2:  # after the header and one row
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(self, row)
 
@@ -211,8 +231,8 @@ def test_campaign_export_is_group_readable_and_a_failed_export_leaves_no_tempora
     r = cli("campaign", "export", f, "--out", out)
     assert r.exit_code == 1 and "No space left on device" in text_of(r), text_of(r)
     assert "Traceback" not in text_of(r)
-    assert sorted(p.name for p in out.parent.iterdir()) == ["results.csv"]   # no .tmp left
-    assert out.read_bytes() == before                                       # old file intact
+    assert sorted(p.name for p in out.parent.iterdir()) == ["results.csv"]  # no .tmp left
+    assert out.read_bytes() == before  # old file intact
     monkeypatch.setattr(csv.DictWriter, "writerow", real)
     r = cli("campaign", "table", f, "--out", tmp_path / "out" / "t.csv")
     assert r.exit_code == 0, text_of(r)
@@ -230,16 +250,26 @@ def test_campaign_run_started_twice_the_second_refuses(tmp_path):
     lmp = tmp_path / "sleeping-lmp"
     lmp.write_text(SLEEPING_LAMMPS)
     lmp.chmod(0o755)
-    f = write_campaign(tmp_path / "c.toml", ["CCO"],
-                       extra=f'[execution]\nprofile = "local"\n[execution.lammps]\n'
-                             f'command = "{lmp}"\n')
+    f = write_campaign(
+        tmp_path / "c.toml",
+        ["CCO"],
+        extra=f'[execution]\nprofile = "local"\n[execution.lammps]\ncommand = "{lmp}"\n',
+    )
     db = tmp_path / "c.db"
-    first = subprocess.Popen([sys.executable, "-m", "mdxfer", "campaign", "run", str(f)],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                             cwd=Path(__file__).resolve().parents[2])
+    first = subprocess.Popen(
+        [sys.executable, "-m", "mdxfer", "campaign", "run", str(f)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     try:
-        wait_until(lambda: bool(db.exists() and rows(
-            db, "SELECT COUNT(*) FROM tasks WHERE state = 'running'")[0][0]), first)
+        wait_until(
+            lambda: bool(
+                db.exists() and rows(db, "SELECT COUNT(*) FROM tasks WHERE state = 'running'")[0][0]
+            ),
+            first,
+        )
         assert RunnerLock.held(db)
         (tmp_path / "alias").symlink_to(tmp_path)
         for path in (f, tmp_path / "alias" / "c.toml"):
@@ -247,7 +277,7 @@ def test_campaign_run_started_twice_the_second_refuses(tmp_path):
             assert r.exit_code == 1, text_of(r)
             assert f"This campaign is already running (pid {first.pid} on" in text_of(r)
             assert "Traceback" not in text_of(r)
-        assert first.poll() is None                  # the first run carries on
+        assert first.poll() is None  # the first run carries on
         assert rows(db, "SELECT status FROM runs") == [("running",)]
     finally:
         stop(first)
@@ -256,17 +286,24 @@ def test_campaign_run_started_twice_the_second_refuses(tmp_path):
 
 def test_al_run_started_twice_the_second_refuses(tmp_path):
     pool = ["C" * k + "O" for k in range(1, 13)] + ["C" * k for k in range(1, 13)]
-    (tmp_path / "t.csv").write_text("smiles,target\n" + "".join(
-        f"{s},{len(s) + 0.1 * i}\n" for i, s in enumerate(pool)))
+    (tmp_path / "t.csv").write_text(
+        "smiles,target\n" + "".join(f"{s},{len(s) + 0.1 * i}\n" for i, s in enumerate(pool))
+    )
     f = tmp_path / "al.toml"
-    f.write_text('[campaign]\ndatabase = "al.db"\n[active_learning]\npool = "t.csv"\n'
-                 'oracle = "table"\ntable = "t.csv"\nn_initial = 4\nbatch_size = 2\nrounds = 3\n'
-                 'direction = "maximize"\noracle_delay_s = 2.0\n'
-                 '[active_learning.model]\nfeatures = "morgan"\nmembers = 4\n')
+    f.write_text(
+        '[campaign]\ndatabase = "al.db"\n[active_learning]\npool = "t.csv"\n'
+        'oracle = "table"\ntable = "t.csv"\nn_initial = 4\nbatch_size = 2\nrounds = 3\n'
+        'direction = "maximize"\noracle_delay_s = 2.0\n'
+        '[active_learning.model]\nfeatures = "morgan"\nmembers = 4\n'
+    )
     db = tmp_path / "al.db"
-    first = subprocess.Popen([sys.executable, "-m", "mdxfer", "al", "run", str(f), "--no-report"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                             cwd=Path(__file__).resolve().parents[2])
+    first = subprocess.Popen(
+        [sys.executable, "-m", "mdxfer", "al", "run", str(f), "--no-report"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     from mdxfer.al.state import LoopLock
 
     try:
@@ -279,10 +316,11 @@ def test_al_run_started_twice_the_second_refuses(tmp_path):
     finally:
         first.kill()
         first.wait(30)
-    assert not LoopLock.held(db)                     # the kernel released it
+    assert not LoopLock.held(db)  # the kernel released it
 
 
 # --------------------------------------------------------------------- exit status 3
+
 
 @pytest.mark.slow
 def test_campaign_run_exits_3_when_a_candidate_failed_and_0_when_all_are_done(tmp_path):
@@ -293,9 +331,11 @@ def test_campaign_run_exits_3_when_a_candidate_failed_and_0_when_all_are_done(tm
 
     def camp(name: str, smiles: list[str]) -> Path:
         path = tmp_path / f"{name}.toml"
-        path.write_text(f'[campaign]\nworkdir = "shared-runs"\n[candidates]\n'
-                        f"smiles = {json.dumps(smiles)}\n[protocol]\n{proto}\n"
-                        '[execution]\nprofile = "local"\n[execution.lammps]\nranks = 1\n')
+        path.write_text(
+            f'[campaign]\nworkdir = "shared-runs"\n[candidates]\n'
+            f"smiles = {json.dumps(smiles)}\n[protocol]\n{proto}\n"
+            '[execution]\nprofile = "local"\n[execution.lammps]\nranks = 1\n'
+        )
         return path
 
     r = cli("campaign", "run", camp("mixed", ["CCO", "C[Se]C", "C1CC("]))
@@ -304,10 +344,10 @@ def test_campaign_run_exits_3_when_a_candidate_failed_and_0_when_all_are_done(tm
     assert "1 done, 1 failed of 2 submitted" in text
     assert "2 of 3 candidate(s) failed" in text and "exit status 3" in text
     assert "Traceback" not in text
-    r = cli("campaign", "run", camp("mixed", ["CCO", "C[Se]C", "C1CC("]))   # nothing to run
+    r = cli("campaign", "run", camp("mixed", ["CCO", "C[Se]C", "C1CC("]))  # nothing to run
     assert r.exit_code == 3, text_of(r)
     r = cli("campaign", "run", camp("good", ["CCO"]))
     assert r.exit_code == 0, text_of(r)
     assert "1 done, 0 failed of 1 submitted" in text_of(r)
     good = rows(tmp_path / "good.db", "SELECT SUM(ran) FROM stage_runs WHERE status = 'done'")
-    assert good == [(0,)]                            # no stage ran again
+    assert good == [(0,)]  # no stage ran again

@@ -21,6 +21,7 @@ def nz(row: np.ndarray) -> list[int]:
 # as DGL-LifeSci does (deprecated in RDKit >= 2024.09, hence the silenced log).
 # --------------------------------------------------------------------------------------------
 
+
 def _one_hot_encoding(x, allowable_set, encode_unknown=False):
     if encode_unknown and (allowable_set[-1] is not None):
         allowable_set.append(None)
@@ -30,29 +31,91 @@ def _one_hot_encoding(x, allowable_set, encode_unknown=False):
 
 
 def _dgl_atom(atom) -> list:
-    types = ['C', 'N', 'O', 'S', 'F', 'Si', 'P', 'Cl', 'Br', 'Mg', 'Na', 'Ca', 'Fe', 'As', 'Al', 'I',
-             'B', 'V', 'K', 'Tl', 'Yb', 'Sb', 'Sn', 'Ag', 'Pd', 'Co', 'Se', 'Ti', 'Zn', 'H', 'Li', 'Ge',
-             'Cu', 'Au', 'Ni', 'Cd', 'In', 'Mn', 'Zr', 'Cr', 'Pt', 'Hg', 'Pb']
-    hyb = [Chem.rdchem.HybridizationType.SP, Chem.rdchem.HybridizationType.SP2,
-           Chem.rdchem.HybridizationType.SP3, Chem.rdchem.HybridizationType.SP3D,
-           Chem.rdchem.HybridizationType.SP3D2]
-    return (_one_hot_encoding(atom.GetSymbol(), types)
-            + _one_hot_encoding(atom.GetDegree(), list(range(11)))
-            + _one_hot_encoding(atom.GetImplicitValence(), list(range(7)))
-            + [atom.GetFormalCharge()] + [atom.GetNumRadicalElectrons()]
-            + _one_hot_encoding(atom.GetHybridization(), hyb)
-            + [atom.GetIsAromatic()]
-            + _one_hot_encoding(atom.GetTotalNumHs(), list(range(5))))
+    types = [
+        "C",
+        "N",
+        "O",
+        "S",
+        "F",
+        "Si",
+        "P",
+        "Cl",
+        "Br",
+        "Mg",
+        "Na",
+        "Ca",
+        "Fe",
+        "As",
+        "Al",
+        "I",
+        "B",
+        "V",
+        "K",
+        "Tl",
+        "Yb",
+        "Sb",
+        "Sn",
+        "Ag",
+        "Pd",
+        "Co",
+        "Se",
+        "Ti",
+        "Zn",
+        "H",
+        "Li",
+        "Ge",
+        "Cu",
+        "Au",
+        "Ni",
+        "Cd",
+        "In",
+        "Mn",
+        "Zr",
+        "Cr",
+        "Pt",
+        "Hg",
+        "Pb",
+    ]
+    hyb = [
+        Chem.rdchem.HybridizationType.SP,
+        Chem.rdchem.HybridizationType.SP2,
+        Chem.rdchem.HybridizationType.SP3,
+        Chem.rdchem.HybridizationType.SP3D,
+        Chem.rdchem.HybridizationType.SP3D2,
+    ]
+    return (
+        _one_hot_encoding(atom.GetSymbol(), types)
+        + _one_hot_encoding(atom.GetDegree(), list(range(11)))
+        + _one_hot_encoding(atom.GetImplicitValence(), list(range(7)))
+        + [atom.GetFormalCharge()]
+        + [atom.GetNumRadicalElectrons()]
+        + _one_hot_encoding(atom.GetHybridization(), hyb)
+        + [atom.GetIsAromatic()]
+        + _one_hot_encoding(atom.GetTotalNumHs(), list(range(5)))
+    )
 
 
 def _dgl_bond(bond) -> list:
-    bt = [Chem.rdchem.BondType.SINGLE, Chem.rdchem.BondType.DOUBLE, Chem.rdchem.BondType.TRIPLE,
-          Chem.rdchem.BondType.AROMATIC]
-    st = [Chem.rdchem.BondStereo.STEREONONE, Chem.rdchem.BondStereo.STEREOANY,
-          Chem.rdchem.BondStereo.STEREOZ, Chem.rdchem.BondStereo.STEREOE,
-          Chem.rdchem.BondStereo.STEREOCIS, Chem.rdchem.BondStereo.STEREOTRANS]
-    return (_one_hot_encoding(bond.GetBondType(), bt) + [bond.GetIsConjugated()] + [bond.IsInRing()]
-            + _one_hot_encoding(bond.GetStereo(), st))
+    bt = [
+        Chem.rdchem.BondType.SINGLE,
+        Chem.rdchem.BondType.DOUBLE,
+        Chem.rdchem.BondType.TRIPLE,
+        Chem.rdchem.BondType.AROMATIC,
+    ]
+    st = [
+        Chem.rdchem.BondStereo.STEREONONE,
+        Chem.rdchem.BondStereo.STEREOANY,
+        Chem.rdchem.BondStereo.STEREOZ,
+        Chem.rdchem.BondStereo.STEREOE,
+        Chem.rdchem.BondStereo.STEREOCIS,
+        Chem.rdchem.BondStereo.STEREOTRANS,
+    ]
+    return (
+        _one_hot_encoding(bond.GetBondType(), bt)
+        + [bond.GetIsConjugated()]
+        + [bond.IsInRing()]
+        + _one_hot_encoding(bond.GetStereo(), st)
+    )
 
 
 def dgl_reference(mol) -> tuple[np.ndarray, np.ndarray]:
@@ -65,9 +128,29 @@ def dgl_reference(mol) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
-TRICKY = ["[NH3+]CC([O-])=O", "[CH2]", "C[N+](C)(C)C", "[2H]OC", "c1ccncc1", "[nH]1cccc1", "CCl",
-          "F[P-](F)(F)(F)(F)F", "O=S(=O)(O)O", "[Na+].[Cl-]", "C/C=C/C", r"C/C=C\C", "[Ga]C", "[Se]",
-          "[Xe]", "C[Si](C)(C)C", "Brc1ccc(I)cc1", "CC(=O)[O-].[K+]", "[Fe+2]", "*C", "[H][H]"]
+TRICKY = [
+    "[NH3+]CC([O-])=O",
+    "[CH2]",
+    "C[N+](C)(C)C",
+    "[2H]OC",
+    "c1ccncc1",
+    "[nH]1cccc1",
+    "CCl",
+    "F[P-](F)(F)(F)(F)F",
+    "O=S(=O)(O)O",
+    "[Na+].[Cl-]",
+    "C/C=C/C",
+    r"C/C=C\C",
+    "[Ga]C",
+    "[Se]",
+    "[Xe]",
+    "C[Si](C)(C)C",
+    "Brc1ccc(I)cc1",
+    "CC(=O)[O-].[K+]",
+    "[Fe+2]",
+    "*C",
+    "[H][H]",
+]
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +161,7 @@ def qm9_smiles() -> list[str]:
 # --------------------------------------------------------------------------------------------
 # pinned vectors
 # --------------------------------------------------------------------------------------------
+
 
 def test_feature_sizes_and_symbol_list():
     assert F.ATOM_FEATURE_SIZE == 74 and F.BOND_FEATURE_SIZE == 12
@@ -91,9 +175,9 @@ def test_ethanol_atoms_equal_dgllife_docstring():
     # the non-zero positions of its three printed 74-vectors.
     x = F.canonical_atom_features(Chem.MolFromSmiles("CCO"))
     assert x.shape == (3, 74) and x.dtype == np.float32
-    assert nz(x[0]) == [0, 44, 57, 65, 72]   # C, degree 1, impl. valence 3, SP3, 3 H
-    assert nz(x[1]) == [0, 45, 56, 65, 71]   # C, degree 2, impl. valence 2, SP3, 2 H
-    assert nz(x[2]) == [2, 44, 55, 65, 70]   # O, degree 1, impl. valence 1, SP3, 1 H
+    assert nz(x[0]) == [0, 44, 57, 65, 72]  # C, degree 1, impl. valence 3, SP3, 3 H
+    assert nz(x[1]) == [0, 45, 56, 65, 71]  # C, degree 2, impl. valence 2, SP3, 2 H
+    assert nz(x[2]) == [2, 44, 55, 65, 70]  # O, degree 1, impl. valence 1, SP3, 1 H
     assert set(np.unique(x)) == {0.0, 1.0}
 
 
@@ -131,13 +215,13 @@ def test_unknown_element_gets_no_type_bit():
 
 def test_hand_checked_bonds():
     e = F.canonical_bond_features(Chem.MolFromSmiles("c1ccccc1"))
-    assert all(nz(r) == [3, 4, 5, 6] for r in e)       # aromatic, conjugated, in ring, STEREONONE
+    assert all(nz(r) == [3, 4, 5, 6] for r in e)  # aromatic, conjugated, in ring, STEREONONE
     e = F.canonical_bond_features(Chem.MolFromSmiles("C/C=C/C"))
-    assert nz(e[1]) == [1, 9]                           # double, STEREOE
+    assert nz(e[1]) == [1, 9]  # double, STEREOE
     e = F.canonical_bond_features(Chem.MolFromSmiles(r"C/C=C\C"))
-    assert nz(e[1]) == [1, 8]                           # double, STEREOZ
+    assert nz(e[1]) == [1, 8]  # double, STEREOZ
     e = F.canonical_bond_features(Chem.MolFromSmiles("C#N"))
-    assert nz(e[0]) == [2, 6]                           # triple, not conjugated
+    assert nz(e[0]) == [2, 6]  # triple, not conjugated
     e = F.canonical_bond_features(Chem.MolFromSmiles("C=CC=C"))
     assert nz(e[0]) == [1, 4, 6] and nz(e[1]) == [0, 4, 6]  # conjugated double and single
 
@@ -145,6 +229,7 @@ def test_hand_checked_bonds():
 # --------------------------------------------------------------------------------------------
 # bit-for-bit equality with the DGL-LifeSci port
 # --------------------------------------------------------------------------------------------
+
 
 def test_equal_to_dgllife_port_on_qm9(qm9_smiles):
     n_atoms = 0
@@ -170,6 +255,7 @@ def test_equal_to_dgllife_port_on_tricky_molecules(smiles):
 # --------------------------------------------------------------------------------------------
 # graphs and batches
 # --------------------------------------------------------------------------------------------
+
 
 def test_pyg_graph_uses_both_directions_in_dgl_order():
     mol = Chem.MolFromSmiles("CC=O")

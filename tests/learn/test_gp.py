@@ -19,11 +19,11 @@ def data():
 def test_tanimoto_on_counts_and_bits():
     a = np.array([[2, 1, 0, 0], [0, 0, 0, 0], [0, 0, 3, 0]], float)
     t = tanimoto(a, a)
-    assert np.allclose(np.diag(t), 1.0)                     # self-similarity 1, the zero row too
-    assert t[0, 2] == 0.0                                    # no shared feature
-    b = np.array([[1, 1, 0, 1]], float)                     # <a0,b> = 3; |a0|² 5, |b|² 3 -> 3 / 5
+    assert np.allclose(np.diag(t), 1.0)  # self-similarity 1, the zero row too
+    assert t[0, 2] == 0.0  # no shared feature
+    b = np.array([[1, 1, 0, 1]], float)  # <a0,b> = 3; |a0|² 5, |b|² 3 -> 3 / 5
     assert tanimoto(a[:1], b)[0, 0] == pytest.approx(3 / 5)
-    bits = np.array([[1, 1, 0, 1], [1, 0, 1, 1]], float)    # Jaccard on bits: 2 / 4
+    bits = np.array([[1, 1, 0, 1], [1, 0, 1, 1]], float)  # Jaccard on bits: 2 / 4
     assert tanimoto(bits[:1], bits[1:])[0, 0] == pytest.approx(0.5)
 
 
@@ -50,7 +50,10 @@ def test_fit_maximises_the_marginal_likelihood_and_predicts_held_out(data, kerne
     yt, ot = U.T @ ys, U.T @ np.ones(len(tr))
     best = np.log([fit.info["signal_rel"], fit.info["noise_rel"]])
     for step in ([0.3, 0], [-0.3, 0], [0, 0.3]):
-        assert _neg_lml(best, np.maximum(lam, 0), yt, ot) <= _neg_lml(best + step, np.maximum(lam, 0), yt, ot) + 1e-9
+        assert (
+            _neg_lml(best, np.maximum(lam, 0), yt, ot)
+            <= _neg_lml(best + step, np.maximum(lam, 0), yt, ot) + 1e-9
+        )
     mean, var = fit.predict(pair_terms(kernel, X[te], X[tr]), self_terms(kernel, X[te]))
     r2 = 1 - np.sum((y[te] - mean) ** 2) / np.sum((y[te] - y[te].mean()) ** 2)
     assert r2 > 0.2 and np.all(var >= fit.noise)

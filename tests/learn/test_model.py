@@ -24,8 +24,12 @@ SMALL = dict(n=300, n_val=60)
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
     out = tmp_path_factory.mktemp("pretrain")
-    metrics = pretrain(out, PretrainSettings(**SMALL, preset="paper", max_epochs=40), progress=False,
-                       use_cache=False)
+    metrics = pretrain(
+        out,
+        PretrainSettings(**SMALL, preset="paper", max_epochs=40),
+        progress=False,
+        use_cache=False,
+    )
     return out, metrics
 
 
@@ -38,10 +42,10 @@ def test_paper_preset_is_the_seeds_architecture():
     convs = [x for x in m.encoder.modules() if isinstance(x, GCNConv)]
     linears = [x for x in m.head if isinstance(x, torch.nn.Linear)]
     relus = [x for x in m.head if isinstance(x, torch.nn.ReLU)]
-    assert len(convs) == 2                       # 2 graph convolutions
+    assert len(convs) == 2  # 2 graph convolutions
     assert len(linears) == 4 and len(relus) == 3  # 3 fully connected layers + output
     assert linears[-1].out_features == 1
-    assert convs[0].in_channels == 74            # DGL-LifeSci's 74-bit atom vector
+    assert convs[0].in_channels == 74  # DGL-LifeSci's 74-bit atom vector
 
 
 def test_preset_overrides_and_unknown():
@@ -85,19 +89,33 @@ def test_model_file_has_provenance(pretrained):
     sp = qm9.split(**SMALL)
     assert raw["target"]["mean"] == pytest.approx(sp.train[qm9.CV_COLUMN].mean())
     data = raw["provenance"]["data"]
-    assert data["data_hash"] == sp.data_hash and data["split_seed"] == 0 and data["subset_seed"] == 0
-    assert data["domain"]["max_heavy_atoms"] <= 9 and set(data["domain"]["elements"]) <= {1, 6, 7, 8, 9}
+    assert (
+        data["data_hash"] == sp.data_hash and data["split_seed"] == 0 and data["subset_seed"] == 0
+    )
+    assert data["domain"]["max_heavy_atoms"] <= 9 and set(data["domain"]["elements"]) <= {
+        1,
+        6,
+        7,
+        8,
+        9,
+    }
 
 
 def test_reload_in_fresh_process_gives_identical_predictions(pretrained):
     out, _ = pretrained
     smiles = list(qm9.subset(25, seed=11).SMILES)
     here = GraphModel.load(out).predict(smiles)
-    code = ("import json,sys; from mdxfer.learn.models import GraphModel, set_threads; set_threads(1);"
-            "m = GraphModel.load(sys.argv[1]); s = json.loads(sys.argv[2]);"
-            "print(json.dumps([float(v).hex() for v in m.predict(s)]))")
-    res = subprocess.run([sys.executable, "-c", code, str(out), json.dumps(smiles)], capture_output=True,
-                         text=True, check=True)
+    code = (
+        "import json,sys; from mdxfer.learn.models import GraphModel, set_threads; set_threads(1);"
+        "m = GraphModel.load(sys.argv[1]); s = json.loads(sys.argv[2]);"
+        "print(json.dumps([float(v).hex() for v in m.predict(s)]))"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code, str(out), json.dumps(smiles)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     there = np.array([float.fromhex(v) for v in json.loads(res.stdout)])
     assert np.array_equal(here, there)
     assert np.all(np.isfinite(here)) and np.std(here) > 0.5
@@ -111,8 +129,12 @@ def test_resume_continues_exactly(tmp_path):
     resumed = pretrain(tmp_path / "a", s6, progress=False, use_cache=False)
     pretrain(tmp_path / "b", s6, progress=False, use_cache=False)
     assert resumed["epochs_run"] == 6
+
     def rows(folder):  # all columns but the wall time
-        return [ln.split(",")[:-1] for ln in (tmp_path / folder / "history.csv").read_text().splitlines()]
+        return [
+            ln.split(",")[:-1]
+            for ln in (tmp_path / folder / "history.csv").read_text().splitlines()
+        ]
 
     assert len(rows("a")) == 7 and rows("a") == rows("b")
     a = torch.load(tmp_path / "a" / "model.pt", weights_only=True)["state_dict"]
@@ -121,13 +143,27 @@ def test_resume_continues_exactly(tmp_path):
 
 
 def test_checkpoint_of_another_run_is_refused(tmp_path):
-    pretrain(tmp_path, PretrainSettings(**SMALL, preset="paper", max_epochs=1), progress=False, use_cache=False)
+    pretrain(
+        tmp_path,
+        PretrainSettings(**SMALL, preset="paper", max_epochs=1),
+        progress=False,
+        use_cache=False,
+    )
     with pytest.raises(DataError, match="different run"):
-        pretrain(tmp_path, PretrainSettings(**SMALL, preset="paper", max_epochs=2, seed=1), progress=False,
-                 use_cache=False)
+        pretrain(
+            tmp_path,
+            PretrainSettings(**SMALL, preset="paper", max_epochs=2, seed=1),
+            progress=False,
+            use_cache=False,
+        )
     # --restart overwrites
-    m = pretrain(tmp_path, PretrainSettings(**SMALL, preset="paper", max_epochs=2, seed=1), resume=False,
-                 progress=False, use_cache=False)
+    m = pretrain(
+        tmp_path,
+        PretrainSettings(**SMALL, preset="paper", max_epochs=2, seed=1),
+        resume=False,
+        progress=False,
+        use_cache=False,
+    )
     assert m["epochs_run"] == 2 and m["seed"] == 1
 
 
@@ -165,19 +201,35 @@ def test_pretrain_on_the_users_own_table(tmp_path):
 
     df = qm9.subset(400, seed=3)[[qm9.SMILES_COLUMN, "Polarizability_bohr3"]]
     rows = [f"{s},{y}" for s, y in zip(df[qm9.SMILES_COLUMN], df["Polarizability_bohr3"])]
-    rows += ["C1CC(,12.0", "CCO,", "CCN,not-a-number"]        # 3 rows it cannot use
+    rows += ["C1CC(,12.0", "CCO,", "CCN,not-a-number"]  # 3 rows it cannot use
     table = tmp_path / "alpha.csv"
     table.write_text("smiles,alpha\n" + "\n".join(rows) + "\n")
     out = tmp_path / "own"
-    r = CliRunner().invoke(app, ["pretrain", "--data", str(table), "--target-col", "alpha",
-                                 "--unit", "bohr^3", "--out", str(out), "--epochs", "30",
-                                 "--preset", "paper", "--no-progress"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "pretrain",
+            "--data",
+            str(table),
+            "--target-col",
+            "alpha",
+            "--unit",
+            "bohr^3",
+            "--out",
+            str(out),
+            "--epochs",
+            "30",
+            "--preset",
+            "paper",
+            "--no-progress",
+        ],
+    )
     assert r.exit_code == 0, r.output
     m = json.loads((out / "metrics.json").read_text())
-    assert m["n_train"] + m["n_val"] == 400 and m["n_val"] == 80      # all usable rows, a fifth
+    assert m["n_train"] + m["n_val"] == 400 and m["n_val"] == 80  # all usable rows, a fifth
     assert m["skipped_rows"] == 3 and m["data_source"].startswith("table alpha.csv")
     assert m["target"] == "alpha" and m["unit"] == "bohr^3"
-    assert m["r2_val"] > 0.3                       # polarisability is easy for a graph network
+    assert m["r2_val"] > 0.3  # polarisability is easy for a graph network
     ens = load_ensemble(out)
     assert ens.base.provenance["data"]["source"] == m["data_source"]
     mean, _ = predict(ens, ["CCCCO"])
@@ -185,8 +237,19 @@ def test_pretrain_on_the_users_own_table(tmp_path):
     # too few usable rows: a clear error naming the table
     tiny = tmp_path / "tiny.csv"
     tiny.write_text("smiles,alpha\nCCO,1\nCCC,2\n")
-    r = CliRunner().invoke(app, ["pretrain", "--data", str(tiny), "--target-col", "alpha",
-                                 "--out", str(tmp_path / "t"), "--no-progress"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "pretrain",
+            "--data",
+            str(tiny),
+            "--target-col",
+            "alpha",
+            "--out",
+            str(tmp_path / "t"),
+            "--no-progress",
+        ],
+    )
     assert r.exit_code != 0 and "usable rows" in r.output
 
 
@@ -211,6 +274,8 @@ def test_a_model_from_another_featuriser_is_refused_by_every_reader(pretrained, 
     with pytest.raises(DataError, match="canonical-74/old"):
         load_ensemble(folder)
     (tmp_path / "c.smi").write_text("CCO\n")
-    r = CliRunner().invoke(app, ["rank", str(tmp_path / "c.smi"), "--model", str(folder),
-                                 "--out", str(tmp_path / "r.csv")])
+    r = CliRunner().invoke(
+        app,
+        ["rank", str(tmp_path / "c.smi"), "--model", str(folder), "--out", str(tmp_path / "r.csv")],
+    )
     assert r.exit_code != 0 and "canonical-74/old" in r.output and "Traceback" not in r.output

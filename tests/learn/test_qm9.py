@@ -43,7 +43,9 @@ def test_seed_split_sizes_disjoint_and_hashed():
     again = qm9.split()
     assert sp.data_hash == again.data_hash and len(sp.data_hash) == 64
     other = qm9.split(split_seed=5)
-    assert set(other.train.qm9_index) | set(other.val.qm9_index) == set(sp.train.qm9_index) | set(sp.val.qm9_index)
+    assert set(other.train.qm9_index) | set(other.val.qm9_index) == set(sp.train.qm9_index) | set(
+        sp.val.qm9_index
+    )
     assert other.data_hash != sp.data_hash
 
 

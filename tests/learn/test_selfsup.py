@@ -33,13 +33,14 @@ torch.set_num_threads(1)
 
 # ---------------------------------------------------------------- element weights
 
+
 def test_inverse_weights_follow_counts():
     counts = np.array([700, 100, 150, 0, 50])
     w = element_weights(counts, "inverse")
     assert w[0] / w[1] == pytest.approx(counts[1] / counts[0])
     assert w[2] / w[4] == pytest.approx(counts[4] / counts[2])
     assert w[3] == 0.0
-    assert np.sum(counts * w) == pytest.approx(counts.sum())          # count-weighted mean 1
+    assert np.sum(counts * w) == pytest.approx(counts.sum())  # count-weighted mean 1
     # each present class then carries the same total weight
     assert np.allclose((counts * w)[counts > 0], counts.sum() / 4)
 
@@ -67,6 +68,7 @@ def test_element_classes_and_counts():
 
 # ---------------------------------------------------------------- masking
 
+
 def test_mask_picks_at_least_one_atom_per_graph_and_zeros_rows():
     smiles = ["C", "CC", "CCO", "c1ccccc1", "CC(=O)Nc1ccccc1", "O"] * 20
     g = featurize_smiles(smiles).graphs
@@ -74,7 +76,7 @@ def test_mask_picks_at_least_one_atom_per_graph_and_zeros_rows():
     mask = mask_atoms(g.node_ptr, 0.15, rng)
     per_graph = np.add.reduceat(mask.astype(int), g.node_ptr[:-1])
     assert (per_graph >= 1).all()
-    assert mask.sum() < 0.5 * len(mask)           # mostly a sparse mask, not everything
+    assert mask.sum() < 0.5 * len(mask)  # mostly a sparse mask, not everything
     big = mask_atoms(np.array([0, 100_000]), 0.15, np.random.default_rng(0))
     assert big.mean() == pytest.approx(0.15, abs=0.01)
     b = g.to_batch()
@@ -82,12 +84,13 @@ def test_mask_picks_at_least_one_atom_per_graph_and_zeros_rows():
     mb = masked_batch(b, mask)
     assert torch.all(mb.x[torch.from_numpy(mask)] == 0)
     assert torch.equal(mb.x[torch.from_numpy(~mask)], before[torch.from_numpy(~mask)])
-    assert torch.equal(b.x, before)               # the original batch is untouched
+    assert torch.equal(b.x, before)  # the original batch is untouched
     # seeded: the same generator state gives the same mask
     assert np.array_equal(mask_atoms(g.node_ptr, 0.15, np.random.default_rng(3)), mask)
 
 
 # ---------------------------------------------------------------- motif labels
+
 
 def test_motif_labels_of_known_molecules():
     y, names = motif_labels(["CC(=O)O", "c1ccccc1", "C1CC1C#N"], use_cache=False)
@@ -102,6 +105,7 @@ def test_motif_labels_of_known_molecules():
 
 # ---------------------------------------------------------------- a short real run
 
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("selfsup")
@@ -114,20 +118,35 @@ def test_run_writes_a_loadable_model(run):
     tm = GraphModel.load(out)
     assert tm.scaler.name == "self-supervised" and tm.scaler.mean == 0.0 and tm.scaler.std == 1.0
     ss = tm.provenance["selfsup"]
-    assert ss["tasks"] == ["atom", "motif"] and ss["balance"] == "inverse" and ss["n_molecules"] == 1500
-    assert set(ss["element_counts"]) == {"C", "N", "O", "F"}            # QM9's heavy atoms
+    assert (
+        ss["tasks"] == ["atom", "motif"]
+        and ss["balance"] == "inverse"
+        and ss["n_molecules"] == 1500
+    )
+    assert set(ss["element_counts"]) == {"C", "N", "O", "F"}  # QM9's heavy atoms
     assert ss["motif_names"] and len(ss["motif_names"]) == m["n_motifs"]
     assert len(ss["data_hash"]) == 64
     saved = json.loads((out / "metrics.json").read_text())
-    for k in ("val_atom_acc", "val_atom_balanced_acc", "val_atom_per_class_acc", "val_motif_auc",
-              "val_loss", "train_wall_s", "n_molecules"):
+    for k in (
+        "val_atom_acc",
+        "val_atom_balanced_acc",
+        "val_atom_per_class_acc",
+        "val_motif_auc",
+        "val_loss",
+        "train_wall_s",
+        "n_molecules",
+    ):
         assert k in saved
     assert (out / "history.csv").read_text().count("\n") == 5
     # the encoder moved away from its initialisation
     fresh = build_model(preset("default"), seed=1)
-    diffs = [float((a - b).abs().max()) for (k, a), b in
-             zip(tm.model.encoder.state_dict().items(), fresh.encoder.state_dict().values())
-             if a.dtype.is_floating_point]
+    diffs = [
+        float((a - b).abs().max())
+        for (k, a), b in zip(
+            tm.model.encoder.state_dict().items(), fresh.encoder.state_dict().values()
+        )
+        if a.dtype.is_floating_point
+    ]
     assert max(diffs) > 1e-2
 
 
@@ -159,19 +178,26 @@ def test_same_command_resumes_and_other_settings_refuse(run):
     again = selfsup(out, SelfSupSettings(n=1500, epochs=4, seed=1), progress=False, use_cache=False)
     assert again["epochs_run"] == 4 and again["val_loss"] == pytest.approx(m["val_loss"])
     with pytest.raises(DataError, match="different run"):
-        selfsup(out, SelfSupSettings(n=1500, epochs=4, seed=1, balance="none"), progress=False,
-                use_cache=False)
+        selfsup(
+            out,
+            SelfSupSettings(n=1500, epochs=4, seed=1, balance="none"),
+            progress=False,
+            use_cache=False,
+        )
 
 
 def test_bad_settings_are_data_errors(tmp_path):
-    for s, why in ((SelfSupSettings(n=50, tasks=("atom", "charge")), "Unknown task"),
-                   (SelfSupSettings(n=50, balance="log"), "Unknown balance 'log'"),
-                   (SelfSupSettings(n=0), "No molecules")):
+    for s, why in (
+        (SelfSupSettings(n=50, tasks=("atom", "charge")), "Unknown task"),
+        (SelfSupSettings(n=50, balance="log"), "Unknown balance 'log'"),
+        (SelfSupSettings(n=0), "No molecules"),
+    ):
         with pytest.raises(DataError, match=why):
             selfsup(tmp_path, s, progress=False, use_cache=False)
 
 
 # ---------------------------------------------------------------- SMILES files
+
 
 def test_read_smiles_file_reports_bad_lines(tmp_path):
     smi = tmp_path / "mols.smi"
@@ -190,8 +216,11 @@ def test_read_smiles_file_reports_bad_lines(tmp_path):
     # a CSV without a 'smiles' column is an error saying what to do (no silent first column)
     other = tmp_path / "other.csv"
     other.write_text("mol,name\nCCO,a\nCCN,b\n")
-    with pytest.raises(DataError, match=r"other\.csv has no column 'smiles'.*'mol', 'name'.*"
-                                        r"Call the SMILES column 'smiles'"):
+    with pytest.raises(
+        DataError,
+        match=r"other\.csv has no column 'smiles'.*'mol', 'name'.*"
+        r"Call the SMILES column 'smiles'",
+    ):
         read_smiles_file(other)
 
 
@@ -202,16 +231,55 @@ def test_cli_reports_the_bad_line_and_trains_on_the_rest(tmp_path, monkeypatch):
 
     monkeypatch.setenv("MDXFER_CACHE_DIR", str(tmp_path / "cache"))
     smi = tmp_path / "extra.smi"
-    mols = ["CCO", "CCN", "CC(=O)O", "c1ccccc1", "CCCl", "CCS", "C1CC1", "CC#N", "OCCO", "CNC",
-            "c1ccncc1", "CC(C)O", "FC(F)F", "CCOC"]
+    mols = [
+        "CCO",
+        "CCN",
+        "CC(=O)O",
+        "c1ccccc1",
+        "CCCl",
+        "CCS",
+        "C1CC1",
+        "CC#N",
+        "OCCO",
+        "CNC",
+        "c1ccncc1",
+        "CC(C)O",
+        "FC(F)F",
+        "CCOC",
+    ]
     smi.write_text("\n".join(mols[:3] + ["not_a_smiles"] + mols[3:]) + "\n")
     out = tmp_path / "ssl"
-    res = CliRunner().invoke(app, ["selfsup", "--out", str(out), "--n", "0", "--smiles", str(smi),
-                                   "--epochs", "1", "--batch-size", "8", "--no-progress"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "selfsup",
+            "--out",
+            str(out),
+            "--n",
+            "0",
+            "--smiles",
+            str(smi),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--no-progress",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert f"{smi}:4:" in res.output and "not_a_smiles" in res.output
     prov = GraphModel.load(out).provenance["selfsup"]
     assert prov["n_molecules"] == len(mols) and {"Cl", "S"} <= set(prov["element_counts"])
-    res = CliRunner().invoke(app, ["selfsup", "--out", str(tmp_path / "x"), "--n", "0",
-                                   "--smiles", str(tmp_path / "missing.smi")])
+    res = CliRunner().invoke(
+        app,
+        [
+            "selfsup",
+            "--out",
+            str(tmp_path / "x"),
+            "--n",
+            "0",
+            "--smiles",
+            str(tmp_path / "missing.smi"),
+        ],
+    )
     assert res.exit_code == 1 and "does not exist" in res.output

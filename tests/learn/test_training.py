@@ -22,7 +22,7 @@ def _regression(init_seed: int = 0):
     def run_epoch(done: int) -> EpochResult:
         perm = torch.randperm(48, generator=torch.Generator().manual_seed(1000 + done))
         for s in range(0, 48, 16):
-            idx = perm[s:s + 16]
+            idx = perm[s : s + 16]
             loss = torch.nn.functional.mse_loss(model(X[idx]).squeeze(-1), y[idx])
             opt.zero_grad()
             loss.backward()
@@ -48,8 +48,12 @@ def test_early_stopper_stops_on_patience_and_keeps_the_best_weights():
     assert st.stop_reason() == "early_stopping"
     st.restore(model)
     assert torch.all(model.weight == 1.0) and not model.training
-    assert st.record("early_stopping") == {"best_epoch": 2, "epochs_run": 4, "stop_reason": "early_stopping",
-                                           "train_wall_s": 0.4}
+    assert st.record("early_stopping") == {
+        "best_epoch": 2,
+        "epochs_run": 4,
+        "stop_reason": "early_stopping",
+        "train_wall_s": 0.4,
+    }
 
 
 def test_time_limit_counts_training_time_and_no_epoch_is_an_error():
@@ -64,13 +68,27 @@ def test_time_limit_counts_training_time_and_no_epoch_is_an_error():
 
 def test_state_of_a_checkpoint_written_before_the_loop_was_shared_loads():
     # self-supervised checkpoints had no bad_epochs, pretraining ones no best_metrics
-    old_selfsup = {"epoch": 2, "best_loss": 0.5, "best_epoch": 1, "train_s": 3.0, "history": [{"epoch": 1}],
-                   "best_state": None, "best_metrics": {"val_loss": 0.5}}
+    old_selfsup = {
+        "epoch": 2,
+        "best_loss": 0.5,
+        "best_epoch": 1,
+        "train_s": 3.0,
+        "history": [{"epoch": 1}],
+        "best_state": None,
+        "best_metrics": {"val_loss": 0.5},
+    }
     st = EarlyStopper()
     st.load_state_dict(old_selfsup)
     assert (st.epoch, st.bad_epochs, st.best_metrics) == (2, 0, {"val_loss": 0.5})
-    old_pretrain = {"epoch": 4, "best_loss": 0.2, "best_epoch": 3, "bad_epochs": 1, "train_s": 2.0, "history": [],
-                    "best_state": None}
+    old_pretrain = {
+        "epoch": 4,
+        "best_loss": 0.2,
+        "best_epoch": 3,
+        "bad_epochs": 1,
+        "train_s": 2.0,
+        "history": [],
+        "best_state": None,
+    }
     st.load_state_dict(old_pretrain)
     assert (st.epoch, st.bad_epochs, st.best_metrics) == (4, 1, None)
 
@@ -86,17 +104,23 @@ def test_an_interrupted_run_resumes_to_the_same_result(tmp_path):
     ck = Checkpoint(tmp_path / "checkpoint.pt", key, {"model": model, "optimizer": opt})
     assert train_epochs(run_epoch, st, 5, model, checkpoint=ck) == "max_epochs"
 
-    model2, opt2, run_epoch2 = _regression(init_seed=7)          # other starting weights: the checkpoint wins
+    model2, opt2, run_epoch2 = _regression(
+        init_seed=7
+    )  # other starting weights: the checkpoint wins
     st2 = EarlyStopper(patience=50)
     ck2 = Checkpoint(tmp_path / "checkpoint.pt", key, {"model": model2, "optimizer": opt2})
     assert ck2.resume(st2, "other data")
     assert st2.epoch == 5
     assert train_epochs(run_epoch2, st2, 12, model2, checkpoint=ck2) == "max_epochs"
-    assert [h["val_loss"] for h in st2.history] == pytest.approx([h["val_loss"] for h in straight.history])
+    assert [h["val_loss"] for h in st2.history] == pytest.approx(
+        [h["val_loss"] for h in straight.history]
+    )
     assert st2.best_epoch == straight.best_epoch and math.isclose(st2.best_loss, straight.best_loss)
 
     with pytest.raises(DataError, match="different run"):
-        Checkpoint(tmp_path / "checkpoint.pt", {"data": "other"}, {}).resume(EarlyStopper(), "other data")
+        Checkpoint(tmp_path / "checkpoint.pt", {"data": "other"}, {}).resume(
+            EarlyStopper(), "other data"
+        )
 
 
 def test_a_stopped_run_trains_no_further_on_resume():
@@ -105,7 +129,10 @@ def test_a_stopped_run_trains_no_further_on_resume():
     st.record_epoch(0.1, model, 0.0)
     st.record_epoch(0.2, model, 0.0)
     calls = []
-    assert train_epochs(lambda e: calls.append(e) or EpochResult(0.0), st, 10, model) == "early_stopping"
+    assert (
+        train_epochs(lambda e: calls.append(e) or EpochResult(0.0), st, 10, model)
+        == "early_stopping"
+    )
     assert calls == []
 
 

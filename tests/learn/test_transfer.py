@@ -41,8 +41,9 @@ def table(tmp_path_factory):
     pool = df[~df.qm9_index.isin(used)]
     rows = pool.sample(24, random_state=5)
     path = tmp_path_factory.mktemp("data") / "pol.csv"
-    rows[["SMILES", "Polarizability_bohr3"]].rename(columns={"SMILES": "smiles", "Polarizability_bohr3": "target"}) \
-        .to_csv(path, index=False)
+    rows[["SMILES", "Polarizability_bohr3"]].rename(
+        columns={"SMILES": "smiles", "Polarizability_bohr3": "target"}
+    ).to_csv(path, index=False)
     return path
 
 
@@ -92,8 +93,12 @@ def test_learning_rate_is_applied(base_dir, table):
     E = embed_graphs(base.model.encoder, f.graphs)
     y = t.target.to_numpy()
     idx = np.arange(len(y))
-    frozen = fit_member("finetune", base, E, None, y, idx, TransferSettings(lr=0.0, max_epochs=50, patience=50), 0)
-    moved = fit_member("finetune", base, E, None, y, idx, TransferSettings(lr=1e-4, max_epochs=50, patience=50), 0)
+    frozen = fit_member(
+        "finetune", base, E, None, y, idx, TransferSettings(lr=0.0, max_epochs=50, patience=50), 0
+    )
+    moved = fit_member(
+        "finetune", base, E, None, y, idx, TransferSettings(lr=1e-4, max_epochs=50, patience=50), 0
+    )
     assert _states_equal(frozen.head.state_dict(), base.model.head.state_dict())
     assert not _states_equal(moved.head.state_dict(), base.model.head.state_dict())
 
@@ -108,7 +113,9 @@ def test_reported_metrics_and_files(finetuned):
     assert isinstance(saved["transfer_beats_baseline"], bool)
     assert (out / "parity.png").stat().st_size > 10_000
     cvp = pd.read_csv(out / "cv_predictions.csv")
-    assert len(cvp) == 24 and {"finetune_cv_mean", "fp_ridge_cv_std", "in_domain"} <= set(cvp.columns)
+    assert len(cvp) == 24 and {"finetune_cv_mean", "fp_ridge_cv_std", "in_domain"} <= set(
+        cvp.columns
+    )
     # out-of-fold predictions are real predictions, not the targets echoed back
     assert not np.allclose(cvp.finetune_cv_mean, cvp.target)
     assert cvp.in_domain.all()
@@ -127,9 +134,17 @@ def test_every_prediction_has_mean_and_spread(finetuned):
     assert 20 < np.nanmean(mean) < 150
 
 
-@pytest.mark.parametrize("mode, kind", [("ridge", LinearMember), ("rf", ForestMember), ("fp_ridge", LinearMember)])
+@pytest.mark.parametrize(
+    "mode, kind", [("ridge", LinearMember), ("rf", ForestMember), ("fp_ridge", LinearMember)]
+)
 def test_feature_extraction_and_baseline_modes_save_and_load(base_dir, table, tmp_path, mode, kind):
-    m = transfer(base_dir, table, tmp_path, TransferSettings(mode=mode, compare=(mode,), **FAST), progress=False)
+    m = transfer(
+        base_dir,
+        table,
+        tmp_path,
+        TransferSettings(mode=mode, compare=(mode,), **FAST),
+        progress=False,
+    )
     assert m["mode"] == mode and set(m["methods"]) == {mode}
     ens = load_ensemble(tmp_path)
     assert all(isinstance(x, kind) for x in ens.members) and len(ens.members) == 6
@@ -141,8 +156,13 @@ def test_feature_extraction_and_baseline_modes_save_and_load(base_dir, table, tm
 
 
 def test_auto_picks_lowest_cv_mae(base_dir, table, tmp_path):
-    m = transfer(base_dir, table, tmp_path, TransferSettings(mode="auto", compare=("ridge", "fp_ridge"), **FAST),
-                 progress=False)
+    m = transfer(
+        base_dir,
+        table,
+        tmp_path,
+        TransferSettings(mode="auto", compare=("ridge", "fp_ridge"), **FAST),
+        progress=False,
+    )
     maes = {k: v["mae_val"] for k, v in m["methods"].items()}
     assert m["mode"] == min(maes, key=maes.get)
 
@@ -152,8 +172,13 @@ def test_outside_domain_molecules_are_flagged(base_dir, table, tmp_path):
     extra = pd.DataFrame({"smiles": ["ClCC(=O)O", "CCCCCCCCCCO"], "target": [40.0, 120.0]})
     path = tmp_path / "with_cl.csv"
     pd.concat([df, extra]).to_csv(path, index=False)
-    m = transfer(base_dir, path, tmp_path / "out", TransferSettings(mode="ridge", compare=("ridge",), **FAST),
-                 progress=False)
+    m = transfer(
+        base_dir,
+        path,
+        tmp_path / "out",
+        TransferSettings(mode="ridge", compare=("ridge",), **FAST),
+        progress=False,
+    )
     assert m["n_outside_domain"] == 2
     cvp = pd.read_csv(tmp_path / "out" / "cv_predictions.csv")
     flagged = cvp[~cvp.in_domain]
@@ -192,9 +217,11 @@ def test_fingerprints_are_counts():
 
 def test_duplicate_molecules_are_refused(tmp_path):
     p = tmp_path / "dup.csv"
-    rows = "".join(f"CCO,{k}\n" for k in range(20))            # one molecule, 20 targets
+    rows = "".join(f"CCO,{k}\n" for k in range(20))  # one molecule, 20 targets
     p.write_text("smiles,target\n" + rows)
-    with pytest.raises(DataError, match=r"line 3: 'CCO' is the molecule of line 2 again.*one row per molecule"):
+    with pytest.raises(
+        DataError, match=r"line 3: 'CCO' is the molecule of line 2 again.*one row per molecule"
+    ):
         read_target_table(p)
     # the same molecule written two ways is a duplicate too, even with the same target
     p.write_text("smiles,target\nCCO,1\nCCC,2\nCCCC,3\nO,4\nN,5\nOCC,1\n")
@@ -208,25 +235,61 @@ def test_constant_target_and_read_in_part_smiles_are_refused(tmp_path):
     with pytest.raises(DataError, match="every target value is 2.5"):
         read_target_table(p)
     p.write_text("smiles,target\nCCO,1\nCCÖ,2\nCCCC,3\nO,4\nN,5\nCN,6\n")
-    with pytest.raises(DataError, match=r"line 3: RDKit cannot parse SMILES 'CCÖ' \(a character no SMILES"):
+    with pytest.raises(
+        DataError, match=r"line 3: RDKit cannot parse SMILES 'CCÖ' \(a character no SMILES"
+    ):
         read_target_table(p)
 
 
 def test_fewer_rows_than_folds_is_refused(base_dir, table, tmp_path):
-    with pytest.raises(DataError, match="30-fold cross-validation needs at least 30 rows; the table has 24"):
-        transfer(base_dir, table, tmp_path / "o", TransferSettings(mode="ridge", compare=("ridge",), folds=30,
-                                                                   repeats=1), progress=False)
+    with pytest.raises(
+        DataError, match="30-fold cross-validation needs at least 30 rows; the table has 24"
+    ):
+        transfer(
+            base_dir,
+            table,
+            tmp_path / "o",
+            TransferSettings(mode="ridge", compare=("ridge",), folds=30, repeats=1),
+            progress=False,
+        )
     assert not (tmp_path / "o").exists()
     from typer.testing import CliRunner
 
     from mdxfer.cli.main import app
 
     for folds in ("0", "1"):
-        r = CliRunner().invoke(app, ["transfer", "--base", str(base_dir), "--data", str(table), "--out",
-                                     str(tmp_path / "o"), "--folds", folds])
+        r = CliRunner().invoke(
+            app,
+            [
+                "transfer",
+                "--base",
+                str(base_dir),
+                "--data",
+                str(table),
+                "--out",
+                str(tmp_path / "o"),
+                "--folds",
+                folds,
+            ],
+        )
         assert r.exit_code == 2 and "--folds" in r.stderr, r.stderr
-    r = CliRunner().invoke(app, ["transfer", "--base", str(base_dir), "--data", str(table), "--out",
-                                 str(tmp_path / "o"), "--folds", "25", "--mode", "ridge", "--no-progress"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "transfer",
+            "--base",
+            str(base_dir),
+            "--data",
+            str(table),
+            "--out",
+            str(tmp_path / "o"),
+            "--folds",
+            "25",
+            "--mode",
+            "ridge",
+            "--no-progress",
+        ],
+    )
     assert r.exit_code == 1 and "needs at least 25 rows" in " ".join(r.stderr.split()), r.stderr
 
 
@@ -238,13 +301,23 @@ def _export_like(path, table) -> int:
     from mdxfer.campaign.runner import EXPORT_COLUMNS
 
     df = pd.read_csv(table)
-    rows = [{"smiles": s, "status": "done", "E_int": y, "E_int_stderr": 0.1, "name": f"m{k}"}
-            for k, (s, y) in enumerate(zip(df.smiles, df.target))]
-    rows[3]["E_int"] = ""                                               # done but no value
-    rows += [{"smiles": "CCCCCCCCCC", "status": "failed", "error": "LAMMPS: lost atoms", "failed_stage": "nvt"},
-             {"smiles": "c1ccccc1O", "status": "failed", "error": "timeout"},
-             {"smiles": "CCOCC", "status": "pending"}, {"smiles": "CC(C)O", "status": "running"},
-             {"smiles": "C1CC", "status": "failed", "error": "RDKit cannot parse"}]   # never checked
+    rows = [
+        {"smiles": s, "status": "done", "E_int": y, "E_int_stderr": 0.1, "name": f"m{k}"}
+        for k, (s, y) in enumerate(zip(df.smiles, df.target))
+    ]
+    rows[3]["E_int"] = ""  # done but no value
+    rows += [
+        {
+            "smiles": "CCCCCCCCCC",
+            "status": "failed",
+            "error": "LAMMPS: lost atoms",
+            "failed_stage": "nvt",
+        },
+        {"smiles": "c1ccccc1O", "status": "failed", "error": "timeout"},
+        {"smiles": "CCOCC", "status": "pending"},
+        {"smiles": "CC(C)O", "status": "running"},
+        {"smiles": "C1CC", "status": "failed", "error": "RDKit cannot parse"},
+    ]  # never checked
     with open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=EXPORT_COLUMNS)
         w.writeheader()
@@ -262,11 +335,35 @@ def test_campaign_export_feeds_transfer_as_it_is(base_dir, table, tmp_path):
     n_done = _export_like(export, table)
     t = read_target_table(export, target_col="E_int")
     assert len(t) == n_done and t.attrs["skipped"] == {"status": 5, "missing_target": 1}
-    assert t.line.tolist()[:4] == [2, 3, 4, 6]                          # line 5: done, no E_int
+    assert t.line.tolist()[:4] == [2, 3, 4, 6]  # line 5: done, no E_int
     out = tmp_path / "eint"
-    r = CliRunner().invoke(app, ["transfer", "--base", str(base_dir), "--data", str(export), "--out", str(out),
-                                 "--target-col", "E_int", "--unit", "kcal/mol", "--mode", "ridge", "--folds", "3",
-                                 "--repeats", "1", "--epochs", "30", "--patience", "10", "--no-progress"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "transfer",
+            "--base",
+            str(base_dir),
+            "--data",
+            str(export),
+            "--out",
+            str(out),
+            "--target-col",
+            "E_int",
+            "--unit",
+            "kcal/mol",
+            "--mode",
+            "ridge",
+            "--folds",
+            "3",
+            "--repeats",
+            "1",
+            "--epochs",
+            "30",
+            "--patience",
+            "10",
+            "--no-progress",
+        ],
+    )
     assert r.exit_code == 0, (r.stdout, r.stderr, r.exception)
     text = " ".join((r.stdout + r.stderr).split())
     assert "skipped 5 row(s) whose status is not done and 1 row(s) without a target value" in text
@@ -285,7 +382,12 @@ def test_text_targets_are_still_errors_but_empty_ones_are_skipped(tmp_path):
     p = tmp_path / "t.csv"
     p.write_text("smiles,target\nCCO,1\nCCC,\nCCCC,NaN\nO,4\nN,5\nCN,6\nCO,7\n")
     t = read_target_table(p)
-    assert t.smiles.tolist() == ["CCO", "O", "N", "CN", "CO"] and t.attrs["skipped"]["missing_target"] == 2
+    assert (
+        t.smiles.tolist() == ["CCO", "O", "N", "CN", "CO"]
+        and t.attrs["skipped"]["missing_target"] == 2
+    )
     p.write_text("smiles,target\nCCO,1\nCCC,inf\nCCCC,abc\nO,4\nN,5\nCN,6\n")
-    with pytest.raises(DataError, match=r"line 3: target 'inf' is not a number; line 4: target 'abc'"):
+    with pytest.raises(
+        DataError, match=r"line 3: target 'inf' is not a number; line 4: target 'abc'"
+    ):
         read_target_table(p)

@@ -55,9 +55,9 @@ def test_default_saves_the_baseline_where_it_wins_cv(base_dir, homo, tmp_path):
     maes = {k: v["mae_val"] for k, v in m["methods"].items()}
     assert set(maes) == set(MODES)
     best_transfer = min(v for k, v in maes.items() if k not in NO_TRANSFER)
-    assert maes["fp_ridge"] < best_transfer                         # the table is what it claims
+    assert maes["fp_ridge"] < best_transfer  # the table is what it claims
     assert m["mode"] in NO_TRANSFER and m["mae_val"] == min(maes.values())
-    assert m["mae_val"] <= maes["fp_ridge"]                         # never worse than the baseline in CV
+    assert m["mae_val"] <= maes["fp_ridge"]  # never worse than the baseline in CV
     sel = m["selection"]
     assert sel["transfer_helped"] is False and sel["margin_cv_mae_over_best_baseline"] >= 0
     assert m["summary"].startswith("transfer did not help on this table")
@@ -89,10 +89,20 @@ def test_selection_is_scored_by_nested_cv(auto_pol):
 
 def test_finetune_stays_one_flag_away_and_reproducible(base_dir, pol, auto_pol, tmp_path):
     _, auto = auto_pol
-    a = transfer(base_dir, pol, tmp_path / "a", TransferSettings(mode="finetune", compare=("finetune",), **FAST),
-                 progress=False)
-    b = transfer(base_dir, pol, tmp_path / "b", TransferSettings(mode="finetune", compare=("finetune",), **FAST),
-                 progress=False)
+    a = transfer(
+        base_dir,
+        pol,
+        tmp_path / "a",
+        TransferSettings(mode="finetune", compare=("finetune",), **FAST),
+        progress=False,
+    )
+    b = transfer(
+        base_dir,
+        pol,
+        tmp_path / "b",
+        TransferSettings(mode="finetune", compare=("finetune",), **FAST),
+        progress=False,
+    )
     assert a["mode"] == "finetune" and a["r2_val"] == b["r2_val"] and a["mae_val"] == b["mae_val"]
     # fine-tuning alone gives the figures it has inside the auto comparison (same folds)
     assert a["r2_val"] == pytest.approx(auto["methods"]["finetune"]["r2_val"], abs=1e-12)
@@ -107,7 +117,7 @@ def test_spread_is_calibrated_on_out_of_fold_predictions(auto_pol, pol):
     cvp = pd.read_csv(out / "cv_predictions.csv")
     e2 = (cvp.target - cvp.selected_cv_mean) ** 2
     # after scaling, the out-of-fold z-scores have unit variance (pooled over the table)
-    assert e2.sum() / (cvp.selected_cv_std_calibrated ** 2).sum() == pytest.approx(1.0, rel=1e-9)
+    assert e2.sum() / (cvp.selected_cv_std_calibrated**2).sum() == pytest.approx(1.0, rel=1e-9)
     for k in ("1sd", "2sd"):
         for when in ("before", "after", "after_crossfit"):
             assert 0.0 <= cal[f"coverage_{k}_{when}"] <= 1.0
@@ -117,7 +127,9 @@ def test_spread_is_calibrated_on_out_of_fold_predictions(auto_pol, pol):
     smiles = list(pd.read_csv(pol).smiles[:6])
     mean, std = predict(ens, smiles)
     mean0, std0 = predict(ens, smiles, calibrated=False)
-    assert np.array_equal(mean, mean0) and np.allclose(std, cal["scale"] * std0) and np.all(std0 > 0)
+    assert (
+        np.array_equal(mean, mean0) and np.allclose(std, cal["scale"] * std0) and np.all(std0 > 0)
+    )
     assert (out / "calibration.png").stat().st_size > 10_000
 
 
@@ -131,23 +143,31 @@ def test_ranked_csv_carries_the_calibrated_spread(auto_pol, tmp_path):
     rank_file(smi, out, tmp_path / "ranked.csv", progress=False)
     ranked = pd.read_csv(tmp_path / "ranked.csv")
     mean, std = predict(load_ensemble(out), list(ranked.smiles))
-    assert np.allclose(ranked["std"], std, rtol=1e-3) and np.allclose(ranked["mean"], mean, rtol=1e-5)
+    assert np.allclose(ranked["std"], std, rtol=1e-3) and np.allclose(
+        ranked["mean"], mean, rtol=1e-5
+    )
 
 
 @pytest.mark.parametrize("mode", ["fp_gp", "emb_gp"])
 def test_gaussian_process_ensembles_save_load_and_rank(base_dir, pol, tmp_path, mode):
-    m = transfer(base_dir, pol, tmp_path, TransferSettings(mode=mode, compare=(mode,), **FAST), progress=False)
+    m = transfer(
+        base_dir,
+        pol,
+        tmp_path,
+        TransferSettings(mode=mode, compare=(mode,), **FAST),
+        progress=False,
+    )
     assert m["mode"] == mode and np.isfinite(m["r2_val"])
     ens = load_ensemble(tmp_path)
     assert len(ens.members) == 6 and all(isinstance(x, GPMember) for x in ens.members)
-    assert len({id(x.table) for x in ens.members}) == 1      # one stored feature table, shared
+    assert len({id(x.table) for x in ens.members}) == 1  # one stored feature table, shared
     cvp = pd.read_csv(tmp_path / "cv_predictions.csv")
     mean, std = predict(ens, list(cvp.smiles))
     assert np.allclose(mean, cvp.ensemble_fit_mean) and np.allclose(std, cvp.ensemble_fit_std)
-    assert np.all(std > 0)                                     # the GPs' own variance counts
+    assert np.all(std > 0)  # the GPs' own variance counts
     from mdxfer.learn.rank import rank_smiles
 
-    ranked = rank_smiles(ens, list(cvp.smiles))               # rank's own path (fingerprints from its mols)
+    ranked = rank_smiles(ens, list(cvp.smiles))  # rank's own path (fingerprints from its mols)
     assert np.allclose(ranked.mean, mean) and np.allclose(ranked.std, std)
     # a member fits its own training rows better than it predicts the rows it never saw
     member = ens.members[0]
@@ -163,7 +183,9 @@ def test_unknown_mode_names_the_choices(base_dir, pol, tmp_path):
     with pytest.raises(DataError, match="Unknown transfer mode 'gp'.*fp_gp.*or auto"):
         transfer(base_dir, pol, tmp_path, TransferSettings(mode="gp", **FAST), progress=False)
     with pytest.raises(DataError, match="No transfer mode to compare"):
-        transfer(base_dir, pol, tmp_path, TransferSettings(compare=("nothing",), **FAST), progress=False)
+        transfer(
+            base_dir, pol, tmp_path, TransferSettings(compare=("nothing",), **FAST), progress=False
+        )
 
 
 def test_cli_default_is_auto_and_prints_one_line(base_dir, homo, tmp_path):
@@ -171,9 +193,28 @@ def test_cli_default_is_auto_and_prints_one_line(base_dir, homo, tmp_path):
 
     from mdxfer.cli.main import app
 
-    r = CliRunner().invoke(app, ["transfer", "--base", str(base_dir), "--data", str(homo), "--out",
-                                 str(tmp_path / "o"), "--folds", "3", "--repeats", "2", "--epochs", "300",
-                                 "--patience", "50", "--no-nested", "--no-progress"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "transfer",
+            "--base",
+            str(base_dir),
+            "--data",
+            str(homo),
+            "--out",
+            str(tmp_path / "o"),
+            "--folds",
+            "3",
+            "--repeats",
+            "2",
+            "--epochs",
+            "300",
+            "--patience",
+            "50",
+            "--no-nested",
+            "--no-progress",
+        ],
+    )
     assert r.exit_code == 0, r.stderr
     text = " ".join(r.stdout.split())
     assert "transfer did not help on this table: best transfer mode" in text

@@ -26,10 +26,12 @@ def test_a_shared_core_counts_the_cpu_it_got(tmp_path):
     """Four runs on two cores: LAMMPS says 50 % CPU use, so the loop's work took half its wall
     time of CPU, and the per-core speed is twice the wall-clock figure."""
     log = tmp_path / "shared.log"
-    log.write_text("pair_style      lj/cut/coul/long 10\n"
-                   "Loop time of 10.0 on 1 procs for 5000 steps with 1000 atoms\n\n"
-                   "Performance: 1 ns/day, 500 timesteps/s, 500 katom-step/s\n"
-                   "50.0% CPU use with 1 MPI tasks x 1 OpenMP threads\n")
+    log.write_text(
+        "pair_style      lj/cut/coul/long 10\n"
+        "Loop time of 10.0 on 1 procs for 5000 steps with 1000 atoms\n\n"
+        "Performance: 1 ns/day, 500 timesteps/s, 500 katom-step/s\n"
+        "50.0% CPU use with 1 MPI tasks x 1 OpenMP threads\n"
+    )
     work, seconds, _ = cost.log_work(log)
     assert work == pytest.approx(5e6) and seconds == pytest.approx(5.0)
 
@@ -41,7 +43,7 @@ def test_log_work_sums_runs_and_scales_to_the_reference_cutoff(tmp_path):
     assert work == pytest.approx(5200 * 1000) and seconds == pytest.approx(10.5) and ranks == 1
     log.write_text(LOG.format(cut=12, ranks=2))
     work12, _, ranks = cost.log_work(log)
-    assert work12 == pytest.approx(5200 * 1000 * 1.2 ** 3) and ranks == 2
+    assert work12 == pytest.approx(5200 * 1000 * 1.2**3) and ranks == 2
     assert cost.log_work(tmp_path / "missing.log") == (0.0, 0.0, 1)
 
 
@@ -76,18 +78,22 @@ def test_projection_counts_what_the_protocol_runs(cache):
     both = cost.project("CCO", prod, "CC(=C)C=C", replicas=2, workers=2, partner_done=True)
     assert both.wall_s == pytest.approx(both.cpu_s / 2, rel=0.05)
     # a bigger molecule costs more; a 12 Å cut-off runs slower than 10 Å
-    assert cost.project("CCCCCCCCCC", prod, "CC(=C)C=C", partner_done=True).atom_steps > \
-        one.atom_steps
-    assert cost.project("CCO", load_protocol("paper"), "CC(=C)C=C").katom_steps_s < \
-        fresh.katom_steps_s
+    assert (
+        cost.project("CCCCCCCCCC", prod, "CC(=C)C=C", partner_done=True).atom_steps > one.atom_steps
+    )
+    assert (
+        cost.project("CCO", load_protocol("paper"), "CC(=C)C=C").katom_steps_s < fresh.katom_steps_s
+    )
     assert "projected LAMMPS time" in one.describe()
 
 
 def test_a_real_run_refreshes_the_cache(quick_ethanol_run):
     out, _ = quick_ethanol_run
-    work, seconds, _ = cost.log_work(out / "replica_00" / "candidate" / "nvt.log"
-                                     if (out / "replica_00").exists() else
-                                     next(out.glob("**/nvt.log")))
+    work, seconds, _ = cost.log_work(
+        out / "replica_00" / "candidate" / "nvt.log"
+        if (out / "replica_00").exists()
+        else next(out.glob("**/nvt.log"))
+    )
     assert work > 0 and seconds > 0
     speed, source = cost.throughput(1)
     assert "measured here" in source and speed > 0

@@ -27,18 +27,21 @@ def heavy_and_h(m):
     return heavy, hyd
 
 
-@pytest.mark.parametrize("smiles, heavy, hydrogens", [
-    ("CC(=C)C=C", ["C_3", "C_2", "C_2", "C_2", "C_2"], ["H_"] * 8),               # isoprene
-    ("CCO", ["C_3", "C_3", "O_3"], ["H_"] * 5 + ["H___A"]),                      # ethanol
-    ("c1ccccc1", ["C_R"] * 6, ["H_"] * 6),                                        # benzene
-    ("CC#N", ["C_3", "C_1", "N_1"], ["H_"] * 3),                                  # acetonitrile
-    ("CC(=O)O", ["C_3", "C_2", "O_2", "O_3"], ["H_"] * 3 + ["H___A"]),            # acetic acid
-    ("c1ccncc1", ["C_R", "C_R", "C_R", "N_R", "C_R", "C_R"], ["H_"] * 5),         # pyridine
-    ("CN", ["C_3", "N_3"], ["H_"] * 3 + ["H___A"] * 2),                           # methylamine
-    ("OCC(F)(F)F", ["O_3", "C_3", "C_3", "F_", "F_", "F_"], ["H_"] * 2 + ["H___A"]),  # TFE
-    ("c1ccoc1", ["C_R", "C_R", "C_R", "O_R", "C_R"], ["H_"] * 4),                 # furan
-    ("CC(N)=O", ["C_3", "C_2", "N_R", "O_2"], ["H_"] * 3 + ["H___A"] * 2),        # acetamide
-])
+@pytest.mark.parametrize(
+    "smiles, heavy, hydrogens",
+    [
+        ("CC(=C)C=C", ["C_3", "C_2", "C_2", "C_2", "C_2"], ["H_"] * 8),  # isoprene
+        ("CCO", ["C_3", "C_3", "O_3"], ["H_"] * 5 + ["H___A"]),  # ethanol
+        ("c1ccccc1", ["C_R"] * 6, ["H_"] * 6),  # benzene
+        ("CC#N", ["C_3", "C_1", "N_1"], ["H_"] * 3),  # acetonitrile
+        ("CC(=O)O", ["C_3", "C_2", "O_2", "O_3"], ["H_"] * 3 + ["H___A"]),  # acetic acid
+        ("c1ccncc1", ["C_R", "C_R", "C_R", "N_R", "C_R", "C_R"], ["H_"] * 5),  # pyridine
+        ("CN", ["C_3", "N_3"], ["H_"] * 3 + ["H___A"] * 2),  # methylamine
+        ("OCC(F)(F)F", ["O_3", "C_3", "C_3", "F_", "F_", "F_"], ["H_"] * 2 + ["H___A"]),  # TFE
+        ("c1ccoc1", ["C_R", "C_R", "C_R", "O_R", "C_R"], ["H_"] * 4),  # furan
+        ("CC(N)=O", ["C_3", "C_2", "N_R", "O_2"], ["H_"] * 3 + ["H___A"] * 2),  # acetamide
+    ],
+)
 def test_typing_tables(smiles, heavy, hydrogens):
     m = ff(smiles)
     got_heavy, got_h = heavy_and_h(m)
@@ -109,20 +112,23 @@ def test_angle_and_torsion_rules():
 
 
 def test_torsion_energy_minimum_is_staggered_for_ethane():
-    (k, d, n), = set(ff("CC").dihedral_keys)
+    ((k, d, n),) = set(ff("CC").dihedral_keys)
     energy = lambda phi: k * (1 + d * math.cos(n * math.radians(phi)))
     assert energy(180) == pytest.approx(0.0, abs=1e-12)
     assert energy(60) == pytest.approx(0.0, abs=1e-12)
     assert energy(0) == pytest.approx(2 * k)
 
 
-@pytest.mark.parametrize("smiles, fragment", [
-    ("C[SiH3]", "Si"),
-    ("CI", "I"),
-    ("CP(C)C", "P"),
-    ("C[O-]", "net charge"),
-    ("[CH3]", "radical"),
-])
+@pytest.mark.parametrize(
+    "smiles, fragment",
+    [
+        ("C[SiH3]", "Si"),
+        ("CI", "I"),
+        ("CP(C)C", "P"),
+        ("C[O-]", "net charge"),
+        ("[CH3]", "radical"),
+    ],
+)
 def test_unsupported_chemistry_is_refused(smiles, fragment):
     with pytest.raises(ForceFieldError, match=fragment):
         ff(smiles)
@@ -145,7 +151,7 @@ def test_mmff94_charges_option_gives_larger_dipoles():
     dip = lambda q: np.linalg.norm((q[:, None] * x).sum(0)) * 4.803  # Debye
     g, m = partial_charges(mol, "gasteiger"), partial_charges(mol, "mmff94")
     assert abs(m.sum()) < 1e-9 and abs(g.sum()) < 1e-9
-    assert dip(m) > 1.5 * dip(g)          # 4.5 D vs 2.3 D (3.9 D measured)
+    assert dip(m) > 1.5 * dip(g)  # 4.5 D vs 2.3 D (3.9 D measured)
     assert parametrize(mol, "CC#N", charges="mmff94").charges == pytest.approx(m)
     with pytest.raises(ForceFieldError, match="Unknown charge model"):
         partial_charges(mol, "qeq")

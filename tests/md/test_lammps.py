@@ -22,8 +22,8 @@ def test_compression_shrinks_the_box_along_z_only(tmp_path, quick, launcher):
     before = read_state(wd / "system.data")
     summary = run_compress(wd, quick, launcher)
     after = read_state(wd / "compress.data")
-    assert np.allclose(after.box[:2], before.box[:2])          # x, y not barostatted
-    assert after.box[2] < 0.8 * before.box[2]                   # z really shrinks
+    assert np.allclose(after.box[:2], before.box[:2])  # x, y not barostatted
+    assert after.box[2] < 0.8 * before.box[2]  # z really shrinks
     assert summary["density_g_cm3"] > 1.2 * (20 * 68.12 / 6.022e23 / (20 * 20 * 60e-24))
     nvt = run_nvt(wd, quick, launcher)
     assert 200 < nvt["temp_K"] < 400
@@ -66,8 +66,9 @@ def test_planar_groups_stay_planar(tmp_path, quick, launcher):
 def test_lammps_crash_names_the_stage_and_shows_the_log(tmp_path, quick, launcher):
     wd = prepare_species("CCO", quick, tmp_path / "broken")
     ff = wd / "forcefield.lmp"
-    ff.write_text("\n".join(line for line in ff.read_text().splitlines()
-                            if not line.startswith("bond_coeff")))
+    ff.write_text(
+        "\n".join(line for line in ff.read_text().splitlines() if not line.startswith("bond_coeff"))
+    )
     with pytest.raises(LammpsError, match="failed in stage 'compress'") as err:
         run_compress(wd, quick, launcher)
     assert err.value.stage == "compress"
@@ -90,8 +91,10 @@ def test_user_launch_command_replaces_the_default(tmp_path, quick):
 
     lmp, _, _ = wheel_paths()
     env = wheel_environment()
-    custom = Launcher(command=shlex.join([str(lmp), "-var", "unused", "1"]),
-                      extra_env={"LD_LIBRARY_PATH": env["LD_LIBRARY_PATH"]})
+    custom = Launcher(
+        command=shlex.join([str(lmp), "-var", "unused", "1"]),
+        extra_env={"LD_LIBRARY_PATH": env["LD_LIBRARY_PATH"]},
+    )
     wd = prepare_species("CCO", dataclasses.replace(quick, n_molecules=5), tmp_path / "cmd")
     e = point_energy(wd, custom)
     assert np.isfinite(e["PotEng"])
@@ -113,8 +116,12 @@ def test_lammps_error_survives_pickling():
 
     err = LammpsError("nvt", "exit code 1", "ERROR: Lost atoms", "/tmp/x")
     back = pickle.loads(pickle.dumps(err))
-    assert (back.stage, back.reason, back.log_tail, back.workdir) == ("nvt", "exit code 1",
-                                                                      "ERROR: Lost atoms", "/tmp/x")
+    assert (back.stage, back.reason, back.log_tail, back.workdir) == (
+        "nvt",
+        "exit code 1",
+        "ERROR: Lost atoms",
+        "/tmp/x",
+    )
     assert str(back) == str(err)
 
 
@@ -125,8 +132,14 @@ def test_time_limit_stops_a_stage(tmp_path, quick):
 
 
 def test_compression_is_extended_until_the_plateau_or_the_limit(tmp_path, quick, launcher):
-    p = dataclasses.replace(quick, n_molecules=10, compress_ps=2.0, compress_extend_ps=1.0,
-                            compress_extra_max_ps=2.0, plateau_drift=1e-9)
+    p = dataclasses.replace(
+        quick,
+        n_molecules=10,
+        compress_ps=2.0,
+        compress_extend_ps=1.0,
+        compress_extra_max_ps=2.0,
+        plateau_drift=1e-9,
+    )
     wd = prepare_species("CCO", p, tmp_path / "ext")
     s = run_compress(wd, p, launcher)
     assert s["extensions"] == 2 and s["npt_ps"] == pytest.approx(4.0)

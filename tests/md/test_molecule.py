@@ -23,13 +23,16 @@ def test_inchikey_names_isoprene():
     assert canonical_smiles("C(C)O") == canonical_smiles("OCC")
 
 
-@pytest.mark.parametrize("bad, fragment", [
-    ("C1CC", "Cannot parse"),
-    ("", "Empty"),
-    ("C(C)(C)(C)(C)C", "not a valid molecule"),
-    ("CC.O", "disconnected"),
-    ("C C", "whitespace"),
-])
+@pytest.mark.parametrize(
+    "bad, fragment",
+    [
+        ("C1CC", "Cannot parse"),
+        ("", "Empty"),
+        ("C(C)(C)(C)(C)C", "not a valid molecule"),
+        ("CC.O", "disconnected"),
+        ("C C", "whitespace"),
+    ],
+)
 def test_bad_smiles_give_clear_errors(bad, fragment):
     with pytest.raises(MoleculeError, match=fragment):
         parse_smiles(bad)

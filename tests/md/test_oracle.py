@@ -21,7 +21,7 @@ from mdxfer.md.protocol import load_protocol
 from mdxfer.molecule import embed
 
 COULOMB = 332.06371  # kcal·Å/(mol·e²), LAMMPS units real
-KB = 0.0019872067    # kcal/(mol·K)
+KB = 0.0019872067  # kcal/(mol·K)
 
 
 def _single_molecule_system(smiles: str, box: float = 60.0, jitter: float = 0.08, seed: int = 3):
@@ -82,8 +82,13 @@ def test_lammps_energy_terms_equal_the_python_terms(smiles, tmp_path, launcher):
     lmp = point_energy(tmp_path, launcher)
     ref = _python_terms(ff, system, protocol.cutoff_A)
     assert ref["eimp"] > 1e-3 and ref["edihed"] > 1e-3  # the distortion makes every term count
-    for name, key in (("ebond", "E_bond"), ("eangle", "E_angle"), ("edihed", "E_dihed"),
-                      ("eimp", "E_impro"), ("evdwl", "E_vdwl")):
+    for name, key in (
+        ("ebond", "E_bond"),
+        ("eangle", "E_angle"),
+        ("edihed", "E_dihed"),
+        ("eimp", "E_impro"),
+        ("evdwl", "E_vdwl"),
+    ):
         assert lmp[key] == pytest.approx(ref[name], rel=1e-4, abs=1e-4), name
     assert lmp["E_coul"] + lmp["E_long"] == pytest.approx(ref["coul"], rel=2e-3, abs=0.02)
 
@@ -108,10 +113,20 @@ def production_run(tmp_path_factory, launcher):
     small cell with picosecond stages, two replicas: ethanol with isoprene."""
     from mdxfer.md.interaction import interaction_energy
 
-    p = load_protocol("demo", {"n_molecules": 16, "box_A": [18.0, 18.0, 100.0],
-                               "min_slab_A": 0.0, "compress_ps": 3.0, "compress_chunk_ps": 1.0,
-                               "nvt_ps": 3.0, "stack_nvt_ps": 3.0, "partner_nvt_ps": 3.0,
-                               "cutoff_A": 8.0})
+    p = load_protocol(
+        "demo",
+        {
+            "n_molecules": 16,
+            "box_A": [18.0, 18.0, 100.0],
+            "min_slab_A": 0.0,
+            "compress_ps": 3.0,
+            "compress_chunk_ps": 1.0,
+            "nvt_ps": 3.0,
+            "stack_nvt_ps": 3.0,
+            "partner_nvt_ps": 3.0,
+            "cutoff_A": 8.0,
+        },
+    )
     out = tmp_path_factory.mktemp("production")
     result = interaction_energy("CCO", p, out, launcher=launcher, replicas=2)
     return out, p, result
@@ -131,8 +146,16 @@ def test_replicas_differ_and_their_sd_is_reported(production_run):
     d0 = (out / "candidate" / "system.data").read_text()
     d1 = (out / "replica_01" / "candidate" / "system.data").read_text()
     assert d0 != d1
-    for field in ("E_int", "E_int_stderr", "E_cross", "E_cross_stderr", "replicas",
-                  "E_int_replica_sd", "E_partner_stderr", "estimator"):
+    for field in (
+        "E_int",
+        "E_int_stderr",
+        "E_cross",
+        "E_cross_stderr",
+        "replicas",
+        "E_int_replica_sd",
+        "E_partner_stderr",
+        "estimator",
+    ):
         assert field in on_disk
     assert on_disk["estimator"] == "pe_nh"
 
@@ -178,14 +201,17 @@ def test_packmol_packs_near_liquid_density_without_overlaps():
     assert system.masses.sum() / 6.02214076e23 / 0.65e-24 / 900.0 >= 0.9 * p.min_slab_A
 
 
-@pytest.mark.parametrize("smiles, pairs", [
-    ("O=[N+]([O-])c1ccccc1", []),                 # no donor at all; nitro N is no acceptor
-    ("c1cc[nH]c1", []),                            # pyrrole N-H donates, its N accepts nothing
-    ("CNC(C)=O", [("N_R.x", "O_2")]),              # amide N-H donates to O, amide N accepts no H
-    ("OCC(F)(F)F", [("O_3", "O_3")]),              # organic F accepts no hydrogen bond
-    ("c1ccncc1", []),                              # acceptor only
-    ("CO", [("O_3", "O_3")]),
-])
+@pytest.mark.parametrize(
+    "smiles, pairs",
+    [
+        ("O=[N+]([O-])c1ccccc1", []),  # no donor at all; nitro N is no acceptor
+        ("c1cc[nH]c1", []),  # pyrrole N-H donates, its N accepts nothing
+        ("CNC(C)=O", [("N_R.x", "O_2")]),  # amide N-H donates to O, amide N accepts no H
+        ("OCC(F)(F)F", [("O_3", "O_3")]),  # organic F accepts no hydrogen bond
+        ("c1ccncc1", []),  # acceptor only
+        ("CO", [("O_3", "O_3")]),
+    ],
+)
 def test_hydrogen_bond_pairs_as_dreiding_defines_them(smiles, pairs):
     ff, system = _single_molecule_system(smiles, jitter=0.0)
     assert hbond_pairs(system) == pairs
@@ -226,8 +252,9 @@ def test_partner_dir_with_another_partner_is_refused(tmp_path, quick):
     from mdxfer.errors import MdxferError
     from mdxfer.md.interaction import check_partner_dir, prepare_species
 
-    pdir = prepare_species("CCO", dataclasses.replace(quick, n_molecules=4), tmp_path / "p",
-                           role="partner")
+    pdir = prepare_species(
+        "CCO", dataclasses.replace(quick, n_molecules=4), tmp_path / "p", role="partner"
+    )
     with pytest.raises(MdxferError, match="another partner box"):
         check_partner_dir(pdir, "C=CC(=C)C", dataclasses.replace(quick, n_molecules=4))
     with pytest.raises(MdxferError, match="holds no partner box"):
@@ -239,8 +266,17 @@ def test_an_uncharged_cell_runs_without_pppm(tmp_path, launcher):
     LJ; its stack with (charged) isoprene keeps PPPM."""
     from mdxfer.md.interaction import prepare_species, run_compress
 
-    p = load_protocol("demo", {"n_molecules": 8, "box_A": [18.0, 18.0, 100.0], "min_slab_A": 0.0,
-                               "compress_ps": 1.0, "compress_chunk_ps": 1.0, "cutoff_A": 8.0})
+    p = load_protocol(
+        "demo",
+        {
+            "n_molecules": 8,
+            "box_A": [18.0, 18.0, 100.0],
+            "min_slab_A": 0.0,
+            "compress_ps": 1.0,
+            "compress_chunk_ps": 1.0,
+            "cutoff_A": 8.0,
+        },
+    )
     wd = prepare_species("CCCCCC", p, tmp_path / "hexane")
     text = (wd / "forcefield.lmp").read_text()
     assert "pair_style lj/cut 8" in text and "kspace_style" not in text.replace("# no", "")
@@ -281,8 +317,9 @@ def test_a_clean_stack_has_no_stretched_bond_and_the_check_sees_one(production_r
     assert max_bond_stretch(d, "compress.data") > 0.5
 
 
-def test_an_entangled_stack_is_built_again_then_refused(production_run, tmp_path, monkeypatch,
-                                                        launcher):
+def test_an_entangled_stack_is_built_again_then_refused(
+    production_run, tmp_path, monkeypatch, launcher
+):
     """Every build counts as entangled (threshold below zero): the stack is rebuilt with the
     top cell translated, then the stage fails with a clear error instead of averaging it."""
     import shutil
@@ -302,5 +339,5 @@ def test_an_entangled_stack_is_built_again_then_refused(production_run, tmp_path
     with pytest.raises(LammpsError, match="threaded through each other"):
         run_relax(d, p, launcher)
     assert read_json(d / "species.json")["top_shift_A"] > 0
-    assert (d / "system.data").read_text() != before       # rebuilt with another cut plane
-    assert not (d / "compress.json").exists()               # nothing to average from
+    assert (d / "system.data").read_text() != before  # rebuilt with another cut plane
+    assert not (d / "compress.json").exists()  # nothing to average from

@@ -30,15 +30,18 @@ def test_toml_file_and_overrides(tmp_path):
     assert p.digest() != load_protocol("paper").digest()
 
 
-@pytest.mark.parametrize("content, fragment", [
-    ("nvt_ps = -5", "must be positive"),
-    ("bogus_field = 1", "Unknown protocol field"),
-    ('preset = "fast"', "unknown preset"),
-    ("timestep_fs = 4", "unstable"),
-    ("hbond = 3", "true or false"),
-    ("box_A = [30, 30]", "list of 3"),
-    ("nvt_ps = ", "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "content, fragment",
+    [
+        ("nvt_ps = -5", "must be positive"),
+        ("bogus_field = 1", "Unknown protocol field"),
+        ('preset = "fast"', "unknown preset"),
+        ("timestep_fs = 4", "unstable"),
+        ("hbond = 3", "true or false"),
+        ("box_A = [30, 30]", "list of 3"),
+        ("nvt_ps = ", "not valid TOML"),
+    ],
+)
 def test_bad_protocol_files_are_refused(tmp_path, content, fragment):
     f = tmp_path / "bad.toml"
     f.write_text(content + "\n")
@@ -74,12 +77,15 @@ def test_production_preset_and_replicas():
     assert load_protocol("demo").digest() != p.digest()
 
 
-@pytest.mark.parametrize("overrides, fragment", [
-    ({"timestep_fs": 2.0, "shake": False}, "needs shake"),
-    ({"estimator": "etot"}, "estimator must be one of"),
-    ({"replicas": 0}, "replicas must be at least 1"),
-    ({"stack_barostat": True, "stack_compress_ps": 0.0}, "stack_compress_ps must be positive"),
-])
+@pytest.mark.parametrize(
+    "overrides, fragment",
+    [
+        ({"timestep_fs": 2.0, "shake": False}, "needs shake"),
+        ({"estimator": "etot"}, "estimator must be one of"),
+        ({"replicas": 0}, "replicas must be at least 1"),
+        ({"stack_barostat": True, "stack_compress_ps": 0.0}, "stack_compress_ps must be positive"),
+    ],
+)
 def test_production_fields_are_validated(overrides, fragment):
     with pytest.raises(ProtocolError, match=fragment):
         load_protocol("production", overrides)
@@ -93,14 +99,22 @@ def test_cell_digest_ignores_only_the_stack_settings():
     from mdxfer.md.protocol import STACK_ONLY_FIELDS, load_protocol
 
     p = load_protocol("production")
-    for name, value in (("interface_wall_A", 2.0), ("stack_nvt_ps", 40.0),
-                        ("cross_energy", False), ("stack_gap_A", 2.0)):
+    for name, value in (
+        ("interface_wall_A", 2.0),
+        ("stack_nvt_ps", 40.0),
+        ("cross_energy", False),
+        ("stack_gap_A", 2.0),
+    ):
         q = dataclasses.replace(p, **{name: value})
         assert name in STACK_ONLY_FIELDS
         assert q.digest() != p.digest() and q.cell_digest() == p.cell_digest()
         assert q.box_digest("stack") == q.digest() and q.box_digest("species") == p.cell_digest()
-    for name, value in (("nvt_ps", 45.0), ("seed", 1), ("cutoff_A", 12.0),
-                        ("charges", "gasteiger")):
+    for name, value in (
+        ("nvt_ps", 45.0),
+        ("seed", 1),
+        ("cutoff_A", 12.0),
+        ("charges", "gasteiger"),
+    ):
         assert dataclasses.replace(p, **{name: value}).cell_digest() != p.cell_digest()
     assert p.replica(1).cell_digest() != p.cell_digest()
     assert dataclasses.replace(p, replicas=3).cell_digest() == p.cell_digest()
@@ -113,4 +127,6 @@ def test_cell_digest_ignores_only_the_stack_settings():
     assert p.cell_digest("partner") != p.cell_digest("candidate")
     # no separate partner length: the partner runs nvt_ps, whichever field says it
     q = dataclasses.replace(p, partner_nvt_ps=0.0, nvt_ps=1000.0)
-    assert q.cell_digest("partner") == dataclasses.replace(q, partner_nvt_ps=1000.0).cell_digest("partner")
+    assert q.cell_digest("partner") == dataclasses.replace(q, partner_nvt_ps=1000.0).cell_digest(
+        "partner"
+    )

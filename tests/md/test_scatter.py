@@ -17,7 +17,7 @@ def test_pooled_between_sd_recovers_the_scatter_of_synthetic_replicas():
     rng = np.random.default_rng(0)
     sigma, se = 6.0, 2.0
     groups = []
-    for mean in rng.normal(0, 30, 40):   # 40 candidates x 4 replicas
+    for mean in rng.normal(0, 30, 40):  # 40 candidates x 4 replicas
         vals = mean + rng.normal(0, sigma, 4) + rng.normal(0, se, 4)
         groups.append((list(vals), [se] * 4))
     est, dof = scatter.pooled_between_sd(groups)
@@ -36,7 +36,7 @@ def test_pooled_between_sd_skips_single_replicas_and_floors_at_zero():
 
 def test_the_shipped_table_covers_the_production_preset():
     digest = PRESETS["production"].family_digest()
-    assert PRESETS["production"].replica(2).family_digest() == digest   # every replica
+    assert PRESETS["production"].replica(2).family_digest() == digest  # every replica
     sigma = scatter.between_replica_sd(digest)
     assert sigma is not None and sigma > 0
     assert scatter.calibrated_stderr(3.0, digest) == pytest.approx(math.hypot(3.0, sigma))
@@ -46,9 +46,17 @@ def test_the_shipped_table_covers_the_production_preset():
 
 
 def _rep(e: float, se: float, run: float) -> dict:
-    return {"E_int": e, "E_int_stderr": se, "E_int_stderr_run": run, "E_cross": -e,
-            "E_cross_stderr": 1.0, "E_partner_stderr": 0.5, "interface_area_A2": 1800.0,
-            "warnings": [], "seed": 1}
+    return {
+        "E_int": e,
+        "E_int_stderr": se,
+        "E_int_stderr_run": run,
+        "E_cross": -e,
+        "E_cross_stderr": 1.0,
+        "E_partner_stderr": 0.5,
+        "interface_area_A2": 1800.0,
+        "warnings": [],
+        "seed": 1,
+    }
 
 
 def test_aggregate_never_reports_less_than_the_replica_scatter_with_three_replicas():

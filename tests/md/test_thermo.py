@@ -61,6 +61,6 @@ def test_equilibration_start_and_drift_are_detected():
     t = np.arange(2000)
     x = 30.0 * np.exp(-t / 100.0) + rng.normal(size=2000)
     start = detect_start(x)
-    assert 200 <= start <= 1000                     # the transient is dropped, half is kept
+    assert 200 <= start <= 1000  # the transient is dropped, half is kept
     assert abs(half_drift(x[start:])) < 3
     assert half_drift(np.linspace(0, 5, 1000) + rng.normal(size=1000)) > 3

@@ -31,14 +31,17 @@ def rebuilt(workdir, stage=None):
     if info["kind"] == "species":
         system = build_species_system(info["smiles"], protocol)
     else:
-        system = stack(rebuilt(type(workdir)(info["bottom"]), "nvt"),
-                       rebuilt(type(workdir)(info["top"]), "nvt"), gap=protocol.stack_gap_A)
+        system = stack(
+            rebuilt(type(workdir)(info["bottom"]), "nvt"),
+            rebuilt(type(workdir)(info["top"]), "nvt"),
+            gap=protocol.stack_gap_A,
+        )
     return apply_state(system, read_state(workdir / f"{stage or 'system'}.data"))
 
 
 def assert_same(a, b):
     for f in dataclasses.fields(a):
-        if f.name == "meta":      # packing notes (seed, packer): not part of the system
+        if f.name == "meta":  # packing notes (seed, packer): not part of the system
             continue
         x, y = getattr(a, f.name), getattr(b, f.name)
         if f.name == "molecules":
@@ -46,7 +49,7 @@ def assert_same(a, b):
             for m, n in zip(x, y):
                 for g in dataclasses.fields(m):
                     u, v = getattr(m, g.name), getattr(n, g.name)
-                    assert (np.array_equal(u, v) if isinstance(u, np.ndarray) else u == v), g.name
+                    assert np.array_equal(u, v) if isinstance(u, np.ndarray) else u == v, g.name
         elif isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
             assert (x is None and y is None) or np.array_equal(x, y), f.name
         else:
@@ -56,11 +59,11 @@ def assert_same(a, b):
 @pytest.mark.parametrize("packing", ["random", "packmol"])
 def test_species_and_stack_topology_from_the_data_file(tmp_path, quick, packing):
     prot = dataclasses.replace(quick, packing=packing)
-    cand = prepare_species("OCC", prot, tmp_path / "cand")          # ethanol, not canonical
+    cand = prepare_species("OCC", prot, tmp_path / "cand")  # ethanol, not canonical
     partner = prepare_species("CC(=C)C=C", prot, tmp_path / "partner", role="partner")
     for d in (cand, partner):
         assert_same(load_system(d), rebuilt(d))
-        shutil.copy(d / "system.data", d / "nvt.data")   # stands in for the NVT's end state
+        shutil.copy(d / "system.data", d / "nvt.data")  # stands in for the NVT's end state
         assert_same(load_system(d, "nvt"), rebuilt(d, "nvt"))
     pair = prepare_stack(cand, partner, prot, tmp_path / "pair")
     system = load_system(pair)
@@ -74,7 +77,7 @@ def test_a_data_file_that_does_not_match_is_refused(tmp_path, quick):
     text = (wd / "system.data").read_text().splitlines()
     i = text.index("Atoms  # full") + 2
     parts = text[i].split()
-    parts[3] = "0.999000"                                 # another charge on atom 1
+    parts[3] = "0.999000"  # another charge on atom 1
     text[i] = " ".join(parts)
     (wd / "compress.data").write_text("\n".join(text) + "\n")
     with pytest.raises(MdxferError, match="does not hold the molecules"):

@@ -26,27 +26,44 @@ CV_COLUMN = "Heatcapacity_Cv_cal_mol_K"
 SMILES_COLUMN = "SMILES"
 #: scalar properties kept from the CSVs (per-atom arrays such as XYZ are dropped)
 PROPERTY_COLUMNS = (
-    "Dipole_debye", "Polarizability_bohr3", "HOMO_au", "LUMO_au", "HOMO_LUMO_gap_au", "R2_bohr2",
-    "ZPVE_au", "InternalEnergy_0K_au", "InternalEnergy_298K_au", "Enthalphy_298K_au",
-    "GibbsFreeEnergy_298K_au", CV_COLUMN,
+    "Dipole_debye",
+    "Polarizability_bohr3",
+    "HOMO_au",
+    "LUMO_au",
+    "HOMO_LUMO_gap_au",
+    "R2_bohr2",
+    "ZPVE_au",
+    "InternalEnergy_0K_au",
+    "InternalEnergy_298K_au",
+    "Enthalphy_298K_au",
+    "GibbsFreeEnergy_298K_au",
+    CV_COLUMN,
 )
 #: short names for plots
 LABELS = {CV_COLUMN: "heat capacity Cv (298.15 K)"}
-UNITS = {CV_COLUMN: "cal/(mol K)", "Dipole_debye": "D", "Polarizability_bohr3": "bohr^3",
-         "R2_bohr2": "bohr^2"}
+UNITS = {
+    CV_COLUMN: "cal/(mol K)",
+    "Dipole_debye": "D",
+    "Polarizability_bohr3": "bohr^3",
+    "R2_bohr2": "bohr^2",
+}
 
 
 def data_files() -> list[Path]:
     """Paths of ``qm9pack/data/qm9_part{1,2,3}.csv`` (found without importing qm9pack)."""
     spec = importlib.util.find_spec("qm9pack")
     if spec is None or not spec.submodule_search_locations:
-        raise DataError("The QM9 data package 'qm9pack' is not installed; "
-                        "install it with `pip install qm9pack` (it ships QM9 as CSV files).")
+        raise DataError(
+            "The QM9 data package 'qm9pack' is not installed; "
+            "install it with `pip install qm9pack` (it ships QM9 as CSV files)."
+        )
     root = Path(list(spec.submodule_search_locations)[0]) / "data"
     files = [root / f"qm9_part{i}.csv" for i in (1, 2, 3)]
     missing = [str(f) for f in files if not f.exists()]
     if missing:
-        raise DataError(f"qm9pack is installed but its data files are missing: {', '.join(missing)}.")
+        raise DataError(
+            f"qm9pack is installed but its data files are missing: {', '.join(missing)}."
+        )
     return files
 
 
@@ -103,29 +120,48 @@ def subset(n: int = 5000, seed: int = 0, df: pd.DataFrame | None = None) -> pd.D
     """``n`` molecules drawn at random without replacement (numpy ``default_rng(seed)``)."""
     df = load_qm9() if df is None else df
     if not 0 < n <= len(df):
-        raise DataError(f"The subset size (--n) must be between 1 and {len(df)} (the table's rows), got {n}.")
+        raise DataError(
+            f"The subset size (--n) must be between 1 and {len(df)} (the table's rows), got {n}."
+        )
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(len(df), size=n, replace=False))
     return df.iloc[idx].reset_index(drop=True)
 
 
-def split(n: int = 5000, n_val: int = 1000, seed: int = 0, split_seed: int | None = None,
-          target: str = CV_COLUMN) -> Split:
+def split(
+    n: int = 5000,
+    n_val: int = 1000,
+    seed: int = 0,
+    split_seed: int | None = None,
+    target: str = CV_COLUMN,
+) -> Split:
     """The reference study's source data: a seeded random subset of ``n`` molecules (5,000) split into
     ``n - n_val`` training and ``n_val`` validation molecules (4,000 / 1,000).
 
     ``split_seed`` defaults to ``seed``.
     """
     df = load_qm9()
-    if target not in df.columns or target == "qm9_index" or not pd.api.types.is_numeric_dtype(df[target]):
-        raise DataError(f"Unknown QM9 property {target!r}; choose one of {', '.join(PROPERTY_COLUMNS)}.")
+    if (
+        target not in df.columns
+        or target == "qm9_index"
+        or not pd.api.types.is_numeric_dtype(df[target])
+    ):
+        raise DataError(
+            f"Unknown QM9 property {target!r}; choose one of {', '.join(PROPERTY_COLUMNS)}."
+        )
     if not 0 < n_val < n:
         raise DataError(f"The validation size must be between 1 and n - 1 = {n - 1}, got {n_val}.")
     return split_frame(df, n, n_val, seed, split_seed, target)
 
 
-def split_frame(df: pd.DataFrame, n: int, n_val: int, seed: int = 0,
-                split_seed: int | None = None, target: str = CV_COLUMN) -> Split:
+def split_frame(
+    df: pd.DataFrame,
+    n: int,
+    n_val: int,
+    seed: int = 0,
+    split_seed: int | None = None,
+    target: str = CV_COLUMN,
+) -> Split:
     """:func:`split` of any table with a :data:`SMILES_COLUMN` and a ``target`` column (a
     user's own pretraining table): ``n`` rows drawn with ``seed``, ``n_val`` of them for
     validation (``split_seed``, default ``seed``)."""

@@ -29,8 +29,8 @@ from mdxfer.learn.nn.head import make_head
 class FPConfig:
     """Architecture and optimiser of a fingerprint network."""
 
-    widths: tuple[int, ...]      # hidden layer widths, input side first
-    n_encoder: int = 1           # hidden layers that form the encoder (the rest: the head)
+    widths: tuple[int, ...]  # hidden layer widths, input side first
+    n_encoder: int = 1  # hidden layers that form the encoder (the rest: the head)
     dropout: float = 0.1
     lr: float = 1e-3
     weight_decay: float = 1e-5
@@ -38,11 +38,13 @@ class FPConfig:
     max_epochs: int = 200
     patience: int = 20
     preset: str = "fp_mlp"
-    conv: str = "morgan"         # for tables that print a graph model's convolution
+    conv: str = "morgan"  # for tables that print a graph model's convolution
 
     def __post_init__(self) -> None:
         if not 1 <= self.n_encoder <= len(self.widths):
-            raise DataError(f"n_encoder must be between 1 and {len(self.widths)}, got {self.n_encoder}.")
+            raise DataError(
+                f"n_encoder must be between 1 and {len(self.widths)}, got {self.n_encoder}."
+            )
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -50,7 +52,7 @@ class FPConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "FPConfig":
+    def from_dict(cls, d: dict[str, Any]) -> FPConfig:
         d = dict(d)
         d["widths"] = tuple(d["widths"])
         return cls(**d)
@@ -63,7 +65,7 @@ class FPEncoder(nn.Module):
         super().__init__()
         layers: list[nn.Module] = []
         d = FP_BITS
-        for w in cfg.widths[:cfg.n_encoder]:
+        for w in cfg.widths[: cfg.n_encoder]:
             layers += [nn.Linear(d, w), nn.ReLU()]
             if cfg.dropout:
                 layers.append(nn.Dropout(cfg.dropout))
@@ -82,7 +84,7 @@ class FPRegressor(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.encoder = FPEncoder(cfg)
-        self.head = make_head(self.encoder.out_dim, cfg.widths[cfg.n_encoder:], cfg.dropout)
+        self.head = make_head(self.encoder.out_dim, cfg.widths[cfg.n_encoder :], cfg.dropout)
 
     def forward(self, counts: torch.Tensor) -> torch.Tensor:
         return self.head(self.encoder(counts)).squeeze(-1)
@@ -93,6 +95,9 @@ def forward_batched(module: nn.Module, X: np.ndarray, batch_size: int = 4096) ->
     """``module`` on the rows of ``X`` in batches, evaluation mode, no gradients."""
     was = module.training
     module.eval()
-    out = [module(torch.from_numpy(X[s:s + batch_size])).numpy() for s in range(0, len(X), batch_size)]
+    out = [
+        module(torch.from_numpy(X[s : s + batch_size])).numpy()
+        for s in range(0, len(X), batch_size)
+    ]
     module.train(was)
     return np.concatenate(out) if out else np.zeros((0,), dtype=np.float32)

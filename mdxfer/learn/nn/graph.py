@@ -46,11 +46,11 @@ class ModelConfig:
     """Architecture and optimiser settings of a preset (all saved with the weights)."""
 
     preset: str
-    conv: str                    # "gcn" (GCNConv, atom features only) | "gine" (GINEConv + bonds)
-    hidden: int                  # channels of the graph convolutions
+    conv: str  # "gcn" (GCNConv, atom features only) | "gine" (GINEConv + bonds)
+    hidden: int  # channels of the graph convolutions
     n_conv: int
-    pooling: str                 # "sum" | "sum_mean"
-    fc: tuple[int, ...]          # widths of the fully connected layers before the output
+    pooling: str  # "sum" | "sum_mean"
+    fc: tuple[int, ...]  # widths of the fully connected layers before the output
     batch_norm: bool = False
     residual: bool = False
     dropout: float = 0.0
@@ -59,7 +59,7 @@ class ModelConfig:
     batch_size: int = 64
     lr_schedule: str = "constant"  # "constant" | "plateau"
     max_epochs: int = 300
-    patience: int = 50           # early stopping: epochs without a better validation loss
+    patience: int = 50  # early stopping: epochs without a better validation loss
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -67,20 +67,41 @@ class ModelConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
         d = dict(d)
         d["fc"] = tuple(d["fc"])
         return cls(**d)
 
 
 PRESETS: dict[str, ModelConfig] = {
-    "paper": ModelConfig(preset="paper", conv="gcn", hidden=128, n_conv=2, pooling="sum",
-                         fc=(128, 64, 32), lr=1e-3, batch_size=64, lr_schedule="constant",
-                         max_epochs=300, patience=50),
-    "default": ModelConfig(preset="default", conv="gine", hidden=128, n_conv=4,
-                           pooling="sum_mean", fc=(256, 128, 64), batch_norm=True, residual=True,
-                           lr=1e-3, batch_size=64, lr_schedule="plateau", max_epochs=300,
-                           patience=40),
+    "paper": ModelConfig(
+        preset="paper",
+        conv="gcn",
+        hidden=128,
+        n_conv=2,
+        pooling="sum",
+        fc=(128, 64, 32),
+        lr=1e-3,
+        batch_size=64,
+        lr_schedule="constant",
+        max_epochs=300,
+        patience=50,
+    ),
+    "default": ModelConfig(
+        preset="default",
+        conv="gine",
+        hidden=128,
+        n_conv=4,
+        pooling="sum_mean",
+        fc=(256, 128, 64),
+        batch_norm=True,
+        residual=True,
+        lr=1e-3,
+        batch_size=64,
+        lr_schedule="plateau",
+        max_epochs=300,
+        patience=40,
+    ),
 }
 
 
@@ -94,6 +115,7 @@ def preset(name: str, **overrides: Any) -> ModelConfig:
 # --------------------------------------------------------------------------------------------
 # networks
 # --------------------------------------------------------------------------------------------
+
 
 class Encoder(nn.Module):
     """Graph convolutions and pooling: a PyG batch -> (n_graphs x :attr:`out_dim`) embedding."""
@@ -170,6 +192,7 @@ def build_model(cfg: ModelConfig, seed: int = 0) -> GraphRegressor:
 # scaling, inference, save / load
 # --------------------------------------------------------------------------------------------
 
+
 @torch.no_grad()
 def embed_graphs(encoder: Encoder, graphs: GraphSet, batch_size: int = 2048) -> np.ndarray:
     """Pooled embeddings (n_graphs x encoder.out_dim), float32, encoder in eval mode."""
@@ -190,7 +213,9 @@ def predict_scaled(model: GraphRegressor, graphs: GraphSet, batch_size: int = 20
     """Standardised predictions of ``model`` for every graph (eval mode)."""
     was_training = model.training
     model.eval()
-    out = [model(graphs.to_batch(np.arange(s, min(s + batch_size, len(graphs))))).numpy()
-           for s in range(0, len(graphs), batch_size)]
+    out = [
+        model(graphs.to_batch(np.arange(s, min(s + batch_size, len(graphs))))).numpy()
+        for s in range(0, len(graphs), batch_size)
+    ]
     model.train(was_training)
     return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
