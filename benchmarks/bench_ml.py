@@ -273,7 +273,7 @@ def main() -> None:
     ens_dir = args.work / "ensemble"
     transfer(
         base,
-        HERE.parent / "examples" / "md_results_example.csv",
+        HERE / "data" / "qm9_polarisability_32.csv",
         ens_dir,
         TransferSettings(mode="finetune", compare=("finetune",)),
         threads=args.threads,

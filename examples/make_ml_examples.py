@@ -1,11 +1,11 @@
 """Regenerate the ML example files from real QM9 rows (qm9pack); no number is invented.
 
-* ``examples/md_results_example.csv`` — 32 random QM9 molecules (like the reference study's 32) that are
+* ``benchmarks/data/qm9_polarisability_32.csv`` — 32 random QM9 molecules (like the reference study's 32) that are
   *not* in the default pretraining subset (``mdxfer pretrain`` with seed 0), with columns
   ``smiles``, ``target`` and ``qm9_index``. ``target`` is QM9's isotropic polarisability
   alpha in bohr³ — a stand-in with the shape of the MD side's output (a small table of one
-  property), **not** an interaction energy. Use it to try ``mdxfer transfer`` before real MD
-  results exist.
+  property), **not** an interaction energy. The learning benchmarks measure on it (the real MD table is
+  ``data/eint_isoprene.csv``).
 * ``examples/candidates.smi`` — 200 other QM9 molecules named ``qm9_<index>``, followed by a
   few molecules outside QM9's domain (sulfur, chlorine, more than 9 heavy atoms) so that the
   applicability flag has something to show.
@@ -22,6 +22,7 @@ import numpy as np
 from mdxfer.learn.data import qm9
 
 HERE = Path(__file__).resolve().parent
+STAND_IN = HERE.parent / "benchmarks" / "data" / "qm9_polarisability_32.csv"
 OUTSIDE_QM9 = [
     ("CC(=C)C=C", "isoprene"),  # in domain: 5 heavy atoms, C/H only
     ("c1ccsc1", "thiophene"),  # sulfur
@@ -43,12 +44,12 @@ def main() -> None:
     out = table[["SMILES", "Polarizability_bohr3", "qm9_index"]].rename(
         columns={"SMILES": "smiles", "Polarizability_bohr3": "target"}
     )
-    out.to_csv(HERE / "md_results_example.csv", index=False)
+    out.to_csv(STAND_IN, index=False)
 
     cands = pool.iloc[pick[32:]]
     lines = [
         "# Candidate molecules for `mdxfer rank`: SMILES, then an optional name.",
-        "# 200 QM9 molecules (not in the pretraining subset, not in md_results_example.csv),",
+        "# 200 QM9 molecules (not in the pretraining subset, not in the 32-row polarisability stand-in),",
         "# then a few molecules outside QM9's domain. Regenerate: python examples/make_ml_examples.py",
     ]
     lines += [f"{s} qm9_{i}" for s, i in zip(cands.SMILES, cands.qm9_index)]
@@ -56,7 +57,7 @@ def main() -> None:
     lines += [f"{s} {name}" for s, name in OUTSIDE_QM9]
     (HERE / "candidates.smi").write_text("\n".join(lines) + "\n")
     print(
-        f"wrote {HERE / 'md_results_example.csv'} (32 rows) and {HERE / 'candidates.smi'} "
+        f"wrote {STAND_IN} (32 rows) and {HERE / 'candidates.smi'} "
         f"({len(cands) + len(OUTSIDE_QM9)} molecules)"
     )
 
