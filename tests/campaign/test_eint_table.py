@@ -242,3 +242,20 @@ def test_noise_ceiling_is_one_minus_noise_over_spread():
     lines = ceiling_lines(rows)
     assert lines[0].startswith("E_int: 3 rows") and lines[0].endswith("R² ≤ 0.75")
     assert lines[1].startswith("E_cross: 3 rows")
+
+
+def test_the_al_file_on_the_table_loads():
+    """examples/al_qm9_isoprene.toml: the loop starts from the shipped table (E_cross with its
+    stderr as each molecule's noise), no random round, the table campaign's work directory."""
+    from mdxfer.al.loop import load_al_config
+    from mdxfer.campaign.spec import load_spec
+
+    cfg = load_al_config(ROOT / "examples" / "al_qm9_isoprene.toml")
+    assert cfg.settings.n_initial == 0 and not cfg.settings.acquisition.maximize
+    table = pd.read_csv(ROOT / "data" / "eint_isoprene.csv")
+    known = cfg.read_initial()
+    assert len(known) == len(table) >= 8
+    assert all(m.stderr is not None and m.stderr > 0 for m in known)
+    assert sorted(m.value for m in known) == pytest.approx(sorted(table.E_cross))
+    campaign = load_spec(ROOT / "examples" / "qm9_isoprene_campaign.toml")
+    assert cfg.spec.workdir == campaign.workdir and cfg.spec.protocol.name == "production"
