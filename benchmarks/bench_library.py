@@ -33,9 +33,7 @@ def main() -> None:
     ap.add_argument(
         "--quick", action="store_true", help="a tiny library (checks the script, not the target)"
     )
-    ap.add_argument(
-        "--data", type=Path, default=HERE / "data" / "qm9_polarisability_32.csv"
-    )
+    ap.add_argument("--data", type=Path, default=HERE / "data" / "qm9_polarisability_32.csv")
     a = ap.parse_args()
 
     from mdxfer.learn.library import LibrarySettings, build_library, manifest_table
