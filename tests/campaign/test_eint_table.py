@@ -259,3 +259,44 @@ def test_the_al_file_on_the_table_loads():
     assert sorted(m.value for m in known) == pytest.approx(sorted(table.E_cross))
     campaign = load_spec(ROOT / "examples" / "qm9_isoprene_campaign.toml")
     assert cfg.spec.workdir == campaign.workdir and cfg.spec.protocol.name == "production"
+
+
+def test_rubber_checks_pick_and_compare(tmp_path):
+    """scripts/rubber_checks.py: the top/bottom of a ranking that MD can simulate become a
+    campaign file the campaign loader accepts; predictions join the export by molecule."""
+    from mdxfer.campaign.spec import load_spec
+
+    mod = _load_script("rubber_checks")
+    ranked = pd.DataFrame(
+        {
+            "rank": [1, 2, 3, 4, 5, 6],
+            "smiles": ["CCO", "OCC(O)CO", "c1ccccc1", "CC[Si](C)C", "CCCCCC", "CC(=O)O"],
+            "name": ["ethanol", "glycerol", "benzene", "silane", "hexane", "acetic acid"],
+            "mean": [-200.0, -190.0, -180.0, -170.0, -160.0, -150.0],
+            "std": [5.0, 5.0, 5.0, 5.0, 5.0, 5.0],
+            "in_domain": [True] * 6,
+            "md_supported": [True, True, True, False, True, True],
+        }
+    )
+    picked = mod.pick(ranked, top=2, bottom=2)
+    assert list(picked.name) == ["ethanol", "glycerol", "hexane", "acetic acid"]
+    assert list(picked.role) == ["top", "top", "bottom", "bottom"]
+    (tmp_path / "examples").mkdir()
+    out = tmp_path / "examples" / "checks.toml"
+    mod.write_campaign(picked, out, tmp_path / "ranked.csv", "E_cross")
+    spec = load_spec(out)
+    assert [c.name for c in spec.candidates] == list(picked.name)
+    assert spec.protocol.name == "production" and spec.workdir == tmp_path / "runs" / "qm9-isoprene"
+    export = pd.DataFrame(
+        {
+            "smiles": ["OCC", "CC(O)=O", "OCC(O)CO"],
+            "name": ["ethanol", "acetic acid", "glycerol"],
+            "status": ["done", "done", "failed"],
+            "E_cross": [-203.0, -120.0, None],
+            "E_cross_stderr": [1.0, 1.5, None],
+        }
+    )
+    table = mod.compare(ranked, export, "E_cross")
+    assert list(table.name) == ["ethanol", "acetic acid"]  # by canonical SMILES, done only
+    assert list(table.within_2_spread) == [True, False]
+    assert list(table.simulated) == [-203.0, -120.0]
