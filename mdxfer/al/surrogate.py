@@ -147,12 +147,12 @@ def compute_features(smiles: Sequence[str], settings: SurrogateSettings, log=Non
     blocks, emb, base = [], None, None
     domain: list[str | None] = [None] * len(smiles)
     if settings.uses_embedding:
-        from mdxfer.learn.ensemble import encoder_embeddings as embed
+        from mdxfer.learn.ensemble import encoder_embeddings
         from mdxfer.learn.ensemble import in_domain, load_ensemble
 
         ens = load_ensemble(settings.model_dir)
         base = ens.base
-        emb = embed(ens, smiles)
+        emb = encoder_embeddings(ens, smiles)
         bad = np.flatnonzero(~np.isfinite(emb).all(1))
         if len(bad):
             raise ALError(
