@@ -147,8 +147,7 @@ def compute_features(smiles: Sequence[str], settings: SurrogateSettings, log=Non
     blocks, emb, base = [], None, None
     domain: list[str | None] = [None] * len(smiles)
     if settings.uses_embedding:
-        from mdxfer.learn.ensemble import encoder_embeddings
-        from mdxfer.learn.ensemble import in_domain, load_ensemble
+        from mdxfer.learn.ensemble import encoder_embeddings, in_domain, load_ensemble
 
         ens = load_ensemble(settings.model_dir)
         base = ens.base
