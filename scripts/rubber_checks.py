@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -38,8 +39,8 @@ CAMPAIGN = """\
 
 [campaign]
 name = "rubber-checks"
-database = "../runs/rubber-checks/campaign.db"
-workdir = "../runs/qm9-isoprene"      # the E_int table's: boxes and the partner are shared
+database = "{database}"
+workdir = "{workdir}"      # the E_int table's: boxes and the partner are shared
 partner = "CC(=C)C=C"
 
 [candidates]
@@ -71,6 +72,11 @@ retry_on = ["lost", "lammps"]
 def pick(ranked: pd.DataFrame, top: int, bottom: int) -> pd.DataFrame:
     """The ``top`` first and ``bottom`` last rows MD can simulate, with a ``role`` column."""
     ok = ranked[ranked["md_supported"].astype(str).str.lower() == "true"]
+    step = ok["mean"].diff().dropna()
+    if not ((step >= 0).all() or (step <= 0).all()):
+        raise SystemExit(
+            "the ranked file is not in the order of its predictions (a mdxfer rank output, best first)"
+        )
     if len(ok) < top + bottom:
         raise SystemExit(f"only {len(ok)} molecules MD can simulate; need {top + bottom}")
     first = ok.head(top).assign(role="top")
@@ -79,6 +85,8 @@ def pick(ranked: pd.DataFrame, top: int, bottom: int) -> pd.DataFrame:
 
 
 def write_campaign(picked: pd.DataFrame, out: Path, ranked: Path, target: str) -> None:
+    """The check campaign at ``out``; its database and work directory are the repository's
+    ``runs/`` folders, written relative to ``out``'s folder wherever it is."""
     rows = ",\n".join(
         f"    {{smiles = {json.dumps(s)}, name = {json.dumps(str(n))}}}"
         for s, n in zip(picked.smiles, picked.name)
@@ -89,6 +97,8 @@ def write_campaign(picked: pd.DataFrame, out: Path, ranked: Path, target: str) -
         ranked=ranked.relative_to(ROOT) if ranked.is_relative_to(ROOT) else ranked,
         target=target,
         rows=rows,
+        database=os.path.relpath(ROOT / "runs" / "rubber-checks" / "campaign.db", out.parent),
+        workdir=os.path.relpath(ROOT / "runs" / "qm9-isoprene", out.parent),
     )
     out.write_text(text)
 

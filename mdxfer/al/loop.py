@@ -188,8 +188,9 @@ class ActiveLearner:
             },
         )
 
-    def _sync_known(self) -> None:
-        self.oracle.run_pending(self.log)
+    def _sync_known(self, run_pending: bool = True) -> None:
+        if run_pending:  # the oracle's unfinished work (e.g. a campaign's pending candidates)
+            self.oracle.run_pending(self.log)
         if self.initial:
             n = self.state.add_observations([asdict(m) for m in self.initial], "initial")
             if n:
@@ -241,7 +242,10 @@ class ActiveLearner:
         if r == 0 and self.s.n_initial > 0:
             n = self.s.n_initial
         else:
-            if self.s.rounds is not None and r > self.s.rounds:
+            # `rounds` counts acquisition rounds: after a random round 0 they are 1..rounds;
+            # with n_initial = 0 round 0 is the first of them
+            last = self.s.rounds if self.s.n_initial > 0 else (self.s.rounds or 0) - 1
+            if self.s.rounds is not None and r > last:
                 return 0
             n = self.s.batch_size
         if self.s.budget is not None:
@@ -277,9 +281,15 @@ class ActiveLearner:
         if len(train) < MIN_KNOWN:
             raise ALError(
                 f"The model of round {r} would be fitted on {len(train)} measured "
-                f"molecule(s); it needs at least {MIN_KNOWN}. With n_initial = 0 give the "
-                "loop an [active_learning] initial table (or a campaign with finished "
-                "results), or set n_initial to draw a random first round."
+                f"molecule(s); it needs at least {MIN_KNOWN}. "
+                + (
+                    "With n_initial = 0 give the loop an [active_learning] initial table (or a "
+                    "campaign with finished results), or set n_initial to draw a random first "
+                    "round."
+                    if self.s.n_initial == 0
+                    else f"Round 0 measured fewer (n_initial = {self.s.n_initial}, failures "
+                    f"count): raise n_initial to at least {MIN_KNOWN}, or add an initial table."
+                )
             )
         smiles = [o["smiles"] for o in train]
         y = np.array([o["value"] for o in train], dtype=float)
@@ -399,7 +409,7 @@ class ActiveLearner:
 
     def _run(self, max_rounds: int | None, select_only: bool = False) -> dict[str, Any]:
         self._check_settings()
-        self._sync_known()
+        self._sync_known(run_pending=not select_only)  # --select-only simulates nothing
         self._ensure_features()
         if select_only:
             return self._select_next()
@@ -457,7 +467,7 @@ class ActiveLearner:
             "best_smiles": best_smiles,
             "finished": self._finished(),
             "round": last["round"] if pending else None,
-            "picks": self.state.picks(last["round"]) if pending else [],
+            "picks": self.state.picks(last["round"], status="pending") if pending else [],
         }
 
     def _finished(self) -> bool:

@@ -17,7 +17,8 @@ Morgan count fingerprints; each round only the small models on top are refitted:
 is its noise: ``ridge`` members and the ``rf`` forest are fitted with sample weights
 ``1/(se² + s0²)`` (:func:`noise_weights`; normalised to mean 1), where the floor ``s0`` is the
 median of the known stderrs, so that no point gets an unbounded weight and a measurement
-without a stderr (a table, an ``initial`` file) counts as one of median noise. When no
+without a stderr (a table or ``initial`` file without a ``<target>_stderr`` column) counts as
+one of median noise. When no
 measurement has a stderr the fits are unweighted, exactly as without this rule.
 ``finetune`` ignores the stderrs.
 

@@ -530,6 +530,18 @@ def concurrency(profile: dict) -> int:
     return blocks * int(pr.get("nodes_per_block", 1)) * int(per_node)
 
 
+def ranks_per_run(profile: dict) -> int:
+    """MPI ranks one LAMMPS run of the profile uses: ``resources`` (``num_ranks``, or nodes ×
+    ranks per node) for the MPI executor, ``lammps.ranks`` otherwise; 1 when a launch command
+    of the user's own decides (it is not parsed)."""
+    if profile["executor"].get("kind", "threads") == "mpi":
+        res = profile.get("resources", {})
+        n = res.get("num_ranks") or int(res.get("num_nodes", 1)) * int(res.get("ranks_per_node", 1))
+        return max(1, int(n))
+    lmp = profile.get("lammps", {})
+    return 1 if lmp.get("command") else max(1, int(lmp.get("ranks", 1)))
+
+
 def _accelerators(ex: dict) -> list:
     acc = ex.get("available_accelerators", [])
     return list(range(acc)) if isinstance(acc, int) else list(acc)

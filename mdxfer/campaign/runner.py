@@ -53,6 +53,7 @@ from mdxfer.campaign.profiles import (
     concurrency,
     light_label,
     make_launcher,
+    ranks_per_run,
     resolve_profile,
     resource_spec,
     worker_start_timeout,
@@ -669,10 +670,11 @@ class Campaign:
             cpu += p.cpu_s
         cpu += (per or 0.0) * len(left)
         workers = max(1, concurrency(self.profile))
+        # cpu is in rank-seconds; each of the `workers` runs side by side uses its ranks
         return {
             "remaining": len(left),
             "cpu_s": cpu,
-            "eta_s": cpu / workers,
+            "eta_s": cpu / (workers * ranks_per_run(self.profile)),
             "workers": workers,
             "basis": basis,
             "partner_left": bool(partner_left and left),

@@ -406,10 +406,15 @@ def test_select_only_from_known_molecules(oracle_csv, tmp_path):
 
     class CountingOracle(TableOracle):
         calls = 0
+        pending_runs = 0  # a campaign oracle runs its pending candidates here
 
         def measure(self, smiles, log=None, on_result=None):
             CountingOracle.calls += len(smiles)
             return super().measure(smiles, log, on_result)
+
+        def run_pending(self, log=None):
+            CountingOracle.pending_runs += 1
+            return 0
 
     table = pd.read_csv(oracle_csv)
     known_csv = tmp_path / "known.csv"
@@ -424,6 +429,7 @@ def test_select_only_from_known_molecules(oracle_csv, tmp_path):
     with ALState(tmp_path / "al.db") as state:
         res = ActiveLearner(pool, oracle, state, s, known_ms).run(select_only=True)
         assert CountingOracle.calls == 0 and res["round"] == 0 and len(res["picks"]) == 4
+        assert CountingOracle.pending_runs == 0  # --select-only starts no simulation at all
         assert all(p["status"] == "pending" and p["mean"] is not None for p in res["picks"])
         assert state.rounds()[0]["acquisition"] == "ucb"  # not a random "initial" round
         chosen = [p["smiles"] for p in res["picks"]]
@@ -433,6 +439,13 @@ def test_select_only_from_known_molecules(oracle_csv, tmp_path):
         ActiveLearner(pool, oracle, state, s, known_ms).run(max_rounds=1)
         assert CountingOracle.calls == 4
         assert sorted(p["smiles"] for p in state.picks(0, status="done")) == sorted(chosen)
+    # rounds counts acquisition rounds: with n_initial = 0, rounds = 2 is rounds 0 and 1
+    s2 = settings(n_initial=0, batch_size=3, rounds=2, diversity=Diversity("none"))
+    with ALState(tmp_path / "two.db") as state:
+        res = ActiveLearner(pool, oracle, state, s2, known_ms).run()
+        assert [r["round"] for r in state.rounds()] == [0, 1] and res["finished"]
+        assert {r["acquisition"] for r in state.rounds()} == {"ucb"}
+        assert res["simulations"] == 6
     # without known molecules there is nothing to fit round 0 on
     with ALState(tmp_path / "empty.db") as state:
         with pytest.raises(ALError, match="at least 3"):

@@ -418,6 +418,22 @@ def test_cost_up_front_before_anything_runs(tmp_path):
     assert "left: 2 candidate(s)" in text.output and "incl. the partner box" in text.output
 
 
+def test_eta_divides_the_cpu_time_over_runs_and_their_ranks(tmp_path):
+    """CPU time is counted in rank-seconds: with 2 MPI ranks per run the wall-time estimate is
+    the CPU time over (runs side by side × ranks), not over the runs alone."""
+    from mdxfer.campaign.profiles import concurrency
+
+    one = write_campaign(tmp_path / "one", ["CCO", "CCCO"])
+    two = write_campaign(tmp_path / "two", ["CCO", "CCCO"])
+    two.write_text(two.read_text().replace("ranks = 1", "ranks = 2"))
+    with Campaign.open(one) as a, Campaign.open(two) as b:
+        ea, eb = a.eta(), b.eta()
+        workers_b = max(1, concurrency(b.profile))
+    assert eb["cpu_s"] == pytest.approx(ea["cpu_s"])  # the same work
+    assert eb["eta_s"] == pytest.approx(eb["cpu_s"] / (2 * workers_b))
+    assert ea["eta_s"] == pytest.approx(ea["cpu_s"] / ea["workers"])
+
+
 def test_finished_campaign_has_no_eta(finished):
     eta = finished["status"]["eta"]
     assert eta["remaining"] == 0 and eta["cpu_s"] == 0
