@@ -300,3 +300,21 @@ def test_rubber_checks_pick_and_compare(tmp_path):
     assert list(table.name) == ["ethanol", "acetic acid"]  # by canonical SMILES, done only
     assert list(table.within_2_spread) == [True, False]
     assert list(table.simulated) == [-203.0, -120.0]
+
+
+def test_a_molecule_the_campaign_failed_on_is_passed_over(tmp_path):
+    """data/qm9_md_failed.csv: the draw skips a molecule the campaign could not simulate, with
+    the campaign's reason, and takes the next one."""
+    draw = _load_script("draw_qm9")
+    failed_csv = tmp_path / "failed.csv"
+    pd.DataFrame({"qm9_index": [7], "smiles": ["CCO"], "reason": ["LAMMPS blew up"]}).to_csv(
+        failed_csv, index=False
+    )
+    failed = draw.md_failures(failed_csv)
+    assert failed == {"CCO": "MD: LAMMPS blew up"}
+    problem = draw.with_md_failures(failed, lambda s: None)
+    assert problem("CCO") == "MD: LAMMPS blew up" and problem("CCC") is None
+    committed = draw.md_failures()
+    skipped = pd.read_csv(ROOT / "data" / "qm9_draw_skipped.csv")
+    for smi, reason in committed.items():  # every committed MD failure is in the skipped list
+        assert reason in set(skipped.reason) and smi in set(skipped.smiles)
