@@ -244,13 +244,24 @@ def test_noise_ceiling_is_one_minus_noise_over_spread():
     assert lines[1].startswith("E_cross: 3 rows")
 
 
-def test_the_al_file_on_the_table_loads():
+def test_the_al_file_on_the_table_loads(tmp_path):
     """examples/al_qm9_isoprene.toml: the loop starts from the shipped table (E_cross with its
     stderr as each molecule's noise), no random round, the table campaign's work directory."""
     from mdxfer.al.loop import load_al_config
     from mdxfer.campaign.spec import load_spec
 
-    cfg = load_al_config(ROOT / "examples" / "al_qm9_isoprene.toml")
+    # the file as committed, its run folders (the pretrained model made by `mdxfer pretrain`)
+    # moved under tmp_path: a fresh clone has no runs/
+    text = (ROOT / "examples" / "al_qm9_isoprene.toml").read_text()
+    (tmp_path / "runs" / "cv-paper").mkdir(parents=True)
+    (tmp_path / "examples").mkdir()
+    text = text.replace('"../data/', f'"{ROOT / "data"}/')
+    text = text.replace(
+        'workdir = "../runs/qm9-isoprene"', f'workdir = "{ROOT / "runs" / "qm9-isoprene"}"'
+    )
+    (tmp_path / "examples" / "al.toml").write_text(text)
+    cfg = load_al_config(tmp_path / "examples" / "al.toml")
+    assert Path(cfg.settings.surrogate.model_dir) == tmp_path / "runs" / "cv-paper"
     assert cfg.settings.n_initial == 0 and not cfg.settings.acquisition.maximize
     table = pd.read_csv(ROOT / "data" / "eint_isoprene.csv")
     known = cfg.read_initial()
