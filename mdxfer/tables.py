@@ -39,6 +39,9 @@ class TargetRows:
     skipped_status: int = 0  # status column present and not "done"
     skipped_missing: int = 0  # empty / NaN target
     problems: list[str] = field(default_factory=list)  # "line N: target 'x' is not a number"
+    #: each kept row's standard error from a ``<target>_stderr`` column (None: no column, or
+    #: no finite non-negative value in that row)
+    stderr: list[float | None] = field(default_factory=list)
 
     def skipped_text(self) -> str | None:
         """``"skipped 3 row(s) whose status is not done, 1 without a target value"`` or None."""
@@ -85,6 +88,7 @@ def read_targets(
             "Name them with --smiles-col/--target-col."
         )
     i_status = table.column(STATUS_COLUMN) if target_col != STATUS_COLUMN else None
+    i_se = table.column(f"{target_col}_stderr")
     out = TargetRows([], [])
     for rec in table:
         if i_status is not None and rec.values[i_status].strip().lower() != "done":
@@ -100,4 +104,6 @@ def read_targets(
             continue
         out.records.append(rec)
         out.targets.append(y)
+        se = _number(rec.values[i_se].strip()) if i_se is not None else None
+        out.stderr.append(se if se is not None and math.isfinite(se) and se >= 0 else None)
     return out

@@ -93,45 +93,27 @@ class TableOracle(Oracle):
         #: what was left out (a campaign export's unfinished rows, empty targets), or None
         self.skipped = rows.skipped_text()
         values: dict[str, float] = {}
+        stderr: dict[str, float] = {}
         bad = [(int(p.split()[1].rstrip(":")), p) for p in rows.problems]
-        for rec, y in zip(rows.records, rows.targets):
+        for rec, y, se in zip(rows.records, rows.targets, rows.stderr):
             try:
                 key = canonical(rec.smiles)
             except Exception:  # noqa: BLE001 - reported below with the line number
                 bad.append((rec.line, f"line {rec.line}: invalid SMILES {rec.smiles!r}"))
                 continue
-            values.setdefault(key, y)
+            if key not in values:
+                values[key] = y
+                if se is not None:
+                    stderr[key] = se
         if bad:
             bad = [p for _, p in sorted(bad)]
             more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
             raise ALError(f"Oracle table {self.path}: " + "; ".join(bad[:5]) + more + ".")
         self.values = values
         #: each molecule's standard error, from a ``<target>_stderr`` column when the table has one
-        #: (an mdxfer E_int table does); the loop weights its fits by it
-        self.stderr = self._read_stderr(f"{target_col}_stderr", smiles_col)
+        #: (an mdxfer E_int table does; the same row as its value); the loop weights its fits by it
+        self.stderr = stderr
         self.target, self.unit, self.delay_s = target_col, unit, delay_s
-
-    def _read_stderr(self, column: str, smiles_col: str) -> dict[str, float]:
-        import pandas as pd
-
-        if self.path.suffix.lower() != ".csv":
-            return {}
-        try:
-            df = pd.read_csv(self.path, usecols=lambda c: c in (smiles_col, column))
-        except (OSError, ValueError):
-            return {}
-        if column not in df or smiles_col not in df:
-            return {}
-        out: dict[str, float] = {}
-        for smi, se in zip(df[smiles_col], pd.to_numeric(df[column], errors="coerce")):
-            if isinstance(smi, str) and math.isfinite(se) and se >= 0:
-                try:
-                    key = canonical(smi)
-                except Exception:  # noqa: BLE001 - an unparsable row was reported above
-                    continue
-                if key in self.values:
-                    out.setdefault(key, float(se))
-        return out
 
     def measure(
         self,
