@@ -226,14 +226,7 @@ def main() -> None:
                 f"{args.table} has {len(y)} rows with {target}: a 3:1 split needs at "
                 "least 8 (the reference study's set-up has 32); let the campaign run on."
             )
-        raw = pd.read_csv(args.table)
-        se_col = f"{target}_stderr"
-        se_of = (
-            {str(a).strip(): b for a, b in zip(raw.smiles, raw[se_col]) if pd.notna(b)}
-            if se_col in raw
-            else {}
-        )
-        stderr = np.array([se_of.get(s, np.nan) for s in smiles], dtype=float)
+        stderr = table.stderr.to_numpy(dtype=float)  # the same rows' <target>_stderr
         E = base.embed(featurize_smiles(smiles).graphs, smiles)
         FP = morgan_counts(smiles)
         df = run_target(base, smiles, y, E, FP, args.splits, tuple(args.modes))

@@ -81,11 +81,12 @@ def wait_until(pred, proc: subprocess.Popen, timeout: float = 120.0) -> None:
 
 
 def stop(proc: subprocess.Popen) -> None:
-    """SIGTERM (a clean stop), then SIGKILL after 30 s."""
+    """SIGTERM (a clean stop), then SIGKILL after 120 s: a clean stop shuts Parsl down and
+    records the run as interrupted, which took over 30 s on a loaded 2-core machine."""
     if proc.poll() is None:
         proc.terminate()
         try:
-            proc.wait(30)
+            proc.wait(120)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(30)

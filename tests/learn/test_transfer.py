@@ -192,6 +192,20 @@ def test_renamed_columns(base_dir, table, tmp_path):
     df.to_csv(path, index=False)
     t = read_target_table(path, "SMILES", "E_int_kcal_mol")
     assert len(t) == 24 and t.line.tolist()[:2] == [2, 3]
+    assert t.stderr.isna().all()  # no E_int_kcal_mol_stderr column
+
+
+def test_stderr_column_follows_its_rows(tmp_path):
+    """A row skipped for its status does not shift the stderr of the rows after it."""
+    p = tmp_path / "export.csv"
+    p.write_text(
+        "smiles,status,E_int,E_int_stderr\n"
+        "CCO,done,1.0,0.5\nCCC,failed,,\nCCCC,done,3.0,\nCCCCO,done,4.0,0.7\n"
+        "CCCCC,done,5.0,0.9\nCCCCCC,done,6.0,1.1\n"
+    )
+    t = read_target_table(p, "smiles", "E_int")
+    assert t.smiles.tolist() == ["CCO", "CCCC", "CCCCO", "CCCCC", "CCCCCC"]
+    assert np.allclose(t.stderr.to_numpy(), [0.5, np.nan, 0.7, 0.9, 1.1], equal_nan=True)
 
 
 def test_bad_tables_name_the_problem(tmp_path):
