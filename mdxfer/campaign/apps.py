@@ -71,6 +71,15 @@ def _stage_done(workdir: Path, stage: str, protocol: Protocol) -> bool:
     return summary_matches(workdir, _read_json(workdir / f"{stage}.json"), protocol)
 
 
+def box_finished(workdir: str | Path, protocol: Protocol, role: str = "candidate") -> bool:
+    """True when ``workdir`` holds this protocol's finished box in ``role`` (its NVT summary
+    matches): e.g. a partner box another campaign sharing the work directory has run."""
+    workdir = Path(workdir)
+    info = _read_json(workdir / "species.json") or {}
+    same_role = info.get("role", "candidate") == role or protocol.partner_ps == protocol.nvt_ps
+    return same_role and _stage_done(workdir, "nvt", protocol)
+
+
 def build_species(
     smiles: str, protocol: Protocol, workdir: str, role: str = "candidate"
 ) -> dict[str, Any]:

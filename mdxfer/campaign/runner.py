@@ -638,7 +638,10 @@ class Campaign:
         if walls is None:
             walls = [r["wall_s"] for r in done if r["wall_s"]]
         partner = self.store.task(self.partner_key) if partner is None else partner
-        partner_left = not partner or partner["state"] != "done"
+        partner_left = (not partner or partner["state"] != "done") and not (
+            partner
+            and apps.box_finished(self.spec.workdir / partner["workdir"], self.protocol, "partner")
+        )  # a campaign sharing the work directory may have run it
         per, basis = None, None
         used = [c for c in (self._cpu_seconds(r) for r in done[-20:]) if c]
         if used:  # what the finished ones really cost (CPU, not wall: runs may share cores)

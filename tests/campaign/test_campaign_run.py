@@ -452,6 +452,9 @@ def test_a_stack_only_change_reuses_every_box(finished, tmp_path):
     with Campaign.open(path) as camp:
         assert camp.digest != spec.protocol.digest()
         assert camp.cell_digest == spec.protocol.cell_digest()
+        # its own database has no partner task done, the shared folder has the box
+        assert camp.store.task(camp.partner_key)["state"] != "done"
+        assert not camp.eta()["partner_left"]
         report = camp.run()
         rows = camp.results()
     assert report.done == 2 and all(r["status"] == "done" for r in rows)
