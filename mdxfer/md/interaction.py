@@ -16,6 +16,7 @@ atomic rename; a stage whose summary exists for the same protocol is not run aga
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -46,6 +47,7 @@ from mdxfer.md.ffinput import (
 from mdxfer.md.lammps import (
     Launcher,
     free_cores,
+    is_blowup,
     lammps_version,
     render,
     run_input,
@@ -424,6 +426,49 @@ def precompression(info: dict[str, Any], protocol: Protocol) -> tuple[int, int, 
     return chunks, chunk, velocity
 
 
+#: The k-th restart of a stage after a blow-up starts from velocities seeded with
+#: seed + k × this prime (a single-rank LAMMPS run is deterministic: the same seed would blow
+#: up at the same step again).
+RESTART_SEED_STEP = 7919
+
+
+def blowups(workdir: str | Path, stage: str) -> list[dict[str, Any]]:
+    """The earlier attempts of ``stage`` in ``workdir`` whose trajectory went unstable
+    (``<stage>.blowups.json``: the velocity seed and LAMMPS's reason of each), oldest first."""
+    try:
+        data = json.loads((Path(workdir) / f"{stage}.blowups.json").read_text())
+    except (OSError, ValueError):
+        return []
+    return data if isinstance(data, list) else []
+
+
+def restart_seed(base: int, restarts: int) -> int:
+    """The velocity seed of a stage after ``restarts`` blow-ups: ``base`` the first time, then
+    another one each time (in LAMMPS's range 1 … 900,000,000)."""
+    return (base - 1 + RESTART_SEED_STEP * restarts) % 900_000_000 + 1
+
+
+@contextlib.contextmanager
+def _recording_blowups(workdir: Path, stage: str, seed: int | None):
+    """Record a blow-up of this attempt of ``stage`` (its velocity seed, LAMMPS's reason) in
+    ``<stage>.blowups.json`` and say in the error what running the stage again does."""
+    try:
+        yield
+    except LammpsError as exc:
+        if not is_blowup(exc.reason):
+            raise
+        earlier = blowups(workdir, stage)
+        record = {"velocity_seed": seed, "failed_stage": exc.stage, "reason": exc.reason}
+        write_json_atomic(workdir / f"{stage}.blowups.json", [*earlier, record])
+        raise LammpsError(
+            exc.stage,
+            f"{exc.reason} (the trajectory went unstable, attempt {len(earlier) + 1}; running "
+            "the stage again — a campaign retry does — starts it from new velocities)",
+            exc.log_tail,
+            exc.workdir,
+        ) from None
+
+
 def run_compress(
     workdir: str | Path,
     protocol: Protocol,
@@ -447,111 +492,119 @@ def run_compress(
         if protocol.squeeze_ps > 0 and info["kind"] == "species"
         else 0
     )
-    # values shared by the first input and its extensions
-    barostat = dict(
-        stage=stage,
-        data_out=f"{stage}.data",
-        timestep=f"{protocol.timestep_fs:g}",
-        thermo_every=protocol.every(protocol.thermo_every_fs),
-        tail_command=tail_command(protocol, bool(info["hbond_pairs"])),
-        temperature=f"{protocol.temperature_K:g}",
-        tdamp=f"{protocol.tdamp_fs:g}",
-        pressure=f"{protocol.pressure_atm:g}",
-        pdamp=f"{protocol.pdamp_fs:g}",
-        dump_every=protocol.every(protocol.dump_every_fs),
-        chunk_steps=chunk_steps,
-        shake_command=shake_command(protocol),
-    )
-    text = render(
-        "in.compress.lmp",
-        **barostat,
-        data_in="system.data",
-        n_chunks=n_chunks,
-        minimize_steps=protocol.minimize_steps,
-        minimize_evals=10 * protocol.minimize_steps,
-        seed=protocol.seed % 900_000_000 + 1,
-        precompress_chunks=pre_chunks,
-        precompress_chunk_steps=pre_chunk_steps,
-        precompress_vel=f"{pre_vel:.8g}",
-        precompress_density=f"{protocol.precompress_density_g_cm3:g}",
-        squeeze_chunks=squeeze_chunks,
-        squeeze_pressure=f"{protocol.squeeze_atm:g}",
-    )
-    (workdir / f"in.{stage}.lmp").write_text(text)
-    run = run_input(workdir, f"in.{stage}.lmp", stage, launcher)
-    runs = read_runs(run["log"])
-    # runs[0] is the minimisation, then the pre-compression chunks, the squeeze chunks and the
-    # barostat chunks at the target pressure
-    pre = concat_runs(runs[1 : 1 + pre_chunks])
-    squeeze = concat_runs(runs[1 + pre_chunks : 1 + pre_chunks + squeeze_chunks])
-    series = concat_runs(runs[1 + pre_chunks + squeeze_chunks :])
-    _check_series(series, stage, workdir)
-    squeeze = _after(squeeze, pre)
-    series = _after(series, squeeze if not squeeze.empty else pre)
-    # plateau test: mean density of the last window against the window before it
-    window = max(
-        1,
-        int(
-            round(
-                protocol.steps(ps)
-                * protocol.compress_average_fraction
-                / protocol.every(protocol.thermo_every_fs)
-            )
-        ),
-    )
-    drift = _drift(series, window)
-    wall, total_ps, extension = run["wall_s"], ps, 0
-    ext_chunks = max(1, math.ceil(protocol.steps(protocol.compress_extend_ps) / chunk_steps))
-    while drift >= protocol.plateau_drift and total_ps + 1e-9 < ps + protocol.compress_extra_max_ps:
-        extension += 1
-        name = f"{stage}_more{extension}"
+    restarts = len(blowups(workdir, stage))
+    seed = restart_seed(protocol.seed % 900_000_000 + 1, restarts)
+    with _recording_blowups(workdir, stage, seed):
+        # values shared by the first input and its extensions
+        barostat = dict(
+            stage=stage,
+            data_out=f"{stage}.data",
+            timestep=f"{protocol.timestep_fs:g}",
+            thermo_every=protocol.every(protocol.thermo_every_fs),
+            tail_command=tail_command(protocol, bool(info["hbond_pairs"])),
+            temperature=f"{protocol.temperature_K:g}",
+            tdamp=f"{protocol.tdamp_fs:g}",
+            pressure=f"{protocol.pressure_atm:g}",
+            pdamp=f"{protocol.pdamp_fs:g}",
+            dump_every=protocol.every(protocol.dump_every_fs),
+            chunk_steps=chunk_steps,
+            shake_command=shake_command(protocol),
+        )
         text = render(
-            "in.compress_more.lmp",
+            "in.compress.lmp",
             **barostat,
-            extension=extension,
-            data_in=f"{stage}.data",
-            n_chunks=ext_chunks,
+            data_in="system.data",
+            n_chunks=n_chunks,
+            minimize_steps=protocol.minimize_steps,
+            minimize_evals=10 * protocol.minimize_steps,
+            seed=seed,
+            precompress_chunks=pre_chunks,
+            precompress_chunk_steps=pre_chunk_steps,
+            precompress_vel=f"{pre_vel:.8g}",
+            precompress_density=f"{protocol.precompress_density_g_cm3:g}",
+            squeeze_chunks=squeeze_chunks,
+            squeeze_pressure=f"{protocol.squeeze_atm:g}",
         )
-        (workdir / f"in.{name}.lmp").write_text(text)
-        more = run_input(workdir, f"in.{name}.lmp", name, launcher)
-        extra = concat_runs(read_runs(more["log"]))
-        _check_series(extra, name, workdir)
-        extra = extra.assign(
-            Step=extra["Step"] + series["Step"].iloc[-1] - extra["Step"].iloc[0],
-            Time=extra["Time"] + series["Time"].iloc[-1] - extra["Time"].iloc[0],
+        (workdir / f"in.{stage}.lmp").write_text(text)
+        run = run_input(workdir, f"in.{stage}.lmp", stage, launcher)
+        runs = read_runs(run["log"])
+        # runs[0] is the minimisation, then the pre-compression chunks, the squeeze chunks and the
+        # barostat chunks at the target pressure
+        pre = concat_runs(runs[1 : 1 + pre_chunks])
+        squeeze = concat_runs(runs[1 + pre_chunks : 1 + pre_chunks + squeeze_chunks])
+        series = concat_runs(runs[1 + pre_chunks + squeeze_chunks :])
+        _check_series(series, stage, workdir)
+        squeeze = _after(squeeze, pre)
+        series = _after(series, squeeze if not squeeze.empty else pre)
+        # plateau test: mean density of the last window against the window before it
+        window = max(
+            1,
+            int(
+                round(
+                    protocol.steps(ps)
+                    * protocol.compress_average_fraction
+                    / protocol.every(protocol.thermo_every_fs)
+                )
+            ),
         )
-        series = pd.concat([series, extra.iloc[1:]], ignore_index=True)
-        wall += more["wall_s"]
-        total_ps += ext_chunks * chunk_steps * protocol.timestep_fs / 1000.0
         drift = _drift(series, window)
-    pd.concat(
-        [
-            pre.assign(phase="precompress"),
-            squeeze.assign(phase="squeeze"),
-            series.assign(phase="npt"),
-        ],
-        ignore_index=True,
-    ).to_csv(workdir / f"{stage}.thermo.csv", index=False)
-    last = summarize(series.iloc[len(series) - window :])
-    summary = {
-        "stage": stage,
-        "protocol_digest": protocol.box_digest(info["kind"], info.get("role", "candidate")),
-        "steps": protocol.steps(total_ps),
-        "npt_ps": total_ps,
-        "extensions": extension,
-        "wall_s": wall,
-        "command": run["command"],
-        "lz_A": last["lz_A"],
-        "lz_A_stderr": last["lz_A_stderr"],
-        "density_g_cm3": last["density_g_cm3"],
-        "density_g_cm3_stderr": last["density_g_cm3_stderr"],
-        "density_drift": drift,
-        "plateau": bool(drift < protocol.plateau_drift),
-        "initial_lz_A": float((pre if not pre.empty else series)["Lz"].iloc[0]),
-        "precompressed_lz_A": float(pre["Lz"].iloc[-1]) if not pre.empty else None,
-        "final_lz_A": float(series["Lz"].iloc[-1]),
-    }
-    write_json_atomic(workdir / f"{stage}.json", summary)
+        wall, total_ps, extension = run["wall_s"], ps, 0
+        ext_chunks = max(1, math.ceil(protocol.steps(protocol.compress_extend_ps) / chunk_steps))
+        while (
+            drift >= protocol.plateau_drift
+            and total_ps + 1e-9 < ps + protocol.compress_extra_max_ps
+        ):
+            extension += 1
+            name = f"{stage}_more{extension}"
+            text = render(
+                "in.compress_more.lmp",
+                **barostat,
+                extension=extension,
+                data_in=f"{stage}.data",
+                n_chunks=ext_chunks,
+            )
+            (workdir / f"in.{name}.lmp").write_text(text)
+            more = run_input(workdir, f"in.{name}.lmp", name, launcher)
+            extra = concat_runs(read_runs(more["log"]))
+            _check_series(extra, name, workdir)
+            extra = extra.assign(
+                Step=extra["Step"] + series["Step"].iloc[-1] - extra["Step"].iloc[0],
+                Time=extra["Time"] + series["Time"].iloc[-1] - extra["Time"].iloc[0],
+            )
+            series = pd.concat([series, extra.iloc[1:]], ignore_index=True)
+            wall += more["wall_s"]
+            total_ps += ext_chunks * chunk_steps * protocol.timestep_fs / 1000.0
+            drift = _drift(series, window)
+        pd.concat(
+            [
+                pre.assign(phase="precompress"),
+                squeeze.assign(phase="squeeze"),
+                series.assign(phase="npt"),
+            ],
+            ignore_index=True,
+        ).to_csv(workdir / f"{stage}.thermo.csv", index=False)
+        last = summarize(series.iloc[len(series) - window :])
+        summary = {
+            "stage": stage,
+            "protocol_digest": protocol.box_digest(info["kind"], info.get("role", "candidate")),
+            "steps": protocol.steps(total_ps),
+            "npt_ps": total_ps,
+            "extensions": extension,
+            "velocity_seed": seed,
+            "restarts": restarts,
+            "wall_s": wall,
+            "command": run["command"],
+            "lz_A": last["lz_A"],
+            "lz_A_stderr": last["lz_A_stderr"],
+            "density_g_cm3": last["density_g_cm3"],
+            "density_g_cm3_stderr": last["density_g_cm3_stderr"],
+            "density_drift": drift,
+            "plateau": bool(drift < protocol.plateau_drift),
+            "initial_lz_A": float((pre if not pre.empty else series)["Lz"].iloc[0]),
+            "precompressed_lz_A": float(pre["Lz"].iloc[-1]) if not pre.empty else None,
+            "final_lz_A": float(series["Lz"].iloc[-1]),
+        }
+        write_json_atomic(workdir / f"{stage}.json", summary)
     return summary
 
 
@@ -747,8 +800,17 @@ def run_nvt(
             protocol.interface_wall_A,
             protocol.interface_wall_k,
         )
+    restarts = len(blowups(workdir, stage))
+    seed = restart_seed(protocol.seed % 900_000_000 + 2, restarts) if restarts else None
+    velocity = (
+        "# velocities: carried over from the stage before"
+        if seed is None
+        else f"velocity        all create {protocol.temperature_K:g} {seed} dist gaussian mom yes"
+        f"  # restart {restarts} after a blow-up"
+    )
     text = render(
         "in.nvt.lmp",
+        velocity_command=velocity,
         stage=stage,
         data_in=f"{compress_stage}.data",
         data_out=f"{stage}.data",
@@ -764,9 +826,10 @@ def run_nvt(
         cross_thermo=cross_thermo,
     )
     (workdir / f"in.{stage}.lmp").write_text(text)
-    run = run_input(workdir, f"in.{stage}.lmp", stage, launcher)
-    series = concat_runs(read_runs(run["log"]))
-    _check_series(series, stage, workdir)
+    with _recording_blowups(workdir, stage, seed):
+        run = run_input(workdir, f"in.{stage}.lmp", stage, launcher)
+        series = concat_runs(read_runs(run["log"]))
+        _check_series(series, stage, workdir)
     series.to_csv(workdir / f"{stage}.thermo.csv", index=False)
     detect = ESTIMATOR_COLUMN[protocol.estimator] if protocol.equilibration == "detect" else None
     stats = summarize(series, protocol.nvt_discard_fraction, detect=detect)
@@ -776,6 +839,8 @@ def run_nvt(
         "steps": protocol.steps(ps),
         "wall_s": run["wall_s"],
         "command": run["command"],
+        "velocity_seed": seed,  # None: the velocities of the stage before
+        "restarts": restarts,
         **stats,
     }
     write_json_atomic(workdir / f"{stage}.json", summary)
@@ -836,6 +901,13 @@ def _warnings(protocol: Protocol, legs: dict[str, dict]) -> list[str]:
                 f"{100 * leg['compress']['density_drift']:.1f}% between the last two "
                 "windows; raise compress_extra_max_ps."
             )
+        for stage in ("compress", "nvt"):
+            if leg[stage].get("restarts"):
+                out.append(
+                    f"{name}: the {stage} stage went unstable {leg[stage]['restarts']} time(s) "
+                    f"and ran again from new velocities (seed {leg[stage]['velocity_seed']}; "
+                    f"{stage}.blowups.json in its folder)."
+                )
         z = leg["nvt"].get(f"{key}_drift_z")
         if z is not None and abs(z) > 3:
             out.append(

@@ -216,6 +216,28 @@ def log_tail(path: Path, lines: int = 25) -> str:
     return "\n".join(text[-lines:])
 
 
+#: LAMMPS errors of a trajectory that went unstable (atoms too fast or too close), not of a
+#: wrong input: the same input started from other velocities usually runs. Matched without
+#: regard to case in the error line (:func:`is_blowup`).
+BLOWUP_ERRORS = (
+    "out of range atoms",  # PPPM: an atom left its grid stencil
+    "lost atoms",
+    "bond atoms",  # "Bond atoms 12 13 missing": a bond stretched beyond the ghost cut-off
+    "angle atoms",
+    "dihedral atoms",
+    "improper atoms",
+    "shake",  # "Shake atoms ... missing", "Shake determinant < 0.0"
+    "non-finite energies",
+)
+
+
+def is_blowup(reason: str) -> bool:
+    """Whether a LAMMPS failure ``reason`` (an ERROR line, or mdxfer's own check of the thermo
+    output) is an unstable trajectory rather than a wrong input (:data:`BLOWUP_ERRORS`)."""
+    low = reason.lower()
+    return any(pattern in low for pattern in BLOWUP_ERRORS)
+
+
 def run_input(
     workdir: Path,
     input_name: str,
