@@ -13,8 +13,8 @@ production protocol, predicted against simulated.
 production preset, isoprene, one replica, the same work directory as the E_int table's
 campaign (a molecule simulated there is never simulated twice). ``compare`` joins the
 predictions with a ``mdxfer campaign export`` of that campaign (by canonical SMILES): predicted
-mean ± spread, simulated value ± stderr, and whether the simulated value lies within the
-predicted ± 2 spread.
+mean ± spread, simulated value ± stderr, and whether the simulated value lies within 2 σ of the
+prediction (σ: the model's spread and the simulation's stderr in quadrature).
 """
 
 from __future__ import annotations
@@ -121,7 +121,9 @@ def compare(ranked: pd.DataFrame, export: pd.DataFrame, target: str) -> pd.DataF
             "in_domain": m["in_domain"],
         }
     )
-    out["within_2_spread"] = (out.simulated - out.predicted).abs() <= 2 * out.predicted_spread
+    # the model's spread and the simulation's stderr in quadrature (a missing stderr counts 0)
+    combined = (out.predicted_spread**2 + out.simulated_stderr.fillna(0.0) ** 2) ** 0.5
+    out["within_2_sigma"] = (out.simulated - out.predicted).abs() <= 2 * combined
     return out.sort_values("rank").reset_index(drop=True)
 
 

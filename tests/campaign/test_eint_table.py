@@ -309,7 +309,10 @@ def test_rubber_checks_pick_and_compare(tmp_path):
     )
     table = mod.compare(ranked, export, "E_cross")
     assert list(table.name) == ["ethanol", "acetic acid"]  # by canonical SMILES, done only
-    assert list(table.within_2_spread) == [True, False]
+    assert list(table.within_2_sigma) == [True, False]
+    # 2 σ counts the simulation's stderr too: 5 of spread and 12 of stderr make 13
+    export.loc[1, ["E_cross", "E_cross_stderr"]] = [-175.0, 12.0]  # 25 from -150
+    assert list(mod.compare(ranked, export, "E_cross").within_2_sigma) == [True, True]
     assert list(table.simulated) == [-203.0, -120.0]
 
 
