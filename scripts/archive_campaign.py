@@ -40,6 +40,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("campaign", help="campaign TOML file")
     ap.add_argument("--out", required=True, help="the .tar.gz to write")
+    ap.add_argument(
+        "--db-arcname",
+        default=None,
+        help="name of the store in the archive when it lives outside the work directory "
+        "(default campaign.db; give another name when a second campaign shares the work "
+        "directory, and move it back to the campaign file's `database` after extracting)",
+    )
     args = ap.parse_args()
 
     from mdxfer.campaign.spec import load_spec
@@ -65,7 +72,7 @@ def main() -> None:
                 copy,
                 arcname=Path(spec.database).relative_to(workdir)
                 if Path(spec.database).is_relative_to(workdir)
-                else "campaign.db",
+                else (args.db_arcname or "campaign.db"),
             )
             campaign_file = Path(args.campaign).resolve()
             if campaign_file.is_relative_to(workdir.resolve()):  # a file kept with its runs
