@@ -76,8 +76,13 @@ def box_finished(workdir: str | Path, protocol: Protocol, role: str = "candidate
     matches): e.g. a partner box another campaign sharing the work directory has run."""
     workdir = Path(workdir)
     info = _read_json(workdir / "species.json") or {}
-    same_role = info.get("role", "candidate") == role or protocol.partner_ps == protocol.nvt_ps
-    return same_role and _stage_done(workdir, "nvt", protocol)
+    return role_matches(info, role, protocol) and _stage_done(workdir, "nvt", protocol)
+
+
+def role_matches(info: dict[str, Any], role: str, protocol: Protocol) -> bool:
+    """Whether a box's ``species.json`` (``info``) ran its NVT for ``role``: the same role, or
+    both roles run the same NVT length."""
+    return info.get("role", "candidate") == role or protocol.partner_ps == protocol.nvt_ps
 
 
 def build_species(

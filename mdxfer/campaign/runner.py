@@ -757,7 +757,7 @@ class _Graph:
         wd = self.c.spec.workdir / row["workdir"]
         self.labels[str(wd)] = label
         info = _read_json(wd / "species.json")
-        same_role = info.get("role", "candidate") == role or protocol.partner_ps == protocol.nvt_ps
+        same_role = apps.role_matches(info, role, protocol)
         if row["state"] == "done" and (wd / "nvt.json").exists() and same_role:
             self.species_nvt[key] = None
             return None

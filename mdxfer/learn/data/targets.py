@@ -29,7 +29,8 @@ def read_target_table(
     """Read a CSV of SMILES and target values (:func:`mdxfer.tables.read_targets`: a campaign
     export is taken as it is, rows not ``done`` or without a target are skipped and counted in
     ``log`` and ``df.attrs["skipped"]``); returns columns ``smiles``, ``target``, ``line`` (line
-    number in the file) and ``stderr`` (the row's ``<target>_stderr``, NaN where there is none). Raises :class:`DataError` naming the bad lines."""
+    number in the file) and ``stderr`` (the row's ``<target>_stderr``, NaN where there is
+    none). Raises :class:`DataError` naming the bad lines."""
     path = Path(path)
     rows = read_targets(path, smiles_col, target_col, error=DataError)
     skipped = rows.skipped_text()
