@@ -341,3 +341,21 @@ def test_an_entangled_stack_is_built_again_then_refused(
     assert read_json(d / "species.json")["top_shift_A"] > 0
     assert (d / "system.data").read_text() != before  # rebuilt with another cut plane
     assert not (d / "compress.json").exists()  # nothing to average from
+
+
+def test_packmol_takes_its_best_unconverged_packing_only_above_the_contact_floor():
+    """Hexane at 1.2 g/cm³ (far above its liquid's) cannot reach 2 Å in Packmol's 60 loops: its
+    best configuration is taken when its closest contact clears ``accept_fraction × 2 Å``
+    (recorded as not converged, with that contact), refused with a BoxError when it does not."""
+    from mdxfer.errors import BoxError
+    from mdxfer.md.packmol import pack_packmol
+
+    ff = parametrize(embed("CCCCCC"), "CCCCCC")
+    system = pack_packmol(ff, 20, 20.0, 20.0, 1.2, tries=1, accept_fraction=0.5)
+    closest = min_intermolecular_distance(system)
+    assert system.meta["packmol_converged"] is False
+    assert 1.0 <= closest < 2.0
+    assert system.meta["min_distance_A"] == pytest.approx(closest, abs=1e-3)
+    assert system.density == pytest.approx(1.2, rel=1e-6)
+    with pytest.raises(BoxError, match="Packmol could not place 20 copies"):
+        pack_packmol(ff, 20, 20.0, 20.0, 1.2, tries=1, accept_fraction=1.0)
