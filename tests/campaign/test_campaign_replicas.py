@@ -17,20 +17,12 @@ import statistics
 from pathlib import Path
 
 import pytest
+from tiny_protocol import protocol_toml
 
 from mdxfer.campaign import Campaign, load_spec
 
 pytestmark = pytest.mark.slow
 
-TINY = {
-    "preset": "quick",
-    "n_molecules": 8,
-    "compress_ps": 1.0,
-    "nvt_ps": 1.0,
-    "stack_compress_ps": 1.0,
-    "stack_nvt_ps": 1.0,
-    "minimize_steps": 100,
-}
 NEW_COLUMNS = (
     "E_cross",
     "E_cross_stderr",
@@ -45,12 +37,12 @@ NEW_COLUMNS = (
 def write_campaign(directory: Path, smiles: list[str], replicas: int) -> Path:
     """The tiny protocol with ``replicas``, the local profile (1 LAMMPS rank), no retries."""
     directory.mkdir(parents=True, exist_ok=True)
-    proto = "\n".join(f"{k} = {json.dumps(v)}" for k, v in {**TINY, "replicas": replicas}.items())
+    proto = protocol_toml(replicas=replicas)
     path = directory / "rep.toml"
     path.write_text(
         f'[campaign]\npartner = "CC(=C)C=C"\n'
         f"[candidates]\nsmiles = {json.dumps(smiles)}\n"
-        f"[protocol]\n{proto}\n"
+        f"{proto}\n"
         f'[execution]\nprofile = "local"\n[execution.lammps]\nranks = 1\n'
         f"[retry]\nmax_retries = 0\n"
     )

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tiny_protocol import protocol_toml
 from typer.testing import CliRunner
 
 from mdxfer.campaign import Campaign, load_spec
@@ -26,15 +27,6 @@ from mdxfer.cli.main import app
 
 pytestmark = pytest.mark.slow
 
-TINY = {
-    "preset": "quick",
-    "n_molecules": 8,
-    "compress_ps": 1.0,
-    "nvt_ps": 1.0,
-    "stack_compress_ps": 1.0,
-    "stack_nvt_ps": 1.0,
-    "minimize_steps": 100,
-}
 GOOD = ["CCO", "CC(C)=O", "CCCC"]
 INCHIKEY_DIR = re.compile(r"^[A-Z]{14}-[A-Z]{10}-[A-Z]-[0-9a-f]{8}$")
 
@@ -49,11 +41,11 @@ def write_campaign(
 ) -> Path:
     """A campaign file with the tiny protocol and the local profile (1 LAMMPS rank)."""
     directory.mkdir(parents=True, exist_ok=True)
-    proto = "\n".join(f"{k} = {json.dumps(v)}" for k, v in TINY.items())
+    proto = protocol_toml()
     text = (
         f'[campaign]\npartner = "CC(=C)C=C"\n{campaign}\n'
         f"[candidates]\nsmiles = {json.dumps(smiles)}\n"
-        f"[protocol]\n{proto}\n"
+        f"{proto}\n"
         f'[execution]\nprofile = "local"\n[execution.lammps]\nranks = 1\n{execution}\n'
         f"{retry}"
     )

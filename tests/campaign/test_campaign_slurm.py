@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tiny_protocol import protocol_toml
 from typer.testing import CliRunner
 
 from mdxfer.campaign import Campaign, load_spec
@@ -35,15 +36,6 @@ from mdxfer.cli.main import app
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = {
-    "preset": "quick",
-    "n_molecules": 8,
-    "compress_ps": 1.0,
-    "nvt_ps": 1.0,
-    "stack_compress_ps": 1.0,
-    "stack_nvt_ps": 1.0,
-    "minimize_steps": 100,
-}
 GOOD = ["CCO", "CC(C)=O", "CCCC"]
 
 
@@ -135,11 +127,11 @@ def write_campaign(
     campaign: str = "",
 ) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
-    proto = "\n".join(f"{k} = {json.dumps(v)}" for k, v in TINY.items())
+    proto = protocol_toml()
     path = directory / "camp.toml"
     path.write_text(
         f'[campaign]\npartner = "CC(=C)C=C"\n{campaign}\n'
-        f"[candidates]\nsmiles = {json.dumps(smiles)}\n[protocol]\n{proto}\n"
+        f"[candidates]\nsmiles = {json.dumps(smiles)}\n{proto}\n"
         f'[execution]\nprofile = "{profile}"\n{execution}\n{retry}'
     )
     return path

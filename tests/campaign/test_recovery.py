@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tiny_protocol import protocol_toml
 from typer.testing import CliRunner
 
 from mdxfer.campaign import Campaign
@@ -27,15 +28,6 @@ from mdxfer.cli.common import EXIT_FAILED_TASKS
 from mdxfer.cli.main import app
 
 #: the quick protocol shortened as in test_campaign_run (fewer steps, never faked results)
-TINY = {
-    "preset": "quick",
-    "n_molecules": 8,
-    "compress_ps": 1.0,
-    "nvt_ps": 1.0,
-    "stack_compress_ps": 1.0,
-    "stack_nvt_ps": 1.0,
-    "minimize_steps": 100,
-}
 
 
 def cli(*args):
@@ -328,13 +320,13 @@ def test_campaign_run_exits_3_when_a_candidate_failed_and_0_when_all_are_done(tm
     """A real quick campaign (tiny protocol, 1 rank): CCO finishes, C[Se]C fails at build
     (selenium is outside DREIDING's table), an unparsable SMILES fails at registration: exit 3.
     The same work directory with only CCO (a second database): every stage is reused, exit 0."""
-    proto = "\n".join(f"{k} = {json.dumps(v)}" for k, v in TINY.items())
+    proto = protocol_toml()
 
     def camp(name: str, smiles: list[str]) -> Path:
         path = tmp_path / f"{name}.toml"
         path.write_text(
             f'[campaign]\nworkdir = "shared-runs"\n[candidates]\n'
-            f"smiles = {json.dumps(smiles)}\n[protocol]\n{proto}\n"
+            f"smiles = {json.dumps(smiles)}\n{proto}\n"
             '[execution]\nprofile = "local"\n[execution.lammps]\nranks = 1\n'
         )
         return path

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tiny_protocol import TINY, protocol_toml
 
 from mdxfer.campaign import Campaign
 from mdxfer.errors import LammpsError
@@ -29,14 +30,6 @@ from mdxfer.md.protocol import load_protocol
 PPPM_CRASH = "ERROR on proc 0: Out of range atoms - cannot compute PPPM (src/KSPACE/pppm.cpp:1825)"
 
 #: the quick protocol shortened as in the campaign tests (fewer steps, never faked results)
-TINY = {
-    "n_molecules": 8,
-    "compress_ps": 1.0,
-    "nvt_ps": 1.0,
-    "stack_compress_ps": 1.0,
-    "stack_nvt_ps": 1.0,
-    "minimize_steps": 100,
-}
 
 
 def crash_once_lammps(path: Path, stages: tuple[str, ...]) -> Path:
@@ -138,12 +131,12 @@ def test_campaign_retry_of_a_blow_up_finishes_the_candidate(tmp_path):
     """A campaign whose candidate box blows up once: Parsl's retry runs the stage again from new
     velocities, the candidate is done, and its result says so."""
     lmp = crash_once_lammps(tmp_path / "lmp", ("compress",))
-    proto = "\n".join(f"{k} = {json.dumps(v)}" for k, v in TINY.items())
+    proto = protocol_toml()
     path = tmp_path / "c.toml"
     path.write_text(
         '[campaign]\ndatabase = "c.db"\npartner = "CC(=C)C=C"\n'
         '[candidates]\nsmiles = ["CCO"]\n'
-        f'[protocol]\npreset = "quick"\n{proto}\n'
+        f"{proto}\n"
         f'[execution]\nprofile = "local"\n[execution.lammps]\ncommand = "{lmp}"\n'
         '[retry]\nmax_retries = 1\nretry_on = ["lammps"]\n'
     )
