@@ -163,7 +163,13 @@ def atoms_in_box(smiles: str, protocol: Protocol) -> int:
 
 
 def _cell_ps(protocol: Protocol, nvt_ps: float) -> tuple[float, float]:
-    base = protocol.precompress_ps + protocol.squeeze_ps + protocol.compress_ps + nvt_ps
+    base = (
+        protocol.precompress_ps
+        + protocol.squeeze_ps
+        + protocol.anneal_ps
+        + protocol.compress_ps
+        + nvt_ps
+    )
     return base, base + protocol.compress_extra_max_ps
 
 

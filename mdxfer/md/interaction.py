@@ -492,6 +492,11 @@ def run_compress(
         if protocol.squeeze_ps > 0 and info["kind"] == "species"
         else 0
     )
+    anneal_chunks = (
+        math.ceil(protocol.steps(protocol.anneal_ps) / chunk_steps)
+        if protocol.anneal_ps > 0 and info["kind"] == "species"
+        else 0
+    )
     restarts = len(blowups(workdir, stage))
     seed = restart_seed(protocol.seed % 900_000_000 + 1, restarts)
     with _recording_blowups(workdir, stage, seed):
@@ -524,18 +529,24 @@ def run_compress(
             precompress_density=f"{protocol.precompress_density_g_cm3:g}",
             squeeze_chunks=squeeze_chunks,
             squeeze_pressure=f"{protocol.squeeze_atm:g}",
+            anneal_chunks=anneal_chunks,
+            anneal_temperature=f"{protocol.anneal_K:g}",
         )
         (workdir / f"in.{stage}.lmp").write_text(text)
         run = run_input(workdir, f"in.{stage}.lmp", stage, launcher)
         runs = read_runs(run["log"])
-        # runs[0] is the minimisation, then the pre-compression chunks, the squeeze chunks and the
-        # barostat chunks at the target pressure
-        pre = concat_runs(runs[1 : 1 + pre_chunks])
-        squeeze = concat_runs(runs[1 + pre_chunks : 1 + pre_chunks + squeeze_chunks])
-        series = concat_runs(runs[1 + pre_chunks + squeeze_chunks :])
+        # runs[0] is the minimisation, then the pre-compression chunks, the squeeze chunks, the
+        # anneal chunks and the barostat chunks at the target pressure and temperature
+        bounds = np.cumsum([1, pre_chunks, squeeze_chunks, anneal_chunks])
+        pre = concat_runs(runs[bounds[0] : bounds[1]])
+        squeeze = concat_runs(runs[bounds[1] : bounds[2]])
+        anneal = concat_runs(runs[bounds[2] : bounds[3]])
+        series = concat_runs(runs[bounds[3] :])
         _check_series(series, stage, workdir)
         squeeze = _after(squeeze, pre)
-        series = _after(series, squeeze if not squeeze.empty else pre)
+        anneal = _after(anneal, squeeze if not squeeze.empty else pre)
+        earlier = next((x for x in (anneal, squeeze, pre) if not x.empty), pre)
+        series = _after(series, earlier)
         # plateau test: mean density of the last window against the window before it
         window = max(
             1,
@@ -579,6 +590,7 @@ def run_compress(
             [
                 pre.assign(phase="precompress"),
                 squeeze.assign(phase="squeeze"),
+                anneal.assign(phase="anneal"),
                 series.assign(phase="npt"),
             ],
             ignore_index=True,

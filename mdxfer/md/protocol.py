@@ -46,6 +46,9 @@ class Protocol:
     precompress_density_g_cm3: float = 0.5
     squeeze_ps: float = 0.0
     squeeze_atm: float = 2000.0
+    anneal_ps: float = 0.0  # > 0: a single-species box first runs this long at anneal_K (z-only
+    #                                         barostat at pressure_atm) to forget its packing
+    anneal_K: float = 450.0
     compress_ps: float = 100.0
     compress_chunk_ps: float = 2.0
     compress_extend_ps: float = 20.0
@@ -139,6 +142,9 @@ class Protocol:
         d = self.to_dict()
         for name in ("replicas", "nvt_ps", "partner_nvt_ps", *STACK_ONLY_FIELDS):
             d.pop(name)
+        for name, default in _DIGEST_IF_CHANGED.items():  # as in digest(): later fields count
+            if name in d and d[name] == default:  # only when changed
+                d.pop(name)
         d["role_nvt_ps"] = self.partner_ps if role == "partner" else self.nvt_ps
         d["role"] = role
         return hashlib.sha256(json.dumps({"cell": d}, sort_keys=True).encode()).hexdigest()[:12]
@@ -174,7 +180,12 @@ STACK_ONLY_FIELDS = (
 )
 
 #: Fields added after results were keyed by digest: part of the digest only when changed.
-_DIGEST_IF_CHANGED = {"interface_wall_A": 0.0, "interface_wall_k": 5.0}
+_DIGEST_IF_CHANGED = {
+    "interface_wall_A": 0.0,
+    "interface_wall_k": 5.0,
+    "anneal_ps": 0.0,
+    "anneal_K": 450.0,
+}
 
 PRESETS: dict[str, Protocol] = {
     # The published procedure: 100 molecules in 30 x 30 x 200 Å; 200 atm along z for 100 ps (Nose-Hoover,
@@ -302,6 +313,7 @@ MAXIMA: dict[str, tuple[float, str]] = {
     "temperature_K": (5000.0, "K"),
     "pressure_atm": (1e5, "atm"),
     "squeeze_atm": (1e5, "atm"),
+    "anneal_K": (5000.0, "K"),
     "tdamp_fs": (1e6, "fs"),
     "pdamp_fs": (1e6, "fs"),
     "minimize_steps": (10_000_000, "steps"),
@@ -321,6 +333,7 @@ MAXIMA: dict[str, tuple[float, str]] = {
         for name in (
             "precompress_ps",
             "squeeze_ps",
+            "anneal_ps",
             "compress_ps",
             "compress_chunk_ps",
             "compress_extend_ps",
@@ -410,6 +423,8 @@ def validate(p: Protocol) -> Protocol:
             )
     if p.squeeze_ps < 0 or p.squeeze_atm <= 0:
         raise ProtocolError("squeeze_ps must be >= 0 and squeeze_atm > 0.")
+    if p.anneal_ps < 0 or p.anneal_K <= 0:
+        raise ProtocolError("anneal_ps must be >= 0 and anneal_K > 0.")
     if p.charges not in ("gasteiger", "mmff94"):
         raise ProtocolError(f"charges must be 'gasteiger' or 'mmff94', got {p.charges!r}.")
     if p.compress_extra_max_ps < 0:

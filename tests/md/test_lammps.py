@@ -170,6 +170,28 @@ def test_squeeze_phase_runs_at_its_own_pressure(tmp_path, quick, launcher):
     assert thermo["Step"].is_monotonic_increasing and thermo["Step"].is_unique
 
 
+def test_anneal_phase_runs_hot_then_the_barostat_at_the_target_temperature(
+    tmp_path, quick, launcher
+):
+    """``anneal_ps`` runs the single-species box at ``anneal_K`` (same z-only barostat) before
+    the barostat stage at 300 K; the stack (and ``anneal_ps = 0``) never anneals, and the
+    digests of protocols without it are those of before the field existed."""
+    import pandas as pd
+
+    p = dataclasses.replace(quick, anneal_ps=2.0, anneal_K=600.0)
+    assert p.digest() != quick.digest() and p.cell_digest() != quick.cell_digest()
+    wd = prepare_species("CCO", p, tmp_path / "an")
+    run_compress(wd, p, launcher)
+    assert "temp 600 600" in (wd / "in.compress.lmp").read_text()
+    thermo = pd.read_csv(wd / "compress.thermo.csv")
+    assert list(dict.fromkeys(thermo["phase"])) == ["precompress", "anneal", "npt"]
+    assert thermo["Step"].is_monotonic_increasing and thermo["Step"].is_unique
+    hot = thermo.loc[thermo["phase"] == "anneal", "Temp"].iloc[len(thermo) // 20 :]
+    npt = thermo.loc[thermo["phase"] == "npt", "Temp"]
+    assert hot.mean() > 450.0  # heading for 600 K (Nose-Hoover, 100 fs damping)
+    assert npt.iloc[-len(npt) // 2 :].mean() < hot.mean() - 100.0
+
+
 def test_a_run_without_thermo_output_is_an_error_naming_the_stage(tmp_path, launcher):
     """LAMMPS exits 0 but writes no thermo (an input that never runs): the stage fails with
     what happened and where, instead of averaging nothing."""

@@ -130,3 +130,15 @@ def test_cell_digest_ignores_only_the_stack_settings():
     assert q.cell_digest("partner") == dataclasses.replace(q, partner_nvt_ps=1000.0).cell_digest(
         "partner"
     )
+
+
+def test_fields_added_later_leave_the_stored_digests_alone():
+    """The campaign stores and run folders (data/campaign_runs) are keyed by these digests:
+    a field added to Protocol at its default must not change them, set it must."""
+    p = load_protocol("production")
+    assert p.digest() == "5f0d467107fa"
+    assert p.cell_digest() == "a3d6f7f062cd"
+    assert p.cell_digest("partner") == "7e8299d148ac"
+    hot = load_protocol("production", {"anneal_ps": 50.0})
+    assert hot.digest() != p.digest() and hot.cell_digest() != p.cell_digest()
+    assert load_protocol("production", {"anneal_K": 450.0}).digest() == p.digest()
