@@ -144,6 +144,10 @@ def _refuse_finished(workdir: Path, found: dict, wanted: dict) -> None:
     )
 
 
+#: Packing facts of a box's ``System.meta`` kept in its ``species.json`` (``packing``).
+PACKING_META = ("packing", "packmol_converged", "min_distance_A", "seed")
+
+
 def _write_inputs(system: System, protocol: Protocol, workdir: Path, info: dict) -> None:
     for name in STAGE_OUTPUTS:
         (workdir / name).unlink(missing_ok=True)
@@ -161,6 +165,8 @@ def _write_inputs(system: System, protocol: Protocol, workdir: Path, info: dict)
         initial_density_g_cm3=system.density,
         hbond_pairs=hbond_pairs(system) if protocol.hbond else [],
         box_A=list(map(float, system.box)),
+        # how the box was packed (packmol: whether it converged, the closest contact in Å)
+        packing={k: system.meta[k] for k in PACKING_META if k in system.meta},
     )
     write_json_atomic(workdir / SPECIES_FILE, info)
 
@@ -612,7 +618,9 @@ def run_compress(
             "density_g_cm3_stderr": last["density_g_cm3_stderr"],
             "density_drift": drift,
             "plateau": bool(drift < protocol.plateau_drift),
-            "initial_lz_A": float((pre if not pre.empty else series)["Lz"].iloc[0]),
+            "initial_lz_A": float(
+                next(x for x in (pre, squeeze, anneal, series) if not x.empty)["Lz"].iloc[0]
+            ),
             "precompressed_lz_A": float(pre["Lz"].iloc[-1]) if not pre.empty else None,
             "final_lz_A": float(series["Lz"].iloc[-1]),
         }

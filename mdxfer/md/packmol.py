@@ -108,6 +108,8 @@ def pack_packmol(
     """
     if count < 1:
         raise BoxError(f"The number of molecules must be at least 1 (got {count}).")
+    if tries < 1:
+        raise BoxError(f"Packmol needs at least one attempt (tries = {tries}).")
     centred = molecule.coords - molecule.coords.mean(axis=0)
     extent = molecule_extent(centred)
     if extent + tolerance > min(lx, ly):

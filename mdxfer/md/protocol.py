@@ -46,8 +46,9 @@ class Protocol:
     precompress_density_g_cm3: float = 0.5
     squeeze_ps: float = 0.0
     squeeze_atm: float = 2000.0
-    anneal_ps: float = 0.0  # > 0: a single-species box first runs this long at anneal_K (z-only
-    #                                         barostat at pressure_atm) to forget its packing
+    anneal_ps: float = 0.0  # > 0: a single-species box runs this long at anneal_K (z-only
+    #                                         barostat at pressure_atm) before its barostat
+    #                                         stage at temperature_K, to forget its packing
     anneal_K: float = 450.0
     compress_ps: float = 100.0
     compress_chunk_ps: float = 2.0

@@ -27,8 +27,6 @@ from mdxfer.campaign.spec import CampaignError
 from mdxfer.cli.common import EXIT_FAILED_TASKS
 from mdxfer.cli.main import app
 
-#: the quick protocol shortened as in test_campaign_run (fewer steps, never faked results)
-
 
 def cli(*args):
     return CliRunner().invoke(app, [str(a) for a in args])

@@ -29,8 +29,6 @@ from mdxfer.md.protocol import load_protocol
 
 PPPM_CRASH = "ERROR on proc 0: Out of range atoms - cannot compute PPPM (src/KSPACE/pppm.cpp:1825)"
 
-#: the quick protocol shortened as in the campaign tests (fewer steps, never faked results)
-
 
 def crash_once_lammps(path: Path, stages: tuple[str, ...]) -> Path:
     """An executable that crashes the first run of each of ``stages`` in a folder like the PPPM

