@@ -670,7 +670,8 @@ def wall(args: argparse.Namespace) -> None:
 def cells(args: argparse.Namespace) -> None:
     """Single-species cells only (compress + NVT), a protocol variant against the panel's cells:
     per replica the estimator energy E_chem, its within-run stderr, density, plateau drift and
-    barostat time, then per candidate the replica SD of E_chem beside the production panel's."""
+    barostat time, then per candidate the replica SD of E_chem (per cell and per 100 molecules)
+    beside the production panel's."""
     overrides = dict(kv.split("=", 1) for kv in args.set)
     overrides = {k: _toml_value(v) for k, v in overrides.items()}
     base = load_protocol(args.protocol)
@@ -725,6 +726,9 @@ def cells(args: argparse.Namespace) -> None:
                     "replica": k,
                     "E_chem": s[key],
                     "se": s[f"{key}_stderr"],
+                    # replicas may differ by a molecule (the slab count follows each seed's
+                    # conformer volume): compare energies per 100 molecules as well
+                    "n_mol": read_json(d / "species.json")["n_molecules"],
                     "density": comp["density_g_cm3"],
                     "lz": comp["lz_A"],
                     "drift": comp["density_drift"],
@@ -733,13 +737,16 @@ def cells(args: argparse.Namespace) -> None:
                 }
             )
     t = pd.DataFrame(rows)
+    t["E_chem_per100"] = 100.0 * t["E_chem"] / t["n_mol"]
     pd.set_option("display.width", 200)
     print(f"variant {variant.digest()} = {args.protocol} with {overrides}")
     print(t.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     g = t.groupby(["name", "set"]).agg(
         n=("E_chem", "size"),
         sd_E_chem=("E_chem", "std"),
+        sd_per100=("E_chem_per100", "std"),
         mean_se=("se", "mean"),
+        sd_density=("density", "std"),
         sd_lz=("lz", "std"),
         density=("density", "mean"),
         npt_ps=("npt_ps", "mean"),
