@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_protocol import protocol_toml
 
 from mdxfer.al.acquisition import Acquisition, ALError
 from mdxfer.al.diversity import Diversity
@@ -291,22 +292,12 @@ def test_loop_with_the_md_campaign(pretrained, tmp_path):
     """The real oracle: picks go to the campaign, Parsl runs LAMMPS (1 rank), E_int comes back."""
     pool = ["CCO", "CC(C)=O", "CCCC", "CO", "CC#N", "CCOC"]
     (tmp_path / "pool.smi").write_text("\n".join(pool) + "\n")
-    tiny = {
-        "preset": "quick",
-        "n_molecules": 8,
-        "compress_ps": 1.0,
-        "nvt_ps": 1.0,
-        "stack_compress_ps": 1.0,
-        "stack_nvt_ps": 1.0,
-        "minimize_steps": 100,
-    }
-    proto = "\n".join(f"{k} = {json.dumps(v)}" for k, v in tiny.items())
+    proto = protocol_toml()
     f = tmp_path / "md.toml"
     f.write_text(f"""[campaign]
 partner = "CC(=C)C=C"
 [candidates]
 smiles = ["CCCO"]
-[protocol]
 {proto}
 [execution]
 profile = "local"
