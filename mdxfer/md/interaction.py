@@ -493,16 +493,17 @@ def run_compress(
     chunk_steps = min(protocol.steps(protocol.compress_chunk_ps), protocol.steps(ps))
     n_chunks = max(1, math.ceil(protocol.steps(ps) / chunk_steps))
     pre_chunks, pre_chunk_steps, pre_vel = precompression(info, protocol)
-    squeeze_chunks = (
-        math.ceil(protocol.steps(protocol.squeeze_ps) / chunk_steps)
-        if protocol.squeeze_ps > 0 and info["kind"] == "species"
-        else 0
-    )
-    anneal_chunks = (
-        math.ceil(protocol.steps(protocol.anneal_ps) / chunk_steps)
-        if protocol.anneal_ps > 0 and info["kind"] == "species"
-        else 0
-    )
+
+    def species_chunks(ps: float) -> int:
+        """Chunks of an optional phase that only single-species boxes run (squeeze, anneal)."""
+        return (
+            math.ceil(protocol.steps(ps) / chunk_steps)
+            if ps > 0 and info["kind"] == "species"
+            else 0
+        )
+
+    squeeze_chunks = species_chunks(protocol.squeeze_ps)
+    anneal_chunks = species_chunks(protocol.anneal_ps)
     restarts = len(blowups(workdir, stage))
     seed = restart_seed(protocol.seed % 900_000_000 + 1, restarts)
     with _recording_blowups(workdir, stage, seed):
@@ -543,16 +544,14 @@ def run_compress(
         runs = read_runs(run["log"])
         # runs[0] is the minimisation, then the pre-compression chunks, the squeeze chunks, the
         # anneal chunks and the barostat chunks at the target pressure and temperature
-        bounds = np.cumsum([1, pre_chunks, squeeze_chunks, anneal_chunks])
-        pre = concat_runs(runs[bounds[0] : bounds[1]])
-        squeeze = concat_runs(runs[bounds[1] : bounds[2]])
-        anneal = concat_runs(runs[bounds[2] : bounds[3]])
-        series = concat_runs(runs[bounds[3] :])
-        _check_series(series, stage, workdir)
-        squeeze = _after(squeeze, pre)
-        anneal = _after(anneal, squeeze if not squeeze.empty else pre)
-        earlier = next((x for x in (anneal, squeeze, pre) if not x.empty), pre)
-        series = _after(series, earlier)
+        bounds = [*np.cumsum([1, pre_chunks, squeeze_chunks, anneal_chunks]), len(runs)]
+        phases = [concat_runs(runs[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+        _check_series(phases[-1], stage, workdir)
+        # each run repeats the last row of the one before: trim against the last non-empty phase
+        for i in range(1, len(phases)):
+            before = next((x for x in reversed(phases[:i]) if not x.empty), phases[0])
+            phases[i] = _after(phases[i], before)
+        pre, squeeze, anneal, series = phases
         # plateau test: mean density of the last window against the window before it
         window = max(
             1,

@@ -120,11 +120,8 @@ class Protocol:
         ``replicas`` is left out: replica k runs the protocol with ``seed`` of :meth:`replica`,
         so asking for more replicas later reuses the finished ones.
         """
-        d = self.to_dict()
+        d = _without_unchanged_later_fields(self.to_dict())
         d.pop("replicas")
-        for name, default in _DIGEST_IF_CHANGED.items():  # fields added later: digests of
-            if d[name] == default:  # protocols without them stay valid
-                d.pop(name)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
     def family_digest(self) -> str:
@@ -140,12 +137,9 @@ class Protocol:
         candidate, :attr:`partner_ps` for the partner). Protocols that differ only in how the
         stack runs (walls, stack NVT length, ...) share their cells, and the partner box is
         shared by protocols that differ only in the candidates' NVT length."""
-        d = self.to_dict()
+        d = _without_unchanged_later_fields(self.to_dict())
         for name in ("replicas", "nvt_ps", "partner_nvt_ps", *STACK_ONLY_FIELDS):
-            d.pop(name)
-        for name, default in _DIGEST_IF_CHANGED.items():  # as in digest(): later fields count
-            if name in d and d[name] == default:  # only when changed
-                d.pop(name)
+            d.pop(name, None)  # a later stack-only field at its default is gone already
         d["role_nvt_ps"] = self.partner_ps if role == "partner" else self.nvt_ps
         d["role"] = role
         return hashlib.sha256(json.dumps({"cell": d}, sort_keys=True).encode()).hexdigest()[:12]
@@ -187,6 +181,13 @@ _DIGEST_IF_CHANGED = {
     "anneal_ps": 0.0,
     "anneal_K": 450.0,
 }
+
+
+def _without_unchanged_later_fields(d: dict[str, Any]) -> dict[str, Any]:
+    """``d`` (a :meth:`Protocol.to_dict`) without the :data:`_DIGEST_IF_CHANGED` fields that
+    hold their defaults: digests of protocols written before those fields stay valid."""
+    return {k: v for k, v in d.items() if k not in _DIGEST_IF_CHANGED or v != _DIGEST_IF_CHANGED[k]}
+
 
 PRESETS: dict[str, Protocol] = {
     # The published procedure: 100 molecules in 30 x 30 x 200 Å; 200 atm along z for 100 ps (Nose-Hoover,
