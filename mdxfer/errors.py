@@ -28,8 +28,18 @@ class ProtocolError(MdxferError):
 class LammpsError(MdxferError):
     """LAMMPS failed (non-zero exit, lost atoms, non-finite energies)."""
 
-    def __init__(self, stage: str, reason: str, log_tail: str = "", workdir: str = ""):
+    def __init__(
+        self,
+        stage: str,
+        reason: str,
+        log_tail: str = "",
+        workdir: str = "",
+        repeatable: bool = False,
+    ):
         self.stage, self.reason, self.log_tail, self.workdir = stage, reason, log_tail, workdir
+        #: LAMMPS stopped with an ERROR line that is not an unstable trajectory: the same input
+        #: fails the same way again (a damaged data file, an unknown style), so no retry helps.
+        self.repeatable = repeatable
         msg = f"LAMMPS failed in stage '{stage}': {reason}."
         if workdir:
             msg += f" Inputs and log are kept in {workdir}."
@@ -39,7 +49,8 @@ class LammpsError(MdxferError):
 
     def __reduce__(self):
         # picklable across process executors (Parsl HTEX): rebuild from the four fields
-        return (type(self), (self.stage, self.reason, self.log_tail, self.workdir))
+        args = (self.stage, self.reason, self.log_tail, self.workdir, self.repeatable)
+        return (type(self), args)
 
 
 class InputError(MdxferError):
@@ -52,8 +63,8 @@ class CampaignError(MdxferError):
 
 class StageFailure(Exception):
     """A campaign task stage failed (any exception inside it, wrapped). ``kind`` is its failure
-    class (:mod:`mdxfer.campaign.retry`): molecule | forcefield | box | protocol | lammps |
-    error | stopped. Picklable, so every executor reports the same reason."""
+    class (:mod:`mdxfer.campaign.retry`): molecule | forcefield | box | protocol | lammps_input
+    | lammps | error | stopped. Picklable, so every executor reports the same reason."""
 
     def __init__(self, message: str, stage: str, kind: str, workdir: str = ""):
         super().__init__(message, stage, kind, workdir)

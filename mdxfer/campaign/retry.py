@@ -6,8 +6,10 @@ configuration (:mod:`.profiles`) and the runner alike.
 
 Failure classes: ``molecule`` (invalid SMILES), ``forcefield`` (an atom DREIDING does not
 cover), ``box`` (packing), ``protocol`` (invalid settings) — permanent, never retried —, and
-``lost`` (worker, manager, block or wall time lost), ``lammps`` (LAMMPS exited non-zero or blew
-up), ``error`` (anything unexpected), ``dependency`` (an upstream stage failed), ``stopped``
+``lammps_input`` (LAMMPS refused its input with an ERROR line that is not a blow-up: the same
+input fails again) — permanent, never retried —, and ``lost`` (worker, manager, block or wall
+time lost), ``lammps`` (LAMMPS blew up, died without an ERROR line or timed out), ``error``
+(anything unexpected), ``dependency`` (an upstream stage failed), ``stopped``
 (the run was interrupted before the stage started).
 """
 
@@ -29,7 +31,7 @@ from mdxfer.errors import (
 #: Failure classes the retry policy can name.
 RETRYABLE = ("lost", "lammps", "error")
 #: Failure classes that never succeed on a retry of the same input.
-PERMANENT = ("molecule", "forcefield", "box", "protocol")
+PERMANENT = ("molecule", "forcefield", "box", "protocol", "lammps_input")
 
 #: The failure class of each mdxfer error raised inside a stage (first match wins).
 ERROR_CLASSES: tuple[tuple[type[MdxferError], str], ...] = (
@@ -47,8 +49,10 @@ class RetryPolicy:
 
     ``max_retries``: extra attempts per stage (Parsl ``Config(retries=...)``). ``retry_on``:
     failure classes worth retrying — ``lost`` (worker/manager/node lost, walltime), ``lammps``
-    (LAMMPS exited non-zero or blew up), ``error`` (any other unexpected exception). Invalid
-    molecules, unsupported elements, packing and protocol errors are never retried.
+    (LAMMPS blew up — the next attempt starts from new velocities —, died without an ERROR
+    line or timed out), ``error`` (any other unexpected exception). Invalid molecules,
+    unsupported elements, packing and protocol errors and LAMMPS refusing its input
+    (``lammps_input``) are never retried.
     """
 
     max_retries: int = 2
@@ -57,6 +61,8 @@ class RetryPolicy:
 
 def error_class(exc: MdxferError) -> str:
     """The failure class of an mdxfer error raised by a stage (``error`` if none fits)."""
+    if isinstance(exc, LammpsError) and exc.repeatable:
+        return "lammps_input"
     return next((kind for cls, kind in ERROR_CLASSES if isinstance(exc, cls)), "error")
 
 

@@ -303,9 +303,10 @@ profile = "{profile}"
 {execution}
 [retry]
 max_retries = 2                   # extra attempts of a failed stage
-retry_on = ["lost", "lammps"]     # lost = worker/node/walltime lost; lammps = LAMMPS crashed;
-                                  # "error" = anything unexpected. Bad SMILES and unsupported
-                                  # elements are never retried.
+retry_on = ["lost", "lammps"]     # lost = worker/node/walltime lost; lammps = LAMMPS blew up
+                                  # or died; "error" = anything unexpected. Bad SMILES,
+                                  # unsupported elements and inputs LAMMPS refuses are never
+                                  # retried.
 """
 
 

@@ -281,7 +281,9 @@ def run_input(
     error_lines = [ln for ln in tail.splitlines() if ln.startswith("ERROR")]
     if proc.returncode != 0 or error_lines:
         reason = error_lines[0] if error_lines else f"exit code {proc.returncode}"
-        raise LammpsError(stage, reason, tail, str(workdir))
+        # an ERROR line of a stable trajectory is LAMMPS refusing its input: deterministic
+        repeatable = bool(error_lines) and not is_blowup(reason)
+        raise LammpsError(stage, reason, tail, str(workdir), repeatable=repeatable)
     record_log(log)  # this machine's throughput, for the next projection (mdxfer.md.cost)
     return {"log": str(log), "wall_s": wall, "command": shlex.join(argv)}
 

@@ -148,7 +148,7 @@ def test_two_replicas_are_run_and_aggregated(run2):
 def test_a_failed_replica_fails_its_candidate_and_the_rest_carries_on(run2):
     spec, row = run2["spec"], run2["rows"]["CCC"]
     assert (run2["report"].done, run2["report"].failed) == (1, 1)
-    assert row["status"] == "failed" and row["error_class"] == "lammps"
+    assert row["status"] == "failed" and row["error_class"] == "lammps_input"
     assert row["failed_stage"] == "compress" and row["error"].startswith("replica 1: ")
     assert "Unexpected end of data file" in row["error"]
     assert row["E_int"] is None and row["replicas"] is None

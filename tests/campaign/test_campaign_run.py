@@ -313,10 +313,11 @@ def test_kill_9_mid_run_then_resume_repeats_no_finished_stage(tmp_path):
 # ------------------------------------------------------------------ a LAMMPS crash, retries
 
 
-def test_lammps_crash_fails_one_candidate_is_retried_then_fixed(tmp_path):
+def test_lammps_crash_fails_one_candidate_then_is_fixed(tmp_path):
     """A candidate whose data file is damaged makes LAMMPS exit with an ERROR: that candidate
-    fails (after the configured retries) with LAMMPS's reason; the other one finishes. After
-    the damage is repaired, `campaign retry` finishes it."""
+    fails with LAMMPS's reason, at once (the same input would fail the same way: class
+    ``lammps_input``, not retried although ``retry_on`` names ``lammps``); the other one
+    finishes. After the damage is repaired, `campaign retry` finishes it."""
     from mdxfer.campaign.apps import build_species
 
     path = write_campaign(
@@ -338,10 +339,10 @@ def test_lammps_crash_fails_one_candidate_is_retried_then_fixed(tmp_path):
     assert (report.done, report.failed) == (1, 1)
     assert rows["CCO"]["status"] == "done"
     r = rows["CCC"]
-    assert r["status"] == "failed" and r["error_class"] == "lammps"
+    assert r["status"] == "failed" and r["error_class"] == "lammps_input"
     assert r["failed_stage"] == "compress" and "Unexpected end of data file" in r["error"]
     attempts = db_rows(spec.database, "SELECT attempts FROM stage_runs WHERE status = 'failed'")
-    assert attempts == [(2,)]  # first try + max_retries = 1
+    assert attempts == [(1,)]  # not retried: max_retries = 1 would have made it 2
 
     (wd / "species.json").unlink()  # repair: the box is built again
     result = CliRunner().invoke(app, ["campaign", "retry", str(path), "--quiet"])

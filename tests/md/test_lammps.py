@@ -115,15 +115,40 @@ def test_tail_correction_only_in_the_barostat_stage(tmp_path, quick, launcher):
 def test_lammps_error_survives_pickling():
     import pickle
 
-    err = LammpsError("nvt", "exit code 1", "ERROR: Lost atoms", "/tmp/x")
+    err = LammpsError("nvt", "exit code 1", "ERROR: Lost atoms", "/tmp/x", repeatable=True)
     back = pickle.loads(pickle.dumps(err))
-    assert (back.stage, back.reason, back.log_tail, back.workdir) == (
+    assert (back.stage, back.reason, back.log_tail, back.workdir, back.repeatable) == (
         "nvt",
         "exit code 1",
         "ERROR: Lost atoms",
         "/tmp/x",
+        True,
     )
     assert str(back) == str(err)
+
+
+def test_an_input_lammps_refuses_is_not_retried_a_blowup_is(tmp_path, launcher):
+    """LAMMPS's ERROR on an input it cannot read fails the same way on every attempt: failure
+    class ``lammps_input`` (permanent, never retried); a blow-up stays ``lammps`` (retried from
+    new velocities), and so does a LAMMPS that died without an ERROR line."""
+    from mdxfer.campaign.retry import PERMANENT, RetryPolicy, error_class, retry_handler
+    from mdxfer.errors import StageFailure
+    from mdxfer.md.lammps import run_input
+
+    (tmp_path / "in.bad.lmp").write_text("units real\nno_such_command 1 2 3\n")
+    with pytest.raises(LammpsError) as err:
+        run_input(tmp_path, "in.bad.lmp", "compress", launcher)
+    assert err.value.reason.startswith("ERROR") and err.value.repeatable
+    assert error_class(err.value) == "lammps_input" and "lammps_input" in PERMANENT
+    blowup = LammpsError("nvt", "ERROR on proc 0: Out of range atoms - cannot compute PPPM")
+    died = LammpsError("nvt", "exit code 137")
+    assert error_class(blowup) == error_class(died) == "lammps"
+    handler = retry_handler(RetryPolicy(max_retries=2, retry_on=("lammps",)))
+
+    def cost(exc):
+        return handler(StageFailure(str(exc), "nvt", error_class(exc), str(tmp_path)), None)
+
+    assert cost(blowup) == 1.0 and cost(err.value) > 2
 
 
 def test_time_limit_stops_a_stage(tmp_path, quick):
