@@ -189,17 +189,25 @@ def run_approaches(
     return pd.DataFrame(rows)
 
 
-def qm9_rows(path: str | Path) -> Path:
-    """A temporary copy of the table ``path`` with only its QM9 rows (``name`` = qm9_<index>),
-    the reference study's set-up; the table as it is when it has no ``name`` column."""
+def qm9_rows(path: str | Path, folder: Path) -> Path:
+    """A copy in ``folder`` of the table ``path`` with only its QM9 rows (``name`` =
+    qm9_<index>), the reference study's set-up; the table as it is when it has no ``name``
+    column."""
     df = pd.read_csv(path)
     if "name" not in df.columns:
         return Path(path)
     keep = df[df["name"].astype(str).str.startswith("qm9_")]
     print(f"{path}: {len(keep)} QM9 rows of {len(df)} (--rows all: every row)")
-    tmp = Path(tempfile.mkdtemp(prefix="bench-eint-")) / Path(path).name
-    keep.to_csv(tmp, index=False)
-    return tmp
+    copy = folder / Path(path).name
+    keep.to_csv(copy, index=False)
+    return copy
+
+
+def read_tables(path: str, rows: str, targets: list[str]) -> dict[str, pd.DataFrame]:
+    """Each target's rows of the table ``path`` (``rows`` = ``qm9``: the QM9 rows only)."""
+    with tempfile.TemporaryDirectory(prefix="bench-eint-") as tmp:
+        table_path = qm9_rows(path, Path(tmp)) if rows == "qm9" else path
+        return {t: read_target_table(table_path, "smiles", t) for t in targets}
 
 
 def main() -> None:
@@ -239,9 +247,9 @@ def main() -> None:
     set_threads(1)
     base = load_source(Path(args.base) / "model.pt" if Path(args.base).is_dir() else args.base)
     out = []
-    table_path = qm9_rows(args.table) if args.rows == "qm9" else args.table
+    tables = read_tables(args.table, args.rows, args.targets)
     for target in args.targets:
-        table = read_target_table(table_path, "smiles", target)
+        table = tables[target]
         smiles, y = list(table.smiles), table.target.to_numpy(dtype=float)
         if len(y) < 8:
             raise SystemExit(

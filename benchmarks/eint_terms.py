@@ -2,8 +2,8 @@
 candidates (issue 11): E_int = E_tot − (E_chem + E_partner) split term by term from the stored
 NVT thermo series of finished campaign stacks — no LAMMPS run.
 
-Every stack folder below the given campaign work directories (``species.json`` of kind
-``stack``, protocol digest ``--digest``) is read with its candidate cell and partner (the
+Every finished stack below the given campaign work directories (``species.json`` of kind
+``stack`` whose protocol is a replica of ``--protocol``: same family digest) is read with its candidate cell and partner (the
 folders its ``species.json`` names). Each box is averaged from the start pymbar detects on its
 ``PotEngNH`` series (as the production estimator does), and per term
 
@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mdxfer.md.protocol import Protocol, load_protocol
 from mdxfer.md.thermo import correlated_stderr, detect_start, with_derived
 
 TERMS = {
@@ -58,15 +59,18 @@ def box_terms(box: Path) -> dict[str, float]:
     return out
 
 
-def stacks(workdirs: list[Path], digest: str) -> list[dict]:
-    """One record per finished stack of ``digest``: name, seed and the ΔX of every term."""
+def stacks(workdirs: list[Path], family: str) -> list[dict]:
+    """One record per finished stack of a replica of the protocol family ``family``
+    (:meth:`Protocol.family_digest`): SMILES, seed and the ΔX of every term."""
     rows = []
     for root in workdirs:
-        for info_file in sorted(root.glob(f"{digest}-*/pairs/*/species.json")):
+        for info_file in sorted(root.glob("*/pairs/*/species.json")):
             stack = info_file.parent
             info = json.loads(info_file.read_text())
             result = stack / "replica_result.json"
             if info.get("kind") != "stack" or not result.exists():
+                continue
+            if Protocol.from_dict(info["protocol"]).family_digest() != family:
                 continue
             rec = json.loads(result.read_text())
             dirs = rec["workdirs"]
@@ -95,19 +99,20 @@ def pooled(t: pd.DataFrame, col: str) -> tuple[float, float, int]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("workdirs", nargs="+", type=Path, help="campaign work directories")
-    ap.add_argument("--digest", default="5f0d467107fa", help="protocol digest of the stacks")
+    ap.add_argument("--protocol", default="production", help="preset or TOML of the stacks")
     ap.add_argument("--csv", type=Path, help="write the per-stack rows here")
     args = ap.parse_args()
-    t = pd.DataFrame(stacks(args.workdirs, args.digest))
+    protocol = load_protocol(args.protocol)
+    t = pd.DataFrame(stacks(args.workdirs, protocol.family_digest()))
     if t.empty:
-        raise SystemExit(f"no finished stack of {args.digest} under {args.workdirs}")
+        raise SystemExit(f"no finished stack of {protocol.digest()} under {args.workdirs}")
     if args.csv:
         t.to_csv(args.csv, index=False, float_format="%.4f")
     pd.set_option("display.width", 220)
     cols = [f"d_{k}" for k in (*TERMS, *SUMS)] + ["E_cross"]
     per = t.groupby("smiles")[cols].agg(["mean", "std", "count"])
     replicated = t.groupby("smiles").filter(lambda m: len(m) > 1)
-    print(f"{len(t)} stacks, {t.smiles.nunique()} candidates ({args.digest})")
+    print(f"{len(t)} stacks, {t.smiles.nunique()} candidates ({protocol.digest()} and replicas)")
     if not replicated.empty:
         print(per[per[("d_pe_nh", "count")] > 1].round(1).to_string())
     print(
