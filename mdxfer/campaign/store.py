@@ -143,9 +143,17 @@ CREATE TABLE IF NOT EXISTS jobs (
 #: scheduler states after which a job holds no node (Parsl's terminal JobStates, lower case)
 JOB_TERMINAL = ("completed", "failed", "cancelled", "timeout", "missing", "scaled_in")
 
-RESULT_COLUMNS = (
+#: the measured values of a result, in the order the export shows them
+RESULT_VALUES = (
     "E_int",
     "E_int_stderr",
+    "E_int_stderr_with_partner",
+    "n_replicas",
+    "E_int_replica_sd",
+    "replicas",
+    "estimator",
+    "E_cross",
+    "E_cross_stderr",
     "E_int_pe",
     "E_int_pe_stderr",
     "E_tot",
@@ -160,21 +168,19 @@ RESULT_COLUMNS = (
     "lz_chem_A",
     "lz_partner_A",
     "lz_stack_A",
+)
+#: how a result was made (seed, versions, machine, wall time)
+RESULT_PROVENANCE = (
+    "seed",
     "mdxfer_version",
     "lammps_version",
     "lammps_command",
-    "seed",
     "host",
     "wall_s",
     "partner_wall_s",
-    "E_cross",
-    "E_cross_stderr",
-    "E_int_replica_sd",
-    "n_replicas",
-    "replicas",
-    "estimator",
-    "E_int_stderr_with_partner",
 )
+#: the results table's columns besides its keys
+RESULT_COLUMNS = RESULT_VALUES + RESULT_PROVENANCE
 #: results columns added in schema version 2, with their SQL types (the migration adds them)
 ADDED_RESULT_COLUMNS = (
     ("E_cross", "REAL"),
