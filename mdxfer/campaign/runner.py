@@ -96,8 +96,61 @@ EXPORT_COLUMNS = [
     "task_key",
     "workdir",
 ]
+#: columns of the per-replica export (:meth:`Campaign.export_replicas`); values from each
+#: replica's record (kcal/mol, g/cm³, Å, s), the folders it ran in last
+REPLICA_EXPORT_COLUMNS = [
+    "smiles",
+    "name",
+    "canonical_smiles",
+    "inchikey",
+    "replica",
+    "seed",
+    "E_int",
+    "E_int_stderr",
+    "E_int_stderr_run",
+    "E_cross",
+    "E_cross_stderr",
+    "E_int_pe",
+    "E_int_pe_stderr",
+    "E_tot",
+    "E_tot_stderr",
+    "E_chem",
+    "E_chem_stderr",
+    "E_partner",
+    "E_partner_stderr",
+    "n_molecules_chem",
+    "density_chem_g_cm3",
+    "density_stack_g_cm3",
+    "lz_chem_A",
+    "lz_stack_A",
+    "wall_s",
+    "estimator",
+    "protocol_digest",
+    "task_key",
+    "candidate_dir",
+    "stack_dir",
+    "partner_dir",
+]
 #: export columns that come from a finished result (None while a candidate is not done)
 RESULT_FIELDS = [c for c in EXPORT_COLUMNS if c in RESULT_COLUMNS]
+
+
+def _write_csv(path: str | Path, rows: list[dict[str, Any]], columns: list[str]) -> int:
+    """``rows`` as CSV at ``path`` (lists as JSON text); a failed write leaves no temporary
+    file. Returns the number of rows."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path, newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(
+                {
+                    k: json.dumps(v) if k in JSON_RESULT_COLUMNS and v is not None else v
+                    for k, v in row.items()
+                }
+            )
+    return len(rows)
 
 
 class RunnerLock(DatabaseLock):
@@ -490,20 +543,34 @@ class Campaign:
     def export(self, path: str | Path) -> int:
         """Write :meth:`results` as CSV (one row per candidate; ``replicas`` as JSON text);
         returns the number of rows."""
-        rows = self.results()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_write(path, newline="") as fh:  # a failed write leaves no temporary file
-            writer = csv.DictWriter(fh, fieldnames=EXPORT_COLUMNS)
-            writer.writeheader()
-            for row in rows:
-                writer.writerow(
-                    {
-                        k: json.dumps(v) if k in JSON_RESULT_COLUMNS and v is not None else v
-                        for k, v in row.items()
-                    }
-                )
-        return len(rows)
+        return _write_csv(path, self.results(), EXPORT_COLUMNS)
+
+    def replica_results(self) -> list[dict[str, Any]]:
+        """One row per finished replica (as in :data:`REPLICA_EXPORT_COLUMNS`): each
+        independent run's E_int, stderrs, E_cross, densities and folders — what the replica
+        SD of a candidate's result is computed from."""
+        out = []
+        for r in self.store.replica_rows(self.digest, self.partner, self.forcefield):
+            rec, dirs = r["record"], r["record"].get("workdirs") or {}
+            row = {c: rec.get(c) for c in REPLICA_EXPORT_COLUMNS}
+            row.update(
+                smiles=r["input_smiles"],
+                name=r["name"],
+                canonical_smiles=r["canonical_smiles"],
+                inchikey=r["inchikey"],
+                replica=r["replica"],
+                seed=r["seed"],
+                task_key=r["task_key"],
+                candidate_dir=dirs.get("candidate"),
+                stack_dir=dirs.get("stack"),
+                partner_dir=dirs.get("partner"),
+            )
+            out.append(row)
+        return out
+
+    def export_replicas(self, path: str | Path) -> int:
+        """Write :meth:`replica_results` as CSV; returns the number of rows."""
+        return _write_csv(path, self.replica_results(), REPLICA_EXPORT_COLUMNS)
 
     def status(self, top: int = 5) -> dict[str, Any]:
         """Counts per state, failures with reasons, the best results so far, progress."""

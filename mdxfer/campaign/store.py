@@ -583,6 +583,24 @@ class Store(Database):
         )
         return [dict(r) for r in rows]
 
+    def replica_rows(
+        self, protocol_digest: str, partner: str, forcefield: str
+    ) -> list[dict[str, Any]]:
+        """One row per finished replica of the candidates of this protocol/partner/force field:
+        the molecule's names, ``replica``, ``seed`` and the replica's stored ``record`` (a
+        dict), in molecule then replica order."""
+        rows = self.query(
+            "SELECT m.input_smiles, m.name, m.smiles AS canonical_smiles, m.inchikey, "
+            "t.key AS candidate_key, rr.task_key, rr.replica, rr.seed, rr.record "
+            "FROM molecules m JOIN candidates c ON c.molecule_id = m.id "
+            "JOIN tasks t ON t.key = c.task_key "
+            "JOIN replica_results rr ON rr.candidate_key = t.key "
+            "WHERE t.kind = 'pair' AND t.protocol_digest = ? AND t.forcefield = ? "
+            "AND t.partner = ? ORDER BY m.id, rr.replica",
+            (protocol_digest, forcefield, partner),
+        )
+        return [{**dict(r), "record": json.loads(r["record"])} for r in rows]
+
     def count_pending(self, protocol_digest: str, partner: str, forcefield: str) -> int:
         """How many candidate pair tasks of this protocol/partner/force field are pending."""
         return self.conn.execute(

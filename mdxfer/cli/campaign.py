@@ -247,13 +247,20 @@ def status_cmd(
 def export_cmd(
     file: Path = FILE_ARG,
     out: Path = typer.Option(..., "--out", "-o", help="CSV file to write."),
+    replicas: bool = typer.Option(
+        False,
+        "--replicas",
+        help="One row per finished replica (seed, E_int, stderrs, E_cross, densities, "
+        "folders) instead of one per candidate.",
+    ),
 ) -> None:
-    """One CSV row per candidate: smiles, status, E_int, E_int_stderr, error, provenance."""
+    """One CSV row per candidate: smiles, status, E_int, E_int_stderr, error, provenance
+    (``--replicas``: one row per finished replica)."""
     from mdxfer.campaign.runner import Campaign
 
     check_output_file(out)
     with Campaign.open(file, readonly=True) as camp:
-        n = camp.export(out)
+        n = camp.export_replicas(out) if replicas else camp.export(out)
     console.print(f"wrote {n} row(s) to {out}", highlight=False)
 
 

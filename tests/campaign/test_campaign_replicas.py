@@ -84,6 +84,8 @@ def run2(tmp_path_factory):
         status = camp.status()
         exported = d / "results.csv"
         camp.export(exported)
+        per_replica = d / "replicas.csv"
+        camp.export_replicas(per_replica)
         dirs = {k: replica_dirs(camp, "CCO", k) for k in (0, 1)}
         partner_dir = spec.workdir / camp.store.task(camp.partner_key)["workdir"]
         partner_key = camp.partner_key
@@ -94,6 +96,7 @@ def run2(tmp_path_factory):
         "rows": rows,
         "status": status,
         "csv": exported,
+        "replicas_csv": per_replica,
         "dirs": dirs,
         "partner_dir": partner_dir,
         "partner_key": partner_key,
@@ -143,6 +146,26 @@ def test_two_replicas_are_run_and_aggregated(run2):
     assert json.loads((run2["partner_dir"] / "species.json").read_text())["role"] == "partner"
     assert run2["status"]["replicas"] == 2 and run2["status"]["counts"]["done"] == 1
     assert any("mean of 2 replicas" in m for m in run2["messages"]), run2["messages"]
+
+
+def test_per_replica_export_has_each_finished_replica(run2):
+    """`campaign export --replicas`: one row per finished replica — both of ethanol, replica 0
+    of propane (its replica 1 failed) — with the seeds, E_int values and folders the
+    candidate's result aggregates."""
+    with open(run2["replicas_csv"], newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(r["smiles"], r["replica"]) for r in rows] == [("CCO", "0"), ("CCO", "1"), ("CCC", "0")]
+    ethanol = run2["rows"]["CCO"]
+    mine = [r for r in rows if r["smiles"] == "CCO"]
+    assert [float(r["E_int"]) for r in mine] == pytest.approx(ethanol["replicas"], rel=1e-12)
+    seed = run2["spec"].protocol.seed
+    assert [int(r["seed"]) for r in mine] == [seed, seed + 1009]
+    for r, k in zip(mine, (0, 1)):
+        box, stack = run2["dirs"][k]
+        assert (r["candidate_dir"], r["stack_dir"]) == (str(box), str(stack))
+        assert r["partner_dir"] == str(run2["partner_dir"])
+        assert float(r["E_cross"]) < 0 and float(r["E_int_stderr"]) > 0
+        assert float(r["density_chem_g_cm3"]) > 0
 
 
 def test_a_failed_replica_fails_its_candidate_and_the_rest_carries_on(run2):
