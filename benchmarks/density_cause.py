@@ -1,0 +1,100 @@
+"""Why a liquid comes out too light (issue 11, "physical"): the barostat stage of one
+production cell run again with one atom type's Lennard-Jones parameters replaced, everything
+else (packing, seed, charges, H-bond term, protocol) unchanged.
+
+The cell is prepared as the production preset prepares it, its ``forcefield.lmp`` is
+rewritten with the new ε (kcal/mol) and σ (Å) for that type — every pair with it mixed again
+by DREIDING's rules as mdxfer writes them (geometric ε and σ; checked against the file
+first) — and :func:`mdxfer.md.interaction.run_compress` runs the 200 atm z-only barostat
+stage. Printed: the density (g/cm³) against the unmodified preset's from the same seed.
+
+    .venv/bin/python benchmarks/density_cause.py CO --type H_ --eps 0.030 --sigma 2.50
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+from pathlib import Path
+
+from mdxfer.md.interaction import prepare_species, run_compress
+from mdxfer.md.lammps import Launcher
+from mdxfer.md.protocol import load_protocol
+
+PAIR = re.compile(
+    r"^pair_coeff (\d+) (\d+) lj/cut/coul/long ([\d.]+) ([\d.]+)\s+# (\S+) (\S+)$", re.M
+)
+
+
+def replace_lj(text: str, atom_type: str, eps: float, sigma: float) -> tuple[str, int]:
+    """``text`` (a forcefield.lmp) with ``atom_type``'s LJ ε, σ replaced and its mixed pairs
+    recomputed; the number of pair_coeff lines changed. Raises ValueError when the file's mixed
+    pairs do not follow geometric ε and σ (then this rewrite would be wrong)."""
+    pairs = PAIR.findall(text)
+    own = {a: (float(e), float(s)) for _, _, e, s, a, b in pairs if a == b}
+    if atom_type not in own:
+        raise ValueError(f"no LJ self pair of {atom_type!r} in this force field: {sorted(own)}")
+    for _, _, e, s, a, b in pairs:
+        (ea, sa), (eb, sb) = own[a], own[b]
+        if abs(float(e) - math.sqrt(ea * eb)) > 2e-6 or abs(float(s) - math.sqrt(sa * sb)) > 2e-6:
+            raise ValueError(f"pair {a} {b} is not mixed geometrically")
+    own[atom_type] = (eps, sigma)
+    changed = 0
+
+    def mixed(m: re.Match) -> str:
+        nonlocal changed
+        i, j, _, _, a, b = m.groups()
+        if atom_type not in (a, b):
+            return m.group(0)
+        changed += 1
+        (ea, sa), (eb, sb) = own[a], own[b]
+        return (
+            f"pair_coeff {i} {j} lj/cut/coul/long {math.sqrt(ea * eb):.6f} {math.sqrt(sa * sb):.6f}"
+            f"  # {a} {b}  (density_cause: {atom_type} ε {eps:g}, σ {sigma:g})"
+        )
+
+    return PAIR.sub(mixed, text), changed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("smiles")
+    ap.add_argument("--type", required=True, help="DREIDING type label, e.g. H_ or O_3")
+    ap.add_argument("--eps", type=float, required=True, help="ε, kcal/mol")
+    ap.add_argument("--sigma", type=float, required=True, help="σ, Å")
+    ap.add_argument("--protocol", default="production")
+    ap.add_argument("--out", type=Path, default=Path("runs/density_cause"))
+    args = ap.parse_args()
+    protocol = load_protocol(args.protocol)
+    tag = f"{args.type}_{args.eps:g}_{args.sigma:g}"
+    workdir = args.out / f"{args.smiles.replace('/', '_')}-{protocol.digest()}-{tag}"
+    wd = prepare_species(args.smiles, protocol, workdir)
+    ff = wd / "forcefield.lmp"
+    text = ff.read_text()
+    if "density_cause" not in text:
+        text, n = replace_lj(text, args.type, args.eps, args.sigma)
+        ff.write_text(text)
+        print(f"{ff}: {n} pair_coeff lines with {args.type} changed")
+    summary = run_compress(wd, protocol, Launcher(ranks=1))
+    print(
+        json.dumps(
+            {
+                "smiles": args.smiles,
+                "type": args.type,
+                "eps": args.eps,
+                "sigma": args.sigma,
+                "density_g_cm3": summary["density_g_cm3"],
+                "density_stderr": summary.get("density_g_cm3_stderr"),
+                "drift": summary.get("density_drift"),
+                "npt_ps": summary.get("npt_ps"),
+                "plateau": summary.get("plateau"),
+                "workdir": str(wd),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

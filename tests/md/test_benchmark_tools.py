@@ -1,0 +1,65 @@
+"""The analysis helpers of two benchmark scripts (benchmarks/density_cause.py,
+benchmarks/eint_terms.py) on real inputs: a force field mdxfer writes, a pooled SD by hand."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def bench(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def lj(text: str) -> dict[tuple[str, str], tuple[float, float]]:
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r"pair_coeff \d+ \d+ lj/cut/coul/long (\S+) (\S+)\s+# (\S+) (\S+)", line)
+        if m:
+            out[(m[3], m[4])] = (float(m[1]), float(m[2]))
+    return out
+
+
+def test_replacing_one_types_lj_remixes_only_its_pairs(tmp_path, quick):
+    from mdxfer.md.interaction import prepare_species
+
+    wd = prepare_species("CCO", quick, tmp_path / "ethanol")
+    before = (wd / "forcefield.lmp").read_text()
+    after, changed = bench("density_cause").replace_lj(before, "H_", 0.030, 2.50)
+    old, new = lj(before), lj(after)
+    assert set(old) == set(new) and changed == sum("H_" in pair for pair in old) > 0
+    for (a, b), (eps, sigma) in new.items():
+        if "H_" not in (a, b):
+            assert (eps, sigma) == old[(a, b)]
+            continue
+        other = b if a == "H_" else a
+        e_o, s_o = (0.030, 2.50) if other == "H_" else old[(other, other)]
+        assert eps == pytest.approx(math.sqrt(0.030 * e_o), abs=1e-6)
+        assert sigma == pytest.approx(math.sqrt(2.50 * s_o), abs=1e-6)
+    # everything but the LJ lines is as it was
+    assert [ln for ln in before.splitlines() if "lj/cut/coul/long" not in ln] == [
+        ln for ln in after.splitlines() if "lj/cut/coul/long" not in ln
+    ]
+    with pytest.raises(ValueError, match="no LJ self pair"):
+        bench("density_cause").replace_lj(before, "Cl", 0.1, 3.0)
+
+
+def test_pooled_replica_sd_and_sd_across_candidates():
+    t = pd.DataFrame(
+        {"smiles": ["A", "A", "A", "B", "B", "C"], "x": [1.0, 2.0, 3.0, 10.0, 14.0, 99.0]}
+    )
+    sd, across, dof = bench("eint_terms").pooled(t, "x")
+    # A: SS 2 (2 dof), B: SS 8 (1 dof); C has one replica and counts in neither
+    assert dof == 3 and sd == pytest.approx(math.sqrt(10 / 3))
+    assert across == pytest.approx(np.std([2.0, 12.0], ddof=1))
