@@ -1,0 +1,87 @@
+"""The oracle panel's figures from a campaign's per-replica export (issue 11): per candidate
+the mean E_int, its replica SD, the mean reported stderr and their ratio, E_cross and its
+replica SD, the cell density, and the LAMMPS CPU-hours per replica (read from the logs of the
+candidate cell and the stack, so a machine shared by more jobs than cores does not inflate
+them); then, pooled over candidates (degrees of freedom weighted), the replica SD against the
+SD across the candidates' means and the CPU-hours to ± 1 kcal/mol (CPU-h per replica × SD²).
+
+    .venv/bin/mdxfer campaign export examples/oracle_panel_campaign.toml --replicas \\
+        --out data/oracle_panel_replicas.csv
+    .venv/bin/python benchmarks/panel_report.py data/oracle_panel_replicas.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from bench_oracle import cpu_seconds
+
+
+def pooled_sd(groups: list[np.ndarray]) -> tuple[float, int]:
+    """(pooled SD, degrees of freedom) of groups of replicas (groups of one count nothing)."""
+    dof = sum(len(g) - 1 for g in groups)
+    ss = sum(((g - g.mean()) ** 2).sum() for g in groups if len(g) > 1)
+    return (float(np.sqrt(ss / dof)) if dof else float("nan")), dof
+
+
+def per_candidate(t: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for name, m in t.groupby("name", sort=False):
+        sd = m.E_int.std(ddof=1) if len(m) > 1 else np.nan
+        rows.append(
+            {
+                "name": name,
+                "n": len(m),
+                "E_int": m.E_int.mean(),
+                "replica_sd": sd,
+                "mean_stderr": m.E_int_stderr.mean(),
+                "stderr/sd": m.E_int_stderr.mean() / sd if sd > 0 else np.nan,
+                "run_stderr": m.E_int_stderr_run.mean(),
+                "E_cross": m.E_cross.mean(),
+                "cross_sd": m.E_cross.std(ddof=1) if len(m) > 1 else np.nan,
+                "cross_stderr": m.E_cross_stderr.mean(),
+                "rho_chem": m.density_chem_g_cm3.mean(),
+                "rho_sd": m.density_chem_g_cm3.std(ddof=1) if len(m) > 1 else np.nan,
+                "cpu_h": m.cpu_h.mean(),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("csv", type=Path, help="mdxfer campaign export --replicas output")
+    args = ap.parse_args()
+    t = pd.read_csv(args.csv)
+    t["name"] = t["name"].fillna(t["smiles"])
+    t["cpu_h"] = [
+        cpu_seconds(Path(c), Path(s)) / 3600 for c, s in zip(t.candidate_dir, t.stack_dir)
+    ]
+    c = per_candidate(t)
+    pd.set_option("display.width", 220)
+    print(c.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    cpu = t.cpu_h.mean()
+    sds = {}
+    for col in ("E_int", "E_cross"):
+        groups = [m[col].to_numpy(dtype=float) for _, m in t.groupby("name")]
+        sds[col], dof = pooled_sd(groups)
+        across = float(np.std([g.mean() for g in groups], ddof=1))
+        print(
+            f"{col}: pooled replica SD {sds[col]:.2f} kcal/mol ({dof} dof), SD across the "
+            f"{len(groups)} candidates' means {across:.2f}, ratio {sds[col] / across:.2f} "
+            f"(target ≤ 0.25); CPU-h to ± 1 kcal/mol {cpu * sds[col] ** 2:.2f}"
+        )
+    ratio = c.set_index("name")["stderr/sd"].dropna()
+    rms_stderr = float(np.sqrt((t.E_int_stderr**2).mean()))
+    print(
+        f"E_int stderr/SD per candidate {ratio.min():.2f}–{ratio.max():.2f}; pooled (RMS "
+        f"stderr {rms_stderr:.2f} / pooled SD) {rms_stderr / sds['E_int']:.2f} (target 0.7–1.5)"
+    )
+    print(f"CPU-hours per candidate-replica {cpu:.3f} (LAMMPS's own, cell + stack)")
+
+
+if __name__ == "__main__":
+    main()
