@@ -23,8 +23,11 @@ from mdxfer.md.interaction import prepare_species, run_compress
 from mdxfer.md.lammps import Launcher
 from mdxfer.md.protocol import load_protocol
 
+#: an LJ pair line as mdxfer writes it: ``pair_coeff I J [lj/cut/coul/long] ε σ  # A B`` (the
+#: style is named under pair_style hybrid/overlay, i.e. with charges or H-bonds)
 PAIR = re.compile(
-    r"^pair_coeff (\d+) (\d+) lj/cut/coul/long ([\d.]+) ([\d.]+)\s+# (\S+) (\S+)$", re.M
+    r"^pair_coeff (\d+) (\d+) ((?:lj/cut/coul/long )?)([\d.]+) ([\d.]+)\s+# (\S+) (\S+)$",
+    re.M,
 )
 
 
@@ -33,10 +36,10 @@ def replace_lj(text: str, atom_type: str, eps: float, sigma: float) -> tuple[str
     recomputed; the number of pair_coeff lines changed. Raises ValueError when the file's mixed
     pairs do not follow geometric ε and σ (then this rewrite would be wrong)."""
     pairs = PAIR.findall(text)
-    own = {a: (float(e), float(s)) for _, _, e, s, a, b in pairs if a == b}
+    own = {a: (float(e), float(s)) for _, _, _, e, s, a, b in pairs if a == b}
     if atom_type not in own:
         raise ValueError(f"no LJ self pair of {atom_type!r} in this force field: {sorted(own)}")
-    for _, _, e, s, a, b in pairs:
+    for _, _, _, e, s, a, b in pairs:
         (ea, sa), (eb, sb) = own[a], own[b]
         if abs(float(e) - math.sqrt(ea * eb)) > 2e-6 or abs(float(s) - math.sqrt(sa * sb)) > 2e-6:
             raise ValueError(f"pair {a} {b} is not mixed geometrically")
@@ -45,13 +48,13 @@ def replace_lj(text: str, atom_type: str, eps: float, sigma: float) -> tuple[str
 
     def mixed(m: re.Match) -> str:
         nonlocal changed
-        i, j, _, _, a, b = m.groups()
+        i, j, style, _, _, a, b = m.groups()
         if atom_type not in (a, b):
             return m.group(0)
         changed += 1
         (ea, sa), (eb, sb) = own[a], own[b]
         return (
-            f"pair_coeff {i} {j} lj/cut/coul/long {math.sqrt(ea * eb):.6f} {math.sqrt(sa * sb):.6f}"
+            f"pair_coeff {i} {j} {style}{math.sqrt(ea * eb):.6f} {math.sqrt(sa * sb):.6f}"
             f"  # {a} {b}  (density_cause: {atom_type} ε {eps:g}, σ {sigma:g})"
         )
 

@@ -25,16 +25,19 @@ def bench(name: str):
 def lj(text: str) -> dict[tuple[str, str], tuple[float, float]]:
     out = {}
     for line in text.splitlines():
-        m = re.match(r"pair_coeff \d+ \d+ lj/cut/coul/long (\S+) (\S+)\s+# (\S+) (\S+)", line)
+        m = re.match(
+            r"pair_coeff \d+ \d+ (?:lj/cut/coul/long )?([\d.]+) (\S+)\s+# (\S+) (\S+)", line
+        )
         if m:
             out[(m[3], m[4])] = (float(m[1]), float(m[2]))
     return out
 
 
-def test_replacing_one_types_lj_remixes_only_its_pairs(tmp_path, quick):
+@pytest.mark.parametrize("smiles", ["CCO", "CC"])  # charged (hybrid/overlay) and not
+def test_replacing_one_types_lj_remixes_only_its_pairs(smiles, tmp_path, quick):
     from mdxfer.md.interaction import prepare_species
 
-    wd = prepare_species("CCO", quick, tmp_path / "ethanol")
+    wd = prepare_species(smiles, quick, tmp_path / "box")
     before = (wd / "forcefield.lmp").read_text()
     after, changed = bench("density_cause").replace_lj(before, "H_", 0.030, 2.50)
     old, new = lj(before), lj(after)
@@ -48,9 +51,13 @@ def test_replacing_one_types_lj_remixes_only_its_pairs(tmp_path, quick):
         assert eps == pytest.approx(math.sqrt(0.030 * e_o), abs=1e-6)
         assert sigma == pytest.approx(math.sqrt(2.50 * s_o), abs=1e-6)
     # everything but the LJ lines is as it was
-    assert [ln for ln in before.splitlines() if "lj/cut/coul/long" not in ln] == [
-        ln for ln in after.splitlines() if "lj/cut/coul/long" not in ln
+    assert [ln for ln in before.splitlines() if not ln.startswith("pair_coeff")] == [
+        ln for ln in after.splitlines() if not ln.startswith("pair_coeff")
     ]
+    lj_lines = [
+        ln for ln in after.splitlines() if ln.startswith("pair_coeff") and "hbond" not in ln
+    ]
+    assert len(lj_lines) == len(new)  # every LJ pair was read, none skipped
     with pytest.raises(ValueError, match="no LJ self pair"):
         bench("density_cause").replace_lj(before, "Cl", 0.1, 3.0)
 
