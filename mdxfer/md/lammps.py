@@ -228,6 +228,10 @@ BLOWUP_ERRORS = (
     "improper atoms",
     "shake",  # "Shake atoms ... missing", "Shake determinant < 0.0"
     "non-finite energies",
+    "unstable",  # "Non-numeric pressure - simulation unstable"
+    "neighbor list overflow",  # atoms piled up locally
+    "neighbor bins",  # "Too many neighbor bins", "Domain too large for neighbor bins": box blew up
+    "pppm grid is too large",  # the barostat blew the box up
 )
 
 

@@ -60,6 +60,10 @@ def crash_once_lammps(path: Path, stages: tuple[str, ...]) -> Path:
         "ERROR on proc 0: Bond atoms 12 13 missing at step 500",
         "ERROR: Shake atoms 4 5 missing on proc 0 at step 7",
         "non-finite energies in the thermo output (the system blew up)",
+        "ERROR: Non-numeric pressure - simulation unstable (src/fix_nh.cpp:1080)",
+        "ERROR: Too many neighbor bins (src/nbin_standard.cpp:213)",
+        "ERROR on proc 0: Neighbor list overflow, boost neigh_modify one (src/npair.cpp:98)",
+        "ERROR: PPPM grid is too large (src/KSPACE/pppm.cpp:1367)",
     ],
 )
 def test_unstable_trajectories_are_told_from_wrong_inputs(reason):
