@@ -8,7 +8,13 @@ by DREIDING's rules as mdxfer writes them (geometric ε and σ; checked against 
 first) — and :func:`mdxfer.md.interaction.run_compress` runs the 200 atm z-only barostat
 stage. Printed: the density (g/cm³) against the unmodified preset's from the same seed.
 
-    .venv/bin/python benchmarks/density_cause.py CO --type H_ --eps 0.030 --sigma 2.50
+    .venv/bin/python benchmarks/density_cause.py CO --type H_ --eps 0.030 --sigma 2.50 \
+        >> runs/density_cause.log
+    .venv/bin/python benchmarks/density_cause.py --table runs/density_cause.log \
+        --out data/density_cause.csv
+
+``--table`` puts each run (the JSON lines of the log) beside the unmodified production cell of
+the same seed (replica 0 of the E_int table's campaign, ``--cells``) and experiment.
 """
 
 from __future__ import annotations
@@ -61,15 +67,78 @@ def replace_lj(text: str, atom_type: str, eps: float, sigma: float) -> tuple[str
     return PAIR.sub(mixed, text), changed
 
 
+#: liquid densities at 20–25 °C, 1 atm (g/cm³), as in docs/forcefield.md
+EXPERIMENT = {
+    "CO": 0.787,
+    "CCCCCC": 0.655,
+    "CC#N": 0.786,
+    "c1ccncc1": 0.982,
+    "CC(=O)O": 1.049,
+    "c1ccccc1": 0.874,
+    "C=CC(=C)C": 0.681,
+}
+
+
+def table(log: Path, cells: Path, out: Path) -> None:
+    """Write the runs of ``log`` beside the unmodified cells under ``cells`` as CSV ``out``."""
+    import pandas as pd
+
+    from mdxfer.molecule import canonical_smiles, inchikey
+
+    rows = []
+    for line in log.read_text().splitlines():
+        if not line.startswith("{"):
+            continue
+        r = json.loads(line)
+        canon = canonical_smiles(r["smiles"])
+        found = sorted(cells.glob(f"{inchikey(canon)}-*/compress.json"))
+        if not found:
+            raise SystemExit(f"no unmodified cell of {r['smiles']} under {cells}")
+        base = json.loads(found[0].read_text())
+        exp = EXPERIMENT.get(canon, float("nan"))
+        rows.append(
+            {
+                "smiles": r["smiles"],
+                "rho_exp": exp,
+                "rho_dreiding": base["density_g_cm3"],
+                "err_dreiding_pct": 100 * (base["density_g_cm3"] / exp - 1),
+                "dreiding_plateau": base.get("plateau"),
+                "type": r["type"],
+                "eps": r["eps"],
+                "sigma": r["sigma"],
+                "rho_replaced": r["density_g_cm3"],
+                "err_replaced_pct": 100 * (r["density_g_cm3"] / exp - 1),
+                "replaced_plateau": r["plateau"],
+                "replaced_barostat_ps": r["npt_ps"],
+            }
+        )
+    t = pd.DataFrame(rows)
+    t.to_csv(out, index=False, float_format="%.4f")
+    print(t.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("smiles")
-    ap.add_argument("--type", required=True, help="DREIDING type label, e.g. H_ or O_3")
-    ap.add_argument("--eps", type=float, required=True, help="ε, kcal/mol")
-    ap.add_argument("--sigma", type=float, required=True, help="σ, Å")
+    ap.add_argument("smiles", nargs="?")
+    ap.add_argument("--type", help="DREIDING type label, e.g. H_ or O_3")
+    ap.add_argument("--eps", type=float, help="ε, kcal/mol")
+    ap.add_argument("--sigma", type=float, help="σ, Å")
     ap.add_argument("--protocol", default="production")
-    ap.add_argument("--out", type=Path, default=Path("runs/density_cause"))
+    ap.add_argument("--out", type=Path, help="work folder (runs/density_cause) or --table's CSV")
+    ap.add_argument("--table", type=Path, help="a log of earlier runs: write the table")
+    ap.add_argument(
+        "--cells",
+        type=Path,
+        default=Path("runs/qm9-isoprene/a3d6f7f062cd-e1d4ee/species"),
+        help="the unmodified production cells (species folders)",
+    )
     args = ap.parse_args()
+    if args.table:
+        table(args.table, args.cells, args.out or Path("data/density_cause.csv"))
+        return
+    if None in (args.smiles, args.type, args.eps, args.sigma):
+        ap.error("give SMILES --type --eps --sigma (or --table LOG)")
+    args.out = args.out or Path("runs/density_cause")
     protocol = load_protocol(args.protocol)
     tag = f"{args.type}_{args.eps:g}_{args.sigma:g}"
     workdir = args.out / f"{args.smiles.replace('/', '_')}-{protocol.digest()}-{tag}"
