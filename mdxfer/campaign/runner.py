@@ -33,6 +33,7 @@ import csv
 import json
 import os
 import signal
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
@@ -75,6 +76,29 @@ from mdxfer.fileio import DatabaseLock, atomic_write, write_json_atomic
 from mdxfer.md.cost import log_work, project
 
 Progress = Callable[[str], None]
+
+#: Set by :func:`request_stop`: the run loop stops at its next check (within about a second),
+#: as on Ctrl-C, but from a point where no lock is half taken.
+STOP_REQUEST = threading.Event()
+#: Set while a run loop (:meth:`_Graph.execute`) is there to see :data:`STOP_REQUEST`.
+_LOOP_RUNNING = threading.Event()
+#: How often the run loop looks at :data:`STOP_REQUEST` while it waits for stages, s.
+STOP_CHECK_S = 1.0
+
+
+def request_stop(signum: int, frame: Any) -> None:
+    """Signal handler (SIGTERM, SIGINT under the CLI): stop the campaign run like Ctrl-C —
+    running LAMMPS stopped, unfinished tasks back to pending, the run recorded as interrupted.
+
+    While the run loop waits for stages it only sets :data:`STOP_REQUEST` and the loop stops
+    itself: a KeyboardInterrupt raised inside ``concurrent.futures.wait`` can land between a
+    lock's acquire and release and end the run with "RuntimeError: release unlocked lock"
+    instead of a clean stop. Outside the loop, or on a second signal, it stops at once."""
+    if _LOOP_RUNNING.is_set() and not STOP_REQUEST.is_set():
+        STOP_REQUEST.set()
+        return
+    raise KeyboardInterrupt
+
 
 EXPORT_COLUMNS = [
     "smiles",
@@ -487,6 +511,7 @@ class Campaign:
                 raise
             finally:
                 apps.STOP.clear()
+                STOP_REQUEST.clear()
                 if watch:
                     # Parsl scaled its blocks in on the way out (unless it had given the
                     # executor up): record that, and cancel whatever is still queued or running
@@ -1009,24 +1034,28 @@ class _Graph:
                 f"{len(queue)} candidate(s) to run, up to {self.window} at once; partner "
                 f"{self.c.partner} ({self.protocol.name} protocol {self.c.digest})"
             )
-        while queue or self.in_flight:
-            while queue and len(active) < self.window:
-                row = queue.pop(0)
-                if self.pair(row):
-                    active.add(row["task_key"])
-            if self.watch:
-                self.watch.poll()
-            if not self.in_flight:
-                continue
-            done, _ = wait(
-                list(self.in_flight),
-                return_when=FIRST_COMPLETED,
-                timeout=self.watch.period_s if self.watch else None,
-            )
-            for fut in done:
-                over = self.handle(fut)
-                if over:
-                    active.discard(over)
+        _LOOP_RUNNING.set()
+        try:
+            while queue or self.in_flight:
+                while queue and len(active) < self.window:
+                    row = queue.pop(0)
+                    if self.pair(row):
+                        active.add(row["task_key"])
+                if self.watch:
+                    self.watch.poll()  # at most every watch.period_s
+                if STOP_REQUEST.is_set():
+                    raise KeyboardInterrupt
+                if not self.in_flight:
+                    continue
+                done, _ = wait(
+                    list(self.in_flight), return_when=FIRST_COMPLETED, timeout=STOP_CHECK_S
+                )
+                for fut in done:
+                    over = self.handle(fut)
+                    if over:
+                        active.discard(over)
+        finally:
+            _LOOP_RUNNING.clear()
         self.report.wall_s = time.perf_counter() - start
         return self.report
 

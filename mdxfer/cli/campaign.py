@@ -22,12 +22,13 @@ FILE_ARG = typer.Argument(..., help="The campaign TOML file.")
 
 
 def _sigterm_as_interrupt() -> None:
-    """A scheduler's SIGTERM stops the run like Ctrl-C: unfinished tasks go back to pending."""
+    """A scheduler's SIGTERM, Ctrl-C or ``kill -INT`` stop the run cleanly: unfinished tasks
+    go back to pending (:func:`mdxfer.campaign.runner.request_stop`). SIGINT is set explicitly,
+    so ``kill -INT`` also stops a run started in the background (where the shell ignores it)."""
+    from mdxfer.campaign.runner import request_stop
 
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
 
 
 def _fmt(x: float | None, digits: int = 2) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
 import sqlite3
 import stat
 import subprocess
@@ -273,6 +274,49 @@ def test_campaign_run_started_twice_the_second_refuses(tmp_path):
     finally:
         stop(first)
     assert rows(db, "SELECT status FROM runs") == [("interrupted",)]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_ends_the_run_cleanly(tmp_path, signum):
+    """SIGTERM (a scheduler) or SIGINT (`kill -INT`, Ctrl-C) while stages run: the runner stops
+    its LAMMPS, puts the tasks back to pending, records the run as interrupted and exits 130 —
+    no "release unlocked lock" from a signal landing inside a lock. The runner starts with
+    SIGINT ignored, as a shell starts a background job, and `kill -INT` still stops it."""
+    lmp = tmp_path / "sleeping-lmp"
+    lmp.write_text(SLEEPING_LAMMPS)
+    lmp.chmod(0o755)
+    f = write_campaign(
+        tmp_path / "c.toml",
+        ["CCO", "CCC"],
+        extra=f'[execution]\nprofile = "local"\n[execution.lammps]\ncommand = "{lmp}"\n',
+    )
+    db = tmp_path / "c.db"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mdxfer", "campaign", "run", str(f)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    try:
+        wait_until(
+            lambda: bool(
+                db.exists() and rows(db, "SELECT COUNT(*) FROM tasks WHERE state = 'running'")[0][0]
+            ),
+            proc,
+        )
+        time.sleep(1.0)  # the sleeping LAMMPS has started
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        stop(proc)
+    assert proc.returncode == 130, (out, err)
+    assert "interrupted: finished results are kept" in " ".join((out + err).split()), (out, err)
+    assert "RuntimeError" not in err and "Unexpected" not in err + out, err
+    assert rows(db, "SELECT status FROM runs") == [("interrupted",)]
+    assert rows(db, "SELECT COUNT(*) FROM tasks WHERE state = 'running'") == [(0,)]
+    assert subprocess.run(["pgrep", "-f", str(lmp)], capture_output=True).returncode == 1
 
 
 def test_al_run_started_twice_the_second_refuses(tmp_path):
