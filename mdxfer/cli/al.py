@@ -54,11 +54,11 @@ def run_cmd(
     from mdxfer.al.loop import load_al_config, open_loop
     from mdxfer.al.report import write_report
     from mdxfer.al.state import LoopLock
+    from mdxfer.campaign.runner import request_stop
 
-    def on_term(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
+    # as `campaign run`: a stop during an MD round ends its campaign run cleanly
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
     cfg = load_al_config(file)
     log = (lambda m: None) if quiet else _say
     s = cfg.settings
