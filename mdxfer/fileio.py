@@ -14,6 +14,7 @@ active-learning loop (refusing a second process)."""
 
 from __future__ import annotations
 
+import csv
 import fcntl
 import json
 import os
@@ -66,6 +67,21 @@ def atomic_write(path: str | Path, mode: str = "w", newline: str | None = None) 
             os.unlink(tmp)
         raise
     fsync_dir(path.parent)
+
+
+def write_csv(path: str | Path, rows: list[dict[str, Any]], columns: list[str]) -> int:
+    """``rows`` as CSV at ``path`` with ``columns`` (lists and dicts as JSON text), written by
+    :func:`atomic_write` (a failed write leaves no file behind); the number of rows."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path, newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(
+                {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in row.items()}
+            )
+    return len(rows)
 
 
 def write_json_atomic(path: str | Path, data: dict[str, Any]) -> None:

@@ -29,7 +29,6 @@ stage records it with ``ran = 0``). Library use::
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
@@ -72,7 +71,7 @@ from mdxfer.campaign.store import (
     species_key,
 )
 from mdxfer.errors import CampaignError, MdxferError, StageFailure
-from mdxfer.fileio import DatabaseLock, atomic_write, write_json_atomic
+from mdxfer.fileio import DatabaseLock, write_csv, write_json_atomic
 from mdxfer.md.cost import log_work, project
 
 Progress = Callable[[str], None]
@@ -157,24 +156,6 @@ REPLICA_EXPORT_COLUMNS = [
 ]
 #: export columns that come from a finished result (None while a candidate is not done)
 RESULT_FIELDS = [c for c in EXPORT_COLUMNS if c in RESULT_COLUMNS]
-
-
-def _write_csv(path: str | Path, rows: list[dict[str, Any]], columns: list[str]) -> int:
-    """``rows`` as CSV at ``path`` (lists as JSON text); a failed write leaves no temporary
-    file. Returns the number of rows."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path, newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow(
-                {
-                    k: json.dumps(v) if k in JSON_RESULT_COLUMNS and v is not None else v
-                    for k, v in row.items()
-                }
-            )
-    return len(rows)
 
 
 class RunnerLock(DatabaseLock):
@@ -568,7 +549,7 @@ class Campaign:
     def export(self, path: str | Path) -> int:
         """Write :meth:`results` as CSV (one row per candidate; ``replicas`` as JSON text);
         returns the number of rows."""
-        return _write_csv(path, self.results(), EXPORT_COLUMNS)
+        return write_csv(path, self.results(), EXPORT_COLUMNS)
 
     def replica_results(self) -> list[dict[str, Any]]:
         """One row per finished replica (as in :data:`REPLICA_EXPORT_COLUMNS`): each
@@ -595,7 +576,7 @@ class Campaign:
 
     def export_replicas(self, path: str | Path) -> int:
         """Write :meth:`replica_results` as CSV; returns the number of rows."""
-        return _write_csv(path, self.replica_results(), REPLICA_EXPORT_COLUMNS)
+        return write_csv(path, self.replica_results(), REPLICA_EXPORT_COLUMNS)
 
     def status(self, top: int = 5) -> dict[str, Any]:
         """Counts per state, failures with reasons, the best results so far, progress."""

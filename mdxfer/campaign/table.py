@@ -11,13 +11,12 @@ digest, so each value can be traced to its store entry and task directory. docs/
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 from typing import Any, Iterable
 
 from mdxfer.campaign.runner import Campaign
 from mdxfer.errors import CampaignError
-from mdxfer.fileio import atomic_write
+from mdxfer.fileio import write_csv
 
 #: columns of the shipped table, in order (meanings: docs/eint_table.md)
 TABLE_COLUMNS = [
@@ -105,16 +104,7 @@ def campaign_rows(source: str | Path) -> list[dict[str, Any]]:
 
 def write_table(rows: list[dict[str, Any]], path: str | Path) -> int:
     """Write table rows as CSV (atomic rename); returns the number of rows."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path, newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=TABLE_COLUMNS)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow(
-                {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in row.items()}
-            )
-    return len(rows)
+    return write_csv(path, rows, TABLE_COLUMNS)
 
 
 def noise_ceiling(values: list[float], stderrs: list[float]) -> float | None:

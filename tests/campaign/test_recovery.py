@@ -236,32 +236,44 @@ def test_campaign_export_is_group_readable_and_a_failed_export_leaves_no_tempora
 SLEEPING_LAMMPS = "#!/bin/sh\nexec sleep 300\n"
 
 
-def test_campaign_run_started_twice_the_second_refuses(tmp_path):
-    """The first `campaign run` is real (Parsl, the runner lock, packmol) with a LAMMPS that
-    sleeps; the second, on the same database through a symlinked campaign folder, refuses."""
+def sleeping_campaign(tmp_path: Path, candidates: list[str]) -> tuple[Path, Path, Path]:
+    """(campaign file, database, LAMMPS command) of a local campaign whose LAMMPS sleeps."""
     lmp = tmp_path / "sleeping-lmp"
     lmp.write_text(SLEEPING_LAMMPS)
     lmp.chmod(0o755)
     f = write_campaign(
         tmp_path / "c.toml",
-        ["CCO"],
+        candidates,
         extra=f'[execution]\nprofile = "local"\n[execution.lammps]\ncommand = "{lmp}"\n',
     )
-    db = tmp_path / "c.db"
-    first = subprocess.Popen(
+    return f, tmp_path / "c.db", lmp
+
+
+def start_runner(f: Path, **popen) -> subprocess.Popen:
+    """`mdxfer campaign run f` in a subprocess (stderr piped, text)."""
+    popen.setdefault("stdout", subprocess.DEVNULL)
+    return subprocess.Popen(
         [sys.executable, "-m", "mdxfer", "campaign", "run", str(f)],
-        stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
         cwd=Path(__file__).resolve().parents[2],
+        **popen,
     )
+
+
+def tasks_running(db: Path) -> bool:
+    return bool(
+        db.exists() and rows(db, "SELECT COUNT(*) FROM tasks WHERE state = 'running'")[0][0]
+    )
+
+
+def test_campaign_run_started_twice_the_second_refuses(tmp_path):
+    """The first `campaign run` is real (Parsl, the runner lock, packmol) with a LAMMPS that
+    sleeps; the second, on the same database through a symlinked campaign folder, refuses."""
+    f, db, _ = sleeping_campaign(tmp_path, ["CCO"])
+    first = start_runner(f)
     try:
-        wait_until(
-            lambda: bool(
-                db.exists() and rows(db, "SELECT COUNT(*) FROM tasks WHERE state = 'running'")[0][0]
-            ),
-            first,
-        )
+        wait_until(lambda: tasks_running(db), first)
         assert RunnerLock.held(db)
         (tmp_path / "alias").symlink_to(tmp_path)
         for path in (f, tmp_path / "alias" / "c.toml"):
@@ -282,30 +294,14 @@ def test_a_stop_signal_ends_the_run_cleanly(tmp_path, signum):
     its LAMMPS, puts the tasks back to pending, records the run as interrupted and exits 130 —
     no "release unlocked lock" from a signal landing inside a lock. The runner starts with
     SIGINT ignored, as a shell starts a background job, and `kill -INT` still stops it."""
-    lmp = tmp_path / "sleeping-lmp"
-    lmp.write_text(SLEEPING_LAMMPS)
-    lmp.chmod(0o755)
-    f = write_campaign(
-        tmp_path / "c.toml",
-        ["CCO", "CCC"],
-        extra=f'[execution]\nprofile = "local"\n[execution.lammps]\ncommand = "{lmp}"\n',
-    )
-    db = tmp_path / "c.db"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mdxfer", "campaign", "run", str(f)],
+    f, db, lmp = sleeping_campaign(tmp_path, ["CCO", "CCC"])
+    proc = start_runner(
+        f,
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=Path(__file__).resolve().parents[2],
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     try:
-        wait_until(
-            lambda: bool(
-                db.exists() and rows(db, "SELECT COUNT(*) FROM tasks WHERE state = 'running'")[0][0]
-            ),
-            proc,
-        )
+        wait_until(lambda: tasks_running(db), proc)
         time.sleep(1.0)  # the sleeping LAMMPS has started
         proc.send_signal(signum)
         out, err = proc.communicate(timeout=120)
