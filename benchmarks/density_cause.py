@@ -76,6 +76,7 @@ EXPERIMENT = {
     "CC(=O)O": 1.049,
     "c1ccccc1": 0.874,
     "C=CC(=C)C": 0.681,
+    "ClCCl": 1.326,
 }
 
 
