@@ -2,7 +2,8 @@
 the mean E_int, its replica SD, the mean reported stderr and their ratio, E_cross and its
 replica SD, the cell density, and the LAMMPS CPU-hours per replica (read from the logs of the
 candidate cell and the stack, so a machine shared by more jobs than cores does not inflate
-them); then, pooled over candidates (degrees of freedom weighted), the replica SD against the
+them); then, pooled over the candidates with ≥ 2 replicas (degrees of freedom weighted;
+:func:`eint_terms.pooled`), the replica SD against the
 SD across the candidates' means and the CPU-hours to ± 1 kcal/mol (CPU-h per replica × SD²).
 
     .venv/bin/mdxfer campaign export examples/oracle_panel_campaign.toml --replicas \\
@@ -18,13 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from bench_oracle import cpu_seconds
-
-
-def pooled_sd(groups: list[np.ndarray]) -> tuple[float, int]:
-    """(pooled SD, degrees of freedom) of groups of replicas (groups of one count nothing)."""
-    dof = sum(len(g) - 1 for g in groups)
-    ss = sum(((g - g.mean()) ** 2).sum() for g in groups if len(g) > 1)
-    return (float(np.sqrt(ss / dof)) if dof else float("nan")), dof
+from eint_terms import pooled
 
 
 def per_candidate(t: pd.DataFrame) -> pd.DataFrame:
@@ -65,13 +60,12 @@ def main() -> None:
     print(c.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     cpu = t.cpu_h.mean()
     sds = {}
+    replicated = int((t.groupby("smiles").size() > 1).sum())
     for col in ("E_int", "E_cross"):
-        groups = [m[col].to_numpy(dtype=float) for _, m in t.groupby("name")]
-        sds[col], dof = pooled_sd(groups)
-        across = float(np.std([g.mean() for g in groups], ddof=1))
+        sds[col], across, dof = pooled(t, col)
         print(
             f"{col}: pooled replica SD {sds[col]:.2f} kcal/mol ({dof} dof), SD across the "
-            f"{len(groups)} candidates' means {across:.2f}, ratio {sds[col] / across:.2f} "
+            f"{replicated} replicated candidates' means {across:.2f}, ratio {sds[col] / across:.2f} "
             f"(target ≤ 0.25); CPU-h to ± 1 kcal/mol {cpu * sds[col] ** 2:.2f}"
         )
     ratio = c.set_index("name")["stderr/sd"].dropna()

@@ -591,7 +591,7 @@ class Store(Database):
         dict), in molecule then replica order."""
         rows = self.query(
             "SELECT m.input_smiles, m.name, m.smiles AS canonical_smiles, m.inchikey, "
-            "t.key AS candidate_key, rr.task_key, rr.replica, rr.seed, rr.record "
+            "rr.task_key, rr.replica, rr.seed, rr.record "
             "FROM molecules m JOIN candidates c ON c.molecule_id = m.id "
             "JOIN tasks t ON t.key = c.task_key "
             "JOIN replica_results rr ON rr.candidate_key = t.key "
