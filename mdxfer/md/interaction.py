@@ -894,7 +894,8 @@ def _warnings(protocol: Protocol, legs: dict[str, dict]) -> list[str]:
             "demo preset: the production route on a 20 x 20 Å cell with 20-30 ps runs: a "
             "liquid-density E_int for showing the pipeline; its real error is larger than "
             f"the stderr ({scatter}). For a measurement use --protocol production "
-            "--replicas 3."
+            "--replicas 3, and rank candidates on E_cross: it repeats between replicas, "
+            "E_int does not yet (docs/results.md)."
         )
     if (
         protocol.name not in ("quick", "demo")
