@@ -4,7 +4,10 @@ replica SD, the cell density, and the LAMMPS CPU-hours per replica (read from th
 candidate cell and the stack, so a machine shared by more jobs than cores does not inflate
 them); then, pooled over the candidates with ≥ 2 replicas (degrees of freedom weighted;
 :func:`eint_terms.pooled`), the replica SD against the
-SD across the candidates' means and the CPU-hours to ± 1 kcal/mol (CPU-h per replica × SD²).
+SD across the candidates' means and the CPU-hours to ± 1 kcal/mol (CPU-h per replica × SD²);
+last, where the replicas differ: the replica SD of each run's own mean (stack E_tot, cell
+E_chem) against its reported stderr, and per candidate the correlation of E_tot with E_chem
+over the replicas (a replica offset both runs share cancels in E_int; one they do not, does not).
 
     .venv/bin/mdxfer campaign export examples/oracle_panel_campaign.toml --replicas \\
         --out data/oracle_panel_replicas.csv
@@ -46,6 +49,24 @@ def per_candidate(t: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def where_replicas_differ(t: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    """Per energy (E_int, E_tot, E_chem, E_cross): the pooled replica SD, the RMS of the
+    reported stderr (``E_int``: the within-run one) and their ratio; and per candidate with
+    ≥ 3 replicas the Pearson correlation of E_tot with E_chem across its replicas."""
+    rows = []
+    for col in ("E_int", "E_tot", "E_chem", "E_cross"):
+        sd, _, dof = pooled(t, col)
+        err = "E_int_stderr_run" if col == "E_int" else f"{col}_stderr"
+        rms = float(np.sqrt((t[err] ** 2).mean()))
+        rows.append({"energy": col, "replica_sd": sd, "rms_stderr": rms, "sd/stderr": sd / rms})
+    corr = {
+        name: float(np.corrcoef(m.E_tot, m.E_chem)[0, 1])
+        for name, m in t.groupby("name", sort=False)
+        if len(m) >= 3
+    }
+    return pd.DataFrame(rows), pd.Series(corr, name="corr(E_tot, E_chem)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("csv", type=Path, help="mdxfer campaign export --replicas output")
@@ -53,8 +74,14 @@ def main() -> None:
     t = pd.read_csv(args.csv)
     t["name"] = t["name"].fillna(t["smiles"])
     t["cpu_h"] = [
-        cpu_seconds(Path(c), Path(s)) / 3600 for c, s in zip(t.candidate_dir, t.stack_dir)
+        cpu_seconds(Path(c), Path(s)) / 3600 if Path(s).is_dir() else np.nan
+        for c, s in zip(t.candidate_dir, t.stack_dir)
     ]
+    if t.cpu_h.isna().any():
+        print(
+            f"{int(t.cpu_h.isna().sum())} stack directories are not on disk (restore the "
+            "campaign's archive): no CPU-hours for them"
+        )
     c = per_candidate(t)
     pd.set_option("display.width", 220)
     print(c.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
@@ -75,6 +102,10 @@ def main() -> None:
         f"stderr {rms_stderr:.2f} / pooled SD) {rms_stderr / sds['E_int']:.2f} (target 0.7–1.5)"
     )
     print(f"CPU-hours per candidate-replica {cpu:.3f} (LAMMPS's own, cell + stack)")
+    spread, corr = where_replicas_differ(t)
+    print("\nwhere the replicas differ (kcal/mol; E_int's stderr is the within-run one):")
+    print(spread.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    print(corr.to_string(float_format=lambda v: f"{v:.2f}"))
 
 
 if __name__ == "__main__":

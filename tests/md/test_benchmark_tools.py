@@ -70,3 +70,36 @@ def test_pooled_replica_sd_and_sd_across_candidates():
     # A: SS 2 (2 dof), B: SS 8 (1 dof); C has one replica and counts in neither
     assert dof == 3 and sd == pytest.approx(math.sqrt(10 / 3))
     assert across == pytest.approx(np.std([2.0, 12.0], ddof=1))
+
+
+def test_where_replicas_differ_separates_shared_from_unshared_offsets():
+    """A replica offset the stack and the cell share (A) leaves E_int alone and shows as a
+    correlation of +1; one only the stack has (B) shows in E_int and breaks it."""
+    import sys
+
+    sys.path.insert(0, str(BENCH))  # panel_report imports its sibling scripts
+    try:
+        report = bench("panel_report")
+    finally:
+        sys.path.remove(str(BENCH))
+    offsets_a, offsets_b = [0.0, 10.0, -10.0], [0.0, 10.0, -10.0]
+    t = pd.DataFrame(
+        {
+            "name": ["A"] * 3 + ["B"] * 3,
+            "smiles": ["A"] * 3 + ["B"] * 3,
+            "E_tot": [100 + o for o in offsets_a] + [200 + o for o in offsets_b],
+            "E_chem": [40 + o for o in offsets_a] + [81.0, 80.0, 80.0],
+            "E_cross": [-5.0, -6.0, -4.0, -9.0, -9.5, -8.5],
+        }
+    )
+    t["E_int"] = t.E_tot - t.E_chem - 50.0
+    for col in ("E_int_stderr_run", "E_tot_stderr", "E_chem_stderr", "E_cross_stderr"):
+        t[col] = 2.0
+    spread, corr = report.where_replicas_differ(t)
+    sd = spread.set_index("energy")["replica_sd"]
+    # A's E_int is constant; B's E_int values are 69, 80 and 60: pooled over 4 dof
+    b = np.array([69.0, 80.0, 60.0])
+    assert sd["E_int"] == pytest.approx(np.sqrt(((b - b.mean()) ** 2).sum() / 4))
+    assert sd["E_tot"] == pytest.approx(10.0)
+    assert spread.set_index("energy").loc["E_tot", "sd/stderr"] == pytest.approx(5.0)
+    assert corr["A"] == pytest.approx(1.0) and corr["B"] == pytest.approx(0.0, abs=1e-9)
