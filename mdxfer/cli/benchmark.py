@@ -35,6 +35,7 @@ def _approaches(spec: Optional[str], library, ssl, source) -> list[str]:
 
 def _run(
     kind: str,
+    *,
     data,
     target,
     n,
@@ -205,27 +206,7 @@ def extrapolation_cmd(
     ),
 ) -> None:
     """Train below a threshold of the target, test above it (an extrapolation split)."""
-    _run(
-        "extrapolation",
-        data,
-        target,
-        n,
-        seed,
-        seeds,
-        library,
-        ssl,
-        source,
-        approaches,
-        exclude,
-        out,
-        smiles_col,
-        target_col,
-        gnn_epochs,
-        threads,
-        cv_repeats,
-        threshold=threshold,
-        quantile=quantile,
-    )
+    _run("extrapolation", **locals())  # every option by name; threshold, quantile as extra
 
 
 @friendly_errors
@@ -253,26 +234,7 @@ def small_data_cmd(
     cv_repeats: int = COMMON["cv_repeats"],
 ) -> None:
     """A few training molecules, the rest held out: shotgun vs single source vs direct (Yamada et al. 2019's setting)."""
-    _run(
-        "small-data",
-        data,
-        target,
-        n,
-        seed,
-        seeds,
-        library,
-        ssl,
-        source,
-        approaches,
-        exclude,
-        out,
-        smiles_col,
-        target_col,
-        gnn_epochs,
-        threads,
-        cv_repeats,
-        n_train=n_train,
-    )
+    _run("small-data", **locals())  # every option by name; n_train as extra
 
 
 def register(app: typer.Typer) -> None:

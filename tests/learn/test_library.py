@@ -435,3 +435,34 @@ def test_library_on_the_users_own_table(tmp_path):
     )
     with pytest.raises(DataError, match=r"mine\.csv has no column 'nope'"):
         check_table_columns(table, "smiles", ["my alpha", "nope"])
+
+
+def test_benchmark_commands_pass_every_option_through(tmp_path):
+    """`mdxfer benchmark small-data|extrapolation` from the command line: the options reach
+    the benchmark (the seeds, the held-out size, the threshold split) and the CSV is written."""
+    from typer.testing import CliRunner
+
+    from mdxfer.cli.main import app
+
+    runner = CliRunner()
+    common = ["--approaches", "direct_fp_ridge", "--seed", "5"]
+    out = tmp_path / "sd.csv"
+    r = runner.invoke(
+        app,
+        ["benchmark", "small-data", "--n", "40", "--n-train", "10", "--seeds", "2"]
+        + common
+        + ["--out", str(out)],
+    )
+    assert r.exit_code == 0, r.output
+    df = pd.read_csv(out)
+    assert list(df.seed) == [5, 6] and (df.n_test == 30).all()
+    out = tmp_path / "ex.csv"
+    r = runner.invoke(
+        app,
+        ["benchmark", "extrapolation", "--n", "60", "--quantile", "0.75"]
+        + common
+        + ["--out", str(out)],
+    )
+    assert r.exit_code == 0, r.output
+    df = pd.read_csv(out)
+    assert list(df.seed) == [5] and df.n_test.iloc[0] == 15  # the top quarter of 60
