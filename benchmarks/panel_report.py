@@ -12,6 +12,10 @@ over the replicas (a replica offset both runs share cancels in E_int; one they d
     .venv/bin/mdxfer campaign export examples/oracle_panel_campaign.toml --replicas \\
         --out data/oracle_panel_replicas.csv
     .venv/bin/python benchmarks/panel_report.py data/oracle_panel_replicas.csv
+
+With ``--beside OTHER.csv`` (the same kind of export of another preset, e.g. the ``paper`` panel
+with one replica each) it also prints, per candidate present in both, the two presets' means
+side by side and the Spearman rank correlation between them for E_int and E_cross.
 """
 
 from __future__ import annotations
@@ -67,11 +71,27 @@ def where_replicas_differ(t: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
     return pd.DataFrame(rows), pd.Series(corr, name="corr(E_tot, E_chem)")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("csv", type=Path, help="mdxfer campaign export --replicas output")
-    args = ap.parse_args()
-    t = pd.read_csv(args.csv)
+def beside(t: pd.DataFrame, other: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Per candidate in both tables (by name): the mean E_int, E_cross and cell density of each
+    (``_a``: ``t``, ``_b``: ``other``), ``other``'s mean reported stderrs and CPU-hours; and the
+    Spearman correlation between the two presets' means for E_int and E_cross (NaN below 3)."""
+    from scipy.stats import spearmanr
+
+    cols = ["E_int", "E_int_stderr", "E_cross", "E_cross_stderr", "density_chem_g_cm3", "cpu_h"]
+    a = t.groupby("name", sort=False)[cols].mean()
+    b = other.groupby("name", sort=False)[cols].mean()
+    both = a.merge(b, left_index=True, right_index=True, suffixes=("_a", "_b"))
+    rho = {
+        col: float(spearmanr(both[f"{col}_a"], both[f"{col}_b"])[0]) if len(both) >= 3 else np.nan
+        for col in ("E_int", "E_cross")
+    }
+    return both.reset_index(), rho
+
+
+def with_cpu_hours(t: pd.DataFrame) -> pd.DataFrame:
+    """``t`` with ``name`` filled from the SMILES and ``cpu_h`` (LAMMPS's own CPU-hours of the
+    candidate cell and the stack; NaN where the stack directory is not on disk)."""
+    t = t.copy()
     t["name"] = t["name"].fillna(t["smiles"])
     t["cpu_h"] = [
         cpu_seconds(Path(c), Path(s)) / 3600 if Path(s).is_dir() else np.nan
@@ -82,6 +102,17 @@ def main() -> None:
             f"{int(t.cpu_h.isna().sum())} stack directories are not on disk (restore the "
             "campaign's archive): no CPU-hours for them"
         )
+    return t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("csv", type=Path, help="mdxfer campaign export --replicas output")
+    ap.add_argument(
+        "--beside", type=Path, help="another preset's export: means side by side, Spearman"
+    )
+    args = ap.parse_args()
+    t = with_cpu_hours(pd.read_csv(args.csv))
     c = per_candidate(t)
     pd.set_option("display.width", 220)
     print(c.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
@@ -106,6 +137,14 @@ def main() -> None:
     print("\nwhere the replicas differ (kcal/mol; E_int's stderr is the within-run one):")
     print(spread.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     print(corr.to_string(float_format=lambda v: f"{v:.2f}"))
+    if args.beside:
+        both, rho = beside(t, with_cpu_hours(pd.read_csv(args.beside)))
+        print(f"\n{args.csv.name} (_a) beside {args.beside.name} (_b), means per candidate:")
+        print(both.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+        print(
+            f"Spearman between the two over {len(both)} candidates: E_int {rho['E_int']:.2f}, "
+            f"E_cross {rho['E_cross']:.2f}"
+        )
 
 
 if __name__ == "__main__":

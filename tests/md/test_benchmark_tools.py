@@ -72,16 +72,20 @@ def test_pooled_replica_sd_and_sd_across_candidates():
     assert across == pytest.approx(np.std([2.0, 12.0], ddof=1))
 
 
-def test_where_replicas_differ_separates_shared_from_unshared_offsets():
-    """A replica offset the stack and the cell share (A) leaves E_int alone and shows as a
-    correlation of +1; one only the stack has (B) shows in E_int and breaks it."""
+def panel_report():
     import sys
 
     sys.path.insert(0, str(BENCH))  # panel_report imports its sibling scripts
     try:
-        report = bench("panel_report")
+        return bench("panel_report")
     finally:
         sys.path.remove(str(BENCH))
+
+
+def test_where_replicas_differ_separates_shared_from_unshared_offsets():
+    """A replica offset the stack and the cell share (A) leaves E_int alone and shows as a
+    correlation of +1; one only the stack has (B) shows in E_int and breaks it."""
+    report = panel_report()
     offsets_a, offsets_b = [0.0, 10.0, -10.0], [0.0, 10.0, -10.0]
     t = pd.DataFrame(
         {
@@ -103,3 +107,28 @@ def test_where_replicas_differ_separates_shared_from_unshared_offsets():
     assert sd["E_tot"] == pytest.approx(10.0)
     assert spread.set_index("energy").loc["E_tot", "sd/stderr"] == pytest.approx(5.0)
     assert corr["A"] == pytest.approx(1.0) and corr["B"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_beside_compares_two_presets_by_candidate(tmp_path):
+    """Means per candidate of two exports side by side, only the candidates both have, and
+    the Spearman correlation of their means (here E_int reversed, E_cross in the same order)."""
+    names = ["a", "b", "c", "d"]
+    prod = pd.DataFrame(
+        {
+            "name": [n for n in names for _ in range(2)],
+            "E_int": [1.0, 3.0, 5.0, 7.0, 9.0, 11.0, 13.0, 15.0],
+            "E_cross": [-10.0, -12.0, -20.0, -22.0, -30.0, -32.0, -40.0, -42.0],
+        }
+    )
+    paper = pd.DataFrame({"name": ["d", "c", "b", "a", "e"], "E_int": [1.0, 2.0, 3.0, 4.0, 99.0]})
+    paper["E_cross"] = [-50.0, -40.0, -30.0, -20.0, 0.0]
+    for t in (prod, paper):
+        for col in ("E_int_stderr", "E_cross_stderr", "density_chem_g_cm3", "cpu_h"):
+            t[col] = 1.0
+    both, rho = panel_report().beside(prod, paper)
+    assert list(both["name"]) == names  # "e" is in one table only
+    assert list(both["E_int_a"]) == [2.0, 6.0, 10.0, 14.0]
+    assert list(both["E_int_b"]) == [4.0, 3.0, 2.0, 1.0]
+    assert rho["E_int"] == pytest.approx(-1.0) and rho["E_cross"] == pytest.approx(1.0)
+    _, rho = panel_report().beside(prod, paper[paper.name.isin(["a", "b"])])
+    assert np.isnan(rho["E_int"])  # two candidates rank nothing
