@@ -719,8 +719,20 @@ def cells(args: argparse.Namespace) -> None:
             if not (d / "nvt.thermo.csv").exists():
                 continue
             s, comp = nvt_summary(d, prot), read_json(d / "compress.json")
+            series = pd.read_csv(d / "nvt.thermo.csv")
+            elapsed_ps = (series.Time - series.Time.iloc[0]) / 1000.0
+            upto = {
+                f"E_chem_{ps:g}ps": summarize(
+                    series[elapsed_ps <= ps],
+                    prot.nvt_discard_fraction,
+                    detect=ESTIMATOR_COLUMN[prot.estimator],
+                )[key]
+                for ps in args.upto
+                if elapsed_ps.iloc[-1] >= ps
+            }
             rows.append(
                 {
+                    **upto,
                     "set": label,
                     "name": name,
                     "replica": k,
@@ -753,6 +765,10 @@ def cells(args: argparse.Namespace) -> None:
         cpu_s=("cpu_s", "mean"),
     )
     print(g.to_string(float_format=lambda v: f"{v:.3f}"))
+    firsts = [c for c in t.columns if c.startswith("E_chem_") and c.endswith("ps")]
+    if firsts:  # the same runs cut short: does a longer NVT bring the replicas together?
+        print("replica SD of E_chem from the first part of each NVT run (kcal/mol):")
+        print(t.groupby(["name", "set"])[firsts].std().to_string(float_format=lambda v: f"{v:.2f}"))
     if args.csv:
         t.to_csv(args.csv, index=False, float_format="%.4f")
 
@@ -1100,6 +1116,13 @@ def main() -> None:
     ce.add_argument("--workers", type=int, default=2)
     ce.add_argument("--report-only", action="store_true")
     ce.add_argument("--csv", default=None)
+    ce.add_argument(
+        "--upto",
+        nargs="*",
+        type=float,
+        default=[],
+        help="also E_chem from the first PS of each NVT run (a shorter run, same trajectory)",
+    )
     args = ap.parse_args()
     {
         "run": run,
