@@ -164,10 +164,16 @@ def finished_replicas(out: Path, replicas: int, only=None):
 
 def nvt_summary(d: Path, protocol) -> dict:
     """Statistics of ``d``'s stored NVT series, recomputed with the protocol's estimator."""
+    return series_summary(pd.read_csv(d / "nvt.thermo.csv"), protocol)
+
+
+def series_summary(series: pd.DataFrame, protocol, upto_ps: float | None = None) -> dict:
+    """Statistics of an NVT thermo series with the protocol's estimator; with ``upto_ps``, of
+    its first ``upto_ps`` ps only (what a run that long would have given: same inputs, seed)."""
+    if upto_ps is not None:
+        series = series[series.Time - series.Time.iloc[0] <= upto_ps * 1000.0 + 1e-6]
     return summarize(
-        pd.read_csv(d / "nvt.thermo.csv"),
-        protocol.nvt_discard_fraction,
-        detect=ESTIMATOR_COLUMN[protocol.estimator],
+        series, protocol.nvt_discard_fraction, detect=ESTIMATOR_COLUMN[protocol.estimator]
     )
 
 
@@ -718,17 +724,13 @@ def cells(args: argparse.Namespace) -> None:
             )
             if not (d / "nvt.thermo.csv").exists():
                 continue
-            s, comp = nvt_summary(d, prot), read_json(d / "compress.json")
             series = pd.read_csv(d / "nvt.thermo.csv")
-            elapsed_ps = (series.Time - series.Time.iloc[0]) / 1000.0
+            s, comp = series_summary(series, prot), read_json(d / "compress.json")
+            run_ps = (series.Time.iloc[-1] - series.Time.iloc[0]) / 1000.0
             upto = {
-                f"E_chem_{ps:g}ps": summarize(
-                    series[elapsed_ps <= ps],
-                    prot.nvt_discard_fraction,
-                    detect=ESTIMATOR_COLUMN[prot.estimator],
-                )[key]
+                f"E_chem_{ps:g}ps": series_summary(series, prot, ps)[key]
                 for ps in args.upto
-                if elapsed_ps.iloc[-1] >= ps
+                if run_ps >= ps
             }
             rows.append(
                 {
@@ -836,9 +838,8 @@ def shorter(args: argparse.Namespace) -> None:
     cell's NVT loop time, scaled)."""
     protocol = load_protocol(args.protocol)
     out = Path(args.out) / f"{protocol.name}-{protocol.digest()}"
-    key, col = protocol.estimator, ESTIMATOR_COLUMN[protocol.estimator]
-    pser = pd.read_csv(out / "partner" / "nvt.thermo.csv")
-    p = summarize(pser, protocol.nvt_discard_fraction, detect=col)
+    key = protocol.estimator
+    p = nvt_summary(out / "partner", protocol)
     reps = list(finished_replicas(out, args.replicas))
     series = {
         (n, k): (pd.read_csv(c / "nvt.thermo.csv"), pd.read_csv(s / "nvt.thermo.csv"))
@@ -848,16 +849,8 @@ def shorter(args: argparse.Namespace) -> None:
     for cell_ps in args.cell_ps:
         for stack_ps in args.stack_ps:
             for (name, k), (cser, sser) in series.items():
-                c = summarize(
-                    cser[cser.Time - cser.Time.iloc[0] <= cell_ps * 1000.0],
-                    protocol.nvt_discard_fraction,
-                    detect=col,
-                )
-                st = summarize(
-                    sser[sser.Time - sser.Time.iloc[0] <= stack_ps * 1000.0],
-                    protocol.nvt_discard_fraction,
-                    detect=col,
-                )
+                c = series_summary(cser, protocol, cell_ps)
+                st = series_summary(sser, protocol, stack_ps)
                 rows.append(
                     {
                         "cell_ps": cell_ps,
@@ -926,14 +919,10 @@ def derive(args: argparse.Namespace) -> None:
         raise SystemExit("the target's NVT runs must not be longer than the source's")
     out = Path(args.out) / f"{source.name}-{source.digest()}"
     pdir = out / "partner"
-    col = ESTIMATOR_COLUMN[target.estimator]
 
     def leg(d: Path, ps: float | None) -> dict:
-        ser = pd.read_csv(d / "nvt.thermo.csv")
-        if ps is not None:
-            ser = ser[ser.Time - ser.Time.iloc[0] <= ps * 1000.0 + 1e-6]
         nvt = dict(read_json(d / "nvt.json"))
-        nvt.update(summarize(ser, target.nvt_discard_fraction, detect=col))
+        nvt.update(series_summary(pd.read_csv(d / "nvt.thermo.csv"), target, ps))
         return {"compress": read_json(d / "compress.json"), "nvt": nvt}
 
     smiles = dict(PANEL)

@@ -86,13 +86,13 @@ def test_where_replicas_differ_separates_shared_from_unshared_offsets():
     """A replica offset the stack and the cell share (A) leaves E_int alone and shows as a
     correlation of +1; one only the stack has (B) shows in E_int and breaks it."""
     report = panel_report()
-    offsets_a, offsets_b = [0.0, 10.0, -10.0], [0.0, 10.0, -10.0]
+    offsets = [0.0, 10.0, -10.0]  # the stacks' replica offsets, A and B alike
     t = pd.DataFrame(
         {
             "name": ["A"] * 3 + ["B"] * 3,
             "smiles": ["A"] * 3 + ["B"] * 3,
-            "E_tot": [100 + o for o in offsets_a] + [200 + o for o in offsets_b],
-            "E_chem": [40 + o for o in offsets_a] + [81.0, 80.0, 80.0],
+            "E_tot": [100 + o for o in offsets] + [200 + o for o in offsets],
+            "E_chem": [40 + o for o in offsets] + [81.0, 80.0, 80.0],
             "E_cross": [-5.0, -6.0, -4.0, -9.0, -9.5, -8.5],
         }
     )
@@ -109,7 +109,7 @@ def test_where_replicas_differ_separates_shared_from_unshared_offsets():
     assert corr["A"] == pytest.approx(1.0) and corr["B"] == pytest.approx(0.0, abs=1e-9)
 
 
-def test_beside_compares_two_presets_by_candidate(tmp_path):
+def test_beside_compares_two_presets_by_candidate():
     """Means per candidate of two exports side by side, only the candidates both have, and
     the Spearman correlation of their means (here E_int reversed, E_cross in the same order)."""
     names = ["a", "b", "c", "d"]
