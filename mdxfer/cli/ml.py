@@ -229,21 +229,21 @@ def transfer_cmd(
     check_output_dir(out)
     if library is not None:
         _shotgun(
-            library,
-            data,
-            out,
-            smiles_col,
-            target_col,
-            unit,
-            top,
-            modes,
-            exclude,
-            folds,
-            repeats,
-            seed,
-            threads,
-            progress,
-            console,
+            library=library,
+            data=data,
+            out=out,
+            smiles_col=smiles_col,
+            target_col=target_col,
+            unit=unit,
+            top=top,
+            modes=modes,
+            exclude=exclude,
+            folds=folds,
+            repeats=repeats,
+            seed=seed,
+            threads=threads,
+            progress=progress,
+            console=console,
         )
         return
     s = TransferSettings(
@@ -300,22 +300,24 @@ def transfer_cmd(
 
 
 def _shotgun(
-    library,
-    data,
-    out,
-    smiles_col,
-    target_col,
-    unit,
-    top,
-    modes,
-    exclude,
-    folds,
-    repeats,
-    seed,
-    threads,
-    progress,
+    *,
+    library: Path,
+    data: Path,
+    out: Path,
+    smiles_col: str,
+    target_col: str,
+    unit: str,
+    top: int,
+    modes: str,
+    exclude: str,
+    folds: int,
+    repeats: int,
+    seed: int,
+    threads: int,
+    progress: bool,
     console,
 ) -> None:
+    """Shotgun transfer over a model library (``transfer --library``): options by name."""
     import pandas as pd
     from rich.table import Table
 

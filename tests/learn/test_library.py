@@ -253,11 +253,16 @@ def test_transfer_cli_library_and_argument_errors(lib, held_out, tmp_path):
             "1",
             "--modes",
             "ridge",
+            "--top",
+            "2",
             "--no-progress",
         ],
     )
     assert r.exit_code == 0, r.output
-    assert "kept" in r.output and (tmp_path / "o" / "ensemble.pt").exists()
+    assert "kept" in r.output and (tmp_path / "o" / "committee.json").exists()
+    cands = pd.read_csv(tmp_path / "o" / "candidates.csv")
+    assert set(cands["mode"]) == {"ridge", "fp_ridge"}  # --modes reached it (+ direct baseline)
+    assert int(cands["chosen"].sum()) == 2  # and --top
     r = CliRunner().invoke(app, ["transfer", "--data", str(data), "--out", str(tmp_path / "p")])
     assert r.exit_code != 0 and "exactly one of --base" in r.output
     r = CliRunner().invoke(
