@@ -88,19 +88,26 @@ def beside(t: pd.DataFrame, other: pd.DataFrame) -> tuple[pd.DataFrame, dict[str
     return both.reset_index(), rho
 
 
+def _has_logs(d: Path) -> bool:
+    return d.is_dir() and any(d.glob("*.log"))
+
+
 def with_cpu_hours(t: pd.DataFrame) -> pd.DataFrame:
     """``t`` with ``name`` filled from the SMILES and ``cpu_h`` (LAMMPS's own CPU-hours of the
-    candidate cell and the stack; NaN where the stack directory is not on disk)."""
+    candidate cell and the stack; NaN where either has no LAMMPS log on disk — a campaign's
+    archive may keep a run's results without its logs, which would otherwise count 0)."""
     t = t.copy()
     t["name"] = t["name"].fillna(t["smiles"])
     t["cpu_h"] = [
-        cpu_seconds(Path(c), Path(s)) / 3600 if Path(s).is_dir() else np.nan
+        cpu_seconds(Path(c), Path(s)) / 3600
+        if _has_logs(Path(c)) and _has_logs(Path(s))
+        else np.nan
         for c, s in zip(t.candidate_dir, t.stack_dir)
     ]
     if t.cpu_h.isna().any():
         print(
-            f"{int(t.cpu_h.isna().sum())} stack directories are not on disk (restore the "
-            "campaign's archive): no CPU-hours for them"
+            f"{int(t.cpu_h.isna().sum())} replicas have no LAMMPS logs on disk for their cell or "
+            "stack (restore the campaign's archive): no CPU-hours for them"
         )
     return t
 

@@ -82,6 +82,34 @@ def panel_report():
         sys.path.remove(str(BENCH))
 
 
+def test_cpu_hours_are_missing_not_zero_where_a_run_kept_no_log(tmp_path):
+    """An archive may keep a replica's results without its LAMMPS logs: that replica has no
+    CPU-hours (NaN, left out of the mean), not 0, which would make the preset look cheaper."""
+    log = (
+        "Loop time of 1800.0 on 1 procs for 5000 steps with 1000 atoms\n"
+        "50.0% CPU use with 1 MPI tasks x 1 OpenMP threads\n"
+    )
+    dirs = {}
+    for k in ("cell0", "stack0", "cell1", "stack1", "cell2"):
+        dirs[k] = tmp_path / k
+        dirs[k].mkdir()
+    for k in ("cell1", "stack1", "cell2"):
+        (dirs[k] / "nvt.log").write_text(log)
+    (dirs["cell0"] / "nvt.thermo.csv").write_text("step,pe\n")  # results kept, logs not
+    t = pd.DataFrame(
+        {
+            "name": ["x", "x", "x"],
+            "smiles": ["C", "C", "C"],
+            "candidate_dir": [str(dirs["cell0"]), str(dirs["cell1"]), str(dirs["cell2"])],
+            "stack_dir": [str(dirs["stack0"]), str(dirs["stack1"]), str(tmp_path / "gone")],
+        }
+    )
+    cpu = panel_report().with_cpu_hours(t).cpu_h
+    assert np.isnan(cpu[0]) and np.isnan(cpu[2])
+    assert cpu[1] == pytest.approx(2 * 1800 * 0.5 / 3600)  # cell + stack, at 50 % CPU use
+    assert cpu.mean() == pytest.approx(0.5)  # pandas leaves the NaN out
+
+
 def test_where_replicas_differ_separates_shared_from_unshared_offsets():
     """A replica offset the stack and the cell share (A) leaves E_int alone and shows as a
     correlation of +1; one only the stack has (B) shows in E_int and breaks it."""
