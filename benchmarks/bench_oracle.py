@@ -829,72 +829,150 @@ def adopt(args: argparse.Namespace) -> None:
     print(f"{dst}: adopted {n_cells} cell(s) and {n_stacks} wall stack(s) from {src}")
 
 
-def shorter(args: argparse.Namespace) -> None:
-    """Shorter NVT runs at no cost: every finished wall replica analysed as if the candidate
-    cell's NVT had stopped after ``--cell-ps`` and the stack's after ``--stack-ps`` (the first
-    part of the same trajectory is exactly what the shorter run would have produced: same
-    inputs, same seed). Per length pair: replica SDs of E_int and E_cross, mean reported
-    within-run stderr, and the NVT CPU time per replica that length costs (the stack's and the
-    cell's NVT loop time, scaled)."""
-    protocol = load_protocol(args.protocol)
-    out = Path(args.out) / f"{protocol.name}-{protocol.digest()}"
+def export_replicas(path: Path) -> tuple[list[tuple[str, int, Path, Path]], Path]:
+    """The replicas of a campaign's per-replica export (``mdxfer campaign export --replicas``):
+    (name, replica, candidate dir, stack dir) of each, and the campaign's one partner dir."""
+    t = pd.read_csv(path)
+    t["name"] = t["name"].fillna(t["smiles"])
+    partners = set(t.partner_dir.dropna())
+    if len(partners) != 1:
+        raise SystemExit(f"{path}: expected one partner directory, found {len(partners)}")
+    reps = [
+        (str(r.name), int(r.replica), Path(r.candidate_dir), Path(r.stack_dir))
+        for r in t.itertuples()
+    ]
+    return reps, Path(partners.pop())
+
+
+def nvt_cpu_h(cdir: Path, sdir: Path, protocol, cell_ps: float, stack_ps: float) -> float:
+    """LAMMPS CPU-hours of one replica had its cell NVT stopped after ``cell_ps`` and its stack
+    NVT after ``stack_ps``: the barostat and minimisation stages as logged, each NVT run's loop
+    time scaled by the share of its steps kept. NaN when the logs are not on disk."""
+    if not (cdir / "nvt.log").exists() or not (sdir / "nvt.log").exists():
+        return float("nan")
+    cell = cpu_seconds_of([cdir / "nvt.log"]) * min(1.0, cell_ps / protocol.nvt_ps)
+    stack = cpu_seconds_of([sdir / "nvt.log"]) * min(1.0, stack_ps / protocol.stack_nvt_ps)
+    fixed = cpu_seconds_of(sorted(cdir.glob("compress*.log")) + sorted(sdir.glob("compress*.log")))
+    return (fixed + cell + stack) / 3600
+
+
+def truncated_rows(series: dict, partner: dict, protocol, cell_ps, stack_ps) -> pd.DataFrame:
+    """Per (cell length, stack length, candidate, replica): E_int and E_cross from the first
+    ``cell_ps`` ps of the cell's NVT series and the first ``stack_ps`` ps of the stack's
+    (``series``: (name, replica) → (cell series, stack series, cell dir, stack dir);
+    ``partner``: the partner's summary, a common offset)."""
     key = protocol.estimator
-    p = nvt_summary(out / "partner", protocol)
-    reps = list(finished_replicas(out, args.replicas))
-    series = {
-        (n, k): (pd.read_csv(c / "nvt.thermo.csv"), pd.read_csv(s / "nvt.thermo.csv"))
-        for n, k, c, s in reps
-    }
     rows = []
-    for cell_ps in args.cell_ps:
-        for stack_ps in args.stack_ps:
-            for (name, k), (cser, sser) in series.items():
-                c = series_summary(cser, protocol, cell_ps)
-                st = series_summary(sser, protocol, stack_ps)
+    for cps in cell_ps:
+        for sps in stack_ps:
+            for (name, k), (cser, sser, cdir, sdir) in series.items():
+                c = series_summary(cser, protocol, cps)
+                st = series_summary(sser, protocol, sps)
                 rows.append(
                     {
-                        "cell_ps": cell_ps,
-                        "stack_ps": stack_ps,
+                        "cell_ps": cps,
+                        "stack_ps": sps,
                         "name": name,
                         "replica": k,
-                        "E_int": st[key] - c[key] - p[key],
+                        "E_int": st[key] - c[key] - partner[key],
                         "se_run": float(np.hypot(st[f"{key}_stderr"], c[f"{key}_stderr"])),
                         "E_cross": st.get("ecross"),
                         "se_cross": st.get("ecross_stderr"),
+                        "cpu_h": nvt_cpu_h(cdir, sdir, protocol, cps, sps)
+                        if cdir is not None
+                        else float("nan"),
                     }
                 )
-    t = pd.DataFrame(rows)
-    summary = []
-    for (cps, sps), g in t.groupby(["cell_ps", "stack_ps"]):
-        per = g.groupby("name").agg(
-            n=("E_int", "size"),
-            sd=("E_int", "std"),
-            sdx=("E_cross", "std"),
-            se=("se_run", "mean"),
-            sex=("se_cross", "mean"),
-        )
-        per = per[per.n > 1]
-        dof = (per.n - 1).sum()
-        pooled = float(np.sqrt(((per.n - 1) * per.sd**2).sum() / dof))
-        pooled_x = float(np.sqrt(((per.n - 1) * per.sdx**2).sum() / dof))
-        summary.append(
+    return pd.DataFrame(rows)
+
+
+def _pooled_sd(values: pd.Series, names: pd.Series) -> float:
+    """Replica SD pooled over the candidates with ≥ 2 replicas (degrees of freedom weighted)."""
+    g = values.groupby(names)
+    n, var = g.size(), g.var(ddof=1)
+    keep = n > 1
+    return float(np.sqrt(((n[keep] - 1) * var[keep]).sum() / (n[keep] - 1).sum()))
+
+
+def length_summary(t: pd.DataFrame, boot: int = 0, seed: int = 0) -> pd.DataFrame:
+    """Per (cell length, stack length) of :func:`truncated_rows`: pooled replica SDs of E_int and
+    E_cross, mean within-run stderr, SD across the candidates' means, CPU-hours per replica and
+    to ± 1 kcal/mol; against the longest pair (the runs as made), the mean shift of the
+    candidates' E_int means, its SD over candidates and their Spearman correlation; with
+    ``boot`` > 0, the 95 % interval of (pooled E_int SD − the longest pair's) from resampling
+    each candidate's replicas with replacement, the same draws for both (a paired bootstrap)."""
+    from scipy.stats import spearmanr
+
+    full = t[(t.cell_ps == t.cell_ps.max()) & (t.stack_ps == t.stack_ps.max())]
+    full = full.set_index(["name", "replica"])
+    ref = full.E_int.groupby("name").mean()
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(boot):
+        draws.append(
             {
-                "cell_nvt_ps": cps,
-                "stack_nvt_ps": sps,
-                "candidates": len(per),
-                "dof": int(dof),
-                "E_int_replica_sd": pooled,
-                "E_int_stderr_run": float(per.se.mean()),
-                "E_cross_replica_sd": pooled_x,
-                "E_cross_stderr_run": float(per.sex.mean()),
-                "spread_E_cross": float(g.groupby("name").E_cross.mean().std()),
-                "spread_E_int": float(g.groupby("name").E_int.mean().std()),
+                name: rng.integers(0, len(g), len(g))
+                for name, g in full.groupby("name")
+                if len(g) > 1
             }
         )
-    pd.set_option("display.width", 200)
-    print(pd.DataFrame(summary).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    out = []
+    for (cps, sps), g in t.groupby(["cell_ps", "stack_ps"]):
+        g = g.set_index(["name", "replica"]).loc[full.index]
+        means = g.E_int.groupby("name").mean()
+        sd = _pooled_sd(g.E_int, g.index.get_level_values("name"))
+        cpu = float(g.cpu_h.mean())
+        row = {
+            "cell_nvt_ps": cps,
+            "stack_nvt_ps": sps,
+            "E_int_replica_sd": sd,
+            "E_int_stderr_run": float(g.se_run.mean()),
+            "spread_E_int": float(means.std()),
+            "E_int_shift": float((means - ref).mean()),
+            "shift_sd": float((means - ref).std()),
+            "spearman_vs_full": float(spearmanr(means, ref.loc[means.index])[0]),
+            "E_cross_replica_sd": _pooled_sd(g.E_cross, g.index.get_level_values("name")),
+            "cpu_h": cpu,
+            "cpu_h_to_1": cpu * sd**2,
+        }
+        if draws:
+            diffs = []
+            for d in draws:
+                va, vb = [], []
+                for name, idx in d.items():
+                    va.append(g.E_int.loc[name].to_numpy()[idx].var(ddof=1))
+                    vb.append(full.E_int.loc[name].to_numpy()[idx].var(ddof=1))
+                diffs.append(np.sqrt(np.mean(va)) - np.sqrt(np.mean(vb)))
+            row["sd_diff_lo"], row["sd_diff_hi"] = np.percentile(diffs, [2.5, 97.5])
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def shorter(args: argparse.Namespace) -> None:
+    """Shorter NVT runs at no cost: every finished replica analysed as if the candidate cell's
+    NVT had stopped after ``--cell-ps`` and the stack's after ``--stack-ps`` (the first part of
+    the same trajectory is exactly what the shorter run would have produced: same inputs, same
+    seed). Per length pair (:func:`length_summary`): replica SDs of E_int and E_cross, the
+    within-run stderr, the CPU-hours that length costs, the shift of E_int against the runs as
+    made and, with ``--bootstrap``, whether the change in replica SD is more than chance.
+    Replicas from the panel's folders under ``--out``, or (``--export``) from a campaign's
+    per-replica export."""
+    protocol = load_protocol(args.protocol)
+    if args.export:
+        reps, pdir = export_replicas(Path(args.export))
+    else:
+        out = Path(args.out) / f"{protocol.name}-{protocol.digest()}"
+        reps, pdir = list(finished_replicas(out, args.replicas)), out / "partner"
+    series = {
+        (n, k): (pd.read_csv(c / "nvt.thermo.csv"), pd.read_csv(s / "nvt.thermo.csv"), c, s)
+        for n, k, c, s in reps
+    }
+    t = truncated_rows(series, nvt_summary(pdir, protocol), protocol, args.cell_ps, args.stack_ps)
+    summary = length_summary(t, boot=args.bootstrap)
+    pd.set_option("display.width", 220)
+    print(summary.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     if args.csv:
-        pd.DataFrame(summary).to_csv(args.csv, index=False, float_format="%.3f")
+        summary.to_csv(args.csv, index=False, float_format="%.3f")
 
 
 def derive(args: argparse.Namespace) -> None:
@@ -1082,6 +1160,8 @@ def main() -> None:
     sh.add_argument("--cell-ps", type=float, nargs="*", default=[60.0, 40.0, 30.0])
     sh.add_argument("--stack-ps", type=float, nargs="*", default=[100.0, 70.0, 50.0])
     sh.add_argument("--csv", default=None)
+    sh.add_argument("--export", default=None, help="a campaign's `export --replicas` CSV")
+    sh.add_argument("--bootstrap", type=int, default=0, help="paired bootstrap draws")
     de = sub.add_parser("derive", help=derive.__doc__.splitlines()[0])
     de.add_argument("--protocol", default="production")
     de.add_argument(

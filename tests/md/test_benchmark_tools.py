@@ -72,6 +72,16 @@ def test_pooled_replica_sd_and_sd_across_candidates():
     assert across == pytest.approx(np.std([2.0, 12.0], ddof=1))
 
 
+def _bench_oracle():
+    import sys
+
+    sys.path.insert(0, str(BENCH))  # bench_oracle imports mdxfer only, but keep it alike
+    try:
+        return bench("bench_oracle")
+    finally:
+        sys.path.remove(str(BENCH))
+
+
 def panel_report():
     import sys
 
@@ -160,3 +170,50 @@ def test_beside_compares_two_presets_by_candidate():
     assert rho["E_int"] == pytest.approx(-1.0) and rho["E_cross"] == pytest.approx(1.0)
     _, rho = panel_report().beside(prod, paper[paper.name.isin(["a", "b"])])
     assert np.isnan(rho["E_int"])  # two candidates rank nothing
+
+
+def _series(levels: list[tuple[float, float]], seed: int, ps: float = 50.0) -> pd.DataFrame:
+    """A thermo series of ``ps`` ps (a sample every 0.2 ps) whose potential energy is
+    ``level`` from ``start`` ps on (``levels``: (start, level) pairs), plus white noise of 0.5."""
+    time_fs = np.arange(0.0, ps * 1000.0 + 1.0, 200.0)
+    pe = np.zeros_like(time_fs)
+    for start, level in levels:
+        pe[time_fs >= start * 1000.0] = level
+    pe += np.random.default_rng(seed).normal(0.0, 0.5, len(time_fs))
+    zero = np.zeros_like(time_fs)
+    return pd.DataFrame(
+        {
+            "Time": time_fs,
+            "PotEng": pe,
+            "E_bond": zero,
+            "E_angle": zero,
+            "E_impro": zero,
+            "c_cross": -100.0 + zero,
+        }
+    )
+
+
+def test_shorter_reads_each_run_as_if_it_had_stopped_early():
+    """Three replicas of two candidates whose cells agree for their first 10 ps and then part
+    (each settles at its own level): E_int from the first 10 ps of the cells repeats, from all
+    30 ps it does not, and the summary says so against the runs as made."""
+    oracle = _bench_oracle()
+    protocol = oracle.load_protocol("production")
+    series = {}
+    for i, (name, base) in enumerate((("a", 0.0), ("b", 40.0))):
+        for k, late in enumerate((-20.0, 0.0, 20.0)):
+            cell = _series([(0.0, base), (10.0, base + late)], seed=10 * i + k, ps=30.0)
+            stack = _series([(0.0, 2 * base + 5.0)], seed=100 + 10 * i + k)
+            series[(name, k)] = (cell, stack, None, None)
+    partner = {protocol.estimator: 1.0}
+    t = oracle.truncated_rows(series, partner, protocol, [10.0, 30.0], [50.0])
+    early = t[t.cell_ps == 10.0].set_index(["name", "replica"]).E_int
+    # E_int = stack − cell(first 10 ps) − partner = (2 base + 5) − base − 1
+    assert early.loc["a"].to_numpy() == pytest.approx([4.0] * 3, abs=0.5)
+    assert early.loc["b"].to_numpy() == pytest.approx([44.0] * 3, abs=0.5)
+    s = oracle.length_summary(t, boot=200).set_index("cell_nvt_ps")
+    assert s.loc[10.0, "E_int_replica_sd"] < 0.5 < 5.0 < s.loc[30.0, "E_int_replica_sd"]
+    assert s.loc[30.0, "E_int_shift"] == 0.0 and s.loc[30.0, "E_int_replica_sd"] > 15.0
+    assert s.loc[10.0, "spearman_vs_full"] == pytest.approx(1.0)  # b stays above a
+    assert s.loc[10.0, "sd_diff_hi"] < 0.0  # the drop is more than chance in every draw
+    assert np.isnan(s.loc[10.0, "cpu_h"])  # no logs: no cost, not 0
