@@ -886,14 +886,6 @@ def truncated_rows(series: dict, partner: dict, protocol, cell_ps, stack_ps) -> 
     return pd.DataFrame(rows)
 
 
-def _pooled_sd(values: pd.Series, names: pd.Series) -> float:
-    """Replica SD pooled over the candidates with ≥ 2 replicas (degrees of freedom weighted)."""
-    g = values.groupby(names)
-    n, var = g.size(), g.var(ddof=1)
-    keep = n > 1
-    return float(np.sqrt(((n[keep] - 1) * var[keep]).sum() / (n[keep] - 1).sum()))
-
-
 def length_summary(t: pd.DataFrame, boot: int = 0, seed: int = 0) -> pd.DataFrame:
     """Per (cell length, stack length) of :func:`truncated_rows`: pooled replica SDs of E_int and
     E_cross, mean within-run stderr, SD across the candidates' means, CPU-hours per replica and
@@ -901,6 +893,7 @@ def length_summary(t: pd.DataFrame, boot: int = 0, seed: int = 0) -> pd.DataFram
     candidates' E_int means, its SD over candidates and their Spearman correlation; with
     ``boot`` > 0, the 95 % interval of (pooled E_int SD − the longest pair's) from resampling
     each candidate's replicas with replacement, the same draws for both (a paired bootstrap)."""
+    from eint_terms import pooled  # a sibling script: run from benchmarks/ or with it on the path
     from scipy.stats import spearmanr
 
     full = t[(t.cell_ps == t.cell_ps.max()) & (t.stack_ps == t.stack_ps.max())]
@@ -920,18 +913,23 @@ def length_summary(t: pd.DataFrame, boot: int = 0, seed: int = 0) -> pd.DataFram
     for (cps, sps), g in t.groupby(["cell_ps", "stack_ps"]):
         g = g.set_index(["name", "replica"]).loc[full.index]
         means = g.E_int.groupby("name").mean()
-        sd = _pooled_sd(g.E_int, g.index.get_level_values("name"))
+        by_candidate = g.reset_index().rename(columns={"name": "smiles"})  # pooled's grouping
+        sd, _, dof = pooled(by_candidate, "E_int")
         cpu = float(g.cpu_h.mean())
         row = {
             "cell_nvt_ps": cps,
             "stack_nvt_ps": sps,
+            "candidates": int(means.size),
+            "dof": dof,
             "E_int_replica_sd": sd,
             "E_int_stderr_run": float(g.se_run.mean()),
             "spread_E_int": float(means.std()),
             "E_int_shift": float((means - ref).mean()),
             "shift_sd": float((means - ref).std()),
             "spearman_vs_full": float(spearmanr(means, ref.loc[means.index])[0]),
-            "E_cross_replica_sd": _pooled_sd(g.E_cross, g.index.get_level_values("name")),
+            "E_cross_replica_sd": pooled(by_candidate, "E_cross")[0],
+            "E_cross_stderr_run": float(g.se_cross.mean()),
+            "spread_E_cross": float(g.E_cross.groupby("name").mean().std()),
             "cpu_h": cpu,
             "cpu_h_to_1": cpu * sd**2,
         }
