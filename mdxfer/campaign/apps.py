@@ -65,7 +65,8 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _stage_done(workdir: Path, stage: str, protocol: Protocol) -> bool:
+def stage_done(workdir: Path, stage: str, protocol: Protocol) -> bool:
+    """Whether ``workdir`` holds ``stage``'s summary for this protocol (it finished)."""
     from mdxfer.md.interaction import summary_matches
 
     return summary_matches(workdir, _read_json(workdir / f"{stage}.json"), protocol)
@@ -76,7 +77,7 @@ def box_finished(workdir: str | Path, protocol: Protocol, role: str = "candidate
     matches): e.g. a partner box another campaign sharing the work directory has run."""
     workdir = Path(workdir)
     info = _read_json(workdir / "species.json") or {}
-    return role_matches(info, role, protocol) and _stage_done(workdir, "nvt", protocol)
+    return role_matches(info, role, protocol) and stage_done(workdir, "nvt", protocol)
 
 
 def role_matches(info: dict[str, Any], role: str, protocol: Protocol) -> bool:
@@ -122,7 +123,7 @@ def _lammps_stage(
     stage: str, run: Callable, workdir: str, protocol: Protocol, launcher: Launcher
 ) -> dict[str, Any]:
     with _stage(stage, workdir) as rec:
-        rec["ran"] = not _stage_done(Path(workdir), stage, protocol)
+        rec["ran"] = not stage_done(Path(workdir), stage, protocol)
         summary = run(workdir, protocol, launcher)
         if rec["ran"]:
             rec["lammps_s"] = float(summary.get("wall_s", 0.0))

@@ -72,7 +72,7 @@ from mdxfer.campaign.store import (
 )
 from mdxfer.errors import CampaignError, MdxferError, StageFailure
 from mdxfer.fileio import DatabaseLock, write_csv, write_json_atomic
-from mdxfer.md.cost import log_work, project
+from mdxfer.md.cost import log_work, project, stack_share
 
 Progress = Callable[[str], None]
 
@@ -669,6 +669,37 @@ class Campaign:
             folders.append(Path(bottom))
         return _folders_cpu_seconds(folders) * self.protocol.replicas
 
+    def replicas_left(self, row: dict[str, Any]) -> float:
+        """How much of the candidate ``row``'s replicas is still to run, in replicas: 1 for
+        each replica with no stored result, less when its files are already on disk (a
+        campaign sharing the work directory ran them): 0 when its stack's NVT is done, the
+        stack's share (:func:`mdxfer.md.cost.stack_share`) when only its box is. Reads the
+        store and the folders; registers nothing."""
+        smiles, key_ik = row.get("canonical_smiles"), row.get("inchikey")
+        if not smiles or not key_ik:
+            return float(self.protocol.replicas)
+        left = 0.0
+        for k, prot in enumerate(self.replica_protocols):
+            digest = prot.digest() if k else self.digest
+            key = (
+                row["task_key"]
+                if k == 0
+                else pair_key(smiles, self.partner, digest, self.forcefield)
+            )
+            if self.store.replica_record(key) is not None:
+                continue
+            if apps.stage_done(self.pair_dir(smiles, key_ik, digest), "nvt", prot):
+                continue
+            cell = prot.cell_digest() if k else self.cell_digest
+            if apps.box_finished(self.species_dir(smiles, key_ik, cell), prot):
+                try:
+                    left += stack_share(smiles, prot, self.partner)
+                except Exception:  # noqa: BLE001 - a candidate the cost model cannot read
+                    left += 1.0
+            else:
+                left += 1.0
+        return left
+
     def eta(
         self,
         rows: list[dict[str, Any]] | None = None,
@@ -679,7 +710,9 @@ class Campaign:
         """What is left, in LAMMPS time: ``remaining`` candidates, ``cpu_s`` (rank-seconds of
         single-rank runs), ``eta_s`` at the profile's concurrency, and ``basis``: the mean of the
         finished candidates (``walls``, s) when there are any, else the cost model of
-        :mod:`mdxfer.md.cost` on up to ``sample`` of the unfinished candidates."""
+        :mod:`mdxfer.md.cost` on up to ``sample`` of the unfinished candidates. A candidate with
+        some replicas finished (:meth:`replicas_left`) counts for the share still to run;
+        ``replicas_left`` is their number over all candidates."""
         rows = self.results() if rows is None else rows
         left = [r for r in rows if r["status"] in ("pending", "running")]
         done = [r for r in rows if r["status"] == "done"]
@@ -719,11 +752,15 @@ class Campaign:
         if partner_left and left:
             p = project(self.partner, self.protocol, self.partner, replicas=0)
             cpu += p.cpu_s
-        cpu += (per or 0.0) * len(left)
+        # a candidate's cost covers all its replicas; those finished on disk cost nothing more
+        share = [self.replicas_left(r) / self.protocol.replicas for r in left]
+        cpu += (per or 0.0) * sum(share)
         workers = max(1, concurrency(self.profile))
         # cpu is in rank-seconds; each of the `workers` runs side by side uses its ranks
         return {
             "remaining": len(left),
+            "replicas_left": sum(share) * self.protocol.replicas,
+            "replicas": self.protocol.replicas,
             "cpu_s": cpu,
             "eta_s": cpu / (workers * ranks_per_run(self.profile)),
             "workers": workers,

@@ -144,8 +144,15 @@ def _eta_line(eta: dict[str, Any]) -> str:
     hours = eta["eta_s"] / 3600
     when = f"{hours:.1f} h" if hours >= 1.5 else f"{eta['eta_s'] / 60:.0f} min"
     partner = " incl. the partner box" if eta.get("partner_left") else ""
+    reps = eta.get("replicas_left")
+    full = eta["remaining"] * eta.get("replicas", 1)
+    reps = (
+        f" (≈ {reps:.1f} of {full} replica runs' work)"
+        if reps is not None and abs(reps - full) > 0.05
+        else ""
+    )
     return (
-        f"left: {eta['remaining']} candidate(s), ≈ {eta['cpu_s'] / 3600:.2f} CPU-hours of "
+        f"left: {eta['remaining']} candidate(s){reps}, ≈ {eta['cpu_s'] / 3600:.2f} CPU-hours of "
         f"LAMMPS{partner}; ETA ≈ {when} with {eta['workers']} run(s) side by side "
         f"(per candidate: {eta['basis'] or 'unknown'})"
     )

@@ -173,6 +173,18 @@ def _cell_ps(protocol: Protocol, nvt_ps: float) -> tuple[float, float]:
     return base, base + protocol.compress_extra_max_ps
 
 
+def stack_share(smiles: str, protocol: Protocol, partner: str) -> float:
+    """The stack's share (0-1) of one replica's work (atom-steps): its candidate box runs
+    first, then the stack; what is left of a replica whose box is finished."""
+    n_cand, n_part = atoms_in_box(smiles, protocol), atoms_in_box(partner, protocol)
+    cell, _ = _cell_ps(protocol, protocol.nvt_ps)
+    stack_ps = protocol.stack_nvt_ps + (
+        protocol.stack_compress_ps if protocol.stack_barostat else 0.0
+    )
+    stack = (n_cand + n_part) * stack_ps
+    return stack / (n_cand * cell + stack)
+
+
 def project(
     smiles: str,
     protocol: Protocol,

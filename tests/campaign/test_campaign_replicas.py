@@ -325,3 +325,40 @@ def test_eta_counts_every_replica(run2, tmp_path):
     assert eta["cpu_s"] == pytest.approx(sum(per) / len(per))
     both, replica0 = cpu(run2["dirs"][0] + run2["dirs"][1]), cpu(run2["dirs"][0])
     assert both > 1.5 * replica0
+
+
+def test_eta_leaves_out_replicas_finished_on_disk(run2, tmp_path):
+    """With 3 replicas asked of a campaign whose ethanol has 2 finished, ethanol counts for
+    the one replica left and a new candidate for all 3 (the estimate used to count all 3 for
+    every candidate). Propane, from the database copied, has 1 or 2 finished (2 when the test
+    above has repaired it)."""
+    from mdxfer.md.cost import project
+
+    spec = run2["spec"]
+    copy = tmp_path / "copy.db"
+    src, dst = sqlite3.connect(spec.database), sqlite3.connect(copy)
+    src.backup(dst)
+    src.close()
+    dst.close()
+    names = ("CCO", "CCC", "CCCO")
+    path = write_campaign(tmp_path / "three", list(names), replicas=3)
+    text = path.read_text().replace(
+        "[campaign]\n", f'[campaign]\ndatabase = "{copy}"\nworkdir = "{spec.workdir}"\n'
+    )
+    path.write_text(text)
+    with Campaign.open(path) as camp:
+        rows = {r["smiles"]: r for r in camp.results()}
+        left = {s: camp.replicas_left(rows[s]) for s in names}
+        eta = camp.eta()
+        per = [
+            project(rows[s]["canonical_smiles"], camp.protocol, camp.partner, 3, partner_done=True)
+            for s in names
+        ]
+    assert left["CCO"] == 1 and left["CCCO"] == 3 and left["CCC"] in (1, 2)
+    assert eta["remaining"] == 3 and eta["replicas_left"] == sum(left.values())
+    assert eta["basis"] == "cost model (mdxfer.md.cost)"
+    mean = sum(p.cpu_s for p in per) / len(per)
+    assert eta["cpu_s"] == pytest.approx(mean * sum(left.values()) / 3)
+    from mdxfer.cli.campaign import _eta_line
+
+    assert f"≈ {sum(left.values()):.1f} of 9 replica runs' work" in _eta_line(eta)
