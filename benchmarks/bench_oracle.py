@@ -958,6 +958,8 @@ def shorter(args: argparse.Namespace) -> None:
     protocol = load_protocol(args.protocol)
     if args.export:
         reps, pdir = export_replicas(Path(args.export))
+        if args.replica_ids:
+            reps = [r for r in reps if r[1] in set(args.replica_ids)]
     else:
         out = Path(args.out) / f"{protocol.name}-{protocol.digest()}"
         reps, pdir = list(finished_replicas(out, args.replicas)), out / "partner"
@@ -1160,6 +1162,9 @@ def main() -> None:
     sh.add_argument("--csv", default=None)
     sh.add_argument("--export", default=None, help="a campaign's `export --replicas` CSV")
     sh.add_argument("--bootstrap", type=int, default=0, help="paired bootstrap draws")
+    sh.add_argument(
+        "--replica-ids", type=int, nargs="*", default=None, help="with --export: only these"
+    )
     de = sub.add_parser("derive", help=derive.__doc__.splitlines()[0])
     de.add_argument("--protocol", default="production")
     de.add_argument(

@@ -293,22 +293,30 @@ def test_fewer_then_more_replicas_reuse_the_finished_ones(run2):
     assert {k for (k,) in ran} == ccc_replica_1  # its box and its stack, nothing else
 
 
+def on_a_copy(run2, directory: Path, smiles: list[str], replicas: int) -> Path:
+    """A campaign file for ``smiles`` with ``replicas`` on a copy of the module campaign's
+    database and on its work directory (its finished files are found there)."""
+    spec = run2["spec"]
+    directory.mkdir(parents=True, exist_ok=True)
+    copy = directory / "copy.db"
+    src, dst = sqlite3.connect(spec.database), sqlite3.connect(copy)
+    src.backup(dst)
+    src.close()
+    dst.close()
+    path = write_campaign(directory, smiles, replicas=replicas)
+    text = path.read_text().replace(
+        "[campaign]\n", f'[campaign]\ndatabase = "{copy}"\nworkdir = "{spec.workdir}"\n'
+    )
+    path.write_text(text)
+    return path
+
+
 def test_eta_counts_every_replica(run2, tmp_path):
     """What is left is costed from the CPU time of all of a finished candidate's replicas
     (both boxes and stacks), not replica 0's alone."""
     from mdxfer.md.cost import log_work
 
-    spec = run2["spec"]
-    copy = tmp_path / "copy.db"
-    src, dst = sqlite3.connect(spec.database), sqlite3.connect(copy)
-    src.backup(dst)
-    src.close()
-    dst.close()
-    path = write_campaign(tmp_path / "more", ["CCO", "CCC", "CCCO"], replicas=2)
-    text = path.read_text().replace(
-        "[campaign]\n", f'[campaign]\ndatabase = "{copy}"\nworkdir = "{spec.workdir}"\n'
-    )
-    path.write_text(text)
+    path = on_a_copy(run2, tmp_path / "more", ["CCO", "CCC", "CCCO"], replicas=2)
 
     def cpu(folders):
         return sum(
@@ -334,18 +342,8 @@ def test_eta_leaves_out_replicas_finished_on_disk(run2, tmp_path):
     above has repaired it)."""
     from mdxfer.md.cost import project
 
-    spec = run2["spec"]
-    copy = tmp_path / "copy.db"
-    src, dst = sqlite3.connect(spec.database), sqlite3.connect(copy)
-    src.backup(dst)
-    src.close()
-    dst.close()
     names = ("CCO", "CCC", "CCCO")
-    path = write_campaign(tmp_path / "three", list(names), replicas=3)
-    text = path.read_text().replace(
-        "[campaign]\n", f'[campaign]\ndatabase = "{copy}"\nworkdir = "{spec.workdir}"\n'
-    )
-    path.write_text(text)
+    path = on_a_copy(run2, tmp_path / "three", list(names), replicas=3)
     with Campaign.open(path) as camp:
         rows = {r["smiles"]: r for r in camp.results()}
         left = {s: camp.replicas_left(rows[s]) for s in names}
