@@ -946,6 +946,15 @@ def length_summary(t: pd.DataFrame, boot: int = 0, seed: int = 0) -> pd.DataFram
     return pd.DataFrame(out)
 
 
+def per_candidate_sd(t: pd.DataFrame) -> pd.DataFrame:
+    """E_int replica SD (kcal/mol) of each candidate (rows, with the number of replicas) at
+    each (cell, stack) length of :func:`truncated_rows` (columns ``cell/stack``)."""
+    t = t.assign(length=[f"{c:g}/{s:g}" for c, s in zip(t.cell_ps, t.stack_ps)])
+    out = t.pivot_table(index="name", columns="length", values="E_int", aggfunc="std")
+    out.insert(0, "replicas", t.groupby("name").replica.nunique())
+    return out
+
+
 def shorter(args: argparse.Namespace) -> None:
     """Shorter NVT runs at no cost: every finished replica analysed as if the candidate cell's
     NVT had stopped after ``--cell-ps`` and the stack's after ``--stack-ps`` (the first part of
@@ -971,6 +980,9 @@ def shorter(args: argparse.Namespace) -> None:
     summary = length_summary(t, boot=args.bootstrap)
     pd.set_option("display.width", 220)
     print(summary.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    if args.per_candidate:
+        print("\nE_int replica SD per candidate (columns: cell/stack NVT ps)")
+        print(per_candidate_sd(t).to_string(float_format=lambda v: f"{v:.2f}"))
     if args.csv:
         summary.to_csv(args.csv, index=False, float_format="%.3f")
 
@@ -1162,6 +1174,7 @@ def main() -> None:
     sh.add_argument("--csv", default=None)
     sh.add_argument("--export", default=None, help="a campaign's `export --replicas` CSV")
     sh.add_argument("--bootstrap", type=int, default=0, help="paired bootstrap draws")
+    sh.add_argument("--per-candidate", action="store_true", help="also each one's SD")
     sh.add_argument(
         "--replica-ids", type=int, nargs="*", default=None, help="with --export: only these"
     )

@@ -217,3 +217,6 @@ def test_shorter_reads_each_run_as_if_it_had_stopped_early():
     assert s.loc[10.0, "spearman_vs_full"] == pytest.approx(1.0)  # b stays above a
     assert s.loc[10.0, "sd_diff_hi"] < 0.0  # the drop is more than chance in every draw
     assert np.isnan(s.loc[10.0, "cpu_h"])  # no logs: no cost, not 0
+    per = oracle.per_candidate_sd(t)
+    assert list(per.replicas) == [3, 3]
+    assert (per["10/50"] < 0.5).all() and (per["30/50"] > 15.0).all()
