@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from eint_terms import pooled  # a sibling script (its folder is on the path when run)
 
 from mdxfer.md.cost import log_work
 from mdxfer.md.interaction import (
@@ -893,7 +894,6 @@ def length_summary(t: pd.DataFrame, boot: int = 0, seed: int = 0) -> pd.DataFram
     candidates' E_int means, its SD over candidates and their Spearman correlation; with
     ``boot`` > 0, the 95 % interval of (pooled E_int SD − the longest pair's) from resampling
     each candidate's replicas with replacement, the same draws for both (a paired bootstrap)."""
-    from eint_terms import pooled  # a sibling script: run from benchmarks/ or with it on the path
     from scipy.stats import spearmanr
 
     full = t[(t.cell_ps == t.cell_ps.max()) & (t.stack_ps == t.stack_ps.max())]

@@ -75,7 +75,7 @@ def test_pooled_replica_sd_and_sd_across_candidates():
 def _bench_oracle():
     import sys
 
-    sys.path.insert(0, str(BENCH))  # bench_oracle imports mdxfer only, but keep it alike
+    sys.path.insert(0, str(BENCH))  # bench_oracle imports its sibling eint_terms
     try:
         return bench("bench_oracle")
     finally:
