@@ -7,7 +7,9 @@ them); then, pooled over the candidates with ≥ 2 replicas (degrees of freedom 
 SD across the candidates' means and the CPU-hours to ± 1 kcal/mol (CPU-h per replica × SD²);
 last, where the replicas differ: the replica SD of each run's own mean (stack E_tot, cell
 E_chem) against its reported stderr, and per candidate the correlation of E_tot with E_chem
-over the replicas (a replica offset both runs share cancels in E_int; one they do not, does not).
+over the replicas (a replica offset both runs share cancels in E_int; one they do not, does not);
+and how much of each energy's replica scatter follows the cell's barostat height
+(:func:`volume_coupling`).
 
     .venv/bin/mdxfer campaign export examples/oracle_panel_campaign.toml --replicas \\
         --out data/oracle_panel_replicas.csv
@@ -69,6 +71,58 @@ def where_replicas_differ(t: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
         if len(m) >= 3
     }
     return pd.DataFrame(rows), pd.Series(corr, name="corr(E_tot, E_chem)")
+
+
+def volume_coupling(
+    t: pd.DataFrame,
+    cols: tuple[str, ...] = ("E_int", "E_tot", "E_chem", "E_cross"),
+    permutations: int = 2000,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """How much of each energy's replica scatter follows the candidate cell's height.
+
+    Each replica's cell runs NVT (and the fixed-volume stack is built) at its own barostat mean
+    ``lz_chem_A``; that mean differs between replicas. Per candidate with ≥ 3 replicas: the SD
+    of that height (Å) and, per energy, the slope of a straight line through (height, energy) in
+    kcal/mol per 0.1 Å and the Pearson r. Pooled (every candidate centred on its own means, one
+    common slope: an analysis of covariance): the common slope, the replica SD before and after
+    removing it (dof: replicas − candidates, and one fewer after), and a permutation p-value of
+    the common slope (heights shuffled within each candidate, ``permutations`` times)."""
+    t = t[t.groupby("name").name.transform("size") >= 3]
+    rows = []
+    for name, m in t.groupby("name", sort=False):
+        row = {"name": name, "n": len(m), "lz_sd_A": m.lz_chem_A.std(ddof=1)}
+        for col in cols:
+            slope = np.polyfit(m.lz_chem_A, m[col], 1)[0]
+            row[f"{col}_per_0.1A"] = slope / 10.0
+            row[f"{col}_r"] = float(np.corrcoef(m.lz_chem_A, m[col])[0, 1])
+        rows.append(row)
+    x = (t.lz_chem_A - t.groupby("name").lz_chem_A.transform("mean")).to_numpy()
+    rng = np.random.default_rng(seed)
+    groups = [np.flatnonzero((t.name == n).to_numpy()) for n in t.name.unique()]
+    dof = len(t) - len(groups)
+    pooled_rows = []
+    for col in cols:
+        y = (t[col] - t.groupby("name")[col].transform("mean")).to_numpy()
+        slope = float(x @ y / (x @ x))
+        resid = y - slope * x
+        null = 0
+        for _ in range(permutations):
+            xp = x.copy()
+            for g in groups:
+                xp[g] = rng.permutation(x[g])
+            null += abs(xp @ y / (xp @ xp)) >= abs(slope)
+        pooled_rows.append(
+            {
+                "energy": col,
+                "slope_per_0.1A": slope / 10.0,
+                "replica_sd": float(np.sqrt(y @ y / dof)),
+                "sd_without_height": float(np.sqrt(resid @ resid / (dof - 1))),
+                "dof": dof,
+                "p_permutation": (null + 1) / (permutations + 1),
+            }
+        )
+    return pd.DataFrame(rows), pd.DataFrame(pooled_rows)
 
 
 def beside(t: pd.DataFrame, other: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, float]]:
@@ -144,6 +198,11 @@ def main() -> None:
     print("\nwhere the replicas differ (kcal/mol; E_int's stderr is the within-run one):")
     print(spread.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     print(corr.to_string(float_format=lambda v: f"{v:.2f}"))
+    per, common = volume_coupling(t)
+    print("\nthe cell's barostat height (lz_chem_A) against each energy, per candidate:")
+    print(per.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    print("pooled, one common slope (kcal/mol per 0.1 Å of cell height):")
+    print(common.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     if args.beside:
         both, rho = beside(t, with_cpu_hours(pd.read_csv(args.beside)))
         print(f"\n{args.csv.name} (_a) beside {args.beside.name} (_b), means per candidate:")

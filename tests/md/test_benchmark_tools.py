@@ -220,3 +220,39 @@ def test_shorter_reads_each_run_as_if_it_had_stopped_early():
     per = oracle.per_candidate_sd(t)
     assert list(per.replicas) == [3, 3]
     assert (per["10/50"] < 0.5).all() and (per["30/50"] > 15.0).all()
+
+
+def test_volume_coupling_finds_a_slope_the_replicas_share_and_removes_it():
+    """Six candidates × 5 replicas whose E_int rises 3 kcal/mol per 0.1 Å of cell height (plus
+    noise of SD 1) and whose E_cross does not depend on it: the common slope is found, removing
+    it takes E_int's replica SD down to the noise, the permutation test says it is no chance;
+    for E_cross neither (no slope, no drop). A candidate with 2 replicas is left out."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for i in range(6):
+        lz = 20.0 + i + rng.normal(0.0, 0.3, 5)
+        e_int = 10.0 * i + 30.0 * (lz - lz.mean()) + rng.normal(0.0, 1.0, 5)
+        for k in range(5):
+            rows.append(
+                {
+                    "name": f"m{i}",
+                    "lz_chem_A": lz[k],
+                    "E_int": e_int[k],
+                    "E_cross": -100.0 + rng.normal(0.0, 1.0),
+                }
+            )
+    rows += [
+        {"name": "two", "lz_chem_A": 20.0 + k, "E_int": 99.0 * k, "E_cross": 0.0} for k in range(2)
+    ]
+    per, common = panel_report().volume_coupling(
+        pd.DataFrame(rows), cols=("E_int", "E_cross"), permutations=500
+    )
+    assert "two" not in set(per.name) and (per.n == 5).all()
+    assert (per["E_int_r"] > 0.8).all()
+    c = common.set_index("energy")
+    assert c.loc["E_int", "slope_per_0.1A"] == pytest.approx(3.0, abs=0.5)
+    assert c.loc["E_int", "replica_sd"] > 5.0 and c.loc["E_int", "sd_without_height"] < 1.5
+    assert c.loc["E_int", "p_permutation"] < 0.01 and c.loc["E_int", "dof"] == 24
+    assert abs(c.loc["E_cross", "slope_per_0.1A"]) < 0.5
+    assert c.loc["E_cross", "sd_without_height"] > 0.8 * c.loc["E_cross", "replica_sd"]
+    assert c.loc["E_cross", "p_permutation"] > 0.01
