@@ -340,16 +340,25 @@ class Campaign:
             )
         )
 
+    def _replica_keys(self, smiles: str, k: int) -> tuple[str, str, str, str]:
+        """(protocol digest, cell digest, species key, pair key) of replica ``k`` of candidate
+        ``smiles`` (canonical); replica 0's are the candidate's own. Registers nothing."""
+        prot = self.replica_protocols[k]
+        digest = prot.digest() if k else self.digest
+        cell = prot.cell_digest() if k else self.cell_digest
+        return (
+            digest,
+            cell,
+            species_key(smiles, cell, self.forcefield),
+            pair_key(smiles, self.partner, digest, self.forcefield),
+        )
+
     def replica_tasks(self, smiles: str, key_inchikey: str, k: int) -> tuple[str, str]:
         """(species key, pair key) of replica ``k`` of candidate ``smiles`` (canonical),
         registered in the store; replica 0's are the candidate's own. A replica's tasks are
         those of a campaign run with ``protocol.replica(k)``: the pair keyed by its digest under
         ``<digest>-<ff>/pairs``, the box by its cell digest under ``<cell digest>-<ff>/species``."""
-        prot = self.replica_protocols[k]
-        digest = prot.digest() if k else self.digest
-        cell = prot.cell_digest() if k else self.cell_digest
-        skey = species_key(smiles, cell, self.forcefield)
-        pkey = pair_key(smiles, self.partner, digest, self.forcefield)
+        digest, cell, skey, pkey = self._replica_keys(smiles, k)
         if k:
             with self.store.transaction():
                 self.store.ensure_task(
@@ -673,31 +682,27 @@ class Campaign:
         """How much of the candidate ``row``'s replicas is still to run, in replicas: 1 for
         each replica with no stored result, less when its files are already on disk (a
         campaign sharing the work directory ran them): 0 when its stack's NVT is done, the
-        stack's share (:func:`mdxfer.md.cost.stack_share`) when only its box is. Reads the
-        store and the folders; registers nothing."""
+        stack's share (:func:`mdxfer.md.cost.stack_share`, the same for every replica) when
+        only its box is. Reads the store and the folders; registers nothing."""
         smiles, key_ik = row.get("canonical_smiles"), row.get("inchikey")
         if not smiles or not key_ik:
             return float(self.protocol.replicas)
-        left = 0.0
+        left, share = 0.0, None
         for k, prot in enumerate(self.replica_protocols):
-            digest = prot.digest() if k else self.digest
-            key = (
-                row["task_key"]
-                if k == 0
-                else pair_key(smiles, self.partner, digest, self.forcefield)
-            )
-            if self.store.replica_record(key) is not None:
+            digest, cell, _, pkey = self._replica_keys(smiles, k)
+            if self.store.replica_record(pkey) is not None:
                 continue
             if apps.stage_done(self.pair_dir(smiles, key_ik, digest), "nvt", prot):
                 continue
-            cell = prot.cell_digest() if k else self.cell_digest
-            if apps.box_finished(self.species_dir(smiles, key_ik, cell), prot):
-                try:
-                    left += stack_share(smiles, prot, self.partner)
-                except Exception:  # noqa: BLE001 - a candidate the cost model cannot read
-                    left += 1.0
-            else:
+            if not apps.box_finished(self.species_dir(smiles, key_ik, cell), prot):
                 left += 1.0
+                continue
+            if share is None:
+                try:
+                    share = stack_share(smiles, self.protocol, self.partner)
+                except Exception:  # noqa: BLE001 - a candidate the cost model cannot read
+                    share = 1.0
+            left += share
         return left
 
     def eta(
@@ -753,13 +758,13 @@ class Campaign:
             p = project(self.partner, self.protocol, self.partner, replicas=0)
             cpu += p.cpu_s
         # a candidate's cost covers all its replicas; those finished on disk cost nothing more
-        share = [self.replicas_left(r) / self.protocol.replicas for r in left]
-        cpu += (per or 0.0) * sum(share)
+        runs_left = sum(self.replicas_left(r) for r in left)
+        cpu += (per or 0.0) * runs_left / self.protocol.replicas
         workers = max(1, concurrency(self.profile))
         # cpu is in rank-seconds; each of the `workers` runs side by side uses its ranks
         return {
             "remaining": len(left),
-            "replicas_left": sum(share) * self.protocol.replicas,
+            "replicas_left": runs_left,
             "replicas": self.protocol.replicas,
             "cpu_s": cpu,
             "eta_s": cpu / (workers * ranks_per_run(self.profile)),

@@ -144,11 +144,10 @@ def _eta_line(eta: dict[str, Any]) -> str:
     hours = eta["eta_s"] / 3600
     when = f"{hours:.1f} h" if hours >= 1.5 else f"{eta['eta_s'] / 60:.0f} min"
     partner = " incl. the partner box" if eta.get("partner_left") else ""
-    reps = eta.get("replicas_left")
-    full = eta["remaining"] * eta.get("replicas", 1)
+    runs_left, full = eta.get("replicas_left"), eta["remaining"] * eta.get("replicas", 1)
     reps = (
-        f" (≈ {reps:.1f} of {full} replica runs' work)"
-        if reps is not None and abs(reps - full) > 0.05
+        f" (≈ {runs_left:.1f} of {full} replica runs' work)"
+        if runs_left is not None and abs(runs_left - full) > 0.05
         else ""
     )
     return (

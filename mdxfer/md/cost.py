@@ -173,15 +173,17 @@ def _cell_ps(protocol: Protocol, nvt_ps: float) -> tuple[float, float]:
     return base, base + protocol.compress_extra_max_ps
 
 
+def _stack_ps(protocol: Protocol) -> float:
+    """Simulated time of a stack (ps): its NVT, and its barostat stage when it has one."""
+    return protocol.stack_nvt_ps + (protocol.stack_compress_ps if protocol.stack_barostat else 0.0)
+
+
 def stack_share(smiles: str, protocol: Protocol, partner: str) -> float:
     """The stack's share (0-1) of one replica's work (atom-steps): its candidate box runs
     first, then the stack; what is left of a replica whose box is finished."""
     n_cand, n_part = atoms_in_box(smiles, protocol), atoms_in_box(partner, protocol)
     cell, _ = _cell_ps(protocol, protocol.nvt_ps)
-    stack_ps = protocol.stack_nvt_ps + (
-        protocol.stack_compress_ps if protocol.stack_barostat else 0.0
-    )
-    stack = (n_cand + n_part) * stack_ps
+    stack = (n_cand + n_part) * _stack_ps(protocol)
     return stack / (n_cand * cell + stack)
 
 
@@ -203,9 +205,7 @@ def project(
     fs = protocol.timestep_fs / 1000.0
     cell, cell_max = _cell_ps(protocol, protocol.nvt_ps)
     part, part_max = _cell_ps(protocol, protocol.partner_ps)
-    stack_ps = protocol.stack_nvt_ps + (
-        protocol.stack_compress_ps if protocol.stack_barostat else 0.0
-    )
+    stack_ps = _stack_ps(protocol)
     stack_max = stack_ps + (protocol.compress_extra_max_ps if protocol.stack_barostat else 0.0)
     per_rep = n_cand * cell / fs + (n_cand + n_part) * stack_ps / fs
     per_rep_max = n_cand * cell_max / fs + (n_cand + n_part) * stack_max / fs

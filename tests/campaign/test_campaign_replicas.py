@@ -340,6 +340,7 @@ def test_eta_leaves_out_replicas_finished_on_disk(run2, tmp_path):
     the one replica left and a new candidate for all 3 (the estimate used to count all 3 for
     every candidate). Propane, from the database copied, has 1 or 2 finished (2 when the test
     above has repaired it)."""
+    from mdxfer.cli.campaign import _eta_line
     from mdxfer.md.cost import project
 
     names = ("CCO", "CCC", "CCCO")
@@ -357,6 +358,4 @@ def test_eta_leaves_out_replicas_finished_on_disk(run2, tmp_path):
     assert eta["basis"] == "cost model (mdxfer.md.cost)"
     mean = sum(p.cpu_s for p in per) / len(per)
     assert eta["cpu_s"] == pytest.approx(mean * sum(left.values()) / 3)
-    from mdxfer.cli.campaign import _eta_line
-
     assert f"≈ {sum(left.values()):.1f} of 9 replica runs' work" in _eta_line(eta)
