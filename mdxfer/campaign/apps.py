@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,12 +22,12 @@ from typing import Any, Callable, Iterator
 from mdxfer.campaign.retry import error_class
 from mdxfer.errors import MdxferError, StageFailure
 from mdxfer.fileio import FileLock, write_json_atomic
-from mdxfer.md.lammps import Launcher
+from mdxfer.md.lammps import STOP, Launcher
 from mdxfer.md.protocol import Protocol
 
-#: Set by the runner when a run is interrupted: stages that have not started yet in this process
-#: (thread workers) fail at once with class ``stopped`` instead of starting LAMMPS.
-STOP = threading.Event()
+# STOP (:data:`mdxfer.md.lammps.STOP`) is set by the runner when a run is interrupted: stages
+# that have not started yet in this process (thread workers) fail at once with class
+# ``stopped``, and LAMMPS runs of stages already under way are not started or are ended.
 
 
 @contextmanager

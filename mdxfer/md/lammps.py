@@ -16,6 +16,7 @@ import shutil
 import string
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -29,6 +30,14 @@ from mdxfer.validate import check_int, check_number
 
 #: The orphan guard: ``python -I -S guard.py PARENT_PID COMMAND...`` (:mod:`mdxfer.md.guard`).
 GUARD = str(Path(__file__).with_name("guard.py"))
+
+#: Set when this process is stopping (a campaign run interrupted): :func:`run_input` starts no
+#: new LAMMPS and ends the ones it is waiting on within :data:`STOP_POLL_S`. A stage that was
+#: still building its inputs when the stop came would otherwise start LAMMPS after the runner
+#: had signalled its children, and the run's clean-up would wait for it to finish.
+STOP = threading.Event()
+#: How often a running LAMMPS looks at :data:`STOP`, s.
+STOP_POLL_S = 0.5
 
 
 def _read_templates() -> dict[str, str]:
@@ -262,34 +271,65 @@ def run_input(
     argv = launcher.argv() + ["-in", input_name, "-log", log.name, "-screen", "none", "-nocite"]
     start = time.perf_counter()
     with open(workdir / f"{stage}.stdout", "w") as out:
-        try:
-            proc = subprocess.run(
-                argv,
-                cwd=workdir,
-                env=launcher.environment(),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                timeout=timeout_s,
-                check=False,
-            )
-        except FileNotFoundError as exc:
-            raise LammpsError(
-                stage, f"cannot start {argv[0]!r} ({exc.strerror})", workdir=str(workdir)
-            ) from exc
-        except subprocess.TimeoutExpired as exc:
-            raise LammpsError(
-                stage, f"time-out after {timeout_s:g} s", log_tail(log), str(workdir)
-            ) from exc
+        returncode = _wait_unless_stopped(
+            argv, workdir, launcher.environment(), out, stage, log, timeout_s
+        )
     wall = time.perf_counter() - start
     tail = log_tail(log) or log_tail(workdir / f"{stage}.stdout")
     error_lines = [ln for ln in tail.splitlines() if ln.startswith("ERROR")]
-    if proc.returncode != 0 or error_lines:
-        reason = error_lines[0] if error_lines else f"exit code {proc.returncode}"
+    if returncode != 0 or error_lines:
+        reason = error_lines[0] if error_lines else f"exit code {returncode}"
         # an ERROR line of a stable trajectory is LAMMPS refusing its input: deterministic
         repeatable = bool(error_lines) and not is_blowup(reason)
         raise LammpsError(stage, reason, tail, str(workdir), repeatable=repeatable)
     record_log(log)  # this machine's throughput, for the next projection (mdxfer.md.cost)
     return {"log": str(log), "wall_s": wall, "command": shlex.join(argv)}
+
+
+def _wait_unless_stopped(
+    argv: list[str],
+    workdir: Path,
+    env: dict[str, str],
+    out: Any,
+    stage: str,
+    log: Path,
+    timeout_s: float | None,
+) -> int:
+    """Run ``argv`` in ``workdir`` to its end and return its exit code; raise
+    :class:`LammpsError` if it cannot start, runs past ``timeout_s`` (s) or :data:`STOP` is set
+    (before it starts or while it runs: then it is terminated, killed 10 s later). Popen and
+    a poll rather than ``subprocess.run``, which cannot look at :data:`STOP` while it waits;
+    as there, an exception in the caller (Ctrl-C) kills the process."""
+    if STOP.is_set():
+        raise LammpsError(stage, "not started: the run is stopping", workdir=str(workdir))
+    try:
+        proc = subprocess.Popen(argv, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT)
+    except FileNotFoundError as exc:
+        raise LammpsError(
+            stage, f"cannot start {argv[0]!r} ({exc.strerror})", workdir=str(workdir)
+        ) from exc
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    reason = None
+    try:
+        while reason is None:
+            try:
+                return proc.wait(timeout=STOP_POLL_S)
+            except subprocess.TimeoutExpired:
+                if STOP.is_set():
+                    reason = "stopped: the run is stopping"
+                elif deadline is not None and time.monotonic() > deadline:
+                    reason = f"time-out after {timeout_s:g} s"
+    except BaseException:  # Ctrl-C in `mdxfer interaction`: no LAMMPS left behind
+        proc.kill()
+        proc.wait()
+        raise
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    raise LammpsError(stage, reason, log_tail(log), str(workdir))
 
 
 def version_from_log(log: str | Path) -> str:

@@ -157,6 +157,42 @@ def test_time_limit_stops_a_stage(tmp_path, quick):
         run_compress(wd, quick, Launcher(ranks=1, timeout_s=0.5))
 
 
+def _sleeping_launcher(tmp_path):
+    """A launch command that sleeps 300 s whatever its arguments (a LAMMPS that hangs)."""
+    cmd = tmp_path / "sleeping-lmp"
+    cmd.write_text("#!/bin/sh\nexec sleep 300\n")
+    cmd.chmod(0o755)
+    (tmp_path / "in.x.lmp").write_text("")
+    return Launcher(command=str(cmd))
+
+
+def test_a_stop_ends_a_running_lammps_and_refuses_new_ones(tmp_path):
+    """A campaign run stopping sets lammps.STOP: a LAMMPS already waited on is terminated
+    within the poll interval, and a stage that reaches its launch afterwards does not start
+    one (it used to, after the runner had signalled its children, and the clean-up waited
+    out the whole run)."""
+    import threading
+    import time
+
+    from mdxfer.md import lammps
+
+    launcher = _sleeping_launcher(tmp_path)
+    timer = threading.Timer(1.0, lammps.STOP.set)
+    start = time.monotonic()
+    timer.start()
+    try:
+        with pytest.raises(LammpsError, match="stopped") as err:
+            lammps.run_input(tmp_path, "in.x.lmp", "nvt", launcher)
+        assert time.monotonic() - start < 30  # not the 300 s of the sleep
+        assert err.value.stage == "nvt"
+        with pytest.raises(LammpsError, match="not started"):
+            lammps.run_input(tmp_path, "in.x.lmp", "stack", launcher)
+        assert not (tmp_path / "stack.stdout").read_text()
+    finally:
+        timer.cancel()
+        lammps.STOP.clear()
+
+
 def test_compression_is_extended_until_the_plateau_or_the_limit(tmp_path, quick, launcher):
     p = dataclasses.replace(
         quick,
