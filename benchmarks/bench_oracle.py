@@ -493,64 +493,109 @@ def components(args: argparse.Namespace) -> None:
         print(pd.DataFrame(summary).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
 
 
-def _run_stderr(m: pd.DataFrame) -> pd.Series:
-    """In-run stderr of each row (rows written before calibration existed hold it as
-    E_int_stderr)."""
-    if "E_int_stderr_run" not in m:
-        return m.E_int_stderr
-    return m.E_int_stderr_run.fillna(m.E_int_stderr)
+def _run_stderr(m: pd.DataFrame, quantity: str = "E_int") -> pd.Series:
+    """In-run stderr of ``quantity`` in each row (rows written before its calibration existed
+    hold it as ``<quantity>_stderr``)."""
+    run = f"{quantity}_stderr_run"
+    if run not in m:
+        return m[f"{quantity}_stderr"]
+    return m[run].fillna(m[f"{quantity}_stderr"])
+
+
+def calibration(g: pd.DataFrame, quantity: str = "E_int") -> dict:
+    """σ_between of ``quantity`` (kcal/mol) over one protocol's panel rows ``g`` (columns
+    ``name``, the quantity and its in-run stderr): ``sigma``, ``dof``, and a leave-one-candidate
+    -out check — per candidate, the stderr calibrated with the σ of the other candidates against
+    that candidate's replica SD (``table``), and their pooled ratio (``loo_ratio``, target
+    0.7–1.5; the in-run stderr's own pooled ratio is ``run_ratio``)."""
+    from mdxfer.md.scatter import pooled_between_sd
+
+    groups = {
+        name: (list(m[quantity]), list(_run_stderr(m, quantity)))
+        for name, m in g.groupby("name", sort=False)
+    }
+    sigma, dof = pooled_between_sd(list(groups.values()))
+    rows, var_cal, var_run, var_sd = [], 0.0, 0.0, 0.0
+    for name, (vals, ses) in groups.items():
+        if len(vals) < 2:
+            continue
+        s_loo, _ = pooled_between_sd([v for k, v in groups.items() if k != name])
+        run = float(np.sqrt(np.mean(np.square(ses))))
+        cal = float(np.hypot(run, s_loo))
+        sd = float(np.std(vals, ddof=1))
+        rows.append(
+            {
+                "name": name,
+                "n": len(vals),
+                "replica_sd": sd,
+                "stderr_run": run,
+                "sigma_loo": s_loo,
+                "stderr_calibrated": cal,
+                "ratio_run": run / sd,
+                "ratio_calibrated": cal / sd,
+            }
+        )
+        var_cal += (len(vals) - 1) * cal**2
+        var_run += (len(vals) - 1) * run**2
+        var_sd += (len(vals) - 1) * sd**2
+    return {
+        "sigma": sigma,
+        "dof": dof,
+        "table": pd.DataFrame(rows),
+        "loo_ratio": float(np.sqrt(var_cal / var_sd)) if var_sd else float("nan"),
+        "run_ratio": float(np.sqrt(var_run / var_sd)) if var_sd else float("nan"),
+    }
 
 
 def calibrate(args: argparse.Namespace) -> None:
-    """Measure σ_between (the replica scatter the in-run stderr misses) per protocol from the
-    panel, check it leave-one-candidate-out, and store it in mdxfer/md/replica_scatter.json."""
+    """Measure σ_between of E_int and E_cross (the replica scatter the in-run stderr misses) per
+    protocol from the panel, check it leave-one-candidate-out, and store it in
+    mdxfer/md/replica_scatter.json. Rows from data/oracle_panel.csv, or (``--export``, with
+    ``--protocol`` naming its preset) a campaign's per-replica export."""
     import json
 
-    from mdxfer.md.scatter import pooled_between_sd
-
-    df = read_panel()
+    if args.export:
+        df = pd.read_csv(args.export)
+        # each replica runs under its own digest (its seed): keep the rows of the preset's
+        # replicas, under replica 0's digest
+        preset = load_protocol(args.protocol)
+        ks = df.replica.astype(int)
+        ours = df.protocol_digest == [preset.replica(k).digest() for k in ks]
+        if not ours.all():
+            print(f"{(~ours).sum()} row(s) of another protocol than {args.protocol!r}: left out")
+        df = df[ours].assign(protocol=args.protocol, protocol_digest=preset.digest())
+        path = Path(args.export).resolve()
+        source = str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
+    else:
+        df, source = read_panel(), "data/oracle_panel.csv"
     table = json.loads(SCATTER.read_text()) if SCATTER.exists() else {}
     for (prot, digest), g in df.groupby(["protocol", "protocol_digest"]):
-        groups = {
-            name: (list(m.E_int), list(_run_stderr(m))) for name, m in g.groupby("name", sort=False)
-        }
-        sigma, dof = pooled_between_sd(list(groups.values()))
-        if dof < args.min_dof:
-            print(
-                f"{prot} ({digest}): {dof} degrees of freedom, fewer than {args.min_dof}: "
-                "not stored"
-            )
-            continue
-        print(
-            f"== {prot} ({digest}): σ_between {sigma:.2f} kcal/mol from {dof} degrees of freedom =="
-        )
-        # leave one candidate out: is the calibrated stderr right for a candidate not used?
-        rows, var_cal, var_sd, w = [], 0.0, 0.0, 0
-        for name, (vals, ses) in groups.items():
-            if len(vals) < 2:
+        entry = {}
+        for quantity in ("E_int", "E_cross"):
+            if quantity not in g or g[quantity].isna().all():
                 continue
-            s_loo, _ = pooled_between_sd([v for k, v in groups.items() if k != name])
-            cal = np.sqrt(np.mean(np.square(ses)) + s_loo**2)
-            sd = float(np.std(vals, ddof=1))
-            rows.append(
-                {
-                    "name": name,
-                    "n": len(vals),
-                    "replica_sd": sd,
-                    "stderr_run": float(np.sqrt(np.mean(np.square(ses)))),
-                    "sigma_loo": s_loo,
-                    "stderr_calibrated": cal,
-                    "ratio_run": float(np.sqrt(np.mean(np.square(ses)))) / sd,
-                    "ratio_calibrated": cal / sd,
-                }
+            c = calibration(g.dropna(subset=[quantity]), quantity)
+            if c["dof"] < args.min_dof:
+                print(
+                    f"{prot} ({digest}) {quantity}: {c['dof']} degrees of freedom, fewer than "
+                    f"{args.min_dof}: not stored"
+                )
+                continue
+            print(
+                f"== {prot} ({digest}) {quantity}: σ_between {c['sigma']:.2f} kcal/mol from "
+                f"{c['dof']} degrees of freedom =="
             )
-            var_cal += (len(vals) - 1) * cal**2
-            var_sd += (len(vals) - 1) * sd**2
-            w += len(vals) - 1
-        t = pd.DataFrame(rows)
-        print(t.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-        pooled_ratio = float(np.sqrt(var_cal / var_sd))
-        print(f"pooled stderr/SD, leave-one-candidate-out: {pooled_ratio:.2f} (target 0.7–1.5)")
+            print(c["table"].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+            print(
+                f"pooled stderr/SD: in-run {c['run_ratio']:.2f}, calibrated leave-one-"
+                f"candidate-out {c['loo_ratio']:.2f} (target 0.7–1.5)"
+            )
+            suffix = "" if quantity == "E_int" else "_cross"
+            entry[f"sigma_between{suffix}_kcal"] = round(c["sigma"], 2)
+            entry["dof" if quantity == "E_int" else "dof_cross"] = c["dof"]
+            entry[f"loo_pooled_ratio{suffix}"] = round(c["loo_ratio"], 2)
+        if "sigma_between_kcal" not in entry:
+            continue
         try:
             family = (
                 load_protocol(prot).family_digest()
@@ -566,12 +611,10 @@ def calibrate(args: argparse.Namespace) -> None:
         table[family] = {
             "protocol": prot,
             "protocol_digest": digest,
-            "sigma_between_kcal": round(sigma, 2),
-            "dof": dof,
+            **entry,
             "n_candidates": int((g.groupby("name").size() > 1).sum()),
             "n_replicas": int(len(g)),
-            "loo_pooled_ratio": round(pooled_ratio, 2),
-            "source": "data/oracle_panel.csv (benchmarks/bench_oracle.py calibrate)",
+            "source": f"{source} (benchmarks/bench_oracle.py calibrate)",
         }
     SCATTER.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
     print(f"wrote {SCATTER.relative_to(ROOT)}")
@@ -1155,6 +1198,10 @@ def main() -> None:
     panel_parser(sub, "collect", help=collect.__doc__.splitlines()[0])
     panel_parser(sub, "components", help=components.__doc__.splitlines()[0])
     cal = sub.add_parser("calibrate", help=calibrate.__doc__.splitlines()[0])
+    cal.add_argument("--export", default=None, help="a campaign's `export --replicas` CSV")
+    cal.add_argument(
+        "--protocol", default="production", help="with --export: the preset its rows ran"
+    )
     cal.add_argument(
         "--min-dof",
         type=int,

@@ -133,6 +133,7 @@ REPLICA_EXPORT_COLUMNS = [
     "E_int_stderr_run",
     "E_cross",
     "E_cross_stderr",
+    "E_cross_stderr_run",
     "E_int_pe",
     "E_int_pe_stderr",
     "E_tot",

@@ -963,7 +963,9 @@ def combine(
     e_int, e_int_run_se = diff(key)
     # the in-run stderr misses the slow modes a run cannot see; add the scatter measured
     # between replicas of this protocol (mdxfer/md/scatter.py) when it has been measured
-    e_int_se = calibrated_stderr(e_int_run_se, protocol.family_digest())
+    family = protocol.family_digest()
+    e_int_se = calibrated_stderr(e_int_run_se, family)
+    cross_run_se = s.get("ecross_stderr")
     variants = {f"E_int_{k}": diff(k) for k in ("etotal", "pe", "pe_nh")}
     result = {
         **{k: v for k, v in meta.items() if k != "box_xy_A2"},
@@ -973,10 +975,12 @@ def combine(
         "E_int": e_int,
         "E_int_stderr": e_int_se,
         "E_int_stderr_run": e_int_run_se,
-        "E_int_between_replica_sd": between_replica_sd(protocol.family_digest()),
+        "E_int_between_replica_sd": between_replica_sd(family),
         "E_int_stderr_with_partner": q(e_int_se, p[f"{key}_stderr"]),
         "E_cross": s.get("ecross"),
-        "E_cross_stderr": s.get("ecross_stderr"),
+        "E_cross_stderr": calibrated_stderr(cross_run_se, family, "E_cross"),
+        "E_cross_stderr_run": cross_run_se,
+        "E_cross_between_replica_sd": between_replica_sd(family, "E_cross"),
         "E_tot": s[key],
         "E_tot_stderr": s[f"{key}_stderr"],
         "E_chem": c[key],
@@ -1021,7 +1025,7 @@ def aggregate(replicas: list[dict[str, Any]]) -> dict[str, Any]:
     ``E_int_stderr`` of the mean is sqrt(Σ se_k²)/N of the replicas' stderrs (each the in-run
     stderr plus the protocol's measured between-replica scatter, :mod:`mdxfer.md.scatter`), and
     with three or more replicas at least ``E_int_replica_sd``/sqrt(N); ``E_int_stderr_run`` is
-    the in-run part alone.
+    the in-run part alone. ``E_cross_stderr`` the same with ``E_cross_replica_sd``.
     """
     import numpy as np
 
@@ -1069,12 +1073,15 @@ def aggregate(replicas: list[dict[str, Any]]) -> dict[str, Any]:
             "warnings": sorted({w for r in replicas for w in r["warnings"]}),
         }
     )
-    runs = [r.get("E_int_stderr_run", r["E_int_stderr"]) for r in replicas]
-    out["E_int_stderr_run"] = (
-        None if any(x is None for x in runs) else float(np.sqrt(np.sum(np.square(runs))) / n)
-    )
-    if n >= 3:  # enough replicas to measure the scatter directly: never report less than it
-        out["E_int_stderr"] = max(out["E_int_stderr"], out["E_int_replica_sd"] / np.sqrt(n))
+    for field in ("E_int", "E_cross"):
+        runs = [r.get(f"{field}_stderr_run", r.get(f"{field}_stderr")) for r in replicas]
+        out[f"{field}_stderr_run"] = (
+            None if any(x is None for x in runs) else float(np.sqrt(np.sum(np.square(runs))) / n)
+        )
+        sd = out[f"{field}_replica_sd"]
+        if n >= 3 and sd is not None and out[f"{field}_stderr"] is not None:
+            # enough replicas to measure the scatter directly: never report less than it
+            out[f"{field}_stderr"] = max(out[f"{field}_stderr"], sd / np.sqrt(n))
     out["E_int_stderr_with_partner"] = float(
         np.hypot(out["E_int_stderr"], first["E_partner_stderr"])
     )

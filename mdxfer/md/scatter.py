@@ -1,4 +1,5 @@
-"""The between-replica scatter of E_int, measured per protocol, and the error bar it implies.
+"""The between-replica scatter of E_int and E_cross, measured per protocol, and the error bars
+it implies.
 
 A replica's in-run standard error (from the time series of its NVT runs) sees only the noise
 that decorrelates within those runs. Replicas of the ``production`` preset (new packing, new
@@ -13,9 +14,9 @@ replica of a protocol shares):
 
 pooled over the panel's candidates c (n_c replicas each; SD_c their sample SD, se_run their
 in-run stderrs), floored at 0. A replica then reports
-``E_int_stderr = sqrt(se_run² + σ_between²)`` (kcal/mol) and keeps ``E_int_stderr_run``. A
-protocol without a measurement (another digest: any changed number) reports the in-run stderr
-with a warning.
+``E_int_stderr = sqrt(se_run² + σ_between²)`` (kcal/mol) and keeps ``E_int_stderr_run``; the
+same for ``E_cross`` with its own σ (:data:`QUANTITIES`). A protocol without a measurement
+(another digest: any changed number) reports the in-run stderr with a warning.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from importlib import resources
 from typing import Any
 
 FILE = "replica_scatter.json"
+#: The calibrated quantities: result field -> its σ_between's key in :data:`FILE`.
+QUANTITIES = {"E_int": "sigma_between_kcal", "E_cross": "sigma_between_cross_kcal"}
 
 
 @lru_cache(maxsize=1)
@@ -40,10 +43,11 @@ def _table() -> dict[str, dict[str, Any]]:
     return json.loads(text)
 
 
-def between_replica_sd(digest: str) -> float | None:
-    """σ_between (kcal/mol) measured for the protocol with this digest, or None if unmeasured."""
-    entry = _table().get(digest)
-    return None if entry is None else float(entry["sigma_between_kcal"])
+def between_replica_sd(digest: str, quantity: str = "E_int") -> float | None:
+    """σ_between of ``quantity`` (``E_int`` or ``E_cross``, kcal/mol) measured for the protocol
+    with this digest, or None if unmeasured."""
+    value = (_table().get(digest) or {}).get(QUANTITIES[quantity])
+    return None if value is None else float(value)
 
 
 def measurement(digest: str) -> dict[str, Any] | None:
@@ -51,9 +55,12 @@ def measurement(digest: str) -> dict[str, Any] | None:
     return _table().get(digest)
 
 
-def calibrated_stderr(run_stderr: float | None, digest: str) -> float | None:
-    """sqrt(se_run² + σ_between²) (kcal/mol); ``run_stderr`` unchanged when σ is unmeasured."""
-    sigma = between_replica_sd(digest)
+def calibrated_stderr(
+    run_stderr: float | None, digest: str, quantity: str = "E_int"
+) -> float | None:
+    """sqrt(se_run² + σ_between²) of ``quantity`` (kcal/mol); ``run_stderr`` unchanged when its
+    σ is unmeasured."""
+    sigma = between_replica_sd(digest, quantity)
     if run_stderr is None or sigma is None:
         return run_stderr
     return float(math.hypot(run_stderr, sigma))

@@ -256,3 +256,32 @@ def test_volume_coupling_finds_a_slope_the_replicas_share_and_removes_it():
     assert abs(c.loc["E_cross", "slope_per_0.1A"]) < 0.5
     assert c.loc["E_cross", "sd_without_height"] > 0.8 * c.loc["E_cross", "replica_sd"]
     assert c.loc["E_cross", "p_permutation"] > 0.01
+
+
+def test_calibration_recovers_the_extra_scatter_and_checks_it_on_left_out_candidates():
+    """Synthetic panel: 8 candidates x 5 replicas whose values scatter by σ = 3 beyond an
+    in-run stderr of 1 (E_cross columns, a calibrated stderr already stored beside the run
+    one: the run column is the one read)."""
+    oracle = _bench_oracle()
+    rng = np.random.default_rng(3)
+    rows = []
+    for c in range(8):
+        for _ in range(5):
+            rows.append(
+                {
+                    "name": f"c{c}",
+                    "E_cross": -100.0 * c + rng.normal(0, 3.0) + rng.normal(0, 1.0),
+                    "E_cross_stderr": 99.0,  # calibrated earlier: must not be used
+                    "E_cross_stderr_run": 1.0,
+                }
+            )
+    c = oracle.calibration(pd.DataFrame(rows), "E_cross")
+    assert c["dof"] == 32
+    assert c["sigma"] == pytest.approx(3.0, rel=0.3)
+    assert list(c["table"].stderr_run) == pytest.approx([1.0] * 8)
+    # the in-run stderr alone is far too small; calibrated with the others' σ it holds
+    assert c["run_ratio"] < 0.5
+    assert 0.7 < c["loo_ratio"] < 1.5
+    # σ left out of one candidate is the pooled σ of the other seven
+    left = oracle.calibration(pd.DataFrame([r for r in rows if r["name"] != "c0"]), "E_cross")
+    assert c["table"].set_index("name").sigma_loo["c0"] == pytest.approx(left["sigma"])

@@ -40,9 +40,13 @@ def test_the_shipped_table_covers_the_production_preset():
     sigma = scatter.between_replica_sd(digest)
     assert sigma is not None and sigma > 0
     assert scatter.calibrated_stderr(3.0, digest) == pytest.approx(math.hypot(3.0, sigma))
+    cross = scatter.between_replica_sd(digest, "E_cross")
+    assert cross is not None and 0 < cross < sigma  # E_cross repeats better than E_int
+    assert scatter.calibrated_stderr(1.0, digest, "E_cross") == pytest.approx(math.hypot(1, cross))
     # any other digest (a changed number) is unmeasured: the in-run value comes back
     assert scatter.between_replica_sd("0" * 12) is None
     assert scatter.calibrated_stderr(3.0, "0" * 12) == 3.0
+    assert scatter.calibrated_stderr(3.0, "0" * 12, "E_cross") == 3.0
 
 
 def _rep(e: float, se: float, run: float) -> dict:
@@ -50,8 +54,9 @@ def _rep(e: float, se: float, run: float) -> dict:
         "E_int": e,
         "E_int_stderr": se,
         "E_int_stderr_run": run,
-        "E_cross": -e,
+        "E_cross": -e / 2,
         "E_cross_stderr": 1.0,
+        "E_cross_stderr_run": 0.5,
         "E_partner_stderr": 0.5,
         "interface_area_A2": 1800.0,
         "warnings": [],
@@ -65,9 +70,14 @@ def test_aggregate_never_reports_less_than_the_replica_scatter_with_three_replic
     assert out["E_int_replica_sd"] == pytest.approx(10.0)
     assert out["E_int_stderr"] == pytest.approx(10.0 / math.sqrt(3))
     assert out["E_int_stderr_run"] == pytest.approx(math.sqrt(3) / 3)
+    # E_cross the same way: its replica SD (5) over its calibrated stderrs (1 each)
+    assert out["E_cross_replica_sd"] == pytest.approx(5.0)
+    assert out["E_cross_stderr"] == pytest.approx(5.0 / math.sqrt(3))
+    assert out["E_cross_stderr_run"] == pytest.approx(0.5 * math.sqrt(3) / 3)
     # two replicas: their SD is too uncertain to override the stderrs
     two = aggregate(reps[:2])
     assert two["E_int_stderr"] == pytest.approx(math.sqrt(2) / 2)
+    assert two["E_cross_stderr"] == pytest.approx(math.sqrt(2) / 2)
 
 
 def test_an_unmeasured_protocol_warns_that_its_stderr_is_in_run_only():
