@@ -285,3 +285,44 @@ def test_calibration_recovers_the_extra_scatter_and_checks_it_on_left_out_candid
     # σ left out of one candidate is the pooled σ of the other seven
     left = oracle.calibration(pd.DataFrame([r for r in rows if r["name"] != "c0"]), "E_cross")
     assert c["table"].set_index("name").sigma_loo["c0"] == pytest.approx(left["sigma"])
+
+
+def test_lz_states_runs_a_barostat_on_from_where_the_stage_stopped(tmp_path, quick, launcher):
+    """benchmarks/lz_states.py on a real quick cell: the continuation starts from the stage's
+    end state (its first Lz is the stage's last), runs the asked length, and the report's
+    replica SDs are those of the columns, pooled by degrees of freedom."""
+    from mdxfer.md.interaction import prepare_species, run_compress
+
+    lzs = bench("lz_states")
+    cell = prepare_species("CCO", quick, tmp_path / "cell")
+    made = run_compress(cell, quick, launcher)
+    s = lzs.run_on(cell, tmp_path / "more" / "ethanol-0", "quick", 0, ps=0.4)
+    series = pd.read_csv(tmp_path / "more" / "ethanol-0" / "more.thermo.csv")
+    assert series.Lz.iloc[0] == pytest.approx(made["final_lz_A"], abs=1e-6)
+    assert series.Time.iloc[-1] - series.Time.iloc[0] == pytest.approx(400.0)  # fs
+    assert s["ps"] == 0.4 and (cell / "compress.data").exists()
+    # resumable: a finished replica is not run again
+    assert lzs.run_on(cell, tmp_path / "more" / "ethanol-0", "quick", 0, ps=0.4) == s
+    export = tmp_path / "export.csv"
+    pd.DataFrame(
+        [{"name": "ethanol", "replica": 0, "lz_chem_A": made["lz_A"], "candidate_dir": str(cell)}]
+    ).to_csv(export, index=False)
+    t = lzs.collect(tmp_path / "more", export, width_ps=0.2)
+    assert list(t.columns[:3]) == ["name", "replica", "lz_made"]
+    assert {"w0.2", "w0.4", "lz_more", "lz_more_se"} <= set(t.columns)
+    assert t.lz_more.iloc[0] == pytest.approx(series.Lz.iloc[1:].mean())
+    # replica SDs: two candidates (2 and 3 replicas), pooled with 1 and 2 degrees of freedom
+    synth = pd.DataFrame(
+        {
+            "name": ["a", "a", "b", "b", "b"],
+            "replica": [0, 1, 0, 1, 2],
+            "lz_made": [20.0, 20.2, 30.0, 30.1, 30.2],
+            "lz_more": [20.0, 20.0, 30.0, 30.0, 30.0],
+            "lz_more_se": [0.1] * 5,
+        }
+    )
+    sd = lzs.replica_sds(synth)
+    assert sd.loc["a", "lz_made"] == pytest.approx(np.std([20.0, 20.2], ddof=1))
+    pooled = np.sqrt((1 * 0.02 + 2 * 0.01) / 3)
+    assert sd.loc["pooled", "lz_made"] == pytest.approx(pooled)
+    assert sd.loc["pooled", "lz_more"] == 0.0
