@@ -30,8 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mdxfer.md.ffinput import shake_command, tail_command
-from mdxfer.md.interaction import read_json
+from mdxfer.md.interaction import barostat_values, read_json
 from mdxfer.md.lammps import Launcher, free_cores, render, run_input
 from mdxfer.md.protocol import load_protocol
 from mdxfer.md.thermo import concat_runs, inefficiency, read_runs
@@ -61,23 +60,14 @@ def run_on(cell: Path, dest: Path, protocol_name: str, replica: int, ps: float) 
     protocol = load_protocol(protocol_name).replica(replica)
     info = read_json(cell / "species.json")
     chunk_steps = min(protocol.steps(protocol.compress_chunk_ps), protocol.steps(ps))
+    values = barostat_values(protocol, bool(info["hbond_pairs"]), "more", chunk_steps)
+    values["dump_every"] = protocol.steps(ps)  # positions are not needed: one frame at the end
     text = render(
         "in.compress_more.lmp",
-        stage="more",
+        **values,
         extension=1,
         data_in="compress.data",
-        data_out="more.data",
-        timestep=f"{protocol.timestep_fs:g}",
-        thermo_every=protocol.every(protocol.thermo_every_fs),
-        tail_command=tail_command(protocol, bool(info["hbond_pairs"])),
-        temperature=f"{protocol.temperature_K:g}",
-        tdamp=f"{protocol.tdamp_fs:g}",
-        pressure=f"{protocol.pressure_atm:g}",
-        pdamp=f"{protocol.pdamp_fs:g}",
-        dump_every=protocol.steps(ps),  # positions are not needed: one frame at the end
-        chunk_steps=chunk_steps,
         n_chunks=max(1, math.ceil(protocol.steps(ps) / chunk_steps)),
-        shake_command=shake_command(protocol),
     )
     (dest / "in.more.lmp").write_text(text)
     run = run_input(dest, "in.more.lmp", "more", Launcher(ranks=1))

@@ -475,6 +475,27 @@ def _recording_blowups(workdir: Path, stage: str, seed: int | None):
         ) from None
 
 
+def barostat_values(
+    protocol: Protocol, hybrid: bool, stage: str, chunk_steps: int
+) -> dict[str, Any]:
+    """Template values a z-barostat stage's first input (``in.compress.lmp``) shares with its
+    extensions (``in.compress_more.lmp``); ``hybrid``: the box has H-bond pairs."""
+    return dict(
+        stage=stage,
+        data_out=f"{stage}.data",
+        timestep=f"{protocol.timestep_fs:g}",
+        thermo_every=protocol.every(protocol.thermo_every_fs),
+        tail_command=tail_command(protocol, hybrid),
+        temperature=f"{protocol.temperature_K:g}",
+        tdamp=f"{protocol.tdamp_fs:g}",
+        pressure=f"{protocol.pressure_atm:g}",
+        pdamp=f"{protocol.pdamp_fs:g}",
+        dump_every=protocol.every(protocol.dump_every_fs),
+        chunk_steps=chunk_steps,
+        shake_command=shake_command(protocol),
+    )
+
+
 def run_compress(
     workdir: str | Path,
     protocol: Protocol,
@@ -507,21 +528,7 @@ def run_compress(
     restarts = len(blowups(workdir, stage))
     seed = restart_seed(protocol.seed % 900_000_000 + 1, restarts)
     with _recording_blowups(workdir, stage, seed):
-        # values shared by the first input and its extensions
-        barostat = dict(
-            stage=stage,
-            data_out=f"{stage}.data",
-            timestep=f"{protocol.timestep_fs:g}",
-            thermo_every=protocol.every(protocol.thermo_every_fs),
-            tail_command=tail_command(protocol, bool(info["hbond_pairs"])),
-            temperature=f"{protocol.temperature_K:g}",
-            tdamp=f"{protocol.tdamp_fs:g}",
-            pressure=f"{protocol.pressure_atm:g}",
-            pdamp=f"{protocol.pdamp_fs:g}",
-            dump_every=protocol.every(protocol.dump_every_fs),
-            chunk_steps=chunk_steps,
-            shake_command=shake_command(protocol),
-        )
+        barostat = barostat_values(protocol, bool(info["hbond_pairs"]), stage, chunk_steps)
         text = render(
             "in.compress.lmp",
             **barostat,
