@@ -46,6 +46,8 @@ def replicas(export: Path, names: list[str] | None) -> list[tuple[str, int, Path
         if (names and r["name"] not in names) or not (cell / "compress.data").exists():
             continue
         out.append((str(r["name"]), int(r.replica), cell))
+    if names:  # in the order asked: the first named run first
+        out.sort(key=lambda x: (names.index(x[0]), x[1]))
     return out
 
 
