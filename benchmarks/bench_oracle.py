@@ -90,6 +90,7 @@ FIELDS = [
     "lammps_version",
     "E_int_stderr_run",
     "derived_from",
+    "E_cross_stderr_run",
 ]
 SCATTER = ROOT / "mdxfer" / "md" / "replica_scatter.json"
 
@@ -128,8 +129,15 @@ def panel_row(rec: dict, name: str, k: int, protocol, cdir: Path, sdir: Path, pd
 
 
 def append_row(row: dict) -> None:
+    """Append ``row`` to the panel CSV; a file written before a column of :data:`FIELDS`
+    existed is first rewritten with it (empty in its old rows), so columns stay aligned."""
     CSV.parent.mkdir(parents=True, exist_ok=True)
     new = not CSV.exists()
+    if not new:
+        with open(CSV, newline="") as fh:
+            header = next(csv.reader(fh), [])
+        if set(FIELDS) - set(header):
+            pd.read_csv(CSV).reindex(columns=FIELDS).to_csv(CSV, index=False)
     with open(CSV, "a", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=FIELDS, extrasaction="ignore")
         if new:
@@ -606,6 +614,13 @@ def calibrate(args: argparse.Namespace) -> None:
             family = None
         if family is None:
             print(f"{prot} ({digest}): not the digest of today's preset {prot!r}: not stored")
+            continue
+        old = table.get(family, {})
+        if old.get("n_replicas", 0) > len(g) and not args.force:
+            print(
+                f"{prot} ({digest}): the stored σ comes from {old['n_replicas']} replicas "
+                f"({old.get('source')}), more than these {len(g)}: kept (--force replaces it)"
+            )
             continue
         table.pop(digest, None)
         table[family] = {
@@ -1199,6 +1214,9 @@ def main() -> None:
     panel_parser(sub, "components", help=components.__doc__.splitlines()[0])
     cal = sub.add_parser("calibrate", help=calibrate.__doc__.splitlines()[0])
     cal.add_argument("--export", default=None, help="a campaign's `export --replicas` CSV")
+    cal.add_argument(
+        "--force", action="store_true", help="replace a σ measured on more replicas than these"
+    )
     cal.add_argument(
         "--protocol", default="production", help="with --export: the preset its rows ran"
     )

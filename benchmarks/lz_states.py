@@ -62,6 +62,8 @@ def run_on(cell: Path, dest: Path, protocol_name: str, replica: int, ps: float) 
     protocol = load_protocol(protocol_name).replica(replica)
     info = read_json(cell / "species.json")
     chunk_steps = min(protocol.steps(protocol.compress_chunk_ps), protocol.steps(ps))
+    n_chunks = max(1, math.ceil(protocol.steps(ps) / chunk_steps))
+    ps = n_chunks * chunk_steps * protocol.timestep_fs / 1000.0  # what runs: whole chunks
     values = barostat_values(protocol, bool(info["hbond_pairs"]), "more", chunk_steps)
     values["dump_every"] = protocol.steps(ps)  # positions are not needed: one frame at the end
     text = render(
@@ -69,7 +71,7 @@ def run_on(cell: Path, dest: Path, protocol_name: str, replica: int, ps: float) 
         **values,
         extension=1,
         data_in="compress.data",
-        n_chunks=max(1, math.ceil(protocol.steps(ps) / chunk_steps)),
+        n_chunks=n_chunks,
     )
     (dest / "in.more.lmp").write_text(text)
     run = run_input(dest, "in.more.lmp", "more", Launcher(ranks=1))

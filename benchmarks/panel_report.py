@@ -57,13 +57,17 @@ def per_candidate(t: pd.DataFrame) -> pd.DataFrame:
 
 def where_replicas_differ(t: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
     """Per energy (E_int, E_tot, E_chem, E_cross): the pooled replica SD, the RMS of the
-    reported stderr (``E_int``: the within-run one) and their ratio; and per candidate with
+    reported within-run stderr (``<energy>_stderr_run`` where the export has it) and their ratio; and per candidate with
     ≥ 3 replicas the Pearson correlation of E_tot with E_chem across its replicas."""
     rows = []
     for col in ("E_int", "E_tot", "E_chem", "E_cross"):
         sd, _, dof = pooled(t, col)
-        err = "E_int_stderr_run" if col == "E_int" else f"{col}_stderr"
-        rms = float(np.sqrt((t[err] ** 2).mean()))
+        # the within-run stderr (E_int and E_cross carry a calibrated one beside it)
+        run, reported = f"{col}_stderr_run", f"{col}_stderr"
+        se = t[run] if run in t else t[reported]
+        if run in t and reported in t:  # rows written before the run column existed
+            se = se.fillna(t[reported])
+        rms = float(np.sqrt((se**2).mean()))
         rows.append({"energy": col, "replica_sd": sd, "rms_stderr": rms, "sd/stderr": sd / rms})
     corr = {
         name: float(np.corrcoef(m.E_tot, m.E_chem)[0, 1])

@@ -174,9 +174,7 @@ class CampaignOracle(Oracle):
         if row is None:
             return None
         if row["status"] == "done" and row.get(self.target) is not None:
-            error = (
-                measured_error(row) if self.target == "E_int" else row.get(f"{self.target}_stderr")
-            )
+            error = measured_error(row, self.target)
             return Measurement(key, "done", float(row[self.target]), error)
         if row["status"] == "failed":
             return Measurement(key, "failed", error=row.get("error") or "simulation failed")
@@ -222,12 +220,13 @@ class CampaignOracle(Oracle):
         return out
 
 
-def measured_error(row: dict) -> float | None:
-    """The error of a campaign E_int (kcal/mol): the within-run stderr of the mean, or the
-    replicas' spread SD/√N when that is larger (replicas measure what the within-run estimate
-    can miss: packing, slow relaxation)."""
-    se = row.get("E_int_stderr")
-    sd, n = row.get("E_int_replica_sd"), row.get("n_replicas") or 1
+def measured_error(row: dict, target: str = "E_int") -> float | None:
+    """The error of a campaign's ``target`` (E_int or E_cross, kcal/mol): its reported stderr
+    of the mean (within-run plus the protocol's measured between-replica scatter), or the
+    replicas' own spread SD/√N when that is larger (replicas measure what a run cannot see:
+    packing, slow relaxation)."""
+    se = row.get(f"{target}_stderr")
+    sd, n = row.get(f"{target}_replica_sd"), row.get("n_replicas") or 1
     errs = [float(x) for x in (se, None if sd is None else sd / math.sqrt(n)) if x is not None]
     return max(errs) if errs else None
 

@@ -28,6 +28,8 @@ loses at most the event in flight, never a finished result.
 Schema version 2 added the results columns of :data:`ADDED_RESULT_COLUMNS` and the
 ``replica_results`` table; a version 1 database is migrated when opened for writing
 (``ALTER TABLE ... ADD COLUMN``; its rows keep NULL there, ``n_replicas`` NULL meaning 1).
+Version 3 added ``E_int_stderr_run``, ``E_cross_stderr_run`` and ``E_cross_replica_sd`` the
+same way (rows stored before keep NULL: their record JSON has what they were written with).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from typing import Any
 from mdxfer.db import Database, now, table_names
 from mdxfer.errors import CampaignError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 STATES = ("pending", "running", "done", "failed")
 
 SCHEMA = """
@@ -99,7 +101,8 @@ CREATE TABLE IF NOT EXISTS results (
     host TEXT, wall_s REAL, partner_wall_s REAL,
     warnings TEXT, record TEXT NOT NULL, created_at TEXT NOT NULL,
     E_cross REAL, E_cross_stderr REAL, E_int_replica_sd REAL, n_replicas INTEGER,
-    replicas TEXT, estimator TEXT, E_int_stderr_with_partner REAL);
+    replicas TEXT, estimator TEXT, E_int_stderr_with_partner REAL,
+    E_int_stderr_run REAL, E_cross_stderr_run REAL, E_cross_replica_sd REAL);
 CREATE TABLE IF NOT EXISTS replica_results (
     task_key TEXT PRIMARY KEY REFERENCES tasks (key),
     candidate_key TEXT NOT NULL REFERENCES tasks (key),
@@ -154,6 +157,9 @@ RESULT_VALUES = (
     "estimator",
     "E_cross",
     "E_cross_stderr",
+    "E_cross_replica_sd",
+    "E_int_stderr_run",
+    "E_cross_stderr_run",
     "E_int_pe",
     "E_int_pe_stderr",
     "E_tot",
@@ -190,6 +196,10 @@ ADDED_RESULT_COLUMNS = (
     ("replicas", "TEXT"),
     ("estimator", "TEXT"),
     ("E_int_stderr_with_partner", "REAL"),
+    # schema version 3: the within-run stderrs beside the calibrated ones, E_cross's replica SD
+    ("E_int_stderr_run", "REAL"),
+    ("E_cross_stderr_run", "REAL"),
+    ("E_cross_replica_sd", "REAL"),
 )
 #: results columns that hold JSON text (lists)
 JSON_RESULT_COLUMNS = ("replicas",)

@@ -269,6 +269,8 @@ def run_input(
     workdir = Path(workdir)
     log = workdir / f"{stage}.log"
     argv = launcher.argv() + ["-in", input_name, "-log", log.name, "-screen", "none", "-nocite"]
+    if STOP.is_set():  # before the stdout file: an earlier attempt's is kept
+        raise LammpsError(stage, "not started: the run is stopping", workdir=str(workdir))
     start = time.perf_counter()
     with open(workdir / f"{stage}.stdout", "w") as out:
         returncode = _wait_unless_stopped(
@@ -297,11 +299,9 @@ def _wait_unless_stopped(
 ) -> int:
     """Run ``argv`` in ``workdir`` to its end and return its exit code; raise
     :class:`LammpsError` if it cannot start, runs past ``timeout_s`` (s) or :data:`STOP` is set
-    (before it starts or while it runs: then it is terminated, killed 10 s later). Popen and
+    while it runs (then it is terminated, killed 10 s later). Popen and
     a poll rather than ``subprocess.run``, which cannot look at :data:`STOP` while it waits;
     as there, an exception in the caller (Ctrl-C) kills the process."""
-    if STOP.is_set():
-        raise LammpsError(stage, "not started: the run is stopping", workdir=str(workdir))
     try:
         proc = subprocess.Popen(argv, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT)
     except FileNotFoundError as exc:
@@ -319,16 +319,15 @@ def _wait_unless_stopped(
                     reason = "stopped: the run is stopping"
                 elif deadline is not None and time.monotonic() > deadline:
                     reason = f"time-out after {timeout_s:g} s"
-    except BaseException:  # Ctrl-C in `mdxfer interaction`: no LAMMPS left behind
-        proc.kill()
-        proc.wait()
-        raise
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+    finally:  # also on Ctrl-C in `mdxfer interaction`: no LAMMPS left behind
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     raise LammpsError(stage, reason, log_tail(log), str(workdir))
 
 

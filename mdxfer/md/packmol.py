@@ -29,6 +29,7 @@ from mdxfer.md.box import (
     min_intermolecular_distance,
     molecule_extent,
 )
+from mdxfer.md.lammps import STOP
 
 
 def packmol_executable() -> str:
@@ -124,6 +125,8 @@ def pack_packmol(
         work = Path(tmp)
         _write_xyz(work / "molecule.xyz", molecule.symbols, centred)
         for _attempt in range(tries):
+            if STOP.is_set():  # a campaign run is stopping: no new attempt (LAMMPS likewise)
+                raise BoxError("Packmol not started: the run is stopping.")
             text = "\n".join(
                 [
                     f"tolerance {tolerance:.3f}",

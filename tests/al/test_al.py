@@ -304,6 +304,10 @@ def test_campaign_error_is_the_larger_of_stderr_and_replica_spread():
     assert measured_error({"E_int_stderr": 2.5, "E_int_replica_sd": 1.0, "n_replicas": 4}) == 2.5
     assert measured_error({"E_int_stderr": 1.0, "E_int_replica_sd": None}) == 1.0
     assert measured_error({}) is None
+    # E_cross the same way, from its own columns
+    row = {"E_int_stderr": 9.0, "E_cross_stderr": 1.0, "E_cross_replica_sd": 4.0, "n_replicas": 4}
+    assert measured_error(row, "E_cross") == pytest.approx(2.0)
+    assert measured_error(row) == 9.0
 
 
 def test_table_oracle_and_pool_take_a_campaign_export(tmp_path):

@@ -138,6 +138,10 @@ def test_where_replicas_differ_separates_shared_from_unshared_offsets():
     for col in ("E_int_stderr_run", "E_tot_stderr", "E_chem_stderr", "E_cross_stderr"):
         t[col] = 2.0
     spread, corr = report.where_replicas_differ(t)
+    # E_cross's within-run stderr is read where the export has it beside the calibrated one
+    calibrated = report.where_replicas_differ(t.assign(E_cross_stderr_run=1.0))[0]
+    assert calibrated.set_index("energy").loc["E_cross", "rms_stderr"] == 1.0
+    assert spread.set_index("energy").loc["E_cross", "rms_stderr"] == 2.0
     sd = spread.set_index("energy")["replica_sd"]
     # A's E_int is constant; B's E_int values are 69, 80 and 60: pooled over 4 dof
     b = np.array([69.0, 80.0, 60.0])

@@ -185,9 +185,10 @@ def test_a_stop_ends_a_running_lammps_and_refuses_new_ones(tmp_path):
             lammps.run_input(tmp_path, "in.x.lmp", "nvt", launcher)
         assert time.monotonic() - start < 30  # not the 300 s of the sleep
         assert err.value.stage == "nvt"
+        (tmp_path / "stack.stdout").write_text("an earlier attempt's output")
         with pytest.raises(LammpsError, match="not started"):
             lammps.run_input(tmp_path, "in.x.lmp", "stack", launcher)
-        assert not (tmp_path / "stack.stdout").read_text()
+        assert (tmp_path / "stack.stdout").read_text() == "an earlier attempt's output"
     finally:
         timer.cancel()
         lammps.STOP.clear()

@@ -201,6 +201,23 @@ def test_packmol_packs_near_liquid_density_without_overlaps():
     assert system.masses.sum() / 6.02214076e23 / 0.65e-24 / 900.0 >= 0.9 * p.min_slab_A
 
 
+def test_packmol_starts_no_attempt_while_a_run_is_stopping():
+    """A campaign run stopping (lammps.STOP) ends a stage at its next Packmol attempt instead
+    of packing on after the runner has signalled its children."""
+    from mdxfer.errors import BoxError
+    from mdxfer.md import lammps
+    from mdxfer.md.packmol import pack_packmol
+
+    ff = parametrize(embed("CCO", seed=1), "CCO")
+    lammps.STOP.set()
+    try:
+        with pytest.raises(BoxError, match="run is stopping"):
+            pack_packmol(ff, 10, 20.0, 20.0, 0.8)
+    finally:
+        lammps.STOP.clear()
+    assert pack_packmol(ff, 10, 20.0, 20.0, 0.8).n_molecules == 10
+
+
 @pytest.mark.parametrize(
     "smiles, pairs",
     [
