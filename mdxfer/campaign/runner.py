@@ -528,10 +528,14 @@ class Campaign:
     # ------------------------------------------------------------ reading
     def results(self) -> list[dict[str, Any]]:
         """One row per candidate (as in :data:`EXPORT_COLUMNS`): status, E_int and its stderr
-        in kcal/mol (None until done; with replicas, the mean over them and the within-run
-        stderr of that mean), ``n_replicas``, ``E_int_replica_sd``, ``replicas`` (the
-        per-replica E_int values, a list), the failure reason, provenance."""
-        out = []
+        in kcal/mol (None until done; with replicas, the mean over them), ``n_replicas``,
+        ``E_int_replica_sd``, ``replicas`` (the per-replica E_int values, a list), the failure
+        reason, provenance. The stderrs are those of the installed calibration
+        (:func:`~mdxfer.md.interaction.recalibrated`: within-run plus the protocol's measured
+        between-replica scatter), whenever the result was stored."""
+        from mdxfer.md.interaction import recalibrated
+
+        out, family = [], self.protocol.family_digest()
         for r in self.store.candidate_rows(self.digest, self.partner, self.forcefield):
             row = {c: r.get(c) for c in EXPORT_COLUMNS}
             if r["state"] != "done":  # e.g. requeued for more replicas: no result yet
@@ -553,6 +557,8 @@ class Campaign:
             if r["state"] != "done":
                 for k in ("seed", "mdxfer_version", "lammps_version", "lammps_command", "host"):
                     row[k] = None
+            elif r.get("record"):
+                row.update(recalibrated(json.loads(r["record"]), family))
             out.append(row)
         return out
 
@@ -565,10 +571,13 @@ class Campaign:
         """One row per finished replica (as in :data:`REPLICA_EXPORT_COLUMNS`): each
         independent run's E_int, stderrs, E_cross, densities and folders — what the replica
         SD of a candidate's result is computed from."""
-        out = []
+        from mdxfer.md.interaction import recalibrated
+
+        out, family = [], self.protocol.family_digest()
         for r in self.store.replica_rows(self.digest, self.partner, self.forcefield):
             rec, dirs = r["record"], r["record"].get("workdirs") or {}
             row = {c: rec.get(c) for c in REPLICA_EXPORT_COLUMNS}
+            row.update((k, v) for k, v in recalibrated(rec, family).items() if k in row)
             row.update(
                 smiles=r["input_smiles"],
                 name=r["name"],

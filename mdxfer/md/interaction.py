@@ -1095,6 +1095,35 @@ def aggregate(replicas: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def recalibrated(result: dict[str, Any], family: str) -> dict[str, Any]:
+    """The error fields of a stored ``result`` (one replica's or an :func:`aggregate`) under
+    the between-replica scatter the installed mdxfer has measured for the protocol family
+    ``family`` (:mod:`mdxfer.md.scatter`), so that results written before a calibration and
+    after it carry comparable error bars: for E_int and E_cross, ``<q>_stderr_run`` (the
+    within-run stderr of the mean; a record written before E_cross was calibrated holds it as
+    ``E_cross_stderr``), ``<q>_stderr`` = sqrt(run² + σ²/N) for N replicas (the run value where
+    σ is unmeasured), with ≥ 3 replicas at least ``<q>_replica_sd``/√N, and
+    ``E_int_stderr_with_partner``. Fields it cannot derive are left out (kcal/mol)."""
+    n = int(result.get("n_replicas") or 1)
+    out: dict[str, Any] = {}
+    for q in ("E_int", "E_cross"):
+        run = result.get(f"{q}_stderr_run")
+        if run is None and q == "E_cross" and "E_cross_between_replica_sd" not in result:
+            run = result.get("E_cross_stderr")  # written before E_cross was calibrated
+        if run is None:
+            continue
+        sigma = between_replica_sd(family, q)
+        se = run if sigma is None else math.sqrt(run * run + sigma * sigma / n)
+        sd = result.get(f"{q}_replica_sd")
+        if n >= 3 and sd is not None:
+            se = max(se, sd / math.sqrt(n))
+        out[f"{q}_stderr_run"], out[f"{q}_stderr"] = run, float(se)
+    partner = result.get("E_partner_stderr")
+    if "E_int_stderr" in out and partner is not None:
+        out["E_int_stderr_with_partner"] = float(math.hypot(out["E_int_stderr"], partner))
+    return out
+
+
 def provenance(launcher: Launcher, log: str | Path | None = None) -> dict[str, Any]:
     """mdxfer and LAMMPS versions, launch command, force-field version, host, and ``versions``
     (:func:`mdxfer.provenance.software_versions`: RDKit and Open Babel, which decide typing and

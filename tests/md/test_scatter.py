@@ -90,3 +90,39 @@ def test_an_unmeasured_protocol_warns_that_its_stderr_is_in_run_only():
     changed = dataclasses.replace(PRESETS["production"], nvt_ps=61.0)
     assert any("in-run estimate only" in w for w in _warnings(changed, legs))
     assert not any("in-run estimate only" in w for w in _warnings(PRESETS["production"], legs))
+
+
+def test_a_stored_result_is_read_with_the_installed_calibration():
+    """Records written before E_cross was calibrated (its stderr is the within-run one) and
+    after (the within-run one kept apart) give the same error bars under today's σ; with three
+    replicas their own spread is the floor; an unmeasured family keeps the within-run figure."""
+    from mdxfer.md.interaction import recalibrated
+
+    family = PRESETS["production"].family_digest()
+    s_int = scatter.between_replica_sd(family)
+    s_cross = scatter.between_replica_sd(family, "E_cross")
+    old = {"E_int_stderr": 4.0, "E_int_stderr_run": 2.0, "E_cross_stderr": 1.0}
+    old["E_partner_stderr"] = 0.5
+    new = {
+        "E_int_stderr_run": 2.0,
+        "E_cross_stderr": 9.0,
+        "E_cross_stderr_run": 1.0,
+        "E_cross_between_replica_sd": 1.23,
+        "E_partner_stderr": 0.5,
+    }
+    for rec in (old, new):
+        out = recalibrated(rec, family)
+        assert out["E_int_stderr"] == pytest.approx(math.hypot(2.0, s_int))
+        assert out["E_cross_stderr"] == pytest.approx(math.hypot(1.0, s_cross))
+        assert out["E_cross_stderr_run"] == 1.0 and out["E_int_stderr_run"] == 2.0
+        assert out["E_int_stderr_with_partner"] == pytest.approx(
+            math.hypot(out["E_int_stderr"], 0.5)
+        )
+    # the mean of 4 replicas: sigma²/4 beyond the run stderr of the mean, or their own spread
+    agg = dict(new, n_replicas=4, E_int_replica_sd=1.0, E_cross_replica_sd=20.0)
+    out = recalibrated(agg, family)
+    assert out["E_int_stderr"] == pytest.approx(math.sqrt(4.0 + s_int**2 / 4))
+    assert out["E_cross_stderr"] == pytest.approx(10.0)
+    unmeasured = recalibrated(old, "0" * 12)
+    assert unmeasured["E_int_stderr"] == 2.0 and unmeasured["E_cross_stderr"] == 1.0
+    assert recalibrated({"E_int": 1.0}, family) == {}
