@@ -904,14 +904,15 @@ def _warnings(protocol: Protocol, legs: dict[str, dict]) -> list[str]:
             "--replicas 3, and rank candidates on E_cross: it repeats between replicas, "
             "E_int does not yet (docs/results.md)."
         )
-    if (
-        protocol.name not in ("quick", "demo")
-        and between_replica_sd(protocol.family_digest()) is None
-    ):
+    unmeasured = [
+        q for q in ("E_int", "E_cross") if between_replica_sd(protocol.family_digest(), q) is None
+    ]
+    if protocol.name not in ("quick", "demo") and unmeasured:
         out.append(
-            "E_int_stderr is the in-run estimate only: the scatter between replicas of "
-            "this protocol is unmeasured, and for the production preset it is several "
-            "times the in-run stderr (docs/results.md). Run --replicas 3 or more."
+            f"{' and '.join(f'{q}_stderr' for q in unmeasured)}: the in-run estimate only: "
+            "the scatter between replicas of this protocol is unmeasured, and for the "
+            "production preset it is larger than the in-run stderr (E_int: several times; "
+            "docs/results.md). Run --replicas 3 or more."
         )
     key = ESTIMATOR_KEY[protocol.estimator]
     for name, leg in legs.items():

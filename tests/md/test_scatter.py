@@ -90,6 +90,14 @@ def test_an_unmeasured_protocol_warns_that_its_stderr_is_in_run_only():
     changed = dataclasses.replace(PRESETS["production"], nvt_ps=61.0)
     assert any("in-run estimate only" in w for w in _warnings(changed, legs))
     assert not any("in-run estimate only" in w for w in _warnings(PRESETS["production"], legs))
+    # a family measured for E_int only (as an older calibration file has them) warns about
+    # E_cross alone: the shipped table with such an entry for this family
+    import unittest.mock as um
+
+    table = {**scatter._table(), changed.family_digest(): {"sigma_between_kcal": 5.0}}
+    with um.patch.object(scatter, "_table", lambda: table):
+        (w,) = [w for w in _warnings(changed, legs) if "in-run estimate only" in w]
+    assert w.startswith("E_cross_stderr: the in-run")
 
 
 def test_a_stored_result_is_read_with_the_installed_calibration():
