@@ -111,7 +111,9 @@ def windows(lz: np.ndarray, time_ps: np.ndarray, width_ps: float) -> list[tuple[
 def collect(out: Path, export: Path, width_ps: float) -> pd.DataFrame:
     """One row per (candidate, replica): the height as made (``lz_made``, the stage's own mean),
     each continuation window's mean (``w<end>``), the continuation's whole mean
-    (``lz_more``) and its stderr from the statistical inefficiency (``lz_more_se``)."""
+    (``lz_more``) and its stderr from the statistical inefficiency (``lz_more_se``), the slope
+    of Lz over the continuation (``lz_slope_A_per_100ps``) and the change of the potential
+    energy from its first to its last sixth (``pe_change``, kcal/mol)."""
     made = pd.read_csv(export).set_index(["name", "replica"]).lz_chem_A
     rows = []
     for d in sorted(out.iterdir()):
@@ -128,6 +130,12 @@ def collect(out: Path, export: Path, width_ps: float) -> pd.DataFrame:
         row["lz_more_se"] = float(
             np.sqrt(inefficiency(lz[1:]) * lz[1:].var(ddof=1) / (len(lz) - 1))
         )
+        # still going somewhere? the straight line through Lz, and the potential energy's change
+        # from the first to the last sixth of the continuation (kcal/mol, whole cell)
+        row["lz_slope_A_per_100ps"] = float(np.polyfit(t - t[0], lz, 1)[0] * 100.0)
+        sixth = max(1, len(s) // 6)
+        pe = s.PotEng.to_numpy()
+        row["pe_change"] = float(pe[-sixth:].mean() - pe[1 : 1 + sixth].mean())
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -135,7 +143,7 @@ def collect(out: Path, export: Path, width_ps: float) -> pd.DataFrame:
 def replica_sds(t: pd.DataFrame) -> pd.DataFrame:
     """Per candidate, the replicas' SD (Å) of each height column; last row: pooled over the
     candidates (degrees of freedom weighted)."""
-    cols = [c for c in t.columns if c == "lz_made" or c.startswith("w") or c == "lz_more"]
+    cols = [c for c in t.columns if c == "lz_made" or c[0] == "w" or c == "lz_more"]
     g = t.groupby("name")
     sd = g[cols].std(ddof=1)
     sd.insert(0, "n", g.size())

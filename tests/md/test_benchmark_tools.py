@@ -315,6 +315,7 @@ def test_lz_states_runs_a_barostat_on_from_where_the_stage_stopped(tmp_path, qui
     assert list(t.columns[:3]) == ["name", "replica", "lz_made"]
     assert {"w0.2", "w0.4", "lz_more", "lz_more_se"} <= set(t.columns)
     assert t.lz_more.iloc[0] == pytest.approx(series.Lz.iloc[1:].mean())
+    assert np.isfinite(t.lz_slope_A_per_100ps.iloc[0]) and np.isfinite(t.pe_change.iloc[0])
     # replica SDs: two candidates (2 and 3 replicas), pooled with 1 and 2 degrees of freedom
     synth = pd.DataFrame(
         {
