@@ -33,7 +33,7 @@ import pandas as pd
 from mdxfer.md.interaction import barostat_values, read_json
 from mdxfer.md.lammps import Launcher, free_cores, render, run_input
 from mdxfer.md.protocol import load_protocol
-from mdxfer.md.thermo import concat_runs, inefficiency, read_runs
+from mdxfer.md.thermo import concat_runs, correlated_stderr, read_runs
 
 
 def replicas(export: Path, names: list[str] | None) -> list[tuple[str, int, Path]]:
@@ -111,9 +111,9 @@ def windows(lz: np.ndarray, time_ps: np.ndarray, width_ps: float) -> list[tuple[
 def collect(out: Path, export: Path, width_ps: float) -> pd.DataFrame:
     """One row per (candidate, replica): the height as made (``lz_made``, the stage's own mean),
     each continuation window's mean (``w<end>``), the continuation's whole mean
-    (``lz_more``) and its stderr from the statistical inefficiency (``lz_more_se``), the slope
-    of Lz over the continuation (``lz_slope_A_per_100ps``) and the change of the potential
-    energy from its first to its last sixth (``pe_change``, kcal/mol)."""
+    (``lz_more``) and its stderr (``lz_more_se``, :func:`mdxfer.md.thermo.correlated_stderr`),
+    the slope of Lz over the continuation (``lz_slope_A_per_100ps``) and the change of the
+    potential energy from its first to its last sixth (``pe_change``, kcal/mol)."""
     made = pd.read_csv(export).set_index(["name", "replica"]).lz_chem_A
     rows = []
     for d in sorted(out.iterdir()):
@@ -127,9 +127,7 @@ def collect(out: Path, export: Path, width_ps: float) -> pd.DataFrame:
         for end, mean in windows(lz, t, width_ps):
             row[f"w{end:g}"] = mean
         row["lz_more"] = float(lz[1:].mean())
-        row["lz_more_se"] = float(
-            np.sqrt(inefficiency(lz[1:]) * lz[1:].var(ddof=1) / (len(lz) - 1))
-        )
+        row["lz_more_se"] = correlated_stderr(lz[1:])
         # still going somewhere? the straight line through Lz, and the potential energy's change
         # from the first to the last sixth of the continuation (kcal/mol, whole cell)
         row["lz_slope_A_per_100ps"] = float(np.polyfit(t - t[0], lz, 1)[0] * 100.0)

@@ -1026,6 +1026,14 @@ def combine(
     return result
 
 
+def _floored(se: float | None, replica_sd: float | None, n: int) -> float | None:
+    """A mean's stderr of ``n`` replicas, at least their own SD/√n when there are three or more
+    (enough to measure the scatter directly: never report less than it)."""
+    if n >= 3 and se is not None and replica_sd is not None:
+        return max(se, replica_sd / math.sqrt(n))
+    return se
+
+
 def aggregate(replicas: list[dict[str, Any]]) -> dict[str, Any]:
     """One result from per-replica results: means over replicas, the per-replica values, and
     their sample SD (``E_int_replica_sd``, None for one replica).
@@ -1086,10 +1094,7 @@ def aggregate(replicas: list[dict[str, Any]]) -> dict[str, Any]:
         out[f"{field}_stderr_run"] = (
             None if any(x is None for x in runs) else float(np.sqrt(np.sum(np.square(runs))) / n)
         )
-        sd = out[f"{field}_replica_sd"]
-        if n >= 3 and sd is not None and out[f"{field}_stderr"] is not None:
-            # enough replicas to measure the scatter directly: never report less than it
-            out[f"{field}_stderr"] = max(out[f"{field}_stderr"], sd / np.sqrt(n))
+        out[f"{field}_stderr"] = _floored(out[f"{field}_stderr"], out[f"{field}_replica_sd"], n)
     out["E_int_stderr_with_partner"] = float(
         np.hypot(out["E_int_stderr"], first["E_partner_stderr"])
     )
@@ -1115,10 +1120,8 @@ def recalibrated(result: dict[str, Any], family: str) -> dict[str, Any]:
             continue
         sigma = between_replica_sd(family, q)
         se = run if sigma is None else math.sqrt(run * run + sigma * sigma / n)
-        sd = result.get(f"{q}_replica_sd")
-        if n >= 3 and sd is not None:
-            se = max(se, sd / math.sqrt(n))
-        out[f"{q}_stderr_run"], out[f"{q}_stderr"] = run, float(se)
+        out[f"{q}_stderr_run"] = run
+        out[f"{q}_stderr"] = float(_floored(se, result.get(f"{q}_replica_sd"), n))
     partner = result.get("E_partner_stderr")
     if "E_int_stderr" in out and partner is not None:
         out["E_int_stderr_with_partner"] = float(math.hypot(out["E_int_stderr"], partner))
