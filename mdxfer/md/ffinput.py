@@ -155,17 +155,52 @@ def interface_wall_commands(bottom_molecules: int, lc: float, tolerance: float, 
     )
 
 
-def cross_commands(bottom_molecules: int) -> tuple[str, str]:
+def cross_commands(bottom_molecules: int, kspace: bool = True) -> tuple[str, str]:
     """(commands, thermo keyword) logging the energy between molecules 1..N and the rest.
 
     ``compute group/group`` with ``pair yes kspace yes``: the pair (LJ, real-space Coulomb,
     hydrogen-bond) and long-range Coulomb energy between the candidate slab (the stack's first
-    ``bottom_molecules`` molecules) and the partner slab, kcal/mol.
+    ``bottom_molecules`` molecules) and the partner slab, kcal/mol. ``kspace`` False for a
+    system without charges (no PPPM: LAMMPS refuses ``kspace yes`` then).
     """
     n = int(bottom_molecules)
     lines = [
         f"group           cand molecule <> 1 {n}",
         "group           partner subtract all cand",
-        "compute         cross cand group/group partner pair yes kspace yes",
+        f"compute         cross cand group/group partner pair yes kspace {_yes(kspace)}",
     ]
     return "\n".join(lines), "c_cross"
+
+
+def halves_commands(kspace: bool = True) -> tuple[str, str]:
+    """(commands, thermo keyword) logging the energy between the two halves of a single-species
+    cell, kcal/mol: ``compute group/group ... pair yes kspace yes`` between the molecules whose
+    centre of mass lies in the lower half of the periodic cell (0 ≤ z < Lz/2, wrapped) and
+    the rest, regrouped every 50 steps (dynamic groups of whole molecules).
+
+    The halves meet at two planes per period (z = Lz/2 and the periodic boundary), each 900 Å²
+    on the production cross-section: half the logged energy is the energy across one plane of
+    the bulk liquid — what a stack gives up at each of its cut planes when it puts the other
+    liquid there (:mod:`mdxfer.md.interaction`, ``E_int_direct``). ``kspace`` as in
+    :func:`cross_commands`.
+    """
+    lines = [
+        "compute         hchunk all chunk/atom molecule",
+        "compute         hcom all com/chunk hchunk",
+        "compute         hz all chunk/spread/atom hchunk c_hcom[3]",
+        'variable        hlow atom "((c_hz-zlo)/lz-floor((c_hz-zlo)/lz))<0.5"',
+        'variable        hhigh atom "((c_hz-zlo)/lz-floor((c_hz-zlo)/lz))>=0.5"',
+        "group           hlower dynamic all var hlow every 50",
+        "group           hupper dynamic all var hhigh every 50",
+        f"compute         halves hlower group/group hupper pair yes kspace {_yes(kspace)}",
+    ]
+    return "\n".join(lines), "c_halves"
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def has_kspace(forcefield_text: str) -> bool:
+    """True when a ``forcefield.lmp`` text sets a k-space style (the system carries charges)."""
+    return any(line.split()[:1] == ["kspace_style"] for line in forcefield_text.splitlines())

@@ -39,6 +39,8 @@ from mdxfer.md.datafile import DataState, apply_state, read_state, write_data
 from mdxfer.md.ffinput import (
     cross_commands,
     forcefield_include,
+    halves_commands,
+    has_kspace,
     hbond_pairs,
     interface_wall_commands,
     shake_command,
@@ -810,15 +812,19 @@ def run_nvt(
         ps = protocol.partner_ps
     else:
         ps = protocol.nvt_ps
+    halves = info["kind"] != "stack" and protocol.halves_energy
     done = _stage_done(workdir, stage, protocol)
     if done and done.get("steps") == protocol.steps(ps):  # same length (a box's role may change)
-        return done
+        return done  # a cell run before the halves were logged has no ehalves: not run again
     comp = read_json(workdir / f"{compress_stage}.json")
     state = read_state(workdir / f"{compress_stage}.data")
     z_scale = comp["lz_A"] / float(state.box[2])
+    kspace = has_kspace((workdir / "forcefield.lmp").read_text())
     cross, cross_thermo = ("# no cross energy (single-species cell)", "")
     if info["kind"] == "stack" and protocol.cross_energy:
-        cross, cross_thermo = cross_commands(info["bottom_molecules"])
+        cross, cross_thermo = cross_commands(info["bottom_molecules"], kspace)
+    if halves:
+        cross, cross_thermo = halves_commands(kspace)
     if info["kind"] == "stack" and protocol.interface_wall_A > 0:
         cross += "\n" + interface_wall_commands(
             info["bottom_molecules"],

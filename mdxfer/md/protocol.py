@@ -86,6 +86,9 @@ class Protocol:
     equilibration: str = "fixed"  # "fixed": discard nvt_discard_fraction; "detect": pymbar
     estimator: str = "pe_nh"  # E_int from "etotal", "pe" or "pe_nh" (see results.md)
     cross_energy: bool = True  # log the candidate-partner energy E_cross in the stack
+    halves_energy: bool = True  # log the energy between the two halves of each single-species
+    #                                         cell (E_int_direct); an observation only: not in
+    #                                         any digest (the trajectory is the same)
     replicas: int = 1  # independent seeds per candidate (not in the digest)
     interface_wall_A: float = 0.0  # > 0: flat-bottom walls keep each slab of the stack
     #                                         on its side of the interfaces, atoms may cross by
@@ -122,6 +125,7 @@ class Protocol:
         """
         d = _without_unchanged_later_fields(self.to_dict())
         d.pop("replicas")
+        d.pop("halves_energy")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
     def family_digest(self) -> str:
@@ -138,7 +142,7 @@ class Protocol:
         stack runs (walls, stack NVT length, ...) share their cells, and the partner box is
         shared by protocols that differ only in the candidates' NVT length."""
         d = _without_unchanged_later_fields(self.to_dict())
-        for name in ("replicas", "nvt_ps", "partner_nvt_ps", *STACK_ONLY_FIELDS):
+        for name in ("replicas", "halves_energy", "nvt_ps", "partner_nvt_ps", *STACK_ONLY_FIELDS):
             d.pop(name, None)  # a later stack-only field at its default is gone already
         d["role_nvt_ps"] = self.partner_ps if role == "partner" else self.nvt_ps
         d["role"] = role

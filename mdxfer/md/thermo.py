@@ -66,6 +66,7 @@ COLUMNS = (
     ("E_dihed", "edihed"),
     ("E_impro", "eimp"),
     ("c_cross", "ecross"),
+    ("c_halves", "ehalves"),
 )
 
 
@@ -178,7 +179,7 @@ def summarize(
             out[name] = float(values.mean())
             if detect:
                 out[f"{name}_stderr"] = correlated_stderr(values)
-                if name in ("etotal", "pe", "pe_nh", "ecross"):
+                if name in ("etotal", "pe", "pe_nh", "ecross", "ehalves"):
                     out[f"{name}_drift_z"] = half_drift(values)
                     out[f"{name}_g"] = inefficiency(values)
             else:

@@ -1,0 +1,187 @@
+"""E_int from direct energies: the cells' NVT again with the energy between their halves.
+
+E_int = E_tot − (E_chem + E_partner) is a difference of slab energies from three separate
+runs; each run's liquid sits in its own slow state, and E_int's replica SD (7.9 kcal/mol over
+the panel's 35 replicas) is as large as the spread between candidates. A stack of two cells
+cut at their periodic boundaries differs from the two bulk cells, before anything relaxes, by
+what crosses the cut planes only: it gains the candidate–partner energy across its two
+interfaces (E_cross) and loses the candidate–candidate and partner–partner energy across one
+plane of each bulk liquid. The second is half the energy between the two halves of a bulk cell
+(halves of whole molecules by centre of mass; two planes per period), logged during the cell's
+own NVT run (``Protocol.halves_energy``), so
+
+    E_int_direct = E_cross − ½ E_halves(candidate) − ½ E_halves(partner)
+
+uses only direct energies, which do not carry the slabs' slow states (E_cross repeats to
+≈ 2.3 kcal/mol). It leaves out the slabs' own relaxation after contact, which E_int includes.
+
+This runs, for each exported replica whose compression stage kept its end state
+(``compress.data``), the cell's NVT stage again in a fresh folder through
+``mdxfer.md.interaction.run_nvt`` — the same input and trajectory as the campaign's (bitwise:
+the halves are an observation) plus the halves' energy — and the partner's once, then writes
+one row per replica beside its E_int and E_cross:
+
+    .venv/bin/python benchmarks/halves.py run data/oracle_panel_replicas5.csv --out runs/halves
+    .venv/bin/python benchmarks/halves.py report data/oracle_panel_replicas5.csv runs/halves \\
+        [--csv data/halves_panel.csv]
+
+``run`` is resumable (a folder with its ``nvt.json`` is not run again) and uses one LAMMPS
+rank per cell, as many side by side as there are free cores (``--jobs``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from mdxfer.md.interaction import run_nvt
+from mdxfer.md.lammps import free_cores
+from mdxfer.md.protocol import load_protocol
+
+STAGE_FILES = ("species.json", "compress.json", "compress.data", "forcefield.lmp")
+
+
+def cells(export: Path, replica_ids: list[int] | None) -> list[tuple[str, int, Path]]:
+    """(label, replica, cell folder) of the exported candidate cells with their
+    ``compress.data``, and the partner's (label ``partner``) once."""
+    df = pd.read_csv(export)
+    out: list[tuple[str, int, Path]] = []
+    partners = sorted(set(df.partner_dir))
+    for p in partners:
+        out.append(("partner", 0, Path(p)))
+    for _, r in df.iterrows():
+        cell = Path(r.candidate_dir)
+        if replica_ids is not None and int(r.replica) not in replica_ids:
+            continue
+        if (cell / "compress.data").exists():
+            out.append((str(r["name"]), int(r.replica), cell))
+    return out
+
+
+def run_cell(cell: Path, dest: Path, protocol_name: str, replica: int) -> dict:
+    """The NVT stage of ``cell`` again in ``dest`` (with the halves' energy); its summary."""
+    if (dest / "nvt.json").exists():
+        return json.loads((dest / "nvt.json").read_text())
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in STAGE_FILES:
+        shutil.copy2(cell / name, dest / name)
+    protocol = load_protocol(protocol_name).replica(replica)
+    return run_nvt(dest, protocol)
+
+
+def run(args: argparse.Namespace) -> None:
+    todo = cells(args.export, args.replica_ids)
+    jobs = args.jobs or free_cores()
+
+    def one(item: tuple[str, int, Path]) -> None:
+        label, k, cell = item
+        s = run_cell(cell, args.out / f"{label}-{k}", args.protocol, k)
+        print(
+            f"{label}-{k}: E_halves {s.get('ehalves', math.nan):.1f} ± "
+            f"{s.get('ehalves_stderr', math.nan):.2f}, pe_nh {s['pe_nh']:.2f}",
+            flush=True,
+        )
+
+    with ThreadPoolExecutor(jobs) as pool:
+        list(pool.map(one, todo))
+
+
+def table(export: Path, out: Path) -> pd.DataFrame:
+    """One row per replica with its rerun cell: E_int, E_cross, E_halves and E_int_direct."""
+    df = pd.read_csv(export)
+    partner = json.loads((out / "partner-0" / "nvt.json").read_text())
+    rows = []
+    for _, r in df.iterrows():
+        f = out / f"{r['name']}-{int(r.replica)}" / "nvt.json"
+        if not f.exists():
+            continue
+        s = json.loads(f.read_text())
+        orig = json.loads((Path(r.candidate_dir) / "nvt.json").read_text())
+        direct = r.E_cross - 0.5 * s["ehalves"] - 0.5 * partner["ehalves"]
+        rows.append(
+            {
+                "name": r["name"],
+                "replica": int(r.replica),
+                "E_int": r.E_int,
+                "E_cross": r.E_cross,
+                "E_cross_stderr_run": r.get("E_cross_stderr_run", math.nan),
+                "E_halves_chem": s["ehalves"],
+                "E_halves_chem_stderr": s["ehalves_stderr"],
+                "E_halves_partner": partner["ehalves"],
+                "E_halves_partner_stderr": partner["ehalves_stderr"],
+                "E_int_direct": direct,
+                "pe_nh_rerun_minus_campaign": s["pe_nh"] - orig["pe_nh"],
+                "lz_chem_A": r.lz_chem_A,
+                "cpu_s_nvt": s["wall_s"],
+                "cpu_s_nvt_campaign": orig["wall_s"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def pooled_sd(df: pd.DataFrame, col: str) -> tuple[float, int]:
+    """Pooled within-candidate SD of ``col`` and its degrees of freedom."""
+    ss, dof = 0.0, 0
+    for _, g in df.groupby("name"):
+        if len(g) > 1:
+            ss += float(((g[col] - g[col].mean()) ** 2).sum())
+            dof += len(g) - 1
+    return (math.sqrt(ss / dof) if dof else math.nan), dof
+
+
+def report(args: argparse.Namespace) -> None:
+    df = table(args.export, args.out)
+    if args.csv:
+        df.to_csv(args.csv, index=False)
+    pd.set_option("display.width", 200)
+    print(df.round(2).to_string(index=False))
+    print()
+    print("| quantity | replica SD (pooled) | dof | SD across candidates' means | ratio |")
+    print("|---|---|---|---|---|")
+    for col in ("E_int", "E_cross", "E_halves_chem", "E_int_direct"):
+        sd, dof = pooled_sd(df, col)
+        across = float(df.groupby("name")[col].mean().std(ddof=1))
+        print(f"| {col} | {sd:.2f} | {dof} | {across:.2f} | {sd / across:.2f} |")
+    means = df.groupby("name")[["E_int", "E_int_direct", "E_cross"]].mean()
+    full = pd.read_csv(args.export).groupby("name")["E_int"].agg(["mean", "std", "count"])
+    means["E_int_all"] = full["mean"]
+    means["E_int_all_se"] = full["std"] / np.sqrt(full["count"])
+    means["gap"] = means["E_int_all"] - means["E_int_direct"]
+    print()
+    print(means.round(2).to_string())
+    rho = stats.spearmanr(means["E_int_all"], means["E_int_direct"]).statistic
+    r = stats.pearsonr(means["E_int_all"], means["E_int_direct"]).statistic
+    print(
+        f"\nE_int (all replicas) against E_int_direct over candidates: Spearman {rho:.2f}, "
+        f"Pearson {r:.2f}; mean gap {means['gap'].mean():.2f}, SD {means['gap'].std():.2f}"
+    )
+    print(f"rerun pe_nh − campaign pe_nh: max |Δ| {df.pe_nh_rerun_minus_campaign.abs().max():.2e}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    a = sub.add_parser("run")
+    a.add_argument("export", type=Path)
+    a.add_argument("--out", type=Path, default=Path("runs/halves"))
+    a.add_argument("--protocol", default="production")
+    a.add_argument("--replica-ids", type=int, nargs="*", default=None)
+    a.add_argument("--jobs", type=int, default=0)
+    b = sub.add_parser("report")
+    b.add_argument("export", type=Path)
+    b.add_argument("out", type=Path)
+    b.add_argument("--csv", type=Path, default=None)
+    args = ap.parse_args()
+    run(args) if args.cmd == "run" else report(args)
+
+
+if __name__ == "__main__":
+    main()
