@@ -555,6 +555,13 @@ def calibration(g: pd.DataFrame, quantity: str = "E_int") -> dict:
     }
 
 
+#: σ keys of each calibrated quantity in mdxfer/md/replica_scatter.json: sigma_between<s>_kcal,
+#: dof<s>, loo_pooled_ratio<s>
+SUFFIX = {"E_int": "", "E_cross": "_cross", "E_int_direct": "_direct"}
+#: keys of quantities calibrated on their own panel, kept when E_int's σ is measured again
+ADDED_SUFFIXES = ("_direct", "_direct_kcal")
+
+
 def calibrate(args: argparse.Namespace) -> None:
     """Measure σ_between of E_int and E_cross (the replica scatter the in-run stderr misses) per
     protocol from the panel, check it leave-one-candidate-out, and store it in
@@ -577,9 +584,10 @@ def calibrate(args: argparse.Namespace) -> None:
     else:
         df, source = read_panel(), "data/oracle_panel.csv"
     table = json.loads(SCATTER.read_text()) if SCATTER.exists() else {}
+    only_added = "E_int" not in args.quantities  # add σ of other quantities to an entry
     for (prot, digest), g in df.groupby(["protocol", "protocol_digest"]):
         entry = {}
-        for quantity in ("E_int", "E_cross"):
+        for quantity in args.quantities:
             if quantity not in g or g[quantity].isna().all():
                 continue
             c = calibration(g.dropna(subset=[quantity]), quantity)
@@ -598,11 +606,14 @@ def calibrate(args: argparse.Namespace) -> None:
                 f"pooled stderr/SD: in-run {c['run_ratio']:.2f}, calibrated leave-one-"
                 f"candidate-out {c['loo_ratio']:.2f} (target 0.7–1.5)"
             )
-            suffix = "" if quantity == "E_int" else "_cross"
+            suffix = SUFFIX[quantity]
             entry[f"sigma_between{suffix}_kcal"] = round(c["sigma"], 2)
-            entry["dof" if quantity == "E_int" else "dof_cross"] = c["dof"]
+            entry[f"dof{suffix}"] = c["dof"]
             entry[f"loo_pooled_ratio{suffix}"] = round(c["loo_ratio"], 2)
-        if "sigma_between_kcal" not in entry:
+            if only_added:
+                entry[f"n_replicas{suffix}"] = int(len(g))
+                entry[f"source{suffix}"] = f"{source} (benchmarks/bench_oracle.py calibrate)"
+        if not entry or ("sigma_between_kcal" not in entry and not only_added):
             continue
         try:
             family = (
@@ -616,6 +627,12 @@ def calibrate(args: argparse.Namespace) -> None:
             print(f"{prot} ({digest}): not the digest of today's preset {prot!r}: not stored")
             continue
         old = table.get(family, {})
+        if only_added:
+            if not old:
+                print(f"{prot} ({digest}): no E_int σ stored for this family to add to")
+                continue
+            table[family] = {**old, **entry}
+            continue
         if old.get("n_replicas", 0) > len(g) and not args.force:
             print(
                 f"{prot} ({digest}): the stored σ comes from {old['n_replicas']} replicas "
@@ -624,6 +641,7 @@ def calibrate(args: argparse.Namespace) -> None:
             continue
         table.pop(digest, None)
         table[family] = {
+            **{k: v for k, v in old.items() if any(k.endswith(x) for x in ADDED_SUFFIXES)},
             "protocol": prot,
             "protocol_digest": digest,
             **entry,
@@ -1214,6 +1232,13 @@ def main() -> None:
     panel_parser(sub, "components", help=components.__doc__.splitlines()[0])
     cal = sub.add_parser("calibrate", help=calibrate.__doc__.splitlines()[0])
     cal.add_argument("--export", default=None, help="a campaign's `export --replicas` CSV")
+    cal.add_argument(
+        "--quantities",
+        nargs="+",
+        default=["E_int", "E_cross"],
+        choices=list(SUFFIX),
+        help="what to calibrate; without E_int, the σ are added to the family's stored entry",
+    )
     cal.add_argument(
         "--force", action="store_true", help="replace a σ measured on more replicas than these"
     )

@@ -32,6 +32,7 @@ rank per cell, as many side by side as there are free cores (``--jobs``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import shutil
@@ -43,7 +44,7 @@ import pandas as pd
 from scipy import stats
 
 from mdxfer.md.interaction import run_nvt
-from mdxfer.md.lammps import free_cores
+from mdxfer.md.lammps import Launcher, free_cores
 from mdxfer.md.protocol import load_protocol
 
 STAGE_FILES = ("species.json", "compress.json", "compress.data", "forcefield.lmp")
@@ -66,24 +67,32 @@ def cells(export: Path, replica_ids: list[int] | None) -> list[tuple[str, int, P
     return out
 
 
-def run_cell(cell: Path, dest: Path, protocol_name: str, replica: int) -> dict:
-    """The NVT stage of ``cell`` again in ``dest`` (with the halves' energy); its summary."""
+def run_cell(
+    cell: Path, dest: Path, protocol_name: str, replica: int, partner_ps: float = 0.0
+) -> dict:
+    """The NVT stage of ``cell`` again in ``dest`` (with the halves' energy); its summary.
+    ``partner_ps`` > 0 shortens the partner's NVT (its first ``partner_ps`` ps: the same
+    trajectory's start)."""
     if (dest / "nvt.json").exists():
         return json.loads((dest / "nvt.json").read_text())
     dest.mkdir(parents=True, exist_ok=True)
     for name in STAGE_FILES:
         shutil.copy2(cell / name, dest / name)
     protocol = load_protocol(protocol_name).replica(replica)
-    return run_nvt(dest, protocol)
+    if partner_ps > 0:
+        protocol = dataclasses.replace(protocol, partner_nvt_ps=partner_ps)
+    return run_nvt(dest, protocol, Launcher(ranks=1))  # one rank: the campaign's trajectory
 
 
 def run(args: argparse.Namespace) -> None:
     todo = cells(args.export, args.replica_ids)
+    if args.labels:
+        todo = [t for t in todo if t[0] in args.labels]
     jobs = args.jobs or free_cores()
 
     def one(item: tuple[str, int, Path]) -> None:
         label, k, cell = item
-        s = run_cell(cell, args.out / f"{label}-{k}", args.protocol, k)
+        s = run_cell(cell, args.out / f"{label}-{k}", args.protocol, k, args.partner_ps)
         print(
             f"{label}-{k}: E_halves {s.get('ehalves', math.nan):.1f} ± "
             f"{s.get('ehalves_stderr', math.nan):.2f}, pe_nh {s['pe_nh']:.2f}",
@@ -106,18 +115,23 @@ def table(export: Path, out: Path) -> pd.DataFrame:
         s = json.loads(f.read_text())
         orig = json.loads((Path(r.candidate_dir) / "nvt.json").read_text())
         direct = r.E_cross - 0.5 * s["ehalves"] - 0.5 * partner["ehalves"]
+        # an export written before E_cross was calibrated holds its in-run stderr as E_cross_stderr
+        cross_run = r.get("E_cross_stderr_run", r.E_cross_stderr)
         rows.append(
             {
                 "name": r["name"],
                 "replica": int(r.replica),
                 "E_int": r.E_int,
                 "E_cross": r.E_cross,
-                "E_cross_stderr_run": r.get("E_cross_stderr_run", math.nan),
+                "E_cross_stderr_run": cross_run,
                 "E_halves_chem": s["ehalves"],
                 "E_halves_chem_stderr": s["ehalves_stderr"],
                 "E_halves_partner": partner["ehalves"],
                 "E_halves_partner_stderr": partner["ehalves_stderr"],
                 "E_int_direct": direct,
+                "E_int_direct_stderr_run": math.hypot(cross_run, 0.5 * s["ehalves_stderr"]),
+                "E_int_stderr_run": r.E_int_stderr_run,
+                "protocol_digest": r.protocol_digest,
                 "pe_nh_rerun_minus_campaign": s["pe_nh"] - orig["pe_nh"],
                 "lz_chem_A": r.lz_chem_A,
                 "cpu_s_nvt": s["wall_s"],
@@ -175,6 +189,10 @@ def main() -> None:
     a.add_argument("--protocol", default="production")
     a.add_argument("--replica-ids", type=int, nargs="*", default=None)
     a.add_argument("--jobs", type=int, default=0)
+    a.add_argument("--labels", nargs="*", default=None, help="only these (names, partner)")
+    a.add_argument(
+        "--partner-ps", type=float, default=0.0, help="the partner's NVT length (0: the preset's)"
+    )
     b = sub.add_parser("report")
     b.add_argument("export", type=Path)
     b.add_argument("out", type=Path)

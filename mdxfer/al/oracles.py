@@ -138,9 +138,10 @@ class TableOracle(Oracle):
 
 
 #: What the MD campaign measures that a loop can learn: the interaction energy (the
-#: published target) or the direct candidate-partner energy E_cross (stationary and ~2 kcal/mol precise
-#: with the production preset: docs/results.md).
-CAMPAIGN_TARGETS = ("E_int", "E_cross")
+#: published target), the direct candidate-partner energy E_cross (stationary and ~2 kcal/mol
+#: precise with the production preset: docs/results.md), or E_int from direct energies only
+#: (E_int_direct: E_cross less the cells' energy across one plane each).
+CAMPAIGN_TARGETS = ("E_int", "E_cross", "E_int_direct")
 
 
 class CampaignOracle(Oracle):
@@ -221,7 +222,7 @@ class CampaignOracle(Oracle):
 
 
 def measured_error(row: dict, target: str = "E_int") -> float | None:
-    """The error of a campaign's ``target`` (E_int or E_cross, kcal/mol): its reported stderr
+    """The error of a campaign's ``target`` (one of :data:`CAMPAIGN_TARGETS`, kcal/mol): its reported stderr
     of the mean (within-run plus the protocol's measured between-replica scatter), or the
     replicas' own spread SD/√N when that is larger (replicas measure what a run cannot see:
     packing, slow relaxation)."""

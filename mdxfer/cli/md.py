@@ -173,7 +173,16 @@ def interaction_cmd(
     )
     table.add_column("quantity")
     table.add_column("value (kcal/mol)", justify="right")
-    for key in ("E_int", "E_cross", "E_int_pe", "E_int_etotal", "E_tot", "E_chem", "E_partner"):
+    for key in (
+        "E_int",
+        "E_int_direct",
+        "E_cross",
+        "E_int_pe",
+        "E_int_etotal",
+        "E_tot",
+        "E_chem",
+        "E_partner",
+    ):
         if result.get(key) is None:
             continue
         err = result.get(f"{key}_stderr")

@@ -57,7 +57,7 @@ from mdxfer.md.lammps import (
 )
 from mdxfer.md.packmol import molecules_for_slab, pack_packmol, packing_density
 from mdxfer.md.protocol import DEFAULT_PARTNER, PRESETS, Protocol
-from mdxfer.md.scatter import between_replica_sd, calibrated_stderr
+from mdxfer.md.scatter import QUANTITIES, between_replica_sd, calibrated_stderr
 from mdxfer.md.thermo import concat_runs, is_finite, read_runs, summarize
 from mdxfer.molecule import (
     PACKING_FRACTION,
@@ -981,6 +981,7 @@ def combine(
     e_int_se = calibrated_stderr(e_int_run_se, family)
     cross_run_se = s.get("ecross_stderr")
     variants = {f"E_int_{k}": diff(k) for k in ("etotal", "pe", "pe_nh")}
+    direct, direct_run_se = direct_interaction(s, c, p)
     result = {
         **{k: v for k, v in meta.items() if k != "box_xy_A2"},
         "protocol": protocol.name,
@@ -995,6 +996,14 @@ def combine(
         "E_cross_stderr": calibrated_stderr(cross_run_se, family, "E_cross"),
         "E_cross_stderr_run": cross_run_se,
         "E_cross_between_replica_sd": between_replica_sd(family, "E_cross"),
+        "E_int_direct": direct,
+        "E_int_direct_stderr": calibrated_stderr(direct_run_se, family, "E_int_direct"),
+        "E_int_direct_stderr_run": direct_run_se,
+        "E_int_direct_between_replica_sd": between_replica_sd(family, "E_int_direct"),
+        "E_halves_chem": c.get("ehalves"),
+        "E_halves_chem_stderr": c.get("ehalves_stderr"),
+        "E_halves_partner": p.get("ehalves"),
+        "E_halves_partner_stderr": p.get("ehalves_stderr"),
         "E_tot": s[key],
         "E_tot_stderr": s[f"{key}_stderr"],
         "E_chem": c[key],
@@ -1032,6 +1041,21 @@ def combine(
     return result
 
 
+def direct_interaction(stack: dict, cand: dict, partner: dict) -> tuple[float | None, float | None]:
+    """(E_int_direct, its within-run stderr without the partner's part), kcal/mol, from NVT
+    summaries: E_cross of the stack minus half the energy between the halves of each bulk cell
+    (``ehalves``: two planes per period, so half of it is one plane), i.e. what the stack gains
+    across its two interfaces less what the two bulk liquids give up across the one plane each
+    is cut at. Only direct energies enter, none of the slabs' own energies; the slabs' relaxation
+    after contact, which E_int includes, is left out. None when a run did not log its part.
+    The partner's ½ stderr is a common offset of a campaign (``E_halves_partner_stderr``/2)."""
+    x, hc, hp = stack.get("ecross"), cand.get("ehalves"), partner.get("ehalves")
+    if x is None or hc is None or hp is None:
+        return None, None
+    se = math.hypot(stack["ecross_stderr"], 0.5 * cand["ehalves_stderr"])
+    return float(x - 0.5 * (hc + hp)), float(se)
+
+
 def _floored(se: float | None, replica_sd: float | None, n: int) -> float | None:
     """A mean's stderr of ``n`` replicas, at least their own SD/√n when there are three or more
     (enough to measure the scatter directly: never report less than it)."""
@@ -1063,7 +1087,17 @@ def aggregate(replicas: list[dict[str, Any]]) -> dict[str, Any]:
         se = None if any(x is None for x in ses) else float(np.sqrt(np.sum(np.square(ses))) / n)
         return float(np.mean(vals)), se
 
-    for field in ("E_int", "E_cross", "E_int_etotal", "E_int_pe", "E_int_pe_nh", "E_tot", "E_chem"):
+    for field in (
+        "E_int",
+        "E_cross",
+        "E_int_direct",
+        "E_halves_chem",
+        "E_int_etotal",
+        "E_int_pe",
+        "E_int_pe_nh",
+        "E_tot",
+        "E_chem",
+    ):
         out[field], out[f"{field}_stderr"] = mean_se(field)
     for field in (
         "density_chem_g_cm3",
@@ -1078,6 +1112,7 @@ def aggregate(replicas: list[dict[str, Any]]) -> dict[str, Any]:
             out[field] = float(np.sum(vals)) if field == "wall_s" else float(np.mean(vals))
     e = [r["E_int"] for r in replicas]
     x = [r.get("E_cross") for r in replicas]
+    d = [r.get("E_int_direct") for r in replicas]
     out.update(
         {
             "n_replicas": n,
@@ -1089,13 +1124,17 @@ def aggregate(replicas: list[dict[str, Any]]) -> dict[str, Any]:
             "E_cross_replica_sd": (
                 float(np.std(x, ddof=1)) if n > 1 and all(v is not None for v in x) else None
             ),
+            "E_int_direct_replicas": d,
+            "E_int_direct_replica_sd": (
+                float(np.std(d, ddof=1)) if n > 1 and all(v is not None for v in d) else None
+            ),
             "E_int_per_area": None
             if out["E_int"] is None
             else out["E_int"] / first["interface_area_A2"],
             "warnings": sorted({w for r in replicas for w in r["warnings"]}),
         }
     )
-    for field in ("E_int", "E_cross"):
+    for field in ("E_int", "E_cross", "E_int_direct"):
         runs = [r.get(f"{field}_stderr_run", r.get(f"{field}_stderr")) for r in replicas]
         out[f"{field}_stderr_run"] = (
             None if any(x is None for x in runs) else float(np.sqrt(np.sum(np.square(runs))) / n)
@@ -1118,7 +1157,7 @@ def recalibrated(result: dict[str, Any], family: str) -> dict[str, Any]:
     ``E_int_stderr_with_partner``. Fields it cannot derive are left out (kcal/mol)."""
     n = int(result.get("n_replicas") or 1)
     out: dict[str, Any] = {}
-    for q in ("E_int", "E_cross"):
+    for q in QUANTITIES:
         run = result.get(f"{q}_stderr_run")
         if run is None and q == "E_cross" and "E_cross_between_replica_sd" not in result:
             run = result.get("E_cross_stderr")  # written before E_cross was calibrated

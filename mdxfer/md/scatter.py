@@ -29,7 +29,11 @@ from typing import Any
 
 FILE = "replica_scatter.json"
 #: The calibrated quantities: result field -> its σ_between's key in :data:`FILE`.
-QUANTITIES = {"E_int": "sigma_between_kcal", "E_cross": "sigma_between_cross_kcal"}
+QUANTITIES = {
+    "E_int": "sigma_between_kcal",
+    "E_cross": "sigma_between_cross_kcal",
+    "E_int_direct": "sigma_between_direct_kcal",
+}
 
 
 @lru_cache(maxsize=1)
@@ -44,7 +48,7 @@ def _table() -> dict[str, dict[str, Any]]:
 
 
 def between_replica_sd(digest: str, quantity: str = "E_int") -> float | None:
-    """σ_between of ``quantity`` (``E_int`` or ``E_cross``, kcal/mol) measured for the protocol
+    """σ_between of ``quantity`` (a key of :data:`QUANTITIES`, kcal/mol) measured for the protocol
     with this digest, or None if unmeasured."""
     value = (_table().get(digest) or {}).get(QUANTITIES[quantity])
     return None if value is None else float(value)

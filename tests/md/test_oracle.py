@@ -376,3 +376,104 @@ def test_packmol_takes_its_best_unconverged_packing_only_above_the_contact_floor
     assert system.density == pytest.approx(1.2, rel=1e-6)
     with pytest.raises(BoxError, match="Packmol could not place 20 copies"):
         pack_packmol(ff, 20, 20.0, 20.0, 1.2, tries=1, accept_fraction=1.0)
+
+
+def _section(lines: list[str], title: str) -> list[list[str]]:
+    """The rows (words, comments dropped) of one section of a LAMMPS data file."""
+    i = lines.index(title) + 1
+    rows = []
+    for line in lines[i:]:
+        words = line.split("#")[0].split()
+        if not words and rows:
+            break
+        if words:
+            rows.append(words)
+    return rows
+
+
+def _masses(data_file) -> dict[str, float]:
+    """{type label and type number: mass} from a data file's Masses and type labels."""
+    lines = [ln.strip() for ln in data_file.read_text().splitlines()]
+    out = {w[0]: float(w[1]) for w in _section(lines, "Masses")}
+    if "Atom Type Labels" in lines:
+        out.update({w[1]: out[w[0]] for w in _section(lines, "Atom Type Labels")})
+    return out
+
+
+def test_the_halves_energy_is_the_energy_between_the_two_halves(production_run, launcher):
+    """A cell's logged energy between its halves (``c_halves``, last sample: the state its
+    ``nvt.data`` holds) equals E(all) − E(lower half alone) − E(upper half alone), the halves
+    made here from each molecule's centre of mass (unwrapped by its image flags); and E_int_direct
+    is E_cross less half of each cell's halves' energy."""
+    import pandas as pd
+
+    from mdxfer.md.datafile import read_state
+    from mdxfer.md.lammps import run_input
+
+    out, _, result = production_run
+    cell = out / "candidate"
+    state = read_state(cell / "nvt.data")
+    masses = _masses(cell / "nvt.data")
+    m = np.array([masses[str(t)] for t in state.types])
+    x = state.positions + state.images * state.box
+    lower = []
+    for mol in np.unique(state.molecule_ids):
+        sel = state.molecule_ids == mol
+        zc = float((m[sel] * x[sel, 2]).sum() / m[sel].sum())
+        if (zc / state.box[2]) % 1.0 < 0.5:
+            lower.append(int(mol))
+    assert 0 < len(lower) < len(np.unique(state.molecule_ids))
+    energies = {}
+    for name, delete in (("all", ""), ("lower", "upper"), ("upper", "lower")):
+        text = "\n".join(
+            [
+                "units real",
+                "atom_style full",
+                "boundary p p p",
+                "read_data nvt.data",
+                "include forcefield.lmp",
+                f"group lower molecule {' '.join(map(str, lower))}",
+                "group upper subtract all lower",
+                f"delete_atoms group {delete} bond yes" if delete else "",
+                "thermo_style custom step pe",
+                "thermo_modify line yaml norm no",
+                "run 0",
+            ]
+        )
+        (cell / f"in.h_{name}.lmp").write_text(text)
+        log = run_input(cell, f"in.h_{name}.lmp", f"h_{name}", launcher)["log"]
+        from mdxfer.md.thermo import concat_runs, read_runs
+
+        energies[name] = float(concat_runs(read_runs(log))["PotEng"].iloc[-1])
+    between = energies["all"] - energies["lower"] - energies["upper"]
+    logged = float(pd.read_csv(cell / "nvt.thermo.csv")["c_halves"].iloc[-1])
+    assert between < 0
+    assert logged == pytest.approx(between, rel=0.01, abs=0.2)
+    assert result["E_halves_chem"] < 0 and result["E_halves_partner"] < 0
+    for base in (out, out / "replica_01"):
+        rec = json.loads((base / "stack" / "replica_result.json").read_text())
+        expected = rec["E_cross"] - 0.5 * (rec["E_halves_chem"] + rec["E_halves_partner"])
+        assert rec["E_int_direct"] == pytest.approx(expected)
+        assert rec["E_int_direct_stderr_run"] > 0
+    assert result["E_int_direct_replica_sd"] is not None
+
+
+def test_logging_the_halves_leaves_the_trajectory_unchanged(tmp_path, quick, launcher):
+    """The halves' energy is an observation: the same cell's NVT with and without it gives the
+    same energies at every sample (one rank), so it is in no digest."""
+    import pandas as pd
+
+    from mdxfer.md.interaction import prepare_species, run_compress, run_nvt
+
+    p = dataclasses.replace(quick, n_molecules=12, nvt_ps=1.0, compress_ps=1.0)
+    assert dataclasses.replace(p, halves_energy=False).digest() == p.digest()
+    series = {}
+    for flag in (False, True):
+        q = dataclasses.replace(p, halves_energy=flag)
+        wd = prepare_species("CCO", q, tmp_path / f"cell_{flag}")
+        run_compress(wd, q, launcher)
+        nvt = run_nvt(wd, q, launcher)
+        assert ("ehalves" in nvt) is flag
+        series[flag] = pd.read_csv(wd / "nvt.thermo.csv")
+    assert np.array_equal(series[False]["PotEng"], series[True]["PotEng"])
+    assert series[True]["c_halves"].lt(0).all()
