@@ -68,7 +68,12 @@ def cells(export: Path, replica_ids: list[int] | None) -> list[tuple[str, int, P
 
 
 def run_cell(
-    cell: Path, dest: Path, protocol_name: str, replica: int, partner_ps: float = 0.0
+    cell: Path,
+    dest: Path,
+    protocol_name: str,
+    replica: int,
+    partner_ps: float = 0.0,
+    splits: int = 1,
 ) -> dict:
     """The NVT stage of ``cell`` again in ``dest`` (with the halves' energy); its summary.
     ``partner_ps`` > 0 shortens the partner's NVT (its first ``partner_ps`` ps: the same
@@ -81,6 +86,7 @@ def run_cell(
     protocol = load_protocol(protocol_name).replica(replica)
     if partner_ps > 0:
         protocol = dataclasses.replace(protocol, partner_nvt_ps=partner_ps)
+    protocol = dataclasses.replace(protocol, halves_splits=splits)
     return run_nvt(dest, protocol, Launcher(ranks=1))  # one rank: the campaign's trajectory
 
 
@@ -92,7 +98,9 @@ def run(args: argparse.Namespace) -> None:
 
     def one(item: tuple[str, int, Path]) -> None:
         label, k, cell = item
-        s = run_cell(cell, args.out / f"{label}-{k}", args.protocol, k, args.partner_ps)
+        s = run_cell(
+            cell, args.out / f"{label}-{k}", args.protocol, k, args.partner_ps, args.splits
+        )
         print(
             f"{label}-{k}: E_halves {s.get('ehalves', math.nan):.1f} ± "
             f"{s.get('ehalves_stderr', math.nan):.2f}, pe_nh {s['pe_nh']:.2f}",
@@ -190,6 +198,7 @@ def main() -> None:
     a.add_argument("--replica-ids", type=int, nargs="*", default=None)
     a.add_argument("--jobs", type=int, default=0)
     a.add_argument("--labels", nargs="*", default=None, help="only these (names, partner)")
+    a.add_argument("--splits", type=int, default=1, help="Protocol.halves_splits")
     a.add_argument(
         "--partner-ps", type=float, default=0.0, help="the partner's NVT length (0: the preset's)"
     )

@@ -824,7 +824,8 @@ def run_nvt(
     if info["kind"] == "stack" and protocol.cross_energy:
         cross, cross_thermo = cross_commands(info["bottom_molecules"], kspace)
     if halves:
-        cross, cross_thermo = halves_commands(kspace)
+        every = protocol.every(protocol.thermo_every_fs)
+        cross, cross_thermo = halves_commands(kspace, every, protocol.halves_splits)
     if info["kind"] == "stack" and protocol.interface_wall_A > 0:
         cross += "\n" + interface_wall_commands(
             info["bottom_molecules"],

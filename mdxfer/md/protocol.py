@@ -89,6 +89,8 @@ class Protocol:
     halves_energy: bool = True  # log the energy between the two halves of each single-species
     #                                         cell (E_int_direct); an observation only: not in
     #                                         any digest (the trajectory is the same)
+    halves_splits: int = 1  # ways the cell is split for it (more planes per sample; not in
+    #                                         any digest either)
     replicas: int = 1  # independent seeds per candidate (not in the digest)
     interface_wall_A: float = 0.0  # > 0: flat-bottom walls keep each slab of the stack
     #                                         on its side of the interfaces, atoms may cross by
@@ -126,6 +128,7 @@ class Protocol:
         d = _without_unchanged_later_fields(self.to_dict())
         d.pop("replicas")
         d.pop("halves_energy")
+        d.pop("halves_splits")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
     def family_digest(self) -> str:
@@ -142,7 +145,8 @@ class Protocol:
         stack runs (walls, stack NVT length, ...) share their cells, and the partner box is
         shared by protocols that differ only in the candidates' NVT length."""
         d = _without_unchanged_later_fields(self.to_dict())
-        for name in ("replicas", "halves_energy", "nvt_ps", "partner_nvt_ps", *STACK_ONLY_FIELDS):
+        observations = ("halves_energy", "halves_splits")
+        for name in ("replicas", *observations, "nvt_ps", "partner_nvt_ps", *STACK_ONLY_FIELDS):
             d.pop(name, None)  # a later stack-only field at its default is gone already
         d["role_nvt_ps"] = self.partner_ps if role == "partner" else self.nvt_ps
         d["role"] = role
@@ -332,6 +336,7 @@ MAXIMA: dict[str, tuple[float, str]] = {
     "thermo_every_fs": (1e8, "fs"),
     "dump_every_fs": (1e8, "fs"),
     "replicas": (1000, "replicas"),
+    "halves_splits": (64, "splits"),
     "interface_wall_A": (100.0, "Å"),
     "interface_wall_k": (1000.0, "kcal/mol/Å²"),
     **{
@@ -368,6 +373,8 @@ def validate(p: Protocol) -> Protocol:
         raise ProtocolError("stack_gap_A, min_slab_A and partner_nvt_ps must be >= 0.")
     if p.replicas < 1:
         raise ProtocolError(f"replicas must be at least 1, got {p.replicas}.")
+    if p.halves_splits < 1:
+        raise ProtocolError(f"halves_splits must be at least 1, got {p.halves_splits}.")
     top = SEED_MAX - 1009 * (p.replicas - 1)
     if not 0 <= p.seed <= top:
         raise ProtocolError(

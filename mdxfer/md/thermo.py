@@ -66,7 +66,8 @@ COLUMNS = (
     ("E_dihed", "edihed"),
     ("E_impro", "eimp"),
     ("c_cross", "ecross"),
-    ("c_halves", "ehalves"),
+    ("v_halves", "ehalves"),
+    ("c_halves", "ehalves"),  # cells logged with the first version (one split)
 )
 
 

@@ -401,7 +401,7 @@ def _masses(data_file) -> dict[str, float]:
 
 
 def test_the_halves_energy_is_the_energy_between_the_two_halves(production_run, launcher):
-    """A cell's logged energy between its halves (``c_halves``, last sample: the state its
+    """A cell's logged energy between its halves (``v_halves``, last sample: the state its
     ``nvt.data`` holds) equals E(all) − E(lower half alone) − E(upper half alone), the halves
     made here from each molecule's centre of mass (unwrapped by its image flags); and E_int_direct
     is E_cross less half of each cell's halves' energy."""
@@ -446,7 +446,7 @@ def test_the_halves_energy_is_the_energy_between_the_two_halves(production_run, 
 
         energies[name] = float(concat_runs(read_runs(log))["PotEng"].iloc[-1])
     between = energies["all"] - energies["lower"] - energies["upper"]
-    logged = float(pd.read_csv(cell / "nvt.thermo.csv")["c_halves"].iloc[-1])
+    logged = float(pd.read_csv(cell / "nvt.thermo.csv")["v_halves"].iloc[-1])
     assert between < 0
     assert logged == pytest.approx(between, rel=0.01, abs=0.2)
     assert result["E_halves_chem"] < 0 and result["E_halves_partner"] < 0
@@ -476,4 +476,4 @@ def test_logging_the_halves_leaves_the_trajectory_unchanged(tmp_path, quick, lau
         assert ("ehalves" in nvt) is flag
         series[flag] = pd.read_csv(wd / "nvt.thermo.csv")
     assert np.array_equal(series[False]["PotEng"], series[True]["PotEng"])
-    assert series[True]["c_halves"].lt(0).all()
+    assert series[True]["v_halves"].lt(0).all()
