@@ -35,6 +35,7 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -81,6 +82,16 @@ def run_cell(
     if (dest / "nvt.json").exists():
         return json.loads((dest / "nvt.json").read_text())
     dest.mkdir(parents=True, exist_ok=True)
+    try:  # another process of this script runs it: leave it to that one
+        fd = os.open(dest / "running.pid", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        pid = int((dest / "running.pid").read_text() or 0)
+        if pid and Path(f"/proc/{pid}").exists():
+            return {"skipped": f"running in process {pid}"}
+        (dest / "running.pid").unlink()
+        fd = os.open(dest / "running.pid", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
     for name in STAGE_FILES:
         shutil.copy2(cell / name, dest / name)
     protocol = load_protocol(protocol_name).replica(replica)
@@ -101,6 +112,9 @@ def run(args: argparse.Namespace) -> None:
         s = run_cell(
             cell, args.out / f"{label}-{k}", args.protocol, k, args.partner_ps, args.splits
         )
+        if "skipped" in s:
+            print(f"{label}-{k}: {s['skipped']}", flush=True)
+            return
         print(
             f"{label}-{k}: E_halves {s.get('ehalves', math.nan):.1f} ± "
             f"{s.get('ehalves_stderr', math.nan):.2f}, pe_nh {s['pe_nh']:.2f}",

@@ -467,13 +467,17 @@ def test_logging_the_halves_leaves_the_trajectory_unchanged(tmp_path, quick, lau
 
     p = dataclasses.replace(quick, n_molecules=12, nvt_ps=1.0, compress_ps=1.0)
     assert dataclasses.replace(p, halves_energy=False).digest() == p.digest()
+    assert dataclasses.replace(p, halves_splits=3).digest() == p.digest()
     series = {}
-    for flag in (False, True):
-        q = dataclasses.replace(p, halves_energy=flag)
-        wd = prepare_species("CCO", q, tmp_path / f"cell_{flag}")
+    for flag, splits in ((False, 1), (True, 1), (True, 3)):
+        q = dataclasses.replace(p, halves_energy=flag, halves_splits=splits)
+        wd = prepare_species("CCO", q, tmp_path / f"cell_{flag}_{splits}")
         run_compress(wd, q, launcher)
         nvt = run_nvt(wd, q, launcher)
         assert ("ehalves" in nvt) is flag
-        series[flag] = pd.read_csv(wd / "nvt.thermo.csv")
-    assert np.array_equal(series[False]["PotEng"], series[True]["PotEng"])
-    assert series[True]["v_halves"].lt(0).all()
+        series[flag, splits] = pd.read_csv(wd / "nvt.thermo.csv")
+    for key in ((True, 1), (True, 3)):
+        assert np.array_equal(series[False, 1]["PotEng"], series[key]["PotEng"])
+        assert series[key]["v_halves"].lt(0).all()
+    # three splits see other planes: the same trajectory, another (mean) halves' energy
+    assert not np.array_equal(series[True, 1]["v_halves"], series[True, 3]["v_halves"])
