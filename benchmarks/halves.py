@@ -212,7 +212,7 @@ def main() -> None:
     a.add_argument("--replica-ids", type=int, nargs="*", default=None)
     a.add_argument("--jobs", type=int, default=0)
     a.add_argument("--labels", nargs="*", default=None, help="only these (names, partner)")
-    a.add_argument("--splits", type=int, default=1, help="Protocol.halves_splits")
+    a.add_argument("--splits", type=int, default=1, help="Protocol.halves_splits (the panel: 1)")
     a.add_argument(
         "--partner-ps", type=float, default=0.0, help="the partner's NVT length (0: the preset's)"
     )

@@ -172,43 +172,6 @@ def cross_commands(bottom_molecules: int, kspace: bool = True) -> tuple[str, str
     return "\n".join(lines), "c_cross"
 
 
-def halves_commands(kspace: bool = True, every: int = 50, splits: int = 1) -> tuple[str, str]:
-    """(commands, thermo keyword) logging the energy between the two halves of a single-species
-    cell, kcal/mol: ``compute group/group ... pair yes kspace yes`` between the molecules whose
-    centre of mass lies in one half of the periodic cell (wrapped; whole molecules in dynamic
-    groups, regrouped every ``every`` steps — the thermo interval, so each sample sees the
-    halves of its own step) and the rest.
-
-    The halves meet at two planes per period, each 900 Å² on the production cross-section: half
-    the logged energy is the energy across one plane of the bulk liquid — what a stack gives up
-    at each of its cut planes when it puts the other liquid there (:mod:`mdxfer.md.interaction`,
-    ``E_int_direct``). With ``splits`` > 1 the cell is split that many ways (planes shifted by
-    Lz/(2·splits)) and the logged value is their mean: the same quantity from more planes.
-    ``kspace`` as in :func:`cross_commands`.
-    """
-    lines = [
-        "compute         hchunk all chunk/atom molecule",
-        "compute         hcom all com/chunk hchunk",
-        "compute         hz all chunk/spread/atom hchunk c_hcom[3]",
-        'variable        hf atom "(c_hz-zlo)/lz"',
-    ]
-    terms = []
-    for k in range(splits):
-        shift = k / (2 * splits)
-        frac = f"(v_hf-{shift:.6f}-floor(v_hf-{shift:.6f}))"
-        lines += [
-            f'variable        hlow{k} atom "{frac}<0.5"',
-            f'variable        hhigh{k} atom "{frac}>=0.5"',
-            f"group           hlower{k} dynamic all var hlow{k} every {every}",
-            f"group           hupper{k} dynamic all var hhigh{k} every {every}",
-            f"compute         halves{k} hlower{k} group/group hupper{k} pair yes kspace "
-            f"{_yes(kspace)}",
-        ]
-        terms.append(f"c_halves{k}")
-    lines.append(f'variable        halves equal "({"+".join(terms)})/{splits}"')
-    return "\n".join(lines), "v_halves"
-
-
 def _yes(flag: bool) -> str:
     return "yes" if flag else "no"
 

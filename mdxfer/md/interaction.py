@@ -39,13 +39,13 @@ from mdxfer.md.datafile import DataState, apply_state, read_state, write_data
 from mdxfer.md.ffinput import (
     cross_commands,
     forcefield_include,
-    halves_commands,
     has_kspace,
     hbond_pairs,
     interface_wall_commands,
     shake_command,
     tail_command,
 )
+from mdxfer.md.halves import halves_energy
 from mdxfer.md.lammps import (
     Launcher,
     free_cores,
@@ -815,7 +815,11 @@ def run_nvt(
     halves = info["kind"] != "stack" and protocol.halves_energy
     done = _stage_done(workdir, stage, protocol)
     if done and done.get("steps") == protocol.steps(ps):  # same length (a box's role may change)
-        return done  # a cell run before the halves were logged has no ehalves: not run again
+        if halves and "ehalves" not in done and (workdir / f"traj_{stage}.dcd").exists():
+            # a cell run before the halves' energy existed: taken from its trajectory now
+            done = {**done, **_halves(workdir, protocol, done, launcher, stage)}
+            write_json_atomic(workdir / f"{stage}.json", done)
+        return done
     comp = read_json(workdir / f"{compress_stage}.json")
     state = read_state(workdir / f"{compress_stage}.data")
     z_scale = comp["lz_A"] / float(state.box[2])
@@ -823,9 +827,6 @@ def run_nvt(
     cross, cross_thermo = ("# no cross energy (single-species cell)", "")
     if info["kind"] == "stack" and protocol.cross_energy:
         cross, cross_thermo = cross_commands(info["bottom_molecules"], kspace)
-    if halves:
-        every = protocol.every(protocol.thermo_every_fs)
-        cross, cross_thermo = halves_commands(kspace, every, protocol.halves_splits)
     if info["kind"] == "stack" and protocol.interface_wall_A > 0:
         cross += "\n" + interface_wall_commands(
             info["bottom_molecules"],
@@ -866,6 +867,8 @@ def run_nvt(
     series.to_csv(workdir / f"{stage}.thermo.csv", index=False)
     detect = ESTIMATOR_COLUMN[protocol.estimator] if protocol.equilibration == "detect" else None
     stats = summarize(series, protocol.nvt_discard_fraction, detect=detect)
+    if halves:
+        stats.update(_halves(workdir, protocol, stats, launcher, stage))
     summary = {
         "stage": stage,
         "protocol_digest": protocol.box_digest(info["kind"], info.get("role", "candidate")),
@@ -878,6 +881,21 @@ def run_nvt(
     }
     write_json_atomic(workdir / f"{stage}.json", summary)
     return summary
+
+
+def _halves(
+    workdir: Path, protocol: Protocol, stats: dict, launcher: Launcher | None, stage: str
+) -> dict[str, Any]:
+    """The energy between the halves of a single-species cell from its NVT trajectory, from
+    the detected start of its averages (:func:`mdxfer.md.halves.halves_energy`)."""
+    return halves_energy(
+        workdir,
+        protocol.dump_every_fs,
+        protocol.halves_splits,
+        start_ps=float(stats.get("start_ps") or 0.0),
+        launcher=launcher,
+        stage=stage,
+    )
 
 
 def run_box(workdir: str | Path, protocol: Protocol, launcher: Launcher | None = None) -> dict:

@@ -86,11 +86,10 @@ class Protocol:
     equilibration: str = "fixed"  # "fixed": discard nvt_discard_fraction; "detect": pymbar
     estimator: str = "pe_nh"  # E_int from "etotal", "pe" or "pe_nh" (see results.md)
     cross_energy: bool = True  # log the candidate-partner energy E_cross in the stack
-    halves_energy: bool = True  # log the energy between the two halves of each single-species
-    #                                         cell (E_int_direct); an observation only: not in
-    #                                         any digest (the trajectory is the same)
-    halves_splits: int = 1  # ways the cell is split for it (more planes per sample; not in
-    #                                         any digest either)
+    halves_energy: bool = True  # after each single-species cell's NVT: the energy between
+    #                                         its two halves from its trajectory (E_int_direct);
+    #                                         single points only, so not in any digest
+    halves_splits: int = 4  # ways the cell is split for it (planes shifted by Lz/2k)
     replicas: int = 1  # independent seeds per candidate (not in the digest)
     interface_wall_A: float = 0.0  # > 0: flat-bottom walls keep each slab of the stack
     #                                         on its side of the interfaces, atoms may cross by

@@ -66,8 +66,6 @@ COLUMNS = (
     ("E_dihed", "edihed"),
     ("E_impro", "eimp"),
     ("c_cross", "ecross"),
-    ("v_halves", "ehalves"),
-    ("c_halves", "ehalves"),  # cells logged with the first version (one split)
 )
 
 
@@ -180,7 +178,7 @@ def summarize(
             out[name] = float(values.mean())
             if detect:
                 out[f"{name}_stderr"] = correlated_stderr(values)
-                if name in ("etotal", "pe", "pe_nh", "ecross", "ehalves"):
+                if name in ("etotal", "pe", "pe_nh", "ecross"):
                     out[f"{name}_drift_z"] = half_drift(values)
                     out[f"{name}_g"] = inefficiency(values)
             else:

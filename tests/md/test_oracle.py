@@ -401,30 +401,34 @@ def _masses(data_file) -> dict[str, float]:
 
 
 def test_the_halves_energy_is_the_energy_between_the_two_halves(production_run, launcher):
-    """A cell's logged energy between its halves (``v_halves``, last sample: the state its
-    ``nvt.data`` holds) equals E(all) − E(lower half alone) − E(upper half alone), the halves
-    made here from each molecule's centre of mass (unwrapped by its image flags); and E_int_direct
-    is E_cross less half of each cell's halves' energy."""
-    import pandas as pd
-
+    """The energy between a cell's halves from its trajectory (mdxfer.md.halves, last frame: the
+    state its ``nvt.data`` holds; the mean over ``halves_splits`` splits, planes shifted by
+    Lz/2k) equals the mean over the same splits of E(all) − E(lower half alone) − E(upper half
+    alone) — hydrogen bonds included (ethanol: LAMMPS's ``compute group/group`` loses about half
+    of those) — the halves made here from each molecule's centre of mass (unwrapped by its
+    image flags); and E_int_direct is E_cross less half of each cell's halves' energy."""
     from mdxfer.md.datafile import read_state
+    from mdxfer.md.halves import halves_energy
     from mdxfer.md.lammps import run_input
+    from mdxfer.md.thermo import concat_runs, read_runs
 
-    out, _, result = production_run
+    out, p, result = production_run
+    assert p.halves_splits == 4
     cell = out / "candidate"
     state = read_state(cell / "nvt.data")
     masses = _masses(cell / "nvt.data")
     m = np.array([masses[str(t)] for t in state.types])
     x = state.positions + state.images * state.box
-    lower = []
-    for mol in np.unique(state.molecule_ids):
-        sel = state.molecule_ids == mol
-        zc = float((m[sel] * x[sel, 2]).sum() / m[sel].sum())
-        if (zc / state.box[2]) % 1.0 < 0.5:
-            lower.append(int(mol))
-    assert 0 < len(lower) < len(np.unique(state.molecule_ids))
-    energies = {}
-    for name, delete in (("all", ""), ("lower", "upper"), ("upper", "lower")):
+    mols = np.unique(state.molecule_ids)
+    zc = np.array(
+        [
+            (m[state.molecule_ids == i] * x[state.molecule_ids == i, 2]).sum()
+            / m[state.molecule_ids == i].sum()
+            for i in mols
+        ]
+    )
+
+    def pe(name: str, lower: list[int], delete: str) -> float:
         text = "\n".join(
             [
                 "units real",
@@ -440,15 +444,26 @@ def test_the_halves_energy_is_the_energy_between_the_two_halves(production_run, 
                 "run 0",
             ]
         )
-        (cell / f"in.h_{name}.lmp").write_text(text)
-        log = run_input(cell, f"in.h_{name}.lmp", f"h_{name}", launcher)["log"]
-        from mdxfer.md.thermo import concat_runs, read_runs
+        (cell / f"in.{name}.lmp").write_text(text)
+        log = run_input(cell, f"in.{name}.lmp", name, launcher)["log"]
+        return float(concat_runs(read_runs(log))["PotEng"].iloc[-1])
 
-        energies[name] = float(concat_runs(read_runs(log))["PotEng"].iloc[-1])
-    between = energies["all"] - energies["lower"] - energies["upper"]
-    logged = float(pd.read_csv(cell / "nvt.thermo.csv")["v_halves"].iloc[-1])
-    assert between < 0
-    assert logged == pytest.approx(between, rel=0.01, abs=0.2)
+    e_all = None
+    between = []
+    for k in range(p.halves_splits):
+        frac = (zc / state.box[2] - k / (2 * p.halves_splits)) % 1.0
+        lower = [int(i) for i in mols[frac < 0.5]]
+        assert 0 < len(lower) < len(mols)
+        e_all = e_all if e_all is not None else pe("h_all", lower, "")
+        e_low, e_up = pe(f"h{k}_lower", lower, "upper"), pe(f"h{k}_upper", lower, "lower")
+        between.append(e_all - e_low - e_up)
+    assert max(between) < 0
+    last_ps = p.nvt_ps  # the last frame of the NVT trajectory is the state nvt.data holds
+    last = halves_energy(cell, p.dump_every_fs, p.halves_splits, last_ps, launcher)
+    assert last["ehalves_frames"] == 1
+    assert last["ehalves"] == pytest.approx(float(np.mean(between)), rel=1e-4, abs=1e-3)
+    nvt = json.loads((cell / "nvt.json").read_text())
+    assert nvt["ehalves"] < 0 and nvt["ehalves_stderr"] > 0 and nvt["ehalves_frames"] >= 2
     assert result["E_halves_chem"] < 0 and result["E_halves_partner"] < 0
     for base in (out, out / "replica_01"):
         rec = json.loads((base / "stack" / "replica_result.json").read_text())
@@ -458,26 +473,22 @@ def test_the_halves_energy_is_the_energy_between_the_two_halves(production_run, 
     assert result["E_int_direct_replica_sd"] is not None
 
 
-def test_logging_the_halves_leaves_the_trajectory_unchanged(tmp_path, quick, launcher):
-    """The halves' energy is an observation: the same cell's NVT with and without it gives the
-    same energies at every sample (one rank), so it is in no digest."""
-    import pandas as pd
-
+def test_a_cell_run_before_the_halves_gets_them_from_its_trajectory(tmp_path, quick, launcher):
+    """A finished cell without ``ehalves`` (run before they existed, or with halves_energy
+    off) gains them when its NVT stage is asked for again, from its trajectory: LAMMPS's NVT is
+    not run again (its log is untouched); the halves are not part of any digest."""
     from mdxfer.md.interaction import prepare_species, run_compress, run_nvt
 
     p = dataclasses.replace(quick, n_molecules=12, nvt_ps=1.0, compress_ps=1.0)
-    assert dataclasses.replace(p, halves_energy=False).digest() == p.digest()
-    assert dataclasses.replace(p, halves_splits=3).digest() == p.digest()
-    series = {}
-    for flag, splits in ((False, 1), (True, 1), (True, 3)):
-        q = dataclasses.replace(p, halves_energy=flag, halves_splits=splits)
-        wd = prepare_species("CCO", q, tmp_path / f"cell_{flag}_{splits}")
-        run_compress(wd, q, launcher)
-        nvt = run_nvt(wd, q, launcher)
-        assert ("ehalves" in nvt) is flag
-        series[flag, splits] = pd.read_csv(wd / "nvt.thermo.csv")
-    for key in ((True, 1), (True, 3)):
-        assert np.array_equal(series[False, 1]["PotEng"], series[key]["PotEng"])
-        assert series[key]["v_halves"].lt(0).all()
-    # three splits see other planes: the same trajectory, another (mean) halves' energy
-    assert not np.array_equal(series[True, 1]["v_halves"], series[True, 3]["v_halves"])
+    assert dataclasses.replace(p, halves_energy=False, halves_splits=3).digest() == p.digest()
+    off = dataclasses.replace(p, halves_energy=False)
+    wd = prepare_species("CCO", off, tmp_path / "cell")
+    run_compress(wd, off, launcher)
+    first = run_nvt(wd, off, launcher)
+    assert "ehalves" not in first
+    log = (wd / "nvt.log").read_text()
+    again = run_nvt(wd, p, launcher)
+    assert (wd / "nvt.log").read_text() == log
+    assert again["ehalves"] < 0 and again["ehalves_splits"] == p.halves_splits
+    assert again["pe_nh"] == first["pe_nh"]
+    assert json.loads((wd / "nvt.json").read_text())["ehalves"] == again["ehalves"]
