@@ -557,9 +557,9 @@ def calibration(g: pd.DataFrame, quantity: str = "E_int") -> dict:
 
 #: σ keys of each calibrated quantity in mdxfer/md/replica_scatter.json: sigma_between<s>_kcal,
 #: dof<s>, loo_pooled_ratio<s>
-SUFFIX = {"E_int": "", "E_cross": "_cross", "E_int_direct": "_direct"}
+SUFFIX = {"E_int": "", "E_cross": "_cross", "E_int_unrelaxed": "_unrelaxed"}
 #: keys of quantities calibrated on their own panel, kept when E_int's σ is measured again
-ADDED_SUFFIXES = ("_direct", "_direct_kcal")
+ADDED_SUFFIXES = ("_unrelaxed", "_unrelaxed_kcal")
 
 
 def calibrate(args: argparse.Namespace) -> None:

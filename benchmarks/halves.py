@@ -10,7 +10,7 @@ plane of each bulk liquid. The second is half the energy between the two halves 
 (halves of whole molecules by centre of mass; two planes per period), logged during the cell's
 own NVT run (``Protocol.halves_energy``), so
 
-    E_int_direct = E_cross − ½ E_halves(candidate) − ½ E_halves(partner)
+    E_int_unrelaxed = E_cross − ½ E_halves(candidate) − ½ E_halves(partner)
 
 uses only direct energies, which do not carry the slabs' slow states (E_cross repeats to
 ≈ 2.3 kcal/mol). It leaves out the slabs' own relaxation after contact, which E_int includes.
@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from mdxfer.md.halves import halves_energy
 from mdxfer.md.interaction import run_nvt
 from mdxfer.md.lammps import Launcher, free_cores
 from mdxfer.md.protocol import load_protocol
@@ -125,16 +126,35 @@ def run(args: argparse.Namespace) -> None:
         list(pool.map(one, todo))
 
 
-def table(export: Path, out: Path) -> pd.DataFrame:
-    """One row per replica with its rerun cell: E_int, E_cross, E_halves and E_int_direct."""
+def halves_of(cell: Path, protocol_name: str, splits: int) -> dict:
+    """The energy between the halves of a rerun cell from its trajectory
+    (:func:`mdxfer.md.halves.halves_energy`, from the NVT's detected start), cached in
+    ``halves.json`` beside it."""
+    cache = cell / "halves.json"
+    if cache.exists():
+        got = json.loads(cache.read_text())
+        if got.get("ehalves_splits") == splits:
+            return got
+    nvt = json.loads((cell / "nvt.json").read_text())
+    p = load_protocol(protocol_name)
+    got = halves_energy(
+        cell, p.dump_every_fs, splits, float(nvt.get("start_ps") or 0.0), Launcher(ranks=1)
+    )
+    cache.write_text(json.dumps(got, indent=1) + "\n")
+    return got
+
+
+def table(export: Path, out: Path, protocol_name: str, splits: int) -> pd.DataFrame:
+    """One row per replica with its rerun cell: E_int, E_cross, E_halves and E_int_unrelaxed."""
     df = pd.read_csv(export)
-    partner = json.loads((out / "partner-0" / "nvt.json").read_text())
+    partner = halves_of(out / "partner-0", protocol_name, splits)
     rows = []
     for _, r in df.iterrows():
-        f = out / f"{r['name']}-{int(r.replica)}" / "nvt.json"
-        if not f.exists():
+        cell = out / f"{r['name']}-{int(r.replica)}"
+        if not (cell / "nvt.json").exists():
             continue
-        s = json.loads(f.read_text())
+        nvt = json.loads((cell / "nvt.json").read_text())
+        s = {**nvt, **halves_of(cell, protocol_name, splits)}
         orig = json.loads((Path(r.candidate_dir) / "nvt.json").read_text())
         direct = r.E_cross - 0.5 * s["ehalves"] - 0.5 * partner["ehalves"]
         # an export written before E_cross was calibrated holds its in-run stderr as E_cross_stderr
@@ -150,12 +170,16 @@ def table(export: Path, out: Path) -> pd.DataFrame:
                 "E_halves_chem_stderr": s["ehalves_stderr"],
                 "E_halves_partner": partner["ehalves"],
                 "E_halves_partner_stderr": partner["ehalves_stderr"],
-                "E_int_direct": direct,
-                "E_int_direct_stderr_run": math.hypot(cross_run, 0.5 * s["ehalves_stderr"]),
+                "E_int_unrelaxed": direct,
+                "E_int_unrelaxed_stderr_run": math.hypot(cross_run, 0.5 * s["ehalves_stderr"]),
                 "E_int_stderr_run": r.E_int_stderr_run,
                 "protocol_digest": r.protocol_digest,
                 "pe_nh_rerun_minus_campaign": s["pe_nh"] - orig["pe_nh"],
                 "lz_chem_A": r.lz_chem_A,
+                "E_halves_chem_frames": s["ehalves_frames"],
+                "E_halves_chem_groupgroup": nvt.get(
+                    "ehalves"
+                ),  # in-run, one split (hbonds in part)
                 "cpu_s_nvt": s["wall_s"],
                 "cpu_s_nvt_campaign": orig["wall_s"],
             }
@@ -174,7 +198,7 @@ def pooled_sd(df: pd.DataFrame, col: str) -> tuple[float, int]:
 
 
 def report(args: argparse.Namespace) -> None:
-    df = table(args.export, args.out)
+    df = table(args.export, args.out, args.protocol, args.splits)
     if args.csv:
         df.to_csv(args.csv, index=False)
     pd.set_option("display.width", 200)
@@ -182,21 +206,21 @@ def report(args: argparse.Namespace) -> None:
     print()
     print("| quantity | replica SD (pooled) | dof | SD across candidates' means | ratio |")
     print("|---|---|---|---|---|")
-    for col in ("E_int", "E_cross", "E_halves_chem", "E_int_direct"):
+    for col in ("E_int", "E_cross", "E_halves_chem", "E_int_unrelaxed"):
         sd, dof = pooled_sd(df, col)
         across = float(df.groupby("name")[col].mean().std(ddof=1))
         print(f"| {col} | {sd:.2f} | {dof} | {across:.2f} | {sd / across:.2f} |")
-    means = df.groupby("name")[["E_int", "E_int_direct", "E_cross"]].mean()
+    means = df.groupby("name")[["E_int", "E_int_unrelaxed", "E_cross"]].mean()
     full = pd.read_csv(args.export).groupby("name")["E_int"].agg(["mean", "std", "count"])
     means["E_int_all"] = full["mean"]
     means["E_int_all_se"] = full["std"] / np.sqrt(full["count"])
-    means["gap"] = means["E_int_all"] - means["E_int_direct"]
+    means["gap"] = means["E_int_all"] - means["E_int_unrelaxed"]
     print()
     print(means.round(2).to_string())
-    rho = stats.spearmanr(means["E_int_all"], means["E_int_direct"]).statistic
-    r = stats.pearsonr(means["E_int_all"], means["E_int_direct"]).statistic
+    rho = stats.spearmanr(means["E_int_all"], means["E_int_unrelaxed"]).statistic
+    r = stats.pearsonr(means["E_int_all"], means["E_int_unrelaxed"]).statistic
     print(
-        f"\nE_int (all replicas) against E_int_direct over candidates: Spearman {rho:.2f}, "
+        f"\nE_int (all replicas) against E_int_unrelaxed over candidates: Spearman {rho:.2f}, "
         f"Pearson {r:.2f}; mean gap {means['gap'].mean():.2f}, SD {means['gap'].std():.2f}"
     )
     print(f"rerun pe_nh − campaign pe_nh: max |Δ| {df.pe_nh_rerun_minus_campaign.abs().max():.2e}")
@@ -220,6 +244,8 @@ def main() -> None:
     b.add_argument("export", type=Path)
     b.add_argument("out", type=Path)
     b.add_argument("--csv", type=Path, default=None)
+    b.add_argument("--protocol", default="production")
+    b.add_argument("--splits", type=int, default=4, help="halves_splits of the analysis")
     args = ap.parse_args()
     run(args) if args.cmd == "run" else report(args)
 

@@ -30,7 +30,7 @@ Schema version 2 added the results columns of :data:`ADDED_RESULT_COLUMNS` and t
 (``ALTER TABLE ... ADD COLUMN``; its rows keep NULL there, ``n_replicas`` NULL meaning 1).
 Version 3 added ``E_int_stderr_run``, ``E_cross_stderr_run`` and ``E_cross_replica_sd`` the
 same way (rows stored before keep NULL: their record JSON has what they were written with);
-version 4 ``E_int_direct``, its stderrs and replica SD.
+version 4 ``E_int_unrelaxed``, its stderrs and replica SD.
 """
 
 from __future__ import annotations
@@ -104,8 +104,8 @@ CREATE TABLE IF NOT EXISTS results (
     E_cross REAL, E_cross_stderr REAL, E_int_replica_sd REAL, n_replicas INTEGER,
     replicas TEXT, estimator TEXT, E_int_stderr_with_partner REAL,
     E_int_stderr_run REAL, E_cross_stderr_run REAL, E_cross_replica_sd REAL,
-    E_int_direct REAL, E_int_direct_stderr REAL, E_int_direct_stderr_run REAL,
-    E_int_direct_replica_sd REAL);
+    E_int_unrelaxed REAL, E_int_unrelaxed_stderr REAL, E_int_unrelaxed_stderr_run REAL,
+    E_int_unrelaxed_replica_sd REAL);
 CREATE TABLE IF NOT EXISTS replica_results (
     task_key TEXT PRIMARY KEY REFERENCES tasks (key),
     candidate_key TEXT NOT NULL REFERENCES tasks (key),
@@ -163,10 +163,10 @@ RESULT_VALUES = (
     "E_cross_replica_sd",
     "E_int_stderr_run",
     "E_cross_stderr_run",
-    "E_int_direct",
-    "E_int_direct_stderr",
-    "E_int_direct_stderr_run",
-    "E_int_direct_replica_sd",
+    "E_int_unrelaxed",
+    "E_int_unrelaxed_stderr",
+    "E_int_unrelaxed_stderr_run",
+    "E_int_unrelaxed_replica_sd",
     "E_int_pe",
     "E_int_pe_stderr",
     "E_tot",
@@ -208,10 +208,10 @@ ADDED_RESULT_COLUMNS = (
     ("E_cross_stderr_run", "REAL"),
     ("E_cross_replica_sd", "REAL"),
     # schema version 4: E_int from direct energies (E_cross and the cells' halves)
-    ("E_int_direct", "REAL"),
-    ("E_int_direct_stderr", "REAL"),
-    ("E_int_direct_stderr_run", "REAL"),
-    ("E_int_direct_replica_sd", "REAL"),
+    ("E_int_unrelaxed", "REAL"),
+    ("E_int_unrelaxed_stderr", "REAL"),
+    ("E_int_unrelaxed_stderr_run", "REAL"),
+    ("E_int_unrelaxed_replica_sd", "REAL"),
 )
 #: results columns that hold JSON text (lists)
 JSON_RESULT_COLUMNS = ("replicas",)

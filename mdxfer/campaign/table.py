@@ -26,8 +26,6 @@ TABLE_COLUMNS = [
     "E_int_stderr",
     "E_cross",
     "E_cross_stderr",
-    "E_int_direct",
-    "E_int_direct_stderr",
     "n_replicas",
     "E_int_replica_sd",
     "E_int_stderr_with_partner",
@@ -125,10 +123,9 @@ def noise_ceiling(values: list[float], stderrs: list[float]) -> float | None:
 
 
 def ceiling_lines(rows: list[dict[str, Any]]) -> list[str]:
-    """One line per target (E_int, E_cross, E_int_direct): rows, spread, mean stderr and noise
-    ceiling (a target without three measured rows is left out)."""
+    """One line per target (E_int, E_cross): rows, spread, mean stderr and noise ceiling."""
     out = []
-    for col in ("E_int", "E_cross", "E_int_direct"):
+    for col in ("E_int", "E_cross"):
         vals, ses = [], []
         for r in rows:
             try:

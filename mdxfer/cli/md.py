@@ -175,7 +175,7 @@ def interaction_cmd(
     table.add_column("value (kcal/mol)", justify="right")
     for key in (
         "E_int",
-        "E_int_direct",
+        "E_int_unrelaxed",
         "E_cross",
         "E_int_pe",
         "E_int_etotal",

@@ -1,6 +1,6 @@
 """The energy between the two halves of a single-species cell, from its NVT trajectory.
 
-``E_int_direct`` (:func:`mdxfer.md.interaction.direct_interaction`) needs what a bulk liquid
+``E_int_unrelaxed`` (:func:`mdxfer.md.interaction.unrelaxed_interaction`) needs what a bulk liquid
 gives up across one plane: half the energy between the two halves of its periodic cell (whole
 molecules, by centre of mass; the halves meet at two planes per period). It is computed here
 after the cell's NVT run, frame by frame from ``traj_nvt.dcd``, by single points in LAMMPS:

@@ -1000,7 +1000,7 @@ def combine(
     e_int_se = calibrated_stderr(e_int_run_se, family)
     cross_run_se = s.get("ecross_stderr")
     variants = {f"E_int_{k}": diff(k) for k in ("etotal", "pe", "pe_nh")}
-    direct, direct_run_se = direct_interaction(s, c, p)
+    direct, direct_run_se = unrelaxed_interaction(s, c, p)
     result = {
         **{k: v for k, v in meta.items() if k != "box_xy_A2"},
         "protocol": protocol.name,
@@ -1015,10 +1015,10 @@ def combine(
         "E_cross_stderr": calibrated_stderr(cross_run_se, family, "E_cross"),
         "E_cross_stderr_run": cross_run_se,
         "E_cross_between_replica_sd": between_replica_sd(family, "E_cross"),
-        "E_int_direct": direct,
-        "E_int_direct_stderr": calibrated_stderr(direct_run_se, family, "E_int_direct"),
-        "E_int_direct_stderr_run": direct_run_se,
-        "E_int_direct_between_replica_sd": between_replica_sd(family, "E_int_direct"),
+        "E_int_unrelaxed": direct,
+        "E_int_unrelaxed_stderr": calibrated_stderr(direct_run_se, family, "E_int_unrelaxed"),
+        "E_int_unrelaxed_stderr_run": direct_run_se,
+        "E_int_unrelaxed_between_replica_sd": between_replica_sd(family, "E_int_unrelaxed"),
         "E_halves_chem": c.get("ehalves"),
         "E_halves_chem_stderr": c.get("ehalves_stderr"),
         "E_halves_partner": p.get("ehalves"),
@@ -1060,8 +1060,10 @@ def combine(
     return result
 
 
-def direct_interaction(stack: dict, cand: dict, partner: dict) -> tuple[float | None, float | None]:
-    """(E_int_direct, its within-run stderr without the partner's part), kcal/mol, from NVT
+def unrelaxed_interaction(
+    stack: dict, cand: dict, partner: dict
+) -> tuple[float | None, float | None]:
+    """(E_int_unrelaxed, its within-run stderr without the partner's part), kcal/mol, from NVT
     summaries: E_cross of the stack minus half the energy between the halves of each bulk cell
     (``ehalves``: two planes per period, so half of it is one plane), i.e. what the stack gains
     across its two interfaces less what the two bulk liquids give up across the one plane each
@@ -1109,7 +1111,7 @@ def aggregate(replicas: list[dict[str, Any]]) -> dict[str, Any]:
     for field in (
         "E_int",
         "E_cross",
-        "E_int_direct",
+        "E_int_unrelaxed",
         "E_halves_chem",
         "E_int_etotal",
         "E_int_pe",
@@ -1131,7 +1133,7 @@ def aggregate(replicas: list[dict[str, Any]]) -> dict[str, Any]:
             out[field] = float(np.sum(vals)) if field == "wall_s" else float(np.mean(vals))
     e = [r["E_int"] for r in replicas]
     x = [r.get("E_cross") for r in replicas]
-    d = [r.get("E_int_direct") for r in replicas]
+    d = [r.get("E_int_unrelaxed") for r in replicas]
     out.update(
         {
             "n_replicas": n,
@@ -1143,8 +1145,8 @@ def aggregate(replicas: list[dict[str, Any]]) -> dict[str, Any]:
             "E_cross_replica_sd": (
                 float(np.std(x, ddof=1)) if n > 1 and all(v is not None for v in x) else None
             ),
-            "E_int_direct_replicas": d,
-            "E_int_direct_replica_sd": (
+            "E_int_unrelaxed_replicas": d,
+            "E_int_unrelaxed_replica_sd": (
                 float(np.std(d, ddof=1)) if n > 1 and all(v is not None for v in d) else None
             ),
             "E_int_per_area": None
@@ -1153,7 +1155,7 @@ def aggregate(replicas: list[dict[str, Any]]) -> dict[str, Any]:
             "warnings": sorted({w for r in replicas for w in r["warnings"]}),
         }
     )
-    for field in ("E_int", "E_cross", "E_int_direct"):
+    for field in ("E_int", "E_cross", "E_int_unrelaxed"):
         runs = [r.get(f"{field}_stderr_run", r.get(f"{field}_stderr")) for r in replicas]
         out[f"{field}_stderr_run"] = (
             None if any(x is None for x in runs) else float(np.sqrt(np.sum(np.square(runs))) / n)

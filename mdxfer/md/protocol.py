@@ -87,7 +87,7 @@ class Protocol:
     estimator: str = "pe_nh"  # E_int from "etotal", "pe" or "pe_nh" (see results.md)
     cross_energy: bool = True  # log the candidate-partner energy E_cross in the stack
     halves_energy: bool = True  # after each single-species cell's NVT: the energy between
-    #                                         its two halves from its trajectory (E_int_direct);
+    #                                         its two halves from its trajectory (E_int_unrelaxed);
     #                                         single points only, so not in any digest
     halves_splits: int = 4  # ways the cell is split for it (planes shifted by Lz/2k)
     replicas: int = 1  # independent seeds per candidate (not in the digest)

@@ -32,7 +32,7 @@ FILE = "replica_scatter.json"
 QUANTITIES = {
     "E_int": "sigma_between_kcal",
     "E_cross": "sigma_between_cross_kcal",
-    "E_int_direct": "sigma_between_direct_kcal",
+    "E_int_unrelaxed": "sigma_between_unrelaxed_kcal",
 }
 
 

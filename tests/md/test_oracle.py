@@ -406,7 +406,7 @@ def test_the_halves_energy_is_the_energy_between_the_two_halves(production_run, 
     Lz/2k) equals the mean over the same splits of E(all) − E(lower half alone) − E(upper half
     alone) — hydrogen bonds included (ethanol: LAMMPS's ``compute group/group`` loses about half
     of those) — the halves made here from each molecule's centre of mass (unwrapped by its
-    image flags); and E_int_direct is E_cross less half of each cell's halves' energy."""
+    image flags); and E_int_unrelaxed is E_cross less half of each cell's halves' energy."""
     from mdxfer.md.datafile import read_state
     from mdxfer.md.halves import halves_energy
     from mdxfer.md.lammps import run_input
@@ -468,9 +468,9 @@ def test_the_halves_energy_is_the_energy_between_the_two_halves(production_run, 
     for base in (out, out / "replica_01"):
         rec = json.loads((base / "stack" / "replica_result.json").read_text())
         expected = rec["E_cross"] - 0.5 * (rec["E_halves_chem"] + rec["E_halves_partner"])
-        assert rec["E_int_direct"] == pytest.approx(expected)
-        assert rec["E_int_direct_stderr_run"] > 0
-    assert result["E_int_direct_replica_sd"] is not None
+        assert rec["E_int_unrelaxed"] == pytest.approx(expected)
+        assert rec["E_int_unrelaxed_stderr_run"] > 0
+    assert result["E_int_unrelaxed_replica_sd"] is not None
 
 
 def test_a_cell_run_before_the_halves_gets_them_from_its_trajectory(tmp_path, quick, launcher):

@@ -136,31 +136,31 @@ def test_a_stored_result_is_read_with_the_installed_calibration():
     assert recalibrated({"E_int": 1.0}, family) == {}
 
 
-def test_direct_interaction_and_its_aggregate():
-    """E_int_direct = E_cross − ½(E_halves of the candidate cell + of the partner cell); its
+def test_unrelaxed_interaction_and_its_aggregate():
+    """E_int_unrelaxed = E_cross − ½(E_halves of the candidate cell + of the partner cell); its
     within-run stderr carries the stack's E_cross and the candidate cell's half, not the
     partner's (a common offset); three replicas are averaged and their SD floors the stderr."""
-    from mdxfer.md.interaction import direct_interaction
+    from mdxfer.md.interaction import unrelaxed_interaction
 
     stack = {"ecross": -150.0, "ecross_stderr": 1.2}
     cand = {"ehalves": -160.0, "ehalves_stderr": 1.0}
     partner = {"ehalves": -190.0, "ehalves_stderr": 9.0}
-    value, se = direct_interaction(stack, cand, partner)
+    value, se = unrelaxed_interaction(stack, cand, partner)
     assert value == pytest.approx(-150.0 + 80.0 + 95.0)
     assert se == pytest.approx(math.hypot(1.2, 0.5))
     # a cell that did not log its halves (run before they were): no value, no error
-    assert direct_interaction(stack, {"pe_nh": 1.0}, partner) == (None, None)
+    assert unrelaxed_interaction(stack, {"pe_nh": 1.0}, partner) == (None, None)
     reps = []
     for e in (20.0, 24.0, 28.0):
         r = _rep(e, 1.0, 1.0)
-        r.update(E_int_direct=e, E_int_direct_stderr=1.0, E_int_direct_stderr_run=0.5)
+        r.update(E_int_unrelaxed=e, E_int_unrelaxed_stderr=1.0, E_int_unrelaxed_stderr_run=0.5)
         reps.append(r)
     out = aggregate(reps)
-    assert out["E_int_direct"] == pytest.approx(24.0)
-    assert out["E_int_direct_replicas"] == [20.0, 24.0, 28.0]
-    assert out["E_int_direct_replica_sd"] == pytest.approx(4.0)
-    assert out["E_int_direct_stderr"] == pytest.approx(4.0 / math.sqrt(3))
-    assert out["E_int_direct_stderr_run"] == pytest.approx(0.5 * math.sqrt(3) / 3)
+    assert out["E_int_unrelaxed"] == pytest.approx(24.0)
+    assert out["E_int_unrelaxed_replicas"] == [20.0, 24.0, 28.0]
+    assert out["E_int_unrelaxed_replica_sd"] == pytest.approx(4.0)
+    assert out["E_int_unrelaxed_stderr"] == pytest.approx(4.0 / math.sqrt(3))
+    assert out["E_int_unrelaxed_stderr_run"] == pytest.approx(0.5 * math.sqrt(3) / 3)
     # replicas without it (older cells) aggregate to None, not to an error
     old = aggregate([_rep(1.0, 1.0, 1.0), _rep(2.0, 1.0, 1.0)])
-    assert old["E_int_direct"] is None and old["E_int_direct_replica_sd"] is None
+    assert old["E_int_unrelaxed"] is None and old["E_int_unrelaxed_replica_sd"] is None
