@@ -815,7 +815,12 @@ def run_nvt(
     halves = info["kind"] != "stack" and protocol.halves_energy
     done = _stage_done(workdir, stage, protocol)
     if done and done.get("steps") == protocol.steps(ps):  # same length (a box's role may change)
-        if halves and "ehalves" not in done and (workdir / f"traj_{stage}.dcd").exists():
+        if (
+            halves
+            and "ehalves" not in done
+            and "ehalves_error" not in done
+            and (workdir / f"traj_{stage}.dcd").exists()
+        ):
             # a cell run before the halves' energy existed: taken from its trajectory now
             done = {**done, **_halves(workdir, protocol, done, launcher, stage)}
             write_json_atomic(workdir / f"{stage}.json", done)
@@ -887,15 +892,19 @@ def _halves(
     workdir: Path, protocol: Protocol, stats: dict, launcher: Launcher | None, stage: str
 ) -> dict[str, Any]:
     """The energy between the halves of a single-species cell from its NVT trajectory, from
-    the detected start of its averages (:func:`mdxfer.md.halves.halves_energy`)."""
-    return halves_energy(
-        workdir,
-        protocol.dump_every_fs,
-        protocol.halves_splits,
-        start_ps=float(stats.get("start_ps") or 0.0),
-        launcher=launcher,
-        stage=stage,
-    )
+    the detected start of its averages (:func:`mdxfer.md.halves.halves_energy`). An observation
+    after the run: if it fails, the cell keeps its result and says why (``ehalves_error``)."""
+    try:
+        return halves_energy(
+            workdir,
+            protocol.dump_every_fs,
+            protocol.halves_splits,
+            start_ps=float(stats.get("start_ps") or 0.0),
+            launcher=launcher,
+            stage=stage,
+        )
+    except MdxferError as exc:  # LammpsError included
+        return {"ehalves_error": str(exc).splitlines()[0]}
 
 
 def run_box(workdir: str | Path, protocol: Protocol, launcher: Launcher | None = None) -> dict:
