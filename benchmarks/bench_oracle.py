@@ -504,10 +504,10 @@ def components(args: argparse.Namespace) -> None:
 def _run_stderr(m: pd.DataFrame, quantity: str = "E_int") -> pd.Series:
     """In-run stderr of ``quantity`` in each row (rows written before its calibration existed
     hold it as ``<quantity>_stderr``)."""
-    run = f"{quantity}_stderr_run"
+    run, total = f"{quantity}_stderr_run", f"{quantity}_stderr"
     if run not in m:
-        return m[f"{quantity}_stderr"]
-    return m[run].fillna(m[f"{quantity}_stderr"])
+        return m[total]
+    return m[run].fillna(m[total]) if total in m else m[run]
 
 
 def calibration(g: pd.DataFrame, quantity: str = "E_int") -> dict:

@@ -29,8 +29,7 @@ Schema version 2 added the results columns of :data:`ADDED_RESULT_COLUMNS` and t
 ``replica_results`` table; a version 1 database is migrated when opened for writing
 (``ALTER TABLE ... ADD COLUMN``; its rows keep NULL there, ``n_replicas`` NULL meaning 1).
 Version 3 added ``E_int_stderr_run``, ``E_cross_stderr_run`` and ``E_cross_replica_sd`` the
-same way (rows stored before keep NULL: their record JSON has what they were written with);
-version 4 ``E_int_unrelaxed``, its stderrs and replica SD.
+same way (rows stored before keep NULL: their record JSON has what they were written with).
 """
 
 from __future__ import annotations
@@ -47,7 +46,7 @@ from typing import Any
 from mdxfer.db import Database, now, table_names
 from mdxfer.errors import CampaignError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 3
 STATES = ("pending", "running", "done", "failed")
 
 SCHEMA = """
@@ -103,9 +102,7 @@ CREATE TABLE IF NOT EXISTS results (
     warnings TEXT, record TEXT NOT NULL, created_at TEXT NOT NULL,
     E_cross REAL, E_cross_stderr REAL, E_int_replica_sd REAL, n_replicas INTEGER,
     replicas TEXT, estimator TEXT, E_int_stderr_with_partner REAL,
-    E_int_stderr_run REAL, E_cross_stderr_run REAL, E_cross_replica_sd REAL,
-    E_int_unrelaxed REAL, E_int_unrelaxed_stderr REAL, E_int_unrelaxed_stderr_run REAL,
-    E_int_unrelaxed_replica_sd REAL);
+    E_int_stderr_run REAL, E_cross_stderr_run REAL, E_cross_replica_sd REAL);
 CREATE TABLE IF NOT EXISTS replica_results (
     task_key TEXT PRIMARY KEY REFERENCES tasks (key),
     candidate_key TEXT NOT NULL REFERENCES tasks (key),
@@ -163,10 +160,6 @@ RESULT_VALUES = (
     "E_cross_replica_sd",
     "E_int_stderr_run",
     "E_cross_stderr_run",
-    "E_int_unrelaxed",
-    "E_int_unrelaxed_stderr",
-    "E_int_unrelaxed_stderr_run",
-    "E_int_unrelaxed_replica_sd",
     "E_int_pe",
     "E_int_pe_stderr",
     "E_tot",
@@ -207,11 +200,6 @@ ADDED_RESULT_COLUMNS = (
     ("E_int_stderr_run", "REAL"),
     ("E_cross_stderr_run", "REAL"),
     ("E_cross_replica_sd", "REAL"),
-    # schema version 4: E_int from direct energies (E_cross and the cells' halves)
-    ("E_int_unrelaxed", "REAL"),
-    ("E_int_unrelaxed_stderr", "REAL"),
-    ("E_int_unrelaxed_stderr_run", "REAL"),
-    ("E_int_unrelaxed_replica_sd", "REAL"),
 )
 #: results columns that hold JSON text (lists)
 JSON_RESULT_COLUMNS = ("replicas",)

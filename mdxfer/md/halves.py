@@ -24,6 +24,9 @@ its stderr from their statistical inefficiency (:func:`mdxfer.md.thermo.correlat
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -136,14 +139,22 @@ def halves_energy(
     data, traj = workdir / f"{stage}.data", workdir / f"traj_{stage}.dcd"
     if not data.exists() or not traj.exists():
         raise MdxferError(f"{workdir}: no {data.name} and {traj.name} to take the halves from")
-    frames, masks, times = read_frames(data, traj, dump_every_fs, splits, start_ps, max_frames)
-    if not frames:
+    # MDAnalysis reads the frames in a child process: in a campaign's process (Parsl threads;
+    # typer's CliRunner in the tests) reading them in-process left the CLI's captured stdout
+    # closed now and then (not traced to its cause); the child writes the dump and returns the
+    # halves as JSON
+    argv = [sys.executable, "-m", "mdxfer.md.halves", str(data), str(traj), str(workdir / DUMP)]
+    argv += [f"{dump_every_fs!r}", str(splits), f"{start_ps!r}", str(max_frames)]
+    child = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if child.returncode != 0:
+        raise MdxferError(f"{traj}: reading the frames failed: {child.stderr.strip()[-500:]}")
+    halves = json.loads(child.stdout)
+    if not halves:
         raise MdxferError(f"{traj}: no frame from {start_ps} ps on")
-    _write_dump(workdir / DUMP, frames)
     charged = has_kspace((workdir / "forcefield.lmp").read_text())
     blocks = []
-    for (step, *_), (ids, lows), t in zip(frames, masks, times, strict=True):
-        splits_text = "\n".join(render("halves_split.lmp", lower=_ranges(ids[low])) for low in lows)
+    for step, t, lowers in halves:
+        splits_text = "\n".join(render("halves_split.lmp", lower=low) for low in lowers)
         blocks.append(
             render(
                 "halves_frame.lmp",
@@ -169,15 +180,15 @@ def halves_energy(
     (workdir / "in.halves.lmp").write_text(text)
     run = run_input(workdir, "in.halves.lmp", "halves", launcher)
     rows = pd.concat(read_runs(run["log"]), ignore_index=True)  # every single point, in order
-    per_frame = splits + 1
-    if len(rows) != per_frame * len(frames):
+    per_frame, n = splits + 1, len(halves)
+    if len(rows) != per_frame * n:
         raise MdxferError(
-            f"{workdir / 'halves.log'}: {len(rows)} single points, {per_frame * len(frames)} expected"
+            f"{workdir / 'halves.log'}: {len(rows)} single points, {per_frame * n} expected"
         )
-    pe = rows["PotEng"].to_numpy(dtype=float).reshape(len(frames), per_frame)
+    pe = rows["PotEng"].to_numpy(dtype=float).reshape(n, per_frame)
     between = pe[:, :1] - pe[:, 1:]
     if charged:
-        between += rows["c_hlong"].to_numpy(dtype=float).reshape(len(frames), per_frame)[:, 1:]
+        between += rows["c_hlong"].to_numpy(dtype=float).reshape(n, per_frame)[:, 1:]
     values = between.mean(axis=1)
     (workdir / DUMP).unlink()
     return {
@@ -187,3 +198,23 @@ def halves_energy(
         "ehalves_splits": splits,
         "ehalves_wall_s": run["wall_s"],
     }
+
+
+def _frames_json(argv: list[str]) -> None:
+    """``python -m mdxfer.md.halves DATA TRAJ DUMP DUMP_EVERY_FS SPLITS START_PS MAX_FRAMES``:
+    write the frames' dump and print, per frame, [step, time (ps), [lower half's molecule ids
+    as LAMMPS ranges, per split]] as JSON."""
+    data, traj, dump = Path(argv[0]), Path(argv[1]), Path(argv[2])
+    every, splits, start, most = float(argv[3]), int(argv[4]), float(argv[5]), int(argv[6])
+    frames, masks, times = read_frames(data, traj, every, splits, start, most)
+    if frames:
+        _write_dump(dump, frames)
+    out = [
+        [int(f[0]), t, [_ranges(ids[low]) for low in lows]]
+        for f, (ids, lows), t in zip(frames, masks, times, strict=True)
+    ]
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    _frames_json(sys.argv[1:])

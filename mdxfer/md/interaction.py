@@ -1063,10 +1063,34 @@ def combine(
         "E_int_per_area": None if e_int is None else e_int / (2 * area),
         "note": "E in kcal/mol for whole cells (NVT averages). The stack is fully periodic, so it "
         "has two candidate/partner interfaces; E_int_per_area divides by both (kcal/mol/Å²).",
-        "warnings": _warnings(protocol, {"candidate": cand, "partner": partner, "stack": stacked}),
+        "warnings": _warnings(protocol, {"candidate": cand, "partner": partner, "stack": stacked})
+        + _cross_hbond_warning(meta.get("smiles"), meta.get("partner")),
     }
     result["E_int_pe_stderr_with_partner"] = q(result["E_int_pe_stderr"] or 0.0, p["pe_stderr"])
     return result
+
+
+def _cross_hbond_warning(smiles: str | None, partner: str | None) -> list[str]:
+    """A warning when the candidate and the partner can form hydrogen bonds with each other (one
+    has an N/O/F-bound hydrogen, the other an N/O/F): ``compute group/group``, which E_cross
+    comes from, counts only part of DREIDING's three-body hydrogen bonds between its groups
+    (docs/results.md, twelfth session)."""
+    from rdkit import Chem
+
+    mols = [Chem.MolFromSmiles(x) if x else None for x in (smiles, partner)]
+    if any(m is None for m in mols):
+        return []
+    hetero = [any(a.GetSymbol() in "NOF" for a in m.GetAtoms()) for m in mols]
+    donor = [
+        any(a.GetSymbol() in "NOF" and a.GetTotalNumHs() > 0 for a in m.GetAtoms()) for m in mols
+    ]
+    if (donor[0] and hetero[1]) or (donor[1] and hetero[0]):
+        return [
+            "E_cross (and E_int_unrelaxed) miss part of the hydrogen bonds between candidate and "
+            "partner: LAMMPS's compute group/group counts DREIDING's three-body hydrogen bond "
+            "only from one side; E_int (whole-cell energies) is not affected."
+        ]
+    return []
 
 
 def unrelaxed_interaction(

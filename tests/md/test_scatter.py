@@ -43,6 +43,8 @@ def test_the_shipped_table_covers_the_production_preset():
     cross = scatter.between_replica_sd(digest, "E_cross")
     assert cross is not None and 0 < cross < sigma  # E_cross repeats better than E_int
     assert scatter.calibrated_stderr(1.0, digest, "E_cross") == pytest.approx(math.hypot(1, cross))
+    unrelaxed = scatter.between_replica_sd(digest, "E_int_unrelaxed")
+    assert unrelaxed is not None and unrelaxed > 0
     # any other digest (a changed number) is unmeasured: the in-run value comes back
     assert scatter.between_replica_sd("0" * 12) is None
     assert scatter.calibrated_stderr(3.0, "0" * 12) == 3.0
@@ -164,3 +166,14 @@ def test_unrelaxed_interaction_and_its_aggregate():
     # replicas without it (older cells) aggregate to None, not to an error
     old = aggregate([_rep(1.0, 1.0, 1.0), _rep(2.0, 1.0, 1.0)])
     assert old["E_int_unrelaxed"] is None and old["E_int_unrelaxed_replica_sd"] is None
+
+
+def test_a_partner_that_can_hydrogen_bond_with_the_candidate_is_warned_about():
+    """E_cross comes from compute group/group, which counts DREIDING hydrogen bonds between its
+    groups only in part: warned when candidate and partner can form them, not for isoprene."""
+    from mdxfer.md.interaction import _cross_hbond_warning
+
+    assert _cross_hbond_warning("CO", "C=CC(=C)C") == []  # methanol with isoprene
+    assert _cross_hbond_warning("CCCCCC", "O") == []  # hexane with water
+    assert len(_cross_hbond_warning("CO", "CC(C)=O")) == 1  # donor with an acceptor
+    assert len(_cross_hbond_warning("CC#N", "O")) == 1  # acceptor with a donor
