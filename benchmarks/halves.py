@@ -1,4 +1,5 @@
-"""E_int from direct energies: the cells' NVT again with the energy between their halves.
+"""E_int from direct energies (E_int_unrelaxed) on the panel: the cells' NVT again, then the
+energy between their halves from the trajectory.
 
 E_int = E_tot − (E_chem + E_partner) is a difference of slab energies from three separate
 runs; each run's liquid sits in its own slow state, and E_int's replica SD (7.9 kcal/mol over
@@ -6,27 +7,29 @@ the panel's 35 replicas) is as large as the spread between candidates. A stack o
 cut at their periodic boundaries differs from the two bulk cells, before anything relaxes, by
 what crosses the cut planes only: it gains the candidate–partner energy across its two
 interfaces (E_cross) and loses the candidate–candidate and partner–partner energy across one
-plane of each bulk liquid. The second is half the energy between the two halves of a bulk cell
-(halves of whole molecules by centre of mass; two planes per period), logged during the cell's
-own NVT run (``Protocol.halves_energy``), so
+plane of each bulk liquid — half the energy between the two halves of a bulk cell (whole
+molecules by centre of mass; two planes per period; :mod:`mdxfer.md.halves`), so
 
     E_int_unrelaxed = E_cross − ½ E_halves(candidate) − ½ E_halves(partner)
 
-uses only direct energies, which do not carry the slabs' slow states (E_cross repeats to
-≈ 2.3 kcal/mol). It leaves out the slabs' own relaxation after contact, which E_int includes.
+uses only direct energies. It leaves out the slabs' own relaxation after contact, which E_int
+includes (measured: docs/results.md, twelfth session — large for associating liquids).
 
-This runs, for each exported replica whose compression stage kept its end state
-(``compress.data``), the cell's NVT stage again in a fresh folder through
-``mdxfer.md.interaction.run_nvt`` — the same input and trajectory as the campaign's (bitwise:
-the halves are an observation) plus the halves' energy — and the partner's once, then writes
-one row per replica beside its E_int and E_cross:
+``run`` reruns, for each exported replica whose compression stage kept its end state
+(``compress.data``), the cell's NVT stage in a fresh folder through
+``mdxfer.md.interaction.run_nvt`` with one rank (the campaign's trajectory, bitwise: ``report``
+checks pe_nh), and the partner's once (``--partner-ps`` shortens it); ``report`` takes the
+halves' energy of every rerun cell from its trajectory (cached in ``halves.json``; ``--splits``)
+and writes one row per replica beside its E_int and E_cross:
 
-    .venv/bin/python benchmarks/halves.py run data/oracle_panel_replicas5.csv --out runs/halves
-    .venv/bin/python benchmarks/halves.py report data/oracle_panel_replicas5.csv runs/halves \\
+    .venv/bin/python benchmarks/halves.py run data/oracle_panel_replicas5.csv --out runs/halves \
+        --replica-ids 0 3 4 --partner-ps 200
+    .venv/bin/python benchmarks/halves.py report data/oracle_panel_replicas5.csv runs/halves \
         [--csv data/halves_panel.csv]
 
-``run`` is resumable (a folder with its ``nvt.json`` is not run again) and uses one LAMMPS
-rank per cell, as many side by side as there are free cores (``--jobs``).
+``run`` is resumable (a folder with its ``nvt.json`` is not run again; a lock file keeps two
+processes off one cell) and uses one LAMMPS rank per cell, as many side by side as there are
+free cores (``--jobs``).
 """
 
 from __future__ import annotations
@@ -75,7 +78,7 @@ def run_cell(
     protocol_name: str,
     replica: int,
     partner_ps: float = 0.0,
-    splits: int = 1,
+    splits: int = 4,
 ) -> dict:
     """The NVT stage of ``cell`` again in ``dest`` (with the halves' energy); its summary.
     ``partner_ps`` > 0 shortens the partner's NVT (its first ``partner_ps`` ps: the same
@@ -236,7 +239,7 @@ def main() -> None:
     a.add_argument("--replica-ids", type=int, nargs="*", default=None)
     a.add_argument("--jobs", type=int, default=0)
     a.add_argument("--labels", nargs="*", default=None, help="only these (names, partner)")
-    a.add_argument("--splits", type=int, default=1, help="Protocol.halves_splits (the panel: 1)")
+    a.add_argument("--splits", type=int, default=4, help="Protocol.halves_splits")
     a.add_argument(
         "--partner-ps", type=float, default=0.0, help="the partner's NVT length (0: the preset's)"
     )
