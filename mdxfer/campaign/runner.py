@@ -564,7 +564,8 @@ class Campaign:
                 for k in ("seed", "mdxfer_version", "lammps_version", "lammps_command", "host"):
                     row[k] = None
             elif r.get("record"):
-                row.update(recalibrated(json.loads(r["record"]), family))
+                errors = recalibrated(json.loads(r["record"]), family)
+                row.update((k, v) for k, v in errors.items() if k in row)
             out.append(row)
         return out
 

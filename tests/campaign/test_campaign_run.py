@@ -146,7 +146,12 @@ def test_partner_box_is_simulated_once_and_shared(finished):
             (pkey,),
         )
     assert dict(ran) == {"build": 1, "compress": 1, "nvt": 1}
-    assert len(list(partner_dir.glob("*.log"))) == 2  # compress.log, nvt.log: one each
+    # one of each: compress, NVT, and the halves' single points taken from its trajectory
+    assert sorted(p.name for p in partner_dir.glob("*.log")) == [
+        "compress.log",
+        "halves.log",
+        "nvt.log",
+    ]
     tops = set()
     for r in finished["rows"]:
         if r["status"] == "done":
