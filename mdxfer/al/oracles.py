@@ -221,8 +221,8 @@ class CampaignOracle(Oracle):
 
 
 def measured_error(row: dict, target: str = "E_int") -> float | None:
-    """The error of a campaign's ``target`` (one of :data:`CAMPAIGN_TARGETS`, kcal/mol): its reported stderr
-    of the mean (within-run plus the protocol's measured between-replica scatter), or the
+    """The error of a campaign's ``target`` (one of :data:`CAMPAIGN_TARGETS`, kcal/mol): its
+    reported stderr of the mean (within-run plus the protocol's measured between-replica scatter), or the
     replicas' own spread SD/√N when that is larger (replicas measure what a run cannot see:
     packing, slow relaxation)."""
     se = row.get(f"{target}_stderr")

@@ -828,9 +828,9 @@ def run_nvt(
     comp = read_json(workdir / f"{compress_stage}.json")
     state = read_state(workdir / f"{compress_stage}.data")
     z_scale = comp["lz_A"] / float(state.box[2])
-    kspace = has_kspace((workdir / "forcefield.lmp").read_text())
     cross, cross_thermo = ("# no cross energy (single-species cell)", "")
     if info["kind"] == "stack" and protocol.cross_energy:
+        kspace = has_kspace((workdir / "forcefield.lmp").read_text())
         cross, cross_thermo = cross_commands(info["bottom_molecules"], kspace)
     if info["kind"] == "stack" and protocol.interface_wall_A > 0:
         cross += "\n" + interface_wall_commands(
@@ -1167,28 +1167,28 @@ def aggregate(replicas: list[dict[str, Any]]) -> dict[str, Any]:
     e = [r["E_int"] for r in replicas]
     x = [r.get("E_cross") for r in replicas]
     d = [r.get("E_int_unrelaxed") for r in replicas]
+
+    def sd(vals: list) -> float | None:
+        return float(np.std(vals, ddof=1)) if n > 1 and all(v is not None for v in vals) else None
+
     out.update(
         {
             "n_replicas": n,
             "replicas": e,
             "replica_stderrs": [r["E_int_stderr"] for r in replicas],
             "replica_seeds": [r.get("seed") for r in replicas],
-            "E_int_replica_sd": float(np.std(e, ddof=1)) if n > 1 else None,
+            "E_int_replica_sd": sd(e),
             "E_cross_replicas": x,
-            "E_cross_replica_sd": (
-                float(np.std(x, ddof=1)) if n > 1 and all(v is not None for v in x) else None
-            ),
+            "E_cross_replica_sd": sd(x),
             "E_int_unrelaxed_replicas": d,
-            "E_int_unrelaxed_replica_sd": (
-                float(np.std(d, ddof=1)) if n > 1 and all(v is not None for v in d) else None
-            ),
+            "E_int_unrelaxed_replica_sd": sd(d),
             "E_int_per_area": None
             if out["E_int"] is None
             else out["E_int"] / first["interface_area_A2"],
             "warnings": sorted({w for r in replicas for w in r["warnings"]}),
         }
     )
-    for field in ("E_int", "E_cross", "E_int_unrelaxed"):
+    for field in QUANTITIES:
         runs = [r.get(f"{field}_stderr_run", r.get(f"{field}_stderr")) for r in replicas]
         out[f"{field}_stderr_run"] = (
             None if any(x is None for x in runs) else float(np.sqrt(np.sum(np.square(runs))) / n)
