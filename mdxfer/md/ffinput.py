@@ -10,7 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from mdxfer.forcefield.parameters import angle_params, bond_params, lj_pair, load_table
+from mdxfer.forcefield.parameters import (
+    MoleculeFF,
+    angle_params,
+    bond_params,
+    lj_pair,
+    load_table,
+)
 from mdxfer.md.box import System
 from mdxfer.md.datafile import angle_label, bond_label
 from mdxfer.md.lammps import render
@@ -27,6 +33,18 @@ def hbond_pairs(system: System) -> list[tuple[str, str]]:
     if "H___A" not in system.types:
         return []
     return sorted((d, a) for d in donors for a in acceptors)
+
+
+def cross_hbonds(a: MoleculeFF, b: MoleculeFF) -> bool:
+    """Whether a DREIDING hydrogen bond can join a molecule ``a`` to a molecule ``b``: a donor
+    (an atom of the table's donor elements carrying ``H___A``) on one and an acceptor on the
+    other."""
+    elements = set(load_table()["hbond"]["donor_elements"])
+
+    def donors(m: MoleculeFF) -> set[str]:
+        return {t for t in m.donor_types if t.split("_")[0] in elements}
+
+    return bool((donors(a) and b.acceptor_types) or (donors(b) and a.acceptor_types))
 
 
 def tail_command(protocol: Protocol, hybrid: bool) -> str:

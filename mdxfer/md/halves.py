@@ -1,4 +1,5 @@
-"""The energy between the two halves of a single-species cell, from its NVT trajectory.
+"""Energies between two groups of molecules from an NVT trajectory, by single points: the two
+halves of a single-species cell (``E_halves``), and a stack's two slabs (the exact ``E_cross``).
 
 ``E_int_unrelaxed`` (:func:`mdxfer.md.interaction.unrelaxed_interaction`) needs what a bulk liquid
 gives up across one plane: half the energy between the two halves of its periodic cell (whole
@@ -14,8 +15,10 @@ alone: LAMMPS evaluates DREIDING's three-body hydrogen bond pairwise through
 ``pair hbond/dreiding`` ``single(i, j)``, which counts a pair only with its first atom as the
 donor, and a half neighbour list gives each pair once — about half of the hydrogen bonds
 between the groups were lost (an ethanol cell: −112 against −127 kcal/mol for the same split;
-exact without hydrogen bonds). E_cross with the isoprene partner is not affected: isoprene has
-no donor or acceptor.
+exact without hydrogen bonds). The in-run E_cross of a stack (``compute group/group``) is
+exact when no hydrogen bond can join its candidate to its partner (isoprene has no donor or
+acceptor); when one can, :func:`cross_energy` computes it here the same way (the candidate slab
+is the lower group, the partner slab the upper) and the stack reports that.
 
 With ``splits`` = k the cell is split k ways (planes shifted by Lz/2k) and the mean of the
 splits is one frame's value; the frames' mean from the NVT run's detected start is ``ehalves``,
@@ -29,6 +32,7 @@ import subprocess
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -37,7 +41,7 @@ from mdxfer.errors import MdxferError
 from mdxfer.md.datafile import read_state
 from mdxfer.md.ffinput import has_kspace
 from mdxfer.md.lammps import Launcher, render, run_input
-from mdxfer.md.thermo import correlated_stderr, read_runs
+from mdxfer.md.thermo import correlated_stderr, half_drift, inefficiency, read_runs
 
 DUMP = "halves.dump"
 
@@ -94,12 +98,17 @@ def _ranges(ids: np.ndarray) -> str:
 
 
 def read_frames(
-    data: Path, traj: Path, dump_every_fs: float, splits: int, start_ps: float, max_frames: int
+    data: Path, traj: Path, dump_every_fs: float, groups: str, start_ps: float, max_frames: int
 ) -> tuple[list, list, list]:
-    """(frames for :func:`_write_dump`, per frame (molecule ids, lower-half masks per split),
-    times in ps) of ``traj`` from ``start_ps`` on, at most ``max_frames`` evenly strided."""
+    """(frames for :func:`_write_dump`, per frame (molecule ids, lower-group masks), times in
+    ps) of ``traj`` from ``start_ps`` on, at most ``max_frames`` evenly strided. ``groups``:
+    ``"splits:K"`` (K masks: the lower half of each split, :func:`lower_halves`) or
+    ``"bottom:N"`` (one mask: molecules 1..N, a stack's candidate slab)."""
     import MDAnalysis as mda
 
+    kind, _, arg = groups.partition(":")
+    if kind not in ("splits", "bottom") or not arg.isdigit() or int(arg) < 1:
+        raise MdxferError(f"groups {groups!r}: 'splits:K' or 'bottom:N' expected")
     origin = read_state(data).origin
     frames, masks, times = [], [], []
     with warnings.catch_warnings():  # MDAnalysis's notice about its DCD reader's copies
@@ -115,10 +124,89 @@ def read_frames(
             box = np.asarray(ts.dimensions[:3], dtype=float)
             x = (ts.positions.astype(float) - origin) % box  # relative to the box origin
             ids, z = molecule_coms_z(x, box, molecules, masses)
+            lower = lower_halves(z, box[2], int(arg)) if kind == "splits" else [ids <= int(arg)]
             frames.append((ts.frame, origin, box, x))
-            masks.append((ids, lower_halves(z, box[2], splits)))
+            masks.append((ids, lower))
             times.append(ts.frame * dump_every_fs / 1000.0)
     return frames, masks, times
+
+
+def between_groups(
+    workdir: str | Path,
+    dump_every_fs: float,
+    groups: str,
+    start_ps: float = 0.0,
+    launcher: Launcher | None = None,
+    stage: str = "nvt",
+    max_frames: int = 200,
+    name: str = "halves",
+) -> tuple[np.ndarray, float]:
+    """(energy between the lower and the upper group, kcal/mol, per frame × group split;
+    LAMMPS's wall seconds) of the box in ``workdir`` over its ``traj_<stage>.dcd`` (frame k at
+    k·``dump_every_fs``) from ``start_ps``, at most ``max_frames`` frames evenly strided;
+    ``groups`` as :func:`read_frames` takes it. Writes ``in.<name>.lmp`` and ``<name>.log``."""
+    workdir = Path(workdir)
+    data, traj = workdir / f"{stage}.data", workdir / f"traj_{stage}.dcd"
+    if not data.exists() or not traj.exists():
+        raise MdxferError(f"{workdir}: no {data.name} and {traj.name} to take frames from")
+    # MDAnalysis reads the frames in a child process: in a campaign's process (Parsl threads;
+    # typer's CliRunner in the tests) reading them in-process left the CLI's captured stdout
+    # closed now and then (not traced to its cause); the child writes the dump and returns the
+    # groups as JSON
+    argv = [sys.executable, "-m", "mdxfer.md.halves", str(data), str(traj), str(workdir / DUMP)]
+    argv += [f"{dump_every_fs!r}", groups, f"{start_ps!r}", str(max_frames)]
+    child = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if child.returncode != 0:
+        raise MdxferError(f"{traj}: reading the frames failed: {child.stderr.strip()[-500:]}")
+    frames = json.loads(child.stdout)
+    if not frames:
+        raise MdxferError(f"{traj}: no frame from {start_ps} ps on")
+    charged = has_kspace((workdir / "forcefield.lmp").read_text())
+    blocks = []
+    for step, t, lowers in frames:
+        splits_text = "\n".join(render("halves_split.lmp", lower=low) for low in lowers)
+        blocks.append(
+            render(
+                "halves_frame.lmp",
+                frame=step,
+                time_ps=f"{t:g}",
+                dump=DUMP,
+                step=step,
+                splits=splits_text,
+            )
+        )
+    text = render(
+        "in.halves.lmp",
+        stage=name,
+        data_in=data.name,
+        kspace_compute=(
+            "compute         hlong hlower group/group hupper pair no kspace yes"
+            if charged
+            else "# no charges: no long-range Coulomb between the groups"
+        ),
+        kspace_thermo="c_hlong" if charged else "",
+        frames="\n".join(blocks),
+    )
+    (workdir / f"in.{name}.lmp").write_text(text)
+    run = run_input(workdir, f"in.{name}.lmp", name, launcher)
+    rows = pd.concat(read_runs(run["log"]), ignore_index=True)  # every single point, in order
+    per_frame, n = len(frames[0][2]) + 1, len(frames)
+    if len(rows) != per_frame * n:
+        raise MdxferError(
+            f"{workdir / (name + '.log')}: {len(rows)} single points, {per_frame * n} expected"
+        )
+    pe = rows["PotEng"].to_numpy(dtype=float).reshape(n, per_frame)
+    between = pe[:, :1] - pe[:, 1:]
+    if charged:
+        between += rows["c_hlong"].to_numpy(dtype=float).reshape(n, per_frame)[:, 1:]
+    (workdir / DUMP).unlink()
+    return between, run["wall_s"]
+
+
+def _mean_se(values: np.ndarray) -> tuple[float, float]:
+    """(mean, stderr from the statistical inefficiency; NaN for one value) of per-frame values."""
+    se = correlated_stderr(values) if len(values) > 1 else float("nan")
+    return float(values.mean()), se
 
 
 def halves_energy(
@@ -135,78 +223,64 @@ def halves_energy(
     ``workdir`` from its ``traj_<stage>.dcd`` (frame k at k·``dump_every_fs``) and
     ``<stage>.data`` (topology, masses, box origin); at most ``max_frames`` frames, evenly
     strided (a 1 ns partner run has 500)."""
-    workdir = Path(workdir)
-    data, traj = workdir / f"{stage}.data", workdir / f"traj_{stage}.dcd"
-    if not data.exists() or not traj.exists():
-        raise MdxferError(f"{workdir}: no {data.name} and {traj.name} to take the halves from")
-    # MDAnalysis reads the frames in a child process: in a campaign's process (Parsl threads;
-    # typer's CliRunner in the tests) reading them in-process left the CLI's captured stdout
-    # closed now and then (not traced to its cause); the child writes the dump and returns the
-    # halves as JSON
-    argv = [sys.executable, "-m", "mdxfer.md.halves", str(data), str(traj), str(workdir / DUMP)]
-    argv += [f"{dump_every_fs!r}", str(splits), f"{start_ps!r}", str(max_frames)]
-    child = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if child.returncode != 0:
-        raise MdxferError(f"{traj}: reading the frames failed: {child.stderr.strip()[-500:]}")
-    halves = json.loads(child.stdout)
-    if not halves:
-        raise MdxferError(f"{traj}: no frame from {start_ps} ps on")
-    charged = has_kspace((workdir / "forcefield.lmp").read_text())
-    blocks = []
-    for step, t, lowers in halves:
-        splits_text = "\n".join(render("halves_split.lmp", lower=low) for low in lowers)
-        blocks.append(
-            render(
-                "halves_frame.lmp",
-                frame=step,
-                time_ps=f"{t:g}",
-                dump=DUMP,
-                step=step,
-                splits=splits_text,
-            )
-        )
-    text = render(
-        "in.halves.lmp",
-        stage="halves",
-        data_in=data.name,
-        kspace_compute=(
-            "compute         hlong hlower group/group hupper pair no kspace yes"
-            if charged
-            else "# no charges: no long-range Coulomb between the halves"
-        ),
-        kspace_thermo="c_hlong" if charged else "",
-        frames="\n".join(blocks),
+    between, wall = between_groups(
+        workdir, dump_every_fs, f"splits:{splits}", start_ps, launcher, stage, max_frames
     )
-    (workdir / "in.halves.lmp").write_text(text)
-    run = run_input(workdir, "in.halves.lmp", "halves", launcher)
-    rows = pd.concat(read_runs(run["log"]), ignore_index=True)  # every single point, in order
-    per_frame, n = splits + 1, len(halves)
-    if len(rows) != per_frame * n:
-        raise MdxferError(
-            f"{workdir / 'halves.log'}: {len(rows)} single points, {per_frame * n} expected"
-        )
-    pe = rows["PotEng"].to_numpy(dtype=float).reshape(n, per_frame)
-    between = pe[:, :1] - pe[:, 1:]
-    if charged:
-        between += rows["c_hlong"].to_numpy(dtype=float).reshape(n, per_frame)[:, 1:]
-    values = between.mean(axis=1)
-    (workdir / DUMP).unlink()
+    mean, se = _mean_se(between.mean(axis=1))
     return {
-        "ehalves": float(values.mean()),
-        "ehalves_stderr": correlated_stderr(values) if len(values) > 1 else float("nan"),
-        "ehalves_frames": len(values),
+        "ehalves": mean,
+        "ehalves_stderr": se,
+        "ehalves_frames": len(between),
         "ehalves_splits": splits,
-        "ehalves_wall_s": run["wall_s"],
+        "ehalves_wall_s": wall,
+    }
+
+
+def cross_energy(
+    workdir: str | Path,
+    dump_every_fs: float,
+    bottom_molecules: int,
+    start_ps: float = 0.0,
+    launcher: Launcher | None = None,
+    stage: str = "nvt",
+    max_frames: int = 200,
+) -> dict[str, Any]:
+    """E_cross of a stack from its trajectory by single points, hydrogen bonds included:
+    ``ecross`` (kcal/mol, the mean over frames from ``start_ps`` of the energy between the
+    candidate slab, molecules 1..``bottom_molecules``, and the partner slab), ``ecross_stderr``,
+    ``ecross_frames``, ``ecross_method`` = ``"single points"``, ``ecross_wall_s``. The in-run
+    ``compute group/group`` misses about half of the hydrogen bonds between the slabs (module
+    docstring); this is what a stack whose candidate and partner can hydrogen-bond reports."""
+    between, wall = between_groups(
+        workdir,
+        dump_every_fs,
+        f"bottom:{int(bottom_molecules)}",
+        start_ps,
+        launcher,
+        stage,
+        max_frames,
+        name="cross",
+    )
+    values = between[:, 0]
+    mean, se = _mean_se(values)
+    return {
+        "ecross": mean,
+        "ecross_stderr": se,
+        "ecross_drift_z": half_drift(values) if len(values) > 3 else None,
+        "ecross_g": inefficiency(values) if len(values) > 1 else None,
+        "ecross_frames": len(values),
+        "ecross_method": "single points",
+        "ecross_wall_s": wall,
     }
 
 
 def _frames_json(argv: list[str]) -> None:
-    """``python -m mdxfer.md.halves DATA TRAJ DUMP DUMP_EVERY_FS SPLITS START_PS MAX_FRAMES``:
-    write the frames' dump and print, per frame, [step, time (ps), [lower half's molecule ids
-    as LAMMPS ranges, per split]] as JSON."""
+    """``python -m mdxfer.md.halves DATA TRAJ DUMP DUMP_EVERY_FS GROUPS START_PS MAX_FRAMES``:
+    write the frames' dump and print, per frame, [step, time (ps), [lower group's molecule ids
+    as LAMMPS ranges, per split]] as JSON (``GROUPS`` as :func:`read_frames` takes it)."""
     data, traj, dump = Path(argv[0]), Path(argv[1]), Path(argv[2])
-    every, splits, start, most = float(argv[3]), int(argv[4]), float(argv[5]), int(argv[6])
-    frames, masks, times = read_frames(data, traj, every, splits, start, most)
+    every, groups, start, most = float(argv[3]), argv[4], float(argv[5]), int(argv[6])
+    frames, masks, times = read_frames(data, traj, every, groups, start, most)
     if frames:
         _write_dump(dump, frames)
     out = [

@@ -38,6 +38,7 @@ from mdxfer.md.cost import project
 from mdxfer.md.datafile import DataState, apply_state, read_state, write_data
 from mdxfer.md.ffinput import (
     cross_commands,
+    cross_hbonds,
     forcefield_include,
     has_kspace,
     hbond_pairs,
@@ -45,7 +46,7 @@ from mdxfer.md.ffinput import (
     shake_command,
     tail_command,
 )
-from mdxfer.md.halves import halves_energy
+from mdxfer.md.halves import cross_energy, halves_energy
 from mdxfer.md.lammps import (
     Launcher,
     free_cores,
@@ -815,14 +816,20 @@ def run_nvt(
     halves = info["kind"] != "stack" and protocol.halves_energy
     done = _stage_done(workdir, stage, protocol)
     if done and done.get("steps") == protocol.steps(ps):  # same length (a box's role may change)
-        if (
-            halves
-            and "ehalves" not in done
-            and "ehalves_error" not in done
-            and (workdir / f"traj_{stage}.dcd").exists()
-        ):
-            # a cell run before the halves' energy existed: taken from its trajectory now
-            done = {**done, **_halves(workdir, protocol, done, launcher, stage)}
+        # a box run before an observation existed gets it from its trajectory now, without MD
+        later: dict[str, Any] = {}
+        if (workdir / f"traj_{stage}.dcd").exists():
+            if halves and "ehalves" not in done and "ehalves_error" not in done:
+                later = _halves(workdir, protocol, done, launcher, stage)
+            if (
+                info["kind"] == "stack"
+                and "ecross_method" not in done
+                and "ecross_exact_error" not in done
+                and _exact_cross_needed(info, protocol)
+            ):
+                later = _exact_cross(workdir, protocol, done, info, launcher, stage)
+        if later:
+            done = {**done, **later}
             write_json_atomic(workdir / f"{stage}.json", done)
         return done
     comp = read_json(workdir / f"{compress_stage}.json")
@@ -874,6 +881,10 @@ def run_nvt(
     stats = summarize(series, protocol.nvt_discard_fraction, detect=detect)
     if halves:
         stats.update(_halves(workdir, protocol, stats, launcher, stage))
+    if info["kind"] == "stack" and "ecross" in stats:
+        stats["ecross_method"] = "compute group/group"
+        if _exact_cross_needed(info, protocol):
+            stats.update(_exact_cross(workdir, protocol, stats, info, launcher, stage))
     summary = {
         "stage": stage,
         "protocol_digest": protocol.box_digest(info["kind"], info.get("role", "candidate")),
@@ -905,6 +916,54 @@ def _halves(
         )
     except MdxferError as exc:  # LammpsError included
         return {"ehalves_error": str(exc).splitlines()[0]}
+
+
+def hbonds_across(smiles_a: str, smiles_b: str) -> bool:
+    """Whether DREIDING hydrogen bonds can join a molecule of ``smiles_a`` to one of
+    ``smiles_b`` (:func:`mdxfer.md.ffinput.cross_hbonds` on their typed molecules)."""
+    a, b = (parametrize(embed(s, seed=0), s) for s in (smiles_a, smiles_b))
+    return cross_hbonds(a, b)
+
+
+def _exact_cross_needed(info: dict[str, Any], protocol: Protocol) -> bool:
+    """A stack whose in-run E_cross (``compute group/group``) misses hydrogen bonds: hydrogen
+    bonds are on and can join its candidate to its partner."""
+    return (
+        protocol.cross_energy
+        and protocol.hbond
+        and hbonds_across(info["bottom_smiles"], info["top_smiles"])
+    )
+
+
+def _exact_cross(
+    workdir: Path,
+    protocol: Protocol,
+    stats: dict,
+    info: dict,
+    launcher: Launcher | None,
+    stage: str,
+) -> dict[str, Any]:
+    """E_cross of a stack by single points on its trajectory from the detected start
+    (:func:`mdxfer.md.halves.cross_energy`), hydrogen bonds included; the in-run figure is kept
+    as ``ecross_groupgroup``. If it fails the stack keeps the in-run E_cross and says why
+    (``ecross_exact_error``; the result then warns)."""
+    try:
+        exact = cross_energy(
+            workdir,
+            protocol.dump_every_fs,
+            info["bottom_molecules"],
+            start_ps=float(stats.get("start_ps") or 0.0),
+            launcher=launcher,
+            stage=stage,
+        )
+    except MdxferError as exc:  # LammpsError included
+        return {"ecross_exact_error": str(exc).splitlines()[0]}
+    kept = {
+        "ecross_groupgroup" + k[len("ecross") :]: v
+        for k, v in stats.items()
+        if k in ("ecross", "ecross_stderr", "ecross_drift_z", "ecross_g")
+    }
+    return {**kept, **exact}
 
 
 def run_box(workdir: str | Path, protocol: Protocol, launcher: Launcher | None = None) -> dict:
@@ -1024,6 +1083,8 @@ def combine(
         "E_cross_stderr": calibrated_stderr(cross_run_se, family, "E_cross"),
         "E_cross_stderr_run": cross_run_se,
         "E_cross_between_replica_sd": between_replica_sd(family, "E_cross"),
+        "E_cross_method": s.get("ecross_method"),
+        "E_cross_groupgroup": s.get("ecross_groupgroup"),
         "E_int_unrelaxed": direct,
         "E_int_unrelaxed_stderr": calibrated_stderr(direct_run_se, family, "E_int_unrelaxed"),
         "E_int_unrelaxed_stderr_run": direct_run_se,
@@ -1064,33 +1125,29 @@ def combine(
         "note": "E in kcal/mol for whole cells (NVT averages). The stack is fully periodic, so it "
         "has two candidate/partner interfaces; E_int_per_area divides by both (kcal/mol/Å²).",
         "warnings": _warnings(protocol, {"candidate": cand, "partner": partner, "stack": stacked})
-        + _cross_hbond_warning(meta.get("smiles"), meta.get("partner")),
+        + _cross_hbond_warning(s, meta),
     }
     result["E_int_pe_stderr_with_partner"] = q(result["E_int_pe_stderr"] or 0.0, p["pe_stderr"])
     return result
 
 
-def _cross_hbond_warning(smiles: str | None, partner: str | None) -> list[str]:
-    """A warning when the candidate and the partner can form hydrogen bonds with each other (one
-    has an N/O/F-bound hydrogen, the other an N/O/F): ``compute group/group``, which E_cross
-    comes from, counts only part of DREIDING's three-body hydrogen bonds between its groups
-    (docs/results.md, twelfth session)."""
-    from rdkit import Chem
-
-    mols = [Chem.MolFromSmiles(x) if x else None for x in (smiles, partner)]
-    if any(m is None for m in mols):
+def _cross_hbond_warning(stack_nvt: dict, meta: dict[str, Any]) -> list[str]:
+    """A warning when the stack's E_cross is the in-run ``compute group/group`` figure although
+    hydrogen bonds can join candidate and partner: that compute counts only part of DREIDING's
+    three-body hydrogen bonds between its groups (docs/results.md, twelfth session). A stack
+    run since the single points exist reports the exact figure instead (``ecross_method``)."""
+    if stack_nvt.get("ecross_method") == "single points" or "ecross" not in stack_nvt:
         return []
-    hetero = [any(a.GetSymbol() in "NOF" for a in m.GetAtoms()) for m in mols]
-    donor = [
-        any(a.GetSymbol() in "NOF" and a.GetTotalNumHs() > 0 for a in m.GetAtoms()) for m in mols
+    smiles, partner = meta.get("smiles"), meta.get("partner")
+    if not smiles or not partner or not hbonds_across(smiles, partner):
+        return []
+    why = stack_nvt.get("ecross_exact_error", "the stack was run without them")
+    return [
+        "E_cross (and E_int_unrelaxed) miss part of the hydrogen bonds between candidate and "
+        "partner: LAMMPS's compute group/group counts DREIDING's three-body hydrogen bond only "
+        f"from one side, and the single points that count all of them are missing ({why}); "
+        "E_int (whole-cell energies) is not affected."
     ]
-    if (donor[0] and hetero[1]) or (donor[1] and hetero[0]):
-        return [
-            "E_cross (and E_int_unrelaxed) miss part of the hydrogen bonds between candidate and "
-            "partner: LAMMPS's compute group/group counts DREIDING's three-body hydrogen bond "
-            "only from one side; E_int (whole-cell energies) is not affected."
-        ]
-    return []
 
 
 def unrelaxed_interaction(

@@ -492,3 +492,69 @@ def test_a_cell_run_before_the_halves_gets_them_from_its_trajectory(tmp_path, qu
     assert again["ehalves"] < 0 and again["ehalves_splits"] == p.halves_splits
     assert again["pe_nh"] == first["pe_nh"]
     assert json.loads((wd / "nvt.json").read_text())["ehalves"] == again["ehalves"]
+
+
+def _pe_single_point(workdir, name: str, groups: list[str], launcher, delete: str = "") -> dict:
+    """One LAMMPS single point of ``nvt.data`` in ``workdir`` (its forcefield.lmp), with the
+    given group commands and an optional ``delete_atoms group``: {thermo column: value}."""
+    from mdxfer.md.lammps import run_input
+    from mdxfer.md.thermo import concat_runs, read_runs
+
+    text = "\n".join(
+        ["units real", "atom_style full", "boundary p p p", "read_data nvt.data"]
+        + ["include forcefield.lmp", *groups]
+        + ([f"delete_atoms group {delete} bond yes"] if delete else [])
+        + ["thermo_style custom step pe", "thermo_modify line yaml norm no", "run 0"]
+    )
+    (workdir / f"in.{name}.lmp").write_text(text)
+    log = run_input(workdir, f"in.{name}.lmp", name, launcher)["log"]
+    return concat_runs(read_runs(log)).iloc[-1].to_dict()
+
+
+def test_e_cross_of_a_hydrogen_bonding_pair_counts_every_hydrogen_bond(
+    tmp_path_factory, quick, launcher
+):
+    """Methanol with an ethanol partner: hydrogen bonds join the slabs, so the stack's E_cross
+    comes from single points on its trajectory, not from ``compute group/group`` (which counts
+    DREIDING's hydrogen bond from one side only). On the last frame (the state ``nvt.data``
+    holds) it equals E(stack) − E(candidate slab alone) − E(partner slab alone); the in-run
+    figure is kept beside it; the result uses the exact one and does not warn; the exact
+    figure is no less negative than group/group's on the same frame."""
+    from mdxfer.md.halves import cross_energy
+    from mdxfer.md.interaction import interaction_energy
+
+    # PPPM tight enough that the three deletions' k-space errors stay under the tolerance
+    p = dataclasses.replace(quick, n_molecules=16, kspace_accuracy=1e-6)
+    out = tmp_path_factory.mktemp("cross_hbond")
+    result = interaction_energy("CO", p, out, partner="CCO", launcher=launcher)
+    stack = out / "stack"
+    nvt = json.loads((stack / "nvt.json").read_text())
+    assert nvt["ecross_method"] == "single points"
+    assert nvt["ecross_frames"] >= 2 and nvt["ecross_stderr"] > 0
+    assert math.isfinite(nvt["ecross_groupgroup"]) and "ecross_groupgroup_stderr" in nvt
+    assert result["E_cross"] == nvt["ecross"] and result["E_cross_method"] == "single points"
+    assert result["E_cross_groupgroup"] == nvt["ecross_groupgroup"]
+    assert not any("hydrogen bonds between candidate" in w for w in result["warnings"])
+
+    n = json.loads((stack / "species.json").read_text())["bottom_molecules"]
+    groups = [f"group cand molecule <> 1 {n}", "group partner subtract all cand"]
+    gg = ["compute gg cand group/group partner pair yes kspace yes", "thermo_style custom c_gg"]
+    e_all = _pe_single_point(stack, "x_all", groups, launcher)["PotEng"]
+    e_cand = _pe_single_point(stack, "x_cand", groups, launcher, delete="partner")["PotEng"]
+    e_part = _pe_single_point(stack, "x_part", groups, launcher, delete="cand")["PotEng"]
+    last = cross_energy(stack, p.dump_every_fs, n, start_ps=p.stack_nvt_ps, launcher=launcher)
+    assert last["ecross_frames"] == 1
+    assert last["ecross"] == pytest.approx(e_all - e_cand - e_part, rel=1e-4, abs=1e-3)
+    assert last["ecross"] < 0
+    from mdxfer.md.lammps import run_input
+    from mdxfer.md.thermo import concat_runs, read_runs
+
+    text = "\n".join(
+        ["units real", "atom_style full", "boundary p p p", "read_data nvt.data"]
+        + ["include forcefield.lmp", *groups, gg[0]]
+        + ["thermo_style custom step c_gg", "thermo_modify line yaml norm no", "run 0"]
+    )
+    (stack / "in.x_gg.lmp").write_text(text)
+    log = run_input(stack, "in.x_gg.lmp", "x_gg", launcher)["log"]
+    in_run_way = float(concat_runs(read_runs(log))["c_gg"].iloc[-1])
+    assert last["ecross"] <= in_run_way + 1e-6

@@ -169,11 +169,25 @@ def test_unrelaxed_interaction_and_its_aggregate():
 
 
 def test_a_partner_that_can_hydrogen_bond_with_the_candidate_is_warned_about():
-    """E_cross comes from compute group/group, which counts DREIDING hydrogen bonds between its
-    groups only in part: warned when candidate and partner can form them, not for isoprene."""
-    from mdxfer.md.interaction import _cross_hbond_warning
+    """compute group/group counts DREIDING hydrogen bonds between its groups only in part: a
+    stack whose E_cross is still that figure is warned about when candidate and partner can
+    form them (by DREIDING's donors and acceptors), not for isoprene, not once the stack has
+    the single points."""
+    from mdxfer.md.interaction import _cross_hbond_warning, hbonds_across
 
-    assert _cross_hbond_warning("CO", "C=CC(=C)C") == []  # methanol with isoprene
-    assert _cross_hbond_warning("CCCCCC", "O") == []  # hexane with water
-    assert len(_cross_hbond_warning("CO", "CC(C)=O")) == 1  # donor with an acceptor
-    assert len(_cross_hbond_warning("CC#N", "O")) == 1  # acceptor with a donor
+    in_run = {"ecross": -100.0, "ecross_method": "compute group/group"}
+
+    def warned(smiles: str, partner: str, nvt: dict = in_run) -> int:
+        return len(_cross_hbond_warning(nvt, {"smiles": smiles, "partner": partner}))
+
+    assert not hbonds_across("CO", "C=CC(=C)C") and warned("CO", "C=CC(=C)C") == 0  # isoprene
+    assert warned("CCCCCC", "O") == 0  # hexane with water
+    assert hbonds_across("CO", "CC(C)=O") and warned("CO", "CC(C)=O") == 1  # donor, acceptor
+    assert warned("CC#N", "O") == 1  # acceptor with a donor
+    # a nitro N+ and an amide N are not DREIDING acceptors; an N-H amide is a donor
+    assert not hbonds_across("C[N+](=O)[O-]", "CN(C)C")  # nitromethane (O acceptors) vs amine
+    assert hbonds_across("CC(=O)NC", "CC(C)=O")  # N-methylacetamide's N-H donates to acetone
+    exact = {**in_run, "ecross_method": "single points", "ecross_groupgroup": -90.0}
+    assert warned("CO", "CC(C)=O", exact) == 0
+    failed = {**in_run, "ecross_exact_error": "no traj_nvt.dcd"}
+    assert "no traj_nvt.dcd" in _cross_hbond_warning(failed, {"smiles": "CO", "partner": "O"})[0]
