@@ -134,6 +134,8 @@ REPLICA_EXPORT_COLUMNS = [
     "E_cross",
     "E_cross_stderr",
     "E_cross_stderr_run",
+    "E_cross_method",
+    "E_cross_groupgroup",
     "E_int_unrelaxed",
     "E_int_unrelaxed_stderr",
     "E_int_unrelaxed_stderr_run",

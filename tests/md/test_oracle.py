@@ -521,7 +521,7 @@ def test_e_cross_of_a_hydrogen_bonding_pair_counts_every_hydrogen_bond(
     figure is kept beside it; the result uses the exact one and does not warn; the exact
     figure is no less negative than group/group's on the same frame."""
     from mdxfer.md.halves import cross_energy
-    from mdxfer.md.interaction import interaction_energy
+    from mdxfer.md.interaction import interaction_energy, run_nvt
 
     # PPPM tight enough that the three deletions' k-space errors stay under the tolerance
     p = dataclasses.replace(quick, n_molecules=16, kspace_accuracy=1e-6)
@@ -535,6 +535,18 @@ def test_e_cross_of_a_hydrogen_bonding_pair_counts_every_hydrogen_bond(
     assert result["E_cross"] == nvt["ecross"] and result["E_cross_method"] == "single points"
     assert result["E_cross_groupgroup"] == nvt["ecross_groupgroup"]
     assert not any("hydrogen bonds between candidate" in w for w in result["warnings"])
+
+    # a stack recorded before the single points existed (its in-run figure as E_cross) gains
+    # them from its trajectory when its stage is asked for again; LAMMPS's NVT does not rerun
+    old = {k: v for k, v in nvt.items() if not k.startswith("ecross")}
+    old.update(ecross=nvt["ecross_groupgroup"], ecross_stderr=nvt["ecross_groupgroup_stderr"])
+    (stack / "nvt.json").write_text(json.dumps(old))
+    log = (stack / "nvt.log").read_text()
+    again = run_nvt(stack, p, launcher)
+    assert (stack / "nvt.log").read_text() == log
+    assert again["ecross_method"] == "single points"
+    assert again["ecross"] == pytest.approx(nvt["ecross"], rel=1e-9)
+    assert again["ecross_groupgroup"] == nvt["ecross_groupgroup"]
 
     n = json.loads((stack / "species.json").read_text())["bottom_molecules"]
     groups = [f"group cand molecule <> 1 {n}", "group partner subtract all cand"]
