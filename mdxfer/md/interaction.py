@@ -870,11 +870,13 @@ def run_nvt(
         shake_command=shake_command(protocol),
         cross_commands=cross,
         cross_thermo=cross_thermo,
+        anneal_commands=_nvt_anneal(protocol),
     )
     (workdir / f"in.{stage}.lmp").write_text(text)
     with _recording_blowups(workdir, stage, seed):
         run = run_input(workdir, f"in.{stage}.lmp", stage, launcher)
-        series = concat_runs(read_runs(run["log"]))
+        runs = read_runs(run["log"])
+        series = concat_runs(runs[2:] if protocol.nvt_anneal_ps > 0 else runs)
         _check_series(series, stage, workdir)
     series.to_csv(workdir / f"{stage}.thermo.csv", index=False)
     detect = ESTIMATOR_COLUMN[protocol.estimator] if protocol.equilibration == "detect" else None
@@ -897,6 +899,25 @@ def run_nvt(
     }
     write_json_atomic(workdir / f"{stage}.json", summary)
     return summary
+
+
+def _nvt_anneal(protocol: Protocol) -> str:
+    """The commands of the NVT stage's anneal (``nvt_anneal_ps`` > 0: two unsampled runs at
+    the fixed volume, half at ``nvt_anneal_K``, half cooling to ``temperature_K``), or a
+    comment."""
+    if protocol.nvt_anneal_ps <= 0:
+        return "# no anneal before sampling (nvt_anneal_ps = 0)"
+    half = protocol.nvt_anneal_ps / 2
+    return render(
+        "nvt_anneal.lmp",
+        hold_ps=f"{half:g}",
+        ramp_ps=f"{half:g}",
+        hot=f"{protocol.nvt_anneal_K:g}",
+        temperature=f"{protocol.temperature_K:g}",
+        tdamp=f"{protocol.tdamp_fs:g}",
+        hold_steps=protocol.steps(half),
+        ramp_steps=protocol.steps(half),
+    )
 
 
 def _halves(

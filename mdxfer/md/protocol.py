@@ -50,6 +50,10 @@ class Protocol:
     #                                         barostat at pressure_atm) before its barostat
     #                                         stage at temperature_K, to forget its packing
     anneal_K: float = 450.0
+    nvt_anneal_ps: float = 0.0  # > 0: every NVT stage (cells, partner, stack) starts at fixed
+    #                                         volume with half of this at nvt_anneal_K and half
+    #                                         a linear cooling to temperature_K, not sampled
+    nvt_anneal_K: float = 450.0
     compress_ps: float = 100.0
     compress_chunk_ps: float = 2.0
     compress_extend_ps: float = 20.0
@@ -187,6 +191,8 @@ _DIGEST_IF_CHANGED = {
     "interface_wall_k": 5.0,
     "anneal_ps": 0.0,
     "anneal_K": 450.0,
+    "nvt_anneal_ps": 0.0,
+    "nvt_anneal_K": 450.0,
 }
 
 
@@ -323,6 +329,7 @@ MAXIMA: dict[str, tuple[float, str]] = {
     "pressure_atm": (1e5, "atm"),
     "squeeze_atm": (1e5, "atm"),
     "anneal_K": (5000.0, "K"),
+    "nvt_anneal_K": (5000.0, "K"),
     "tdamp_fs": (1e6, "fs"),
     "pdamp_fs": (1e6, "fs"),
     "minimize_steps": (10_000_000, "steps"),
@@ -344,6 +351,7 @@ MAXIMA: dict[str, tuple[float, str]] = {
             "precompress_ps",
             "squeeze_ps",
             "anneal_ps",
+            "nvt_anneal_ps",
             "compress_ps",
             "compress_chunk_ps",
             "compress_extend_ps",
@@ -437,6 +445,8 @@ def validate(p: Protocol) -> Protocol:
         raise ProtocolError("squeeze_ps must be >= 0 and squeeze_atm > 0.")
     if p.anneal_ps < 0 or p.anneal_K <= 0:
         raise ProtocolError("anneal_ps must be >= 0 and anneal_K > 0.")
+    if p.nvt_anneal_ps < 0 or p.nvt_anneal_K <= 0:
+        raise ProtocolError("nvt_anneal_ps must be >= 0 and nvt_anneal_K > 0.")
     if p.charges not in ("gasteiger", "mmff94"):
         raise ProtocolError(f"charges must be 'gasteiger' or 'mmff94', got {p.charges!r}.")
     if p.compress_extra_max_ps < 0:

@@ -570,3 +570,31 @@ def test_e_cross_of_a_hydrogen_bonding_pair_counts_every_hydrogen_bond(
     log = run_input(stack, "in.x_gg.lmp", "x_gg", launcher)["log"]
     in_run_way = float(concat_runs(read_runs(log))["c_gg"].iloc[-1])
     assert last["ecross"] <= in_run_way + 1e-6
+
+
+def test_an_nvt_anneal_runs_hot_then_cools_and_is_not_sampled(tmp_path, quick, launcher):
+    """``nvt_anneal_ps``: the NVT stage first runs half of it at ``nvt_anneal_K`` and half
+    cooling to 300 K at the same volume; the sampled series (thermo CSV, averages, trajectory)
+    is the 300 K run alone, as long as without the anneal. Protocols without it keep their
+    digests."""
+    from mdxfer.md.interaction import prepare_species, run_compress, run_nvt
+    from mdxfer.md.protocol import PRESETS
+    from mdxfer.md.thermo import read_runs
+
+    assert PRESETS["production"].digest() == "5f0d467107fa"
+    p = dataclasses.replace(quick, n_molecules=12, nvt_ps=1.0, compress_ps=1.0)
+    hot = dataclasses.replace(p, nvt_anneal_ps=1.0, nvt_anneal_K=600.0)
+    assert hot.digest() != p.digest() and hot.cell_digest() != p.cell_digest()
+    wd = prepare_species("CCO", hot, tmp_path / "cell")
+    run_compress(wd, hot, launcher)
+    nvt = run_nvt(wd, hot, launcher)
+    runs = read_runs(wd / "nvt.log")
+    assert len(runs) == 3
+    held, cooled, sampled = (r["Temp"].to_numpy(dtype=float) for r in runs)
+    assert held[len(held) // 2 :].mean() > 500  # at 600 K after a short heating
+    assert cooled[-len(cooled) // 4 :].mean() < held[len(held) // 2 :].mean() - 100
+    assert sampled.mean() == pytest.approx(300, abs=60)
+    csv = (wd / "nvt.thermo.csv").read_text().splitlines()
+    assert len(csv) - 1 == len(runs[2])  # header + the sampled run only
+    assert nvt["steps"] == hot.steps(hot.nvt_ps)
+    assert nvt["ke"] > 0 and math.isfinite(nvt["pe_nh"])
