@@ -32,6 +32,7 @@ import argparse
 import json
 import math
 import shutil
+import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -46,13 +47,14 @@ from mdxfer.md.protocol import load_protocol
 STAGE_FILES = ("species.json", "compress.json", "compress.data", "forcefield.lmp")
 
 
-def _overrides(pairs: list[str]) -> dict[str, str]:
-    out = {}
+def _overrides(pairs: list[str]) -> dict[str, object]:
+    """``FIELD=VALUE`` pairs, each value read as TOML (a number, true/false, a quoted string)."""
+    out: dict[str, object] = {}
     for item in pairs:
         key, sep, value = item.partition("=")
         if not sep:
             raise SystemExit(f"--set {item!r}: FIELD=VALUE expected")
-        out[key.strip()] = value.strip()
+        out[key.strip()] = tomllib.loads(f"v = {value.strip()}")["v"]
     return out
 
 
