@@ -818,15 +818,13 @@ def run_nvt(
     if done and done.get("steps") == protocol.steps(ps):  # same length (a box's role may change)
         # a box run before an observation existed gets it from its trajectory now, without MD
         later: dict[str, Any] = {}
-        if (workdir / f"traj_{stage}.dcd").exists():
-            if halves and "ehalves" not in done and "ehalves_error" not in done:
-                later = _halves(workdir, protocol, done, launcher, stage)
-            if (
-                info["kind"] == "stack"
-                and "ecross_method" not in done
-                and "ecross_exact_error" not in done
-                and _exact_cross_needed(info, protocol)
-            ):
+        traj = (workdir / f"traj_{stage}.dcd").exists()
+        if halves and traj and "ehalves" not in done and "ehalves_error" not in done:
+            later = _halves(workdir, protocol, done, launcher, stage)
+        if info["kind"] == "stack" and "ecross" in done and "ecross_method" not in done:
+            if not _exact_cross_needed(info, protocol):
+                later = {"ecross_method": "compute group/group"}  # exact: recorded once
+            elif traj and "ecross_exact_error" not in done:
                 later = _exact_cross(workdir, protocol, done, info, launcher, stage)
         if later:
             done = {**done, **later}

@@ -598,3 +598,23 @@ def test_an_nvt_anneal_runs_hot_then_cools_and_is_not_sampled(tmp_path, quick, l
     assert len(csv) - 1 == len(runs[2])  # header + the sampled run only
     assert nvt["steps"] == hot.steps(hot.nvt_ps)
     assert nvt["ke"] > 0 and math.isfinite(nvt["pe_nh"])
+
+
+def test_a_stack_with_isoprene_keeps_its_in_run_e_cross(quick_ethanol_run, quick, launcher):
+    """With isoprene (no donor, no acceptor) no hydrogen bond crosses the interface, so the
+    in-run ``compute group/group`` figure is exact and stays E_cross; a stack recorded before
+    the method was noted gets it noted, without a LAMMPS run and with E_cross unchanged."""
+    from mdxfer.md.interaction import run_nvt
+
+    out, result = quick_ethanol_run
+    assert result["E_cross_method"] == "compute group/group"
+    assert result["E_cross_groupgroup"] is None
+    stack = out / "stack"
+    nvt = json.loads((stack / "nvt.json").read_text())
+    old = {k: v for k, v in nvt.items() if k != "ecross_method"}
+    (stack / "nvt.json").write_text(json.dumps(old))
+    logs = sorted(stack.glob("*.log"))
+    again = run_nvt(stack, quick, launcher)
+    assert sorted(stack.glob("*.log")) == logs  # no single-point run either
+    assert again["ecross_method"] == "compute group/group" and again["ecross"] == nvt["ecross"]
+    assert json.loads((stack / "nvt.json").read_text()) == nvt
