@@ -66,14 +66,13 @@ def _copy_stage(src: Path, dest: Path) -> None:
             shutil.copy2(src / name, dest / name)
 
 
-def run_replica(row: pd.Series, out: Path, overrides: dict[str, str]) -> dict:
+def run_replica(row: pd.Series, out: Path, overrides: dict[str, object]) -> dict:
     """Cell NVT, stack relax and stack NVT of one exported replica under production with
     ``overrides``; the two NVT summaries."""
     protocol = load_protocol("production", overrides).replica(int(row.replica))
     base = out / f"{row['name']}-{int(row.replica)}"
     cell, partner, stack = base / "cell", out / "partner", base / "stack"
     _copy_stage(Path(row.candidate_dir), cell)
-    _copy_stage(Path(row.partner_dir), partner)
     launcher = Launcher(ranks=1)
     cell_nvt = run_nvt(cell, protocol, launcher)
     prepare_stack(cell, partner, protocol, stack)
@@ -89,6 +88,10 @@ def run(args: argparse.Namespace) -> None:
     # replica by replica across the candidates: a stopped run leaves every candidate started
     df = df.sort_values(["replica", "name"])
     overrides = _overrides(args.set)
+    partners = set(df.partner_dir)
+    if len(partners) != 1:
+        raise SystemExit(f"one partner box expected in the export, found {len(partners)}")
+    _copy_stage(Path(partners.pop()), args.out / "partner")  # once, before the threads
 
     def one(row: pd.Series) -> None:
         s = run_replica(row, args.out, overrides)

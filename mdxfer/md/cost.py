@@ -168,6 +168,7 @@ def _cell_ps(protocol: Protocol, nvt_ps: float) -> tuple[float, float]:
         + protocol.squeeze_ps
         + protocol.anneal_ps
         + protocol.compress_ps
+        + protocol.nvt_anneal_ps
         + nvt_ps
     )
     return base, base + protocol.compress_extra_max_ps
@@ -175,7 +176,8 @@ def _cell_ps(protocol: Protocol, nvt_ps: float) -> tuple[float, float]:
 
 def _stack_ps(protocol: Protocol) -> float:
     """Simulated time of a stack (ps): its NVT, and its barostat stage when it has one."""
-    return protocol.stack_nvt_ps + (protocol.stack_compress_ps if protocol.stack_barostat else 0.0)
+    barostat = protocol.stack_compress_ps if protocol.stack_barostat else 0.0
+    return protocol.nvt_anneal_ps + protocol.stack_nvt_ps + barostat
 
 
 def stack_share(smiles: str, protocol: Protocol, partner: str) -> float:

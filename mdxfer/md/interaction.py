@@ -22,6 +22,7 @@ import json
 import math
 import platform
 import socket
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -816,20 +817,8 @@ def run_nvt(
     halves = info["kind"] != "stack" and protocol.halves_energy
     done = _stage_done(workdir, stage, protocol)
     if done and done.get("steps") == protocol.steps(ps):  # same length (a box's role may change)
-        # a box run before an observation existed gets it from its trajectory now, without MD
-        later: dict[str, Any] = {}
-        traj = (workdir / f"traj_{stage}.dcd").exists()
-        if halves and traj and "ehalves" not in done and "ehalves_error" not in done:
-            later = _halves(workdir, protocol, done, launcher, stage)
-        if info["kind"] == "stack" and "ecross" in done and "ecross_method" not in done:
-            if not _exact_cross_needed(info, protocol):
-                later = {"ecross_method": "compute group/group"}  # exact: recorded once
-            elif traj and "ecross_exact_error" not in done:
-                later = _exact_cross(workdir, protocol, done, info, launcher, stage)
-        if later:
-            done = {**done, **later}
-            write_json_atomic(workdir / f"{stage}.json", done)
-        return done
+        return _observed_later(workdir, protocol, done, info, launcher, stage, halves)
+    exact_cross = info["kind"] == "stack" and _exact_cross_needed(info, protocol)  # before MD
     comp = read_json(workdir / f"{compress_stage}.json")
     state = read_state(workdir / f"{compress_stage}.data")
     z_scale = comp["lz_A"] / float(state.box[2])
@@ -883,7 +872,7 @@ def run_nvt(
         stats.update(_halves(workdir, protocol, stats, launcher, stage))
     if info["kind"] == "stack" and "ecross" in stats:
         stats["ecross_method"] = "compute group/group"
-        if _exact_cross_needed(info, protocol):
+        if exact_cross:
             stats.update(_exact_cross(workdir, protocol, stats, info, launcher, stage))
     summary = {
         "stage": stage,
@@ -897,6 +886,38 @@ def run_nvt(
     }
     write_json_atomic(workdir / f"{stage}.json", summary)
     return summary
+
+
+def _observed_later(
+    workdir: Path,
+    protocol: Protocol,
+    done: dict[str, Any],
+    info: dict[str, Any],
+    launcher: Launcher | None,
+    stage: str,
+    halves: bool,
+) -> dict[str, Any]:
+    """A finished NVT stage's summary, with what it lacks of the observations made after the run
+    (the halves' energy of a cell, the exact E_cross of a stack) taken from its trajectory now,
+    without MD: a box run before they existed, or whose observation failed before (single points
+    only, so they are tried again)."""
+    later: dict[str, Any] = {}
+    traj = (workdir / f"traj_{stage}.dcd").exists()
+    if halves and traj and "ehalves" not in done:
+        later = _halves(workdir, protocol, done, launcher, stage)
+    if info["kind"] == "stack" and "ecross" in done:
+        unknown = "ecross_method" not in done
+        if unknown and not _exact_cross_needed(info, protocol):
+            later = {"ecross_method": "compute group/group"}  # exact: noted once
+        elif traj and (unknown or "ecross_exact_error" in done):
+            if _exact_cross_needed(info, protocol):
+                later = _exact_cross(workdir, protocol, done, info, launcher, stage)
+    if later:
+        errors = ("ehalves_error", "ecross_exact_error")
+        done = {k: v for k, v in done.items() if k not in errors or k in later}
+        done = {**done, **later}
+        write_json_atomic(workdir / f"{stage}.json", done)
+    return done
 
 
 def _nvt_anneal(protocol: Protocol) -> str:
@@ -937,6 +958,7 @@ def _halves(
         return {"ehalves_error": str(exc).splitlines()[0]}
 
 
+@lru_cache(maxsize=256)
 def hbonds_across(smiles_a: str, smiles_b: str) -> bool:
     """Whether DREIDING hydrogen bonds can join a molecule of ``smiles_a`` to one of
     ``smiles_b`` (:func:`mdxfer.md.ffinput.cross_hbonds` on their typed molecules)."""
@@ -946,12 +968,14 @@ def hbonds_across(smiles_a: str, smiles_b: str) -> bool:
 
 def _exact_cross_needed(info: dict[str, Any], protocol: Protocol) -> bool:
     """A stack whose in-run E_cross (``compute group/group``) misses hydrogen bonds: hydrogen
-    bonds are on and can join its candidate to its partner."""
-    return (
-        protocol.cross_energy
-        and protocol.hbond
-        and hbonds_across(info["bottom_smiles"], info["top_smiles"])
-    )
+    bonds are on and can join its candidate to its partner. Where the molecules cannot be typed
+    again here, True: the single points are exact in every case."""
+    if not (protocol.cross_energy and protocol.hbond):
+        return False
+    try:
+        return hbonds_across(info["bottom_smiles"], info["top_smiles"])
+    except Exception:  # noqa: BLE001 - any failure of typing: take the exact route
+        return True
 
 
 def _exact_cross(
@@ -975,8 +999,11 @@ def _exact_cross(
             launcher=launcher,
             stage=stage,
         )
-    except MdxferError as exc:  # LammpsError included
-        return {"ecross_exact_error": str(exc).splitlines()[0]}
+    except MdxferError as exc:  # LammpsError included; a stop request too: tried again later
+        return {
+            "ecross_method": "compute group/group",
+            "ecross_exact_error": str(exc).splitlines()[0],
+        }
     kept = {
         "ecross_groupgroup" + k[len("ecross") :]: v
         for k, v in stats.items()
@@ -1144,21 +1171,28 @@ def combine(
         "note": "E in kcal/mol for whole cells (NVT averages). The stack is fully periodic, so it "
         "has two candidate/partner interfaces; E_int_per_area divides by both (kcal/mol/Å²).",
         "warnings": _warnings(protocol, {"candidate": cand, "partner": partner, "stack": stacked})
-        + _cross_hbond_warning(s, meta),
+        + _cross_hbond_warning(s, meta, protocol),
     }
     result["E_int_pe_stderr_with_partner"] = q(result["E_int_pe_stderr"] or 0.0, p["pe_stderr"])
     return result
 
 
-def _cross_hbond_warning(stack_nvt: dict, meta: dict[str, Any]) -> list[str]:
+def _cross_hbond_warning(
+    stack_nvt: dict, meta: dict[str, Any], protocol: Protocol | None = None
+) -> list[str]:
     """A warning when the stack's E_cross is the in-run ``compute group/group`` figure although
     hydrogen bonds can join candidate and partner: that compute counts only part of DREIDING's
     three-body hydrogen bonds between its groups (docs/results.md, twelfth session). A stack
     run since the single points exist reports the exact figure instead (``ecross_method``)."""
     if stack_nvt.get("ecross_method") == "single points" or "ecross" not in stack_nvt:
         return []
+    if protocol is not None and not protocol.hbond:
+        return []  # no hydrogen bonds in the force field: group/group is exact
     smiles, partner = meta.get("smiles"), meta.get("partner")
-    if not smiles or not partner or not hbonds_across(smiles, partner):
+    try:
+        if not smiles or not partner or not hbonds_across(smiles, partner):
+            return []
+    except Exception:  # noqa: BLE001 - a warning must not break a finished result
         return []
     why = stack_nvt.get("ecross_exact_error", "the stack was run without them")
     return [
@@ -1240,6 +1274,10 @@ def aggregate(replicas: list[dict[str, Any]]) -> dict[str, Any]:
         vals = [r.get(field) for r in replicas]
         if all(v is not None for v in vals):
             out[field] = float(np.sum(vals)) if field == "wall_s" else float(np.mean(vals))
+    methods = {r.get("E_cross_method") for r in replicas}
+    out["E_cross_method"] = methods.pop() if len(methods) == 1 else "mixed"
+    gg = [r.get("E_cross_groupgroup") for r in replicas]
+    out["E_cross_groupgroup"] = None if None in gg else float(np.mean(gg))
     e = [r["E_int"] for r in replicas]
     x = [r.get("E_cross") for r in replicas]
     d = [r.get("E_int_unrelaxed") for r in replicas]

@@ -6,6 +6,7 @@ the LAMMPS library). Energies are kcal/mol (``units real``, ``thermo_modify norm
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -83,19 +84,19 @@ def with_derived(series: pd.DataFrame) -> pd.DataFrame:
     return series.assign(PotEngNH=nh)
 
 
+@lru_cache(maxsize=1)
 def _quiet_timeseries():
-    """``pymbar.timeseries``, imported without the banner pymbar prints on import."""
-    import contextlib
-    import io
-    import warnings
+    """``pymbar.timeseries``, without the banner pymbar logs on import and the caveat it logs on
+    every statistical inefficiency (both warnings of the ``pymbar`` logger, raised to ERROR
+    here). Not by redirecting ``sys.stdout``/``sys.stderr``: that is process-wide, and in
+    threads (a campaign's Parsl workers, a benchmark's pool) two overlapping redirections
+    restore each other's replacement streams — a test's captured output (typer's CliRunner)
+    was then left closed or swapped now and then."""
+    import logging
 
-    with (
-        contextlib.redirect_stdout(io.StringIO()),
-        contextlib.redirect_stderr(io.StringIO()),
-        warnings.catch_warnings(),
-    ):
-        warnings.simplefilter("ignore")
-        from pymbar import timeseries
+    logging.getLogger("pymbar").setLevel(logging.ERROR)
+    from pymbar import timeseries
+
     return timeseries
 
 

@@ -547,6 +547,12 @@ def test_e_cross_of_a_hydrogen_bonding_pair_counts_every_hydrogen_bond(
     assert again["ecross_method"] == "single points"
     assert again["ecross"] == pytest.approx(nvt["ecross"], rel=1e-9)
     assert again["ecross_groupgroup"] == nvt["ecross_groupgroup"]
+    # a failed attempt (a stop request, a LAMMPS error) is recorded and tried again later
+    failed = {**old, "ecross_method": "compute group/group", "ecross_exact_error": "stopped"}
+    (stack / "nvt.json").write_text(json.dumps(failed))
+    again = run_nvt(stack, p, launcher)
+    assert again["ecross_method"] == "single points" and "ecross_exact_error" not in again
+    assert again["ecross"] == pytest.approx(nvt["ecross"], rel=1e-9)
 
     n = json.loads((stack / "species.json").read_text())["bottom_molecules"]
     groups = [f"group cand molecule <> 1 {n}", "group partner subtract all cand"]
@@ -596,6 +602,7 @@ def test_an_nvt_anneal_runs_hot_then_cools_and_is_not_sampled(tmp_path, quick, l
     assert sampled.mean() == pytest.approx(300, abs=60)
     csv = (wd / "nvt.thermo.csv").read_text().splitlines()
     assert len(csv) - 1 == len(runs[2])  # header + the sampled run only
+    assert runs[2]["Step"].iloc[0] == 0  # sampling (and the trajectory) from step 0
     assert nvt["steps"] == hot.steps(hot.nvt_ps)
     assert nvt["ke"] > 0 and math.isfinite(nvt["pe_nh"])
 

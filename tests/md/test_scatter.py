@@ -191,3 +191,18 @@ def test_a_partner_that_can_hydrogen_bond_with_the_candidate_is_warned_about():
     assert warned("CO", "CC(C)=O", exact) == 0
     failed = {**in_run, "ecross_exact_error": "no traj_nvt.dcd"}
     assert "no traj_nvt.dcd" in _cross_hbond_warning(failed, {"smiles": "CO", "partner": "O"})[0]
+
+
+def test_aggregate_says_how_its_replicas_measured_e_cross():
+    """The replicas' common ``E_cross_method`` (``mixed`` where they differ) and the mean of
+    their in-run group/group figures (None unless every replica has one)."""
+    exact = [
+        {**_rep(e, 1.0, 1.0), "E_cross_method": "single points", "E_cross_groupgroup": g}
+        for e, g in ((0.0, -3.0), (10.0, -5.0))
+    ]
+    out = aggregate(exact)
+    assert out["E_cross_method"] == "single points"
+    assert out["E_cross_groupgroup"] == pytest.approx(-4.0)
+    older = {**_rep(5.0, 1.0, 1.0), "E_cross_method": "compute group/group"}
+    out = aggregate([*exact, older])
+    assert out["E_cross_method"] == "mixed" and out["E_cross_groupgroup"] is None
