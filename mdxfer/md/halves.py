@@ -151,8 +151,10 @@ def between_groups(
         raise MdxferError(f"{workdir}: no {data.name} and {traj.name} to take frames from")
     # MDAnalysis reads the frames in a child process: in a campaign's process (Parsl threads;
     # typer's CliRunner in the tests) reading them in-process left the CLI's captured stdout
-    # closed now and then (not traced to its cause); the child writes the dump and returns the
-    # groups as JSON
+    # closed now and then. The likely cause, found later: pymbar was imported under a
+    # sys.stdout redirection in each thread (mdxfer.md.thermo, fixed); the child stays, as it
+    # also keeps MDAnalysis's warning filters out of the threads. It writes the dump and
+    # returns the groups as JSON
     argv = [sys.executable, "-m", "mdxfer.md.halves", str(data), str(traj), str(workdir / DUMP)]
     argv += [f"{dump_every_fs!r}", groups, f"{start_ps!r}", str(max_frames)]
     child = subprocess.run(argv, capture_output=True, text=True, check=False)
