@@ -94,7 +94,11 @@ def run(args: argparse.Namespace) -> None:
     _copy_stage(Path(partners.pop()), args.out / "partner")  # once, before the threads
 
     def one(row: pd.Series) -> None:
-        s = run_replica(row, args.out, overrides)
+        try:
+            s = run_replica(row, args.out, overrides)
+        except Exception as exc:  # noqa: BLE001 - one failure must not cancel the queued rest
+            print(f"{row['name']}-{int(row.replica)}: failed: {exc}", flush=True)
+            return
         e_int = s["stack"]["pe_nh"] - s["cell"]["pe_nh"] - row.E_partner
         print(
             f"{row['name']}-{int(row.replica)}: E_int {e_int:+.1f} (production "
