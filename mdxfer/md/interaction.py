@@ -905,17 +905,17 @@ def _observed_later(
     traj = (workdir / f"traj_{stage}.dcd").exists()
     if halves and traj and "ehalves" not in done:
         later = _halves(workdir, protocol, done, launcher, stage)
-    if info["kind"] == "stack" and "ecross" in done:
-        unknown = "ecross_method" not in done
-        if unknown and not _exact_cross_needed(info, protocol):
-            later = {"ecross_method": "compute group/group"}  # exact: noted once
-        elif traj and (unknown or "ecross_exact_error" in done):
-            if _exact_cross_needed(info, protocol):
-                later = _exact_cross(workdir, protocol, done, info, launcher, stage)
+    unknown = "ecross_method" not in done
+    if info["kind"] == "stack" and "ecross" in done and (unknown or "ecross_exact_error" in done):
+        if not _exact_cross_needed(info, protocol):
+            if unknown:
+                later = {"ecross_method": "compute group/group"}  # exact: noted once
+        elif traj:
+            later = _exact_cross(workdir, protocol, done, info, launcher, stage)
     if later:
+        # an earlier failure's message goes; a new one comes back in ``later``
         errors = ("ehalves_error", "ecross_exact_error")
-        done = {k: v for k, v in done.items() if k not in errors or k in later}
-        done = {**done, **later}
+        done = {**{k: v for k, v in done.items() if k not in errors}, **later}
         write_json_atomic(workdir / f"{stage}.json", done)
     return done
 
