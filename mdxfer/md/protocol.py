@@ -196,10 +196,21 @@ _DIGEST_IF_CHANGED = {
 }
 
 
+# A temperature that no stage uses: the anneal's temperature when its length is 0.
+_UNUSED_WHEN_OFF = {"anneal_K": "anneal_ps", "nvt_anneal_K": "nvt_anneal_ps"}
+
+
 def _without_unchanged_later_fields(d: dict[str, Any]) -> dict[str, Any]:
     """``d`` (a :meth:`Protocol.to_dict`) without the :data:`_DIGEST_IF_CHANGED` fields that
-    hold their defaults: digests of protocols written before those fields stay valid."""
-    return {k: v for k, v in d.items() if k not in _DIGEST_IF_CHANGED or v != _DIGEST_IF_CHANGED[k]}
+    hold their defaults, nor an anneal temperature whose anneal is off (length 0): digests of
+    protocols written before those fields stay valid, and a number no stage runs with does not
+    key a result."""
+    return {
+        k: v
+        for k, v in d.items()
+        if (k not in _DIGEST_IF_CHANGED or v != _DIGEST_IF_CHANGED[k])
+        and not (k in _UNUSED_WHEN_OFF and d.get(_UNUSED_WHEN_OFF[k], 0) == 0)
+    }
 
 
 PRESETS: dict[str, Protocol] = {

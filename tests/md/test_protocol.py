@@ -142,3 +142,15 @@ def test_fields_added_later_leave_the_stored_digests_alone():
     hot = load_protocol("production", {"anneal_ps": 50.0})
     assert hot.digest() != p.digest() and hot.cell_digest() != p.cell_digest()
     assert load_protocol("production", {"anneal_K": 450.0}).digest() == p.digest()
+
+
+def test_an_anneal_that_does_not_run_leaves_the_digests_alone():
+    """An anneal temperature keys results only when its anneal runs (length > 0)."""
+    p = load_protocol("production")
+    for length, temperature in (("anneal_ps", "anneal_K"), ("nvt_anneal_ps", "nvt_anneal_K")):
+        off = load_protocol("production", {temperature: 600.0})
+        assert (off.digest(), off.cell_digest()) == (p.digest(), p.cell_digest())
+        on = load_protocol("production", {length: 20.0})
+        hotter = load_protocol("production", {length: 20.0, temperature: 600.0})
+        assert on.digest() != p.digest() and hotter.digest() != on.digest()
+        assert hotter.cell_digest() != on.cell_digest()
