@@ -14,7 +14,20 @@ from typing import Any
 import numpy as np
 
 from mdxfer.al.state import ALState
-from mdxfer.fileio import write_text_atomic
+from mdxfer.fileio import write_csv, write_text_atomic
+
+PICK_COLUMNS = [
+    "round",
+    "rank",
+    "smiles",
+    "predicted",
+    "spread",
+    "score",
+    "measured",
+    "measured_stderr",
+    "status",
+    "error",
+]
 
 
 def _plt():
@@ -145,6 +158,28 @@ def _f(x: Any, digits: int = 4) -> str:
     return f"{x:.{digits}g}" if isinstance(x, float) else str(x)
 
 
+def write_picks(state: ALState, path: str | Path) -> int:
+    """Every round's picks as CSV at ``path`` (:data:`PICK_COLUMNS`): the model's prediction
+    and spread when it chose them beside the oracle's value and stderr once measured (empty
+    while pending); the number of rows."""
+    rows = [
+        {
+            "round": p["round"],
+            "rank": p["rank"],
+            "smiles": p["smiles"],
+            "predicted": p["mean"],
+            "spread": p["std"],
+            "score": p["score"],
+            "measured": p["value"],
+            "measured_stderr": p["stderr"],
+            "status": p["status"],
+            "error": p["error"],
+        }
+        for p in state.picks()
+    ]
+    return write_csv(path, rows, PICK_COLUMNS)
+
+
 def write_report(
     state: ALState,
     out_dir: str | Path,
@@ -152,9 +187,11 @@ def write_report(
     label: str = "target",
     maximize: bool = True,
 ) -> Path:
-    """Write ``out_dir/report.md`` with its figures; returns the report's path."""
+    """Write ``out_dir/report.md`` with its figures and ``out_dir/picks.csv``
+    (:func:`write_picks`); returns the report's path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    write_picks(state, out / "picks.csv")
     hist = history(state, maximize)
     plot_best_so_far(out / "best_so_far.png", hist, label, maximize)
     values = {o["smiles"]: o["value"] for o in state.observations("done")}
@@ -178,6 +215,8 @@ def write_report(
         "measured before its first pick.",
         "",
         "![best so far](best_so_far.png)",
+        "",
+        "Every pick, its prediction beside its measurement: [picks.csv](picks.csv).",
         "",
         "## Rounds",
         "",

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from tiny_protocol import protocol_toml
 
@@ -107,6 +108,12 @@ def test_short_loop_improves_on_its_initial_set(pretrained, oracle_csv, tmp_path
     text = path.read_text()
     assert "best_so_far.png" in text and "parity_round004.png" in text and "## Round 4" in text
     assert (tmp_path / "report" / "parity_round001.png").stat().st_size > 1000
+    table = pd.read_csv(tmp_path / "report" / "picks.csv")
+    assert len(table) == len(picks) and set(table["status"]) == {"done"}
+    assert np.allclose(table["measured"], [p["value"] for p in picks])
+    assert np.allclose(table["measured"], [oracle.values[s] for s in table["smiles"]])
+    later = table[table["round"] > 0]
+    assert np.allclose(later["predicted"], [p["mean"] for p in picks if p["round"] > 0])
 
 
 def test_random_picking_fails_the_same_bar(pretrained, oracle_csv, tmp_path):
