@@ -957,12 +957,14 @@ class _Graph:
         cand.workdir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(cand.workdir / "result.json", result)
         self.store.record_result(cand.key, result, self.protocol.to_dict())
-        msg = f"E_int = {result['E_int']:.2f} ± {result['E_int_stderr']:.2f} kcal/mol"
+        msg = f"E_int = {result['E_int']:.2f} ± {result['E_int_stderr']:.2f}"
         if result["n_replicas"] > 1:
             msg += (
                 f" (mean of {result['n_replicas']} replicas, SD {result['E_int_replica_sd']:.2f})"
             )
-        self._finished_pair(cand.key, msg, failed=False)
+        if result.get("E_cross") is not None and result.get("E_cross_stderr") is not None:
+            msg += f", E_cross = {result['E_cross']:.2f} ± {result['E_cross_stderr']:.2f}"
+        self._finished_pair(cand.key, msg + " kcal/mol", failed=False)
 
     def _resolved(self, cand: _Cand, k: int) -> str | None:
         """Replica ``k`` of ``cand`` is over; the candidate's key once all of them are."""

@@ -128,6 +128,12 @@ def test_three_candidates_finish_and_bad_ones_fail_with_their_reason(finished):
     assert se["failed_stage"] == "build" and "Se" in se["error"]
     report = finished["report"]
     assert (report.done, report.failed) == (3, 1)  # the bad SMILES never reached Parsl
+    # each finished candidate's progress line gives both figures as stored
+    for s in GOOD:
+        r = rows[s]
+        line = f"{s}: E_int = {r['E_int']:.2f} ± {r['E_int_stderr']:.2f}, E_cross = "
+        line += f"{r['E_cross']:.2f} ± {r['E_cross_stderr']:.2f} kcal/mol"
+        assert any(m.endswith(line) for m in finished["messages"]), (line, finished["messages"])
     db = load_spec(finished["path"]).database
     # permanent failures are not retried, even with retry_on = [..., "error"]
     (attempts,) = db_rows(db, "SELECT attempts FROM stage_runs WHERE status = 'failed'")
