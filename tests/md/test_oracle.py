@@ -368,14 +368,20 @@ def test_packmol_takes_its_best_unconverged_packing_only_above_the_contact_floor
     from mdxfer.md.packmol import pack_packmol
 
     ff = parametrize(embed("CCCCCC"), "CCCCCC")
-    system = pack_packmol(ff, 20, 20.0, 20.0, 1.2, tries=1, accept_fraction=0.5)
+    # Packmol's best unconverged configuration differs between CPUs (closest contact 1.0-1.9 Å
+    # on one host, ~0.2 Å on another), so the floor is set around the contact measured here;
+    # the same input gives the same best configuration on one machine.
+    system = pack_packmol(ff, 20, 20.0, 20.0, 1.2, tries=1, accept_fraction=0.01)
     closest = min_intermolecular_distance(system)
     assert system.meta["packmol_converged"] is False
-    assert 1.0 <= closest < 2.0
+    assert 0.02 <= closest < 2.0
     assert system.meta["min_distance_A"] == pytest.approx(closest, abs=1e-3)
     assert system.density == pytest.approx(1.2, rel=1e-6)
+    below = pack_packmol(ff, 20, 20.0, 20.0, 1.2, tries=1, accept_fraction=0.9 * closest / 2.0)
+    assert below.meta["packmol_converged"] is False
+    assert below.meta["min_distance_A"] == pytest.approx(closest, abs=1e-3)
     with pytest.raises(BoxError, match="Packmol could not place 20 copies"):
-        pack_packmol(ff, 20, 20.0, 20.0, 1.2, tries=1, accept_fraction=1.0)
+        pack_packmol(ff, 20, 20.0, 20.0, 1.2, tries=1, accept_fraction=1.1 * closest / 2.0)
 
 
 def _section(lines: list[str], title: str) -> list[list[str]]:
